@@ -1,0 +1,309 @@
+"""The ``nn-tracing`` command: ``train``, ``info``, ``export`` and ``bench``.
+
+Every user error (bad arguments, a bad config, an unreadable trace) prints one line starting
+with ``nn-tracing: error:`` and exits non-zero; no traceback reaches the terminal.
+
+Exit codes: 0 done; 2 bad input; 3 training diverged (trace saved); 130 stopped (trace saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_STOPPED = 130
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .config import ACTIVATIONS, DATASETS, OPTIMIZERS
+
+    parser = argparse.ArgumentParser(
+        prog="nn-tracing",
+        description="Trace every neuron of a PyTorch model while it trains.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a built-in MLP and save its trace")
+    train.add_argument("--config", metavar="FILE.toml", help="TOML file of TrainConfig fields")
+    train.add_argument("--dataset", choices=DATASETS)
+    train.add_argument("--csv", metavar="FILE", help="train on a CSV file (needs --label-column)")
+    train.add_argument("--label-column", metavar="NAME")
+    train.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH", help="hidden layer widths")
+    train.add_argument("--activation", choices=ACTIVATIONS)
+    train.add_argument("--dropout", type=float)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--data-seed", type=int)
+    train.add_argument("--n-samples", type=int, help="size of a synthetic dataset")
+    train.add_argument("--probe-size", type=int)
+    schedule = train.add_mutually_exclusive_group()
+    schedule.add_argument("--every", type=int, metavar="N", help="record every N-th epoch and the last")
+    schedule.add_argument("--epochs-at", type=int, nargs="+", metavar="E", help="record these epochs")
+    schedule.add_argument("--last", action="store_true", help="record the last epoch only")
+    schedule.add_argument("--all-epochs", action="store_true", help="record every epoch (default)")
+    train.add_argument("--keep-weights", action="store_true", default=None,
+                       help="keep the full weights at every recorded epoch")
+    train.add_argument("--keep-batches", action="store_true", default=None,
+                       help="also record per-step statistics (drop_batches=False)")
+    train.add_argument("--device", choices=("cpu", "cuda", "auto"))
+    train.add_argument("--out", metavar="FILE", help="where to write the trace (.nntrace)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    info = sub.add_parser("info", help="summarise a trace file")
+    info.add_argument("trace", metavar="FILE")
+
+    export = sub.add_parser("export", help="write a trace's neuron frame as CSV or Parquet")
+    export.add_argument("trace", metavar="FILE")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    export.add_argument("--out", metavar="FILE", help="output file (default: next to the trace)")
+    export.add_argument("--epoch", type=int, help="only this recorded epoch")
+
+    bench = sub.add_parser("bench", help="measure the tracing overhead (see benchmarks/)")
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--epochs", type=int, default=10)
+    bench.add_argument("--quick", action="store_true", help="a small, fast variant")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .config import TrainConfig
+
+    values: dict[str, Any] = {}
+    if args.config:
+        import tomllib
+
+        path = Path(args.config)
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except FileNotFoundError:
+            raise CLIError(f"config file {args.config!r} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise CLIError(f"config file {args.config!r} is not valid TOML: {exc}") from None
+    flags = {
+        "dataset": args.dataset,
+        "hidden_sizes": tuple(args.hidden) if args.hidden else None,
+        "activation": args.activation,
+        "dropout": args.dropout,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        "data_seed": args.data_seed,
+        "n_samples": args.n_samples,
+        "probe_size": args.probe_size,
+        "keep_weights": args.keep_weights,
+        "device": args.device,
+        "label_column": args.label_column,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.keep_batches:
+        values["drop_batches"] = False
+    if args.csv:
+        values["dataset"] = "csv"
+        values["csv_path"] = args.csv
+    if args.every is not None:
+        values["epoch_intervals"] = args.every
+    elif args.epochs_at:
+        values["epoch_intervals"] = tuple(args.epochs_at)
+    elif args.last:
+        values["epoch_intervals"] = -1
+    elif args.all_epochs:
+        values["epoch_intervals"] = None
+    try:
+        return TrainConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    from .store import save_trace
+    from .training import Progress, train
+
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{config.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.nntrace"
+    )
+    if out.exists() and out.is_dir():
+        raise CLIError(f"--out {str(out)!r} is a directory; give a file name")
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop after the current batch
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the current batch (Ctrl-C again to abort)…", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    bar = None
+    try:
+        from tqdm import tqdm
+
+        bar = None if args.quiet else tqdm(
+            total=config.epochs, unit="epoch", desc=f"{config.dataset} {config.architecture}",
+            file=sys.stderr, dynamic_ncols=True,
+        )
+
+        def on_progress(p: Progress) -> None:
+            if bar is None:
+                return
+            done = p.epoch - 1 + p.step / max(p.steps_per_epoch, 1) if p.epoch else 0.0
+            bar.n = round(min(done, config.epochs), 2)
+            bar.set_postfix(loss=f"{p.loss:.4f}", recorded=len(p.recorded_epochs), refresh=False)
+            bar.refresh()
+
+        try:
+            run = train(config, progress=on_progress, stop=stop)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    trace = run.trace
+    assert trace is not None
+    try:
+        save_trace(trace, out)
+    except OSError as exc:
+        raise CLIError(f"cannot write {str(out)!r}: {exc}") from None
+    acc = trace.meta.get("final_val_acc")
+    summary = f"saved {out} ({trace.status}; epochs {trace.epochs}"
+    summary += f"; val accuracy {acc:.3f})" if acc is not None else ")"
+    print(summary)
+    if trace.status == "diverged":
+        print(f"nn-tracing: warning: {trace.meta.get('status_message')}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if trace.status == "stopped":
+        return EXIT_STOPPED
+    return 0
+
+
+def _load(path: str):
+    from .store import TraceFormatError, load_trace
+
+    try:
+        return load_trace(path)
+    except TraceFormatError as exc:
+        raise CLIError(f"{path}: {exc}") from None
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    trace = _load(args.trace)
+    meta = trace.meta
+    config = meta.get("config") or {}
+    dataset = meta.get("dataset") or {}
+    lines = [f"trace      {args.trace}"]
+    lines.append(f"status     {trace.status}" + (
+        f" — {meta.get('status_message')}" if meta.get("status_message") else ""))
+    model = meta.get("model") or {}
+    lines.append(
+        f"model      {model.get('architecture') or model.get('class', '?')}, "
+        f"{model.get('n_parameters', '?')} parameters"
+    )
+    if dataset:
+        lines.append(
+            f"dataset    {dataset.get('name')}: {dataset.get('n_features')} features, "
+            f"{dataset.get('n_classes')} classes, probe {dataset.get('n_probe')}"
+        )
+    if config:
+        lines.append(
+            f"training   {config.get('epochs')} epochs, {config.get('optimizer')} lr "
+            f"{config.get('lr')}, batch {config.get('batch_size')}, seed {config.get('seed')}"
+        )
+    lines.append(f"neurons    {trace.n_neurons} in {len(trace.layers)} layers")
+    for info in trace.layers:
+        act = f", activation {info.activation}" if info.activation else ""
+        lines.append(
+            f"  {info.name:<16} {info.kind:<7} {info.n_neurons:>6} neurons  "
+            f"n_{info.first_id} … n_{info.last_id}{act}"
+        )
+    epochs = trace.epochs
+    shown = ", ".join(map(str, epochs)) if len(epochs) <= 20 else (
+        f"{', '.join(map(str, epochs[:8]))}, …, {', '.join(map(str, epochs[-4:]))}")
+    lines.append(f"epochs     {len(epochs)} recorded: {shown}")
+    lines.append(f"metrics    {' '.join(trace.frame.columns)}")
+    history = trace.history
+    if len(history):
+        last = history.iloc[-1]
+        parts = [f"epoch {int(last['epoch'])}"]
+        for column in ("train_acc", "val_acc", "probe_acc", "val_loss"):
+            value = last.get(column)
+            if value is not None and value == value:
+                parts.append(f"{column} {value:.4f}")
+        lines.append("final      " + ", ".join(parts))
+    extras = []
+    if trace.steps is not None:
+        extras.append(f"per-step table ({trace.steps['step'].nunique()} steps)")
+    if meta.get("keep_weights"):
+        extras.append("weights kept at every recorded epoch")
+    if extras:
+        lines.append("also       " + "; ".join(extras))
+    print("\n".join(lines))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    trace = _load(args.trace)
+    frame = trace.frame
+    if args.epoch is not None:
+        if args.epoch not in trace.epochs:
+            raise CLIError(
+                f"epoch {args.epoch} was not recorded; recorded epochs: "
+                f"{', '.join(map(str, trace.epochs))}"
+            )
+        frame = frame.xs(args.epoch, level="epoch", drop_level=False)
+    out = Path(args.out) if args.out else Path(args.trace).with_suffix(f".neurons.{args.format}")
+    flat = frame.reset_index()
+    try:
+        if args.format == "csv":
+            flat.to_csv(out, index=False)
+        else:
+            flat.to_parquet(out, index=False)
+    except OSError as exc:
+        raise CLIError(f"cannot write {str(out)!r}: {exc}") from None
+    print(f"wrote {len(flat)} rows to {out}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    argv = ["--repeats", str(args.repeats), "--epochs", str(args.epochs)]
+    if args.quick:
+        argv.append("--quick")
+    return bench_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": _cmd_train, "info": _cmd_info, "export": _cmd_export, "bench": _cmd_bench}
+    try:
+        return handlers[args.command](args)
+    except CLIError as exc:
+        print(f"nn-tracing: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("nn-tracing: aborted", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""``TrainConfig``: every setting of a traced training run, validated when it is made.
+
+A frozen dataclass (TransformerLens style): invalid values raise :class:`ValueError` naming the
+field, ``to_dict`` / ``from_dict`` round-trip through JSON and TOML, and unknown keys are an
+error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .schedule import normalize_epoch_intervals
+
+__all__ = [
+    "ACTIVATIONS",
+    "DATASETS",
+    "OPTIMIZERS",
+    "TrainConfig",
+]
+
+DATASETS: tuple[str, ...] = (
+    "classification",
+    "moons",
+    "circles",
+    "blobs",
+    "digits",
+    "iris",
+    "wine",
+    "breast_cancer",
+    "csv",
+)
+ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+
+# Bounds that keep a run (and its trace) within what one machine can hold.
+MAX_HIDDEN_LAYERS = 16
+MAX_LAYER_WIDTH = 8192
+MAX_EPOCHS = 100_000
+MAX_PROBE_SIZE = 65_536
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a traced training run.
+
+    Parameters
+    ----------
+    dataset
+        One of :data:`DATASETS`; ``"csv"`` needs ``csv_path`` and ``label_column``.
+    hidden_sizes
+        Widths of the hidden layers of the built-in MLP (``hidden_1`` ... ``hidden_k``).
+    activation
+        Non-linearity after every hidden layer, one of :data:`ACTIVATIONS`.
+    dropout
+        Dropout probability after every hidden activation (0 disables it).
+    epochs, batch_size, lr, optimizer, weight_decay, momentum
+        The optimisation; ``momentum`` is used by SGD and RMSprop only.
+    seed
+        Seeds the model initialisation and the order of training batches.
+    data_seed
+        Seeds the synthetic datasets and the splits, so that runs with different ``seed``
+        see the same data.
+    n_samples
+        Size of a synthetic dataset (classification, moons, circles, blobs).
+    val_fraction
+        Share of the data held out for validation (stratified); the probe is drawn from it.
+    probe_size
+        Size of the fixed, stratified probe set (capped by the validation split).
+    epoch_intervals
+        Which epochs to record (see :mod:`nn_tracing.schedule`).
+    keep_weights
+        Keep the full weights at every recorded epoch (the final weights are always kept).
+    drop_batches
+        ``False`` also streams per-step statistics of the training batches.
+    csv_path, label_column
+        A user CSV file and the name of its label column (``dataset="csv"``).
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+    """
+
+    dataset: str = "classification"
+    hidden_sizes: tuple[int, ...] = (32, 32)
+    activation: str = "relu"
+    dropout: float = 0.0
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-2
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    seed: int = 0
+    data_seed: int = 0
+    n_samples: int = 2000
+    val_fraction: float = 0.25
+    probe_size: int = 1024
+    epoch_intervals: None | int | tuple[int, ...] = None
+    keep_weights: bool = False
+    drop_batches: bool = True
+    csv_path: str | None = None
+    label_column: str | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        def fail(name: str, why: str) -> None:
+            raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
+
+        def check_int(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                fail(name, "must be an integer")
+            if not low <= value <= high:
+                fail(name, f"must be between {low} and {high}")
+
+        def check_float(name: str, low: float, high: float, *, open_low: bool = False) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                fail(name, "must be a number")
+            if not math.isfinite(value):
+                fail(name, "must be finite")
+            if value < low or value > high or (open_low and value == low):
+                bracket = "(" if open_low else "["
+                fail(name, f"must be in {bracket}{low}, {high}]")
+            object.__setattr__(self, name, float(value))
+
+        if self.dataset not in DATASETS:
+            fail("dataset", f"unknown dataset; choose one of {', '.join(DATASETS)}")
+        if self.activation not in ACTIVATIONS:
+            fail("activation", f"unknown activation; choose one of {', '.join(ACTIVATIONS)}")
+        if self.optimizer not in OPTIMIZERS:
+            fail("optimizer", f"unknown optimizer; choose one of {', '.join(OPTIMIZERS)}")
+        if self.device not in DEVICES:
+            fail("device", f"choose one of {', '.join(DEVICES)}")
+
+        sizes = self.hidden_sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            fail("hidden_sizes", "must be a list of layer widths, e.g. [16, 16]")
+        sizes = tuple(sizes)
+        if not 1 <= len(sizes) <= MAX_HIDDEN_LAYERS:
+            fail("hidden_sizes", f"needs between 1 and {MAX_HIDDEN_LAYERS} hidden layers")
+        for width in sizes:
+            if not isinstance(width, int) or isinstance(width, bool):
+                fail("hidden_sizes", f"width {width!r} is not an integer")
+            if not 1 <= width <= MAX_LAYER_WIDTH:
+                fail("hidden_sizes", f"width {width} must be between 1 and {MAX_LAYER_WIDTH}")
+        object.__setattr__(self, "hidden_sizes", sizes)
+
+        check_int("epochs", 1, MAX_EPOCHS)
+        check_int("batch_size", 1, 1_000_000)
+        check_int("seed", 0, 2**32 - 1)
+        check_int("data_seed", 0, 2**32 - 1)
+        check_int("n_samples", 20, 5_000_000)
+        check_int("probe_size", 2, MAX_PROBE_SIZE)
+        check_float("lr", 0.0, 1e6, open_low=True)
+        check_float("dropout", 0.0, 0.95)
+        check_float("weight_decay", 0.0, 10.0)
+        check_float("momentum", 0.0, 0.999)
+        check_float("val_fraction", 0.05, 0.5)
+        for name in ("keep_weights", "drop_batches"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "must be true or false")
+
+        intervals = normalize_epoch_intervals(self.epoch_intervals)
+        if isinstance(intervals, tuple) and intervals[-1] > self.epochs:
+            fail(
+                "epoch_intervals",
+                f"lists epoch {intervals[-1]} but the run has only {self.epochs} epochs",
+            )
+        object.__setattr__(self, "epoch_intervals", intervals)
+
+        if self.dataset == "csv":
+            if not self.csv_path:
+                fail("csv_path", "dataset 'csv' needs the path of a CSV file")
+            if not self.label_column:
+                fail("label_column", "dataset 'csv' needs the name of the label column")
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build a config from ``to_dict`` output (or TOML / JSON keys).
+
+        Unknown keys raise :class:`ValueError` listing the known ones.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a config must be a mapping of field names, not {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+            )
+        values = dict(data)
+        if isinstance(values.get("hidden_sizes"), list):
+            values["hidden_sizes"] = tuple(values["hidden_sizes"])
+        if isinstance(values.get("epoch_intervals"), list):
+            values["epoch_intervals"] = tuple(values["epoch_intervals"])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def architecture(self) -> str:
+        """A short description like ``"MLP 16-16 relu"``."""
+        return f"MLP {'-'.join(str(w) for w in self.hidden_sizes)} {self.activation}"

@@ -1,0 +1,309 @@
+"""Built-in datasets (all offline), user CSV files, splits and the probe set.
+
+Every dataset becomes a :class:`Dataset` of float32 features and int64 class labels
+``0 … n_classes-1``. :func:`prepare_data` splits it (stratified) into train and validation,
+standardises the features with the training statistics, and draws the fixed, stratified
+probe set from the validation split.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig
+
+__all__ = ["BUILTIN_DATASETS", "DataSplits", "Dataset", "load_csv", "load_dataset", "prepare_data"]
+
+BUILTIN_DATASETS: dict[str, str] = {
+    "classification": "make_classification: 20 features (10 informative), 2 classes",
+    "moons": "two interleaving half circles, 2 features, 2 classes",
+    "circles": "a circle inside a circle, 2 features, 2 classes",
+    "blobs": "four Gaussian blobs, 2 features, 4 classes",
+    "digits": "8x8 images of hand-written digits, 64 features, 10 classes",
+    "iris": "iris flowers, 4 features, 3 classes",
+    "wine": "wine cultivars, 13 features, 3 classes",
+    "breast_cancer": "breast cancer diagnosis, 30 features, 2 classes",
+}
+
+MAX_CSV_BYTES = 200 * 1024 * 1024
+MAX_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features and labels of a classification problem.
+
+    Attributes
+    ----------
+    X : array of shape (n_samples, n_features), float32
+    y : array of shape (n_samples,), int64 in ``0 … n_classes-1``
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int] | None = None
+    description: str = ""
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Standardised train / validation splits and the probe set (indices into validation)."""
+
+    dataset: Dataset
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_probe: np.ndarray
+    y_probe: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def _finish(name: str, X, y, feature_names=None, class_names=None, **kw) -> Dataset:
+    X = np.asarray(X, dtype=np.float32)
+    y_raw = np.asarray(y)
+    classes, y_idx = np.unique(y_raw, return_inverse=True)
+    if class_names is None:
+        class_names = tuple(str(c) for c in classes)
+    else:
+        class_names = tuple(str(class_names[int(c)]) for c in classes)
+    if feature_names is None:
+        feature_names = tuple(f"x{i}" for i in range(X.shape[1]))
+    return Dataset(
+        name=name,
+        X=X,
+        y=y_idx.astype(np.int64),
+        feature_names=tuple(str(f) for f in feature_names),
+        class_names=class_names,
+        **kw,
+    )
+
+
+def load_dataset(
+    name: str,
+    *,
+    n_samples: int = 2000,
+    seed: int = 0,
+    csv_path: str | os.PathLike | None = None,
+    label_column: str | None = None,
+) -> Dataset:
+    """Load a built-in dataset by name (see :data:`BUILTIN_DATASETS`) or a CSV file.
+
+    Synthetic datasets use ``n_samples`` and ``seed``; the bundled scikit-learn datasets ignore
+    both. Nothing is downloaded.
+    """
+    from sklearn import datasets as skd
+
+    if name == "csv":
+        if csv_path is None or label_column is None:
+            raise ValueError("dataset 'csv' needs csv_path and label_column")
+        return load_csv(csv_path, label_column)
+    if name not in BUILTIN_DATASETS:
+        raise ValueError(
+            f"unknown dataset {name!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}, or csv"
+        )
+    desc = BUILTIN_DATASETS[name]
+    if name == "classification":
+        X, y = skd.make_classification(
+            n_samples=n_samples,
+            n_features=20,
+            n_informative=10,
+            n_redundant=5,
+            n_classes=2,
+            random_state=seed,
+        )
+        return _finish(name, X, y, description=desc)
+    if name == "moons":
+        X, y = skd.make_moons(n_samples=n_samples, noise=0.2, random_state=seed)
+        return _finish(name, X, y, feature_names=("x0", "x1"), description=desc)
+    if name == "circles":
+        X, y = skd.make_circles(n_samples=n_samples, noise=0.1, factor=0.5, random_state=seed)
+        return _finish(name, X, y, feature_names=("x0", "x1"), description=desc)
+    if name == "blobs":
+        X, y = skd.make_blobs(
+            n_samples=n_samples, centers=4, n_features=2, cluster_std=1.5, random_state=seed
+        )
+        return _finish(name, X, y, feature_names=("x0", "x1"), description=desc)
+    loader = {
+        "digits": skd.load_digits,
+        "iris": skd.load_iris,
+        "wine": skd.load_wine,
+        "breast_cancer": skd.load_breast_cancer,
+    }[name]
+    bunch = loader()
+    feature_names = getattr(bunch, "feature_names", None)
+    if name == "digits":
+        feature_names = tuple(f"px_{r}_{c}" for r in range(8) for c in range(8))
+        class_names = tuple(str(c) for c in range(10))
+    else:
+        class_names = tuple(str(c) for c in bunch.target_names)
+    return _finish(
+        name,
+        bunch.data,
+        bunch.target,
+        feature_names=feature_names,
+        class_names=class_names,
+        image_shape=(8, 8) if name == "digits" else None,
+        description=desc,
+    )
+
+
+def load_csv(source: str | os.PathLike | bytes, label_column: str) -> Dataset:
+    """Load a CSV file whose columns are numeric features and one label column.
+
+    Raises :class:`ValueError` with a specific message when the file is missing, too big, has
+    no such label column, non-numeric or missing feature values, or fewer than two classes.
+    """
+    import pandas as pd
+
+    if isinstance(source, bytes):
+        if len(source) > MAX_CSV_BYTES:
+            raise ValueError(f"the CSV is larger than {MAX_CSV_BYTES // 2**20} MiB")
+        buffer: io.BytesIO | Path = io.BytesIO(source)
+        label = "uploaded CSV"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"CSV file {str(path)!r} does not exist")
+        if path.stat().st_size > MAX_CSV_BYTES:
+            raise ValueError(f"CSV file {str(path)!r} is larger than {MAX_CSV_BYTES // 2**20} MiB")
+        buffer = path
+        label = path.name
+    try:
+        frame = pd.read_csv(buffer)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{label} is not a readable CSV file: {exc}") from None
+    if label_column not in frame.columns:
+        raise ValueError(
+            f"{label} has no column {label_column!r}; its columns are: "
+            f"{', '.join(map(str, frame.columns[:30]))}"
+        )
+    features = frame.drop(columns=[label_column])
+    if features.shape[1] == 0:
+        raise ValueError(f"{label} has no feature columns besides {label_column!r}")
+    non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if non_numeric:
+        raise ValueError(
+            f"{label}: feature column(s) {', '.join(non_numeric[:10])} are not numeric; "
+            "encode them as numbers first"
+        )
+    labels = frame[label_column]
+    missing = int(features.isna().any(axis=1).sum() + labels.isna().sum())
+    if missing:
+        raise ValueError(f"{label}: {missing} row(s) have missing values; fill or drop them first")
+    values = features.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{label}: some feature values are infinite")
+    classes = np.unique(labels.astype(str))
+    if len(classes) < 2:
+        raise ValueError(f"{label}: the label column {label_column!r} has fewer than two classes")
+    if len(classes) > MAX_CLASSES:
+        raise ValueError(
+            f"{label}: the label column {label_column!r} has {len(classes)} distinct values; "
+            "is it really a class label?"
+        )
+    return _finish(
+        f"csv:{label}",
+        values,
+        labels.astype(str).to_numpy(),
+        feature_names=tuple(str(c) for c in features.columns),
+        description=f"{label}: {values.shape[1]} features, {len(classes)} classes",
+    )
+
+
+def _stratified_take(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a stratified sample of size ``n`` (at least one per class when possible)."""
+    n_total = len(y)
+    if n >= n_total:
+        return np.arange(n_total)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.floor(counts / n_total * n).astype(int)
+    quota = np.maximum(quota, np.minimum(1, counts))
+    # hand out what rounding left over to the largest remainders
+    remainder = counts / n_total * n - quota
+    while quota.sum() < n:
+        i = int(np.argmax(remainder + (quota < counts) * 1e-9 - (quota >= counts) * 1e9))
+        quota[i] += 1
+        remainder[i] -= 1
+    while quota.sum() > n:
+        i = int(np.argmax(quota))
+        quota[i] -= 1
+    chosen = []
+    for cls, q in zip(classes, quota):
+        members = np.flatnonzero(y == cls)
+        chosen.append(rng.choice(members, size=q, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSplits:
+    """Split, standardise and draw the probe set for ``config``.
+
+    The validation split is stratified (``config.val_fraction``); the features are standardised
+    with the training split's mean and standard deviation; the probe is a stratified sample of
+    ``min(config.probe_size, n_val)`` validation samples, fixed by ``config.data_seed``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if dataset is None:
+        dataset = load_dataset(
+            config.dataset,
+            n_samples=config.n_samples,
+            seed=config.data_seed,
+            csv_path=config.csv_path,
+            label_column=config.label_column,
+        )
+    _, counts = np.unique(dataset.y, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(
+            f"dataset {dataset.name!r}: every class needs at least two samples for a "
+            "stratified split"
+        )
+    n_val = max(int(round(len(dataset.y) * config.val_fraction)), dataset.n_classes)
+    if len(dataset.y) - n_val < dataset.n_classes:
+        raise ValueError(f"dataset {dataset.name!r} has too few samples to split")
+    idx_train, idx_val = train_test_split(
+        np.arange(len(dataset.y)),
+        test_size=n_val,
+        stratify=dataset.y,
+        random_state=config.data_seed,
+    )
+    idx_train, idx_val = np.sort(idx_train), np.sort(idx_val)
+    X_train = dataset.X[idx_train]
+    mean = X_train.mean(axis=0)
+    scale = X_train.std(axis=0)
+    scale[scale == 0] = 1.0
+    standardise = lambda X: ((X - mean) / scale).astype(np.float32)  # noqa: E731
+    X_val = standardise(dataset.X[idx_val])
+    y_val = dataset.y[idx_val]
+    rng = np.random.default_rng(config.data_seed)
+    probe_idx = _stratified_take(y_val, config.probe_size, rng)
+    return DataSplits(
+        dataset=dataset,
+        X_train=standardise(X_train),
+        y_train=dataset.y[idx_train],
+        X_val=X_val,
+        y_val=y_val,
+        X_probe=X_val[probe_idx],
+        y_probe=y_val[probe_idx],
+        mean=mean.astype(np.float32),
+        scale=scale.astype(np.float32),
+        info={"n_train": len(idx_train), "n_val": len(idx_val), "n_probe": len(probe_idx)},
+    )

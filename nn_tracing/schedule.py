@@ -1,0 +1,107 @@
+"""``epoch_intervals``: which epochs a trace records.
+
+Epochs are counted from 1 (the first pass over the training data). Epoch 0 (``E_0``) is the
+untrained network; it is always recorded, because every analysis compares against it.
+
+The seed project's semantics, exactly:
+
+* ``None`` — every epoch;
+* ``n > 0`` — every n-th epoch (n, 2n, ...) and the last one;
+* ``-1`` — the last epoch only;
+* a list (or tuple) of positive epoch numbers — those epochs.
+
+Anything else raises :class:`ValueError` naming the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Union
+
+EpochIntervals = Union[None, int, Sequence[int]]
+
+__all__ = ["EpochIntervals", "normalize_epoch_intervals", "recorded_epochs", "should_record"]
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass; True as an interval is a bug, not "every epoch".
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def normalize_epoch_intervals(value: object) -> None | int | tuple[int, ...]:
+    """Validate ``epoch_intervals`` and return its canonical form.
+
+    Returns ``None``, a positive int, ``-1`` or a sorted tuple of distinct positive ints.
+
+    >>> normalize_epoch_intervals([10, 1, 5])
+    (1, 5, 10)
+    >>> normalize_epoch_intervals(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: epoch_intervals=0 is not valid: use None (every epoch), n > 0 (every n-th epoch and the last), -1 (the last epoch only) or a list of positive epoch numbers
+    """
+    hint = (
+        "use None (every epoch), n > 0 (every n-th epoch and the last), -1 (the last epoch "
+        "only) or a list of positive epoch numbers"
+    )
+    if value is None:
+        return None
+    if _is_int(value):
+        if value > 0 or value == -1:
+            return int(value)
+        raise ValueError(f"epoch_intervals={value!r} is not valid: {hint}")
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"epoch_intervals={value!r} is not valid: {hint}")
+    items = list(value)
+    if not items:
+        raise ValueError(f"epoch_intervals={value!r} is an empty list: {hint}")
+    bad = [item for item in items if not _is_int(item) or item < 1]
+    if bad:
+        raise ValueError(
+            f"epoch_intervals={value!r} is not valid: {bad[0]!r} is not a positive epoch number"
+        )
+    if len(set(items)) != len(items):
+        raise ValueError(f"epoch_intervals={value!r} lists an epoch more than once")
+    return tuple(sorted(int(item) for item in items))
+
+
+def should_record(epoch: int, epoch_intervals: EpochIntervals, num_epochs: int | None) -> bool:
+    """Whether ``epoch`` (1-based; 0 is the untrained network) is recorded.
+
+    ``num_epochs`` is needed to know the last epoch for ``n > 0`` and ``-1``; when it is
+    ``None`` the last epoch is not known here and only the regular epochs are reported.
+    """
+    intervals = normalize_epoch_intervals(epoch_intervals)
+    if epoch == 0:
+        return True
+    if epoch < 0:
+        return False
+    is_last = num_epochs is not None and epoch == num_epochs
+    if intervals is None:
+        return True
+    if intervals == -1:
+        return is_last
+    if isinstance(intervals, int):
+        return epoch % intervals == 0 or is_last
+    return epoch in intervals
+
+
+def recorded_epochs(epoch_intervals: EpochIntervals, num_epochs: int) -> list[int]:
+    """Every epoch that a run of ``num_epochs`` epochs records, ``0`` first.
+
+    >>> recorded_epochs(5, 12)
+    [0, 5, 10, 12]
+    >>> recorded_epochs(-1, 12)
+    [0, 12]
+    """
+    if not _is_int(num_epochs) or num_epochs < 0:
+        raise ValueError(f"num_epochs={num_epochs!r} must be a non-negative integer")
+    intervals = normalize_epoch_intervals(epoch_intervals)
+    if isinstance(intervals, tuple):
+        beyond = [e for e in intervals if e > num_epochs]
+        if beyond:
+            raise ValueError(
+                f"epoch_intervals lists epoch {beyond[0]} but the run has only "
+                f"{num_epochs} epochs"
+            )
+    return [e for e in range(num_epochs + 1) if should_record(e, intervals, num_epochs)]

@@ -1,0 +1,493 @@
+"""``NetworkTrace`` and ``NeuronTrace``: the recorded life of every neuron.
+
+A :class:`NetworkTrace` is the "ActivationCache over time": a seed-style lookup
+(``trace["E_30"]["L_hidden_1"]["n_20"]``), a signature lookup (``trace.neuron(...)``) and a
+pandas frame (``trace.frame``, MultiIndex ``(epoch, layer, neuron)``, one float32 column per
+metric). Per-epoch probe tensors (activations, logits, predictions, kept weights) are read
+only when asked for, so a trace loaded from a file does not hold every epoch in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "METRICS",
+    "STEP_COLUMNS",
+    "LayerInfo",
+    "NetworkTrace",
+    "NeuronTrace",
+    "parse_signature",
+]
+
+#: Metric columns of ``trace.frame`` (float32), in order. See DESIGN.md section 4.
+METRICS: tuple[str, ...] = (
+    "w_mean",
+    "w_std",
+    "w_norm",
+    "w_absmax",
+    "bias",
+    "w_drift",
+    "grad_norm",
+    "act_mean",
+    "act_std",
+    "act_min",
+    "act_max",
+    "act_active",
+    "selectivity",
+)
+
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    "w_mean": "mean of the neuron's incoming weights",
+    "w_std": "standard deviation of the incoming weights (population, ddof=0)",
+    "w_norm": "L2 norm of the incoming weights",
+    "w_absmax": "largest absolute incoming weight",
+    "bias": "the neuron's bias",
+    "w_drift": "L2 distance of the incoming weights from the previous recorded epoch",
+    "grad_norm": "L2 norm of the gradient of the mean probe loss w.r.t. the incoming weights",
+    "act_mean": "mean activation on the probe set",
+    "act_std": "standard deviation of the activation on the probe set (ddof=0)",
+    "act_min": "smallest activation on the probe set",
+    "act_max": "largest activation on the probe set",
+    "act_active": "fraction of probe activations > 0",
+    "selectivity": "class selectivity index (Morcos et al. 2018) of the class-mean activations",
+}
+
+#: Columns of ``trace.history`` besides ``epoch`` (float64 unless noted).
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "probe_loss",
+    "probe_acc",
+    "lr",
+    "seconds",
+)
+
+#: Columns of ``trace.steps`` (training-time statistics, ``drop_batches=False``).
+STEP_COLUMNS: tuple[str, ...] = (
+    "loss",
+    "act_mean",
+    "act_std",
+    "act_active",
+    "grad_norm",
+    "w_norm",
+)
+
+_SIGNATURE = re.compile(r"^E_(\d+)/L_(.+)/n_(\d+)$")
+
+
+def parse_signature(signature: str) -> tuple[int, str, int]:
+    """Split ``"E_30/L_hidden_1/n_20"`` into ``(30, "hidden_1", 20)``.
+
+    Raises :class:`KeyError` for anything else.
+    """
+    match = _SIGNATURE.match(signature) if isinstance(signature, str) else None
+    if match is None:
+        raise KeyError(
+            f"{signature!r} is not a neuron signature; the form is E_<epoch>/L_<layer>/n_<id>, "
+            "e.g. E_30/L_hidden_1/n_20"
+        )
+    return int(match.group(1)), match.group(2), int(match.group(3))
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One traced layer.
+
+    Attributes
+    ----------
+    name : the layer name (``hidden_1``, ``output``, ``input`` or a module's qualified name)
+    kind : ``input``, ``linear``, ``conv1d`` or ``conv2d``
+    n_neurons : output features (Linear) or channels (Conv)
+    first_id : global id of its first neuron; ids run to ``first_id + n_neurons - 1``
+    activation : the activation module whose output is the neuron's activation (class name),
+        or ``None`` when the layer's own output is used (pre-activation, logits)
+    module : qualified name of the traced module (``""`` for the input layer)
+    weight_key, bias_key : ``state_dict`` keys of its weight and bias, if any
+    """
+
+    name: str
+    kind: str
+    n_neurons: int
+    first_id: int
+    activation: str | None = None
+    module: str = ""
+    weight_key: str | None = None
+    bias_key: str | None = None
+    fan_in: int = 0
+
+    @property
+    def last_id(self) -> int:
+        return self.first_id + self.n_neurons - 1
+
+    @property
+    def ids(self) -> range:
+        return range(self.first_id, self.first_id + self.n_neurons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerInfo:
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class NeuronTrace:
+    """One neuron at one recorded epoch.
+
+    Metric values are attributes (``neuron.act_mean``) and ``neuron.metrics`` (a dict).
+    ``neuron.activations`` is its activation on every probe sample (array of shape
+    ``(n_probe,)``), read on first use.
+    """
+
+    epoch: int
+    layer: str
+    neuron_id: int
+    metrics: dict[str, float]
+    _trace: NetworkTrace = field(repr=False, compare=False)
+
+    @property
+    def signature(self) -> str:
+        return f"E_{self.epoch}/L_{self.layer}/n_{self.neuron_id}"
+
+    @property
+    def index_in_layer(self) -> int:
+        return self.neuron_id - self._trace.layer(self.layer).first_id
+
+    @property
+    def activations(self) -> np.ndarray | None:
+        """Probe activations of shape ``(n_probe,)``, or ``None`` if the trace has none."""
+        acts = self._trace.probe_activations(self.epoch)
+        return None if acts is None else acts[:, self.neuron_id]
+
+    @property
+    def incoming_weights(self) -> np.ndarray | None:
+        """Incoming weights (flattened per neuron) at this epoch, if the trace kept them."""
+        info = self._trace.layer(self.layer)
+        if info.weight_key is None:
+            return None
+        weights = self._trace.weights(self.epoch)
+        if weights is None or info.weight_key not in weights:
+            return None
+        w = weights[info.weight_key]
+        return w.reshape(w.shape[0], -1)[self.index_in_layer]
+
+    def __getattr__(self, name: str) -> float:
+        metrics = self.__dict__.get("metrics", {})
+        if name in metrics:
+            return metrics[name]
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in list(self.metrics.items())[:4])
+        return f"NeuronTrace({self.signature}: {shown}, ...)"
+
+
+class _LayerView(Mapping[str, NeuronTrace]):
+    def __init__(self, trace: NetworkTrace, epoch: int, layer: LayerInfo) -> None:
+        self._trace, self._epoch, self._layer = trace, epoch, layer
+
+    def __getitem__(self, key: str) -> NeuronTrace:
+        match = re.fullmatch(r"n_(\d+)", key) if isinstance(key, str) else None
+        if match is None or int(match.group(1)) not in self._layer.ids:
+            raise KeyError(
+                f"{key!r} is not a neuron of layer {self._layer.name!r} at E_{self._epoch}; "
+                f"its neurons are n_{self._layer.first_id} … n_{self._layer.last_id}"
+            )
+        return self._trace._neuron(self._epoch, self._layer, int(match.group(1)))
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"n_{i}" for i in self._layer.ids)
+
+    def __len__(self) -> int:
+        return self._layer.n_neurons
+
+    def __repr__(self) -> str:
+        return (
+            f"<layer {self._layer.name} at E_{self._epoch}: neurons "
+            f"n_{self._layer.first_id} … n_{self._layer.last_id}>"
+        )
+
+
+class _EpochView(Mapping[str, _LayerView]):
+    def __init__(self, trace: NetworkTrace, epoch: int) -> None:
+        self._trace, self._epoch = trace, epoch
+
+    def __getitem__(self, key: str) -> _LayerView:
+        name = key[2:] if isinstance(key, str) and key.startswith("L_") else None
+        layers = {info.name: info for info in self._trace.layers}
+        if name not in layers:
+            raise KeyError(
+                f"{key!r} is not a layer of this trace; layers: "
+                f"{', '.join('L_' + n for n in layers)}"
+            )
+        return _LayerView(self._trace, self._epoch, layers[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return ("L_" + info.name for info in self._trace.layers)
+
+    def __len__(self) -> int:
+        return len(self._trace.layers)
+
+    def __repr__(self) -> str:
+        return f"<epoch E_{self._epoch}: layers {', '.join(self)}>"
+
+
+EpochLoader = Callable[[int], dict[str, np.ndarray]]
+
+
+class NetworkTrace:
+    """The trace of a network over training.
+
+    Parameters
+    ----------
+    layers
+        The traced layers in order, ``input`` first.
+    epoch_metrics
+        ``{epoch: array of shape (n_neurons, len(METRICS)) float32}`` for each recorded epoch.
+    meta
+        Config, dataset, status, versions, timings (JSON-ready).
+    history
+        One row per epoch: ``epoch`` and :data:`HISTORY_COLUMNS` (and ``recorded``).
+    steps
+        Optional per-step training statistics (``drop_batches=False``).
+    probe
+        ``(x, y)`` arrays of the probe set, or ``None`` when statistics were streamed over
+        training batches.
+    epoch_tensors
+        ``{epoch: {"activations", "logits", "predictions", "weights/<key>"...}}`` or a loader
+        ``epoch -> dict`` used to read an epoch's tensors on demand.
+    final_weights
+        The ``state_dict`` at the end of training (numpy arrays).
+    """
+
+    def __init__(
+        self,
+        layers: list[LayerInfo],
+        epoch_metrics: dict[int, np.ndarray],
+        meta: dict[str, Any],
+        history: pd.DataFrame | None = None,
+        steps: pd.DataFrame | None = None,
+        probe: tuple[np.ndarray, np.ndarray] | None = None,
+        epoch_tensors: dict[int, dict[str, np.ndarray]] | EpochLoader | None = None,
+        final_weights: dict[str, np.ndarray] | None = None,
+        digest: str | None = None,
+    ) -> None:
+        self.layers = list(layers)
+        self._epoch_metrics = dict(sorted(epoch_metrics.items()))
+        self.meta = meta
+        self.history = history if history is not None else _empty_history()
+        self.steps = steps
+        self.probe = probe
+        self._epoch_tensors = epoch_tensors if epoch_tensors is not None else {}
+        self.final_weights = final_weights or {}
+        self.digest = digest
+        self._frame: pd.DataFrame | None = None
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+
+    # -- structure -----------------------------------------------------------------------
+    @property
+    def epochs(self) -> list[int]:
+        """The recorded epochs, ascending (``0`` is the untrained network)."""
+        return list(self._epoch_metrics)
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(info.n_neurons for info in self.layers)
+
+    @property
+    def neural_index(self) -> dict[str, tuple[int, int]]:
+        """``{layer: (first_id, last_id)}``, inclusive global ids, in layer order."""
+        return {info.name: (info.first_id, info.last_id) for info in self.layers}
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", "complete"))
+
+    def layer(self, name: str) -> LayerInfo:
+        for info in self.layers:
+            if info.name == name:
+                return info
+        raise KeyError(
+            f"no layer {name!r}; layers: {', '.join(info.name for info in self.layers)}"
+        )
+
+    def layer_of(self, neuron_id: int) -> LayerInfo:
+        """The layer that holds global neuron ``neuron_id``."""
+        for info in self.layers:
+            if info.first_id <= neuron_id <= info.last_id:
+                return info
+        raise KeyError(f"no neuron n_{neuron_id}; ids run from n_0 to n_{self.n_neurons - 1}")
+
+    def signature(self, epoch: int, neuron_id: int) -> str:
+        return f"E_{epoch}/L_{self.layer_of(neuron_id).name}/n_{neuron_id}"
+
+    def layer_names(self) -> list[str]:
+        return [info.name for info in self.layers]
+
+    def neuron_layers(self) -> np.ndarray:
+        """Layer name of every global neuron id, array of shape (n_neurons,)."""
+        return np.concatenate([[info.name] * info.n_neurons for info in self.layers])
+
+    # -- frames --------------------------------------------------------------------------
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Every metric of every neuron at every recorded epoch.
+
+        MultiIndex ``(epoch, layer, neuron)``; one float32 column per name in :data:`METRICS`.
+        ``trace.frame.loc[(30, "hidden_1", 20)]`` is neuron ``n_20`` of ``hidden_1`` at epoch 30.
+        """
+        if self._frame is None:
+            self._frame = self._build_frame()
+        return self._frame
+
+    def _build_frame(self) -> pd.DataFrame:
+        epochs = self.epochs
+        n = self.n_neurons
+        if epochs:
+            values = np.concatenate([self._epoch_metrics[e] for e in epochs]).astype(np.float32)
+        else:
+            values = np.zeros((0, len(METRICS)), dtype=np.float32)
+        layer_codes = np.concatenate(
+            [np.full(info.n_neurons, i, dtype=np.int32) for i, info in enumerate(self.layers)]
+        ) if self.layers else np.zeros(0, dtype=np.int32)
+        layer_names = self.layer_names()
+        index = pd.MultiIndex(
+            levels=[
+                pd.Index(epochs, dtype="int64"),
+                pd.Index(layer_names, dtype="object"),
+                pd.RangeIndex(n),
+            ],
+            codes=[
+                np.repeat(np.arange(len(epochs)), n),
+                np.tile(layer_codes, len(epochs)),
+                np.tile(np.arange(n), len(epochs)),
+            ],
+            names=["epoch", "layer", "neuron"],
+            verify_integrity=False,
+        )
+        return pd.DataFrame(values, index=index, columns=list(METRICS))
+
+    def metrics_at(self, epoch: int) -> np.ndarray:
+        """Metrics at ``epoch``: array of shape (n_neurons, len(METRICS)), float32."""
+        self._check_epoch(epoch)
+        return self._epoch_metrics[epoch]
+
+    def metric(self, name: str) -> np.ndarray:
+        """One metric over time: array of shape (n_epochs, n_neurons), rows in ``epochs`` order."""
+        if name not in METRICS:
+            raise KeyError(f"no metric {name!r}; metrics: {', '.join(METRICS)}")
+        col = METRICS.index(name)
+        if not self._epoch_metrics:
+            return np.zeros((0, self.n_neurons), dtype=np.float32)
+        return np.stack([m[:, col] for m in self._epoch_metrics.values()])
+
+    # -- lookups -------------------------------------------------------------------------
+    def _check_epoch(self, epoch: int) -> None:
+        if epoch not in self._epoch_metrics:
+            raise KeyError(
+                f"epoch {epoch} was not recorded; recorded epochs: "
+                f"{', '.join('E_' + str(e) for e in self.epochs)}"
+            )
+
+    def __getitem__(self, key: str) -> _EpochView:
+        match = re.fullmatch(r"E_(\d+)", key) if isinstance(key, str) else None
+        if match is None:
+            raise KeyError(
+                f"{key!r} is not an epoch key; use E_<epoch>, one of "
+                f"{', '.join('E_' + str(e) for e in self.epochs)}"
+            )
+        self._check_epoch(int(match.group(1)))
+        return _EpochView(self, int(match.group(1)))
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def keys(self) -> list[str]:
+        return ["E_" + str(e) for e in self.epochs]
+
+    def neuron(self, signature: str) -> NeuronTrace:
+        """The neuron named by ``"E_<epoch>/L_<layer>/n_<id>"``."""
+        epoch, layer, neuron_id = parse_signature(signature)
+        return self[f"E_{epoch}"][f"L_{layer}"][f"n_{neuron_id}"]
+
+    def _neuron(self, epoch: int, layer: LayerInfo, neuron_id: int) -> NeuronTrace:
+        row = self._epoch_metrics[epoch][neuron_id]
+        metrics = {name: float(value) for name, value in zip(METRICS, row)}
+        return NeuronTrace(epoch, layer.name, neuron_id, metrics, self)
+
+    # -- tensors -------------------------------------------------------------------------
+    def epoch_tensors(self, epoch: int) -> dict[str, np.ndarray]:
+        """The tensors recorded at ``epoch`` (read from the file on first use).
+
+        Keys: ``activations`` (n_probe, n_neurons), ``logits`` (n_probe, n_outputs),
+        ``predictions`` (n_probe,), and ``weights/<state_dict key>`` when weights were kept.
+        """
+        self._check_epoch(epoch)
+        if epoch in self._cache:
+            return self._cache[epoch]
+        source = self._epoch_tensors
+        if callable(source):
+            tensors = source(epoch)
+            # keep a few epochs around: pages often move between neighbours
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[epoch] = tensors
+            return tensors
+        return source.get(epoch, {})
+
+    def probe_activations(self, epoch: int) -> np.ndarray | None:
+        """Probe activations at ``epoch``, array of shape (n_probe, n_neurons), or ``None``."""
+        return self.epoch_tensors(epoch).get("activations")
+
+    def logits(self, epoch: int) -> np.ndarray | None:
+        return self.epoch_tensors(epoch).get("logits")
+
+    def predictions(self, epoch: int) -> np.ndarray | None:
+        return self.epoch_tensors(epoch).get("predictions")
+
+    def weights(self, epoch: int) -> dict[str, np.ndarray] | None:
+        """The full ``state_dict`` at ``epoch`` if it was kept (always at the final epoch)."""
+        tensors = self.epoch_tensors(epoch)
+        kept = {k[len("weights/") :]: v for k, v in tensors.items() if k.startswith("weights/")}
+        if kept:
+            return kept
+        if self.final_weights and epoch == self.meta.get("final_weights_epoch"):
+            return self.final_weights
+        return None
+
+    @property
+    def has_probe(self) -> bool:
+        return self.probe is not None
+
+    def invalidate(self) -> None:
+        """Forget the cached frame (after epochs were appended)."""
+        self._frame = None
+
+    def __repr__(self) -> str:
+        return (
+            f"NetworkTrace({len(self.layers)} layers, {self.n_neurons} neurons, epochs "
+            f"{self.epochs[:1]}…{self.epochs[-1:]}, status={self.status!r})"
+        )
+
+
+def _empty_history() -> pd.DataFrame:
+    frame = pd.DataFrame({"epoch": pd.Series([], dtype="int64")})
+    for column in HISTORY_COLUMNS:
+        frame[column] = pd.Series([], dtype="float64")
+    frame["recorded"] = pd.Series([], dtype="bool")
+    return frame
