@@ -53,14 +53,26 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--n-samples", type=int, help="size of a synthetic dataset")
     train.add_argument("--probe-size", type=int)
     schedule = train.add_mutually_exclusive_group()
-    schedule.add_argument("--every", type=int, metavar="N", help="record every N-th epoch and the last")
-    schedule.add_argument("--epochs-at", type=int, nargs="+", metavar="E", help="record these epochs")
+    schedule.add_argument(
+        "--every", type=int, metavar="N", help="record every N-th epoch and the last"
+    )
+    schedule.add_argument(
+        "--epochs-at", type=int, nargs="+", metavar="E", help="record these epochs"
+    )
     schedule.add_argument("--last", action="store_true", help="record the last epoch only")
     schedule.add_argument("--all-epochs", action="store_true", help="record every epoch (default)")
-    train.add_argument("--keep-weights", action="store_true", default=None,
-                       help="keep the full weights at every recorded epoch")
-    train.add_argument("--keep-batches", action="store_true", default=None,
-                       help="also record per-step statistics (drop_batches=False)")
+    train.add_argument(
+        "--keep-weights",
+        action="store_true",
+        default=None,
+        help="keep the full weights at every recorded epoch",
+    )
+    train.add_argument(
+        "--keep-batches",
+        action="store_true",
+        default=None,
+        help="also record per-step statistics (drop_batches=False)",
+    )
     train.add_argument("--device", choices=("cpu", "cuda", "auto"))
     train.add_argument("--out", metavar="FILE", help="where to write the trace (.nntrace)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -135,11 +147,19 @@ def _config_from_args(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
+    from .data import prepare_data
     from .store import save_trace
     from .training import Progress, train
 
-    out = Path(args.out) if args.out else Path("runs") / (
-        f"{config.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.nntrace"
+    try:
+        data = prepare_data(config)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / (f"{config.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.nntrace")
     )
     if out.exists() and out.is_dir():
         raise CLIError(f"--out {str(out)!r} is a directory; give a file name")
@@ -156,9 +176,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         from tqdm import tqdm
 
-        bar = None if args.quiet else tqdm(
-            total=config.epochs, unit="epoch", desc=f"{config.dataset} {config.architecture}",
-            file=sys.stderr, dynamic_ncols=True,
+        bar = (
+            None
+            if args.quiet
+            else tqdm(
+                total=config.epochs,
+                unit="epoch",
+                desc=f"{config.dataset} {config.architecture}",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         )
 
         def on_progress(p: Progress) -> None:
@@ -170,7 +197,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            run = train(config, progress=on_progress, stop=stop)
+            run = train(config, progress=on_progress, stop=stop, data=data)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
     finally:
@@ -210,8 +237,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     config = meta.get("config") or {}
     dataset = meta.get("dataset") or {}
     lines = [f"trace      {args.trace}"]
-    lines.append(f"status     {trace.status}" + (
-        f" — {meta.get('status_message')}" if meta.get("status_message") else ""))
+    lines.append(
+        f"status     {trace.status}"
+        + (f" — {meta.get('status_message')}" if meta.get("status_message") else "")
+    )
     model = meta.get("model") or {}
     lines.append(
         f"model      {model.get('architecture') or model.get('class', '?')}, "
@@ -235,8 +264,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"n_{info.first_id} … n_{info.last_id}{act}"
         )
     epochs = trace.epochs
-    shown = ", ".join(map(str, epochs)) if len(epochs) <= 20 else (
-        f"{', '.join(map(str, epochs[:8]))}, …, {', '.join(map(str, epochs[-4:]))}")
+    shown = (
+        ", ".join(map(str, epochs))
+        if len(epochs) <= 20
+        else (f"{', '.join(map(str, epochs[:8]))}, …, {', '.join(map(str, epochs[-4:]))}")
+    )
     lines.append(f"epochs     {len(epochs)} recorded: {shown}")
     lines.append(f"metrics    {' '.join(trace.frame.columns)}")
     history = trace.history

@@ -98,7 +98,7 @@ class TrainConfig:
     n_samples: int = 2000
     val_fraction: float = 0.25
     probe_size: int = 1024
-    epoch_intervals: None | int | tuple[int, ...] = None
+    epoch_intervals: int | tuple[int, ...] | None = None
     keep_weights: bool = False
     drop_batches: bool = True
     csv_path: str | None = None
@@ -196,12 +196,15 @@ class TrainConfig:
         Unknown keys raise :class:`ValueError` listing the known ones.
         """
         if not isinstance(data, Mapping):
-            raise ValueError(f"a config must be a mapping of field names, not {type(data).__name__}")
+            raise ValueError(
+                f"a config must be a mapping of field names, not {type(data).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(
-                f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+                f"unknown config key(s) {', '.join(unknown)}; "
+                f"known keys: {', '.join(sorted(known))}"
             )
         values = dict(data)
         if isinstance(values.get("hidden_sizes"), list):

@@ -199,7 +199,9 @@ def load_csv(source: str | os.PathLike | bytes, label_column: str) -> Dataset:
     features = frame.drop(columns=[label_column])
     if features.shape[1] == 0:
         raise ValueError(f"{label} has no feature columns besides {label_column!r}")
-    non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    non_numeric = [
+        str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+    ]
     if non_numeric:
         raise ValueError(
             f"{label}: feature column(s) {', '.join(non_numeric[:10])} are not numeric; "
@@ -276,7 +278,7 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
             f"dataset {dataset.name!r}: every class needs at least two samples for a "
             "stratified split"
         )
-    n_val = max(int(round(len(dataset.y) * config.val_fraction)), dataset.n_classes)
+    n_val = max(round(len(dataset.y) * config.val_fraction), dataset.n_classes)
     if len(dataset.y) - n_val < dataset.n_classes:
         raise ValueError(f"dataset {dataset.name!r} has too few samples to split")
     idx_train, idx_val = train_test_split(

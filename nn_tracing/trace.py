@@ -318,9 +318,7 @@ class NetworkTrace:
         for info in self.layers:
             if info.name == name:
                 return info
-        raise KeyError(
-            f"no layer {name!r}; layers: {', '.join(info.name for info in self.layers)}"
-        )
+        raise KeyError(f"no layer {name!r}; layers: {', '.join(info.name for info in self.layers)}")
 
     def layer_of(self, neuron_id: int) -> LayerInfo:
         """The layer that holds global neuron ``neuron_id``."""
@@ -358,9 +356,13 @@ class NetworkTrace:
             values = np.concatenate([self._epoch_metrics[e] for e in epochs]).astype(np.float32)
         else:
             values = np.zeros((0, len(METRICS)), dtype=np.float32)
-        layer_codes = np.concatenate(
-            [np.full(info.n_neurons, i, dtype=np.int32) for i, info in enumerate(self.layers)]
-        ) if self.layers else np.zeros(0, dtype=np.int32)
+        layer_codes = (
+            np.concatenate(
+                [np.full(info.n_neurons, i, dtype=np.int32) for i, info in enumerate(self.layers)]
+            )
+            if self.layers
+            else np.zeros(0, dtype=np.int32)
+        )
         layer_names = self.layer_names()
         index = pd.MultiIndex(
             levels=[

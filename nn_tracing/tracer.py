@@ -407,7 +407,7 @@ class TraceableNN(nn.Module):
             raise ValueError(
                 f"epoch_intervals lists epoch {intervals[-1]} but num_epochs={num_epochs}"
             )
-        needs_last = intervals == -1 or isinstance(intervals, int) and intervals > 0
+        needs_last = intervals == -1 or (isinstance(intervals, int) and intervals > 0)
         if probe is None and needs_last and num_epochs is None:
             raise ValueError(
                 f"epoch_intervals={intervals!r} records the last epoch; without a probe, "
@@ -776,7 +776,10 @@ class TraceableNN(nn.Module):
         try:
             with _preserved_state(self._wrapped, device), torch.enable_grad():
                 for start in range(0, n, self._chunk_size):
-                    xc, yc = x[start : start + self._chunk_size], y[start : start + self._chunk_size]
+                    xc, yc = (
+                        x[start : start + self._chunk_size],
+                        y[start : start + self._chunk_size],
+                    )
                     logits = self._forward_probe(xc, counters)
                     loss = self._default_loss(logits, yc) * (xc.shape[0] / n)
                     if wanted and loss.requires_grad:
@@ -796,23 +799,23 @@ class TraceableNN(nn.Module):
         input_acc.add(_as_positions(x, self._input_dim if x.dim() > 2 else -1), keep_pooled=True)
         blocks, pooled = [], []
         for info, acc, layer in self._iter_blocks(accumulators, input_acc):
-            out = torch.full((info.n_neurons, _N_METRICS), float("nan"), dtype=torch.float64,
-                             device=device)
+            out = torch.full(
+                (info.n_neurons, _N_METRICS), float("nan"), dtype=torch.float64, device=device
+            )
             if acc.count:
                 self._activation_columns(acc.stats(), out)
                 acts = torch.cat(acc.pooled)
                 out[:, _COL["selectivity"]] = (
-                    class_selectivity(acts, y) if not y.dtype.is_floating_point
-                    else float("nan")
+                    class_selectivity(acts, y) if not y.dtype.is_floating_point else float("nan")
                 )
             else:
                 acts = torch.full((n, info.n_neurons), float("nan"), device=device)
             if layer is not None:
                 self._weight_columns(layer, out)
                 if layer.weight is not None and id(layer.weight) in grad_of:
-                    out[:, _COL["grad_norm"]] = _weight_rows(grad_of[id(layer.weight)]).to(
-                        torch.float64
-                    ).norm(dim=1)
+                    out[:, _COL["grad_norm"]] = (
+                        _weight_rows(grad_of[id(layer.weight)]).to(torch.float64).norm(dim=1)
+                    )
             blocks.append(out)
             pooled.append(acts.to(torch.float32))
         metrics = torch.cat(blocks).to(torch.float32).cpu().numpy()
@@ -891,8 +894,9 @@ class TraceableNN(nn.Module):
             grad_source = self._stream_grad
         blocks = []
         for index, (info, acc, layer) in enumerate(self._iter_blocks(accumulators, input_acc)):
-            out = torch.full((info.n_neurons, _N_METRICS), float("nan"), dtype=torch.float64,
-                             device=device)
+            out = torch.full(
+                (info.n_neurons, _N_METRICS), float("nan"), dtype=torch.float64, device=device
+            )
             if acc.count:
                 self._activation_columns(acc.stats(), out)
             if layer is not None:

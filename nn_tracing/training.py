@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -161,6 +161,7 @@ def train(
     traced: bool = True,
     data: DataSplits | None = None,
     progress_every: float = 0.25,
+    on_trace: Callable[[NetworkTrace], None] | None = None,
 ) -> TracedRun:
     """Train the MLP that ``config`` describes, tracing it; return a :class:`TracedRun`.
 
@@ -179,8 +180,13 @@ def train(
         for the bitwise-identity test); ``run.trace`` is then ``None``.
     data
         Pre-built splits (otherwise made from ``config``).
+    progress_every
+        Seconds between two progress reports within an epoch.
+    on_trace
+        Called with the trace so far after every recorded epoch (for live views); the final
+        trace is ``run.trace``.
     """
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     data = data if data is not None else prepare_data(config)
     device = _resolve_device(config.device)
@@ -215,8 +221,13 @@ def train(
         train_loss0, train_acc0 = _evaluate(module, X, y)
         val_loss0, val_acc0 = _evaluate(module, X_val, y_val)
         tracer.set_history(
-            0, train_loss=train_loss0, train_acc=train_acc0, val_loss=val_loss0, val_acc=val_acc0,
-            lr=optimizer.param_groups[0]["lr"], seconds=0.0,
+            0,
+            train_loss=train_loss0,
+            train_acc=train_acc0,
+            val_loss=val_loss0,
+            val_acc=val_acc0,
+            lr=optimizer.param_groups[0]["lr"],
+            seconds=0.0,
         )
 
     n = X.shape[0]
@@ -243,6 +254,8 @@ def train(
             )
         )
 
+    if tracer is not None and on_trace is not None:
+        on_trace(tracer.network_trace)
     report(0, 0)
     epoch = 0
     for epoch in range(1, config.epochs + 1):
@@ -298,7 +311,9 @@ def train(
             complete_epoch = not stopped
             if stopped and seen:
                 extra_meta["partial_epoch"] = epoch
-            tracer.end_epoch(epoch, force=stopped and seen > 0, **history)
+            recorded = tracer.end_epoch(epoch, force=stopped and seen > 0, **history)
+            if recorded and on_trace is not None and not stopped:
+                on_trace(tracer.network_trace)
             if not complete_epoch:
                 break
         elif stopped:
@@ -307,7 +322,7 @@ def train(
 
     trace = None
     if tracer is not None:
-        finished_at = datetime.now(timezone.utc)
+        finished_at = datetime.now(UTC)
         tracer.update_meta(
             timings={
                 "train_seconds": round(time.perf_counter() - t0, 3),
@@ -317,9 +332,11 @@ def train(
             **extra_meta,
         )
         trace = tracer.finish(status, message)
-        trace.meta["final_val_acc"] = float(trace.history["val_acc"].dropna().iloc[-1]) if len(
-            trace.history["val_acc"].dropna()
-        ) else None
+        trace.meta["final_val_acc"] = (
+            float(trace.history["val_acc"].dropna().iloc[-1])
+            if len(trace.history["val_acc"].dropna())
+            else None
+        )
         tracer.update_meta(final_val_acc=trace.meta["final_val_acc"])
     report(epoch, steps_per_epoch, status=status, message=message, epoch_done=True)
     return TracedRun(model=module, trace=trace, config=config, data=data)

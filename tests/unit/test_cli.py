@@ -1,0 +1,211 @@
+"""The nn-tracing command, run for real through subprocess."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import nn_tracing as nt
+from nn_tracing.cli import main
+
+
+def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nn_tracing.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli")
+    result = cli(
+        "train",
+        "--dataset",
+        "moons",
+        "--hidden",
+        "8",
+        "8",
+        "--epochs",
+        "6",
+        "--every",
+        "3",
+        "--seed",
+        "0",
+        "--n-samples",
+        "300",
+        "--probe-size",
+        "50",
+        "--out",
+        "runs/moons.nntrace",
+        cwd=cwd,
+    )
+    return cwd, result
+
+
+def test_train_writes_a_loadable_trace_with_a_progress_bar(trained):
+    cwd, result = trained
+    assert result.returncode == 0, result.stderr
+    assert "saved runs/moons.nntrace (complete" in result.stdout
+    assert "epoch" in result.stderr and "100%" in result.stderr  # tqdm progress bar
+    trace = nt.load_trace(cwd / "runs" / "moons.nntrace")
+    assert trace.epochs == [0, 3, 6]
+    assert trace.meta["config"]["hidden_sizes"] == [8, 8]
+
+
+def test_info_summarises_the_trace(trained):
+    cwd, _ = trained
+    result = cli("info", "runs/moons.nntrace", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in (
+        "status     complete",
+        "hidden_1",
+        "n_2 … n_9",
+        "3 recorded: 0, 3, 6",
+        "selectivity",
+        "val_acc",
+        "moons",
+    ):
+        assert expected in out, expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_writes_the_neuron_frame(trained, fmt):
+    cwd, _ = trained
+    result = cli("export", "runs/moons.nntrace", "--format", fmt, "--out", f"n.{fmt}", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(cwd / "n.csv") if fmt == "csv" else pd.read_parquet(cwd / "n.parquet")
+    trace = nt.load_trace(cwd / "runs" / "moons.nntrace")
+    assert len(frame) == len(trace.frame) == 3 * trace.n_neurons
+    assert list(frame.columns[:3]) == ["epoch", "layer", "neuron"]
+
+
+def test_config_file_and_schedule_flags(tmp_path):
+    (tmp_path / "cfg.toml").write_text(
+        'dataset = "iris"\nhidden_sizes = [4]\nepochs = 3\nepoch_intervals = [1, 3]\n'
+    )
+    os.chdir(tmp_path)
+    try:
+        assert (
+            main(
+                [
+                    "train",
+                    "--config",
+                    "cfg.toml",
+                    "--keep-weights",
+                    "--keep-batches",
+                    "--out",
+                    "x.nntrace",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(["train", "--config", "cfg.toml", "--last", "--out", "y.nntrace", "--quiet"]) == 0
+        )
+    finally:
+        os.chdir(Path(__file__).parent)
+    trace = nt.load_trace(tmp_path / "x.nntrace")
+    assert trace.epochs == [0, 1, 3]
+    assert trace.steps is not None and trace.weights(1) is not None
+    assert nt.load_trace(tmp_path / "y.nntrace").epochs == [0, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--hidden", "0"], "hidden_sizes"),
+        (["train", "--epochs", "5", "--epochs-at", "9"], "only 5 epochs"),
+        (["train", "--lr", "-1"], "lr="),
+        (["train", "--config", "missing.toml"], "does not exist"),
+        (["train", "--config", "bad.toml"], "not valid TOML"),
+        (["train", "--config", "unknown.toml"], "unknown config key"),
+        (["train", "--csv", "nope.csv", "--label-column", "y"], "does not exist"),
+        (["info", "nothing.nntrace"], "no such file"),
+        (["info", "garbage.nntrace"], "not a .nntrace"),
+        (["export", "garbage.nntrace"], "not a .nntrace"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(
+    tmp_path, monkeypatch, capsys, args, message
+):
+    (tmp_path / "bad.toml").write_text("epochs = [")
+    (tmp_path / "unknown.toml").write_text("layers = 3\n")
+    (tmp_path / "garbage.nntrace").write_bytes(b"\x00garbage" * 100)
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--quiet"] if args[0] == "train" else args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nn-tracing: error:"), lines
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["train", "--hidden", "0"], "hidden_sizes"), (["info", "garbage.nntrace"], "not a .nntrace")],
+)
+def test_bad_input_through_a_real_process_has_no_traceback(tmp_path, args, message):
+    (tmp_path / "garbage.nntrace").write_bytes(b"\x00garbage" * 100)
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nn-tracing: error:"), result.stderr
+    assert message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_argparse_errors_exit_non_zero(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dataset", "mnist"])
+    assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_after_the_current_batch_and_saves(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nn_tracing.cli",
+            "train",
+            "--dataset",
+            "moons",
+            "--epochs",
+            "2000",
+            "--n-samples",
+            "4000",
+            "--last",
+            "--out",
+            "stopped.nntrace",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    # wait for training to be under way (the progress bar shows a loss)
+    buffer = ""
+    while time.time() < deadline and "loss=" not in buffer:
+        buffer += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    trace = nt.load_trace(tmp_path / "stopped.nntrace")
+    assert trace.status == "stopped"
+    assert trace.meta["partial_epoch"] in trace.epochs
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "nn-tracing"
+    assert script.exists()
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout
