@@ -296,9 +296,13 @@ class _Archive:
                 return zipfile.ZipFile(self._path)
             return zipfile.ZipFile(io.BytesIO(self._data))  # type: ignore[arg-type]
         except zipfile.BadZipFile as exc:
-            raise _fail(f"the file is not a .nntrace (zip) archive or it is truncated: {exc}") from None
+            raise _fail(
+                f"the file is not a .nntrace (zip) archive or it is truncated: {exc}"
+            ) from None
         except OSError as exc:
             raise _fail(f"the file cannot be read: {exc}") from None
+        except Exception as exc:  # NotImplementedError, UnicodeDecodeError, ... for odd headers
+            raise _fail(f"the file is a damaged or unsupported zip archive: {exc}") from None
 
     def read(self, name: str, limit: int | None = None) -> bytes:
         info = self.infos[name]
@@ -312,7 +316,7 @@ class _Archive:
             raise _fail(f"{name!r} cannot be decompressed: {exc}") from None
         if limit is None and len(data) != info.file_size:
             raise _fail(f"{name!r} is not the size the archive says; the file is corrupted")
-        return data[: size_limit]
+        return data[:size_limit]
 
     def read_head(self, name: str, n: int) -> bytes:
         try:
@@ -335,6 +339,8 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
         manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(f"manifest.json is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _fail("manifest.json is not valid JSON: it is nested too deeply") from None
     if not isinstance(manifest, dict):
         raise _fail("manifest.json must hold a JSON object")
     if manifest.get("format") != FORMAT_NAME:
@@ -419,7 +425,12 @@ def _parse_epochs(raw: list[Any]) -> list[int]:
 
 
 _TABLE_SCHEMAS: dict[str, dict[str, str]] = {
-    "neurons": {"epoch": "int", "layer": "string", "neuron": "int", **dict.fromkeys(METRICS, "float32")},
+    "neurons": {
+        "epoch": "int",
+        "layer": "string",
+        "neuron": "int",
+        **dict.fromkeys(METRICS, "float32"),
+    },
     "history": {
         "epoch": "int",
         **dict.fromkeys(HISTORY_COLUMNS, "float"),
@@ -482,7 +493,9 @@ def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.Da
         raise _fail(f"{entry} is not a readable Parquet file: {exc}") from None
     expected = _TABLE_SCHEMAS[name]
     columns = list(schema.names)
-    if columns != list(expected) or spec["columns"] != list(expected):
+    if columns == list(expected) and spec["columns"] != list(expected):
+        raise _fail(f"manifest.json lists other columns for table {name!r} than {entry} holds")
+    if columns != list(expected):
         missing = [c for c in expected if c not in columns]
         extra = [c for c in columns if c not in expected]
         raise _fail(
@@ -496,14 +509,21 @@ def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.Da
         if not _type_matches(arrow_type, wanted):
             raise _fail(f"table {name!r}: column {column!r} is {arrow_type}, expected {wanted}")
     if metadata.num_rows != rows:
-        raise _fail(
-            f"table {name!r} has {metadata.num_rows} rows but the manifest says {rows}"
-        )
-    uncompressed = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        raise _fail(f"table {name!r} has {metadata.num_rows} rows but the manifest says {rows}")
+    uncompressed = sum(
+        metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+    )
     if uncompressed > archive.max_bytes:
         raise _fail(f"table {name!r} would expand to {uncompressed} bytes, over the limit")
     try:
-        frame = handle.read().to_pandas()
+        table = handle.read()
+    except Exception as exc:
+        raise _fail(f"{entry} cannot be read: {exc}") from None
+    for column, wanted in expected.items():
+        if wanted not in ("float", "float32") and table.column(column).null_count:
+            raise _fail(f"table {name!r}: column {column!r} has missing values")
+    try:
+        frame = table.replace_schema_metadata(None).to_pandas()
     except Exception as exc:
         raise _fail(f"{entry} cannot be read: {exc}") from None
     if len(frame) != rows:
@@ -529,7 +549,7 @@ def _check_tensor_entry(archive: _Archive, entry: str, expected: Any) -> None:
     raw = archive.read_head(entry, 8 + header_len)[8:]
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise _fail(f"{entry} has an unreadable header; it is not a safetensors file") from None
     if not isinstance(header, dict):
         raise _fail(f"{entry} has an invalid header")
@@ -560,7 +580,7 @@ def _check_tensor_entry(archive: _Archive, entry: str, expected: Any) -> None:
                 f"{entry}: tensor {key!r} is {dtype}{shape} but the manifest says "
                 f"{want.get('dtype')}{want.get('shape')}"
             )
-        n_bytes = int(np.prod(shape, dtype=np.float64)) * _SAFETENSORS_DTYPES[dtype].itemsize
+        n_bytes = math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize
         if n_bytes > archive.max_bytes:
             raise _fail(f"{entry}: tensor {key!r} is larger than the limit")
         if (
@@ -576,14 +596,19 @@ def _check_tensor_entry(archive: _Archive, entry: str, expected: Any) -> None:
         raise _fail(f"{entry} is {size} bytes but its header describes {8 + header_len + end}")
 
 
-def _load_tensors(archive: _Archive, entry: str) -> dict[str, np.ndarray]:
+def _load_tensors(archive: _Archive, manifest: dict[str, Any], entry: str) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
     data = archive.read(entry)
     try:
-        return dict(load(data))
+        tensors = load(data)
     except Exception as exc:
         raise _fail(f"{entry} cannot be read as safetensors: {exc}") from None
+    # safetensors returns its tensors in no fixed order; keep the writer's (the manifest's)
+    order = list(manifest["tensors"][entry])
+    if set(order) != set(tensors):
+        raise _fail(f"{entry} does not hold the tensors the manifest lists")
+    return {key: tensors[key] for key in order}
 
 
 def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, Path | None, str]:
@@ -620,9 +645,29 @@ def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, Path | Non
     raise TypeError(f"load_trace takes a path, bytes or a binary file, not {type(source).__name__}")
 
 
+def _check_start(data: bytes | None, path: Path | None) -> None:
+    """Name the common wrong files (empty, pickle, not a zip) before zipfile looks at them."""
+    if data is not None:
+        head = data[:2]
+    else:
+        assert path is not None
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(2)
+        except OSError as exc:
+            raise _fail(f"{path.name} cannot be read: {exc}") from None
+    if not head:
+        raise _fail("the file is empty (0 bytes); it is not a .nntrace file")
+    if head != b"PK":
+        if _looks_like_pickle(head):
+            raise _fail("this is a pickle file, not a .nntrace; nn_tracing never unpickles files")
+        raise _fail("the file is not a .nntrace archive (it does not start like a zip file)")
+
+
 def read_manifest(source: str | os.PathLike | bytes | IO[bytes]) -> dict[str, Any]:
     """Only the validated manifest of a trace file (fast: no table is read)."""
     data, path, _ = _source_bytes(source, MAX_TRACE_BYTES)
+    _check_start(data, path)
     archive = _Archive(data, path, MAX_TRACE_BYTES)
     if "manifest.json" not in archive.infos:
         raise _fail("the archive has no manifest.json; it is not a .nntrace file")
@@ -638,10 +683,7 @@ def load_trace(
     :class:`TraceFormatError` with a specific message. Per-epoch tensors are read on demand.
     """
     data, path, digest = _source_bytes(source, max_bytes)
-    if data is not None and data[:2] != b"PK":
-        if _looks_like_pickle(data[:2]):
-            raise _fail("this is a pickle file, not a .nntrace; nn_tracing never unpickles files")
-        raise _fail("the file is not a .nntrace archive (it does not start like a zip file)")
+    _check_start(data, path)
     archive = _Archive(data, path, max_bytes)
     if "manifest.json" not in archive.infos:
         raise _fail("the archive has no manifest.json; it is not a .nntrace file")
@@ -680,7 +722,9 @@ def load_trace(
     ):
         raise _fail("the neurons table's epoch and neuron columns disagree with the manifest")
     layer_names = np.concatenate([[info.name] * info.n_neurons for info in layers])
-    if not np.array_equal(neurons["layer"].astype(str).to_numpy(), np.tile(layer_names, len(epochs))):
+    if not np.array_equal(
+        neurons["layer"].astype(str).to_numpy(), np.tile(layer_names, len(epochs))
+    ):
         raise _fail("the neurons table's layer column disagrees with the manifest's layers")
     values = neurons[list(METRICS)].to_numpy(dtype=np.float32)
     epoch_metrics = {
@@ -706,13 +750,18 @@ def load_trace(
 
     probe = None
     if "tensors/probe.safetensors" in manifest["tensors"]:
-        probe_arrays = _load_tensors(archive, "tensors/probe.safetensors")
-        if set(probe_arrays) != {"x", "y"} or len(probe_arrays["x"]) != len(probe_arrays["y"]):
+        probe_arrays = _load_tensors(archive, manifest, "tensors/probe.safetensors")
+        if (
+            set(probe_arrays) != {"x", "y"}
+            or probe_arrays["x"].ndim < 1
+            or probe_arrays["y"].ndim < 1
+            or len(probe_arrays["x"]) != len(probe_arrays["y"])
+        ):
             raise _fail("tensors/probe.safetensors must hold x and y with one row per sample")
         probe = (probe_arrays["x"], probe_arrays["y"])
     final_weights = {}
     if "tensors/final_weights.safetensors" in manifest["tensors"]:
-        final_weights = _load_tensors(archive, "tensors/final_weights.safetensors")
+        final_weights = _load_tensors(archive, manifest, "tensors/final_weights.safetensors")
 
     present = {
         int(m.group(1))
@@ -723,7 +772,7 @@ def load_trace(
     def load_epoch(epoch: int) -> dict[str, np.ndarray]:
         if epoch not in present:
             return {}
-        return _load_tensors(archive, f"tensors/epoch_{epoch}.safetensors")
+        return _load_tensors(archive, manifest, f"tensors/epoch_{epoch}.safetensors")
 
     meta = manifest["meta"]
     if meta.get("status", "complete") not in STATUSES:

@@ -137,7 +137,16 @@ def assert_metrics_close(actual: np.ndarray, expected: np.ndarray, label: str) -
 
 
 def snapshot(module: nn.Module) -> dict[str, np.ndarray]:
-    return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+    ),
+]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -149,16 +158,21 @@ SPEC = [
 ]
 
 
-def make_net() -> nn.Sequential:
+def make_net(device: str = "cpu") -> nn.Sequential:
     torch.manual_seed(3)
-    return nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    return net.to(device)
 
 
-def make_data(n: int = 60, seed: int = 0):
+def make_data(n: int = 60, seed: int = 0, device: str = "cpu"):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, generator=g)
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long() + (x[:, 2] > 1).long()
-    return x, y
+    return x.to(device), y.to(device)
+
+
+def host(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 def user_loop(model, module, x, y, epochs, batch=16, on_batch=None, lr=0.5):
@@ -170,7 +184,7 @@ def user_loop(model, module, x, y, epochs, batch=16, on_batch=None, lr=0.5):
         for start in range(0, len(x), batch):
             xb, yb = x[start : start + batch], y[start : start + batch]
             if on_batch is not None:
-                on_batch(epoch, snapshot(module), xb.numpy(), yb.numpy())
+                on_batch(epoch, snapshot(module), host(xb), host(yb))
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()
@@ -184,22 +198,21 @@ def user_loop(model, module, x, y, epochs, batch=16, on_batch=None, lr=0.5):
 # --------------------------------------------------------------------------- tests
 
 
-def test_every_metric_matches_numpy_with_a_probe():
-    module = make_net()
-    x, y = make_data()
-    xp, yp = make_data(24, seed=1)
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_metric_matches_numpy_with_a_probe(device):
+    module = make_net(device)
+    x, y = make_data(device=device)
+    xp, yp = make_data(24, seed=1, device=device)
     model = TraceableNN(module, probe=(xp, yp), epoch_intervals=None, keep_weights=True)
     snaps = user_loop(model, module, x, y, epochs=3)
     trace = model.finish()
     assert trace.epochs == [0, 1, 2, 3]
     previous = None
     for epoch in trace.epochs:
-        expected, post = reference_probe_metrics(
-            snaps[epoch], previous, xp.numpy(), yp.numpy(), SPEC
-        )
+        expected, post = reference_probe_metrics(snaps[epoch], previous, host(xp), host(yp), SPEC)
         assert_metrics_close(trace.metrics_at(epoch), expected, f"E_{epoch}")
         acts = trace.probe_activations(epoch)
-        np.testing.assert_allclose(acts[:, :3], xp.numpy())
+        np.testing.assert_allclose(acts[:, :3], host(xp))
         np.testing.assert_allclose(acts[:, 3:8], post[0], rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(trace.logits(epoch), post[-1], rtol=RTOL, atol=ATOL)
         assert np.array_equal(trace.predictions(epoch), post[-1].argmax(1))
@@ -207,15 +220,16 @@ def test_every_metric_matches_numpy_with_a_probe():
         assert all(np.array_equal(kept[k], snaps[epoch][k]) for k in snaps[epoch])
         previous = snaps[epoch]
     # probe loss / accuracy in the history
-    logits = np_forward(snaps[3], xp.numpy(), SPEC)[1][-1]
+    logits = np_forward(snaps[3], host(xp), SPEC)[1][-1]
     assert trace.history.set_index("epoch").loc[3, "probe_acc"] == pytest.approx(
-        (logits.argmax(1) == yp.numpy()).mean()
+        (logits.argmax(1) == host(yp)).mean()
     )
 
 
-def test_without_a_probe_statistics_stream_over_training_batches():
-    module = make_net()
-    x, y = make_data(48)
+@pytest.mark.parametrize("device", DEVICES)
+def test_without_a_probe_statistics_stream_over_training_batches(device):
+    module = make_net(device)
+    x, y = make_data(48, device=device)
     batches: dict[int, list] = {}
 
     def on_batch(epoch, state, xb, yb):
@@ -230,9 +244,9 @@ def test_without_a_probe_statistics_stream_over_training_batches():
     assert trace.meta["statistics_source"] == "training batches"
 
     # E_0: activation statistics on example_input, no gradient
-    _, post0 = np_forward(initial, x[:7].numpy(), SPEC)
+    _, post0 = np_forward(initial, host(x[:7]), SPEC)
     expected0 = assemble(
-        [act_columns(x[:7].numpy().astype(np.float64))]
+        [act_columns(host(x[:7]).astype(np.float64))]
         + [
             {**weight_columns(initial[w], initial[b], None), **act_columns(post0[i])}
             for i, (w, b, _) in enumerate(SPEC)
@@ -261,11 +275,14 @@ def test_without_a_probe_statistics_stream_over_training_batches():
     assert_metrics_close(trace.metrics_at(2), assemble(blocks, [3, 5, 4, 3]), "E_2")
 
 
-def test_per_step_statistics_match_numpy():
-    module = make_net()
-    x, y = make_data(48)
+@pytest.mark.parametrize("device", DEVICES)
+def test_per_step_statistics_match_numpy(device):
+    module = make_net(device)
+    x, y = make_data(48, device=device)
     seen = []
-    model = TraceableNN(module, probe=make_data(12, 2), epoch_intervals=-1, drop_batches=False)
+    model = TraceableNN(
+        module, probe=make_data(12, 2, device=device), epoch_intervals=-1, drop_batches=False
+    )
     user_loop(
         model, module, x, y, epochs=2, on_batch=lambda e, s, xb, yb: seen.append((e, s, xb, yb))
     )

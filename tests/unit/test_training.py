@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 import nn_tracing as nt
@@ -11,9 +12,19 @@ import nn_tracing as nt
 TINY = dict(hidden_sizes=(8, 8), epochs=4, n_samples=300, probe_size=64, batch_size=32)
 
 
-def test_traced_and_untraced_runs_end_with_bitwise_identical_weights():
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+        ),
+    ],
+)
+def test_traced_and_untraced_runs_end_with_bitwise_identical_weights(device):
     cfg = nt.TrainConfig(
-        dataset="moons", dropout=0.2, drop_batches=False, keep_weights=True, **TINY
+        dataset="moons", dropout=0.2, drop_batches=False, keep_weights=True, device=device, **TINY
     )
     plain = nt.train(cfg, traced=False)
     traced = nt.train(cfg)
