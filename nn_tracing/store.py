@@ -20,6 +20,7 @@ message meant for a person. Per-epoch tensors are read when first asked for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ import re
 import struct
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -209,6 +210,7 @@ def save_trace(trace: NetworkTrace, path: str | os.PathLike) -> Path:
             _write(trace, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a trace is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with _suppress():
@@ -257,10 +259,13 @@ def _check_entry_name(name: str) -> None:
 class _Archive:
     """A validated zip archive: bounded, named entries read into memory on demand."""
 
-    def __init__(self, data: bytes | None, path: Path | None, max_bytes: int) -> None:
-        self._data, self._path, self.max_bytes = data, path, max_bytes
-        with self._open() as zf:
-            infos = zf.infolist()
+    def __init__(self, data: bytes | None, handle: BinaryIO | None, max_bytes: int) -> None:
+        # One ZipFile over the bytes or over a file handle held open for the trace's life:
+        # replacing the file on disk later cannot change what a loaded trace reads.
+        self.max_bytes = max_bytes
+        self._handle = handle
+        self._zip = self._make_zip(data, handle)
+        infos = self._zip.infolist()
         if len(infos) > MAX_ENTRIES:
             raise _fail(f"the archive has {len(infos)} entries; a trace has at most {MAX_ENTRIES}")
         self.infos: dict[str, zipfile.ZipInfo] = {}
@@ -290,11 +295,22 @@ class _Archive:
                 f"{max_bytes / 2**20:.0f} MiB"
             )
 
-    def _open(self) -> zipfile.ZipFile:
+    def close(self) -> None:
+        self._zip.close()
+        if self._handle is not None:
+            self._handle.close()
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[zipfile.ZipFile]:
+        yield self._zip  # ZipFile reads are thread-safe on one instance (a shared-file lock)
+
+    @staticmethod
+    def _make_zip(data: bytes | None, handle: BinaryIO | None) -> zipfile.ZipFile:
         try:
-            if self._path is not None:
-                return zipfile.ZipFile(self._path)
-            return zipfile.ZipFile(io.BytesIO(self._data))  # type: ignore[arg-type]
+            if handle is not None:
+                handle.seek(0)
+                return zipfile.ZipFile(handle)
+            return zipfile.ZipFile(io.BytesIO(data))  # type: ignore[arg-type]
         except zipfile.BadZipFile as exc:
             raise _fail(
                 f"the file is not a .nntrace (zip) archive or it is truncated: {exc}"
@@ -611,8 +627,12 @@ def _load_tensors(archive: _Archive, manifest: dict[str, Any], entry: str) -> di
     return {key: tensors[key] for key in order}
 
 
-def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, Path | None, str]:
-    """Return (data, path, digest) for a path, bytes or a binary file object."""
+def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, BinaryIO | None, str]:
+    """Return (data, handle, digest) for a path, bytes or a binary file object.
+
+    A path is opened once and its handle returned (``data`` is then ``None``); the digest is
+    computed from that same handle.
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > max_bytes:
@@ -629,12 +649,16 @@ def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, Path | Non
             raise _fail(f"{path.name} is larger than the limit of {max_bytes / 2**20:.0f} MiB")
         digest = hashlib.sha256()
         try:
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(2**20), b""):
-                    digest.update(block)
+            handle = path.open("rb")
         except OSError as exc:
             raise _fail(f"{path.name} cannot be read: {exc}") from None
-        return None, path, digest.hexdigest()
+        try:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        except OSError as exc:
+            handle.close()
+            raise _fail(f"{path.name} cannot be read: {exc}") from None
+        return None, handle, digest.hexdigest()
     if hasattr(source, "read"):
         data = source.read(max_bytes + 1)
         if not isinstance(data, (bytes, bytearray)):
@@ -645,17 +669,17 @@ def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, Path | Non
     raise TypeError(f"load_trace takes a path, bytes or a binary file, not {type(source).__name__}")
 
 
-def _check_start(data: bytes | None, path: Path | None) -> None:
+def _check_start(data: bytes | None, handle: BinaryIO | None) -> None:
     """Name the common wrong files (empty, pickle, not a zip) before zipfile looks at them."""
     if data is not None:
         head = data[:2]
     else:
-        assert path is not None
+        assert handle is not None
         try:
-            with path.open("rb") as handle:
-                head = handle.read(2)
+            handle.seek(0)
+            head = handle.read(2)
         except OSError as exc:
-            raise _fail(f"{path.name} cannot be read: {exc}") from None
+            raise _fail(f"the file cannot be read: {exc}") from None
     if not head:
         raise _fail("the file is empty (0 bytes); it is not a .nntrace file")
     if head != b"PK":
@@ -666,12 +690,19 @@ def _check_start(data: bytes | None, path: Path | None) -> None:
 
 def read_manifest(source: str | os.PathLike | bytes | IO[bytes]) -> dict[str, Any]:
     """Only the validated manifest of a trace file (fast: no table is read)."""
-    data, path, _ = _source_bytes(source, MAX_TRACE_BYTES)
-    _check_start(data, path)
-    archive = _Archive(data, path, MAX_TRACE_BYTES)
-    if "manifest.json" not in archive.infos:
-        raise _fail("the archive has no manifest.json; it is not a .nntrace file")
-    return _parse_manifest(archive.read("manifest.json", MAX_MANIFEST_BYTES))
+    data, handle, _ = _source_bytes(source, MAX_TRACE_BYTES)
+    try:
+        _check_start(data, handle)
+        archive = _Archive(data, handle, MAX_TRACE_BYTES)
+        try:
+            if "manifest.json" not in archive.infos:
+                raise _fail("the archive has no manifest.json; it is not a .nntrace file")
+            return _parse_manifest(archive.read("manifest.json", MAX_MANIFEST_BYTES))
+        finally:
+            archive.close()
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def load_trace(
@@ -682,9 +713,18 @@ def load_trace(
     Everything is validated before use (see the module docstring); any problem raises
     :class:`TraceFormatError` with a specific message. Per-epoch tensors are read on demand.
     """
-    data, path, digest = _source_bytes(source, max_bytes)
-    _check_start(data, path)
-    archive = _Archive(data, path, max_bytes)
+    data, handle, digest = _source_bytes(source, max_bytes)
+    try:
+        return _load(data, handle, digest, max_bytes)
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
+
+
+def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: int) -> NetworkTrace:
+    _check_start(data, handle)
+    archive = _Archive(data, handle, max_bytes)
     if "manifest.json" not in archive.infos:
         raise _fail("the archive has no manifest.json; it is not a .nntrace file")
     if archive.infos["manifest.json"].file_size > MAX_MANIFEST_BYTES:

@@ -1186,3 +1186,18 @@ def test_failed_rename_keeps_the_old_file(
     monkeypatch.undo()
     assert path.read_bytes() == valid
     assert [p.name for p in tmp_path.iterdir()] == ["run.nntrace"]
+
+
+def test_a_loaded_trace_keeps_reading_its_own_file_after_the_path_is_replaced(tmp_path):
+    cfg = nn_tracing.TrainConfig(
+        dataset="iris", hidden_sizes=(3,), epochs=2, probe_size=20, batch_size=32
+    )
+    first = nn_tracing.train(cfg).trace
+    second = nn_tracing.train(cfg.replace(seed=9)).trace
+    path = nn_tracing.save_trace(first, tmp_path / "t.nntrace")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    loaded = nn_tracing.load_trace(path)
+    nn_tracing.save_trace(second, path)  # atomically replaces the file on disk
+    acts = loaded.probe_activations(2)  # read lazily, after the replacement
+    assert np.array_equal(acts, first.probe_activations(2))
+    assert not np.array_equal(acts, second.probe_activations(2))
