@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .schedule import EpochIntervals, normalize_epoch_intervals, should_record
-from .trace import HISTORY_COLUMNS, METRICS, STEP_COLUMNS, LayerInfo, NetworkTrace
+from .trace import HISTORY_COLUMNS, METRICS, LayerInfo, NetworkTrace
 
 __all__ = ["ACTIVATION_TYPES", "TRACEABLE_TYPES", "TraceableNN"]
 
@@ -104,6 +104,7 @@ class _Accumulator:
     """Running per-neuron statistics of a layer's activations, on the device."""
 
     count: int = 0
+    positions: int = 1
     total: torch.Tensor | None = None  # float64 (N,)
     total_sq: torch.Tensor | None = None  # float64 (N,)
     minimum: torch.Tensor | None = None
@@ -112,7 +113,18 @@ class _Accumulator:
     pooled: list[torch.Tensor] = field(default_factory=list)  # (B, N) per chunk, probe only
 
     def add(self, values: torch.Tensor, keep_pooled: bool) -> None:
-        """Add ``values`` of shape (B, P, N): B samples, P positions, N neurons."""
+        """Add ``values`` of shape (B, P, N): B samples, P positions, N neurons.
+
+        With ``keep_pooled`` (the probe) only the per-sample values (the mean over positions)
+        are kept, and running statistics are gathered only when there are positions to pool.
+        """
+        self.positions = values.shape[1]
+        if keep_pooled:
+            pooled = values.mean(1) if values.shape[1] > 1 else values[:, 0]
+            self.pooled.append(pooled.detach().clone())
+            if values.shape[1] == 1:
+                self.count += values.shape[0]
+                return
         flat = values.reshape(-1, values.shape[-1])
         as64 = flat.to(torch.float64)
         total = as64.sum(0)
@@ -130,9 +142,6 @@ class _Accumulator:
             self.minimum = torch.minimum(self.minimum, minimum)
             self.maximum = torch.maximum(self.maximum, maximum)
         self.count += flat.shape[0]
-        if keep_pooled:
-            pooled = values.mean(1) if values.shape[1] > 1 else values[:, 0]
-            self.pooled.append(pooled.detach().clone())
 
     def stats(self) -> dict[str, torch.Tensor]:
         mean = self.total / self.count
@@ -171,19 +180,38 @@ def class_selectivity(pooled: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     pooled : tensor of shape (n_samples, n_neurons)
     labels : tensor of shape (n_samples,), integer classes
     """
+    onehot = class_onehot(labels)
+    n = pooled.shape[1]
+    if onehot.shape[1] < 2:
+        return torch.full((n,), float("nan"), device=pooled.device)
+    return _selectivity(pooled.float(), onehot, pooled.float().amin(0))
+
+
+def class_onehot(labels: torch.Tensor) -> torch.Tensor:
+    """One-hot float32 matrix (n_samples, n_classes present) of integer labels."""
     labels = labels.reshape(-1).to(torch.long)
     classes = torch.unique(labels)
-    n = pooled.shape[1]
-    if classes.numel() < 2:
-        return torch.full((n,), float("nan"), dtype=torch.float64, device=pooled.device)
-    onehot = (labels[:, None] == classes[None, :]).to(torch.float64)  # (B, K)
-    means = onehot.T @ pooled.to(torch.float64) / onehot.sum(0)[:, None]  # (K, N)
-    means = means - pooled.amin(0).to(torch.float64).clamp_max(0)
-    mu_max = means.amax(0)
-    mu_rest = (means.sum(0) - mu_max) / (classes.numel() - 1)
-    denom = mu_max + mu_rest
-    index = (mu_max - mu_rest) / denom
-    return torch.where(denom > 1e-12, index, torch.full_like(index, float("nan")))
+    return (labels[:, None] == classes[None, :]).float()
+
+
+def _selectivity(acts: torch.Tensor, onehot: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """The index for ``acts`` (n, N) given the one-hot classes and each neuron's minimum."""
+    means = (onehot.T @ acts) / onehot.sum(0)[:, None]  # (K, N) class means
+    means = means - low.clamp_max(0)
+    top = means.amax(0)
+    rest = (means.sum(0) - top) / (onehot.shape[1] - 1)
+    denom = top + rest
+    return torch.where(denom > 1e-12, (top - rest) / denom, torch.nan)
+
+
+def _mean_std(values: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population standard deviation along ``dim`` (two-pass, float32).
+
+    Spelled out because ``torch.var_mean`` is several times slower on CPU for these shapes.
+    """
+    mean = values.mean(dim)
+    centered = values - mean.unsqueeze(dim)
+    return mean, (centered * centered).mean(dim).sqrt()
 
 
 def _weight_rows(weight: torch.Tensor) -> torch.Tensor:
@@ -486,12 +514,7 @@ class TraceableNN(nn.Module):
         self._status = "running"
         self._status_message = ""
         self._trace_seconds = 0.0
-        self._step_handles: list[Any] = []
-        self._step_buffer: torch.Tensor | None = None
-        self._step_loss: torch.Tensor | None = None
-        self._step_count = 0
-        self._global_step = 0
-        self._steps_hint = 256
+        self._steps: _StepRecorder | None = None
         self._measuring = False
 
         if not self.drop_batches:
@@ -521,10 +544,10 @@ class TraceableNN(nn.Module):
             x = _first_tensor(args)
             if x is not None and self._wrapped.training:
                 self._stream_input(x)
-        if self._step_buffer is not None:
-            self._step_counters.clear()
-            if self._wrapped.training:
-                self._begin_step()
+        if self._steps is not None:
+            self._steps.counters.clear()
+            if self._wrapped.training and not self._measuring:
+                self._steps.begin()
         return self._wrapped(*args, **kwargs)
 
     # -- public API ------------------------------------------------------------------------
@@ -559,8 +582,6 @@ class TraceableNN(nn.Module):
         self._epoch_started = time.perf_counter()
         if self._probe_x is None and self.will_record(epoch):
             self._start_streaming()
-        if self._step_buffer is not None:
-            self._step_count = 0
 
     def end_epoch(self, epoch: int, *, force: bool = False, **history: float) -> bool:
         """Call after the last batch of ``epoch``; records it if the schedule says so.
@@ -599,9 +620,8 @@ class TraceableNN(nn.Module):
 
     def log_step(self, loss: torch.Tensor | float) -> None:
         """Record the loss of the current training step (``drop_batches=False`` only)."""
-        if self._step_loss is not None and self._step_count > 0:
-            value = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(loss)
-            self._step_loss[self._step_count - 1] = value
+        if self._steps is not None:
+            self._steps.log_loss(loss)
 
     def finish(self, status: str = "complete", message: str = "") -> NetworkTrace:
         """End tracing: record the last epoch if due, keep the final weights, remove hooks.
@@ -705,28 +725,38 @@ class TraceableNN(nn.Module):
             if isinstance(value, torch.Tensor)
         }
 
-    def _weight_columns(self, layer: _Layer, out: torch.Tensor) -> None:
-        """Fill the weight columns of ``out`` (N, n_metrics) for ``layer``."""
-        if layer.weight is None:
-            return
-        rows = _weight_rows(layer.weight).to(torch.float64)
-        out[:, _COL["w_mean"]] = rows.mean(1)
-        out[:, _COL["w_std"]] = rows.std(1, unbiased=False) if rows.shape[1] > 1 else 0.0
-        out[:, _COL["w_norm"]] = rows.norm(dim=1)
-        out[:, _COL["w_absmax"]] = rows.abs().amax(1)
-        if layer.bias is not None:
-            out[:, _COL["bias"]] = layer.bias.detach().to(torch.float64)
+    def _weight_block(
+        self, layer: _Layer | None, grad_norm: torch.Tensor | None, n: int, device: torch.device
+    ) -> torch.Tensor:
+        """The seven weight columns (w_mean … grad_norm) of a layer: tensor (N, 7) float32."""
+        nan = torch.full((n,), float("nan"), device=device)
+        if layer is None or layer.weight is None:
+            return nan[:, None].expand(n, 7)
+        rows = _weight_rows(layer.weight).float()
+        mean, std = _mean_std(rows, dim=1)
+        bias = layer.bias.detach().float() if layer.bias is not None else nan
         previous = self._previous_rows.get(layer.info.first_id)
-        if previous is not None:
-            out[:, _COL["w_drift"]] = (rows - previous).norm(dim=1)
+        drift = torch.linalg.vector_norm(rows - previous, dim=1) if previous is not None else nan
         self._previous_rows[layer.info.first_id] = rows.clone()
+        columns = [
+            mean,
+            std,
+            torch.linalg.vector_norm(rows, dim=1),
+            rows.abs().amax(1),
+            bias,
+            drift,
+            grad_norm.float() if grad_norm is not None else nan,
+        ]
+        return torch.stack(columns, dim=1)
 
-    def _activation_columns(self, stats: dict[str, torch.Tensor], out: torch.Tensor) -> None:
-        for name, value in stats.items():
-            out[:, _COL[name]] = value
+    def _capture(
+        self, accumulators: dict[int, _Accumulator], keep_pooled: bool, training_only: bool
+    ):
+        """Register hooks that feed each layer's activation into ``accumulators``.
 
-    def _capture(self, accumulators: dict[int, _Accumulator], keep_pooled: bool):
-        """Register hooks that feed each layer's activation into ``accumulators``."""
+        ``training_only`` skips forwards in eval mode and the tracer's own measurements (for
+        streaming over training batches).
+        """
         by_module: dict[str, list[tuple[int, _Layer]]] = defaultdict(list)
         for index, layer in enumerate(self._layers):
             by_module[layer.source_module].append((index, layer))
@@ -738,7 +768,7 @@ class TraceableNN(nn.Module):
             def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
                 call = counters[name]
                 counters[name] += 1
-                if not keep_pooled and (not mod.training or self._measuring):
+                if training_only and (not mod.training or self._measuring):
                     return
                 for index, layer in targets:
                     if layer.source_call == call and isinstance(output, torch.Tensor):
@@ -762,6 +792,17 @@ class TraceableNN(nn.Module):
             return F.cross_entropy(logits, y)
         return F.mse_loss(logits, y.reshape(logits.shape).to(logits.dtype))
 
+    def _probe_onehot(self) -> torch.Tensor | None:
+        """One-hot (n_probe, K) of the probe's classes, cached; ``None`` for non-class labels."""
+        y = self._probe_y
+        assert y is not None
+        if y.dtype.is_floating_point or y.dim() != 1:
+            return None
+        cached = getattr(self, "_onehot", None)
+        if cached is None or cached.device != y.device:
+            cached = self._onehot = class_onehot(y)
+        return cached
+
     def _measure_probe(self, device: torch.device):
         x, y = self._probe_x, self._probe_y
         assert x is not None and y is not None
@@ -769,79 +810,98 @@ class TraceableNN(nn.Module):
         accumulators = {i: _Accumulator() for i in range(len(self._layers))}
         params = [layer.weight for layer in self._layers]
         wanted = [p for p in params if p is not None and p.requires_grad]
-        grads = [torch.zeros_like(p) for p in wanted]
+        grads: list[torch.Tensor | None] = [None] * len(wanted)
         logits_chunks = []
-        loss_total = 0.0
-        handles, counters = self._capture(accumulators, keep_pooled=True)
+        loss_total = torch.zeros((), device=device)
+        handles, counters = self._capture(accumulators, keep_pooled=True, training_only=False)
         try:
             with _preserved_state(self._wrapped, device), torch.enable_grad():
                 for start in range(0, n, self._chunk_size):
-                    xc, yc = (
-                        x[start : start + self._chunk_size],
-                        y[start : start + self._chunk_size],
-                    )
+                    xc = x[start : start + self._chunk_size]
+                    yc = y[start : start + self._chunk_size]
                     logits = self._forward_probe(xc, counters)
                     loss = self._default_loss(logits, yc) * (xc.shape[0] / n)
                     if wanted and loss.requires_grad:
-                        chunk_grads = torch.autograd.grad(loss, wanted, allow_unused=True)
-                        for total, g in zip(grads, chunk_grads):
-                            if g is not None:
-                                total += g
-                    loss_total += float(loss.detach())
+                        chunk = torch.autograd.grad(loss, wanted, allow_unused=True)
+                        grads = [
+                            g if total is None else (total if g is None else total + g)
+                            for total, g in zip(grads, chunk)
+                        ]
+                    loss_total += loss.detach()
                     logits_chunks.append(logits.detach())
         finally:
             for handle in handles:
                 handle.remove()
-        logits = torch.cat(logits_chunks)
-        grad_of = {id(p): g for p, g in zip(wanted, grads)}
+        logits = torch.cat(logits_chunks) if len(logits_chunks) > 1 else logits_chunks[0]
+        grad_of = {id(p): g for p, g in zip(wanted, grads) if g is not None}
 
-        input_acc = _Accumulator()
-        input_acc.add(_as_positions(x, self._input_dim if x.dim() > 2 else -1), keep_pooled=True)
-        blocks, pooled = [], []
-        for info, acc, layer in self._iter_blocks(accumulators, input_acc):
-            out = torch.full(
-                (info.n_neurons, _N_METRICS), float("nan"), dtype=torch.float64, device=device
-            )
-            if acc.count:
-                self._activation_columns(acc.stats(), out)
-                acts = torch.cat(acc.pooled)
-                out[:, _COL["selectivity"]] = (
-                    class_selectivity(acts, y) if not y.dtype.is_floating_point else float("nan")
-                )
-            else:
-                acts = torch.full((n, info.n_neurons), float("nan"), device=device)
-            if layer is not None:
-                self._weight_columns(layer, out)
-                if layer.weight is not None and id(layer.weight) in grad_of:
-                    out[:, _COL["grad_norm"]] = (
-                        _weight_rows(grad_of[id(layer.weight)]).to(torch.float64).norm(dim=1)
-                    )
-            blocks.append(out)
-            pooled.append(acts.to(torch.float32))
-        metrics = torch.cat(blocks).to(torch.float32).cpu().numpy()
-        tensors = {
-            "activations": torch.cat(pooled, dim=1).cpu().numpy(),
-            "logits": logits.to(torch.float32).cpu().numpy(),
-            "predictions": logits.argmax(1).to(torch.int64).cpu().numpy()
-            if logits.dim() == 2
-            else np.zeros(n, dtype=np.int64),
-        }
-        extra = {"probe_loss": loss_total}
-        if logits.dim() == 2 and not y.dtype.is_floating_point:
-            extra["probe_acc"] = float((logits.argmax(1) == y).float().mean())
-        return metrics, tensors, extra
-
-    def _iter_blocks(self, accumulators: dict[int, _Accumulator], input_acc: _Accumulator):
-        yield self._input_info, input_acc, None
+        # Activations of every neuron, input features first: (n_probe, n_neurons).
+        pooled = [_as_positions(x, self._input_dim if x.dim() > 2 else -1).mean(1)]
         for index, layer in enumerate(self._layers):
-            yield layer.info, accumulators[index], layer
+            acc = accumulators[index]
+            if acc.pooled:
+                pooled.append(torch.cat(acc.pooled) if len(acc.pooled) > 1 else acc.pooled[0])
+            else:  # the layer did not run on the probe
+                pooled.append(torch.full((n, layer.info.n_neurons), float("nan"), device=device))
+        acts = torch.cat(pooled, dim=1).float()
+
+        # Activation statistics for all neurons at once; conv layers (and conv inputs) are
+        # then overwritten with their statistics over every position.
+        mean, std = _mean_std(acts, dim=0)
+        low, high = acts.amin(0), acts.amax(0)
+        active = (acts > 0).sum(0) / n
+        onehot = self._probe_onehot()
+        if onehot is not None and onehot.shape[1] >= 2:
+            selectivity = _selectivity(acts, onehot, low)
+        else:
+            selectivity = torch.full_like(mean, float("nan"))
+        act_block = torch.stack([mean, std, low, high, active, selectivity], dim=1)
+        if x.dim() > 2:
+            input_acc = _Accumulator()
+            input_acc.add(_as_positions(x, self._input_dim), keep_pooled=False)
+            act_block[: self._input_info.n_neurons, :5] = self._stats_block(input_acc)
+        for index, layer in enumerate(self._layers):
+            acc = accumulators[index]
+            if acc.positions > 1:
+                act_block[layer.info.ids.start : layer.info.ids.stop, :5] = self._stats_block(acc)
+
+        blocks = [self._weight_block(None, None, self._input_info.n_neurons, device)]
+        for layer in self._layers:
+            grad = grad_of.get(id(layer.weight)) if layer.weight is not None else None
+            grad_norm = (
+                torch.linalg.vector_norm(_weight_rows(grad), dim=1) if grad is not None else None
+            )
+            blocks.append(self._weight_block(layer, grad_norm, layer.info.n_neurons, device))
+        metrics = torch.cat([torch.cat(blocks), act_block], dim=1)
+
+        predictions = (
+            logits.argmax(1).to(torch.int64)
+            if logits.dim() == 2
+            else torch.zeros(n, dtype=torch.int64)
+        )
+        extra = {"probe_loss": float(loss_total)}
+        if logits.dim() == 2 and not y.dtype.is_floating_point:
+            extra["probe_acc"] = float((predictions == y).float().mean())
+        tensors = {
+            "activations": acts.cpu().numpy(),
+            "logits": logits.float().cpu().numpy(),
+            "predictions": predictions.cpu().numpy(),
+        }
+        return metrics.cpu().numpy(), tensors, extra
+
+    @staticmethod
+    def _stats_block(acc: _Accumulator) -> torch.Tensor:
+        """act_mean, act_std, act_min, act_max, act_active from an accumulator: (N, 5)."""
+        stats = acc.stats()
+        names = ("act_mean", "act_std", "act_min", "act_max", "act_active")
+        return torch.stack([stats[name] for name in names], dim=1).float()
 
     # -- streaming without a probe ---------------------------------------------------------
     def _start_streaming(self) -> None:
         self._stop_streaming()
         self._stream = {i: _Accumulator() for i in range(len(self._layers))}
         self._stream_input_acc = _Accumulator()
-        handles, counters = self._capture(self._stream, keep_pooled=False)
+        handles, counters = self._capture(self._stream, keep_pooled=False, training_only=True)
         self._stream_counters = counters
         self._handles = handles
         self._stream_grad = {}
@@ -877,7 +937,7 @@ class TraceableNN(nn.Module):
         if epoch == 0 or self._stream is None:
             # E_0 (or an epoch forced without streaming): measure on example_input.
             accumulators = {i: _Accumulator() for i in range(len(self._layers))}
-            handles, counters = self._capture(accumulators, keep_pooled=True)
+            handles, counters = self._capture(accumulators, keep_pooled=False, training_only=False)
             try:
                 with _preserved_state(self._wrapped, device), torch.no_grad():
                     counters.clear()
@@ -892,114 +952,41 @@ class TraceableNN(nn.Module):
         else:
             accumulators, input_acc = self._stream, self._stream_input_acc
             grad_source = self._stream_grad
-        blocks = []
-        for index, (info, acc, layer) in enumerate(self._iter_blocks(accumulators, input_acc)):
-            out = torch.full(
-                (info.n_neurons, _N_METRICS), float("nan"), dtype=torch.float64, device=device
-            )
+        nan_column = torch.full((self._n_neurons, 1), float("nan"), device=device)
+        act_blocks = []
+        weight_blocks = [self._weight_block(None, None, self._input_info.n_neurons, device)]
+        for info, acc in [(self._input_info, input_acc)] + [
+            (layer.info, accumulators[i]) for i, layer in enumerate(self._layers)
+        ]:
             if acc.count:
-                self._activation_columns(acc.stats(), out)
-            if layer is not None:
-                self._weight_columns(layer, out)
-                grad = grad_source.get(index - 1)
-                if grad is not None and grad[1][0] > 0:
-                    out[:, _COL["grad_norm"]] = (grad[0] / grad[1][0]).sqrt()
-            blocks.append(out)
-        metrics = torch.cat(blocks).to(torch.float32).cpu().numpy()
-        return metrics, {}, {}
+                act_blocks.append(self._stats_block(acc))
+            else:
+                act_blocks.append(torch.full((info.n_neurons, 5), float("nan"), device=device))
+        for index, layer in enumerate(self._layers):
+            grad = grad_source.get(index)
+            grad_norm = (grad[0] / grad[1][0]).sqrt() if grad is not None and grad[1][0] else None
+            weight_blocks.append(self._weight_block(layer, grad_norm, layer.info.n_neurons, device))
+        metrics = torch.cat([torch.cat(weight_blocks), torch.cat(act_blocks), nan_column], dim=1)
+        return metrics.cpu().numpy(), {}, {}
 
     # -- per-step statistics ---------------------------------------------------------------
     def _install_step_hooks(self) -> None:
-        device = _module_device(self._wrapped)
-        n_layers = len(self._layers)
-        self._step_buffer = torch.full(
-            (self._steps_hint, n_layers, len(STEP_COLUMNS) - 1), float("nan"), device=device
-        )
-        self._step_loss = torch.full((self._steps_hint,), float("nan"), device=device)
-        modules = dict(self._wrapped.named_modules())
-        counters = self._step_counters = defaultdict(int)
-        by_module: dict[str, list[tuple[int, _Layer]]] = defaultdict(list)
-        for index, layer in enumerate(self._layers):
-            by_module[layer.source_module].append((index, layer))
-
-        def make_hook(name: str, targets: list[tuple[int, _Layer]]):
-            def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
-                call = counters[name]
-                counters[name] += 1
-                if not mod.training or self._measuring or self._step_count == 0:
-                    return
-                for index, layer in targets:
-                    if layer.source_call != call or not isinstance(output, torch.Tensor):
-                        continue
-                    out = output.detach()
-                    var, mean = torch.var_mean(out, correction=0)
-                    active = (out > 0).sum() / out.numel()
-                    row = self._step_buffer[self._step_count - 1, index]  # type: ignore[index]
-                    if layer.weight is not None:
-                        w_norm = layer.weight.detach().norm()
-                        row[:4].copy_(torch.stack([mean, var.sqrt(), active, w_norm]))
-                    else:
-                        row[:3].copy_(torch.stack([mean, var.sqrt(), active]))
-
-            return hook
-
-        for name, targets in by_module.items():
-            self._step_handles.append(modules[name].register_forward_hook(make_hook(name, targets)))
-        for index, layer in enumerate(self._layers):
-            if layer.weight is None or not layer.weight.requires_grad:
-                continue
-
-            def grad_hook(grad: torch.Tensor, index: int = index) -> None:
-                if self._step_count and self._step_buffer is not None and not self._measuring:
-                    self._step_buffer[self._step_count - 1, index, 4] = grad.detach().norm()
-
-            self._step_handles.append(layer.weight.register_hook(grad_hook))
+        self._steps = _StepRecorder(self._wrapped, self._layers, self)
 
     def _begin_step(self) -> None:
-        assert self._step_buffer is not None and self._step_loss is not None
-        self._step_counters.clear()
-        if self._step_count >= self._step_buffer.shape[0]:
-            grow = self._step_buffer.shape[0]
-            self._step_buffer = torch.cat(
-                [self._step_buffer, torch.full_like(self._step_buffer[:grow], float("nan"))]
-            )
-            self._step_loss = torch.cat(
-                [self._step_loss, torch.full_like(self._step_loss[:grow], float("nan"))]
-            )
-        self._step_count += 1
+        assert self._steps is not None
+        self._steps.begin()
 
     def _flush_steps(self, epoch: int) -> None:
-        if self._step_buffer is None or self._step_count == 0:
-            return
-        n, n_layers = self._step_count, len(self._layers)
-        stats = self._step_buffer[:n].cpu().numpy()  # (n, L, 5)
-        losses = self._step_loss[:n].cpu().numpy()  # type: ignore[index]
-        steps = self._global_step + np.arange(1, n + 1)
-        table = pd.DataFrame(
-            {
-                "step": np.repeat(steps, n_layers).astype(np.int64),
-                "epoch": np.full(n * n_layers, epoch, dtype=np.int64),
-                "layer": np.tile([layer.info.name for layer in self._layers], n),
-                "loss": np.repeat(losses, n_layers).astype(np.float32),
-            }
-        )
-        # buffer layout: act_mean, act_std, act_active, w_norm, grad_norm
-        layout = {"act_mean": 0, "act_std": 1, "act_active": 2, "w_norm": 3, "grad_norm": 4}
-        for column in STEP_COLUMNS[1:]:
-            table[column] = stats[:, :, layout[column]].reshape(-1).astype(np.float32)
-        self._step_tables.append(table)
-        self._global_step += n
-        self._steps_hint = max(self._steps_hint, n)
-        self._step_buffer.fill_(float("nan"))
-        self._step_loss.fill_(float("nan"))  # type: ignore[union-attr]
-        self._step_count = 0
+        if self._steps is not None:
+            table = self._steps.flush(epoch)
+            if table is not None:
+                self._step_tables.append(table)
 
     def _remove_step_hooks(self) -> None:
-        for handle in self._step_handles:
-            handle.remove()
-        self._step_handles = []
-        self._step_buffer = None
-        self._step_loss = None
+        if self._steps is not None:
+            self._steps.remove()
+        self._steps = None
 
     # -- assembling the trace --------------------------------------------------------------
     def _history_frame(self) -> pd.DataFrame:
@@ -1053,3 +1040,144 @@ class TraceableNN(nn.Module):
     def update_meta(self, **values: Any) -> None:
         """Add JSON-ready metadata to the trace (``config=…``, ``dataset=…``, ``timings=…``)."""
         self._meta_extra.update(values)
+
+
+class _StepRecorder:
+    """Per-step, per-layer statistics of the training batches (``drop_batches=False``).
+
+    Hooks only compute a handful of scalar reductions on the device (mean, sum of squares,
+    count of positive values per layer; the weight-gradient norm in a gradient hook); one
+    ``_foreach_norm`` gives the weight norms at the start of each step. Each step's scalars are
+    stacked once and copied to the host once per epoch.
+    """
+
+    def __init__(self, module: nn.Module, layers: list[_Layer], owner: TraceableNN) -> None:
+        self.layers = layers
+        self.owner = owner
+        device = _module_device(module)
+        self.nan = torch.tensor(float("nan"), device=device)
+        self.zero = torch.tensor(0, dtype=torch.int64, device=device)
+        self.weights = [layer.weight for layer in layers]
+        self.counters: dict[str, int] = defaultdict(int)
+        self.handles: list[Any] = []
+        self.rows: list[torch.Tensor] = []  # per step: (4L + 1,) float
+        self.counts: list[torch.Tensor] = []  # per step: (L,) int64
+        self.numels: list[list[int]] = []
+        self.global_step = 0
+        self.pending: dict[str, Any] | None = None
+        by_module: dict[str, list[tuple[int, _Layer]]] = defaultdict(list)
+        for index, layer in enumerate(layers):
+            by_module[layer.source_module].append((index, layer))
+        modules = dict(module.named_modules())
+        for name, targets in by_module.items():
+            self.handles.append(
+                modules[name].register_forward_hook(self._forward_hook(name, targets))
+            )
+        for index, weight in enumerate(self.weights):
+            if weight is not None and weight.requires_grad:
+                self.handles.append(weight.register_hook(self._grad_hook(index)))
+
+    def _forward_hook(self, name: str, targets: list[tuple[int, _Layer]]):
+        def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
+            call = self.counters[name]
+            self.counters[name] += 1
+            pending = self.pending
+            if pending is None or not mod.training or self.owner._measuring:
+                return
+            for index, layer in targets:
+                if layer.source_call != call or not isinstance(output, torch.Tensor):
+                    continue
+                out = output.detach()
+                pending["mean"][index] = out.mean()
+                pending["sq"][index] = torch.linalg.vector_norm(out)  # sqrt of the sum of squares
+                pending["count"][index] = torch.count_nonzero(out.clamp_min(0))
+                pending["numel"][index] = out.numel()
+
+        return hook
+
+    def _grad_hook(self, index: int):
+        def hook(grad: torch.Tensor) -> None:
+            if self.pending is not None and not self.owner._measuring:
+                self.pending["grad"][index] = torch.linalg.vector_norm(grad.detach())
+
+        return hook
+
+    def begin(self) -> None:
+        """A training forward starts: close the previous step, open a new one."""
+        self._close()
+        n = len(self.layers)
+        present = [w for w in self.weights if w is not None]
+        norms = iter(torch._foreach_norm([w.detach() for w in present]) if present else [])
+        self.pending = {
+            "mean": [self.nan] * n,
+            "sq": [self.nan] * n,
+            "count": [self.zero] * n,
+            "numel": [0] * n,
+            "grad": [self.nan] * n,
+            "wnorm": [next(norms) if w is not None else self.nan for w in self.weights],
+            "loss": self.nan,
+        }
+
+    def log_loss(self, loss: torch.Tensor | float) -> None:
+        if self.pending is not None:
+            value = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(loss)
+            self.pending["loss"] = value.to(self.nan.device, torch.float32).reshape(())
+
+    def _close(self) -> None:
+        pending = self.pending
+        if pending is None:
+            return
+        self.rows.append(
+            torch.stack(
+                [
+                    *pending["mean"],
+                    *pending["sq"],
+                    *pending["wnorm"],
+                    *pending["grad"],
+                    pending["loss"],
+                ]
+            ).float()
+        )
+        self.counts.append(torch.stack(pending["count"]))
+        self.numels.append(pending["numel"])
+        self.pending = None
+
+    def flush(self, epoch: int) -> pd.DataFrame | None:
+        """The steps of ``epoch`` as a table (one row per step and layer)."""
+        self._close()
+        if not self.rows:
+            return None
+        n_layers = len(self.layers)
+        rows = torch.stack(self.rows).cpu().numpy().astype(np.float64)  # (n, 4L + 1)
+        counts = torch.stack(self.counts).cpu().numpy().astype(np.float64)  # (n, L)
+        numels = np.asarray(self.numels, dtype=np.float64)
+        n = rows.shape[0]
+        mean = rows[:, :n_layers]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sq = np.where(numels > 0, rows[:, n_layers : 2 * n_layers] ** 2 / numels, np.nan)
+            active = np.where(numels > 0, counts / numels, np.nan)
+        steps = self.global_step + np.arange(1, n + 1)
+        table = pd.DataFrame(
+            {
+                "step": np.repeat(steps, n_layers).astype(np.int64),
+                "epoch": np.full(n * n_layers, epoch, dtype=np.int64),
+                "layer": np.tile([layer.info.name for layer in self.layers], n),
+                "loss": np.repeat(rows[:, -1], n_layers).astype(np.float32),
+                "act_mean": mean.reshape(-1).astype(np.float32),
+                "act_std": np.sqrt(np.clip(sq - mean * mean, 0, None))
+                .reshape(-1)
+                .astype(np.float32),
+                "act_active": active.reshape(-1).astype(np.float32),
+                "grad_norm": rows[:, 3 * n_layers : 4 * n_layers].reshape(-1).astype(np.float32),
+                "w_norm": rows[:, 2 * n_layers : 3 * n_layers].reshape(-1).astype(np.float32),
+            }
+        )
+        self.global_step += n
+        self.rows, self.counts, self.numels = [], [], []
+        return table
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        self.pending = None
