@@ -517,3 +517,19 @@ def test_invalid_arguments_are_specific():
     model = TraceableNN(make_net(), example_input=torch.randn(2, 3))
     with pytest.raises(ValueError, match="unknown history column"):
         model.end_epoch(1, accuracy=1.0)
+
+
+def test_conv1d_channels_over_a_sequence():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(3, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(4 * 6, 2))
+    x = torch.randn(5, 3, 8)
+    model = TraceableNN(net, probe=(x, torch.tensor([0, 1, 0, 1, 1])))
+    assert model.neural_index == {"input": (0, 2), "0": (3, 6), "3": (7, 8)}
+    with torch.no_grad():
+        out = F.gelu(net[0](x))  # (5, 4, 6)
+    metrics = model.network_trace.metrics_at(0)
+    values = out.permute(0, 2, 1).reshape(-1, 4).double().numpy()
+    np.testing.assert_allclose(metrics[3:7, METRICS.index("act_std")], values.std(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        metrics[3:7, METRICS.index("act_active")], (values > 0).mean(0), rtol=1e-6
+    )
