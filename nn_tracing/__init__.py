@@ -32,7 +32,9 @@ _EXPORTS: dict[str, str] = {
     "load_dataset": "data",
     "prepare_data": "data",
     "MLP": "models",
+    "attach_model": "models",
     "build_model": "models",
+    "model_from_trace": "models",
     "normalize_epoch_intervals": "schedule",
     "recorded_epochs": "schedule",
     "should_record": "schedule",
@@ -74,7 +76,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
     from .data import BUILTIN_DATASETS, Dataset, DataSplits, load_csv, load_dataset, prepare_data
-    from .models import MLP, build_model
+    from .models import MLP, attach_model, build_model, model_from_trace
     from .schedule import normalize_epoch_intervals, recorded_epochs, should_record
     from .store import (
         MAX_TRACE_BYTES,

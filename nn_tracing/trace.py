@@ -294,6 +294,8 @@ class NetworkTrace:
         self.digest = digest
         self._frame: pd.DataFrame | None = None
         self._cache: dict[int, dict[str, np.ndarray]] = {}
+        #: a module of the traced architecture, set by :func:`nn_tracing.attach_model`
+        self.attached_model: Any = None
 
     # -- structure -----------------------------------------------------------------------
     @property

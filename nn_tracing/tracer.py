@@ -835,15 +835,7 @@ class TraceableNN(nn.Module):
         logits = torch.cat(logits_chunks) if len(logits_chunks) > 1 else logits_chunks[0]
         grad_of = {id(p): g for p, g in zip(wanted, grads) if g is not None}
 
-        # Activations of every neuron, input features first: (n_probe, n_neurons).
-        pooled = [_as_positions(x, self._input_dim if x.dim() > 2 else -1).mean(1)]
-        for index, layer in enumerate(self._layers):
-            acc = accumulators[index]
-            if acc.pooled:
-                pooled.append(torch.cat(acc.pooled) if len(acc.pooled) > 1 else acc.pooled[0])
-            else:  # the layer did not run on the probe
-                pooled.append(torch.full((n, layer.info.n_neurons), float("nan"), device=device))
-        acts = torch.cat(pooled, dim=1).float()
+        acts = self._pooled_matrix(accumulators, x, device)
 
         # Activation statistics for all neurons at once; conv layers (and conv inputs) are
         # then overwritten with their statistics over every position.
@@ -888,6 +880,42 @@ class TraceableNN(nn.Module):
             "predictions": predictions.cpu().numpy(),
         }
         return metrics.cpu().numpy(), tensors, extra
+
+    def _pooled_matrix(
+        self, accumulators: dict[int, _Accumulator], x: torch.Tensor, device: torch.device
+    ) -> torch.Tensor:
+        """Activations of every neuron, input features first: (n_samples, n_neurons) float32."""
+        n = x.shape[0]
+        pooled = [_as_positions(x, self._input_dim if x.dim() > 2 else -1).mean(1)]
+        for index, layer in enumerate(self._layers):
+            acc = accumulators[index]
+            if acc.pooled:
+                pooled.append(torch.cat(acc.pooled) if len(acc.pooled) > 1 else acc.pooled[0])
+            else:  # the layer did not run on these inputs
+                pooled.append(torch.full((n, layer.info.n_neurons), float("nan"), device=device))
+        return torch.cat(pooled, dim=1).float()
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Every neuron's activation on ``x`` in inference mode: (n_samples, n_neurons).
+
+        The same definition as the trace's probe activations (input features first, channels
+        averaged over positions), computed without gradients and without touching the model's
+        state. Used to evaluate a neuron anywhere in input space (activation fields).
+        """
+        device = _module_device(self._wrapped)
+        x = torch.as_tensor(x).to(device)
+        accumulators = {i: _Accumulator() for i in range(len(self._layers))}
+        handles, counters = self._capture(accumulators, keep_pooled=True, training_only=False)
+        self._measuring = True
+        try:
+            with _preserved_state(self._wrapped, device), torch.no_grad():
+                for start in range(0, x.shape[0], self._chunk_size):
+                    self._forward_probe(x[start : start + self._chunk_size], counters)
+        finally:
+            self._measuring = False
+            for handle in handles:
+                handle.remove()
+        return self._pooled_matrix(accumulators, x, device)
 
     @staticmethod
     def _stats_block(acc: _Accumulator) -> torch.Tensor:
