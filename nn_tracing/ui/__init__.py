@@ -1,0 +1,36 @@
+"""The Streamlit app's building blocks — the only package of nn_tracing that imports Streamlit.
+
+``streamlit_app.py`` and the scripts in ``pages/`` stay thin: they call these functions.
+
+* :mod:`.app` — page config, navigation, the shared shell (demo trace, deep links, sidebar);
+* :mod:`.sidebar` — pick / upload / download traces, the training form and live progress;
+* :mod:`.overview`, :mod:`.neurons` — the pages;
+* :mod:`.traces` — the active trace and where it comes from; :mod:`.cache` — cached frames;
+* :mod:`.state` — every session-state key.
+
+Names are imported on first use, so that ``from nn_tracing.ui import state`` (tests,
+benchmarks) does not set up the cached functions outside a running app.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "configure_page": "app",
+    "navigation": "app",
+    "open_neuron": "app",
+    "page": "app",
+    "shell": "app",
+    "render_neurons": "neurons",
+    "render_overview": "overview",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,123 @@
+"""The app shell: page config, pages, the demo trace on first start, deep links, the sidebar.
+
+``streamlit_app.py`` calls these in order::
+
+    ui.configure_page()
+    page = ui.navigation([ui.page("pages/overview.py", ...), ...])
+    ui.shell(page)
+    page.run()
+
+Deep links: ``?trace=<name>&neuron=E_30/L_hidden_1/n_20`` opens the trace ``<name>`` of the
+runs folder and, with ``neuron=``, the Neurons page on that neuron — whichever page the URL
+names, on the first run of a session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import streamlit as st
+
+from ..runs import DEMO_CONFIG, ensure_demo_trace, runs_dir
+from . import state
+from .sidebar import poll_job, render_sidebar
+from .text import guarded, md_escape
+from .traces import catalogue, publish_trace_param, resolve_active, sync_trace_param
+
+__all__ = [
+    "NEURONS_PAGE",
+    "configure_page",
+    "navigation",
+    "open_neuron",
+    "page",
+    "require_shell",
+    "shell",
+]
+
+NEURONS_PAGE = "pages/neurons.py"
+
+
+def configure_page() -> None:
+    """``st.set_page_config`` for every page."""
+    st.set_page_config(
+        page_title="nn_tracing", page_icon="🧠", layout="wide", initial_sidebar_state="expanded"
+    )
+
+
+def page(path: str, title: str, icon: str, *, default: bool = False) -> Any:
+    """An ``st.Page`` for a script in ``pages/``."""
+    return st.Page(path, title=title, icon=icon, default=default)
+
+
+def navigation(pages: Sequence[Any]) -> Any:
+    """``st.navigation`` over an explicit list of pages; returns the current page."""
+    return st.navigation(list(pages))
+
+
+def open_neuron(trace_name: str | None, signature: str) -> None:
+    """Switch to the Neurons page on ``signature`` (a deep link another browser can open)."""
+    params = {"neuron": signature}
+    if trace_name:
+        params["trace"] = trace_name
+    st.switch_page(NEURONS_PAGE, query_params=params)
+
+
+def require_shell() -> None:
+    """Make sure a page runs inside the app shell (called first by every page).
+
+    With a ``pages/`` folder next to the entrypoint, a fresh Streamlit server runs in its
+    legacy "pages directory" mode until some run calls ``st.navigation``: the first visitor who
+    opens a page URL directly (a deep link such as ``/neurons?trace=...``) would get that page
+    script alone — no sidebar, no shell. This ends that mode and reruns, so the entrypoint
+    runs and resolves the same URL through ``st.navigation``.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def _ensure_demo() -> None:
+    if catalogue():
+        return
+    cfg = DEMO_CONFIG
+    message = (
+        f"No traces in {md_escape(str(runs_dir()))} yet: training a small demo network "
+        f"({cfg.dataset}, {len(cfg.hidden_sizes)} hidden layers of {cfg.hidden_sizes[0]} "
+        f"{cfg.activation} neurons, {cfg.epochs} epochs). This takes a few seconds and "
+        "happens once."
+    )
+    with st.spinner(message, show_time=True):
+        try:
+            ensure_demo_trace(runs_dir())
+        except OSError as exc:
+            st.error(
+                f"Could not write the demo trace to {md_escape(str(runs_dir()))}: "
+                f"{md_escape(exc)}. Set NN_TRACING_RUNS_DIR to a folder you can write to."
+            )
+
+
+def _follow_deep_link(current: Any) -> None:
+    """On a session's first run, ``neuron=`` in the URL opens the Neurons page."""
+    if state.get(state.DEEP_LINK_DONE):
+        return
+    state.put(state.DEEP_LINK_DONE, True)
+    if "neuron" in st.query_params and current.url_path == "":  # the default page
+        st.switch_page(NEURONS_PAGE, query_params=st.query_params.to_dict())
+
+
+def shell(current: Any) -> None:
+    """Everything every page shares, drawn before the page itself."""
+    with guarded("preparing the demo trace"):
+        _ensure_demo()
+    _follow_deep_link(current)
+    sync_trace_param()
+    poll_job()
+    active, problem = resolve_active()
+    publish_trace_param(active)
+    if active is not None and active.live:
+        state.put(state.JOB_SEEN_VERSION, int(active.key.rsplit(":", 1)[1]))
+    with guarded("drawing the sidebar"):
+        render_sidebar(active, problem)

@@ -1,0 +1,311 @@
+"""Which trace the session is looking at, where it comes from, and how it is loaded.
+
+A trace is referred to by a short string kept in session state:
+
+* ``run:<name>`` — ``<runs folder>/<name>.nntrace``;
+* ``upload:<digest>`` — a file uploaded in this session, validated by
+  :func:`~nn_tracing.store.load_trace` and kept in a private upload folder (not in ``runs/``
+  unless the user saves it there);
+* ``job:<id>`` — the trace a running job has recorded so far.
+
+Loaded traces are shared by all sessions through ``st.cache_resource`` keyed by the file's
+path, size and modification time; every frame derived from a trace is cached with
+``st.cache_data`` keyed by the trace's sha256 digest (see :mod:`nn_tracing.ui.cache`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from .. import jobs
+from ..runs import (
+    RunEntry,
+    find_run,
+    import_trace_file,
+    read_entry,
+    run_files,
+    runs_dir,
+    safe_stem,
+)
+from ..store import TraceFormatError, load_trace
+from ..trace import NetworkTrace
+from . import state
+
+__all__ = [
+    "ActiveTrace",
+    "UploadResult",
+    "accept_upload",
+    "catalogue",
+    "no_trace_message",
+    "resolve_active",
+    "save_upload_to_runs",
+    "set_active",
+    "sync_trace_param",
+    "upload_dir",
+]
+
+UPLOAD_DIR_ENV = "NN_TRACING_UPLOAD_DIR"
+
+
+@dataclass(frozen=True)
+class ActiveTrace:
+    """The trace a page draws.
+
+    ``key`` identifies its content for caches: the sha256 digest of a file, or
+    ``live:<job>:<version>`` for a run still training. ``name`` is the name a deep link uses
+    (``None`` for a live trace, which has no file yet).
+    """
+
+    ref: str
+    label: str
+    trace: NetworkTrace
+    key: str
+    name: str | None
+    path: Path | None
+    source: str  # "runs", "upload" or "live"
+
+    @property
+    def live(self) -> bool:
+        return self.source == "live"
+
+
+def upload_dir() -> Path:
+    """Where uploaded traces are kept for this server (``$NN_TRACING_UPLOAD_DIR`` or a temp
+    folder); files are named by their sha256 digest."""
+    configured = os.environ.get(UPLOAD_DIR_ENV, "").strip()
+    base = Path(configured) if configured else Path(tempfile.gettempdir()) / "nn_tracing-uploads"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+# -- the runs folder ---------------------------------------------------------------------------
+@st.cache_data(max_entries=2000, show_spinner=False)
+def _entry(path: str, mtime_ns: int, size: int) -> RunEntry:
+    return read_entry(Path(path))
+
+
+def catalogue() -> list[RunEntry]:
+    """The traces in the runs folder, newest first (manifests cached by file stamp)."""
+    entries = []
+    for path in run_files():
+        try:
+            stat = path.stat()
+        except OSError:  # removed meanwhile
+            continue
+        entries.append(_entry(str(path), stat.st_mtime_ns, stat.st_size))
+    return sorted(entries, key=lambda e: (e.mtime_ns, e.name), reverse=True)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Reading the trace file…")
+def _load(path: str, mtime_ns: int, size: int) -> NetworkTrace:
+    return load_trace(path)
+
+
+def _load_file(path: Path) -> NetworkTrace:
+    stat = path.stat()
+    return _load(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+# -- uploads -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UploadResult:
+    """What became of an upload: ``ok`` and a message for the user."""
+
+    ok: bool
+    message: str
+    ref: str | None = None
+
+
+def _uploads() -> list[dict[str, str]]:
+    return list(state.get(state.UPLOADS, []))
+
+
+def accept_upload(filename: str, data: bytes) -> UploadResult:
+    """Validate an uploaded trace and make it the active trace of this session.
+
+    The bytes go through :func:`~nn_tracing.store.load_trace` (never pickle); a bad file gives
+    ``ok=False`` and a specific message, and nothing else changes. A good one is kept in the
+    upload folder under its digest — not in ``runs/`` — and listed for this session only.
+    """
+    shown = safe_stem(Path(filename or "upload").name)
+    if not data:
+        return UploadResult(False, f"{shown}: the file is empty.")
+    try:
+        trace = load_trace(data)
+    except TraceFormatError as exc:
+        return UploadResult(False, f"{shown} is not a trace nn_tracing can open: {exc}")
+    digest = trace.digest or ""
+    target = upload_dir() / f"{digest}.nntrace"
+    if not target.exists():
+        fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            return UploadResult(False, f"{shown}: the upload could not be stored: {exc}")
+    uploads = [u for u in _uploads() if u["digest"] != digest]
+    uploads.insert(0, {"digest": digest, "name": shown})
+    state.put(state.UPLOADS, uploads)
+    ref = f"upload:{digest}"
+    set_active(ref)
+    return UploadResult(
+        True,
+        f"Opened {shown} ({trace.n_neurons} neurons, {len(trace.epochs)} recorded epochs). "
+        "It is not in runs/; use 'Save upload to runs/' to keep it there.",
+        ref,
+    )
+
+
+def save_upload_to_runs(digest: str) -> UploadResult:
+    """Copy an uploaded trace into the runs folder and make that copy active."""
+    name = next((u["name"] for u in _uploads() if u["digest"] == digest), "upload")
+    source = upload_dir() / f"{digest}.nntrace"
+    if not source.is_file():
+        return UploadResult(
+            False, f"The upload {name} is no longer on the server; upload it again."
+        )
+    try:
+        path = import_trace_file(source, name, runs_dir())
+    except OSError as exc:
+        return UploadResult(False, f"Could not save {name} to {runs_dir()}: {exc}")
+    set_active(f"run:{path.stem}")
+    return UploadResult(True, f"Saved as {path.name} in the runs folder.", f"run:{path.stem}")
+
+
+# -- the active trace --------------------------------------------------------------------------
+def set_active(ref: str) -> None:
+    """Make ``ref`` the session's active trace."""
+    state.put(state.ACTIVE_TRACE, ref)
+
+
+class _Unavailable(Exception):
+    """The referenced trace cannot be shown; the message says why, for the user."""
+
+
+def _open(ref: str) -> ActiveTrace | None:
+    """Load the trace ``ref`` names (``None`` while a job has recorded nothing yet)."""
+    kind, _, ident = ref.partition(":")
+    try:
+        if kind == "job":
+            job = jobs.get_job(ident)
+            if job is None:
+                raise _Unavailable("The training run this session started is no longer known.")
+            trace, snap = job.live_trace, job.snapshot()
+            if trace is None:
+                return None
+            label = f"training: {job.name} ({snap.status if snap.done else 'running'})"
+            key = f"live:{ident}:{snap.trace_version}"
+            return ActiveTrace(ref, label, trace, key, None, None, "live")
+        if kind == "upload":
+            name = next((u["name"] for u in _uploads() if u["digest"] == ident), ident[:12])
+            path = upload_dir() / f"{ident}.nntrace"
+            if not path.is_file():
+                raise _Unavailable(
+                    f"The upload {name} is no longer on the server; upload it again."
+                )
+            trace = _load_file(path)
+            label = f"{name} (uploaded)"
+            return ActiveTrace(ref, label, trace, trace.digest or ident, name, path, "upload")
+        if kind == "run":
+            path = find_run(ident)
+            if path is None:
+                raise _Unavailable(f"The trace {ident} is no longer in {runs_dir()}.")
+            trace = _load_file(path)
+            return ActiveTrace(ref, ident, trace, trace.digest or ident, ident, path, "runs")
+    except TraceFormatError as exc:
+        raise _Unavailable(f"{ident} cannot be opened: {exc}") from None
+    except OSError as exc:
+        raise _Unavailable(f"{ident} cannot be read: {exc}") from None
+    raise _Unavailable(f"Unknown trace reference {ref!r}.")
+
+
+def resolve_active() -> tuple[ActiveTrace | None, str | None]:
+    """The active trace, loaded (or ``None``), and a problem to tell the user (or ``None``).
+
+    When nothing is active, or the active trace cannot be opened, the newest run that opens
+    becomes active. Never raises for a bad file: the problem names it.
+    """
+    ref = state.get(state.ACTIVE_TRACE)
+    candidates = [ref] if ref else []
+    candidates += [f"run:{e.name}" for e in catalogue() if e.readable and f"run:{e.name}" != ref]
+    problem = None
+    for candidate in candidates:
+        try:
+            active = _open(candidate)
+        except _Unavailable as exc:
+            problem = problem or str(exc)
+            continue
+        set_active(candidate)
+        return active, problem
+    state.pop(state.ACTIVE_TRACE)
+    return None, problem
+
+
+def starting_job() -> str | None:
+    """The name of the session's run when it is active but has recorded nothing yet."""
+    ref = state.get(state.ACTIVE_TRACE) or ""
+    kind, _, ident = ref.partition(":")
+    job = jobs.get_job(ident) if kind == "job" else None
+    return job.name if job is not None and job.live_trace is None else None
+
+
+def no_trace_message() -> str:
+    """What a page says when it has no trace to draw."""
+    name = starting_job()
+    if name:
+        return (
+            f"Training {name} has started: preparing the data and measuring the untrained "
+            "network (E_0). This page fills in as soon as E_0 is recorded."
+        )
+    return (
+        "No trace to show yet. Train a network from the sidebar, or upload a .nntrace file there."
+    )
+
+
+def ref_for_name(name: str) -> str | None:
+    """The reference of the trace a deep link's ``trace=<name>`` means, if it exists."""
+    if find_run(name) is not None:
+        return f"run:{name}"
+    for upload in _uploads():
+        if upload["name"] == name:
+            return f"upload:{upload['digest']}"
+    return None
+
+
+def sync_trace_param() -> None:
+    """Apply a new ``trace=`` query parameter (a deep link) to the session's active trace."""
+    requested = st.query_params.get("trace")
+    if not requested or requested == state.get(state.APPLIED_TRACE_PARAM):
+        return
+    state.put(state.APPLIED_TRACE_PARAM, requested)
+    ref = ref_for_name(requested)
+    if ref is None:
+        state.put(
+            state.TRACE_MESSAGE,
+            (
+                "warning",
+                f"The link names a trace '{requested}' that is not in {runs_dir()}; "
+                "showing another trace instead. (Uploads are visible only in the session that "
+                "uploaded them.)",
+            ),
+        )
+    else:
+        set_active(ref)
+
+
+def publish_trace_param(active: ActiveTrace | None) -> None:
+    """Keep ``trace=`` in the URL equal to the active trace's name."""
+    name = active.name if active is not None else None
+    if name:
+        if st.query_params.get("trace") != name:
+            st.query_params["trace"] = name
+    elif "trace" in st.query_params:
+        del st.query_params["trace"]
+    state.put(state.APPLIED_TRACE_PARAM, name or st.query_params.get("trace"))

@@ -1,0 +1,337 @@
+"""The sidebar's training form: every ``TrainConfig`` field, validated before a run starts.
+
+The form is an ``st.form``: changing a field reruns nothing. Submitting calls
+:func:`_submit` (a callback, so that it runs before the page is drawn): it turns the fields
+into a :class:`~nn_tracing.config.TrainConfig` with :func:`config_from_form`, and either starts
+a background job (:mod:`nn_tracing.jobs`) or keeps a message per field, which the form then
+shows next to the field it concerns.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from .. import jobs
+from ..config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
+from ..data import BUILTIN_DATASETS
+from ..runs import runs_dir
+from . import state
+from .text import md_escape
+from .traces import set_active
+
+__all__ = ["DEFAULTS", "RECORD_MODES", "config_from_form", "load_settings", "render_form"]
+
+logger = logging.getLogger("nn_tracing.ui")
+
+#: How ``epoch_intervals`` is chosen in the form, and what each choice means.
+RECORD_MODES: dict[str, str] = {
+    "every": "every epoch",
+    "nth": "every n-th epoch (and the last)",
+    "last": "the last epoch only",
+    "list": "a list of epochs",
+}
+
+#: The form's fields and their first values.
+DEFAULTS: dict[str, Any] = {
+    "dataset": "moons",
+    "hidden": "16, 16",
+    "activation": "relu",
+    "epochs": 30,
+    "batch_size": 64,
+    "lr": 0.01,
+    "optimizer": "adam",
+    "seed": 0,
+    "probe_size": 256,
+    "record_mode": "every",
+    "record_value": "5",
+    "keep_weights": False,
+    "keep_batches": False,
+    "n_samples": 2000,
+    "dropout": 0.0,
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+    "data_seed": 0,
+    "val_fraction": 0.25,
+    "device": "cpu",
+    "name": "",
+}
+
+#: ``TrainConfig`` field -> form field (where its error is shown).
+_FIELD_OF: dict[str, str] = {
+    "hidden_sizes": "hidden",
+    "epoch_intervals": "record_value",
+    "drop_batches": "keep_batches",
+}
+#: Form fields that are ``TrainConfig`` fields of the same name and value.
+_SAME_NAME = (
+    "dataset",
+    "activation",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "seed",
+    "probe_size",
+    "n_samples",
+    "dropout",
+    "weight_decay",
+    "momentum",
+    "data_seed",
+    "val_fraction",
+    "device",
+)
+FORM_LEVEL = "_form"
+_DATASETS = [d for d in DATASETS if d != "csv"]  # CSV training needs a file path: CLI only
+
+
+def _ints(text: str, field: str, what: str) -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[,\s;]+", str(text).strip()) if p]
+    if not parts:
+        raise ValueError(f"{field}: enter {what}")
+    values = []
+    for part in parts:
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise ValueError(f"{field}: {part!r} is not a whole number") from None
+    return tuple(values)
+
+
+def _epoch_intervals(mode: str, value: str) -> int | tuple[int, ...] | None:
+    if mode == "every":
+        return None
+    if mode == "last":
+        return -1
+    if mode == "nth":
+        (n,) = _ints(value, "record_value", "n, e.g. 5")[:1] or (0,)
+        if n < 1:
+            raise ValueError("record_value: n must be a whole number of at least 1")
+        return n
+    if mode == "list":
+        return _ints(value, "record_value", "the epochs to record, e.g. 1, 5, 10, 30")
+    raise ValueError(f"record_mode: unknown choice {mode!r}")
+
+
+def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dict[str, str]]:
+    """Turn the form's values into a config, or say what is wrong with which field.
+
+    Returns ``(config, {})`` or ``(None, {form field: message})``; ``"_form"`` holds a
+    message that belongs to no single field.
+    """
+    errors: dict[str, str] = {}
+    kwargs: dict[str, Any] = {}
+    try:
+        kwargs["hidden_sizes"] = _ints(values["hidden"], "hidden", "layer widths, e.g. 16, 16")
+    except ValueError as exc:
+        errors["hidden"] = str(exc).split(": ", 1)[1]
+    try:
+        kwargs["epoch_intervals"] = _epoch_intervals(values["record_mode"], values["record_value"])
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        errors[field] = message
+    if errors:
+        return None, errors
+    kwargs.update({field: values[field] for field in _SAME_NAME})
+    kwargs["keep_weights"] = bool(values["keep_weights"])
+    kwargs["drop_batches"] = not values["keep_batches"]
+    try:
+        return TrainConfig(**kwargs), {}
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        match = re.match(r"^(\w+)=", message)
+        if match is None:
+            return None, {FORM_LEVEL: message}
+        field = _FIELD_OF.get(match.group(1), match.group(1))
+        why = message.split(": ", 1)[1] if ": " in message else message
+        return None, {field if field in DEFAULTS else FORM_LEVEL: why}
+
+
+def _key(field: str) -> str:
+    return state.FORM_FIELD + field
+
+
+def _values() -> dict[str, Any]:
+    return {field: state.get(_key(field), default) for field, default in DEFAULTS.items()}
+
+
+def _submit() -> None:
+    """Form callback: validate, then start the job (or keep the errors for the form)."""
+    try:
+        values = _values()
+        config, errors = config_from_form(values)
+        running = jobs.get_job(state.get(state.JOB_ID))
+        if config is not None and running is not None and not running.snapshot().done:
+            errors = {FORM_LEVEL: "This session is training already; stop that run first."}
+        if config is None or errors:
+            state.put(state.FORM_ERRORS, errors)
+            return
+        job = jobs.start_job(config, runs_dir(), name=str(values["name"]).strip() or None)
+    except jobs.JobLimitError as exc:
+        state.put(state.FORM_ERRORS, {FORM_LEVEL: str(exc)})
+        return
+    except Exception as exc:  # shown next to the button, traceback to the log
+        logger.exception("could not start a training run")
+        state.put(state.FORM_ERRORS, {FORM_LEVEL: f"Could not start training: {exc}"})
+        return
+    state.put(state.FORM_ERRORS, {})
+    state.put(state.JOB_ID, job.job_id)
+    state.put(state.JOB_SEEN_VERSION, 0)
+    state.pop(state.JOB_MESSAGE)
+    set_active(f"job:{job.job_id}")
+
+
+def load_settings(config: Mapping[str, Any]) -> None:
+    """Button callback: fill the form from a trace's config (validated first; a config that
+    does not validate leaves the form as it is and says why under the Run button)."""
+    try:
+        cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k != "csv_path"})
+    except (TypeError, ValueError) as exc:
+        state.put(state.FORM_ERRORS, {FORM_LEVEL: f"The trace's settings cannot be used: {exc}"})
+        return
+    intervals = cfg.epoch_intervals
+    mode, value = "every", DEFAULTS["record_value"]
+    if intervals == -1:
+        mode = "last"
+    elif isinstance(intervals, int):
+        mode, value = "nth", str(intervals)
+    elif isinstance(intervals, tuple):
+        mode, value = "list", ", ".join(map(str, intervals))
+    fields = {field: getattr(cfg, field) for field in _SAME_NAME}
+    fields.update(
+        dataset=cfg.dataset if cfg.dataset in _DATASETS else DEFAULTS["dataset"],
+        hidden=", ".join(map(str, cfg.hidden_sizes)),
+        record_mode=mode,
+        record_value=value,
+        keep_weights=cfg.keep_weights,
+        keep_batches=not cfg.drop_batches,
+    )
+    for field, value_ in fields.items():
+        state.put(_key(field), value_)
+    state.put(state.FORM_ERRORS, {})
+
+
+_ADVANCED = (
+    "n_samples",
+    "val_fraction",
+    "dropout",
+    "weight_decay",
+    "momentum",
+    "data_seed",
+    "device",
+    "name",
+)
+
+
+def _field(widget: Any, field: str, label: str, errors: Mapping[str, str], **kwargs: Any) -> None:
+    """Draw one field and, right under it, the reason it was refused (if it was)."""
+    widget(label, key=_key(field), **kwargs)
+    if field in errors:
+        st.error(md_escape(errors[field], max_length=400))
+
+
+def render_form(busy: bool) -> None:
+    """Draw the form (fields, their errors, and the Run button)."""
+    for field, default in DEFAULTS.items():
+        if _key(field) not in st.session_state:
+            state.put(_key(field), default)
+    errors: dict[str, str] = state.get(state.FORM_ERRORS, {})
+    with st.form("nnt.train_form", border=False):
+        _field(
+            st.selectbox,
+            "dataset",
+            "Dataset",
+            errors,
+            options=_DATASETS,
+            format_func=lambda d: f"{d} — {BUILTIN_DATASETS.get(d, '')}",
+        )
+        _field(
+            st.text_input,
+            "hidden",
+            "Hidden layer sizes",
+            errors,
+            help="Widths of the hidden layers, comma-separated: 16, 16 is two layers of 16.",
+        )
+        left, right = st.columns(2)
+        with left:
+            _field(st.selectbox, "activation", "Activation", errors, options=ACTIVATIONS)
+            _field(st.number_input, "epochs", "Epochs", errors, step=1)
+            _field(st.number_input, "lr", "Learning rate", errors, step=0.001, format="%.5g")
+            _field(st.number_input, "seed", "Seed", errors, step=1)
+        with right:
+            _field(st.selectbox, "optimizer", "Optimizer", errors, options=OPTIMIZERS)
+            _field(st.number_input, "batch_size", "Batch size", errors, step=1)
+            _field(
+                st.number_input,
+                "probe_size",
+                "Probe size",
+                errors,
+                step=1,
+                help="Held-out samples on which every recorded epoch is measured.",
+            )
+        _field(
+            st.selectbox,
+            "record_mode",
+            "Record",
+            errors,
+            options=list(RECORD_MODES),
+            format_func=RECORD_MODES.__getitem__,
+            help="Which epochs are traced; E_0 (the untrained network) always is.",
+        )
+        _field(
+            st.text_input,
+            "record_value",
+            "n, or the epochs to record",
+            errors,
+            help="For 'every n-th epoch': n (e.g. 5). For 'a list of epochs': e.g. 1, 5, "
+            "10, 30. Ignored otherwise.",
+        )
+        _field(st.checkbox, "keep_weights", "Keep weights at every recorded epoch", errors)
+        _field(
+            st.checkbox,
+            "keep_batches",
+            "Keep per-batch statistics",
+            errors,
+            help="Also stream statistics of every training batch (costs some speed).",
+        )
+        with st.expander("More settings", expanded=any(f in errors for f in _ADVANCED)):
+            _field(st.number_input, "n_samples", "Samples (synthetic datasets)", errors, step=100)
+            _field(
+                st.number_input,
+                "val_fraction",
+                "Validation share",
+                errors,
+                step=0.05,
+                format="%.2f",
+            )
+            _field(st.number_input, "dropout", "Dropout", errors, step=0.05, format="%.2f")
+            _field(
+                st.number_input, "weight_decay", "Weight decay", errors, step=0.0001, format="%.5g"
+            )
+            _field(
+                st.number_input,
+                "momentum",
+                "Momentum (SGD, RMSprop)",
+                errors,
+                step=0.05,
+                format="%.3f",
+            )
+            _field(st.number_input, "data_seed", "Data seed", errors, step=1)
+            _field(st.selectbox, "device", "Device", errors, options=("cpu", "auto", "cuda"))
+            _field(
+                st.text_input,
+                "name",
+                "Run name",
+                errors,
+                placeholder="automatic",
+                help="File name in runs/ (letters, digits, . _ -).",
+            )
+        st.form_submit_button(
+            "Run training", type="primary", on_click=_submit, disabled=busy, width="stretch"
+        )
+        if FORM_LEVEL in errors:
+            st.error(md_escape(errors[FORM_LEVEL], max_length=400))

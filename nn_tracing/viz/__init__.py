@@ -1,0 +1,50 @@
+"""Altair chart builders (no Streamlit): each chart kind has a data builder and a chart builder.
+
+Every chart's tooltip carries a neuron signature (``E_<epoch>/L_<layer>/n_<id>``) or, for a
+whole layer or epoch, its prefix; charts above :data:`MARK_BUDGET` marks aggregate and say so.
+"""
+
+from .brain import (
+    PICK,
+    BrainScan,
+    brain_scan_chart,
+    brain_scan_frame,
+    layer_epoch_chart,
+    layer_epoch_frame,
+    neuron_epoch_chart,
+    neuron_epoch_frame,
+)
+from .common import MARK_BUDGET, element_height, metric_title, signature
+from .curves import curves_frame, training_curves_chart
+from .health import health_chart, health_frame
+from .neuron import (
+    activation_histogram_chart,
+    activation_histogram_frame,
+    layer_quantiles,
+    neuron_history_chart,
+    neuron_history_frame,
+)
+
+__all__ = [
+    "MARK_BUDGET",
+    "PICK",
+    "BrainScan",
+    "activation_histogram_chart",
+    "activation_histogram_frame",
+    "brain_scan_chart",
+    "brain_scan_frame",
+    "curves_frame",
+    "element_height",
+    "health_chart",
+    "health_frame",
+    "layer_epoch_chart",
+    "layer_epoch_frame",
+    "layer_quantiles",
+    "metric_title",
+    "neuron_epoch_chart",
+    "neuron_epoch_frame",
+    "neuron_history_chart",
+    "neuron_history_frame",
+    "signature",
+    "training_curves_chart",
+]

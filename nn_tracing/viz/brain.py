@@ -1,0 +1,473 @@
+"""The brain scan: every neuron coloured by a metric, at one epoch and over time.
+
+Three views, each a data builder (NumPy/pandas) and a chart builder (Altair):
+
+* :func:`brain_scan_frame` / :func:`brain_scan_chart` — one strip per layer, one cell per
+  neuron (ordered by id or by value), at one recorded epoch;
+* :func:`layer_epoch_frame` / :func:`layer_epoch_chart` — layers × recorded epochs, each cell
+  the layer's median with its quartiles in the tooltip;
+* :func:`neuron_epoch_frame` / :func:`neuron_epoch_chart` — one layer's neurons × recorded
+  epochs.
+
+Above :data:`~nn_tracing.viz.common.MARK_BUDGET` marks, neurons are binned (each cell the mean
+of a run of neurons) and the chart's subtitle says so. Every cell carries the signature of a
+neuron it stands for, which a click selects (selection parameter :data:`PICK`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from ..trace import METRICS, NetworkTrace
+from .common import (
+    INTEGER_AXIS,
+    MARK_BUDGET,
+    MISSING_COLOR,
+    SIGNED_METRICS,
+    bin_size_for,
+    binned_means,
+    color_scale,
+    signature,
+    signature_range,
+)
+
+__all__ = [
+    "PICK",
+    "BrainScan",
+    "brain_scan_chart",
+    "brain_scan_frame",
+    "epoch_edges",
+    "layer_epoch_chart",
+    "layer_epoch_frame",
+    "neuron_epoch_chart",
+    "neuron_epoch_frame",
+]
+
+#: Name of the click selection on neuron cells; its value holds ``neuron`` and ``epoch``.
+PICK = "pick"
+ORDERS = ("id", "value")
+
+
+@dataclass(frozen=True)
+class BrainScan:
+    """The data of a brain-scan chart and how it was aggregated.
+
+    ``frame`` has one row per cell: ``layer``, ``x0``, ``x1`` (position in [0, 1] along the
+    layer's strip), ``value`` (the metric, or the mean over the cell), ``color`` (what the
+    colour encodes), ``neuron`` (the id a click opens), ``epoch``, ``signature`` and
+    ``neurons`` (what the cell stands for), ``n`` (neurons in the cell).
+    """
+
+    frame: pd.DataFrame
+    metric: str
+    epoch: int
+    layers: list[str]
+    bin_size: int
+    percentile: bool
+    domain: tuple[float, float] | None = None
+
+    @property
+    def binned(self) -> bool:
+        return self.bin_size > 1
+
+
+def _percentiles(values: np.ndarray) -> np.ndarray:
+    """Rank of each finite value within ``values``, scaled to [0, 1]; NaN stays NaN."""
+    out = np.full(values.shape, np.nan)
+    finite = np.isfinite(values)
+    count = int(finite.sum())
+    if count == 1:
+        out[finite] = 0.5
+    elif count > 1:
+        ranks = pd.Series(values[finite]).rank(method="average").to_numpy()
+        out[finite] = (ranks - 1) / (count - 1)
+    return out
+
+
+def _order(values: np.ndarray, by: str) -> np.ndarray:
+    if by == "value":
+        # ascending, NaN last
+        return np.argsort(np.where(np.isfinite(values), values, np.inf), kind="stable")
+    return np.arange(values.size)
+
+
+def _representatives(values: np.ndarray, means: np.ndarray, size: int) -> np.ndarray:
+    """Per chunk of ``size``, the offset of the value closest to the chunk's mean."""
+    n = values.size
+    cells = means.size
+    padded = np.full(cells * size, np.nan)
+    padded[:n] = values
+    distance = np.abs(padded.reshape(cells, size) - means[:, None])
+    distance = np.where(np.isfinite(distance), distance, np.inf)
+    return distance.argmin(axis=1)
+
+
+def brain_scan_frame(
+    trace: NetworkTrace,
+    epoch: int,
+    metric: str,
+    *,
+    order: str = "id",
+    percentile: bool = False,
+    budget: int = MARK_BUDGET,
+) -> BrainScan:
+    """Cells of the brain scan of ``metric`` at ``epoch``.
+
+    Parameters
+    ----------
+    order
+        ``"id"``: neurons in id order along each strip; ``"value"``: ascending by value.
+    percentile
+        Colour by the percentile of the value within its layer instead of the raw value
+        (layers whose scales differ by orders of magnitude stay readable).
+    budget
+        Most cells to draw; above it, runs of neurons are binned into one cell.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}: use one of {ORDERS}")
+    column = METRICS.index(metric)
+    values_all = trace.metrics_at(epoch)[:, column].astype(np.float64)
+    size = bin_size_for(trace.n_neurons, budget)
+    parts = []
+    for info in trace.layers:
+        values = values_all[info.first_id : info.last_id + 1]
+        colors = _percentiles(values) if percentile else values
+        ordering = _order(values, order)
+        values, colors = values[ordering], colors[ordering]
+        ids = np.asarray(info.ids)[ordering]
+        if size == 1:
+            cell_values, cell_colors, picks = values, colors, ids
+            members: list[str] = [signature(epoch, info.name, int(i)) for i in ids]
+            counts = np.ones(ids.size, dtype=int)
+        else:
+            cell_values = binned_means(values, size)
+            cell_colors = binned_means(colors, size)
+            offsets = _representatives(values, cell_values, size)
+            starts = np.arange(cell_values.size) * size
+            picks = ids[np.minimum(starts + offsets, ids.size - 1)]
+            members = [signature_range(epoch, info.name, ids[s : s + size]) for s in starts]
+            counts = np.minimum(size, ids.size - starts)
+        cells = cell_values.size
+        positions = np.arange(cells)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "layer": info.name,
+                    "x0": positions / cells,
+                    "x1": (positions + 1) / cells,
+                    "value": cell_values,
+                    "color": cell_colors,
+                    "neuron": picks.astype(np.int64),
+                    "epoch": epoch,
+                    "signature": [signature(epoch, info.name, int(i)) for i in picks],
+                    "neurons": members,
+                    "n": counts,
+                }
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    return BrainScan(
+        frame=frame,
+        metric=metric,
+        epoch=epoch,
+        layers=trace.layer_names(),
+        bin_size=size,
+        percentile=percentile,
+        domain=None if percentile else robust_domain(values_all, signed=metric in SIGNED_METRICS),
+    )
+
+
+def robust_domain(values: np.ndarray, *, signed: bool) -> tuple[float, float] | None:
+    """The 2nd to 98th percentile of the finite values (symmetric around 0 when ``signed``),
+    so that a few extreme neurons (often the output logits) do not wash out the rest."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    low, high = (float(v) for v in np.percentile(finite, [2, 98]))
+    if signed:
+        bound = max(abs(low), abs(high))
+        low, high = -bound, bound
+    return (low, high) if high > low else None
+
+
+def _color(
+    field: str,
+    metric: str,
+    percentile: bool,
+    title: str,
+    domain: tuple[float, float] | None = None,
+) -> alt.Color:
+    return (
+        alt.when(f"isValid(datum.{field}) && isFinite(datum.{field})")
+        .then(
+            alt.Color(
+                f"{field}:Q",
+                scale=color_scale(metric, percentile=percentile, domain=domain),
+                legend=alt.Legend(title=title, orient="right"),
+            )
+        )
+        .otherwise(alt.value(MISSING_COLOR))
+    )
+
+
+def brain_scan_chart(scan: BrainScan) -> alt.Chart:
+    """One strip per layer, one cell per neuron (or bin), coloured by the metric."""
+    frame = scan.frame
+    subtitle = ["grey: not defined for this layer (e.g. input features have no weights)"]
+    if scan.domain is not None:
+        subtitle.insert(
+            0,
+            f"colours span the 2nd–98th percentile of all neurons ({scan.domain[0]:.3g} to "
+            f"{scan.domain[1]:.3g}); values beyond take the end colours",
+        )
+    if scan.binned:
+        subtitle.insert(
+            0,
+            f"binned: {len(frame)} cells for {int(frame['n'].sum())} neurons, each cell the "
+            f"mean of up to {scan.bin_size} neurons (over the mark budget of {MARK_BUDGET}); "
+            "a click opens the cell's most typical neuron",
+        )
+    title = alt.Title(f"{scan.metric} at E_{scan.epoch}", subtitle=subtitle, anchor="start")
+    tooltip = [
+        alt.Tooltip("signature:N", title="signature"),
+        alt.Tooltip("value:Q", title=scan.metric, format=".4g"),
+    ]
+    if scan.binned:
+        tooltip.insert(1, alt.Tooltip("neurons:N", title="cell"))
+    if scan.percentile:
+        tooltip.append(alt.Tooltip("color:Q", title="percentile in layer", format=".0%"))
+    pick = alt.selection_point(name=PICK, fields=["neuron", "epoch"], on="click")
+    legend_title = "percentile in layer" if scan.percentile else scan.metric
+    return (
+        alt.Chart(frame)
+        .mark_rect(stroke=None)
+        .encode(
+            x=alt.X("x0:Q", axis=None, scale=alt.Scale(domain=[0, 1], nice=False, zero=False)),
+            x2="x1:Q",
+            y=alt.Y("layer:N", sort=scan.layers, title=None),
+            color=_color("color", scan.metric, scan.percentile, legend_title, scan.domain),
+            tooltip=tooltip,
+        )
+        .add_params(pick)
+        .properties(title=title, height=max(30 * len(scan.layers), 120))
+    )
+
+
+def epoch_edges(epochs: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cell edges along a time axis: half-way between neighbouring recorded epochs.
+
+    >>> [e.tolist() for e in epoch_edges([0, 1, 5])]
+    [[-0.5, 0.5, 3.0], [0.5, 3.0, 5.5]]
+    """
+    e = np.asarray(epochs, dtype=np.float64)
+    if e.size == 0:
+        return e, e
+    mids = (e[1:] + e[:-1]) / 2
+    start = np.concatenate([[e[0] - 0.5], mids])
+    end = np.concatenate([mids, [e[-1] + 0.5]])
+    return start, end
+
+
+def _epoch_bins(epochs: list[int], size: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Group consecutive epochs into bins of ``size``; edges span each bin."""
+    start, end = epoch_edges(epochs)
+    groups = [np.arange(i, min(i + size, len(epochs))) for i in range(0, len(epochs), size)]
+    return groups, np.array([start[g[0]] for g in groups]), np.array([end[g[-1]] for g in groups])
+
+
+def layer_epoch_frame(
+    trace: NetworkTrace, metric: str, *, budget: int = MARK_BUDGET
+) -> pd.DataFrame:
+    """The layer median of ``metric`` at every recorded epoch, with its quartiles.
+
+    Columns: ``layer``, ``epoch`` (the first epoch of the cell), ``epoch_last``, ``x0``,
+    ``x1`` (cell edges in epochs), ``median``, ``p25``, ``p75``, ``n`` (neurons with a
+    value), ``signature`` (``E_<epoch>/L_<layer>``) and ``neurons`` (the id range). Many
+    epochs × layers are binned along time to stay within ``budget`` cells.
+    """
+    values = trace.metric(metric).astype(np.float64)  # (n_epochs, n_neurons)
+    epochs = trace.epochs
+    size = bin_size_for(len(epochs) * len(trace.layers), budget)
+    groups, x0, x1 = _epoch_bins(epochs, size)
+    rows = []
+    for info in trace.layers:
+        block = values[:, info.first_id : info.last_id + 1]
+        for group, start, end in zip(groups, x0, x1, strict=True):
+            cell = block[group].ravel()
+            finite = cell[np.isfinite(cell)]
+            first, last = epochs[group[0]], epochs[group[-1]]
+            if finite.size:
+                p25, median, p75 = np.percentile(finite, [25, 50, 75])
+            else:
+                p25 = median = p75 = np.nan
+            rows.append(
+                {
+                    "layer": info.name,
+                    "epoch": first,
+                    "epoch_last": last,
+                    "x0": start,
+                    "x1": end,
+                    "median": median,
+                    "p25": p25,
+                    "p75": p75,
+                    "n": int(finite.size // max(len(group), 1)),
+                    "signature": f"E_{first}/L_{info.name}"
+                    + (f" … E_{last}" if last != first else ""),
+                    "neurons": f"n_{info.first_id} … n_{info.last_id}",
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame.attrs["bin_size"] = size
+    return frame
+
+
+def layer_epoch_chart(
+    frame: pd.DataFrame,
+    metric: str,
+    layers: list[str],
+    selected_epoch: int | None = None,
+) -> alt.LayerChart:
+    """Layers × recorded epochs, each cell coloured by the layer's median."""
+    size = int(frame.attrs.get("bin_size", 1))
+    subtitle = ["each cell: the median over the layer's neurons; quartiles in the tooltip"]
+    if size > 1:
+        subtitle.append(f"binned over time: each cell spans {size} recorded epochs")
+    base = alt.Chart(frame)
+    cells = base.mark_rect().encode(
+        x=alt.X(
+            "x0:Q",
+            title="epoch",
+            scale=alt.Scale(nice=False, zero=False),
+            axis=alt.Axis(**INTEGER_AXIS),
+        ),
+        x2="x1:Q",
+        y=alt.Y("layer:N", sort=layers, title=None),
+        color=_color("median", metric, False, f"median {metric}"),
+        tooltip=[
+            alt.Tooltip("signature:N", title="signature"),
+            alt.Tooltip("neurons:N", title="neurons"),
+            alt.Tooltip("median:Q", format=".4g"),
+            alt.Tooltip("p25:Q", title="25th percentile", format=".4g"),
+            alt.Tooltip("p75:Q", title="75th percentile", format=".4g"),
+        ],
+    )
+    layers_: list[alt.Chart] = [cells]
+    if selected_epoch is not None:
+        marker = pd.DataFrame({"epoch": [selected_epoch]})
+        layers_.append(
+            alt.Chart(marker).mark_rule(color="black", strokeDash=[4, 3]).encode(x="epoch:Q")
+        )
+    return alt.layer(*layers_).properties(
+        title=alt.Title(f"{metric} by layer over training", subtitle=subtitle, anchor="start"),
+        height=max(30 * len(layers), 120),
+    )
+
+
+def neuron_epoch_frame(
+    trace: NetworkTrace,
+    layer: str,
+    metric: str,
+    *,
+    order: str = "id",
+    budget: int = MARK_BUDGET,
+) -> pd.DataFrame:
+    """One layer's neurons × recorded epochs: ``metric`` of every neuron at every epoch.
+
+    Rows are neurons in id order, or ordered by their value at the last recorded epoch
+    (``order="value"``). Above ``budget`` cells, runs of neurons are binned (each cell their
+    mean) and, if still needed, runs of epochs too; ``frame.attrs`` says how.
+    Columns: ``row`` (position), ``x0``, ``x1``, ``epoch``, ``value``, ``neuron`` (the id a
+    click opens), ``signature``, ``neurons``.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}: use one of {ORDERS}")
+    info = trace.layer(layer)
+    epochs = trace.epochs
+    values = trace.metric(metric)[:, info.first_id : info.last_id + 1].astype(np.float64)
+    ordering = _order(values[-1], order) if len(epochs) else np.arange(info.n_neurons)
+    values = values[:, ordering]
+    ids = np.asarray(info.ids)[ordering]
+    max_rows = max(budget // max(len(epochs), 1), 16)
+    row_size = bin_size_for(info.n_neurons, max_rows)
+    cells = binned_means(values, row_size) if row_size > 1 else values  # (n_epochs, rows)
+    n_rows = cells.shape[1]
+    epoch_size = bin_size_for(len(epochs) * n_rows, budget)
+    groups, x0, x1 = _epoch_bins(epochs, epoch_size)
+    starts = np.arange(n_rows) * row_size
+    parts = []
+    for group, start, end in zip(groups, x0, x1, strict=True):
+        epoch = epochs[group[0]]
+        cell_values = np.nanmean(cells[group], axis=0) if len(group) > 1 else cells[group[0]]
+        picks = ids[starts]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": np.arange(n_rows),
+                    "x0": start,
+                    "x1": end,
+                    "epoch": epoch,
+                    "value": cell_values,
+                    "neuron": picks.astype(np.int64),
+                    "signature": [signature(epoch, layer, int(i)) for i in picks],
+                    "neurons": [
+                        signature_range(epoch, layer, ids[s : s + row_size]) for s in starts
+                    ]
+                    if row_size > 1
+                    else [signature(epoch, layer, int(i)) for i in picks],
+                }
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    frame.attrs.update(row_size=row_size, epoch_size=epoch_size, order=order, layer=layer)
+    return frame
+
+
+def neuron_epoch_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
+    """One layer's neurons (rows) × recorded epochs, coloured by the metric."""
+    row_size = int(frame.attrs.get("row_size", 1))
+    epoch_size = int(frame.attrs.get("epoch_size", 1))
+    layer = frame.attrs.get("layer", "")
+    order = frame.attrs.get("order", "id")
+    subtitle = [
+        "rows: neurons in id order"
+        if order == "id"
+        else "rows: neurons ordered by their value at the last recorded epoch"
+    ]
+    if row_size > 1 or epoch_size > 1:
+        subtitle.append(
+            f"binned (mark budget {MARK_BUDGET}): each row is the mean of {row_size} neurons"
+            + (f", each column of {epoch_size} recorded epochs" if epoch_size > 1 else "")
+        )
+    n_rows = int(frame["row"].max()) + 1 if len(frame) else 1
+    pick = alt.selection_point(name=PICK, fields=["neuron", "epoch"], on="click")
+    return (
+        alt.Chart(frame)
+        .mark_rect()
+        .encode(
+            x=alt.X(
+                "x0:Q",
+                title="epoch",
+                scale=alt.Scale(nice=False, zero=False),
+                axis=alt.Axis(**INTEGER_AXIS),
+            ),
+            x2="x1:Q",
+            y=alt.Y("row:O", axis=None),
+            color=_color("value", metric, False, metric),
+            tooltip=[
+                alt.Tooltip("signature:N", title="signature"),
+                alt.Tooltip("neurons:N", title="cell"),
+                alt.Tooltip("value:Q", title=metric, format=".4g"),
+            ],
+        )
+        .add_params(pick)
+        .properties(
+            title=alt.Title(
+                f"{metric} of every neuron of {layer}", subtitle=subtitle, anchor="start"
+            ),
+            height=min(max(3 * n_rows, 160), 420),
+        )
+    )

@@ -1,0 +1,167 @@
+"""What every chart shares: the mark budget, neuron signatures, colour scales, binning.
+
+A chart that would draw more than :data:`MARK_BUDGET` marks aggregates instead (neurons are
+binned into cells that show the bin's mean) and says so in its subtitle, so that a trace of
+thousands of neurons stays responsive in the browser.
+"""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import numpy as np
+
+from ..trace import METRIC_DESCRIPTIONS
+
+__all__ = [
+    "MARK_BUDGET",
+    "SIGNED_METRICS",
+    "bin_size_for",
+    "binned_means",
+    "color_scale",
+    "element_height",
+    "metric_title",
+    "signature",
+    "signature_range",
+]
+
+#: Largest number of marks one chart draws before it aggregates.
+MARK_BUDGET = 5000
+
+#: Metrics that take both signs (a diverging colour scale centred on 0 suits them).
+SIGNED_METRICS: frozenset[str] = frozenset({"w_mean", "bias", "act_mean", "act_min", "act_max"})
+
+#: The colour of a cell whose metric is not defined (NaN).
+MISSING_COLOR = "#d9d9d9"
+
+
+#: An integer axis for epochs and counts.
+INTEGER_AXIS = {"format": "d", "tickMinStep": 1}
+
+
+def signature(epoch: int, layer: str, neuron_id: int) -> str:
+    """``E_<epoch>/L_<layer>/n_<id>``, the neuron signature every tooltip carries."""
+    return f"E_{epoch}/L_{layer}/n_{neuron_id}"
+
+
+def signature_range(epoch: int, layer: str, ids: np.ndarray) -> str:
+    """A compact description of several neurons of one layer at one epoch.
+
+    >>> signature_range(3, "hidden_1", np.array([4, 5, 6]))
+    'E_3/L_hidden_1/n_4 … n_6 (3 neurons)'
+    >>> signature_range(3, "hidden_1", np.array([9, 2, 7, 11]))
+    'E_3/L_hidden_1: n_9, n_2, n_7, … (4 neurons)'
+    """
+    ids = np.asarray(ids)
+    if ids.size == 1:
+        return signature(epoch, layer, int(ids[0]))
+    if np.all(np.diff(ids) == 1):
+        return f"E_{epoch}/L_{layer}/n_{ids[0]} … n_{ids[-1]} ({ids.size} neurons)"
+    shown = ", ".join(f"n_{i}" for i in ids[:3])
+    return f"E_{epoch}/L_{layer}: {shown}, … ({ids.size} neurons)"
+
+
+def metric_title(metric: str) -> str:
+    """``"act_mean — mean activation on the probe set"``."""
+    description = METRIC_DESCRIPTIONS.get(metric)
+    return f"{metric} — {description}" if description else metric
+
+
+def color_scale(
+    metric: str, *, percentile: bool = False, domain: tuple[float, float] | None = None
+) -> alt.Scale:
+    """Diverging around 0 for signed metrics, sequential otherwise (or for percentiles);
+    ``domain`` clamps the scale (values beyond it take the end colours)."""
+    if percentile:
+        return alt.Scale(scheme="viridis", domain=[0, 1])
+    extra = {"domain": list(domain), "clamp": True} if domain is not None else {}
+    if metric in SIGNED_METRICS:
+        return alt.Scale(scheme="blueorange", domainMid=0, **extra)
+    return alt.Scale(scheme="viridis", **extra)
+
+
+def bin_size_for(n_items: int, budget: int = MARK_BUDGET) -> int:
+    """How many items one mark must stand for to stay within ``budget`` (1: no binning)."""
+    return max(1, math.ceil(n_items / max(budget, 1)))
+
+
+def binned_means(values: np.ndarray, size: int) -> np.ndarray:
+    """Means of consecutive chunks of ``size`` along the last axis, ignoring NaN.
+
+    Parameters
+    ----------
+    values : array of shape (..., n)
+    size : chunk length; the last chunk may be shorter
+
+    Returns
+    -------
+    array of shape (..., ceil(n / size)); NaN where a chunk holds only NaN.
+    """
+    n = values.shape[-1]
+    cells = math.ceil(n / size)
+    padded = np.full((*values.shape[:-1], cells * size), np.nan)
+    padded[..., :n] = values
+    chunks = padded.reshape(*values.shape[:-1], cells, size)
+    finite = np.isfinite(chunks)
+    counts = finite.sum(axis=-1)
+    sums = np.where(finite, chunks, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+_TITLE_LINE = 24
+_SUBTITLE_LINE = 15
+_X_AXIS = 64  # tick labels and axis title
+_PADDING = 28  # what Streamlit and vega-embed keep around the view
+_FACET_HEADER = 22
+_FACET_SPACING = 24
+
+
+def _title_height(title: object) -> int:
+    if title is alt.Undefined or not title:
+        return 0
+    if isinstance(title, str):
+        return _TITLE_LINE
+    subtitle = getattr(title, "subtitle", alt.Undefined)
+    lines = len(subtitle) if isinstance(subtitle, list) else int(isinstance(subtitle, str))
+    return _TITLE_LINE + _SUBTITLE_LINE * lines
+
+
+def _plot_height(chart: object) -> int:
+    height = getattr(chart, "height", alt.Undefined)
+    return int(height) if isinstance(height, (int, float)) else 300
+
+
+def _has_x_axis(chart: object) -> bool:
+    """Whether the chart draws an x axis (``axis=None`` on every view's x says it does not)."""
+    views = chart.layer if isinstance(getattr(chart, "layer", None), list) else [chart]
+    for view in views:
+        encoding = getattr(view, "encoding", alt.Undefined)
+        if encoding is alt.Undefined:
+            continue
+        x = encoding.to_dict(validate=False).get("x")
+        if x is not None and x.get("axis", {}) is not None:
+            return True
+    return False
+
+
+def element_height(chart: alt.TopLevelMixin) -> int:
+    """Pixels the whole chart needs: plot, title and subtitle lines, x axis, facet rows.
+
+    Streamlit sizes a chart element by its own ``height`` argument (the plot then fills
+    what the title and axes leave), not by the Vega-Lite height inside the spec; pass this
+    to ``st.altair_chart(..., height=...)`` so that the plot keeps the height it asked for.
+    """
+    title = _title_height(getattr(chart, "title", alt.Undefined))
+    if isinstance(chart, alt.HConcatChart):
+        return max(element_height(part) for part in chart.hconcat) + title
+    if isinstance(chart, alt.FacetChart):
+        panels = chart.facet.to_dict().get("sort")  # facet builders here list their panels
+        n = len(panels) if isinstance(panels, list) else 1
+        columns = chart.columns if isinstance(chart.columns, int) else n
+        rows = math.ceil(n / max(columns, 1))
+        panel = _plot_height(chart.spec) + _FACET_HEADER + _FACET_SPACING
+        return rows * panel + title + _X_AXIS + _PADDING
+    axis = _X_AXIS if _has_x_axis(chart) else 0
+    return _plot_height(chart) + title + axis + _PADDING

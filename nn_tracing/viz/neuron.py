@@ -1,0 +1,141 @@
+"""One neuron's life: its metrics over the recorded epochs against its layer, and its
+activations on the probe set at one epoch."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from ..trace import METRICS, NetworkTrace
+from .common import INTEGER_AXIS
+
+__all__ = [
+    "activation_histogram_chart",
+    "activation_histogram_frame",
+    "layer_quantiles",
+    "neuron_history_chart",
+    "neuron_history_frame",
+]
+
+
+def layer_quantiles(trace: NetworkTrace, layer: str) -> np.ndarray:
+    """25th, 50th and 75th percentile of every metric over a layer's neurons, per epoch.
+
+    Returns
+    -------
+    array of shape (len(METRICS), n_epochs, 3); NaN where no neuron has a value.
+    """
+    info = trace.layer(layer)
+    out = np.full((len(METRICS), len(trace.epochs), 3), np.nan)
+    for m, name in enumerate(METRICS):
+        block = trace.metric(name)[:, info.first_id : info.last_id + 1].astype(np.float64)
+        finite_rows = np.isfinite(block).any(axis=1)
+        if finite_rows.any():
+            with np.errstate(all="ignore"):
+                q = np.nanpercentile(block[finite_rows], [25, 50, 75], axis=1)
+            out[m, finite_rows] = q.T
+    return out
+
+
+def neuron_history_frame(
+    trace: NetworkTrace, neuron_id: int, quantiles: np.ndarray, selected_epoch: int
+) -> pd.DataFrame:
+    """Long frame of one neuron's metrics over epochs with its layer's quartiles.
+
+    Columns: ``epoch``, ``metric``, ``value``, ``p25``, ``median``, ``p75``, ``signature``,
+    ``selected`` (the epoch shown elsewhere on the page).
+    """
+    layer = trace.layer_of(neuron_id).name
+    epochs = np.asarray(trace.epochs)
+    parts = []
+    for m, name in enumerate(METRICS):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "epoch": epochs,
+                    "metric": name,
+                    "value": trace.metric(name)[:, neuron_id].astype(np.float64),
+                    "p25": quantiles[m, :, 0],
+                    "median": quantiles[m, :, 1],
+                    "p75": quantiles[m, :, 2],
+                }
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    frame["signature"] = [f"E_{e}/L_{layer}/n_{neuron_id}" for e in frame["epoch"]]
+    frame["selected"] = frame["epoch"] == selected_epoch
+    return frame
+
+
+def neuron_history_chart(frame: pd.DataFrame, *, columns: int = 4) -> alt.FacetChart:
+    """Small multiples, one per metric: the neuron (line) over its layer's median (dashed)
+    and interquartile band (shaded); the selected epoch as a vertical rule."""
+    metrics = [m for m in METRICS if frame.loc[frame["metric"] == m, "value"].notna().any()]
+    data = frame[frame["metric"].isin(metrics)]
+    x = alt.X("epoch:Q", title=None, scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS))
+    tooltip = [
+        alt.Tooltip("signature:N", title="signature"),
+        alt.Tooltip("metric:N"),
+        alt.Tooltip("value:Q", format=".4g"),
+        alt.Tooltip("median:Q", title="layer median", format=".4g"),
+        alt.Tooltip("p25:Q", title="layer 25th pct", format=".4g"),
+        alt.Tooltip("p75:Q", title="layer 75th pct", format=".4g"),
+    ]
+    base = alt.Chart()
+    band = base.mark_area(opacity=0.25, color="#9e9e9e").encode(
+        x=x, y=alt.Y("p25:Q", title=None, scale=alt.Scale(zero=False)), y2="p75:Q"
+    )
+    median = base.mark_line(color="#757575", strokeDash=[4, 3]).encode(x=x, y="median:Q")
+    line = base.mark_line(point=alt.OverlayMarkDef(size=18), color="#1f77b4").encode(
+        x=x, y="value:Q", tooltip=tooltip
+    )
+    rule = base.mark_rule(color="#d62728").encode(x=x).transform_filter("datum.selected")
+    return (
+        alt.layer(band, median, line, rule, data=data)
+        .properties(width=170, height=100)
+        .facet(facet=alt.Facet("metric:N", sort=metrics, title=None), columns=columns)
+        .resolve_scale(y="independent")
+    )
+
+
+def activation_histogram_frame(
+    activations: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str] | None,
+    signature: str,
+) -> pd.DataFrame:
+    """One row per probe sample: ``activation``, ``class`` (its name), ``signature``."""
+    labels = np.asarray(labels).astype(np.int64)
+    names = [str(n) for n in class_names] if class_names else []
+    classes = [names[i] if 0 <= i < len(names) else f"class {i}" for i in labels]
+    return pd.DataFrame(
+        {
+            "activation": np.asarray(activations, dtype=np.float64),
+            "class": classes,
+            "signature": signature,
+        }
+    )
+
+
+def activation_histogram_chart(frame: pd.DataFrame) -> alt.Chart:
+    """The neuron's activations on the probe set, stacked by class."""
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("activation:Q", bin=alt.Bin(maxbins=40), title="activation"),
+            y=alt.Y("count():Q", title="probe samples"),
+            color=alt.Color("class:N", title="class"),
+            tooltip=[
+                alt.Tooltip("signature:N", title="signature"),
+                alt.Tooltip("class:N"),
+                alt.Tooltip("activation:Q", bin=alt.Bin(maxbins=40), title="activation"),
+                alt.Tooltip("count():Q", title="samples"),
+            ],
+        )
+        .properties(
+            title=alt.Title("activation on the probe set, by class", anchor="start"),
+            height=220,
+        )
+    )

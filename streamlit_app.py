@@ -1,0 +1,18 @@
+"""nn_tracing's app: ``make run`` (``streamlit run streamlit_app.py``) opens it.
+
+Page config, the shared sidebar (active trace, upload and download, training form and live
+progress) and the navigation over the pages in ``pages/``. The logic lives in
+``nn_tracing.ui``; this file only puts it together.
+"""
+
+from nn_tracing import ui
+
+ui.configure_page()
+current = ui.navigation(
+    [
+        ui.page("pages/overview.py", "Overview", ":material/monitor_heart:", default=True),
+        ui.page("pages/neurons.py", "Neurons", ":material/neurology:"),
+    ]
+)
+ui.shell(current)
+current.run()

@@ -1,0 +1,27 @@
+"""AppTest helpers shared by the app tests: the real entrypoint, and health checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ROOT / "streamlit_app.py"
+
+
+def new_app() -> AppTest:
+    """A session of the app (``streamlit_app.py``), not yet run."""
+    return AppTest.from_file(str(ENTRYPOINT), default_timeout=120)
+
+
+def assert_healthy(at: AppTest) -> None:
+    """No uncaught exception and no error box on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+
+
+def texts(elements: object) -> str:
+    """The text of a list of elements, Markdown escapes removed (what the user reads)."""
+    return " ".join(re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements)  # type: ignore[attr-defined]

@@ -1,0 +1,80 @@
+"""Every page of the app, run through the real entrypoint with a real trace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from apptest_support import assert_healthy, new_app
+from streamlit.testing.v1 import AppTest
+
+from nn_tracing.ui import state
+
+PAGES = ["pages/overview.py", "pages/neurons.py"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_draws_its_charts_without_error(app: Callable[[], AppTest], page: str) -> None:
+    at = app().run()
+    at.switch_page(page).run()
+    assert_healthy(at)
+    assert at.get("vega_lite_chart"), f"{page} draws no chart"
+    assert at.session_state[state.ACTIVE_TRACE] == "run:tiny"
+    assert at.query_params["trace"] == "tiny"
+
+
+def test_overview_shows_summary_brain_scan_and_health(app: Callable[[], AppTest]) -> None:
+    at = app().run()
+    assert_healthy(at)
+    labels = [m.label for m in at.metric]
+    for label in ("Parameters", "Hidden neurons", "Recorded epochs", "Validation accuracy"):
+        assert label in labels
+    assert any(label.startswith("Dead at E_4") for label in labels)
+    assert any(label.startswith("Gradient-starved at E_4") for label in labels)
+    # curves (loss, accuracy), brain scan, layer x epoch, one layer's neurons, health
+    assert len(at.get("vega_lite_chart")) == 6
+
+
+def test_moving_the_epoch_slider_and_metric_redraws(app: Callable[[], AppTest]) -> None:
+    at = app().run()
+    slider = at.select_slider(key=state.epoch_key(state.OVERVIEW_EPOCH, "run:tiny"))
+    slider.set_value(2).run()
+    assert_healthy(at)
+    assert any(m.label == "Dead at E_2" for m in at.metric)
+    at.selectbox(key=state.OVERVIEW_METRIC).set_value("grad_norm").run()
+    at.radio(key=state.OVERVIEW_ORDER).set_value("value").run()
+    at.toggle(key=state.OVERVIEW_PERCENTILE).set_value(True).run()
+    assert_healthy(at)
+
+
+def test_sidebar_lists_the_runs_and_offers_downloads(app: Callable[[], AppTest]) -> None:
+    at = app().run()
+    picker = at.sidebar.selectbox(key=state.TRACE_PICKER)
+    assert picker.options[0].startswith("tiny · moons · MLP 8-8 relu")
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Trace (.nntrace)", "Neuron frame (CSV)", "Neuron frame (Parquet)"]
+
+
+def test_an_empty_runs_folder_gets_a_demo_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-runs"
+    monkeypatch.setenv("NN_TRACING_RUNS_DIR", str(empty))
+    at = new_app().run()
+    assert_healthy(at)
+    assert [p.name for p in empty.glob("*.nntrace")] == ["demo-moons.nntrace"]
+    assert at.session_state[state.ACTIVE_TRACE] == "run:demo-moons"
+    assert at.get("vega_lite_chart")
+
+
+def test_a_corrupt_file_in_runs_is_listed_but_never_breaks_the_app(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    (runs_dir / "broken.nntrace").write_bytes(b"PK\x03\x04 truncated")
+    at = app().run()
+    assert_healthy(at)
+    assert at.session_state[state.ACTIVE_TRACE] == "run:tiny"
+    table = at.sidebar.dataframe[0].value
+    assert "broken" in set(table["name"])
+    assert table.loc[table["name"] == "broken", "problem"].iloc[0]

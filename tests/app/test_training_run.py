@@ -1,0 +1,144 @@
+"""Training from the sidebar: validation next to the field, a real background run to the
+end, Stop, and two sessions training at once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from apptest_support import assert_healthy, texts
+from streamlit.testing.v1 import AppTest
+
+from nn_tracing import jobs, load_trace
+from nn_tracing.ui import state
+
+FIELD = state.FORM_FIELD
+
+
+def _fill_tiny(at: AppTest, **overrides: object) -> None:
+    values: dict[str, object] = {
+        "hidden": "6, 4",
+        "epochs": 3,
+        "n_samples": 300,
+        "probe_size": 64,
+        "batch_size": 64,
+    }
+    values.update(overrides)
+    for field, value in values.items():
+        key = FIELD + field
+        widget = (
+            at.sidebar.text_input(key=key)
+            if isinstance(value, str)
+            else at.sidebar.number_input(key=key)
+        )
+        widget.set_value(value)
+
+
+def _run_button(at: AppTest):
+    return next(b for b in at.sidebar.button if b.label == "Run training")
+
+
+def _finish(at: AppTest, timeout: float = 120) -> jobs.JobSnapshot:
+    job = jobs.get_job(at.session_state[state.JOB_ID])
+    assert job is not None
+    assert job.join(timeout), "the training job did not finish in time"
+    at.run()  # the sidebar notices the end, saves nothing more, switches the active trace
+    return job.snapshot()
+
+
+def test_a_sidebar_run_trains_in_the_background_and_becomes_active(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    at = app().run()
+    _fill_tiny(at, record_value="2")
+    at.sidebar.selectbox(key=FIELD + "record_mode").set_value("nth")
+    _run_button(at).click().run()
+    assert_healthy(at)
+    assert state.JOB_ID in at.session_state
+    assert at.session_state[state.ACTIVE_TRACE].startswith("job:")
+    snap = _finish(at)
+    assert snap.state == "finished" and snap.status == "complete"
+    assert_healthy(at)
+    name = snap.saved_name
+    assert at.session_state[state.ACTIVE_TRACE] == f"run:{name}"
+    assert at.query_params["trace"] == name
+    trace = load_trace(runs_dir / f"{name}.nntrace")
+    assert trace.epochs == [0, 2, 3]
+    assert trace.meta["config"]["hidden_sizes"] == [6, 4]
+    assert "finished" in texts(at.sidebar.success)
+    assert at.get("vega_lite_chart")
+
+
+def test_invalid_fields_are_refused_next_to_the_field_and_nothing_starts(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    at = app().run()
+    _fill_tiny(at, hidden="8, x")
+    _run_button(at).click().run()
+    assert "'x' is not a whole number" in texts(at.sidebar.error)
+    _fill_tiny(at, epochs=0)
+    _run_button(at).click().run()
+    errors = at.session_state[state.FORM_ERRORS]
+    assert errors == {"epochs": "must be between 1 and 100000"}
+    _fill_tiny(at, record_value="1, 9")
+    at.sidebar.selectbox(key=FIELD + "record_mode").set_value("list")
+    _run_button(at).click().run()
+    assert "record_value" in at.session_state[state.FORM_ERRORS]
+    assert "only 3 epochs" in at.session_state[state.FORM_ERRORS]["record_value"]
+    assert state.JOB_ID not in at.session_state
+    assert [p.name for p in runs_dir.iterdir()] == ["tiny.nntrace"]
+    assert_healthy(at)
+
+
+def test_stop_saves_the_trace_so_far_labelled_stopped(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    at = app().run()
+    _fill_tiny(at, epochs=100_000, name="long")
+    _run_button(at).click().run()
+    assert "has started" in texts(at.main.info) or "Training now" in texts(at.main.info)
+    job = jobs.get_job(at.session_state[state.JOB_ID])
+    assert job is not None
+    deadline = time.monotonic() + 60
+    while job.live_trace is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.run()  # the page draws the run while it trains
+    assert_healthy(at)
+    assert "Training now" in texts(at.main.info)
+    assert at.sidebar.get("progress")
+    at.sidebar.button(key="nnt.stop").click().run()
+    snap = _finish(at)
+    assert snap.status == "stopped"
+    assert snap.saved_name == "long-stopped"
+    assert load_trace(runs_dir / "long-stopped.nntrace").status == "stopped"
+    assert at.session_state[state.ACTIVE_TRACE] == "run:long-stopped"
+    assert "stopped" in texts(at.sidebar.warning)
+    assert "Stopped before the end" in texts(at.main.warning)
+
+
+def test_two_sessions_train_at_once_without_disturbing_each_other(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    first, second = app().run(), app().run()
+    _fill_tiny(first, hidden="5", name="first")
+    _fill_tiny(second, hidden="7, 7", name="second")
+    _run_button(first).click().run()
+    _run_button(second).click().run()
+    assert first.session_state[state.JOB_ID] != second.session_state[state.JOB_ID]
+    one, two = _finish(first), _finish(second)
+    assert (one.saved_name, two.saved_name) == ("first", "second")
+    assert first.session_state[state.ACTIVE_TRACE] == "run:first"
+    assert second.session_state[state.ACTIVE_TRACE] == "run:second"
+    assert load_trace(runs_dir / "first.nntrace").meta["config"]["hidden_sizes"] == [5]
+    assert load_trace(runs_dir / "second.nntrace").meta["config"]["hidden_sizes"] == [7, 7]
+
+
+def test_the_form_can_take_the_settings_of_the_active_trace(app: Callable[[], AppTest]) -> None:
+    at = app().run()
+    at.sidebar.button(key="nnt.form.load").click().run()
+    assert at.sidebar.text_input(key=FIELD + "hidden").value == "8, 8"
+    assert at.sidebar.number_input(key=FIELD + "epochs").value == 4
+    assert at.sidebar.number_input(key=FIELD + "probe_size").value == 64
+    assert at.sidebar.selectbox(key=FIELD + "record_mode").value == "every"
+    assert_healthy(at)
