@@ -627,7 +627,9 @@ def _load_tensors(archive: _Archive, manifest: dict[str, Any], entry: str) -> di
     return {key: tensors[key] for key in order}
 
 
-def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, BinaryIO | None, str]:
+def _source_bytes(
+    source: Any, max_bytes: int, *, hash_file: bool = True
+) -> tuple[bytes | None, BinaryIO | None, str]:
     """Return (data, handle, digest) for a path, bytes or a binary file object.
 
     A path is opened once and its handle returned (``data`` is then ``None``); the digest is
@@ -653,8 +655,9 @@ def _source_bytes(source: Any, max_bytes: int) -> tuple[bytes | None, BinaryIO |
         except OSError as exc:
             raise _fail(f"{path.name} cannot be read: {exc}") from None
         try:
-            for block in iter(lambda: handle.read(2**20), b""):
-                digest.update(block)
+            if hash_file:
+                for block in iter(lambda: handle.read(2**20), b""):
+                    digest.update(block)
         except OSError as exc:
             handle.close()
             raise _fail(f"{path.name} cannot be read: {exc}") from None
@@ -690,7 +693,7 @@ def _check_start(data: bytes | None, handle: BinaryIO | None) -> None:
 
 def read_manifest(source: str | os.PathLike | bytes | IO[bytes]) -> dict[str, Any]:
     """Only the validated manifest of a trace file (fast: no table is read)."""
-    data, handle, _ = _source_bytes(source, MAX_TRACE_BYTES)
+    data, handle, _ = _source_bytes(source, MAX_TRACE_BYTES, hash_file=False)
     try:
         _check_start(data, handle)
         archive = _Archive(data, handle, MAX_TRACE_BYTES)
