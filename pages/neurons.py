@@ -1,4 +1,5 @@
-"""Neurons: one neuron's metrics over the recorded epochs against its layer."""
+"""Neurons: one neuron's life over training (metrics, weights, responses, activation field) and
+the health of every neuron."""
 
 from nn_tracing import ui
 

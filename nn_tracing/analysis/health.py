@@ -1,6 +1,6 @@
-"""Neuron health: dead, saturated and gradient-starved neurons at every recorded epoch.
+"""Neuron health: dead, saturated, gradient-starved and exploding neurons, every recorded epoch.
 
-Three flags, each defined on the fixed probe set so that epochs compare:
+Four flags, each defined on the fixed probe set (or the incoming weights) so that epochs compare:
 
 * **dead** — the neuron is never active on the probe: ``act_max <= 0`` (equivalently
   ``act_active == 0``). Defined for hidden layers whose activation is a rectifier (ReLU and its
@@ -11,9 +11,18 @@ Three flags, each defined on the fixed probe set so that epochs compare:
   tanh that is ``|a| > 0.975``; for the sigmoid ``a < 0.013`` or ``a > 0.987``. Needs the probe
   activations of each epoch.
 * **gradient-starved** — the norm of the probe-loss gradient with respect to the neuron's
-  incoming weights is below ``starved_ratio`` (1 %) of the median of its layer at that epoch —
-  a hundred times weaker than a typical neuron of the same layer. A layer whose median is 0
-  flags its neurons with exactly zero gradient. Defined for every layer with incoming weights.
+  incoming weights is below ``starved_ratio`` (1 %) of the median of its layer — a hundred
+  times weaker than a typical neuron of the same layer — at each of the last
+  ``starved_epochs`` (3) recorded epochs up to this one (at the start of a trace, at every
+  recorded epoch so far). A layer whose median is 0 counts its neurons with exactly zero
+  gradient. Defined for every layer with incoming weights.
+* **exploding** — the norm of the incoming weights is at least ``exploding_factor`` (10) times
+  its reference at ``E_0`` (the larger of its own ``E_0`` norm and its layer's median ``E_0``
+  norm, so that a neuron initialised near zero is not flagged for ordinary growth) *and* it
+  grew at each of the last ``exploding_epochs`` (3) recorded epochs (every step so far at the
+  start of a trace): weights still growing, far beyond where they started. A non-finite norm
+  (NaN or infinite weights: a run that diverged) is exploding too. Defined for every layer with
+  incoming weights.
 
 Where a flag is not defined (the input layer, the output logits, an activation it does not
 apply to) the neuron counts neither as flagged nor in the denominator. Nothing here imports
@@ -22,6 +31,7 @@ Streamlit; all arrays are NumPy.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,21 +43,25 @@ from ..trace import LayerInfo, NetworkTrace
 __all__ = [
     "BOUNDED",
     "FLAGS",
+    "FLAG_TITLES",
     "RECTIFIERS",
     "HealthThresholds",
     "NeuronHealth",
     "dead_mask",
+    "exploding_mask",
     "neuron_health",
     "saturation_share",
     "starved_mask",
+    "sustained",
 ]
 
 #: The flags, in display order.
-FLAGS: tuple[str, ...] = ("dead", "saturated", "starved")
+FLAGS: tuple[str, ...] = ("dead", "saturated", "starved", "exploding")
 FLAG_TITLES: dict[str, str] = {
     "dead": "dead",
     "saturated": "saturated",
     "starved": "gradient-starved",
+    "exploding": "exploding",
 }
 
 #: Activations (``LayerInfo.activation``, a module class name) for which "dead" is defined.
@@ -100,14 +114,30 @@ BOUNDED: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    """The thresholds of the three flags (see the module docstring)."""
+    """The thresholds of the four flags (see the module docstring)."""
 
     saturation_slope: float = 0.05
     saturation_share: float = 0.5
     starved_ratio: float = 0.01
+    starved_epochs: int = 3
+    exploding_factor: float = 10.0
+    exploding_epochs: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("starved_epochs", "exploding_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        for name in ("saturation_slope", "saturation_share", "starved_ratio"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise ValueError(f"{name}={value!r} must be in (0, 1)")
+        if not self.exploding_factor > 1:
+            raise ValueError(f"exploding_factor={self.exploding_factor!r} must be above 1")
 
     def describe(self) -> dict[str, str]:
         """A sentence per flag that states its definition with these thresholds."""
+        k_starved, k_exploding = self.starved_epochs, self.exploding_epochs
         return {
             "dead": "never active on the probe set (act_max ≤ 0); rectifier layers only",
             "saturated": (
@@ -116,8 +146,14 @@ class HealthThresholds:
                 f"{np.sqrt(1 - self.saturation_slope):.3f}); bounded activations only"
             ),
             "starved": (
-                f"gradient norm below {self.starved_ratio:.0%} of its layer's median at that "
-                "epoch; layers with weights only"
+                f"gradient norm below {self.starved_ratio:.0%} of its layer's median at each "
+                f"of the last {k_starved} recorded epochs (every recorded epoch so far when "
+                "fewer); layers with weights only"
+            ),
+            "exploding": (
+                f"incoming-weight norm at least {self.exploding_factor:g}× its E_0 norm (or its "
+                f"layer's median E_0 norm, if larger) and still growing at each of the last "
+                f"{k_exploding} recorded epochs — or not finite; layers with weights only"
             ),
         }
 
@@ -176,7 +212,8 @@ def starved_mask(
         finite = np.isfinite(block)
         if not finite.any():
             continue
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # epochs where the layer has none
             median = np.nanmedian(np.where(finite, block, np.nan), axis=1)
         limit = ratio * median
         thresholds[:, j] = limit
@@ -184,6 +221,90 @@ def starved_mask(
             below = np.where((median > 0)[:, None], block < limit[:, None], block <= 0)
         mask[:, columns] = below & finite
     return mask, thresholds
+
+
+def sustained(mask: np.ndarray, epochs: int) -> np.ndarray:
+    """Where ``mask`` has held at each of the last ``epochs`` rows up to and including this one.
+
+    At the start (row ``i < epochs - 1``) every row so far must hold.
+
+    Parameters
+    ----------
+    mask : bool array of shape (n_epochs, n_neurons)
+    epochs : the window length, at least 1
+
+    Returns
+    -------
+    bool array of shape (n_epochs, n_neurons)
+
+    Examples
+    --------
+    >>> sustained(np.array([[True], [True], [False], [True], [True], [True]]), 2)[:, 0].tolist()
+    [True, True, False, False, True, True]
+    """
+    mask = np.asarray(mask, dtype=bool)
+    run = np.zeros(mask.shape, dtype=np.int64)  # consecutive True rows ending here
+    for row in range(mask.shape[0]):
+        previous = run[row - 1] if row else 0
+        run[row] = np.where(mask[row], previous + 1, 0)
+    needed = np.minimum(np.arange(mask.shape[0]) + 1, epochs)
+    return run >= needed[:, None]
+
+
+def exploding_mask(
+    w_norm: np.ndarray,
+    layer_slices: list[slice],
+    factor: float = 10.0,
+    epochs: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exploding neurons: incoming-weight norm ``factor`` × its reference and still growing.
+
+    The reference of a neuron is the larger of its own norm at the first recorded epoch
+    (``E_0``) and its layer's median norm there. A neuron is exploding at a recorded epoch when
+    its norm is at least ``factor`` × the reference and it grew at each of the last ``epochs``
+    steps between recorded epochs (every step so far at the start; never at the first recorded
+    epoch), or when its norm is not finite.
+
+    Parameters
+    ----------
+    w_norm : array of shape (n_epochs, n_neurons)
+    layer_slices : the neuron columns of each layer
+    factor : growth over the reference that counts as exploding (> 1)
+    epochs : consecutive growing steps required
+
+    Returns
+    -------
+    ``(mask, growth)``: bool array of shape (n_epochs, n_neurons) (columns of layers without
+    weights are False) and the norm over its reference, float array of the same shape (NaN
+    where the neuron has no weights).
+    """
+    w_norm = np.asarray(w_norm, dtype=np.float64)
+    n_epochs = w_norm.shape[0]
+    growth = np.full(w_norm.shape, np.nan)
+    mask = np.zeros(w_norm.shape, dtype=bool)
+    if n_epochs == 0:
+        return mask, growth
+    for columns in layer_slices:
+        block = w_norm[:, columns]
+        first = block[0]
+        if not np.isfinite(first).any():  # no weights (the input layer)
+            continue
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            layer_median = np.nanmedian(np.where(np.isfinite(first), first, np.nan))
+            reference = np.fmax(np.fmax(first, layer_median), 1e-12)
+            ratio = block / reference[None, :]
+            rising = np.zeros(block.shape, dtype=bool)
+            rising[1:] = block[1:] > block[:-1]
+        # growth at each of the last `epochs` steps: steps are rows 1.., so shift by one row
+        steps = sustained(rising[1:], epochs) if n_epochs > 1 else np.zeros((0, block.shape[1]))
+        still_growing = np.zeros(block.shape, dtype=bool)
+        still_growing[1:] = steps
+        with np.errstate(invalid="ignore"):
+            big = ratio >= factor
+        growth[:, columns] = ratio
+        mask[:, columns] = (big & still_growing) | ~np.isfinite(block)
+    return mask, growth
 
 
 def saturation_share(
@@ -214,7 +335,7 @@ def saturation_share(
 
 @dataclass
 class NeuronHealth:
-    """The three flags of every neuron at every recorded epoch.
+    """The four flags of every neuron at every recorded epoch, and the values behind them.
 
     Attributes
     ----------
@@ -224,6 +345,11 @@ class NeuronHealth:
     applies : ``{flag: bool array of shape (n_neurons,)}``, where the flag is defined
     saturation : share of saturated probe samples, array of shape (n_epochs, n_neurons)
         (NaN where not defined or where the epoch has no probe activations)
+    grad_ratio : gradient norm over its layer's median at that epoch, array of shape
+        (n_epochs, n_neurons) (NaN where not defined)
+    w_growth : incoming-weight norm over its ``E_0`` reference (see :func:`exploding_mask`),
+        array of shape (n_epochs, n_neurons) (NaN where not defined)
+    act_active : fraction of probe samples with activation > 0, shape (n_epochs, n_neurons)
     thresholds : the thresholds used
     """
 
@@ -232,6 +358,9 @@ class NeuronHealth:
     flags: dict[str, np.ndarray]
     applies: dict[str, np.ndarray]
     saturation: np.ndarray
+    grad_ratio: np.ndarray
+    w_growth: np.ndarray
+    act_active: np.ndarray
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
 
     def counts(self) -> pd.DataFrame:
@@ -274,6 +403,40 @@ class NeuronHealth:
             frame[flag] = self.flags[flag][row][ids]
         return frame
 
+    def table(self, epoch: int) -> pd.DataFrame:
+        """Every neuron at ``epoch``: its flags and the values behind them.
+
+        Columns: ``signature``, ``layer``, ``neuron``, one nullable-boolean column per flag
+        (``<NA>`` where the flag is not defined for the neuron), ``n_flags``, ``act_active``,
+        ``saturation``, ``grad_ratio`` and ``w_growth`` (see the attributes). One row per
+        neuron, in id order.
+        """
+        row = self.epochs.index(epoch)
+        codes, _ = _columns(self.layers)
+        names = np.array([info.name for info in self.layers], dtype=object)
+        ids = np.arange(codes.size)
+        layer_of = names[codes]
+        frame = pd.DataFrame(
+            {
+                "signature": [f"E_{epoch}/L_{layer}/n_{i}" for i, layer in zip(ids, layer_of)],
+                "layer": layer_of,
+                "neuron": ids,
+            }
+        )
+        n_flags = np.zeros(ids.size, dtype=np.int64)
+        for flag in FLAGS:
+            values = self.flags[flag][row]
+            n_flags += values
+            column = pd.array(values, dtype="boolean")
+            column[~self.applies[flag]] = pd.NA
+            frame[flag] = column
+        frame["n_flags"] = n_flags
+        frame["act_active"] = self.act_active[row].astype(np.float64)
+        frame["saturation"] = self.saturation[row]
+        frame["grad_ratio"] = self.grad_ratio[row]
+        frame["w_growth"] = self.w_growth[row]
+        return frame
+
     def of_neuron(self, neuron_id: int) -> pd.DataFrame:
         """One neuron's flags over the epochs (``epoch`` + a bool column per flag)."""
         frame = pd.DataFrame({"epoch": self.epochs})
@@ -282,13 +445,27 @@ class NeuronHealth:
         return frame
 
 
+def _grad_ratio(grad_norm: np.ndarray, layer_slices: list[slice]) -> np.ndarray:
+    """Gradient norm over its layer's median at each epoch, shape (n_epochs, n_neurons)."""
+    ratio = np.full(grad_norm.shape, np.nan)
+    for columns in layer_slices:
+        block = grad_norm[:, columns].astype(np.float64)
+        if not np.isfinite(block).any():
+            continue
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # epochs where the layer has none
+            median = np.nanmedian(np.where(np.isfinite(block), block, np.nan), axis=1)
+            ratio[:, columns] = block / median[:, None]
+    return ratio
+
+
 def neuron_health(
     trace: NetworkTrace,
     thresholds: HealthThresholds | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> NeuronHealth:
-    """Compute the three flags for every neuron of ``trace`` at every recorded epoch.
+    """Compute the four flags for every neuron of ``trace`` at every recorded epoch.
 
     The saturation flag reads each epoch's probe activations (one epoch at a time) and only
     when some layer has a bounded activation; ``progress(done, total)`` is called after each.
@@ -307,8 +484,20 @@ def neuron_health(
     for info, columns in zip(layers, slices, strict=True):
         if info.kind != "input" and np.isfinite(grad[:, columns]).any():
             starved_applies[columns] = True
-    starved, _ = starved_mask(grad, slices, thresholds.starved_ratio)
-    starved &= starved_applies[None, :]
+    below, _ = starved_mask(grad, slices, thresholds.starved_ratio)
+    starved = sustained(below, thresholds.starved_epochs) & starved_applies[None, :]
+    grad_ratio = np.where(starved_applies[None, :], _grad_ratio(grad, slices), np.nan)
+
+    w_norm = trace.metric("w_norm")
+    exploding_applies = np.zeros(n, dtype=bool)
+    for info, columns in zip(layers, slices, strict=True):
+        if info.kind != "input" and w_norm.shape[0] and np.isfinite(w_norm[0, columns]).any():
+            exploding_applies[columns] = True
+    exploding, w_growth = exploding_mask(
+        w_norm, slices, thresholds.exploding_factor, thresholds.exploding_epochs
+    )
+    exploding &= exploding_applies[None, :]
+    w_growth = np.where(exploding_applies[None, :], w_growth, np.nan)
 
     saturated_applies = np.zeros(n, dtype=bool)
     for info, columns in zip(layers, slices, strict=True):
@@ -328,8 +517,16 @@ def neuron_health(
     return NeuronHealth(
         epochs=list(epochs),
         layers=list(layers),
-        flags={"dead": dead, "saturated": saturated, "starved": starved},
-        applies={"dead": dead_applies, "saturated": saturated_applies, "starved": starved_applies},
+        flags={"dead": dead, "saturated": saturated, "starved": starved, "exploding": exploding},
+        applies={
+            "dead": dead_applies,
+            "saturated": saturated_applies,
+            "starved": starved_applies,
+            "exploding": exploding_applies,
+        },
         saturation=saturation,
+        grad_ratio=grad_ratio,
+        w_growth=w_growth,
+        act_active=trace.metric("act_active").astype(np.float64),
         thresholds=thresholds,
     )

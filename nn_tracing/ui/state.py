@@ -75,3 +75,156 @@ def pop(key: str, default: Any = None) -> Any:
 def epoch_key(base: str, ref: str) -> str:
     """A widget key that belongs to one trace (its epochs differ from other traces')."""
     return f"{base}:{ref}"
+
+
+# -- Neurons -----------------------------------------------------------------------------------
+#: How many top-activating probe samples to show, and whether the most or least active.
+NEURON_TOP_K = _PREFIX + "neurons.top_k"
+NEURON_TOP_ORDER = _PREFIX + "neurons.top_order"
+#: Filters of the health table: layers, and flags (a neuron must carry one of them).
+NEURON_HEALTH_LAYERS = _PREFIX + "neurons.health_layers"
+NEURON_HEALTH_FLAGS = _PREFIX + "neurons.health_flags"
+#: The health table (+ ``:<neuron>:<epoch>:<filters>``, so a selection never outlives its view).
+NEURON_HEALTH_TABLE = _PREFIX + "neurons.health_table"
+#: Clickable charts (+ ``:<neuron>:<epoch>``): incoming weights, weight image, connections.
+NEURON_WEIGHTS_CHART = _PREFIX + "neurons.weights_chart"
+NEURON_IMAGE_CHART = _PREFIX + "neurons.image_chart"
+NEURON_CONNECTIONS_CHART = _PREFIX + "neurons.connections_chart"
+
+
+# -- Clusters ----------------------------------------------------------------------------------
+#: Widgets of the feature set; those that list a trace's layers or epochs get ``:<trace ref>``.
+CLUSTERS_FEATURES = _PREFIX + "clusters.features"
+CLUSTERS_LAYERS = _PREFIX + "clusters.layers"  # + ":<trace ref>"
+CLUSTERS_EPOCH = _PREFIX + "clusters.epoch"  # + ":<trace ref>"
+CLUSTERS_RANGE = _PREFIX + "clusters.range"  # + ":<trace ref>"
+CLUSTERS_METRIC = _PREFIX + "clusters.metric"
+CLUSTERS_METRICS = _PREFIX + "clusters.metrics"
+CLUSTERS_SCALE = _PREFIX + "clusters.scale"
+#: Widgets of the projection.
+CLUSTERS_PROJECTOR = _PREFIX + "clusters.projector"
+CLUSTERS_PERPLEXITY = _PREFIX + "clusters.perplexity"
+CLUSTERS_NEIGHBORS = _PREFIX + "clusters.n_neighbors"
+CLUSTERS_MIN_DIST = _PREFIX + "clusters.min_dist"
+CLUSTERS_DISTANCE = _PREFIX + "clusters.distance"
+CLUSTERS_REPRODUCIBLE = _PREFIX + "clusters.reproducible"
+CLUSTERS_SEED = _PREFIX + "clusters.seed"
+#: Widgets of the clustering.
+CLUSTERS_METHOD = _PREFIX + "clusters.method"
+CLUSTERS_K = _PREFIX + "clusters.k"
+CLUSTERS_MIN_SIZE = _PREFIX + "clusters.min_size"
+CLUSTERS_LINKAGE = _PREFIX + "clusters.linkage"
+CLUSTERS_ON = _PREFIX + "clusters.on"
+#: Widgets of the colour.
+CLUSTERS_COLOR = _PREFIX + "clusters.color"
+CLUSTERS_COLOR_METRIC = _PREFIX + "clusters.color_metric"
+CLUSTERS_COLOR_EPOCH = _PREFIX + "clusters.color_epoch"  # + ":<trace ref>"
+#: Widgets of the test against chance.
+CLUSTERS_PERMUTATIONS = _PREFIX + "clusters.permutations"
+CLUSTERS_NULLS = _PREFIX + "clusters.nulls"
+#: "Compute" buttons of long computations (+ ``:<what>``).
+CLUSTERS_RUN = _PREFIX + "clusters.run"
+#: The selected neurons: list of global neuron ids (also ``sel=`` in the URL).
+CLUSTERS_SELECTION = _PREFIX + "clusters.selection"
+#: The last map selection event the page applied (so an unchanged event is not re-applied).
+CLUSTERS_LAST_EVENT = _PREFIX + "clusters.last_event"
+#: The query string the page last applied to its widgets (a new one is applied again).
+CLUSTERS_APPLIED_URL = _PREFIX + "clusters.applied_url"
+#: Charts and tables that report clicks.
+CLUSTERS_MAP_CHART = _PREFIX + "clusters.map_chart"
+CLUSTERS_SELECTION_TABLE = _PREFIX + "clusters.selection_table"
+CLUSTERS_TYPICAL_TABLE = _PREFIX + "clusters.typical_table"
+CLUSTERS_TIME_CHART = _PREFIX + "clusters.time_chart"
+#: The epoch slider of the joint embedding (+ ":<trace ref>").
+CLUSTERS_TIME_EPOCH = _PREFIX + "clusters.time_epoch"
+
+
+# -- Breadcrumbs -------------------------------------------------------------------------------
+#: The model state (a recorded epoch with weights; + ":<trace ref>").
+BREADCRUMBS_EPOCH = _PREFIX + "breadcrumbs.epoch"
+#: What is explained: mode (a class / one probe sample), the class, the sample, the method,
+#: the score (logit or margin) and the trail's neurons per layer.
+BREADCRUMBS_MODE = _PREFIX + "breadcrumbs.mode"
+BREADCRUMBS_CLASS = _PREFIX + "breadcrumbs.class"
+BREADCRUMBS_SAMPLE = _PREFIX + "breadcrumbs.sample"
+BREADCRUMBS_METHOD = _PREFIX + "breadcrumbs.method"
+BREADCRUMBS_OBJECTIVE = _PREFIX + "breadcrumbs.objective"
+BREADCRUMBS_K = _PREFIX + "breadcrumbs.k"
+#: The open tab (lazy tabs: only the open one computes).
+BREADCRUMBS_TAB = _PREFIX + "breadcrumbs.tab"
+#: Clickable charts and the trail table (a click or a row opens the neuron).
+BREADCRUMBS_ATTRIBUTION_CHART = _PREFIX + "breadcrumbs.attribution_chart"
+BREADCRUMBS_TRAIL_TABLE = _PREFIX + "breadcrumbs.trail_table"
+BREADCRUMBS_SINCE_CHART = _PREFIX + "breadcrumbs.since_chart"
+BREADCRUMBS_CURVES_CHART = _PREFIX + "breadcrumbs.curves_chart"
+#: Compare the four attribution methods (a toggle).
+BREADCRUMBS_COMPARE = _PREFIX + "breadcrumbs.compare"
+#: The neurons to ablate (global ids; + ":<trace ref>"), their fill, and "use the trail".
+BREADCRUMBS_ABLATE = _PREFIX + "breadcrumbs.ablate"
+BREADCRUMBS_ABLATE_FILL = _PREFIX + "breadcrumbs.ablate_fill"
+BREADCRUMBS_USE_TRAIL = _PREFIX + "breadcrumbs.use_trail"
+#: Ablation curves: layer, random orders, fill, the Compute button and the parameters of the
+#: last run (+ ":<trace ref>"; a tuple, so results show while the controls are unchanged).
+BREADCRUMBS_CURVES_LAYER = _PREFIX + "breadcrumbs.curves_layer"
+BREADCRUMBS_REPEATS = _PREFIX + "breadcrumbs.curves_repeats"
+BREADCRUMBS_CURVES_FILL = _PREFIX + "breadcrumbs.curves_fill"
+BREADCRUMBS_CURVES_BUTTON = _PREFIX + "breadcrumbs.curves_button"
+BREADCRUMBS_CURVES_RUN = _PREFIX + "breadcrumbs.curves_run"
+#: Pruning: k per layer (+ ":<layer>"), fill, random prunings, the button, the last run's
+#: parameters (+ ":<trace ref>") and the three downloads.
+BREADCRUMBS_PRUNE_K = _PREFIX + "breadcrumbs.prune_k"
+BREADCRUMBS_PRUNE_FILL = _PREFIX + "breadcrumbs.prune_fill"
+BREADCRUMBS_PRUNE_REPEATS = _PREFIX + "breadcrumbs.prune_repeats"
+BREADCRUMBS_PRUNE_BUTTON = _PREFIX + "breadcrumbs.prune_button"
+BREADCRUMBS_PRUNE_RUN = _PREFIX + "breadcrumbs.prune_run"
+BREADCRUMBS_DOWNLOAD_WEIGHTS = _PREFIX + "breadcrumbs.download_weights"
+BREADCRUMBS_DOWNLOAD_CONFIG = _PREFIX + "breadcrumbs.download_config"
+BREADCRUMBS_DOWNLOAD_TRACE = _PREFIX + "breadcrumbs.download_trace"
+#: Intervention: kind, the neuron, the value (+ ":<kind>:<neuron>" or
+#: ":weight:<layer>:<row>:<column>"), and the weight's layer, row and column (+ ":<layer>").
+BREADCRUMBS_KIND = _PREFIX + "breadcrumbs.kind"
+BREADCRUMBS_NEURON = _PREFIX + "breadcrumbs.neuron"
+BREADCRUMBS_VALUE = _PREFIX + "breadcrumbs.value"
+BREADCRUMBS_WEIGHT_LAYER = _PREFIX + "breadcrumbs.weight_layer"
+BREADCRUMBS_WEIGHT_ROW = _PREFIX + "breadcrumbs.weight_row"
+BREADCRUMBS_WEIGHT_COLUMN = _PREFIX + "breadcrumbs.weight_column"
+
+# -- Dynamics ----------------------------------------------------------------------------------
+#: Training map: the other runs fitted jointly (+ ":<trace ref>"), the sequence (epochs or
+#: steps), the features (+ ":<trace ref>"), k ("bic", "aic" or a number), restarts, how
+#: features are standardised across runs, shuffles of the time test, the curve drawn.
+DYNAMICS_RUNS = _PREFIX + "dynamics.runs"
+DYNAMICS_SEQUENCE = _PREFIX + "dynamics.sequence"
+DYNAMICS_MAP_FEATURES = _PREFIX + "dynamics.map_features"
+DYNAMICS_MAP_K = _PREFIX + "dynamics.map_k"
+DYNAMICS_MAP_RESTARTS = _PREFIX + "dynamics.map_restarts"
+DYNAMICS_MAP_STANDARDIZE = _PREFIX + "dynamics.map_standardize"
+DYNAMICS_MAP_SHUFFLES = _PREFIX + "dynamics.map_shuffles"
+DYNAMICS_MAP_CURVE = _PREFIX + "dynamics.map_curve"
+#: Extra seeds: how many to train, the button, and the ids of the jobs started from here.
+DYNAMICS_SEED_COUNT = _PREFIX + "dynamics.seed_count"
+DYNAMICS_SEED_BUTTON = _PREFIX + "dynamics.seed_button"
+DYNAMICS_SEED_JOBS = _PREFIX + "dynamics.seed_jobs"
+DYNAMICS_SEED_MESSAGE = _PREFIX + "dynamics.seed_message"
+#: Neuron-level model: features, layers (+ ":<trace ref>"), standardisation, k, row order,
+#: the raster chart, the tables, and the parameters for which the time test was asked.
+DYNAMICS_NEURON_FEATURES = _PREFIX + "dynamics.neuron_features"
+DYNAMICS_NEURON_LAYERS = _PREFIX + "dynamics.neuron_layers"
+DYNAMICS_NEURON_STANDARDIZE = _PREFIX + "dynamics.neuron_standardize"
+DYNAMICS_NEURON_K = _PREFIX + "dynamics.neuron_k"
+DYNAMICS_NEURON_ORDER = _PREFIX + "dynamics.neuron_order"
+DYNAMICS_RASTER_CHART = _PREFIX + "dynamics.raster_chart"
+DYNAMICS_NEURON_TABLE = _PREFIX + "dynamics.neuron_table"
+DYNAMICS_UNUSUAL_TABLE = _PREFIX + "dynamics.unusual_table"
+DYNAMICS_NEURON_TEST = _PREFIX + "dynamics.neuron_test"
+DYNAMICS_NEURON_TEST_BUTTON = _PREFIX + "dynamics.neuron_test_button"
+#: Decision entropy: bins, binning, label, permutations, FDR level and family, the epoch of
+#: the ranking (+ ":<trace ref>") and the ranking table.
+DYNAMICS_ENTROPY_BINS = _PREFIX + "dynamics.entropy_bins"
+DYNAMICS_ENTROPY_BINNING = _PREFIX + "dynamics.entropy_binning"
+DYNAMICS_ENTROPY_LABEL = _PREFIX + "dynamics.entropy_label"
+DYNAMICS_ENTROPY_PERMUTATIONS = _PREFIX + "dynamics.entropy_permutations"
+DYNAMICS_ENTROPY_ALPHA = _PREFIX + "dynamics.entropy_alpha"
+DYNAMICS_ENTROPY_FDR = _PREFIX + "dynamics.entropy_fdr"
+DYNAMICS_ENTROPY_EPOCH = _PREFIX + "dynamics.entropy_epoch"
+DYNAMICS_ENTROPY_TABLE = _PREFIX + "dynamics.entropy_table"

@@ -1,5 +1,9 @@
 """One neuron's life: its metrics over the recorded epochs against its layer, and its
-activations on the probe set at one epoch."""
+activations on the probe set at one epoch.
+
+The computations are :mod:`nn_tracing.analysis.profiles`'; this module shapes their results
+for Altair. The rest of the Neurons page's charts are in :mod:`nn_tracing.viz.profile`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..analysis.profiles import layer_bands, metric_history
 from ..trace import METRICS, NetworkTrace
 from .common import INTEGER_AXIS
 
@@ -20,22 +25,14 @@ __all__ = [
 
 
 def layer_quantiles(trace: NetworkTrace, layer: str) -> np.ndarray:
-    """25th, 50th and 75th percentile of every metric over a layer's neurons, per epoch.
+    """25th, 50th and 75th percentile of every metric over a layer's neurons, per epoch
+    (:func:`nn_tracing.analysis.profiles.layer_bands`).
 
     Returns
     -------
     array of shape (len(METRICS), n_epochs, 3); NaN where no neuron has a value.
     """
-    info = trace.layer(layer)
-    out = np.full((len(METRICS), len(trace.epochs), 3), np.nan)
-    for m, name in enumerate(METRICS):
-        block = trace.metric(name)[:, info.first_id : info.last_id + 1].astype(np.float64)
-        finite_rows = np.isfinite(block).any(axis=1)
-        if finite_rows.any():
-            with np.errstate(all="ignore"):
-                q = np.nanpercentile(block[finite_rows], [25, 50, 75], axis=1)
-            out[m, finite_rows] = q.T
-    return out
+    return layer_bands(trace, layer)
 
 
 def neuron_history_frame(
@@ -43,26 +40,12 @@ def neuron_history_frame(
 ) -> pd.DataFrame:
     """Long frame of one neuron's metrics over epochs with its layer's quartiles.
 
-    Columns: ``epoch``, ``metric``, ``value``, ``p25``, ``median``, ``p75``, ``signature``,
-    ``selected`` (the epoch shown elsewhere on the page).
+    Columns: those of :func:`nn_tracing.analysis.profiles.metric_history` (``epoch``,
+    ``metric``, ``value``, ``p25``, ``median``, ``p75``, ``percentile``), plus ``signature``
+    and ``selected`` (the epoch shown elsewhere on the page).
     """
     layer = trace.layer_of(neuron_id).name
-    epochs = np.asarray(trace.epochs)
-    parts = []
-    for m, name in enumerate(METRICS):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "epoch": epochs,
-                    "metric": name,
-                    "value": trace.metric(name)[:, neuron_id].astype(np.float64),
-                    "p25": quantiles[m, :, 0],
-                    "median": quantiles[m, :, 1],
-                    "p75": quantiles[m, :, 2],
-                }
-            )
-        )
-    frame = pd.concat(parts, ignore_index=True)
+    frame = metric_history(trace, neuron_id, quantiles)
     frame["signature"] = [f"E_{e}/L_{layer}/n_{neuron_id}" for e in frame["epoch"]]
     frame["selected"] = frame["epoch"] == selected_epoch
     return frame
@@ -82,6 +65,8 @@ def neuron_history_chart(frame: pd.DataFrame, *, columns: int = 4) -> alt.FacetC
         alt.Tooltip("p25:Q", title="layer 25th pct", format=".4g"),
         alt.Tooltip("p75:Q", title="layer 75th pct", format=".4g"),
     ]
+    if "percentile" in data:
+        tooltip.append(alt.Tooltip("percentile:Q", title="percentile in layer", format=".0%"))
     base = alt.Chart()
     band = base.mark_area(opacity=0.25, color="#9e9e9e").encode(
         x=x, y=alt.Y("p25:Q", title=None, scale=alt.Scale(zero=False)), y2="p75:Q"
