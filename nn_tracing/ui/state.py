@@ -154,6 +154,7 @@ BREADCRUMBS_K = _PREFIX + "breadcrumbs.k"
 BREADCRUMBS_TAB = _PREFIX + "breadcrumbs.tab"
 #: Clickable charts and the trail table (a click or a row opens the neuron).
 BREADCRUMBS_ATTRIBUTION_CHART = _PREFIX + "breadcrumbs.attribution_chart"
+BREADCRUMBS_IMAGE_CHART = _PREFIX + "breadcrumbs.image_chart"
 BREADCRUMBS_TRAIL_TABLE = _PREFIX + "breadcrumbs.trail_table"
 BREADCRUMBS_SINCE_CHART = _PREFIX + "breadcrumbs.since_chart"
 BREADCRUMBS_CURVES_CHART = _PREFIX + "breadcrumbs.curves_chart"
@@ -228,3 +229,5 @@ DYNAMICS_ENTROPY_ALPHA = _PREFIX + "dynamics.entropy_alpha"
 DYNAMICS_ENTROPY_FDR = _PREFIX + "dynamics.entropy_fdr"
 DYNAMICS_ENTROPY_EPOCH = _PREFIX + "dynamics.entropy_epoch"
 DYNAMICS_ENTROPY_TABLE = _PREFIX + "dynamics.entropy_table"
+#: The random seed of restarts, shuffles and permutations on the whole page.
+DYNAMICS_RANDOM_STATE = _PREFIX + "dynamics.random_state"
