@@ -475,6 +475,18 @@ class NetworkTrace:
         return None
 
     @property
+    def epochs_with_weights(self) -> list[int]:
+        """The recorded epochs at which the model's weights are in the trace.
+
+        Every recorded epoch when the run kept weights (``meta["keep_weights"]``), else the
+        epoch of the final weights if it was recorded, else none.
+        """
+        if self.meta.get("keep_weights"):
+            return list(self.epochs)
+        final = self.meta.get("final_weights_epoch")
+        return [int(final)] if self.final_weights and final in self._epoch_metrics else []
+
+    @property
     def has_probe(self) -> bool:
         return self.probe is not None
 

@@ -155,7 +155,7 @@ class _Accumulator:
         }
 
 
-def _as_positions(output: torch.Tensor, feature_dim: int) -> torch.Tensor:
+def as_positions(output: torch.Tensor, feature_dim: int) -> torch.Tensor:
     """Reshape a layer output to (B, P, N): samples, positions, neurons."""
     out = output.detach()
     if out.dim() == 1:
@@ -225,7 +225,7 @@ def _first_tensor(args: Sequence[Any]) -> torch.Tensor | None:
     return None
 
 
-def _logits_of(output: Any) -> torch.Tensor:
+def logits_of(output: Any) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
@@ -252,7 +252,7 @@ def _preserved_state(module: nn.Module, device: torch.device):
                 m.training = mode
 
 
-def _discover(
+def discover_layers(
     module: nn.Module,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -272,7 +272,7 @@ def _discover(
 
     for name, sub in module.named_modules():
         handles.append(sub.register_forward_hook(make_hook(name)))
-    device = _module_device(module)
+    device = module_device(module)
     try:
         with _preserved_state(module, device), torch.no_grad():
             module(*args, **kwargs)
@@ -335,7 +335,7 @@ def _replace(info: LayerInfo, **changes: Any) -> LayerInfo:
     return LayerInfo.from_dict(data)
 
 
-def _module_device(module: nn.Module) -> torch.device:
+def module_device(module: nn.Module) -> torch.device:
     for tensor in module.parameters():
         return tensor.device
     for tensor in module.buffers():
@@ -449,7 +449,7 @@ class TraceableNN(nn.Module):
         self._non_persistent_buffers_set = module._non_persistent_buffers_set
         self.training = module.training
 
-        device = _module_device(module)
+        device = module_device(module)
         self._probe_x: torch.Tensor | None = None
         self._probe_y: torch.Tensor | None = None
         if probe is not None:
@@ -471,7 +471,7 @@ class TraceableNN(nn.Module):
         args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
         self._example_args = args
 
-        layers, n_inputs, input_dim = _discover(module, args, {}, layer_names)
+        layers, n_inputs, input_dim = discover_layers(module, args, {}, layer_names)
         if not layers:
             raise ValueError(
                 f"{type(module).__name__} has no traceable layer (Linear, Conv1d, Conv2d) "
@@ -698,7 +698,7 @@ class TraceableNN(nn.Module):
 
     def _record(self, epoch: int) -> None:
         started = time.perf_counter()
-        device = _module_device(self._wrapped)
+        device = module_device(self._wrapped)
         self._measuring = True
         try:
             if self._probe_x is not None:
@@ -772,7 +772,7 @@ class TraceableNN(nn.Module):
                     return
                 for index, layer in targets:
                     if layer.source_call == call and isinstance(output, torch.Tensor):
-                        values = _as_positions(output, layer.feature_dim)
+                        values = as_positions(output, layer.feature_dim)
                         accumulators[index].add(values, keep_pooled)
 
             return hook
@@ -783,7 +783,7 @@ class TraceableNN(nn.Module):
 
     def _forward_probe(self, x: torch.Tensor, counters: dict[str, int]) -> torch.Tensor:
         counters.clear()
-        return _logits_of(self._wrapped(x))
+        return logits_of(self._wrapped(x))
 
     def _default_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self._loss_fn is not None:
@@ -850,7 +850,7 @@ class TraceableNN(nn.Module):
         act_block = torch.stack([mean, std, low, high, active, selectivity], dim=1)
         if x.dim() > 2:
             input_acc = _Accumulator()
-            input_acc.add(_as_positions(x, self._input_dim), keep_pooled=False)
+            input_acc.add(as_positions(x, self._input_dim), keep_pooled=False)
             act_block[: self._input_info.n_neurons, :5] = self._stats_block(input_acc)
         for index, layer in enumerate(self._layers):
             acc = accumulators[index]
@@ -886,7 +886,7 @@ class TraceableNN(nn.Module):
     ) -> torch.Tensor:
         """Activations of every neuron, input features first: (n_samples, n_neurons) float32."""
         n = x.shape[0]
-        pooled = [_as_positions(x, self._input_dim if x.dim() > 2 else -1).mean(1)]
+        pooled = [as_positions(x, self._input_dim if x.dim() > 2 else -1).mean(1)]
         for index, layer in enumerate(self._layers):
             acc = accumulators[index]
             if acc.pooled:
@@ -902,7 +902,7 @@ class TraceableNN(nn.Module):
         averaged over positions), computed without gradients and without touching the model's
         state. Used to evaluate a neuron anywhere in input space (activation fields).
         """
-        device = _module_device(self._wrapped)
+        device = module_device(self._wrapped)
         x = torch.as_tensor(x).to(device)
         accumulators = {i: _Accumulator() for i in range(len(self._layers))}
         handles, counters = self._capture(accumulators, keep_pooled=True, training_only=False)
@@ -953,7 +953,7 @@ class TraceableNN(nn.Module):
     def _stream_input(self, x: torch.Tensor) -> None:
         self._stream_counters.clear()
         dim = self._input_dim if x.dim() > 2 else -1
-        self._stream_input_acc.add(_as_positions(x, dim), keep_pooled=False)
+        self._stream_input_acc.add(as_positions(x, dim), keep_pooled=False)
 
     def _stop_streaming(self) -> None:
         for handle in self._handles:
@@ -975,7 +975,7 @@ class TraceableNN(nn.Module):
                     handle.remove()
             x = _first_tensor(self._example_args)
             input_acc = _Accumulator()
-            input_acc.add(_as_positions(x, self._input_dim if x.dim() > 2 else -1), False)
+            input_acc.add(as_positions(x, self._input_dim if x.dim() > 2 else -1), False)
             grad_source: dict[int, tuple[torch.Tensor, list[int]]] = {}
         else:
             accumulators, input_acc = self._stream, self._stream_input_acc
@@ -1082,7 +1082,7 @@ class _StepRecorder:
     def __init__(self, module: nn.Module, layers: list[_Layer], owner: TraceableNN) -> None:
         self.layers = layers
         self.owner = owner
-        device = _module_device(module)
+        device = module_device(module)
         self.nan = torch.tensor(float("nan"), device=device)
         self.zero = torch.tensor(0, dtype=torch.int64, device=device)
         self.weights = [layer.weight for layer in layers]

@@ -35,8 +35,8 @@ import pandas as pd
 import torch
 
 from ..trace import LayerInfo
-from ..tracer import _as_positions
-from .neuron_model import OBJECTIVES, NeuronModel, epochs_with_weights
+from ..tracer import as_positions
+from .neuron_model import OBJECTIVES, NeuronModel
 
 if TYPE_CHECKING:
     from ..trace import NetworkTrace
@@ -80,7 +80,7 @@ def _noop(fraction: float, message: str) -> None:
 
 def _pool_sum(t: torch.Tensor, feature_dim: int) -> torch.Tensor:
     """(B, ...) layer attributions -> (B, N): summed over positions (channels of a conv)."""
-    return _as_positions(t, feature_dim).sum(1)
+    return as_positions(t, feature_dim).sum(1)
 
 
 def _check_method(method: str) -> None:
@@ -243,7 +243,7 @@ def _channel_mask(model: NeuronModel, x: torch.Tensor, point) -> torch.Tensor | 
 
 def _per_channel(values: torch.Tensor, point) -> torch.Tensor:
     """Captum repeats a channel's ablation effect at every position; keep one per channel."""
-    pooled = _as_positions(values, point.feature_dim)  # (B, P, C)
+    pooled = as_positions(values, point.feature_dim)  # (B, P, C)
     return pooled[:, :1, :].reshape(pooled.shape[0], -1)
 
 
@@ -390,7 +390,7 @@ def attribute(
     trace
         A trace with a probe set whose model can be rebuilt (built-in or attached).
     epoch
-        A recorded epoch with weights (see :func:`epochs_with_weights`); ``None``: final.
+        A recorded epoch with weights (``trace.epochs_with_weights``); ``None``: final.
     target_class
         Explain this class: over the probe samples of that class (or, with ``sample``, for
         that sample). ``None``: each probe sample's own label (or the sample's prediction).
@@ -447,7 +447,7 @@ def attribution_history(
     Empty when the trace kept weights for fewer than two epochs.
     """
     report = progress or _noop
-    epochs = list(epochs) if epochs is not None else epochs_with_weights(trace)
+    epochs = list(epochs) if epochs is not None else trace.epochs_with_weights
     rows = []
     ids = np.asarray(list(neurons), dtype=np.int64)
     layer_names = trace.neuron_layers()
@@ -508,7 +508,7 @@ def attribution_frame(
     Parameters
     ----------
     epochs
-        Recorded epochs with weights (default: every one, see :func:`epochs_with_weights`).
+        Recorded epochs with weights (default: all of ``trace.epochs_with_weights``).
     classes
         Classes to explain, each over its own probe samples (default: every class).
     methods
@@ -520,7 +520,7 @@ def attribution_frame(
     ``layer``, ``neuron``, ``signature``, ``score``, ``magnitude``, ``share``, ``rank``.
     """
     report = progress or _noop
-    epochs = list(epochs) if epochs is not None else epochs_with_weights(trace)
+    epochs = list(epochs) if epochs is not None else trace.epochs_with_weights
     n_classes = trace.layers[-1].n_neurons
     assert trace.probe is not None or not epochs
     present = set(np.unique(np.asarray(trace.probe[1]))) if trace.probe is not None else set()

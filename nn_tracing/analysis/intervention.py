@@ -1121,11 +1121,11 @@ class Pruning:
 
 
 def _plain_logits(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    from ..tracer import _logits_of
+    from ..tracer import logits_of
 
     module.eval()
     with torch.no_grad():
-        return _logits_of(module(x))
+        return logits_of(module(x))
 
 
 def _mlp_parameters(model: NeuronModel, hidden_sizes: Sequence[int]) -> int:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..trace import LayerInfo
-from ..tracer import _as_positions, _discover, _logits_of, _module_device
+from ..tracer import as_positions, discover_layers, logits_of, module_device
 
 if TYPE_CHECKING:
     from ..trace import NetworkTrace
@@ -44,7 +44,6 @@ __all__ = [
     "NeuronEdit",
     "NeuronModel",
     "edits_from_sets",
-    "epochs_with_weights",
 ]
 
 #: What a target class's score is: its logit, or its margin over the mean of the other logits.
@@ -84,17 +83,6 @@ class _Site:
 
     module: str
     call: int
-
-
-def epochs_with_weights(trace: NetworkTrace) -> list[int]:
-    """The recorded epochs at which the model can be rebuilt: every one when the run kept
-    weights, else the epoch of the final weights (empty when that epoch is not recorded)."""
-    if trace.meta.get("keep_weights"):
-        return list(trace.epochs)
-    final = trace.meta.get("final_weights_epoch")
-    if trace.final_weights and final in trace.epochs:
-        return [int(final)]
-    return []
 
 
 class NeuronModel(nn.Module):
@@ -140,9 +128,9 @@ class NeuronModel(nn.Module):
         self.layers = list(layers)
         if not self.layers or self.layers[0].kind != "input":
             raise ValueError("layers must start with the input layer (use trace.layers)")
-        device = _module_device(self.model)
+        device = module_device(self.model)
         example = torch.as_tensor(example_input).to(device)
-        found, n_inputs, input_dim = _discover(self.model, (example,), {}, None)
+        found, n_inputs, input_dim = discover_layers(self.model, (example,), {}, None)
         by_module = {layer.info.module: layer for layer in found}
         self._sites: list[_Site] = []
         feature_dims = [input_dim]
@@ -227,7 +215,7 @@ class NeuronModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return _module_device(self.model)
+        return module_device(self.model)
 
     def layer(self, name: str) -> LayerInfo:
         if name not in self._index:
@@ -249,7 +237,7 @@ class NeuronModel(nn.Module):
     # -- running -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._calls.clear()
-        return self.score(_logits_of(self.model(self.points[0](x))))
+        return self.score(logits_of(self.model(self.points[0](x))))
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         """The objective's scores from the network's logits, shape (n_samples, n_classes)."""
@@ -281,7 +269,7 @@ class NeuronModel(nn.Module):
         for i, point in enumerate(self.points):
 
             def keep(mod: nn.Module, inputs: Any, output: torch.Tensor, i: int = i) -> None:
-                pooled = _as_positions(output, mod.feature_dim).mean(1)
+                pooled = as_positions(output, mod.feature_dim).mean(1)
                 captured[i].append(pooled)
 
             handles.append(point.register_forward_hook(keep))

@@ -59,7 +59,6 @@ __all__ = [
     "class_names",
     "class_selectivity",
     "destandardise",
-    "epochs_with_weights",
     "field_epochs",
     "incoming_weight_history",
     "incoming_weight_image",
@@ -237,22 +236,10 @@ def metric_history(
 
 
 # -- weights -----------------------------------------------------------------------------------
-def epochs_with_weights(trace: NetworkTrace) -> list[int]:
-    """The recorded epochs at which the trace holds the model's weights.
-
-    Every recorded epoch when the run kept weights (``meta["keep_weights"]``), else the final
-    one (``meta["final_weights_epoch"]``), else none.
-    """
-    if trace.meta.get("keep_weights"):
-        return list(trace.epochs)
-    final = trace.meta.get("final_weights_epoch")
-    return [final] if trace.final_weights and final in trace.epochs else []
-
-
 def _weights_at(trace: NetworkTrace, epoch: int) -> dict[str, np.ndarray]:
     weights = trace.weights(epoch)
     if weights is None:
-        kept = epochs_with_weights(trace)
+        kept = trace.epochs_with_weights
         where = ", ".join(f"E_{e}" for e in kept) if kept else "no epoch"
         raise ProfileUnavailable(
             f"this trace has no weights at E_{epoch} (it holds them at {where}); train with "
@@ -324,7 +311,7 @@ def incoming_weights(trace: NetworkTrace, neuron_id: int, epoch: int) -> pd.Data
     row = _incoming_row(trace, _weights_at(trace, epoch), info, neuron_id)
     first = trace.epochs[0]
     initial = np.full(row.shape, np.nan)
-    if first != epoch and first in epochs_with_weights(trace):
+    if first != epoch and first in trace.epochs_with_weights:
         initial = _incoming_row(trace, _weights_at(trace, first), info, neuron_id)
     elif first == epoch:
         initial = row.copy()
@@ -411,7 +398,7 @@ def incoming_weight_history(
     info = _check_neuron(trace, neuron_id)
     if info.kind == "input" or info.weight_key is None:
         raise _no_incoming(info)
-    epochs = epochs_with_weights(trace)
+    epochs = trace.epochs_with_weights
     if len(epochs) < 2:
         raise ProfileUnavailable(
             "this run kept the weights only at the end; train with keep_weights=True "
@@ -465,7 +452,7 @@ def outgoing_weights(trace: NetworkTrace, neuron_id: int, epoch: int) -> pd.Data
     values = column(_weights_at(trace, epoch))
     first = trace.epochs[0]
     initial = np.full(values.shape, np.nan)
-    if first in epochs_with_weights(trace):
+    if first in trace.epochs_with_weights:
         initial = column(_weights_at(trace, first))
     ids = np.arange(target.first_id, target.last_id + 1)
     return pd.DataFrame(
@@ -939,7 +926,7 @@ def field_epochs(trace: NetworkTrace) -> list[int]:
     kept its weights, the final one otherwise; none for inputs that are not 2-D."""
     if not trace.layers or trace.layers[0].n_neurons != 2:
         return []
-    return epochs_with_weights(trace)
+    return trace.epochs_with_weights
 
 
 def activation_field(

@@ -60,14 +60,14 @@ from ..analysis.intervention import (
     pruned_trace,
     trail_check,
 )
-from ..analysis.neuron_model import NeuronModel, epochs_with_weights
+from ..analysis.neuron_model import NeuronModel
 from ..store import trace_to_bytes
 from ..trace import NetworkTrace
 from ..viz import breadcrumbs as crumbs
 from . import state
 from .app import open_neuron, require_shell
 from .charts import show_chart
-from .overview import _open_picked as open_picked  # the Overview's click-to-open, shared
+from .overview import open_picked  # the Overview's click-to-open, shared
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
@@ -424,7 +424,7 @@ class _Target:
 
 def _controls(active: ActiveTrace) -> _Target:
     trace = active.trace
-    epochs = epochs_with_weights(trace) or [FINAL]
+    epochs = trace.epochs_with_weights or [FINAL]
     names = _class_names(trace)
     n_probe = len(trace.probe[1]) if trace.probe is not None else 0
     left, middle, right = st.columns([3, 3, 2])
@@ -620,7 +620,7 @@ def _trail_check_section(active: ActiveTrace, target: _Target) -> None:
 def _since_when_section(active: ActiveTrace, target: _Target, trail: Trail) -> None:
     st.subheader("Since when?")
     trace = active.trace
-    epochs = epochs_with_weights(trace)
+    epochs = trace.epochs_with_weights
     if len(epochs) < 2:
         st.info(
             "Following the trail over training needs the weights of every recorded epoch; this "

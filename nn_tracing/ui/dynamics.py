@@ -56,10 +56,12 @@ from ..viz import dynamics as vd
 from . import cache, state
 from .app import open_neuron, require_shell
 from .charts import show_chart
-from .overview import _open_picked as open_picked  # the Overview's click-to-open, shared
-from .overview import epoch_picker
+from .overview import (
+    epoch_picker,
+    open_picked,  # the Overview's click-to-open, shared
+)
 from .text import guarded, md_escape, show_message
-from .traces import ActiveTrace, _load_file, no_trace_message, resolve_active
+from .traces import ActiveTrace, load_trace_file, no_trace_message, resolve_active
 
 __all__ = ["neuron_states", "render_dynamics"]
 
@@ -326,7 +328,7 @@ def _runs_picker(active: ActiveTrace) -> list[tuple[str, str, NetworkTrace]]:
     for name in state.get(key, []):
         replicate = next(r for r in found if r.name == name)
         try:
-            other = _load_file(replicate.path)
+            other = load_trace_file(replicate.path)
         except (TraceFormatError, OSError) as exc:
             st.warning(f"{md_escape(name)} cannot be opened and is left out: {md_escape(exc, 300)}")
             continue

@@ -34,8 +34,10 @@ from ..viz import profile as profile_viz
 from . import cache, state
 from .app import open_neuron, require_shell
 from .charts import show_chart
-from .overview import _open_picked as open_picked  # the Overview's click-to-open, shared
-from .overview import epoch_picker
+from .overview import (
+    epoch_picker,
+    open_picked,  # the Overview's click-to-open, shared
+)
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
@@ -288,7 +290,7 @@ def _over_training(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> 
 def _weights_epoch(trace: NetworkTrace, epoch: int) -> int:
     """The epoch whose weights the page shows: ``epoch`` when the trace holds them there,
     else the nearest epoch that has them (the final one for a run without kept weights)."""
-    kept = profiles.epochs_with_weights(trace)
+    kept = trace.epochs_with_weights
     if not kept:
         raise ProfileUnavailable("this trace holds no weights")
     if epoch in kept:
@@ -311,7 +313,7 @@ def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: 
     # a click on a pixel opens that input at the page's epoch
     panels = [profile_viz.weight_image_frame(image, panel=f"E_{weights_epoch}", epoch=epoch)]
     first = trace.epochs[0]
-    if first != weights_epoch and first in profiles.epochs_with_weights(trace):
+    if first != weights_epoch and first in trace.epochs_with_weights:
         initial = profiles.incoming_weight_image(trace, neuron, first)
         panels.insert(
             0, profile_viz.weight_image_frame(initial, panel=f"E_{first} (untrained)", epoch=epoch)
@@ -423,7 +425,7 @@ def _inputs_outputs(active: ActiveTrace, neuron: int, epoch: int, layer: str) ->
                 "A strong connection stands out from its weight matrix: the percentile is where "
                 "its magnitude ranks among all weights of the same layer's matrix."
             )
-    if info.kind != "input" and len(profiles.epochs_with_weights(trace)) > 1:
+    if info.kind != "input" and len(trace.epochs_with_weights) > 1:
         with _section("drawing the incoming weights over training"):
             history = _incoming_history(active.key, neuron, trace)
             signature = trace.signature(epoch, neuron)

@@ -53,7 +53,7 @@ def _selected(event: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
-def _open_picked(active: ActiveTrace, event: Any) -> None:
+def open_picked(active: ActiveTrace, event: Any) -> None:
     point = _selected(event, viz.PICK)
     if point is None or "neuron" not in point:
         return
@@ -225,7 +225,7 @@ def _brain_scan(active: ActiveTrace, metric: str, epoch: int, order: str, percen
         "Each strip is a layer; each cell a neuron (hover for its signature, click to open it "
         "on the Neurons page)."
     )
-    _open_picked(active, event)
+    open_picked(active, event)
 
 
 def _over_time(active: ActiveTrace, metric: str, epoch: int, order: str) -> None:
@@ -255,7 +255,7 @@ def _over_time(active: ActiveTrace, metric: str, epoch: int, order: str) -> None
         ),
     )
     event = show_chart(chart, select=viz.PICK, key=state.OVERVIEW_DETAIL_CHART)
-    _open_picked(active, event)
+    open_picked(active, event)
 
 
 def _health(active: ActiveTrace, epoch: int) -> None:

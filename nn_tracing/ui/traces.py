@@ -106,7 +106,7 @@ def _load(path: str, mtime_ns: int, size: int) -> NetworkTrace:
     return load_trace(path)
 
 
-def _load_file(path: Path) -> NetworkTrace:
+def load_trace_file(path: Path) -> NetworkTrace:
     stat = path.stat()
     return _load(str(path), stat.st_mtime_ns, stat.st_size)
 
@@ -210,14 +210,14 @@ def _open(ref: str) -> ActiveTrace | None:
                 raise _Unavailable(
                     f"The upload {name} is no longer on the server; upload it again."
                 )
-            trace = _load_file(path)
+            trace = load_trace_file(path)
             label = f"{name} (uploaded)"
             return ActiveTrace(ref, label, trace, trace.digest or ident, name, path, "upload")
         if kind == "run":
             path = find_run(ident)
             if path is None:
                 raise _Unavailable(f"The trace {ident} is no longer in {runs_dir()}.")
-            trace = _load_file(path)
+            trace = load_trace_file(path)
             return ActiveTrace(ref, ident, trace, trace.digest or ident, ident, path, "runs")
     except TraceFormatError as exc:
         raise _Unavailable(f"{ident} cannot be opened: {exc}") from None

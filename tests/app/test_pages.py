@@ -11,7 +11,12 @@ from streamlit.testing.v1 import AppTest
 
 from nn_tracing.ui import state
 
-PAGES = ["pages/overview.py", "pages/neurons.py"]
+PAGES = [
+    "pages/overview.py",
+    "pages/neurons.py",
+    "pages/dynamics.py",
+    "pages/breadcrumbs.py",
+]
 
 
 @pytest.mark.parametrize("page", PAGES)

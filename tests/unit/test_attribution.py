@@ -30,7 +30,7 @@ from nn_tracing.analysis.attribution import (
     spearman,
 )
 from nn_tracing.analysis.intervention import ablate, batched_logits
-from nn_tracing.analysis.neuron_model import NeuronModel, epochs_with_weights
+from nn_tracing.analysis.neuron_model import NeuronModel
 
 # -- fixtures ------------------------------------------------------------------------------------
 
@@ -121,9 +121,9 @@ def test_hook_points_read_the_traces_probe_activations(kept_trace) -> None:
 
 
 def test_epochs_with_weights_follow_keep_weights(kept_trace, tiny_trace_file: Path) -> None:
-    assert epochs_with_weights(kept_trace) == kept_trace.epochs
+    assert kept_trace.epochs_with_weights == kept_trace.epochs
     tiny = load_trace(tiny_trace_file)
-    assert epochs_with_weights(tiny) == [tiny.epochs[-1]]
+    assert tiny.epochs_with_weights == [tiny.epochs[-1]]
     with pytest.raises(ValueError, match="keep_weights"):
         NeuronModel.from_trace(tiny, 0)
 

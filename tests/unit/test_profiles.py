@@ -122,7 +122,7 @@ def test_weight_history_needs_kept_weights_and_the_final_epoch_is_always_there(
     last = history[history["epoch"] == 3]
     np.testing.assert_allclose(last["weight"], kept.weights(3)["hidden_2.weight"][2])
     plain = nt.load_trace(tiny_trace_file)
-    assert profiles.epochs_with_weights(plain) == [plain.epochs[-1]]
+    assert plain.epochs_with_weights == [plain.epochs[-1]]
     with pytest.raises(ProfileUnavailable, match="keep_weights"):
         profiles.incoming_weight_history(plain, 12)
     with pytest.raises(ProfileUnavailable, match="no weights at E_1"):
