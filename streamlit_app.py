@@ -12,6 +12,7 @@ current = ui.navigation(
     [
         ui.page("pages/overview.py", "Overview", ":material/monitor_heart:", default=True),
         ui.page("pages/neurons.py", "Neurons", ":material/neurology:"),
+        ui.page("pages/clusters.py", "Clusters", ":material/scatter_plot:"),
         ui.page("pages/dynamics.py", "Dynamics", ":material/timeline:"),
         ui.page("pages/breadcrumbs.py", "Breadcrumbs", ":material/account_tree:"),
     ]

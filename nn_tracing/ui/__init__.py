@@ -23,6 +23,7 @@ _EXPORTS = {
     "open_neuron": "app",
     "page": "app",
     "shell": "app",
+    "render_clusters": "clusters",
     "render_neurons": "neurons",
     "render_overview": "overview",
 }

@@ -110,6 +110,9 @@ def _follow_deep_link(current: Any) -> None:
 
 def shell(current: Any) -> None:
     """Everything every page shares, drawn before the page itself."""
+    from .clusters import start_warm_up_once  # UMAP's one-time JIT, in the background
+
+    start_warm_up_once()
     with guarded("preparing the demo trace"):
         _ensure_demo()
     _follow_deep_link(current)

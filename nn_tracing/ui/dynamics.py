@@ -25,10 +25,7 @@ is a copy.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,7 +50,7 @@ from ..seeds import Replicate, find_replicates, free_seeds, replicate_config
 from ..store import TraceFormatError
 from ..trace import METRICS, NetworkTrace
 from ..viz import dynamics as vd
-from . import cache, state
+from . import cache, state, work
 from .app import open_neuron, require_shell
 from .charts import show_chart
 from .overview import (
@@ -75,60 +72,20 @@ MAX_JOINT_RUNS = 8
 MAX_SEED_JOBS = 3
 SEED_REFRESH_SECONDS = 1.0
 
-# -- the store ------------------------------------------------------------------------------------
-_STORE: OrderedDict[str, Any] = OrderedDict()
-_STORE_ENTRIES = 32
-_STORE_LOCK = threading.Lock()
-#: One analysis at a time in this process.
-_WORK_LOCK = threading.Lock()
 
-
+# -- the store: the server's analysis worker (nn_tracing.ui.work) -------------------------------
 def _key(what: str, *parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return f"dynamics:{what}:{hashlib.sha1(blob.encode()).hexdigest()[:20]}"
-
-
-def _stored(key: str) -> Any:
-    with _STORE_LOCK:
-        if key in _STORE:
-            _STORE.move_to_end(key)
-            return _STORE[key]
-    return None
-
-
-def _keep(key: str, value: Any) -> None:
-    with _STORE_LOCK:
-        _STORE[key] = value
-        while len(_STORE) > _STORE_ENTRIES:
-            _STORE.popitem(last=False)
+    return work.key(f"dynamics:{what}", "", parts)
 
 
 def _compute(key: str, label: str, run: Callable[[Callable[[int, int, str], None]], T]) -> T:
-    """The stored result under ``key``, else ``run(progress)`` with a progress bar (one
-    analysis at a time in this process). Errors pass to the caller."""
-    found = _stored(key)
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    bar = st.progress(0.0, text=label)
+    """The stored result under ``key``, else ``run(progress)`` on the server's analysis worker
+    with a progress bar (``progress(done, total, what)``). Errors pass to the caller."""
 
-    def progress(done: int, total: int, message: str) -> None:
-        fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
-        bar.progress(fraction, text=f"{label}: {message}")
+    def job(progress: work.Progress) -> T:
+        return run(lambda done, total, what: progress(done / total if total else 0.0, what))
 
-    try:
-        if not _WORK_LOCK.acquire(blocking=False):
-            bar.progress(0.0, text=f"{label}: waiting for another analysis on this server")
-            _WORK_LOCK.acquire()
-        try:
-            found = _stored(key)  # another session may have computed it meanwhile
-            if found is None:
-                found = run(progress)
-                _keep(key, found)
-        finally:
-            _WORK_LOCK.release()
-    finally:
-        bar.empty()
-    return found  # type: ignore[no-any-return]
+    return work.compute(key, job, label=label)  # type: ignore[return-value]
 
 
 def _chosen_k(selection: pd.DataFrame, choice: str | int) -> int:
@@ -785,7 +742,7 @@ def _neuron_states(active: ActiveTrace) -> None:
         _table_pick(active, event, table)
     st.markdown("**Is there temporal structure at all?**")
     test_key = _key("neurons-test", active.key, params, k)
-    if _stored(test_key) is None and state.get(state.DYNAMICS_NEURON_TEST) != test_key:
+    if work.stored(test_key) is None and state.get(state.DYNAMICS_NEURON_TEST) != test_key:
         st.caption(
             "19 refits of the same model on copies with each neuron's epochs shuffled: about "
             "20 fits of this size."

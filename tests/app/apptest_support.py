@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,3 +27,14 @@ def assert_healthy(at: AppTest) -> None:
 def texts(elements: object) -> str:
     """The text of a list of elements, Markdown escapes removed (what the user reads)."""
     return " ".join(re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements)  # type: ignore[attr-defined]
+
+
+def chart_rows(chart: object) -> list[dict]:
+    """Every data row of a chart element: the spec's inline datasets, or (for a chart with a
+    selection, whose data Streamlit sends as Arrow) the element's datasets."""
+    proto = chart.proto  # type: ignore[attr-defined]
+    rows = [row for rows in json.loads(proto.spec).get("datasets", {}).values() for row in rows]
+    for dataset in proto.datasets:
+        frame = dataframe_util.convert_arrow_bytes_to_pandas_df(dataset.data.data)
+        rows += frame.to_dict("records")
+    return rows

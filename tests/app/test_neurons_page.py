@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apptest_support import assert_healthy, texts
-from streamlit import dataframe_util
+from apptest_support import assert_healthy, chart_rows, texts
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
@@ -65,17 +64,6 @@ def _open(app: Callable[[], AppTest], trace: str, neuron: str) -> AppTest:
 
 def _specs(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
-
-
-def _rows(chart: object) -> list[dict]:
-    """Every data row of a chart element: the spec's inline datasets, or (for a chart with a
-    selection, whose data Streamlit sends as Arrow) the element's datasets."""
-    proto = chart.proto  # type: ignore[attr-defined]
-    rows = [row for rows in json.loads(proto.spec).get("datasets", {}).values() for row in rows]
-    for dataset in proto.datasets:
-        frame = dataframe_util.convert_arrow_bytes_to_pandas_df(dataset.data.data)
-        rows += frame.to_dict("records")
-    return rows
 
 
 def _title(spec: dict) -> str:
@@ -181,7 +169,7 @@ def test_connections_and_sources_are_clickable_neurons_at_the_pages_epoch(
         spec = json.loads(chart.proto.spec)
         params = json.dumps(spec.get("params", [])) + json.dumps(spec.get("layer", []))
         assert '"name": "pick"' in params and '"fields": ["neuron", "epoch"]' in params
-        rows = [row for row in _rows(chart) if "neuron" in row]
+        rows = [row for row in chart_rows(chart) if "neuron" in row]
         assert {row["neuron"] for row in rows} <= expected and rows
         assert {row["epoch"] for row in rows} == {3}  # opens at the page's epoch, not E_4's
         assert all(row["signature"].startswith("E_4/") for row in rows)  # the weights' epoch
@@ -194,11 +182,11 @@ def test_digits_show_a_first_layer_neurons_weights_and_top_samples_as_images(
     at = _open(app, "digits", "E_2/L_hidden_1/n_66")
     assert_healthy(at)
     charts = {_title(json.loads(chart.proto.spec)): chart for chart in at.get("vega_lite_chart")}
-    pixels = _rows(charts["Incoming weights as an image"])
+    pixels = chart_rows(charts["Incoming weights as an image"])
     assert len(pixels) == 64 and {p["signature"] for p in pixels} == {
         f"E_2/L_input/n_{i}" for i in range(64)
     }
-    samples = _rows(charts["The 12 most active probe samples of E_2/L_hidden_1/n_66"])
+    samples = chart_rows(charts["The 12 most active probe samples of E_2/L_hidden_1/n_66"])
     assert len(samples) == 12 * 64 and {s["value"] for s in samples} <= set(range(17))
     specs = charts
     assert "Activation field" not in specs  # 64 inputs: no plane to draw
@@ -219,7 +207,7 @@ def test_moons_with_kept_weights_show_the_field_and_weight_history_at_any_epoch(
     assert "Incoming weights over training" in charts
     field = charts["Activation field"]
     assert "E_1/L_hidden_1/n_4 at E_1" in json.loads(field.proto.spec)["title"]["subtitle"][0]
-    rows = _rows(field)
+    rows = chart_rows(field)
     assert sum("x0" in row for row in rows) == 60 * 60  # the grid
     assert sum("px" in row for row in rows) == 64  # the probe points
     assert "Check: at the probe points" in texts(at.caption)

@@ -14,6 +14,7 @@ from nn_tracing.ui import state
 PAGES = [
     "pages/overview.py",
     "pages/neurons.py",
+    "pages/clusters.py",
     "pages/dynamics.py",
     "pages/breadcrumbs.py",
 ]

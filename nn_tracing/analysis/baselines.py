@@ -1,0 +1,598 @@
+"""Null models: is a clustering of the neurons more than what chance gives?
+
+Clustering algorithms always return clusters, and t-SNE and UMAP draw islands in noise. So a
+partition of the neurons is scored (its silhouette and its algorithm's own score, see
+:func:`~nn_tracing.analysis.embedding.partition_scores`) and the same pipeline — the same
+clusterer, and the same projection when clustering the 2-D map — is run on null versions of
+the data, ``P`` times each (default 50):
+
+``shuffled``
+    The same features with each column permuted independently over the neurons: every
+    feature keeps its distribution, every dependence between features is gone. A
+    significant result says the features have joint structure; it does not by itself say
+    that the structure is clusters (a single elongated cloud also beats this null) — which is
+    what the Gaussian null asks.
+``untrained``
+    The untrained network: ``P`` fresh initialisations of the same architecture (PyTorch's
+    default initialisation, seeded), each measured on the same probe set and described by the
+    same features at ``E_0``. Does training create structure that initialisation alone does
+    not have? Needs a model that can be rebuilt (the built-in MLP, or a module attached with
+    :func:`nn_tracing.attach_model`) and a probe set; the run's own recorded ``E_0`` is also
+    scored, as one reference value. Trajectories do not exist at initialisation: for them the
+    second null is ``time_shuffled``.
+``time_shuffled``
+    Each neuron's trajectory with its epochs in a random order (values kept, time destroyed).
+``gaussian``
+    One Gaussian cloud with the features' mean and covariance (the SigClust null, Liu et
+    al. 2008): is there more than one cluster at all?
+
+The p-value is ``(1 + #{null ≥ observed}) / (P + 1)`` (one-sided: higher scores mean better
+separated clusters; a null draw where the clusterer finds fewer than two clusters counts as
+less separated). Every neuron is scored — real and null versions alike, the silhouette
+exactly; ``max_neurons`` (off by default) scores a random sample instead, and then says so.
+
+>>> from nn_tracing.analysis import baselines, embedding as emb
+>>> features = emb.neuron_features(trace, emb.FeatureSpec("activations"))  # doctest: +SKIP
+>>> test = baselines.ChanceTest(n_permutations=50, random_state=0)  # doctest: +SKIP
+>>> test.fit(features, emb.NeuronClusterer("kmeans", n_clusters=4), trace=trace)  # doctest: +SKIP
+>>> test.sentence_  # doctest: +SKIP
+'Clusters are more separated than in 50 of 50 shuffled versions (p = 0.02) …'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..trace import NetworkTrace
+from .embedding import (
+    FeatureError,
+    NeuronClusterer,
+    NeuronFeatures,
+    NeuronProjector,
+    estimate_seconds,
+    neuron_features,
+    partition_scores,
+    silhouette_seconds,
+)
+
+__all__ = [
+    "DEFAULT_NULLS",
+    "NULLS",
+    "ChanceTest",
+    "NullResult",
+    "fresh_initialisation",
+    "gaussian_like",
+    "permutation_p_value",
+    "permute_columns",
+    "reinitialisation_problem",
+    "shuffle_within_rows",
+    "untrained_features",
+]
+
+#: The null models and what each is.
+NULLS: dict[str, str] = {
+    "shuffled": "the same features, each column permuted independently",
+    "untrained": "the untrained network: fresh initialisations of the architecture at E_0",
+    "time_shuffled": "each neuron's trajectory with its epochs in random order",
+    "gaussian": "one Gaussian cloud with the features' mean and covariance",
+}
+#: What a "version" of the data is called in sentences.
+_VERSION: dict[str, str] = {
+    "shuffled": "shuffled versions",
+    "untrained": "untrained networks",
+    "time_shuffled": "time-shuffled versions",
+    "gaussian": "Gaussian clouds",
+}
+#: The nulls run unless chosen otherwise (``untrained`` becomes ``time_shuffled`` for
+#: trajectories).
+DEFAULT_NULLS: tuple[str, ...] = ("shuffled", "untrained")
+
+Progress = Callable[[int, int, str], None]
+
+
+# -- null data --------------------------------------------------------------------------------
+def permute_columns(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each column of ``X`` (n_rows, n_features) permuted independently over the rows."""
+    order = np.argsort(rng.random(X.shape), axis=0)
+    return np.take_along_axis(X, order, axis=0)
+
+
+def shuffle_within_rows(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each row of ``X`` (n_rows, n_features) with its entries in a random order."""
+    order = np.argsort(rng.random(X.shape), axis=1)
+    return np.take_along_axis(X, order, axis=1)
+
+
+def gaussian_like(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rows drawn from one Gaussian with the mean and covariance of ``X`` (n_rows, n_features).
+
+    Drawn through the thin SVD of the centred data, so it works when the features outnumber
+    the rows (a rank-deficient covariance).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    _, s, vt = np.linalg.svd(X - mean, full_matrices=False)
+    scale = s / math.sqrt(max(X.shape[0] - 1, 1))
+    z = rng.standard_normal((X.shape[0], s.size))
+    return ((z * scale) @ vt + mean).astype(np.float32)
+
+
+def permutation_p_value(observed: float, null: np.ndarray) -> float:
+    """``(1 + #{null ≥ observed}) / (P + 1)``; NaN null draws count as below, a NaN
+    ``observed`` gives NaN."""
+    if not math.isfinite(observed):
+        return float("nan")
+    null = np.asarray(null, dtype=np.float64)
+    at_least = int(np.sum(np.isfinite(null) & (null >= observed - 1e-12)))
+    return (1 + at_least) / (null.size + 1)
+
+
+# -- the untrained network --------------------------------------------------------------------
+def reinitialisation_problem(trace: NetworkTrace) -> str | None:
+    """Why fresh initialisations of ``trace``'s model cannot be measured (``None``: they can)."""
+    if trace.probe is None:
+        return (
+            "this trace has no probe set, so an untrained network cannot be measured the same way"
+        )
+    if getattr(trace, "attached_model", None) is not None:
+        return None
+    model = trace.meta.get("model") if isinstance(trace.meta.get("model"), dict) else {}
+    if not model.get("builtin"):
+        return (
+            f"this trace comes from a custom model ({model.get('class', 'unknown')}); attach a "
+            "module of the same architecture (nt.attach_model(trace, module)) to compare with "
+            "fresh initialisations"
+        )
+    if not trace.final_weights:
+        return "this trace holds no weights to rebuild its model from"
+    return None
+
+
+def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
+    """The traced architecture with freshly initialised weights (an ``nn.Module``).
+
+    ``Linear`` and ``Conv`` layers get PyTorch's default initialisation drawn from a private
+    generator seeded with ``seed`` (the global RNG, which a training run in another thread
+    may be using, is not touched: the built-in MLP is even constructed on the ``meta`` device,
+    so that its constructor draws nothing); other modules with ``reset_parameters``
+    (normalisation layers) are reset. An attached custom module is copied.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    from ..config import TrainConfig
+    from ..models import MLP
+
+    template = getattr(trace, "attached_model", None)
+    if template is not None:
+        module = copy.deepcopy(template)
+    else:
+        config = TrainConfig.from_dict(trace.meta["config"])
+        dataset = trace.meta["dataset"]
+        with torch.device("meta"):  # the structure only: no weights drawn from the global RNG
+            module = MLP(
+                int(dataset["n_features"]),
+                config.hidden_sizes,
+                int(dataset["n_classes"]),
+                config.activation,
+                config.dropout,
+            )
+        module = module.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for part in module.modules():
+            if isinstance(part, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                nn.init.kaiming_uniform_(part.weight, a=math.sqrt(5), generator=generator)
+                if part.bias is not None:
+                    fan_in = nn.init._calculate_fan_in_and_fan_out(part.weight)[0]
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    nn.init.uniform_(part.bias, -bound, bound, generator=generator)
+            elif hasattr(part, "reset_parameters") and part is not module:
+                part.reset_parameters()
+    return module.eval()
+
+
+def untrained_features(trace: NetworkTrace, features: NeuronFeatures, seed: int) -> NeuronFeatures:
+    """``features``' feature set measured on a fresh initialisation of ``trace``'s model.
+
+    The fresh network is traced at ``E_0`` on the trace's probe set (same metrics, same
+    activations), then described exactly as ``features`` describes the trained one.
+
+    Raises
+    ------
+    FeatureError
+        When the model cannot be rebuilt or the feature set has no untrained counterpart.
+    """
+    problem = reinitialisation_problem(trace)
+    if problem:
+        raise FeatureError(problem)
+    if not features.spec.per_epoch:
+        raise FeatureError("a trajectory has no counterpart at initialisation")
+    import torch
+    import torch.nn.functional as F
+
+    from ..tracer import TraceableNN
+
+    module = fresh_initialisation(trace, seed)
+    assert trace.probe is not None
+    x, y = (torch.as_tensor(np.asarray(a)) for a in trace.probe)
+    renames = {
+        info.module: info.name
+        for info in trace.layers
+        if info.module and info.kind != "input" and info.module != info.name
+    }
+    classes = not torch.is_floating_point(y)
+    tracer = TraceableNN(
+        module,
+        probe=(x.float(), y.long() if classes else y),
+        epoch_intervals=-1,
+        loss_fn=F.cross_entropy if classes else None,
+        keep_weights=features.spec.kind == "weights",
+        layer_names=renames or None,
+        meta={"dataset": trace.meta.get("dataset", {})},
+    )
+    fresh = tracer.network_trace
+    tracer.remove_hooks()
+    if fresh.layer_names() != trace.layer_names() or fresh.n_neurons != trace.n_neurons:
+        raise FeatureError("the rebuilt model's layers do not match the trace's")
+    return neuron_features(fresh, replace(features.spec, epoch=0))
+
+
+# -- the test ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NullResult:
+    """One null model's scores.
+
+    Attributes
+    ----------
+    name, description : the null (a key of :data:`NULLS`) and what it is
+    scores : ``{"silhouette": array (P,), "score": array (P,)}`` of the null versions
+    p_values : ``{"silhouette": p, "score": p}``
+    n_at_least : null versions scoring at least the observed silhouette
+    sentence : the plain sentence
+    significant : whether the silhouette beats this null at the test's ``alpha``
+    reference : for ``untrained``, the scores of the run's own recorded ``E_0`` (if any)
+    """
+
+    name: str
+    description: str
+    scores: dict[str, np.ndarray]
+    p_values: dict[str, float]
+    n_at_least: int
+    sentence: str
+    significant: bool
+    reference: dict[str, float] | None = None
+
+    @property
+    def n_permutations(self) -> int:
+        return int(self.scores["silhouette"].size)
+
+
+@dataclass
+class _Run:
+    clusterer: NeuronClusterer
+    projector: NeuronProjector | None
+    seed: int
+
+    def scores(self, X: np.ndarray) -> dict[str, float]:
+        data = X
+        if self.projector is not None:
+            params = {**self.projector.get_params(), "random_state": self.seed}
+            data = NeuronProjector(**params).fit_transform(X)
+        fitted = self.clusterer.clone(random_state=self.seed).fit(data)
+        return partition_scores(data, fitted.labels_, fitted.method, fitted.probabilities_)
+
+
+@dataclass
+class _Plan:
+    nulls: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+class ChanceTest:
+    """Score a clustering of the neurons against null models (see the module docstring).
+
+    Parameters
+    ----------
+    n_permutations
+        Null versions per null model (``P``).
+    nulls
+        Which null models (keys of :data:`NULLS`); ``untrained`` is replaced by
+        ``time_shuffled`` for trajectories.
+    max_neurons
+        ``None`` (the default): every row is scored. A number: a random sample of that many
+        rows above it (the same size for real and null data), reported in ``n_rows_``.
+    alpha
+        Significance level of the verdict.
+    random_state
+        Seed of the sample, the permutations, the fresh initialisations and the fits.
+    progress
+        ``progress(done, total, what)`` after each fit.
+
+    Attributes
+    ----------
+    observed_ : ``{"silhouette": …, "score": …}`` of the real features (on the tested rows)
+    score_name_ : what ``score`` is for this clusterer
+    results_ : ``{null: NullResult}``
+    unavailable_ : ``{null: reason}`` for nulls that could not run on this trace
+    clustered_ : whether the silhouette beats every null that ran
+    sentence_ : the verdict in plain words
+    n_rows_ : rows scored; seconds_ : how long the test took
+    """
+
+    def __init__(
+        self,
+        n_permutations: int = 50,
+        *,
+        nulls: Sequence[str] = DEFAULT_NULLS,
+        max_neurons: int | None = None,
+        alpha: float = 0.05,
+        random_state: int = 0,
+        progress: Progress | None = None,
+    ) -> None:
+        self.n_permutations = n_permutations
+        self.nulls = tuple(nulls)
+        self.max_neurons = max_neurons
+        self.alpha = alpha
+        self.random_state = random_state
+        self.progress = progress
+
+    @staticmethod
+    def plan(
+        features: NeuronFeatures, nulls: Sequence[str], trace: NetworkTrace | None
+    ) -> tuple[list[str], dict[str, str]]:
+        """The nulls that will run for ``features`` and the reasons the others cannot."""
+        chosen: list[str] = []
+        unavailable: dict[str, str] = {}
+        for name in nulls:
+            if name not in NULLS:
+                raise ValueError(f"no null model {name!r}; use {', '.join(NULLS)}")
+            if name == "untrained" and not features.spec.per_epoch:
+                name = "time_shuffled"
+            if name == "untrained":
+                problem = (
+                    "the test was given no trace to rebuild the network from"
+                    if trace is None
+                    else reinitialisation_problem(trace)
+                )
+                if problem:
+                    unavailable[name] = problem
+                    continue
+            if name == "time_shuffled" and features.spec.per_epoch:
+                unavailable[name] = "time-shuffling applies to trajectories only"
+                continue
+            if name not in chosen:
+                chosen.append(name)
+        return chosen, unavailable
+
+    @staticmethod
+    def estimate_seconds(
+        n_rows: int,
+        n_features: int,
+        clusterer: NeuronClusterer,
+        *,
+        projector: NeuronProjector | None = None,
+        n_permutations: int = 50,
+        n_nulls: int = 2,
+        max_neurons: int | None = None,
+    ) -> float:
+        """A rough estimate of the test's duration on two cores, before it starts."""
+        rows = n_rows if max_neurons is None else min(n_rows, max_neurons)
+        one = estimate_seconds(clusterer.method, rows, n_features=n_features)
+        one += silhouette_seconds(rows, 2 if projector is not None else n_features)
+        if projector is not None:
+            one += estimate_seconds(projector.method, rows, n_features=n_features)
+            one = max(one, 0.0)
+        return float((1 + n_permutations * n_nulls) * one)
+
+    def _report(self, done: int, total: int, what: str) -> None:
+        if self.progress is not None:
+            self.progress(done, total, what)
+
+    def fit(
+        self,
+        features: NeuronFeatures,
+        clusterer: NeuronClusterer,
+        *,
+        trace: NetworkTrace | None = None,
+        projector: NeuronProjector | None = None,
+    ) -> ChanceTest:
+        """Run the test.
+
+        Parameters
+        ----------
+        features
+            The real feature rows.
+        clusterer
+            The clustering to test (its parameters; it is refitted on every version).
+        trace
+            The trace ``features`` come from (needed for the ``untrained`` null).
+        projector
+            When the clusters were found on the 2-D map: the projector, which then projects
+            every null version too.
+        """
+        started = time.perf_counter()
+        P = int(self.n_permutations)
+        if P < 1:
+            raise ValueError(f"n_permutations={P}: use at least 1")
+        rng = np.random.default_rng(self.random_state)
+        nulls, unavailable = self.plan(features, self.nulls, trace)
+        n = features.n_rows
+        rows = (
+            np.sort(rng.choice(n, self.max_neurons, replace=False))
+            if self.max_neurons is not None and n > self.max_neurons
+            else np.arange(n)
+        )
+        X = features.values[rows]
+        run = _Run(clusterer, projector, int(self.random_state))
+        total = 1 + P * len(nulls)
+        # Many small fits: one thread each is far faster on a busy machine (k-means on 40 rows:
+        # 150 ms with OpenMP threads fighting for two loaded cores, 22 ms with one). The limit is
+        # process-wide while the test runs; projections (which do gain from threads) keep theirs.
+        limits = threadpool_limits(1) if projector is None else contextlib.nullcontext()
+        with limits:
+            results = self._run_nulls(features, X, nulls, run, trace, rng, unavailable, total)
+        self._report(total, total, "done")
+        self.results_ = results
+        self.unavailable_ = unavailable
+        self.n_rows_ = int(X.shape[0])
+        self.n_rows_total_ = n
+        self.clustered_ = bool(results) and all(r.significant for r in results.values())
+        self.sentence_ = self._verdict()
+        self.seconds_ = time.perf_counter() - started
+        return self
+
+    def _run_nulls(
+        self,
+        features: NeuronFeatures,
+        X: np.ndarray,
+        nulls: list[str],
+        run: _Run,
+        trace: NetworkTrace | None,
+        rng: np.random.Generator,
+        unavailable: dict[str, str],
+        total: int,
+    ) -> dict[str, NullResult]:
+        P = int(self.n_permutations)
+        self._report(0, total, "clustering the real features")
+        self.observed_ = run.scores(X)
+        self.score_name_ = _score_name(run.clusterer.method)
+        results: dict[str, NullResult] = {}
+        for k, name in enumerate(nulls):
+            done = 1 + P * k
+            scores = {"silhouette": np.full(P, np.nan), "score": np.full(P, np.nan)}
+            reference = None
+            if name == "untrained" and trace is not None:
+                reference = self._recorded_e0(trace, features, run, X.shape[0], rng)
+            try:
+                for i in range(P):
+                    self._report(done, total, f"{_VERSION[name]}: {i + 1} of {P}")
+                    null_rows = self._null_version(name, features, X, trace, rng, i)
+                    result = run.scores(null_rows)
+                    scores["silhouette"][i] = result["silhouette"]
+                    scores["score"][i] = result["score"]
+                    done += 1
+            except FeatureError as exc:
+                unavailable[name] = str(exc)
+                continue
+            results[name] = self._result(name, scores, P, reference)
+        return results
+
+    def _null_version(
+        self,
+        name: str,
+        features: NeuronFeatures,
+        X: np.ndarray,
+        trace: NetworkTrace | None,
+        rng: np.random.Generator,
+        index: int,
+    ) -> np.ndarray:
+        if name == "shuffled":
+            return permute_columns(X, rng)
+        if name == "time_shuffled":
+            return shuffle_within_rows(X, rng)
+        if name == "gaussian":
+            return gaussian_like(X, rng)
+        assert trace is not None
+        fresh = untrained_features(trace, features, seed=10_000 + int(self.random_state) + index)
+        return _sample_rows(fresh.values, X.shape[0], rng)
+
+    def _recorded_e0(
+        self,
+        trace: NetworkTrace,
+        features: NeuronFeatures,
+        run: _Run,
+        n_rows: int,
+        rng: np.random.Generator,
+    ) -> dict[str, float] | None:
+        if 0 not in trace.epochs or not features.spec.per_epoch:
+            return None
+        try:
+            recorded = neuron_features(trace, replace(features.spec, epoch=0))
+            return run.scores(_sample_rows(recorded.values, n_rows, rng))
+        except (FeatureError, ValueError):
+            return None
+
+    def _result(
+        self,
+        name: str,
+        scores: dict[str, np.ndarray],
+        P: int,
+        reference: dict[str, float] | None,
+    ) -> NullResult:
+        observed = self.observed_["silhouette"]
+        p_values = {key: permutation_p_value(self.observed_[key], scores[key]) for key in scores}
+        null = scores["silhouette"]
+        at_least = int(np.sum(np.isfinite(null) & (null >= observed - 1e-12)))
+        significant = math.isfinite(p_values["silhouette"]) and p_values["silhouette"] <= self.alpha
+        versions = _VERSION[name]
+        median = float(np.nanmedian(null)) if np.isfinite(null).any() else float("nan")
+        detail = (
+            f"silhouette {observed:.3f} vs. a median of {_fmt(median)} "
+            f"(p = {p_values['silhouette']:.3g})"
+        )
+        if not math.isfinite(observed):
+            sentence = "No clusters were found in the real features, so there is nothing to test."
+        elif significant:
+            sentence = f"Clusters are more separated than in {P - at_least} of {P} {versions}: "
+            sentence += detail + "."
+        else:
+            sentence = (
+                f"Not distinguishable from chance: {at_least} of {P} {versions} are as separated "
+                f"or more: {detail}."
+            )
+        return NullResult(
+            name=name,
+            description=NULLS[name],
+            scores=scores,
+            p_values=p_values,
+            n_at_least=at_least,
+            sentence=sentence,
+            significant=significant,
+            reference=reference,
+        )
+
+    def _verdict(self) -> str:
+        if not math.isfinite(self.observed_["silhouette"]):
+            return "No clusters were found (fewer than two), so there is nothing to test."
+        if not self.results_:
+            return "No null model could run on this trace: " + "; ".join(self.unavailable_.values())
+        names = [_VERSION[r.name] for r in self.results_.values()]
+        if self.clustered_:
+            return (
+                "The clusters are more separated than chance: they beat "
+                + " and ".join(names)
+                + f" (p ≤ {self.alpha:g} for each)."
+            )
+        failed = [_VERSION[r.name] for r in self.results_.values() if not r.significant]
+        return (
+            "Not distinguishable from chance: the clusters are no better separated than in "
+            + " and ".join(failed)
+            + f" (p > {self.alpha:g})."
+        )
+
+
+def _score_name(method: str) -> str:
+    from .embedding import SCORE_NAMES
+
+    return SCORE_NAMES.get(method, "score")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "– (no clusters)"
+
+
+def _sample_rows(values: np.ndarray, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    if values.shape[0] <= n_rows:
+        return values
+    return values[np.sort(rng.choice(values.shape[0], n_rows, replace=False))]

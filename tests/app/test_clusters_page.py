@@ -1,0 +1,197 @@
+"""The Clusters page through the real entrypoint, on a tiny trace made by real training."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from apptest_support import assert_healthy, chart_rows, texts
+from streamlit.testing.v1 import AppTest
+
+from nn_tracing.ui import state
+
+PAGE = "pages/clusters.py"
+#: Few null versions keep the page quick; the test itself is checked in tests/unit.
+FAST = {"perms": "5"}
+
+
+def _open(app: Callable[[], AppTest], **params: str) -> AppTest:
+    at = app()
+    at.query_params["trace"] = "tiny"
+    for key, value in {**FAST, **params}.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(PAGE).run()
+    return at
+
+
+def _verdict(at: AppTest) -> str:
+    boxes = texts(at.main.success) + " " + texts(at.main.warning)
+    return boxes
+
+
+def _titles(at: AppTest) -> list[str]:
+    """The titles of the charts on the page."""
+    titles = []
+    for chart in at.get("vega_lite_chart"):
+        title = json.loads(chart.proto.spec).get("title")
+        titles.append(title if isinstance(title, str) else (title or {}).get("text", ""))
+    return titles
+
+
+@pytest.mark.parametrize(
+    "features", ["trajectory", "metrics", "response", "activations", "weights"]
+)
+def test_every_feature_set_draws_a_map_clusters_and_a_verdict(
+    app: Callable[[], AppTest], features: str
+) -> None:
+    at = _open(app, features=features)
+    assert_healthy(at)
+    assert at.selectbox(key=state.CLUSTERS_FEATURES).value == features
+    titles = _titles(at)
+    assert any(t.startswith("PCA of ") for t in titles), titles  # the map
+    assert "Mean feature profile per cluster" in titles and "Layers in each cluster" in titles
+    assert "Against chance:" in _verdict(at)
+    assert at.query_params["features"] == features
+    labels = [b.label for b in at.get("download_button")]
+    assert "Cluster labels (CSV)" in labels
+
+
+@pytest.mark.parametrize("projector", ["pca", "tsne", "umap"])
+def test_every_projector_draws_the_map(app: Callable[[], AppTest], projector: str) -> None:
+    at = _open(app, features="activations", proj=projector)
+    assert_healthy(at)
+    assert at.radio(key=state.CLUSTERS_PROJECTOR).value == projector
+    asked = [b for b in at.button if b.key == f"{state.CLUSTERS_RUN}:projection"]
+    if asked:  # UMAP before its warm-up: the estimate includes its compilation
+        asked[0].click().run()
+        assert_healthy(at)
+    name = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}[projector]
+    assert any(t.startswith(f"{name} of 18 neurons") for t in _titles(at)), _titles(at)
+    assert at.query_params["proj"] == projector
+
+
+def test_a_selection_in_session_state_lists_the_neurons(app: Callable[[], AppTest]) -> None:
+    at = _open(app, features="activations")
+    at.session_state[state.CLUSTERS_SELECTION] = [3, 12]
+    at.run()
+    assert_healthy(at)
+    tables = [t.value for t in at.dataframe]
+    listed = next(t for t in tables if "signature" in t and "cluster" in t and "act_mean" in t)
+    assert sorted(listed["neuron"]) == [3, 12]
+    assert set(listed["signature"]) == {"E_4/L_hidden_1/n_3", "E_4/L_hidden_2/n_12"}
+    assert at.query_params["sel"] == "3,12"
+
+
+def test_the_url_restores_the_settings_and_the_selection(app: Callable[[], AppTest]) -> None:
+    at = _open(
+        app,
+        features="metrics",
+        metrics="act_mean,act_std,w_norm",
+        epoch="2",
+        cluster="agglomerative",
+        k="3",
+        linkage="average",
+        color="layer",
+        sel="5",
+    )
+    assert_healthy(at)
+    assert at.multiselect(key=state.CLUSTERS_METRICS).value == ["act_mean", "act_std", "w_norm"]
+    assert at.select_slider(key=state.epoch_key(state.CLUSTERS_EPOCH, "run:tiny")).value == 2
+    assert at.radio(key=state.CLUSTERS_METHOD).value == "agglomerative"
+    assert at.number_input(key=state.CLUSTERS_K).value == 3
+    assert at.selectbox(key=state.CLUSTERS_LINKAGE).value == "average"
+    assert at.session_state[state.CLUSTERS_SELECTION] == [5]
+    assert "E_2/L_hidden_1/n_5" in texts(at.main.caption) or any(
+        "E_2/L_hidden_1/n_5" in set(t.value.get("signature", [])) for t in at.dataframe
+    )
+
+
+def test_changing_a_setting_updates_the_url(app: Callable[[], AppTest]) -> None:
+    at = _open(app, features="response")
+    at.radio(key=state.CLUSTERS_METHOD).set_value("hdbscan").run()
+    assert_healthy(at)
+    assert at.query_params["cluster"] == "hdbscan"
+    assert "k" not in at.query_params and at.query_params["min_size"] == "0"
+
+
+def test_a_feature_set_the_trace_cannot_give_says_why_in_place(
+    app: Callable[[], AppTest],
+) -> None:
+    at = _open(app, features="weights", epoch="2")
+    assert not at.exception
+    assert not at.main.error
+    assert "no weights at E_2" in texts(at.main.warning)
+    assert at.title[0].value == "Clusters"
+
+
+def test_long_work_waits_for_a_click_with_an_estimate(
+    app: Callable[[], AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import OrderedDict
+
+    from nn_tracing.ui import clusters, work
+
+    monkeypatch.setattr(work, "_STORE", OrderedDict())  # nothing computed yet
+    monkeypatch.setattr(clusters, "estimate_seconds", lambda *args, **kwargs: 125.0)
+    at = _open(app, features="activations", proj="tsne")
+    assert_healthy(at)
+    assert "t-SNE of 18 neurons will take about 2:05" in texts(at.main.info)
+    button = at.button(key=f"{state.CLUSTERS_RUN}:projection")
+    assert button.label == "Compute the t-SNE map (2:05)"
+    assert not at.get("vega_lite_chart")  # no map until asked
+    button.click().run()
+    assert_healthy(at)
+    assert at.get("vega_lite_chart")
+
+
+def _map_colours(at: AppTest) -> dict[str, str]:
+    """Signature → colour value of every point on the map."""
+    rows = chart_rows(at.get("vega_lite_chart")[0])
+    return {row["signature"]: row["color"] for row in rows if "signature" in row and "color" in row}
+
+
+def test_hmm_states_from_the_dynamics_model_colour_the_map(
+    app: Callable[[], AppTest], tiny_trace_file
+) -> None:
+    from nn_tracing import load_trace
+    from nn_tracing.analysis.hmm import NeuronHMM
+    from nn_tracing.ui.dynamics import NEURON_FEATURES
+
+    at = _open(app, features="activations")
+    at.selectbox(key=state.CLUSTERS_COLOR).set_value("hmm").run()
+    assert_healthy(at)
+    colours = _map_colours(at)
+    assert colours
+    trace = load_trace(tiny_trace_file)
+    hidden = [layer.name for layer in trace.layers if layer.kind != "input"]
+    model = NeuronHMM(list(NEURON_FEATURES), layers=hidden, standardize="layer", random_state=0)
+    states = model.fit(trace).states_
+    column = trace.epochs.index(trace.epochs[-1])
+    for signature, colour in colours.items():
+        neuron = int(signature.rsplit("n_", 1)[1])
+        assert colour == f"state {states[neuron, column]}", signature
+
+
+def test_a_failing_hmm_is_said_in_place_and_its_colour_option_goes(
+    app: Callable[[], AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nn_tracing.analysis.hmm import NeuronHMM
+
+    def fail(self, trace, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("too few epochs for an HMM")
+
+    from collections import OrderedDict
+
+    from nn_tracing.ui import work
+
+    monkeypatch.setattr(work, "_STORE", OrderedDict())  # no HMM fitted yet
+    monkeypatch.setattr(NeuronHMM, "fit", fail)
+    at = _open(app, features="response")
+    at.selectbox(key=state.CLUSTERS_COLOR).set_value("hmm").run()
+    assert not at.exception
+    assert "HMM states cannot colour this trace" in texts(at.main.warning)
+    assert "too few epochs" in texts(at.main.warning)
+    at.run()
+    assert "HMM state at an epoch (Dynamics)" not in at.selectbox(key=state.CLUSTERS_COLOR).options
