@@ -242,12 +242,18 @@ def _clusters_at(n: int, args: argparse.Namespace) -> list[Row]:
             lambda p=params, d=data: embedding.NeuronClusterer(**p).fit(d), args.repeats
         )
         row(f"clustering: {label}", seconds, runs, "; ".join(fitted.notes_))
+    labels = embedding.NeuronClusterer("kmeans", n_clusters=8).fit(X).labels_
+    seconds, runs, _ = timed(lambda: embedding.silhouette(X, labels), args.repeats)
+    row(f"exact silhouette of every neuron ({X.shape[1]}-D, k=8)", seconds, runs)
+    # the test refits and rescores every null version: above 5k neurons P is capped (the
+    # page shows its estimate before it starts); the figure scales linearly with P
+    permutations = args.permutations if n <= 5000 else min(args.permutations, 5)
     for nulls in (("shuffled",), ("shuffled", "untrained")):
-        test = baselines.ChanceTest(args.permutations, nulls=nulls, random_state=0)
+        test = baselines.ChanceTest(permutations, nulls=nulls, random_state=0)
         clusterer = embedding.NeuronClusterer("kmeans", n_clusters=8)
         seconds, runs, _ = timed(lambda t=test, c=clusterer: t.fit(features, c, trace=trace), 1)
         row(
-            f"test against chance: k-means, P={args.permutations}, {' + '.join(nulls)}",
+            f"test against chance: k-means, P={permutations}, {' + '.join(nulls)}",
             seconds,
             runs,
             f"scored on {test.n_rows_} of {test.n_rows_total_} neurons",

@@ -77,6 +77,9 @@ __all__ = [
     "untrained_features",
 ]
 
+#: Below this many rows the test's fits run on one thread each (see ``ChanceTest.fit``).
+SMALL_FITS = 2000
+
 #: The null models and what each is.
 NULLS: dict[str, str] = {
     "shuffled": "the same features, each column permuted independently",
@@ -326,6 +329,7 @@ class ChanceTest:
     results_ : ``{null: NullResult}``
     unavailable_ : ``{null: reason}`` for nulls that could not run on this trace
     clustered_ : whether the silhouette beats every null that ran
+    undecided_ : whether ``n_permutations`` is too small for any p-value to reach ``alpha``
     sentence_ : the verdict in plain words
     n_rows_ : rows scored; seconds_ : how long the test took
     """
@@ -437,9 +441,11 @@ class ChanceTest:
         run = _Run(clusterer, projector, int(self.random_state))
         total = 1 + P * len(nulls)
         # Many small fits: one thread each is far faster on a busy machine (k-means on 40 rows:
-        # 150 ms with OpenMP threads fighting for two loaded cores, 22 ms with one). The limit is
-        # process-wide while the test runs; projections (which do gain from threads) keep theirs.
-        limits = threadpool_limits(1) if projector is None else contextlib.nullcontext()
+        # 150 ms with OpenMP threads fighting for two loaded cores, 22 ms with one). Large fits
+        # gain from threads (20 000 rows: 33 s per null version on one thread), and projections
+        # always do: they keep theirs. The limit is process-wide while the test runs.
+        small = X.shape[0] < SMALL_FITS
+        limits = threadpool_limits(1) if small and projector is None else contextlib.nullcontext()
         with limits:
             results = self._run_nulls(features, X, nulls, run, trace, rng, unavailable, total)
         self._report(total, total, "done")
@@ -448,6 +454,7 @@ class ChanceTest:
         self.n_rows_ = int(X.shape[0])
         self.n_rows_total_ = n
         self.clustered_ = bool(results) and all(r.significant for r in results.values())
+        self.undecided_ = not self.clustered_ and self.alpha < 1.0 / (P + 1)
         self.sentence_ = self._verdict()
         self.seconds_ = time.perf_counter() - started
         return self
@@ -541,8 +548,17 @@ class ChanceTest:
             f"silhouette {observed:.3f} vs. a median of {_fmt(median)} "
             f"(p = {p_values['silhouette']:.3g})"
         )
+        smallest = 1.0 / (P + 1)
         if not math.isfinite(observed):
             sentence = "No clusters were found in the real features, so there is nothing to test."
+        elif not significant and smallest > self.alpha:
+            sentence = (
+                f"Too few versions to decide: the clusters are more separated than in "
+                f"{P - at_least} of {P} {versions}, but with P = {P} the smallest possible p is "
+                f"{smallest:.3g} > {self.alpha:g}; use P ≥ {math.ceil(1 / self.alpha) - 1}: "
+                + detail
+                + "."
+            )
         elif significant:
             sentence = f"Clusters are more separated than in {P - at_least} of {P} {versions}: "
             sentence += detail + "."
@@ -575,6 +591,13 @@ class ChanceTest:
                 + f" (p ≤ {self.alpha:g} for each)."
             )
         failed = [_VERSION[r.name] for r in self.results_.values() if not r.significant]
+        P = int(self.n_permutations)
+        if self.alpha < 1.0 / (P + 1):
+            return (
+                f"Undecided: with P = {P} versions of each null no p-value can reach "
+                f"{self.alpha:g} (the smallest is {1 / (P + 1):.3g}); use P ≥ "
+                f"{math.ceil(1 / self.alpha) - 1}."
+            )
         return (
             "Not distinguishable from chance: the clusters are no better separated than in "
             + " and ".join(failed)

@@ -820,15 +820,34 @@ class NeuronProjector:
             return model.fit_transform(X)
 
 
+def _own_running_threads() -> int:
+    """Threads of this process running right now (Linux ``/proc/self/task``), at least 1 (the
+    caller). OpenMP and BLAS threads keep spinning for a while after a parallel region: they
+    are ours, not another process's load."""
+    running = 0
+    try:
+        for task in os.scandir("/proc/self/task"):
+            try:
+                with open(os.path.join(task.path, "stat")) as handle:
+                    state = handle.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            running += state == "R"
+    except OSError:
+        return 1
+    return max(running, 1)
+
+
 def _running_elsewhere(samples: int = 5) -> float | None:
-    """Threads running right now besides the caller (Linux ``/proc/loadavg``; the median of a
-    few samples 10 ms apart), or ``None`` where that cannot be read."""
+    """Threads of other processes running right now (Linux ``/proc/loadavg`` minus this
+    process's running threads; the median of a few samples 10 ms apart), or ``None`` where that
+    cannot be read."""
     counts = []
     try:
         for _ in range(samples):
             with open("/proc/loadavg") as handle:
                 running = int(handle.read().split()[3].split("/")[0])
-            counts.append(running - 1)  # the caller is running while it reads
+            counts.append(max(running - _own_running_threads(), 0))
             time.sleep(0.01)
     except (OSError, ValueError, IndexError):
         return None
@@ -944,9 +963,11 @@ class NeuronClusterer:
         Above this many rows agglomerative clustering fits a random sample of this size and
         gives every other row the cluster of its nearest centroid (O(N²) memory otherwise).
     pca_first
-        HDBSCAN on features wider than this runs on their first ``pca_first`` principal
-        components (its neighbour search degrades to brute force in high dimensions: 406 s for
-        20 000 neurons × 500 features, measured); ``0``: never.
+        Features wider than this are clustered on their first ``pca_first`` principal
+        components (HDBSCAN's neighbour search degrades to brute force in high dimensions: 406 s
+        for 20 000 neurons × 500 features, measured; k-means and agglomerative clustering of
+        5000 neurons × 500 probe activations take 2.5 s and 15 s on all columns). The scores
+        (``silhouette_``, ``score_``) are always computed on the full features; ``0``: never.
 
     Attributes
     ----------
@@ -1002,6 +1023,15 @@ class NeuronClusterer:
         seed = 0 if self.random_state is None else int(self.random_state)
         self.notes_: list[str] = []
         probabilities = np.ones(n)
+        data = X
+        if self.pca_first and X.shape[1] > self.pca_first < n:
+            from sklearn.decomposition import PCA
+
+            data = PCA(self.pca_first, random_state=seed).fit_transform(X)
+            self.notes_.append(
+                f"{CLUSTERERS[self.method]} ran on the first {self.pca_first} principal "
+                f"components of the {X.shape[1]} features (scores use every feature)"
+            )
         if self.method in ("kmeans", "agglomerative"):
             k = int(self.n_clusters)
             if k < 2:
@@ -1011,23 +1041,14 @@ class NeuronClusterer:
         if self.method == "kmeans":
             from sklearn.cluster import KMeans
 
-            labels = KMeans(int(self.n_clusters), n_init=4, random_state=seed).fit_predict(X)
+            labels = KMeans(int(self.n_clusters), n_init=4, random_state=seed).fit_predict(data)
         elif self.method == "agglomerative":
-            labels = self._agglomerative(X, seed)
+            labels = self._agglomerative(data, seed)
         else:
             from sklearn.cluster import HDBSCAN
 
             size = self.min_cluster_size or max(5, n // 100)
             size = int(min(max(size, 2), n))
-            data = X
-            if self.pca_first and X.shape[1] > self.pca_first < n:
-                from sklearn.decomposition import PCA
-
-                data = PCA(self.pca_first, random_state=seed).fit_transform(X)
-                self.notes_.append(
-                    f"HDBSCAN ran on the first {self.pca_first} principal components of the "
-                    f"{X.shape[1]} features"
-                )
             model = HDBSCAN(
                 min_cluster_size=size,
                 min_samples=self.min_samples or None,
@@ -1343,15 +1364,16 @@ def joint_embedding(
 
 
 # -- how long -----------------------------------------------------------------------------------
-#: UMAP's one-time compilation in a process, measured on two cores (MEASURED.md: 8–32 s).
-UMAP_JIT_SECONDS = 25.0
+#: UMAP's one-time compilation in a process on two cores (MEASURED.md: 8–32 s; measured here:
+#: first fit in a fresh process 20–67 s, the background warm-up 62 s; benchmarks/analysis.py)
+UMAP_JIT_SECONDS = 60.0
 #: Seconds ≈ a + b · n^p per method, measured on two cores (benchmarks/analysis.py).
 _COST: dict[str, tuple[float, float, float]] = {
     "pca": (0.02, 2e-6, 1.0),
-    "tsne:sklearn": (0.3, 2.5e-4, 1.25),
-    "tsne:opentsne": (3.0, 8e-4, 1.0),
-    "umap": (0.8, 2.0e-4, 1.0),
-    "kmeans": (0.02, 2e-5, 1.0),
+    "tsne:sklearn": (0.3, 1.25e-3, 1.25),
+    "tsne:opentsne": (1.0, 1.45e-3, 1.14),
+    "umap": (0.8, 4.5e-4, 1.0),
+    "kmeans": (0.05, 5.2e-7, 1.7),  # PCA to 50 components first above 50 features
     "hdbscan": (0.05, 3e-8, 2.0),
     "agglomerative": (0.05, 1.2e-7, 2.0),
 }
@@ -1362,7 +1384,8 @@ def estimate_seconds(method: str, n_rows: int, *, n_features: int = 50) -> float
     rows on a two-core machine, before it starts (features are reduced to 50 dimensions first
     for t-SNE and UMAP; HDBSCAN grows with the dimension, which is taken into account).
 
-    UMAP's one-time compilation (≈25 s) is added while it has not been warmed up.
+    UMAP's one-time compilation (:data:`UMAP_JIT_SECONDS`) is added while it has not been
+    warmed up.
     """
     key = method
     if method == "tsne":

@@ -13,7 +13,7 @@ detected"), and a process forked after OpenMP has run can hang when it runs UMAP
   dozens of functions, which costs ≈30 s without a compilation cache;
 * :func:`configure` points ``NUMBA_CACHE_DIR`` at a folder the process can write (unless the
   variable is set already), which cuts ``import umap`` from ≈30 s to ≈5 s after the first
-  start — but not the first fit's JIT compilation (≈25 s on two cores);
+  start — but not the first fit's JIT compilation (20–67 s on two cores);
 * :func:`start_warm_up` pays that JIT once per process, in a background thread, with one
   small fit and one of more than 4096 rows (above that UMAP takes another code path, the
   approximate nearest-neighbour search); a user who asks for UMAP meanwhile waits on the lock

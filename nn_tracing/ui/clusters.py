@@ -940,6 +940,8 @@ def _verdict(test: ChanceTest | None, clustering: Clustering) -> None:
         text += f" (scored on a random sample of {test.n_rows_} of {test.n_rows_total_} neurons)"
     if test.clustered_:
         st.success(text, icon=":material/check_circle:")
+    elif test.undecided_:
+        st.info(text, icon=":material/help:")
     else:
         st.warning(text, icon=":material/warning:")
 
@@ -1061,6 +1063,7 @@ def _map(
     picked = _selection_from_event(event, frame, cell_of_point)
     if picked is not None:
         state.put(state.CLUSTERS_SELECTION, picked)
+        _publish_url(settings, active.ref)  # the address bar shares the selection at once
     return frame
 
 

@@ -27,7 +27,7 @@ def _open(app: Callable[[], AppTest], **params: str) -> AppTest:
 
 
 def _verdict(at: AppTest) -> str:
-    boxes = texts(at.main.success) + " " + texts(at.main.warning)
+    boxes = " ".join(texts(box) for box in (at.main.success, at.main.warning, at.main.info))
     return boxes
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nn_tracing.ui.state import OVERVIEW_SCAN_CHART
+from nn_tracing.ui.state import CLUSTERS_MAP_CHART, OVERVIEW_SCAN_CHART
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +28,8 @@ EXCEPTION = '[data-testid="stException"]'
 CHART = '[data-testid="stVegaLiteChart"]'
 # Streamlit gives a keyed element's container the class st-key-<key>, other characters as "-"
 SCAN = ".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", OVERVIEW_SCAN_CHART) + " " + CHART
+#: the Clusters map (its key ends in the trace's key, so match the prefix)
+MAP = '[class*="st-key-' + re.sub(r"[^a-zA-Z0-9_-]", "-", CLUSTERS_MAP_CHART) + '"] ' + CHART
 TIMEOUT_MS = 120_000
 
 
@@ -148,6 +150,24 @@ def test_every_page_and_an_upload_in_a_real_browser(
             expect(page.get_by_text("Opened shared-run")).to_be_visible()
             expect(page.locator(CHART).first).to_be_visible()
             assert page.locator(EXCEPTION).count() == 0
+
+            # Clusters: the verdict against chance, the map, a click lists and shares a neuron
+            page.goto(f"{server}/clusters?trace=tiny&perms=19")
+            expect(page.get_by_role("heading", name="Clusters")).to_be_visible()
+            expect(page.get_by_text("Against chance:")).to_be_visible()
+            points = page.locator(MAP + " g.mark-symbol.role-mark path")
+            expect(points.nth(3)).to_be_visible()
+            points.nth(3).click()
+            expect(page.get_by_text("1 neuron(s) selected")).to_be_visible()
+            page.wait_for_function("location.href.includes('sel=')")
+            assert page.locator(EXCEPTION).count() == 0
+
+            # Dynamics and Breadcrumbs, through the sidebar navigation: charts, no exception
+            for name in ("Dynamics", "Breadcrumbs"):
+                page.get_by_role("link", name=name).click()
+                expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+                expect(page.locator(CHART).first).to_be_visible()
+                assert page.locator(EXCEPTION).count() == 0
 
             # A deep link pasted into a fresh page opens the same neuron
             fresh = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -208,3 +208,17 @@ def test_a_custom_model_without_its_module_says_why_there_is_no_untrained_null(t
     assert "untrained" in test.unavailable_ and "shuffled" in test.results_
     nt.attach_model(custom, nt.model_from_trace(trace))
     assert bl.reinitialisation_problem(custom) is None
+
+
+def test_too_few_versions_to_reach_alpha_say_undecided_not_chance():
+    """With P = 5 the smallest p is 1/6: planted groups are 'undecided', not 'chance'."""
+    features = features_of(planted(n_per_group=20))
+    test = bl.ChanceTest(5, nulls=("shuffled",), random_state=0).fit(
+        features, emb.NeuronClusterer("kmeans", n_clusters=3)
+    )
+    result = test.results_["shuffled"]
+    assert result.p_values["silhouette"] == pytest.approx(1 / 6)
+    assert not test.clustered_ and test.undecided_
+    assert result.sentence.startswith("Too few versions to decide")
+    assert "use P ≥ 19" in result.sentence
+    assert test.sentence_.startswith("Undecided: with P = 5")
