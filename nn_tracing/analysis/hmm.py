@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -1332,7 +1332,61 @@ def _when(position: float) -> str:
 
 
 # -- the training map ----------------------------------------------------------------------------
-class TrainingMap:
+class _FittedStates:
+    """What :class:`TrainingMap` and :class:`NeuronHMM` share: the fitting parameters they pass
+    to their :class:`StateModel` (``state_model_``), its fitted views, and choosing another k."""
+
+    criterion: str
+    n_restarts: int
+    sticky: float
+    tol_per_obs: float
+    n_iter: int
+    engine: str
+    random_state: int | None
+    state_model_: StateModel
+
+    def _model_params(self) -> dict[str, Any]:
+        return {
+            "criterion": self.criterion,
+            "n_restarts": self.n_restarts,
+            "sticky": self.sticky,
+            "tol_per_obs": self.tol_per_obs,
+            "n_iter": self.n_iter,
+            "engine": self.engine,
+            "random_state": self.random_state,
+        }
+
+    @property
+    def model_(self) -> Any:
+        return self.state_model_.model_
+
+    @property
+    def n_states_(self) -> int:
+        return self.state_model_.n_states_
+
+    @property
+    def selection_(self) -> pd.DataFrame:
+        return self.state_model_.selection_
+
+    @property
+    def converged_(self) -> bool:
+        return self.state_model_.converged_
+
+    @property
+    def log_messages_(self) -> list[str]:
+        return self.state_model_.log_messages_
+
+    def select(self, n_states: int) -> Self:
+        """Use the fitted model with ``n_states`` states instead of the criterion's choice."""
+        self.state_model_.select(n_states)
+        self._derive()
+        return self
+
+    def _derive(self) -> None:
+        raise NotImplementedError
+
+
+class TrainingMap(_FittedStates):
     """Hu et al.'s training map on one or several runs of the same configuration.
 
     Parameters
@@ -1405,17 +1459,6 @@ class TrainingMap:
         self.engine = engine
         self.n_shuffles = n_shuffles
         self.random_state = random_state
-
-    def _model_params(self) -> dict[str, Any]:
-        return {
-            "criterion": self.criterion,
-            "n_restarts": self.n_restarts,
-            "sticky": self.sticky,
-            "tol_per_obs": self.tol_per_obs,
-            "n_iter": self.n_iter,
-            "engine": self.engine,
-            "random_state": self.random_state,
-        }
 
     def fit(
         self,
@@ -1534,32 +1577,6 @@ class TrainingMap:
         return self
 
     # -- derived views ---------------------------------------------------------------------------
-    @property
-    def model_(self) -> Any:
-        return self.state_model_.model_
-
-    @property
-    def n_states_(self) -> int:
-        return self.state_model_.n_states_
-
-    @property
-    def selection_(self) -> pd.DataFrame:
-        return self.state_model_.selection_
-
-    @property
-    def converged_(self) -> bool:
-        return self.state_model_.converged_
-
-    @property
-    def log_messages_(self) -> list[str]:
-        return self.state_model_.log_messages_
-
-    def select(self, n_states: int) -> TrainingMap:
-        """Use the fitted model with ``n_states`` states instead of the criterion's choice."""
-        self.state_model_.select(n_states)
-        self._derive()
-        return self
-
     def _derive(self) -> None:
         model = self.state_model_
         z, lengths = self.z_, self.lengths_
@@ -1798,7 +1815,7 @@ def neuron_sequences(
     )
 
 
-class NeuronHMM:
+class NeuronHMM(_FittedStates):
     """One Gaussian HMM shared by every neuron's standardised trajectory.
 
     Every neuron is one sequence (its recorded epochs); the model is fitted once over all of
@@ -1876,17 +1893,6 @@ class NeuronHMM:
         self.engine = engine
         self.random_state = random_state
 
-    def _model_params(self) -> dict[str, Any]:
-        return {
-            "criterion": self.criterion,
-            "n_restarts": self.n_restarts,
-            "sticky": self.sticky,
-            "tol_per_obs": self.tol_per_obs,
-            "n_iter": self.n_iter,
-            "engine": self.engine,
-            "random_state": self.random_state,
-        }
-
     def fit(
         self,
         X: NetworkTrace | np.ndarray,
@@ -1946,32 +1952,6 @@ class NeuronHMM:
         model.fit(flat, flat_lengths, progress=progress)
         self.X_ = data
         self.state_model_ = model
-        self._derive()
-        return self
-
-    @property
-    def model_(self) -> Any:
-        return self.state_model_.model_
-
-    @property
-    def n_states_(self) -> int:
-        return self.state_model_.n_states_
-
-    @property
-    def selection_(self) -> pd.DataFrame:
-        return self.state_model_.selection_
-
-    @property
-    def converged_(self) -> bool:
-        return self.state_model_.converged_
-
-    @property
-    def log_messages_(self) -> list[str]:
-        return self.state_model_.log_messages_
-
-    def select(self, n_states: int) -> NeuronHMM:
-        """Use the fitted model with ``n_states`` states instead of the criterion's choice."""
-        self.state_model_.select(n_states)
         self._derive()
         return self
 

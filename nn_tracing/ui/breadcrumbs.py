@@ -65,8 +65,8 @@ from ..store import trace_to_bytes
 from ..trace import NetworkTrace
 from ..viz import breadcrumbs as crumbs
 from . import state
-from .app import open_neuron, require_shell
-from .charts import show_chart
+from .app import require_shell
+from .charts import neuron_table, show_chart
 from .overview import open_picked  # the Overview's click-to-open, shared
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
@@ -339,12 +339,6 @@ def _hidden_options(trace: NetworkTrace, epoch: int, *, with_inputs: bool) -> li
     return [i for info in layers for i in info.ids]
 
 
-def _open_selected_row(active: ActiveTrace, event: Any, signatures: list[str]) -> None:
-    rows = getattr(getattr(event, "selection", None), "rows", None) or []
-    if rows and 0 <= int(rows[0]) < len(signatures):
-        open_neuron(active.name, signatures[int(rows[0])])
-
-
 def _run_key(base: str, active: ActiveTrace) -> str:
     return state.epoch_key(base, active.ref)
 
@@ -549,11 +543,10 @@ def _attribution_tab(active: ActiveTrace, target: _Target) -> None:
         name=[labels.get(int(n), "") for n in nodes["neuron"]]
     )
     st.markdown("**Trail neurons** — select a row to open the neuron")
-    event = st.dataframe(
+    neuron_table(
+        active.name,
         table,
-        hide_index=True,
-        on_select="rerun",
-        selection_mode="single-row",
+        list(table["signature"]),
         key=state.BREADCRUMBS_TRAIL_TABLE,
         column_config={
             "score": st.column_config.NumberColumn(format="%+.4g"),
@@ -562,7 +555,6 @@ def _attribution_tab(active: ActiveTrace, target: _Target) -> None:
             "name": st.column_config.TextColumn("feature"),
         },
     )
-    _open_selected_row(active, event, list(table["signature"]))
 
     with guarded("checking the trail by ablation"):
         _trail_check_section(active, target)

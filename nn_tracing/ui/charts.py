@@ -1,27 +1,62 @@
-"""Showing an Altair chart: one call that sizes the element and wires a click selection."""
+"""Showing an Altair chart (one call that sizes the element and wires a click selection), and a
+table of neurons whose rows open the neuron."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from .. import viz
+from .app import open_neuron
 
-__all__ = ["show_chart"]
+__all__ = ["neuron_table", "show_chart"]
 
 
 def show_chart(
     chart: alt.TopLevelMixin,
     *,
-    select: str | None = None,
+    select: str | list[str] | None = None,
     key: str | None = None,
     width: str = "stretch",
 ) -> Any:
     """``st.altair_chart`` sized to the chart's content; with ``select`` (a selection
-    parameter's name) a click reruns the page and the returned event holds the selection."""
+    parameter's name, or several) a click reruns the page and the returned event holds the
+    selection."""
     options: dict[str, Any] = {"width": width, "height": viz.element_height(chart)}
     if select is not None:
         options.update(on_select="rerun", selection_mode=select, key=key)
     return st.altair_chart(chart, **options)
+
+
+def neuron_table(
+    trace_name: str | None,
+    table: pd.DataFrame,
+    signatures: Sequence[str],
+    *,
+    key: str,
+    max_height: int | None = None,
+    column_config: dict[str, Any] | None = None,
+    current: str | None = None,
+) -> None:
+    """``table`` (one neuron per row, ``signatures[i]`` the neuron of row ``i``) as a dataframe
+    where selecting a row opens that neuron on the Neurons page — unless it is ``current``, the
+    neuron already shown. ``max_height``: fit the rows up to that many pixels."""
+    options: dict[str, Any] = {}
+    if max_height is not None:
+        options["height"] = min(36 * len(table) + 40, max_height)
+    event = st.dataframe(
+        table,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=key,
+        column_config=column_config,
+        **options,
+    )
+    rows = getattr(getattr(event, "selection", None), "rows", None) or []
+    if rows and 0 <= int(rows[0]) < len(signatures) and signatures[int(rows[0])] != current:
+        open_neuron(trace_name, signatures[int(rows[0])])

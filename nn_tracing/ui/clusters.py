@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import viz
 from ..analysis import numba_guard
 from ..analysis.baselines import DEFAULT_NULLS, NULLS, ChanceTest, reinitialisation_problem
 from ..analysis.embedding import (
@@ -53,6 +52,7 @@ from ..trace import METRICS
 from ..viz import clusters as cviz
 from . import cache, state, work
 from .app import open_neuron, require_shell
+from .charts import neuron_table, show_chart
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
@@ -987,7 +987,7 @@ def _chance_section(
             test.score_name_: test.observed_["score"],
         }
         chart = cviz.null_chart(frame, observed, pd.DataFrame(references) if references else None)
-        st.altair_chart(chart, height=viz.element_height(chart), width="content")
+        show_chart(chart, width="content")
         table = pd.DataFrame(
             [
                 {
@@ -1048,13 +1048,8 @@ def _map(
         metric=metric,
         subtitle=subtitle,
     )
-    event = st.altair_chart(
-        chart,
-        width="stretch",
-        height=viz.element_height(chart),
-        on_select="rerun",
-        selection_mode=[cviz.CLICK, cviz.BOX],
-        key=f"{state.CLUSTERS_MAP_CHART}:{active.key}",
+    event = show_chart(
+        chart, select=[cviz.CLICK, cviz.BOX], key=f"{state.CLUSTERS_MAP_CHART}:{active.key}"
     )
     st.caption(
         "Click a neuron (shift-click for more) or drag a box to select; the selection is listed "
@@ -1087,18 +1082,14 @@ def _selection_table(active: ActiveTrace, frame: pd.DataFrame) -> None:
         args=(state.CLUSTERS_SELECTION, []),
     )
     shown = rows.drop(columns=["color", "x", "y", "selected"]).reset_index(drop=True)
-    event = st.dataframe(
+    neuron_table(
+        active.name,
         shown,
-        hide_index=True,
-        on_select="rerun",
-        selection_mode="single-row",
+        list(shown["signature"]),
         key=f"{state.CLUSTERS_SELECTION_TABLE}:{hash(tuple(selected))}",
-        height=min(36 * len(shown) + 40, 360),
+        max_height=360,
         column_config={m: st.column_config.NumberColumn(format="%.4g") for m in METRICS},
     )
-    picked = getattr(getattr(event, "selection", None), "rows", None) or []
-    if picked:
-        open_neuron(active.name, str(shown["signature"].iloc[int(picked[0])]))
 
 
 def _summary_section(
@@ -1124,28 +1115,24 @@ def _summary_section(
         scale, "value"
     )
     chart = cviz.profiles_chart(summary.profiles, features.spec.kind, value_title=title)
-    st.altair_chart(chart, height=viz.element_height(chart), width="content")
+    show_chart(chart, width="content")
     left, right = st.columns(2)
     with left:
         chart = cviz.cluster_layers_chart(summary.layer_counts, active.trace.layer_names())
-        st.altair_chart(chart, height=viz.element_height(chart), width="stretch")
+        show_chart(chart, width="stretch")
     with right:
         st.markdown("**Most typical neurons** (nearest their cluster's centre) — click to open")
         typical = summary.typical[["name", "rank", "signature", "distance"]].rename(
             columns={"name": "cluster"}
         )
-        event = st.dataframe(
+        neuron_table(
+            active.name,
             typical,
-            hide_index=True,
-            on_select="rerun",
-            selection_mode="single-row",
+            list(typical["signature"]),
             key=f"{state.CLUSTERS_TYPICAL_TABLE}:{active.key}",
-            height=min(36 * len(typical) + 40, 320),
+            max_height=320,
             column_config={"distance": st.column_config.NumberColumn(format="%.3g")},
         )
-        picked = getattr(getattr(event, "selection", None), "rows", None) or []
-        if picked:
-            open_neuron(active.name, str(typical["signature"].iloc[int(picked[0])]))
 
 
 def _labels_csv(features: NeuronFeatures, frame: pd.DataFrame, settings: Settings) -> bytes:
@@ -1286,13 +1273,8 @@ def _through_time(
         extent=extent,
         trails=trails,
     )
-    event = st.altair_chart(
-        chart,
-        width="stretch",
-        height=viz.element_height(chart),
-        on_select="rerun",
-        selection_mode=[cviz.CLICK],
-        key=f"{state.CLUSTERS_TIME_CHART}:{active.key}:{epoch}",
+    event = show_chart(
+        chart, select=cviz.CLICK, key=f"{state.CLUSTERS_TIME_CHART}:{active.key}:{epoch}"
     )
     st.caption("Click a neuron to open its profile at this epoch.")
     selection = getattr(event, "selection", None) or {}
@@ -1355,7 +1337,7 @@ def _results(active: ActiveTrace, settings: Settings) -> None:
             frame = _map(active, features, projection, clustering, settings)
             if projection.explained.size:
                 chart = cviz.explained_variance_chart(projection.explained)
-                st.altair_chart(chart, height=viz.element_height(chart), width="content")
+                show_chart(chart, width="content")
                 st.caption(
                     f"The map shows {projection.explained[:2].sum():.1%} of the variance of the "
                     "features (PC1 and PC2)."

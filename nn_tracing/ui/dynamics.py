@@ -51,8 +51,8 @@ from ..store import TraceFormatError
 from ..trace import METRICS, NetworkTrace
 from ..viz import dynamics as vd
 from . import cache, state, work
-from .app import open_neuron, require_shell
-from .charts import show_chart
+from .app import require_shell
+from .charts import neuron_table, show_chart
 from .overview import (
     epoch_picker,
     open_picked,  # the Overview's click-to-open, shared
@@ -591,12 +591,6 @@ def neuron_states(active: ActiveTrace) -> NeuronHMM:
     )
 
 
-def _table_pick(active: ActiveTrace, event: Any, frame: pd.DataFrame) -> None:
-    rows = getattr(getattr(event, "selection", None), "rows", None) or []
-    if rows:
-        open_neuron(active.name, str(frame["signature"].iloc[int(rows[0])]))
-
-
 def _neuron_states(active: ActiveTrace) -> None:
     trace = active.trace
     if len(trace.epochs) < 2:
@@ -702,19 +696,17 @@ def _neuron_states(active: ActiveTrace) -> None:
             unusual.insert(
                 0, "signature", [trace.signature(last, int(i)) for i in unusual["neuron"]]
             )
-            event = st.dataframe(
+            neuron_table(
+                active.name,
                 unusual.drop(columns=["neuron"]),
-                hide_index=True,
-                on_select="rerun",
-                selection_mode="single-row",
+                list(unusual["signature"]),
                 key=state.DYNAMICS_UNUSUAL_TABLE,
-                height=min(36 * len(unusual) + 40, 320),
+                max_height=320,
                 column_config={
                     "log-likelihood per epoch": st.column_config.NumberColumn(format="%.2f"),
                     "likelihood percentile": st.column_config.NumberColumn(format="%.1f"),
                 },
             )
-            _table_pick(active, event, unusual)
             st.caption(
                 "A rare state is visited by fewer than 5 % of the neurons; an unlikely path "
                 "is among the 5 % of lowest log-likelihood under the shared model."
@@ -723,13 +715,12 @@ def _neuron_states(active: ActiveTrace) -> None:
         st.markdown("**Every neuron** — select a row to open it")
         table = model.neuron_table()
         table.insert(0, "signature", [trace.signature(last, int(i)) for i in table["neuron"]])
-        event = st.dataframe(
+        neuron_table(
+            active.name,
             table.drop(columns=["neuron", "layer"]),
-            hide_index=True,
-            on_select="rerun",
-            selection_mode="single-row",
+            list(table["signature"]),
             key=state.DYNAMICS_NEURON_TABLE,
-            height=320,
+            max_height=320,
             column_config={
                 c: st.column_config.NumberColumn(format="%.2f")
                 for c in [
@@ -739,7 +730,6 @@ def _neuron_states(active: ActiveTrace) -> None:
                 ]
             },
         )
-        _table_pick(active, event, table)
     st.markdown("**Is there temporal structure at all?**")
     test_key = _key("neurons-test", active.key, params, k)
     if work.stored(test_key) is None and state.get(state.DYNAMICS_NEURON_TEST) != test_key:
@@ -862,13 +852,12 @@ def _decision_entropy(active: ActiveTrace) -> None:
     st.markdown(f"**Neurons at E_{epoch}, most informative first** — select a row to open it")
     ranking = result.ranking(epoch)
     ranking.insert(0, "signature", [trace.signature(epoch, int(i)) for i in ranking["neuron"]])
-    event = st.dataframe(
+    neuron_table(
+        active.name,
         ranking.drop(columns=["neuron", "layer"]),
-        hide_index=True,
-        on_select="rerun",
-        selection_mode="single-row",
+        list(ranking["signature"]),
         key=state.DYNAMICS_ENTROPY_TABLE,
-        height=360,
+        max_height=360,
         column_config={
             **{
                 c: st.column_config.NumberColumn(format="%.3f")
@@ -889,7 +878,6 @@ def _decision_entropy(active: ActiveTrace) -> None:
             "significant since": st.column_config.NumberColumn(format="E_%d"),
         },
     )
-    _table_pick(active, event, ranking)
     n_sig = int(result.significant_[result.epochs_.index(epoch)].sum())
     st.caption(
         f"{n_sig} of {len(result.neuron_ids_)} neurons are more ordered than chance at E_{epoch} "

@@ -32,8 +32,8 @@ from ..analysis.profiles import ActivationField, ProfileUnavailable
 from ..trace import METRICS, NetworkTrace, parse_signature
 from ..viz import profile as profile_viz
 from . import cache, state
-from .app import open_neuron, require_shell
-from .charts import show_chart
+from .app import require_shell
+from .charts import neuron_table, show_chart
 from .overview import (
     epoch_picker,
     open_picked,  # the Overview's click-to-open, shared
@@ -654,13 +654,12 @@ def _health_table(active: ActiveTrace, neuron: int, epoch: int) -> None:
     key = f"{state.NEURON_HEALTH_TABLE}:{active.ref}:{neuron}:{epoch}:" + _filters_digest(
         chosen_layers, chosen_flags
     )
-    event = st.dataframe(
+    neuron_table(
+        active.name,
         view,
-        hide_index=True,
-        on_select="rerun",
-        selection_mode="single-row",
+        [trace.signature(epoch, int(n)) for n in view["neuron"]],
         key=key,
-        height=min(36 * len(view) + 40, 420),
+        max_height=420,
         column_config={
             **{flag: st.column_config.CheckboxColumn(FLAG_TITLES[flag]) for flag in FLAGS},
             "n_flags": st.column_config.NumberColumn("flags"),
@@ -673,12 +672,8 @@ def _health_table(active: ActiveTrace, neuron: int, epoch: int) -> None:
                 "weight norm / E_0", format="%.3g", help="incoming-weight norm over its E_0 norm"
             ),
         },
+        current=trace.signature(epoch, neuron),
     )
-    rows = getattr(getattr(event, "selection", None), "rows", None) or []
-    if rows:
-        picked = int(view["neuron"].iloc[int(rows[0])])
-        if picked != neuron:
-            open_neuron(active.name, trace.signature(epoch, picked))
 
 
 def _data_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> None:

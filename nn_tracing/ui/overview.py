@@ -17,7 +17,7 @@ from ..analysis.health import FLAG_TITLES, FLAGS
 from ..trace import METRICS
 from . import cache, state
 from .app import open_neuron, require_shell
-from .charts import show_chart
+from .charts import neuron_table, show_chart
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
@@ -298,17 +298,13 @@ def _health(active: ActiveTrace, epoch: int) -> None:
         return
     flagged.insert(0, "signature", [trace.signature(epoch, int(n)) for n in flagged["neuron"]])
     st.markdown(f"**Flagged at E_{epoch}** — select a row to open the neuron")
-    event = st.dataframe(
+    neuron_table(
+        active.name,
         flagged.drop(columns=["neuron"]),
-        hide_index=True,
-        on_select="rerun",
-        selection_mode="single-row",
+        list(flagged["signature"]),
         key=state.OVERVIEW_FLAGGED_TABLE,
-        height=min(36 * len(flagged) + 40, 300),
+        max_height=300,
     )
-    rows = getattr(getattr(event, "selection", None), "rows", None) or []
-    if rows:
-        open_neuron(active.name, str(flagged["signature"].iloc[int(rows[0])]))
 
 
 def render_overview() -> None:
