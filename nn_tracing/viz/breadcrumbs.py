@@ -96,12 +96,12 @@ def attribution_chart(
             ],
         )
         .add_params(pick)
-        .properties(width=260, height=150)
+        .properties(width=220, height=150)
         .facet(
             facet=alt.Facet(
                 "layer:N", sort=layers, title=None, header=alt.Header(labelFontSize=12)
             ),
-            columns=min(len(layers), 4),
+            columns=min(len(layers), 3),  # three panels fit the page width
         )
         .resolve_scale(x="independent", y="independent")
         .properties(title=alt.Title(title, subtitle=lines, anchor="start"))
