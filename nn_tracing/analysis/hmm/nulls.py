@@ -1,0 +1,115 @@
+"""The shuffled-time null of the HMMs: is there temporal structure at all?
+
+:func:`shuffled_time_test` refits a :class:`~nn_tracing.analysis.hmm.StateModel` on copies of
+the sequences with time shuffled within each sequence and compares log-likelihoods
+(:class:`TimeShuffleTest`, an exact permutation p-value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._em import Progress, check_sequences
+from .states import StateModel
+
+__all__ = ["TimeShuffleTest", "shuffled_time_test"]
+
+
+@dataclass(frozen=True)
+class TimeShuffleTest:
+    """Is there temporal structure at all? The fitted HMM's log-likelihood on the real
+    sequences against the same sequences with time shuffled within each sequence.
+
+    Each shuffled set is refitted with the same procedure as the real one (same k, same
+    initialisation and restarts), so under "no temporal order" the real sequences are one more
+    draw from the null and the p-value ``(1 + #{null ≥ real}) / (1 + n)`` is exact.
+    """
+
+    n_states: int
+    n_shuffles: int
+    loglik: float
+    null: np.ndarray = field(repr=False)
+    p_value: float
+    n_obs: int
+
+    @property
+    def gain_per_obs(self) -> float:
+        """Real minus median null log-likelihood, per observation (nats)."""
+        return float((self.loglik - np.median(self.null)) / max(self.n_obs, 1))
+
+    @property
+    def smallest_p(self) -> float:
+        """The smallest p-value this many shuffles can give, ``1 / (n_shuffles + 1)``."""
+        return 1.0 / (self.n_shuffles + 1)
+
+    def describe(self) -> str:
+        if self.p_value <= 0.05:
+            verdict = "temporal structure beyond chance"
+        elif self.p_value <= self.smallest_p + 1e-12:
+            verdict = (
+                f"the real order beats every shuffle, but {self.n_shuffles} shuffles cannot "
+                "give p ≤ 0.05: run more"
+            )
+        else:
+            verdict = "no evidence of temporal structure: read no map into these states"
+        floor = " (the smallest possible)" if self.p_value <= self.smallest_p + 1e-12 else ""
+        return (
+            f"{self.n_states}-state HMM: log-likelihood {self.loglik:.1f} on the real order vs "
+            f"median {np.median(self.null):.1f} on {self.n_shuffles} time-shuffled copies "
+            f"(gain {self.gain_per_obs:.3f} nats per observation); p = {self.p_value:.3g}"
+            f"{floor} — {verdict}."
+        )
+
+
+def shuffled_time_test(
+    X: np.ndarray,
+    lengths: Sequence[int] | np.ndarray | None,
+    n_states: int,
+    *,
+    n_shuffles: int = 19,
+    random_state: int | None = 0,
+    progress: Progress | None = None,
+    **model_params: Any,
+) -> TimeShuffleTest:
+    """Permutation test of temporal structure (see :class:`TimeShuffleTest`).
+
+    Parameters
+    ----------
+    X, lengths : the sequences, as for :meth:`StateModel.fit`
+    n_states : k of the HMM (at least 2: a 1-state model does not see order)
+    n_shuffles : refits on shuffled copies; the smallest p is ``1 / (n_shuffles + 1)``
+    model_params : further :class:`StateModel` parameters (``n_restarts``, ``engine``, …)
+    """
+    if n_states < 2:
+        raise ValueError("the shuffled-time test needs at least 2 states")
+    seqs = check_sequences(X, lengths)
+    rng = np.random.default_rng(random_state)
+    params = {k: v for k, v in model_params.items() if k not in ("n_states", "k_range")}
+    params["random_state"] = random_state
+
+    def fitted(values: np.ndarray) -> float:
+        return (
+            StateModel(n_states, **params)
+            .fit(values, seqs.lengths)
+            .selection_["log_likelihood"]
+            .iloc[0]
+        )
+
+    if progress is not None:
+        progress(0, n_shuffles + 1, "fitting the real sequences")
+    real = fitted(seqs.X)
+    null = np.empty(n_shuffles)
+    for i in range(n_shuffles):
+        if progress is not None:
+            progress(i + 1, n_shuffles + 1, f"time-shuffled copy {i + 1} of {n_shuffles}")
+        # one random key per observation, sorted within each sequence: every sequence shuffled
+        keys = rng.random(seqs.n_obs) + seqs.seq_index
+        null[i] = fitted(seqs.X[np.argsort(keys, kind="stable")])
+    if progress is not None:
+        progress(n_shuffles + 1, n_shuffles + 1, "done")
+    p_value = (1.0 + float((null >= real).sum())) / (1.0 + n_shuffles)
+    return TimeShuffleTest(int(n_states), int(n_shuffles), float(real), null, p_value, seqs.n_obs)

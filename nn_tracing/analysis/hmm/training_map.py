@@ -1,0 +1,358 @@
+"""Hu et al.'s training map: :class:`TrainingMap`.
+
+Hu, Chen, Saphra & Cho (TMLR 2023), "Latent State Models of Training Dynamics", on our traces:
+model-level features per recorded epoch (:func:`~nn_tracing.analysis.hmm.model_features`),
+z-scored, a :class:`~nn_tracing.analysis.hmm.StateModel` fitted for k = 1…8 with restarts, the
+Viterbi path as a "training map" of the states visited and the transitions taken, the posterior
+entropy per epoch (where the network is between phases), states described in words, and —
+fitted jointly on several runs of one configuration (``lengths``) — the *detour* states only
+some runs visit, with the epoch at which each run converged. Per-step tables
+(``drop_batches=False``) give long sequences from a single run
+(:func:`~nn_tracing.analysis.hmm.step_features`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ...trace import NetworkTrace
+from ..entropy import entropy_bits
+from ._em import Progress
+from .describe import describe_levels, state_label, trend_words, when_words
+from .features import ModelFeatures, model_features, step_features
+from .nulls import shuffled_time_test
+from .states import StateModel, _FittedStates
+
+__all__ = ["TrainingMap"]
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+class TrainingMap(_FittedStates):
+    """Hu et al.'s training map on one or several runs of the same configuration.
+
+    Parameters
+    ----------
+    features
+        Features to fit (default: every feature usable in every run; see
+        :func:`model_features`). In ``sequence="steps"`` mode: columns of
+        :func:`step_features`.
+    sequence
+        ``"epochs"`` (one observation per recorded epoch) or ``"steps"`` (per training step).
+    standardize
+        ``"pooled"`` (Hu et al.): every feature z-scored over all runs together, so that runs
+        that differ in level (e.g. seeds with larger weights) visit different states;
+        ``"run"``: z-scored within each run, so that states are phases the runs share.
+    n_states, k_range, criterion, n_restarts, sticky, tol_per_obs, n_iter, engine
+        As for :class:`StateModel` (default k = 1…8 by BIC, 5 restarts).
+    n_shuffles
+        Refits on time-shuffled copies for the shuffled-time test (0: no test), at the chosen
+        k (at least 2), with at most 2 restarts for the real order and every copy alike.
+    random_state
+        Seeds the restarts and the shuffles.
+
+    Attributes
+    ----------
+    run_names_ : list of str
+    features_ : DataFrame — ``run``, ``epoch`` (or ``step``) and every feature, raw values
+    feature_names_ : list of the features fitted
+    feature_source_ : str — where the features come from; ``feature_notes_`` : list of str
+    state_model_ : StateModel; ``model_`` its GaussianHMM; ``n_states_``; ``selection_``
+    converged_ : bool; ``log_messages_`` : list of str
+    path_ : DataFrame — per run and epoch: ``state``, ``label``, ``p_S0`` … (posteriors),
+        ``entropy`` (bits), ``loss``, ``weight_norm`` and (epochs) ``val_acc``, ``val_loss``
+    transitions_ : DataFrame — ``source``, ``target``, ``count`` (observed), ``probability``
+        (the fitted transition matrix), for observed moves between different states
+    states_ : DataFrame — per state: ``state``, ``label``, ``observations``, ``share``,
+        ``runs``, ``first``, ``last``, ``stay``, ``detour``, ``description``
+    convergence_ : DataFrame — per run: ``run``, ``convergence_epoch``; ``convergence_definition_``
+    detours_ : DataFrame — states visited by some runs only, with the mean convergence epoch
+        of the runs that visit it and of those that do not
+    time_test_ : TimeShuffleTest or None
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        *,
+        sequence: str = "epochs",
+        standardize: str = "pooled",
+        n_states: int | None = None,
+        k_range: tuple[int, int] = (1, 8),
+        criterion: str = "bic",
+        n_restarts: int = 5,
+        sticky: float = 0.9,
+        tol_per_obs: float = 1e-4,
+        n_iter: int = 200,
+        engine: str = "auto",
+        n_shuffles: int = 19,
+        random_state: int | None = 0,
+    ) -> None:
+        self.features = features
+        self.sequence = sequence
+        self.standardize = standardize
+        self.n_states = n_states
+        self.k_range = k_range
+        self.criterion = criterion
+        self.n_restarts = n_restarts
+        self.sticky = sticky
+        self.tol_per_obs = tol_per_obs
+        self.n_iter = n_iter
+        self.engine = engine
+        self.n_shuffles = n_shuffles
+        self.random_state = random_state
+
+    def fit(
+        self,
+        traces: NetworkTrace | ModelFeatures | Sequence[NetworkTrace | ModelFeatures],
+        names: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> TrainingMap:
+        """Fit the map on ``traces`` (one run, or several of one configuration, jointly).
+
+        Each run is a :class:`NetworkTrace`, or its features already computed
+        (:func:`model_features` or :func:`step_features`, matching ``sequence``).
+        Raises :class:`ValueError` with a message for a person when a run is too short or
+        lacks what the chosen sequence needs.
+        """
+        runs = [traces] if isinstance(traces, (NetworkTrace, ModelFeatures)) else list(traces)
+        if not runs:
+            raise ValueError("no trace to fit")
+        names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(runs))]
+        if self.sequence not in ("epochs", "steps"):
+            raise ValueError(f"sequence={self.sequence!r}: use 'epochs' or 'steps'")
+        if self.standardize not in ("pooled", "run"):
+            raise ValueError(f"standardize={self.standardize!r}: use 'pooled' or 'run'")
+        report = (lambda d, t, m: progress(d, t, m)) if progress is not None else None
+        per_run = []
+        for i, run in enumerate(runs):
+            if isinstance(run, ModelFeatures):
+                per_run.append(run)
+                continue
+            if report is not None:
+                report(0, 1, f"model-level features of {names[i]}")
+            per_run.append(model_features(run) if self.sequence == "epochs" else step_features(run))
+        time_column = "epoch" if self.sequence == "epochs" else "step"
+        usable = [c for c in per_run[0].frame.columns if all(c in f.usable for f in per_run)]
+        notes = list(dict.fromkeys(n for f in per_run for n in f.notes))
+        if self.features is not None:
+            unknown = [c for c in self.features if c not in usable]
+            if unknown:
+                raise ValueError(
+                    f"feature(s) {', '.join(unknown)} cannot be fitted on "
+                    f"{'this run' if len(runs) == 1 else 'every run'}; usable: {', '.join(usable)}"
+                )
+            chosen = list(self.features)
+        else:
+            chosen = usable
+        for name, f in zip(names, per_run):
+            if len(f.frame) < 3:
+                raise ValueError(
+                    f"{name} has {len(f.frame)} recorded {time_column}s; a training map needs at "
+                    "least 3"
+                )
+        values = np.concatenate([f.frame[chosen].to_numpy(dtype=np.float64) for f in per_run])
+        spread = values.std(axis=0)
+        constant = [
+            c for c, s in zip(chosen, spread) if not s > 1e-12 * max(1.0, np.abs(values).max())
+        ]
+        if constant:
+            notes.append(f"constant over every {time_column}, left out: {', '.join(constant)}.")
+        chosen = [c for c in chosen if c not in constant]
+        if not chosen:
+            raise ValueError("no feature varies over training; nothing to fit")
+        lengths = np.array([len(f.frame) for f in per_run])
+        values = np.concatenate([f.frame[chosen].to_numpy(dtype=np.float64) for f in per_run])
+        if self.standardize == "run":
+            blocks = np.split(values, np.cumsum(lengths)[:-1])
+            z = np.concatenate(
+                [
+                    (v - v.mean(axis=0)) / np.where(v.std(axis=0) > 0, v.std(axis=0), 1.0)
+                    for v in blocks
+                ]
+            )
+        else:
+            z = (values - values.mean(axis=0)) / values.std(axis=0)
+        state_model = StateModel(self.n_states, k_range=self.k_range, **self._model_params())
+        state_model.fit(z, lengths, progress=report)
+        self.run_names_ = names
+        self.feature_names_ = chosen
+        self.feature_source_ = (
+            per_run[0].source
+            if len(runs) == 1
+            else "; ".join(dict.fromkeys(f.source for f in per_run))
+        )
+        self.feature_notes_ = notes
+        self.z_ = z
+        self.lengths_ = lengths
+        self.time_column_ = time_column
+        features = []
+        for name, f in zip(names, per_run):
+            frame = f.frame.reset_index()
+            frame.insert(0, "run", name)
+            features.append(frame)
+        self.features_ = pd.concat(features, ignore_index=True)
+        # what the derived views need from the runs (the fitted object keeps no trace, so that
+        # it pickles small)
+        self._descriptors = pd.concat([f.descriptors for f in per_run], ignore_index=True)
+        self.state_model_ = state_model
+        self.convergence_ = pd.DataFrame(
+            {"run": names, "convergence_epoch": [f.convergence[0] for f in per_run]}
+        )
+        self.convergence_definition_ = next(
+            (f.convergence[1] for f in per_run if f.convergence[1]), ""
+        )
+        self._derive()
+        self.time_test_ = None
+        if self.n_shuffles > 0:
+            # the real order and every shuffle are refitted the same way, with at most 2
+            # restarts each (the test stays exact; it only costs less)
+            params = {**self._model_params(), "n_restarts": min(self.n_restarts, 2)}
+            self.time_test_ = shuffled_time_test(
+                z,
+                lengths,
+                max(self.n_states_, 2),
+                n_shuffles=self.n_shuffles,
+                progress=report,
+                **params,
+            )
+        return self
+
+    # -- derived views ---------------------------------------------------------------------------
+    def _derive(self) -> None:
+        model = self.state_model_
+        z, lengths = self.z_, self.lengths_
+        states = model.predict(z, lengths)
+        posteriors = model.predict_proba(z, lengths)
+        k = model.n_states_
+        names = self.run_names_
+        run_of = np.repeat(np.arange(len(names)), lengths)
+        path = pd.DataFrame({"run": np.asarray(names, dtype=object)[run_of]})
+        path[self.time_column_] = self.features_[self.time_column_].to_numpy()
+        path["state"] = states
+        path["label"] = [state_label(s) for s in states]
+        for j in range(k):
+            path[f"p_{state_label(j)}"] = posteriors[:, j]
+        path["entropy"] = entropy_bits(posteriors, axis=1)
+        descriptors = self._descriptors
+        for column in descriptors.columns:
+            if column != self.time_column_:
+                path[column] = descriptors[column].to_numpy()
+        self.path_ = path
+
+        # observed transitions between different states, within runs
+        same_run = run_of[1:] == run_of[:-1]
+        source, target = states[:-1][same_run], states[1:][same_run]
+        moved = source != target
+        counts = pd.DataFrame({"source": source[moved], "target": target[moved]})
+        transmat = model.model_.transmat_
+        if len(counts):
+            counted = counts.value_counts().rename("count").reset_index()
+            counted["probability"] = transmat[counted["source"], counted["target"]]
+            counted = counted.sort_values(["source", "target"]).reset_index(drop=True)
+        else:
+            counted = pd.DataFrame(columns=["source", "target", "count", "probability"])
+        self.transitions_ = counted
+
+        # per state
+        n_runs = len(names)
+        visits = np.zeros((k, n_runs), dtype=bool)
+        visits[states, run_of] = True
+        means = model.model_.means_
+        time_values = path[self.time_column_].to_numpy(dtype=np.float64)
+        positions = np.concatenate([np.linspace(0, 1, n) if n > 1 else [0.0] for n in lengths])
+        rate_w = self._rates(path["weight_norm"].to_numpy(), run_of, time_values)
+        rate_l = self._rates(path["loss"].to_numpy(), run_of, time_values)
+        scale_w = np.nanmedian(np.abs(rate_w)) if np.isfinite(rate_w).any() else np.nan
+        scale_l = np.nanmedian(np.abs(rate_l)) if np.isfinite(rate_l).any() else np.nan
+        rows = []
+        for j in range(k):
+            here = states == j
+            if here.any():
+                weights = trend_words(
+                    _finite_mean(rate_w[here]),
+                    scale_w,
+                    "weights growing",
+                    "weights shrinking",
+                    "weights steady",
+                )
+                loss = trend_words(
+                    _finite_mean(rate_l[here]), scale_l, "loss rising", "loss falling", "loss flat"
+                )
+                when = when_words(float(positions[here].mean()))
+            else:
+                weights = loss = ""
+                when = "never on the Viterbi path"
+            dynamics = ", ".join(p for p in (weights, loss) if p)
+            description = (
+                f"{when}: "
+                + (f"{dynamics}; " if dynamics else "")
+                + describe_levels(means[j], self.feature_names_)
+            )
+            rows.append(
+                {
+                    "state": j,
+                    "label": state_label(j),
+                    "observations": int(here.sum()),
+                    "share": float(here.mean()),
+                    "runs": int(visits[j].sum()),
+                    "first": float(time_values[here].min()) if here.any() else np.nan,
+                    "last": float(time_values[here].max()) if here.any() else np.nan,
+                    "stay": float(transmat[j, j]),
+                    "detour": bool(n_runs > 1 and 0 < visits[j].sum() < n_runs),
+                    "description": description,
+                }
+            )
+        self.states_ = pd.DataFrame(rows)
+        self.descriptions_ = [r["description"] for r in rows]
+
+        detours = []
+        conv = self.convergence_["convergence_epoch"].to_numpy(dtype=np.float64)
+        for j in range(k):
+            if not (n_runs > 1 and 0 < visits[j].sum() < n_runs):
+                continue
+            inside, outside = conv[visits[j]], conv[~visits[j]]
+            mean_in = float(np.nanmean(inside)) if np.isfinite(inside).any() else np.nan
+            mean_out = float(np.nanmean(outside)) if np.isfinite(outside).any() else np.nan
+            detours.append(
+                {
+                    "state": j,
+                    "label": state_label(j),
+                    "runs visiting": ", ".join(np.asarray(names)[visits[j]]),
+                    "n visiting": int(visits[j].sum()),
+                    "n runs": n_runs,
+                    "convergence (visiting)": mean_in,
+                    "convergence (others)": mean_out,
+                    "slower by": mean_in - mean_out,
+                }
+            )
+        self.detours_ = pd.DataFrame(
+            detours,
+            columns=[
+                "state",
+                "label",
+                "runs visiting",
+                "n visiting",
+                "n runs",
+                "convergence (visiting)",
+                "convergence (others)",
+                "slower by",
+            ],
+        )
+
+    @staticmethod
+    def _rates(values: np.ndarray, run_of: np.ndarray, time: np.ndarray) -> np.ndarray:
+        """Change per unit of time into each observation from the previous one of its run."""
+        out = np.full(values.shape, np.nan)
+        same = run_of[1:] == run_of[:-1]
+        dt = np.diff(time)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.diff(values) / np.where(dt > 0, dt, np.nan)
+        out[1:] = np.where(same, rate, np.nan)
+        return out
