@@ -45,22 +45,21 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..trace import NetworkTrace
+from .cost import chance_test_seconds
 from .embedding import (
     FeatureError,
     NeuronClusterer,
     NeuronFeatures,
     NeuronProjector,
-    estimate_seconds,
     neuron_features,
     partition_scores,
-    silhouette_seconds,
 )
 
 __all__ = [
@@ -296,12 +295,6 @@ class _Run:
         return partition_scores(data, fitted.labels_, fitted.method, fitted.probabilities_)
 
 
-@dataclass
-class _Plan:
-    nulls: list[str] = field(default_factory=list)
-    unavailable: dict[str, str] = field(default_factory=dict)
-
-
 class ChanceTest:
     """Score a clustering of the neurons against null models (see the module docstring).
 
@@ -390,14 +383,17 @@ class ChanceTest:
         n_nulls: int = 2,
         max_neurons: int | None = None,
     ) -> float:
-        """A rough estimate of the test's duration on two cores, before it starts."""
-        rows = n_rows if max_neurons is None else min(n_rows, max_neurons)
-        one = estimate_seconds(clusterer.method, rows, n_features=n_features)
-        one += silhouette_seconds(rows, 2 if projector is not None else n_features)
-        if projector is not None:
-            one += estimate_seconds(projector.method, rows, n_features=n_features)
-            one = max(one, 0.0)
-        return float((1 + n_permutations * n_nulls) * one)
+        """A rough estimate of the test's duration on two cores, before it starts
+        (:func:`nn_tracing.analysis.cost.chance_test_seconds`)."""
+        return chance_test_seconds(
+            n_rows,
+            n_features,
+            clusterer.method,
+            projector=projector.method if projector is not None else None,
+            n_permutations=n_permutations,
+            n_nulls=n_nulls,
+            max_neurons=max_neurons,
+        )
 
     def _report(self, done: int, total: int, what: str) -> None:
         if self.progress is not None:
