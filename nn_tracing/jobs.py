@@ -14,6 +14,7 @@ Streamlit session needs to remember only the id. Nothing here imports Streamlit.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401 (registers its exit hook before ours: see below)
 import logging
 import threading
 import time
@@ -280,13 +281,32 @@ def get_job(job_id: str | None) -> TrainingJob | None:
         return _registry.get(job_id)
 
 
-@atexit.register
 def _stop_running_jobs(timeout: float = 30.0) -> None:
-    """At exit (the server stopping), stop every run and let it save its trace as
-    ``stopped`` instead of dying inside a torch call."""
+    """When the server stops (Ctrl-C, SIGTERM), stop every run and wait until each has saved
+    its trace as ``stopped`` instead of dying inside a torch call."""
     running = running_jobs()
     for job in running:
         job.stop()
     deadline = time.monotonic() + timeout
     for job in running:
         job.join(max(deadline - time.monotonic(), 0.0))
+
+
+def _register_exit_hook() -> None:
+    """Run :func:`_stop_running_jobs` before the interpreter starts tearing down.
+
+    Plain ``atexit`` handlers run too late: by then ``threading`` has told every
+    ``concurrent.futures`` pool to refuse work ("cannot schedule new futures after interpreter
+    shutdown"), and saving a trace may use one (pyarrow converts wide frames in a pool).
+    ``threading``'s own exit hooks run first, newest first, so ours — registered after
+    ``concurrent.futures.thread`` is imported — runs while pools still take work. Where that
+    private hook does not exist, ``atexit`` is the fallback.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - CPython has had it since 3.9
+        atexit.register(_stop_running_jobs)
+        return
+    register(_stop_running_jobs)
+
+
+_register_exit_hook()
