@@ -55,12 +55,10 @@ from ..analysis.intervention import (
     ablate,
     intervene,
     prunable,
-    pruned_config,
-    pruned_files,
-    pruned_trace,
     trail_check,
 )
 from ..analysis.neuron_model import NeuronModel
+from ..export import pruned_config, pruned_files, pruned_trace
 from ..store import trace_to_bytes
 from ..trace import NetworkTrace
 from ..viz import breadcrumbs as crumbs

@@ -30,13 +30,11 @@ from nn_tracing.analysis.intervention import (
     intervene,
     prunable,
     prune_model,
-    pruned_config,
-    pruned_files,
-    pruned_trace,
     selectivity_sentence,
     trail_check,
 )
 from nn_tracing.analysis.neuron_model import NeuronModel
+from nn_tracing.export import pruned_config, pruned_files, pruned_trace
 
 
 @pytest.fixture(scope="module")
