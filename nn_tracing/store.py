@@ -110,7 +110,8 @@ def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # nthreads=1: no thread pool, so a run can still be saved while the interpreter exits
+    table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
