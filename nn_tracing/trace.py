@@ -82,15 +82,28 @@ STEP_COLUMNS: tuple[str, ...] = (
     "w_norm",
 )
 
-_SIGNATURE = re.compile(r"^E_(\d+)/L_(.+)/n_(\d+)$")
+#: An epoch or neuron id in a key: ASCII digits only (``\d`` also matches other scripts' digits,
+#: which ``int`` converts) and at most nine of them (ids and epochs stay below 10**9; ``int``
+#: refuses strings of more than 4300 digits with a ValueError, not a KeyError).
+_NUMBER = r"([0-9]{1,9})"
+_SIGNATURE = re.compile(rf"E_{_NUMBER}/L_([^/]+)/n_{_NUMBER}")
+_EPOCH_KEY = re.compile(rf"E_{_NUMBER}")
+_NEURON_KEY = re.compile(rf"n_{_NUMBER}")
+
+
+def _number_in(pattern: re.Pattern[str], key: object) -> int | None:
+    """The number in ``key`` if the whole key fits ``pattern`` (``E_<n>`` or ``n_<n>``)."""
+    match = pattern.fullmatch(key) if isinstance(key, str) else None
+    return None if match is None else int(match.group(1))
 
 
 def parse_signature(signature: str) -> tuple[int, str, int]:
     """Split ``"E_30/L_hidden_1/n_20"`` into ``(30, "hidden_1", 20)``.
 
-    Raises :class:`KeyError` for anything else.
+    Raises :class:`KeyError` for anything else (also for numbers of more than nine digits or
+    digits other than ASCII ``0-9``).
     """
-    match = _SIGNATURE.match(signature) if isinstance(signature, str) else None
+    match = _SIGNATURE.fullmatch(signature) if isinstance(signature, str) else None
     if match is None:
         raise KeyError(
             f"{signature!r} is not a neuron signature; the form is E_<epoch>/L_<layer>/n_<id>, "
@@ -198,13 +211,13 @@ class _LayerView(Mapping[str, NeuronTrace]):
         self._trace, self._epoch, self._layer = trace, epoch, layer
 
     def __getitem__(self, key: str) -> NeuronTrace:
-        match = re.fullmatch(r"n_(\d+)", key) if isinstance(key, str) else None
-        if match is None or int(match.group(1)) not in self._layer.ids:
+        neuron_id = _number_in(_NEURON_KEY, key)
+        if neuron_id is None or neuron_id not in self._layer.ids:
             raise KeyError(
                 f"{key!r} is not a neuron of layer {self._layer.name!r} at E_{self._epoch}; "
                 f"its neurons are n_{self._layer.first_id} … n_{self._layer.last_id}"
             )
-        return self._trace._neuron(self._epoch, self._layer, int(match.group(1)))
+        return self._trace._neuron(self._epoch, self._layer, neuron_id)
 
     def __iter__(self) -> Iterator[str]:
         return (f"n_{i}" for i in self._layer.ids)
@@ -405,14 +418,14 @@ class NetworkTrace:
             )
 
     def __getitem__(self, key: str) -> _EpochView:
-        match = re.fullmatch(r"E_(\d+)", key) if isinstance(key, str) else None
-        if match is None:
+        epoch = _number_in(_EPOCH_KEY, key)
+        if epoch is None:
             raise KeyError(
                 f"{key!r} is not an epoch key; use E_<epoch>, one of "
                 f"{', '.join('E_' + str(e) for e in self.epochs)}"
             )
-        self._check_epoch(int(match.group(1)))
-        return _EpochView(self, int(match.group(1)))
+        self._check_epoch(epoch)
+        return _EpochView(self, epoch)
 
     def __contains__(self, key: object) -> bool:
         try:

@@ -90,3 +90,56 @@ def test_metric_over_time(trace):
     values = trace.metric("w_norm")
     assert values.shape == (2, 20)
     assert values[1, 5] == trace.frame.loc[(30, "hidden_1", 5), "w_norm"]
+
+
+HUGE = "9" * 5000  # more digits than int() converts (4300 by default): it raised ValueError
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        f"E_{HUGE}/L_hidden_1/n_2",
+        f"E_30/L_hidden_1/n_{HUGE}",
+        "E_٣/L_hidden_1/n_2",  # an Arabic-Indic digit: a unicode digit, not an ASCII one
+        "E_30/L_hidden_1/n_٢",
+        "E_30/L_hidden_1/n_2\n",  # "$" matched before a trailing newline
+        "",
+        "E_/L_hidden_1/n_2",
+        "E_-1/L_hidden_1/n_2",
+        "E_30/L_hidden_1/n_-2",
+        "E_30/L_hidden_1/n_1234567890",  # more digits than any epoch or neuron id can have
+        "E_30/L_/n_2",
+        "E_30/L_hidden_1/n_2/L_output/n_19",
+        None,
+        30,
+    ],
+)
+def test_malformed_signatures_raise_key_error(trace, signature):
+    with pytest.raises(KeyError, match=r"the form is E_<epoch>/L_<layer>/n_<id>"):
+        parse_signature(signature)
+    with pytest.raises(KeyError, match=r"the form is E_<epoch>/L_<layer>/n_<id>"):
+        trace.neuron(signature)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (lambda t: t[f"E_{HUGE}"], "E_0, E_30"),
+        (lambda t: t["E_٣٠"], "E_0, E_30"),
+        (lambda t: t["E_-30"], "E_0, E_30"),
+        (lambda t: t["E_30\n"], "E_0, E_30"),
+        (lambda t: t["E_30"]["L_hidden_1"][f"n_{HUGE}"], r"n_2 … n_17"),
+        (lambda t: t["E_30"]["L_hidden_1"]["n_١٠"], r"n_2 … n_17"),
+        (lambda t: t["E_30"]["L_hidden_1"]["n_-3"], r"n_2 … n_17"),
+        (lambda t: t["E_30"]["L_hidden_1"]["n_10\n"], r"n_2 … n_17"),
+        (lambda t: t["E_30"]["L_hidden_1"][""], r"n_2 … n_17"),
+    ],
+)
+def test_malformed_lookup_keys_raise_key_error_listing_what_exists(trace, key, message):
+    with pytest.raises(KeyError, match=message):
+        key(trace)
+
+
+def test_membership_of_a_malformed_epoch_key_is_false(trace):
+    assert f"E_{HUGE}" not in trace
+    assert "E_٣٠" not in trace
