@@ -11,9 +11,14 @@ detected"), and a process forked after OpenMP has run can hang when it runs UMAP
   gain nothing anyway;
 * ``umap`` is imported lazily, under that lock (:func:`umap_module`): importing it compiles
   dozens of functions, which costs ≈30 s without a compilation cache;
-* :func:`configure` points ``NUMBA_CACHE_DIR`` at a folder the process can write (unless the
+* :func:`configure` points ``NUMBA_CACHE_DIR`` at a private folder of this user (unless the
   variable is set already), which cuts ``import umap`` from ≈30 s to ≈5 s after the first
-  start — but not the first fit's JIT compilation (20–67 s on two cores);
+  start — but not the first fit's JIT compilation (20–67 s on two cores). Numba unpickles
+  what it finds there, so a folder another user could have planted files in is never used
+  (:func:`private_cache_dir`);
+* :func:`fit_umap` is the one way UMAP is fitted (``NeuronProjector("umap")`` calls it):
+  under the lock, with exact nearest neighbours from scikit-learn below
+  :data:`UMAP_EXACT_BELOW` rows;
 * :func:`start_warm_up` pays that JIT once per process, in a background thread, with one
   small fit and one of more than 4096 rows (above that UMAP takes another code path, the
   approximate nearest-neighbour search); a user who asks for UMAP meanwhile waits on the lock
@@ -28,23 +33,30 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 __all__ = [
     "NUMBA_LOCK",
+    "UMAP_EXACT_BELOW",
     "WARM_UP_ROWS",
     "WarmUpStatus",
     "configure",
+    "fit_umap",
     "numba_has_run",
     "numba_section",
+    "private_cache_dir",
     "start_warm_up",
     "threading_layer",
     "umap_module",
@@ -60,30 +72,76 @@ NUMBA_LOCK = threading.RLock()
 #: Row counts of the warm-up fits: one below and one above UMAP's 4096-row switch to the
 #: approximate nearest-neighbour search (each path compiles its own functions).
 WARM_UP_ROWS: tuple[int, ...] = (300, 4200)
+#: Below this many rows UMAP gets exact nearest neighbours from scikit-learn (see
+#: :func:`fit_umap`); above, its own approximate search (pynndescent).
+UMAP_EXACT_BELOW = 4096
 
 _CONFIGURED = False
 _RAN = False
 _STATE_LOCK = threading.Lock()
 
 
+def _is_private(folder: Path) -> bool:
+    """Whether ``folder`` is a real directory (not a symlink) of this user that nobody else
+    can write to, and that this process can write to."""
+    try:
+        info = folder.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return False
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _make_private(folder: Path) -> Path | None:
+    """``folder``, created with mode 0o700 if missing, when it is private (:func:`_is_private`);
+    ``None`` when it cannot be made or is not private."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return folder if _is_private(folder) else None
+
+
+def private_cache_dir(candidate: Path) -> Path:
+    """``candidate`` if it is, or can be created as, a private folder of this user; otherwise a
+    fresh folder from :func:`tempfile.mkdtemp` (private by construction).
+
+    Private means: a real directory, not a symlink, owned by this user, with no group or
+    other write permission. Numba's cache unpickles the files it finds, so a folder another
+    user created first (in a shared ``/tmp``, say) could make this process run their code.
+    """
+    folder = _make_private(Path(candidate))
+    if folder is not None:
+        return folder
+    logger.warning(
+        "not using %s as the numba cache: it is not a private folder of this user", candidate
+    )
+    return Path(tempfile.mkdtemp(prefix="nn_tracing-numba-"))
+
+
 def _default_cache_dir() -> Path:
-    """``$NN_TRACING_CACHE_DIR/numba``, else ``~/.cache/nn_tracing/numba``, else a temp folder."""
-    candidates = []
+    """``$NN_TRACING_CACHE_DIR/numba`` (the owner's explicit choice: only checked to be
+    writable), else ``~/.cache/nn_tracing/numba`` if private, else a private temp folder."""
     configured = os.environ.get("NN_TRACING_CACHE_DIR", "").strip()
     if configured:
-        candidates.append(Path(configured) / "numba")
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    candidates.append((Path(xdg) if xdg else Path.home() / ".cache") / "nn_tracing" / "numba")
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    candidates.append(Path(tempfile.gettempdir()) / f"nn_tracing-numba-{uid}")
-    for candidate in candidates:
+        folder = Path(configured) / "numba"
         try:
-            candidate.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError:
-            continue
-        if os.access(candidate, os.W_OK | os.X_OK):
-            return candidate
-    return candidates[-1]
+            pass
+        else:
+            if os.access(folder, os.W_OK | os.X_OK):
+                return folder
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    home = _make_private((Path(xdg) if xdg else Path.home() / ".cache") / "nn_tracing" / "numba")
+    if home is not None:
+        return home
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return private_cache_dir(Path(tempfile.gettempdir()) / f"nn_tracing-numba-{uid}")
 
 
 def _warn_on_fork() -> None:
@@ -97,7 +155,7 @@ def _warn_on_fork() -> None:
 def configure() -> str:
     """Prepare numba for this process (idempotent); returns the cache folder.
 
-    Sets ``NUMBA_CACHE_DIR`` to a writable folder unless it is set already (numba reads it
+    Sets ``NUMBA_CACHE_DIR`` to a private folder unless it is set already (numba reads it
     when it is first imported; if numba is imported already, its config is updated too), and
     installs the fork warning.
     """
@@ -140,6 +198,68 @@ def umap_module() -> ModuleType:
         import umap
 
         return umap
+
+
+def fit_umap(
+    X: np.ndarray,
+    *,
+    n_components: int = 2,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    random_state: int | None = None,
+    n_jobs: int = -1,
+    n_epochs: int = 200,
+    progress: Callable[[float, str], None] | None = None,
+) -> np.ndarray:
+    """Fit UMAP to rows ``X`` of shape (n_rows, n_features) and return the embedding, array of
+    shape (n_rows, n_components), holding :data:`NUMBA_LOCK` while numba code runs.
+
+    The parameters are umap-learn's (``n_neighbors`` must be below ``n_rows``); ``progress``
+    is called as ``progress(fraction, what)``. Below :data:`UMAP_EXACT_BELOW` rows the exact
+    nearest neighbours come from scikit-learn: umap-learn computes them by calling its numba
+    distance once per pair from Python (through scikit-learn's ``pairwise_distances``), 50–110 s
+    at 3800 rows, where scikit-learn's vectorised search finds the same neighbours in
+    milliseconds.
+    """
+
+    def report(fraction: float, what: str) -> None:
+        if progress is not None:
+            progress(fraction, what)
+
+    n = X.shape[0]
+    umap = umap_module()
+    precomputed: tuple[np.ndarray | None, np.ndarray | None, None] = (None, None, None)
+    if n < UMAP_EXACT_BELOW:
+        from sklearn.neighbors import NearestNeighbors
+
+        report(0.12, f"exact nearest neighbours of {n} rows")
+        search = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X)
+        distances, indices = search.kneighbors(X)
+        precomputed = (indices.astype(np.int32), distances.astype(np.float32), None)
+    model = umap.UMAP(
+        n_components=n_components,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        n_epochs=n_epochs,
+        # a spectral start fails on tiny or disconnected graphs; a random start is robust
+        init="spectral" if n > 20 else "random",
+        precomputed_knn=precomputed,
+    )
+    waiting = (
+        "waiting for UMAP's one-time compilation to finish"
+        if warm_up_status().state == "running"
+        else f"UMAP on {n} rows"
+    )
+    report(0.1, waiting)
+    with numba_section(), warnings.catch_warnings():
+        # without a search index UMAP cannot transform new rows, which is not needed here
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+        report(0.15, f"UMAP on {n} rows")
+        return model.fit_transform(X)
 
 
 def threading_layer() -> str | None:
@@ -203,23 +323,19 @@ def warm_up(
     Runs under :data:`NUMBA_LOCK`: a fit asked for meanwhile waits for the warm-up rather
     than compiling the same functions concurrently.
     """
-    import numpy as np
-
     steps: dict[str, float] = {}
     started = time.perf_counter()
     if progress is not None:
         progress("importing umap")
     umap_module()
     steps["import"] = time.perf_counter() - started
-    from .embedding import NeuronProjector  # the code path the app runs (imported late: a cycle)
-
     rng = np.random.default_rng(0)
     for n in rows:
         if progress is not None:
             progress(f"compiling UMAP with a fit of {n} rows")
         data = rng.normal(size=(n, 8)).astype(np.float32)
         started = time.perf_counter()
-        NeuronProjector("umap", n_neighbors=10, n_epochs=20).fit(data)
+        fit_umap(data, n_neighbors=10, n_epochs=20)  # the code path NeuronProjector runs
         steps[f"fit {n}"] = time.perf_counter() - started
     return steps
 

@@ -28,6 +28,7 @@ import streamlit as st
 
 from ..analysis import numba_guard
 from ..analysis.baselines import DEFAULT_NULLS, NULLS, ChanceTest, reinitialisation_problem
+from ..analysis.cost import reinitialisation_seconds
 from ..analysis.embedding import (
     CLUSTERERS,
     DEFAULT_METRICS,
@@ -731,15 +732,8 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
         n_permutations=settings.permutations,
         n_nulls=len(runs),
     )
-    if "untrained" in runs:
-        # a fresh initialisation traced at E_0 grows with the weights: 0.12 s at 700
-        # parameters (a warm server), 1.1 s at 2.7 M, 5 s at 44 M on two loaded cores
-        # (benchmarks/analysis.py)
-        model = active.trace.meta.get("model")
-        n_parameters = (model or {}).get("n_parameters") if isinstance(model, dict) else None
-        if not isinstance(n_parameters, (int, float)):
-            n_parameters = 2000.0 * active.trace.n_neurons
-        estimate += settings.permutations * (0.12 + 1.2e-7 * float(n_parameters))
+    if "untrained" in runs:  # one fresh initialisation per permutation
+        estimate += settings.permutations * reinitialisation_seconds(active.trace)
     if active.live:  # a new epoch makes a new trace version: run the test when asked
         estimate = max(estimate, work.AUTO_SECONDS + 1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
@@ -32,7 +33,7 @@ def features_of(X: np.ndarray, kind: str = "metrics") -> emb.NeuronFeatures:
         layers=np.array(["hidden_1"] * n, dtype=object),
         columns=[f"f{j}" for j in range(X.shape[1])],
         positions=np.arange(X.shape[1], dtype=np.float64),
-        excluded=emb.pd.DataFrame(columns=["neuron", "layer", "epoch", "signature", "reason"]),
+        excluded=pd.DataFrame(columns=["neuron", "layer", "epoch", "signature", "reason"]),
         spec=emb.FeatureSpec(kind, epoch=1, layers=("hidden_1",)),
     )
 

@@ -285,14 +285,6 @@ def test_the_numba_lock_keeps_the_workqueue_layer_from_aborting_the_process(tmp_
     assert "finished under workqueue" in locked.stdout
 
 
-def test_configure_points_numba_at_a_writable_cache(monkeypatch, tmp_path):
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    monkeypatch.setenv("NN_TRACING_CACHE_DIR", str(tmp_path))
-    folder = numba_guard.configure()
-    assert folder == str(tmp_path / "numba")
-    assert os.access(folder, os.W_OK)
-
-
 # -- clustering ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["kmeans", "hdbscan", "agglomerative"])
 def test_clusterers_recover_planted_groups(method):

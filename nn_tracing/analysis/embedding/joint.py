@@ -1,0 +1,117 @@
+"""The joint embedding: every (neuron, epoch) in one map, so a slider over epochs moves the
+neurons through one fixed space."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ...trace import NetworkTrace
+from .features import FeatureError, FeatureSpec, neuron_features
+from .projection import NeuronProjector
+
+__all__ = ["JointEmbedding", "joint_embedding", "thin_epochs"]
+
+
+@dataclass(frozen=True)
+class JointEmbedding:
+    """Every (neuron, epoch) point in one space, so that a slider over epochs moves the neurons
+    in a fixed map.
+
+    Attributes
+    ----------
+    frame : ``neuron``, ``layer``, ``epoch``, ``signature``, ``x``, ``y``
+    epochs : the epochs embedded (evenly thinned out when rows would exceed the budget)
+    excluded : (neuron, epoch) rows that could not be placed, with the reason
+    notes : adjustments made, in sentences
+    backend : what projected, seconds : how long
+    """
+
+    frame: pd.DataFrame
+    epochs: list[int]
+    excluded: pd.DataFrame
+    notes: list[str]
+    backend: str
+    seconds: float
+
+
+def thin_epochs(epochs: Sequence[int], n_neurons: int, max_points: int) -> list[int]:
+    """At most ``max_points // n_neurons`` epochs, evenly spaced, always the first and last.
+
+    >>> thin_epochs([0, 1, 2, 3, 4, 5, 6], 100, 400)
+    [0, 2, 4, 6]
+    """
+    epochs = list(epochs)
+    room = max(2, max_points // max(n_neurons, 1))
+    if len(epochs) <= room:
+        return epochs
+    picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, room)).astype(int))
+    return [epochs[i] for i in picks]
+
+
+def joint_embedding(
+    trace: NetworkTrace,
+    spec: FeatureSpec,
+    projector: NeuronProjector,
+    *,
+    epochs: Sequence[int] | None = None,
+    max_points: int = 20000,
+) -> JointEmbedding:
+    """Embed every (neuron, epoch) of a per-epoch feature set in one space.
+
+    Parameters
+    ----------
+    trace, spec
+        The trace and a per-epoch feature set (``spec.epoch`` is ignored).
+    projector
+        How to project (fitted here on the stacked rows).
+    epochs
+        Epochs to embed (default: every recorded one), thinned out evenly so that
+        (neurons × epochs) stays within ``max_points``.
+    """
+    resolved = spec.resolve(trace)
+    if not resolved.per_epoch:
+        raise FeatureError(
+            "the joint embedding needs a per-epoch feature set (metrics, response, activations "
+            "or weights); a trajectory already spans the epochs"
+        )
+    chosen = list(trace.epochs if epochs is None else epochs)
+    n_neurons = sum(trace.layer(n).n_neurons for n in resolved.layers)
+    thinned = thin_epochs(chosen, n_neurons, max_points)
+    notes = []
+    if len(thinned) < len(chosen):
+        notes.append(
+            f"{len(thinned)} of {len(chosen)} epochs embedded (evenly spaced) to keep "
+            f"{n_neurons} neurons × epochs within {max_points} points"
+        )
+    if resolved.kind == "weights":
+        kept = [e for e in thinned if trace.weights(e) is not None]
+        if len(kept) < 2:
+            raise FeatureError(
+                "incoming weights were kept at fewer than two epochs: train with "
+                "keep_weights=True (--keep-weights) to follow them through time"
+            )
+        thinned = kept
+    features = neuron_features(trace, resolved, epochs=thinned)
+    coords = projector.fit_transform(features.values)
+    frame = pd.DataFrame(
+        {
+            "neuron": features.neuron_ids,
+            "layer": features.layers,
+            "epoch": features.epochs,
+            "signature": features.signatures(),
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+        }
+    )
+    return JointEmbedding(
+        frame=frame,
+        epochs=thinned,
+        excluded=features.excluded,
+        notes=notes + features.notes + projector.notes_,
+        backend=projector.backend_,
+        seconds=projector.seconds_,
+    )
