@@ -1,0 +1,179 @@
+"""Per-step recording (``drop_batches=False``): statistics of every training batch, per layer.
+
+Hooks only compute a handful of scalar reductions on the device — mean, root of the sum of
+squares and count of positive values of each layer's activation; the weight-gradient norm in a
+gradient hook — and one ``_foreach_norm`` gives the weight norms at the start of each step. Each
+step's scalars are stacked once, and copied to the host once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ._discovery import TracedLayer, by_source_module, module_device
+from ._hooks import ForwardHook, GradientHook, Measuring, hooks
+
+__all__ = ["StepRecorder"]
+
+
+class StepRecorder:
+    """Per-step, per-layer statistics of the training batches, into a table per epoch.
+
+    The hooks are registered at construction and removed by :meth:`close`. Call
+    :meth:`before_forward` before every forward of the model, :meth:`log_loss` after a step's
+    loss is known and :meth:`flush` at the end of each epoch.
+
+    Parameters
+    ----------
+    module
+        The model being traced.
+    layers
+        Its traced layers (from discovery).
+    measuring
+        The tracer's flag: forwards and gradients of its own passes are not steps.
+    """
+
+    def __init__(self, module: nn.Module, layers: list[TracedLayer], measuring: Measuring) -> None:
+        self.module = module
+        self.layers = layers
+        self.measuring = measuring
+        device = module_device(module)
+        self.nan = torch.tensor(float("nan"), device=device)
+        self.zero = torch.tensor(0, dtype=torch.int64, device=device)
+        self.weights = [layer.weight for layer in layers]
+        self.counters: dict[str, int] = defaultdict(int)
+        self.rows: list[torch.Tensor] = []  # per step: (4L + 1,) float
+        self.counts: list[torch.Tensor] = []  # per step: (L,) int64
+        self.numels: list[list[int]] = []
+        self.global_step = 0
+        self.pending: dict[str, Any] | None = None
+        modules = dict(module.named_modules())
+        forward = [
+            (modules[name], self._forward_hook(name, targets))
+            for name, targets in by_source_module(layers).items()
+        ]
+        gradient: list[tuple[torch.Tensor, GradientHook]] = [
+            (weight, self._grad_hook(index))
+            for index, weight in enumerate(self.weights)
+            if weight is not None and weight.requires_grad
+        ]
+        self._hooks = contextlib.ExitStack()
+        self._hooks.enter_context(hooks(forward, gradient))
+
+    def _forward_hook(self, name: str, targets: list[tuple[int, TracedLayer]]) -> ForwardHook:
+        def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
+            call = self.counters[name]
+            self.counters[name] += 1
+            pending = self.pending
+            if pending is None or not mod.training or self.measuring.active:
+                return
+            for index, layer in targets:
+                if layer.source_call != call or not isinstance(output, torch.Tensor):
+                    continue
+                out = output.detach()
+                pending["mean"][index] = out.mean()
+                pending["sq"][index] = torch.linalg.vector_norm(out)  # sqrt of the sum of squares
+                pending["count"][index] = torch.count_nonzero(out.clamp_min(0))
+                pending["numel"][index] = out.numel()
+
+        return hook
+
+    def _grad_hook(self, index: int) -> GradientHook:
+        def hook(grad: torch.Tensor) -> None:
+            if self.pending is not None and not self.measuring.active:
+                self.pending["grad"][index] = torch.linalg.vector_norm(grad.detach())
+
+        return hook
+
+    def before_forward(self) -> None:
+        """A forward starts: count module calls afresh; a training forward opens a step."""
+        self.counters.clear()
+        if self.module.training and not self.measuring.active:
+            self.begin()
+
+    def begin(self) -> None:
+        """A training forward starts: close the previous step, open a new one."""
+        self._close()
+        n = len(self.layers)
+        present = [w for w in self.weights if w is not None]
+        norms = iter(torch._foreach_norm([w.detach() for w in present]) if present else [])
+        self.pending = {
+            "mean": [self.nan] * n,
+            "sq": [self.nan] * n,
+            "count": [self.zero] * n,
+            "numel": [0] * n,
+            "grad": [self.nan] * n,
+            "wnorm": [next(norms) if w is not None else self.nan for w in self.weights],
+            "loss": self.nan,
+        }
+
+    def log_loss(self, loss: torch.Tensor | float) -> None:
+        """The loss of the open step (a scalar tensor stays on the device)."""
+        if self.pending is not None:
+            value = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(loss)
+            self.pending["loss"] = value.to(self.nan.device, torch.float32).reshape(())
+
+    def _close(self) -> None:
+        pending = self.pending
+        if pending is None:
+            return
+        self.rows.append(
+            torch.stack(
+                [
+                    *pending["mean"],
+                    *pending["sq"],
+                    *pending["wnorm"],
+                    *pending["grad"],
+                    pending["loss"],
+                ]
+            ).float()
+        )
+        self.counts.append(torch.stack(pending["count"]))
+        self.numels.append(pending["numel"])
+        self.pending = None
+
+    def flush(self, epoch: int) -> pd.DataFrame | None:
+        """The steps of ``epoch`` as a table (one row per step and layer)."""
+        self._close()
+        if not self.rows:
+            return None
+        n_layers = len(self.layers)
+        rows = torch.stack(self.rows).cpu().numpy().astype(np.float64)  # (n, 4L + 1)
+        counts = torch.stack(self.counts).cpu().numpy().astype(np.float64)  # (n, L)
+        numels = np.asarray(self.numels, dtype=np.float64)
+        n = rows.shape[0]
+        mean = rows[:, :n_layers]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sq = np.where(numels > 0, rows[:, n_layers : 2 * n_layers] ** 2 / numels, np.nan)
+            active = np.where(numels > 0, counts / numels, np.nan)
+        steps = self.global_step + np.arange(1, n + 1)
+        table = pd.DataFrame(
+            {
+                "step": np.repeat(steps, n_layers).astype(np.int64),
+                "epoch": np.full(n * n_layers, epoch, dtype=np.int64),
+                "layer": np.tile([layer.info.name for layer in self.layers], n),
+                "loss": np.repeat(rows[:, -1], n_layers).astype(np.float32),
+                "act_mean": mean.reshape(-1).astype(np.float32),
+                "act_std": np.sqrt(np.clip(sq - mean * mean, 0, None))
+                .reshape(-1)
+                .astype(np.float32),
+                "act_active": active.reshape(-1).astype(np.float32),
+                "grad_norm": rows[:, 3 * n_layers : 4 * n_layers].reshape(-1).astype(np.float32),
+                "w_norm": rows[:, 2 * n_layers : 3 * n_layers].reshape(-1).astype(np.float32),
+            }
+        )
+        self.global_step += n
+        self.rows, self.counts, self.numels = [], [], []
+        return table
+
+    def close(self) -> None:
+        """Remove the hooks; an open step is dropped."""
+        self._hooks.close()
+        self.pending = None

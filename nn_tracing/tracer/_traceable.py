@@ -1,0 +1,480 @@
+"""``TraceableNN``: the wrapper a user trains, composing the tracer's collaborators.
+
+It behaves like the wrapped module, keeps the schedule and the history, and at every recorded
+epoch asks one collaborator for the metrics: :class:`~._probe.ProbeMeasurement` with a probe,
+:class:`~._streaming.BatchStream` without one; :class:`~._steps.StepRecorder` adds per-step
+statistics when ``drop_batches=False``. It assembles what they measured into a
+:class:`~nn_tracing.trace.NetworkTrace`.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..schedule import EpochIntervals, normalize_epoch_intervals, should_record
+from ..trace import HISTORY_COLUMNS, METRICS, LayerInfo, NetworkTrace
+from ._discovery import discover, module_device
+from ._hooks import Measuring
+from ._probe import ProbeMeasurement, pooled_activations, probe_tensors
+from ._stats import WeightColumns
+from ._steps import StepRecorder
+from ._streaming import BatchStream, measure_example
+
+__all__ = ["TraceableNN"]
+
+
+class TraceableNN(nn.Module):
+    """Wrap ``module`` so that its neurons are traced while it trains.
+
+    The wrapper behaves like the module: same ``forward``, same ``parameters()`` and the same
+    ``state_dict()`` keys (it shares the module's parameter, buffer and child dictionaries).
+    Tracing never changes what the model computes: a traced and an untraced run with the same
+    seed end with bitwise identical weights.
+
+    Parameters
+    ----------
+    module
+        Any ``nn.Module`` whose forward takes a tensor (batch first) and returns logits.
+    example_input
+        A batch (tensor, or tuple of positional arguments) for the dry run; defaults to the
+        first two probe samples.
+    epoch_intervals
+        Which epochs to record: ``None``, ``n > 0``, ``-1`` or a list (see
+        :mod:`nn_tracing.schedule`). ``E_0`` is recorded at construction.
+    probe
+        ``(x, y)``: a fixed batch on which every recorded epoch is measured in eval mode.
+        Without it, activation statistics stream over the training batches of each recorded
+        epoch and ``grad_norm`` is the RMS over those batches of the incoming-weight gradient
+        norm; ``E_0`` is then measured on ``example_input``.
+    loss_fn
+        ``loss_fn(logits, y) -> scalar`` (mean-reduced) for the probe gradient; defaults to
+        cross-entropy for integer labels and MSE otherwise.
+    num_epochs
+        The length of the run, needed for "and the last" (``n > 0``) and ``-1`` without a
+        probe; with a probe, :meth:`finish` records the last epoch if it was not yet recorded.
+    keep_weights
+        Also keep the full ``state_dict`` at every recorded epoch.
+    drop_batches
+        ``False`` records per-step, per-layer statistics of the training batches.
+    layer_names
+        Optional ``{qualified module name: layer name}`` renames.
+    meta
+        Extra JSON-ready metadata for ``network_trace.meta`` (config, dataset, ...).
+    chunk_size
+        Samples per forward when the tracer runs the model itself (probe, :meth:`activations`).
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    >>> model = TraceableNN(net, probe=(x, y), epoch_intervals=[1, 2])
+    >>> model.neural_index
+    {'input': (0, 3), '0': (4, 11), '2': (12, 14)}
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> for epoch in (1, 2):
+    ...     model.start_epoch(epoch)
+    ...     loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
+    ...     _ = model.end_epoch(epoch, train_loss=loss.item())
+    >>> trace = model.finish()
+    >>> trace.epochs
+    [0, 1, 2]
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        example_input: Any = None,
+        epoch_intervals: EpochIntervals = None,
+        *,
+        probe: tuple[Any, Any] | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        num_epochs: int | None = None,
+        keep_weights: bool = False,
+        drop_batches: bool = True,
+        layer_names: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        chunk_size: int = 8192,
+    ) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"TraceableNN wraps an nn.Module, not {type(module).__name__}")
+        intervals = _checked_schedule(epoch_intervals, num_epochs, has_probe=probe is not None)
+        # Share the module's dictionaries: same parameters(), state_dict() keys, .to().
+        object.__setattr__(self, "_wrapped", module)
+        self._parameters = module._parameters
+        self._buffers = module._buffers
+        self._modules = module._modules
+        self._non_persistent_buffers_set = module._non_persistent_buffers_set
+        self.training = module.training
+
+        device = module_device(module)
+        probe_xy: tuple[torch.Tensor, torch.Tensor] | None = None
+        if probe is not None:
+            px, py = probe
+            probe_xy = probe_tensors(px, py, device)
+        if example_input is None:
+            if probe_xy is None:
+                raise ValueError("TraceableNN needs example_input= (or a probe to take it from)")
+            example_input = probe_xy[0][:2]
+        args = example_input if isinstance(example_input, tuple) else (example_input,)
+        args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+        self._example_args = args
+        self._layout = discover(module, args, layer_names)
+        self._chunk_size = int(chunk_size)
+        self._measuring = Measuring()
+        self._weights = WeightColumns()
+        self._probe: ProbeMeasurement | None = None
+        if probe_xy is not None:
+            self._probe = ProbeMeasurement(
+                module, self._layout, *probe_xy, loss_fn, self._chunk_size, self._weights
+            )
+
+        self.epoch_intervals = intervals
+        self.num_epochs = num_epochs
+        self.keep_weights = bool(keep_weights)
+        self.drop_batches = bool(drop_batches)
+        self._meta_extra = dict(meta or {})
+
+        self._epoch_metrics: dict[int, np.ndarray] = {}
+        self._epoch_tensors: dict[int, dict[str, np.ndarray]] = {}
+        self._history: dict[int, dict[str, Any]] = {}
+        self._step_tables: list[pd.DataFrame] = []
+        self._stream: BatchStream | None = None
+        self._epoch: int | None = None
+        self._epoch_started: float | None = None
+        self._last_epoch = 0
+        self._finished = False
+        self._status = "running"
+        self._status_message = ""
+        self._trace_seconds = 0.0
+        self._final_weights: dict[str, np.ndarray] | None = None
+        self._final_epoch: int | None = None
+        self._steps: StepRecorder | None = None
+        if not self.drop_batches:
+            self._steps = StepRecorder(module, self._layout.layers, self._measuring)
+        self._record(0)
+
+    # -- behaving like the wrapped module --------------------------------------------------
+    @property
+    def module(self) -> nn.Module:
+        """The wrapped module."""
+        return self._wrapped
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(object.__getattribute__(self, "_wrapped"), name)
+
+    def train(self, mode: bool = True) -> TraceableNN:
+        self._wrapped.train(mode)
+        self.training = mode
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self._stream is not None:
+            self._stream.before_forward(args)
+        if self._steps is not None:
+            self._steps.before_forward()
+        return self._wrapped(*args, **kwargs)
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def neural_index(self) -> dict[str, tuple[int, int]]:
+        """``{layer: (first_id, last_id)}``, inclusive global ids, ``input`` first."""
+        return {info.name: (info.first_id, info.last_id) for info in self._layout.infos}
+
+    @property
+    def neuron_ids(self) -> list[str]:
+        """``["n_0", "n_1", …]`` in layer order."""
+        return [f"n_{i}" for i in range(self._layout.n_neurons)]
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        return self._layout.infos
+
+    @property
+    def recorded_epochs(self) -> list[int]:
+        """The epochs recorded so far, ascending."""
+        return sorted(self._epoch_metrics)
+
+    def will_record(self, epoch: int) -> bool:
+        return should_record(epoch, self.epoch_intervals, self.num_epochs)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Call before the first batch of ``epoch`` (1-based)."""
+        self._check_open()
+        if not isinstance(epoch, int) or epoch < 1:
+            raise ValueError(f"epochs are counted from 1; got {epoch!r}")
+        self._epoch = epoch
+        self._epoch_started = time.perf_counter()
+        if self._probe is None and self.will_record(epoch):
+            self._stop_streaming()
+            self._stream = BatchStream(self._wrapped, self._layout, self._measuring)
+
+    def end_epoch(self, epoch: int, *, force: bool = False, **history: float) -> bool:
+        """Call after the last batch of ``epoch``; records it if the schedule says so.
+
+        Keyword arguments (``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``)
+        go into ``trace.history``. ``force=True`` records the epoch whatever the schedule.
+        Returns whether the epoch was recorded.
+        """
+        self._check_open()
+        if self._epoch is not None and epoch != self._epoch:
+            raise ValueError(f"end_epoch({epoch}) does not match start_epoch({self._epoch})")
+        seconds = (
+            time.perf_counter() - self._epoch_started
+            if self._epoch_started is not None
+            else float("nan")
+        )
+        self._flush_steps(epoch)
+        record = force or self.will_record(epoch)
+        if record:
+            self._record(epoch)
+        self._stop_streaming()
+        row = self._history.setdefault(epoch, {})
+        row.update(_checked_history(history))
+        row["seconds"] = seconds
+        row["recorded"] = record
+        self._last_epoch = max(self._last_epoch, epoch)
+        self._epoch = None
+        self._epoch_started = None
+        return record
+
+    def set_history(self, epoch: int, **values: float) -> None:
+        """Add values (``val_loss=…``) to the history row of ``epoch``."""
+        self._history.setdefault(epoch, {"recorded": epoch in self._epoch_metrics}).update(
+            _checked_history(values)
+        )
+
+    def log_step(self, loss: torch.Tensor | float) -> None:
+        """Record the loss of the current training step (``drop_batches=False`` only)."""
+        if self._steps is not None:
+            self._steps.log_loss(loss)
+
+    def finish(self, status: str = "complete", message: str = "") -> NetworkTrace:
+        """End tracing: record the last epoch if due, keep the final weights, remove hooks.
+
+        ``status`` is ``complete``, ``stopped`` or ``diverged``. Returns the trace.
+        """
+        if status not in ("complete", "stopped", "diverged"):
+            raise ValueError(f"status={status!r}: use complete, stopped or diverged")
+        if not self._finished:
+            last = self._last_epoch
+            due = (
+                status == "complete"
+                and last > 0
+                and last not in self._epoch_metrics
+                and self.num_epochs is None
+                and self.epoch_intervals is not None
+                and not isinstance(self.epoch_intervals, tuple)
+                and self._probe is not None
+            )
+            if due:
+                self._record(last)
+                self._history.setdefault(last, {})["recorded"] = True
+            open_epoch = self._epoch is not None
+            if open_epoch:
+                self._flush_steps(self._epoch)
+                self._epoch = None
+            self._final_weights = self._state_numpy()
+            # the final weights belong to an epoch only if training ended at its end
+            self._final_epoch = None if open_epoch else last
+            self.remove_hooks()
+            self._finished = True
+        self._status = status
+        self._status_message = message
+        return self.network_trace
+
+    @property
+    def network_trace(self) -> NetworkTrace:
+        """The trace so far (a new, cheap view over the recorded data at every call)."""
+        probe = self._probe
+        return NetworkTrace(
+            layers=self._layout.infos,
+            epoch_metrics=dict(self._epoch_metrics),
+            meta=self._build_meta(),
+            history=_history_frame(self._history, self._epoch_metrics),
+            steps=pd.concat(self._step_tables, ignore_index=True) if self._step_tables else None,
+            probe=(
+                (probe.x.detach().cpu().numpy(), probe.y.detach().cpu().numpy())
+                if probe is not None
+                else None
+            ),
+            epoch_tensors=dict(self._epoch_tensors),
+            final_weights=self._final_weights,
+        )
+
+    def remove_hooks(self) -> None:
+        """Remove every hook the tracer holds on the module."""
+        if self._steps is not None:
+            self._steps.close()
+        self._steps = None
+        self._stop_streaming()
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Every neuron's activation on ``x`` in inference mode: (n_samples, n_neurons).
+
+        The same definition as the trace's probe activations (input features first, channels
+        averaged over positions), computed without gradients and without touching the model's
+        state. Used to evaluate a neuron anywhere in input space (activation fields).
+        """
+        device = module_device(self._wrapped)
+        x = torch.as_tensor(x).to(device)
+        with self._measuring():
+            return pooled_activations(self._wrapped, self._layout, x, self._chunk_size, device)
+
+    def update_meta(self, **values: Any) -> None:
+        """Add JSON-ready metadata to the trace (``config=…``, ``dataset=…``, ``timings=…``)."""
+        self._meta_extra.update(values)
+
+    # -- recording -------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RuntimeError("this TraceableNN has finished; start a new one to trace again")
+
+    def _stop_streaming(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = None
+
+    def _flush_steps(self, epoch: int) -> None:
+        if self._steps is not None:
+            table = self._steps.flush(epoch)
+            if table is not None:
+                self._step_tables.append(table)
+
+    def _record(self, epoch: int) -> None:
+        started = time.perf_counter()
+        device = module_device(self._wrapped)
+        tensors: dict[str, np.ndarray] = {}
+        extra: dict[str, float] = {}
+        with self._measuring():
+            if self._probe is not None:
+                metrics, tensors, extra = self._probe.measure(device)
+            elif epoch == 0 or self._stream is None:
+                # E_0 (or an epoch forced without streaming): measured on example_input.
+                metrics = measure_example(
+                    self._wrapped, self._layout, self._example_args, self._weights, device
+                )
+            else:
+                metrics = self._stream.measure(self._weights, device)
+        if self.keep_weights:
+            for key, value in self._state_numpy().items():
+                tensors["weights/" + key] = value
+        self._epoch_metrics[epoch] = metrics
+        self._epoch_tensors[epoch] = tensors
+        self._history.setdefault(epoch, {}).update(extra)
+        self._trace_seconds += time.perf_counter() - started
+
+    def _state_numpy(self) -> dict[str, np.ndarray]:
+        return {
+            key: value.detach().cpu().numpy().copy()
+            for key, value in self._wrapped.state_dict().items()
+            if isinstance(value, torch.Tensor)
+        }
+
+    # -- assembling the trace --------------------------------------------------------------
+    def _build_meta(self) -> dict[str, Any]:
+        intervals = self.epoch_intervals
+        probe = self._probe
+        meta: dict[str, Any] = {
+            "model": {
+                "class": type(self._wrapped).__name__,
+                "builtin": False,
+                "n_parameters": int(sum(p.numel() for p in self._wrapped.parameters())),
+            },
+            "layers": [info.to_dict() for info in self._layout.infos],
+            "metrics": list(METRICS),
+            "epoch_intervals": list(intervals) if isinstance(intervals, tuple) else intervals,
+            "num_epochs": self.num_epochs,
+            "recorded_epochs": sorted(self._epoch_metrics),
+            "keep_weights": self.keep_weights,
+            "drop_batches": self.drop_batches,
+            "statistics_source": "probe" if probe is not None else "training batches",
+            "n_probe": int(probe.x.shape[0]) if probe is not None else 0,
+            "status": self._status,
+            "status_message": self._status_message,
+            "final_weights_epoch": self._final_epoch,
+            "versions": _versions(),
+            "timings": {"trace_seconds": round(self._trace_seconds, 4)},
+        }
+        for key, value in self._meta_extra.items():
+            if key in ("model",) and isinstance(value, dict):
+                meta[key] = {**meta[key], **value}
+            elif key == "timings" and isinstance(value, dict):
+                meta["timings"] = {**meta["timings"], **value}
+            else:
+                meta[key] = value
+        return meta
+
+
+def _checked_schedule(
+    epoch_intervals: EpochIntervals, num_epochs: int | None, *, has_probe: bool
+) -> EpochIntervals:
+    """The normalised schedule; ``ValueError`` if it cannot work with ``num_epochs``."""
+    intervals = normalize_epoch_intervals(epoch_intervals)
+    if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 1):
+        raise ValueError(f"num_epochs={num_epochs!r} must be a positive integer")
+    if isinstance(intervals, tuple) and num_epochs is not None and intervals[-1] > num_epochs:
+        raise ValueError(f"epoch_intervals lists epoch {intervals[-1]} but num_epochs={num_epochs}")
+    needs_last = intervals == -1 or (isinstance(intervals, int) and intervals > 0)
+    if not has_probe and needs_last and num_epochs is None:
+        raise ValueError(
+            f"epoch_intervals={intervals!r} records the last epoch; without a probe, "
+            "TraceableNN needs num_epochs= to know which epoch is the last"
+        )
+    return intervals
+
+
+def _checked_history(values: Mapping[str, Any]) -> dict[str, float]:
+    """History values as floats; ``ValueError`` for a column the history does not have."""
+    unknown = sorted(set(values) - set(HISTORY_COLUMNS))
+    if unknown:
+        raise ValueError(
+            f"unknown history column(s) {unknown}; known: {', '.join(HISTORY_COLUMNS)}"
+        )
+    return {k: float(v) for k, v in values.items()}
+
+
+def _history_frame(
+    history: Mapping[int, Mapping[str, Any]], recorded: Mapping[int, Any]
+) -> pd.DataFrame:
+    """One row per epoch: ``epoch``, the :data:`HISTORY_COLUMNS` and ``recorded``."""
+    rows = []
+    for epoch in sorted(history):
+        values = history[epoch]
+        row: dict[str, Any] = {"epoch": epoch}
+        for column in HISTORY_COLUMNS:
+            row[column] = float(values.get(column, math.nan))
+        row["recorded"] = bool(values.get("recorded", epoch in recorded))
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["epoch", *HISTORY_COLUMNS, "recorded"])
+    frame["epoch"] = frame["epoch"].astype("int64")
+    for column in HISTORY_COLUMNS:
+        frame[column] = frame[column].astype("float64")
+    frame["recorded"] = frame["recorded"].astype("bool")
+    return frame
+
+
+def _versions() -> dict[str, str]:
+    from .. import __version__
+
+    return {
+        "nn_tracing": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+    }
