@@ -7,8 +7,9 @@ and ``output`` and its ``state_dict`` keys read ``hidden_1.weight`` and so on.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +21,19 @@ from .config import ACTIVATIONS, TrainConfig
 if TYPE_CHECKING:
     from .trace import NetworkTrace
 
-__all__ = ["ACTIVATION_MODULES", "MLP", "attach_model", "build_model", "model_from_trace"]
+__all__ = [
+    "ACTIVATION_MODULES",
+    "MAX_BUILD_PARAMETERS",
+    "MLP",
+    "attach_model",
+    "build_model",
+    "check_buildable",
+    "model_from_trace",
+]
+
+#: The most parameters a model rebuilt from a trace may have (about 1 GiB of float32 weights):
+#: :func:`check_buildable` refuses larger ones before anything is allocated.
+MAX_BUILD_PARAMETERS = 2**28
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -81,6 +94,66 @@ def build_model(config: TrainConfig, n_inputs: int, n_outputs: int) -> MLP:
     return MLP(n_inputs, config.hidden_sizes, n_outputs, config.activation, config.dropout)
 
 
+def check_buildable(trace: NetworkTrace, weights: Mapping[str, np.ndarray] | None = None) -> int:
+    """Check, before anything is allocated, that the built-in MLP ``trace``'s config describes
+    is the model of its stored weights and small enough to build; return its parameter count.
+
+    Every builder of a trace's model calls it first — :func:`model_from_trace` (and through it
+    :meth:`nn_tracing.analysis.neuron_model.NeuronModel.from_trace`) and
+    :func:`nn_tracing.analysis.baselines.fresh_initialisation`: a config is untrusted input,
+    and one that claims 16 layers of 8192 would otherwise allocate a billion parameters before
+    the stored weights were compared.
+
+    Parameters
+    ----------
+    trace
+        A trace of the built-in MLP (``meta["model"]["builtin"]``).
+    weights
+        The stored ``state_dict`` to compare with (default: the final weights).
+
+    Raises
+    ------
+    TraceFormatError
+        The config names no architecture, or one whose parameter shapes differ from the
+        stored weights' (counts computed from the config, not from a built model).
+    ValueError
+        No stored weights, or more than :data:`MAX_BUILD_PARAMETERS` parameters.
+    """
+    from .store import TraceFormatError
+    from .store_shapes import describe_sizes, mlp_architecture, mlp_state_shapes
+
+    architecture = mlp_architecture(trace.meta)
+    if architecture is None:
+        raise TraceFormatError(
+            "the trace's config cannot rebuild its model: its meta names no built-in MLP with "
+            "config.hidden_sizes, dataset.n_features and dataset.n_classes"
+        )
+    expected = mlp_state_shapes(*architecture)
+    n_expected = sum(math.prod(shape) for shape in expected.values())
+    stored = trace.final_weights if weights is None else weights
+    if not stored:
+        raise ValueError("this trace holds no weights to rebuild its model from")
+    shapes = {key: tuple(np.shape(value)) for key, value in stored.items()}
+    if shapes != expected:
+        n_stored = sum(math.prod(shape) for shape in shapes.values())
+        differ = [k for k in expected if shapes.get(k) != expected[k]] or sorted(shapes)[:1]
+        key = differ[0]
+        n_features, hidden, n_classes = architecture
+        raise TraceFormatError(
+            f"the trace's config describes an MLP "
+            f"{describe_sizes([n_features, *hidden, n_classes])} of {n_expected:,} parameters, "
+            f"but its stored weights hold {n_stored:,} ({key}: "
+            f"{expected.get(key, 'absent')} in the config, {shapes.get(key, 'absent')} stored)"
+        )
+    if n_expected > MAX_BUILD_PARAMETERS:
+        raise ValueError(
+            f"the trace's model has {n_expected:,} parameters, over the limit of "
+            f"{MAX_BUILD_PARAMETERS:,} that nn_tracing rebuilds "
+            "(nn_tracing.models.MAX_BUILD_PARAMETERS)"
+        )
+    return n_expected
+
+
 def model_from_trace(trace: NetworkTrace, epoch: int | None = None) -> nn.Module:
     """The traced model with its weights at ``epoch`` (default: the end of training), in eval mode.
 
@@ -91,7 +164,11 @@ def model_from_trace(trace: NetworkTrace, epoch: int | None = None) -> nn.Module
     Raises
     ------
     ValueError
-        With the reason: no weights at that epoch, or a custom model that was not attached.
+        With the reason: no weights at that epoch, a custom model that was not attached, or
+        a model too large to rebuild.
+    TraceFormatError
+        The config does not describe the stored weights (checked before building, by
+        :func:`check_buildable`).
     """
     import copy
 
@@ -125,6 +202,7 @@ def model_from_trace(trace: NetworkTrace, epoch: int | None = None) -> nn.Module
                 "rebuilding it needs the module: nt.attach_model(trace, module) with a module "
                 "of the same architecture"
             )
+        check_buildable(trace, weights)
         try:
             cfg = TrainConfig.from_dict(config)
             module = MLP(

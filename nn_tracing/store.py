@@ -14,8 +14,10 @@ A trace file is one zip archive (so that it uploads and downloads as one thing):
 Reading never unpickles anything and never extracts to paths named by the file. It checks the
 archive (entry names, count, sizes, compression ratio), then the manifest, then every table's
 schema and row count and every tensor's header (dtype, shape, byte length) against the
-manifest, before any large allocation. Every problem raises :class:`TraceFormatError` with a
-message meant for a person. Per-epoch tensors are read when first asked for.
+manifest, then every part against every other (probe, activations, logits, predictions,
+weights, history, config: :mod:`nn_tracing.store_shapes`), before any large allocation. Every
+problem raises :class:`TraceFormatError` with a message meant for a person. Per-epoch tensors
+are read when first asked for, and their values (predictions within the classes) checked then.
 """
 
 from __future__ import annotations
@@ -354,7 +356,7 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
         raise _fail("manifest.json is a pickle; nn_tracing never unpickles trace files")
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also int()'s digit limit
         raise _fail(f"manifest.json is not valid JSON: {exc}") from None
     except RecursionError:
         raise _fail("manifest.json is not valid JSON: it is nested too deeply") from None
@@ -566,7 +568,7 @@ def _check_tensor_entry(archive: _Archive, entry: str, expected: Any) -> None:
     raw = archive.read_head(entry, 8 + header_len)[8:]
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: int()'s digit limit
         raise _fail(f"{entry} has an unreadable header; it is not a safetensors file") from None
     if not isinstance(header, dict):
         raise _fail(f"{entry} has an invalid header")
@@ -736,7 +738,6 @@ def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: i
     manifest = _parse_manifest(archive.read("manifest.json"))
     layers = _parse_layers(manifest["layers"])
     epochs = _parse_epochs(manifest["epochs"])
-    n_neurons = sum(info.n_neurons for info in layers)
 
     for required in ("neurons", "history"):
         if required not in manifest["tables"]:
@@ -750,6 +751,70 @@ def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: i
     if extra:
         raise _fail(f"the archive holds entries the manifest does not list: {', '.join(extra[:5])}")
 
+    epoch_metrics = _read_neurons(archive, manifest, layers, epochs)
+
+    history = _read_table(archive, manifest, "history")
+    assert history is not None
+    history["epoch"] = history["epoch"].astype("int64")
+    steps = _read_table(archive, manifest, "steps")
+    if steps is not None:
+        steps["layer"] = steps["layer"].astype(str)
+
+    present: set[int] = set()
+    for entry, inventory in manifest["tensors"].items():
+        if not isinstance(entry, str) or not any(p.match(entry) for p in _ENTRY_PATTERNS[2:]):
+            raise _fail(f"the manifest lists an unknown tensor file {entry!r}")
+        _check_tensor_entry(archive, entry, inventory)
+        match = _ENTRY_PATTERNS[3].match(entry)
+        if match and int(match.group(1)) not in epoch_metrics:
+            raise _fail(f"{entry} belongs to an epoch the trace does not record")
+        if match:
+            present.add(int(match.group(1)))
+
+    meta = manifest["meta"]
+    if meta.get("status", "complete") not in STATUSES:
+        raise _fail(f"the trace's status {meta.get('status')!r} is not one nn_tracing knows")
+    # every part against every other (shapes from the inventory: no tensor is read for it)
+    from .store_shapes import check_epoch_values, check_labels, check_trace_shapes
+
+    rules = check_trace_shapes(layers, epochs, meta, manifest["tensors"], history, steps)
+
+    probe = None
+    if "tensors/probe.safetensors" in manifest["tensors"]:
+        probe_arrays = _load_tensors(archive, manifest, "tensors/probe.safetensors")
+        check_labels(probe_arrays["y"], rules)
+        probe = (probe_arrays["x"], probe_arrays["y"])
+    final_weights = {}
+    if "tensors/final_weights.safetensors" in manifest["tensors"]:
+        final_weights = _load_tensors(archive, manifest, "tensors/final_weights.safetensors")
+
+    def load_epoch(epoch: int) -> dict[str, np.ndarray]:
+        if epoch not in present:
+            return {}
+        entry = f"tensors/epoch_{epoch}.safetensors"
+        arrays = _load_tensors(archive, manifest, entry)
+        check_epoch_values(entry, arrays, rules)
+        return arrays
+
+    return NetworkTrace(
+        layers=layers,
+        epoch_metrics=epoch_metrics,
+        meta=meta,
+        history=history,
+        steps=steps,
+        probe=probe,
+        epoch_tensors=load_epoch,
+        final_weights=final_weights,
+        digest=digest,
+    )
+
+
+def _read_neurons(
+    archive: _Archive, manifest: dict[str, Any], layers: list[LayerInfo], epochs: list[int]
+) -> dict[int, np.ndarray]:
+    """The neurons table, checked row by row against the layers and epochs: ``{epoch: array
+    of shape (n_neurons, len(METRICS))}``."""
+    n_neurons = sum(info.n_neurons for info in layers)
     neurons = _read_table(archive, manifest, "neurons")
     assert neurons is not None
     expected_rows = len(epochs) * n_neurons
@@ -774,70 +839,4 @@ def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: i
     epoch_metrics = {
         epoch: values[i * n_neurons : (i + 1) * n_neurons] for i, epoch in enumerate(epochs)
     }
-
-    history = _read_table(archive, manifest, "history")
-    assert history is not None
-    history["epoch"] = history["epoch"].astype("int64")
-    steps = _read_table(archive, manifest, "steps")
-    if steps is not None:
-        steps["layer"] = steps["layer"].astype(str)
-
-    for entry, inventory in manifest["tensors"].items():
-        if not isinstance(entry, str) or not any(p.match(entry) for p in _ENTRY_PATTERNS[2:]):
-            raise _fail(f"the manifest lists an unknown tensor file {entry!r}")
-        _check_tensor_entry(archive, entry, inventory)
-        match = re.match(r"^tensors/epoch_(\d+)\.safetensors$", entry)
-        if match and int(match.group(1)) not in epoch_metrics:
-            raise _fail(f"{entry} belongs to an epoch the trace does not record")
-        if match:
-            _check_epoch_inventory(entry, inventory, n_neurons)
-
-    probe = None
-    if "tensors/probe.safetensors" in manifest["tensors"]:
-        probe_arrays = _load_tensors(archive, manifest, "tensors/probe.safetensors")
-        if (
-            set(probe_arrays) != {"x", "y"}
-            or probe_arrays["x"].ndim < 1
-            or probe_arrays["y"].ndim < 1
-            or len(probe_arrays["x"]) != len(probe_arrays["y"])
-        ):
-            raise _fail("tensors/probe.safetensors must hold x and y with one row per sample")
-        probe = (probe_arrays["x"], probe_arrays["y"])
-    final_weights = {}
-    if "tensors/final_weights.safetensors" in manifest["tensors"]:
-        final_weights = _load_tensors(archive, manifest, "tensors/final_weights.safetensors")
-
-    present = {
-        int(m.group(1))
-        for entry in manifest["tensors"]
-        if (m := re.match(r"^tensors/epoch_(\d+)\.safetensors$", entry))
-    }
-
-    def load_epoch(epoch: int) -> dict[str, np.ndarray]:
-        if epoch not in present:
-            return {}
-        return _load_tensors(archive, manifest, f"tensors/epoch_{epoch}.safetensors")
-
-    meta = manifest["meta"]
-    if meta.get("status", "complete") not in STATUSES:
-        raise _fail(f"the trace's status {meta.get('status')!r} is not one nn_tracing knows")
-    return NetworkTrace(
-        layers=layers,
-        epoch_metrics=epoch_metrics,
-        meta=meta,
-        history=history,
-        steps=steps,
-        probe=probe,
-        epoch_tensors=load_epoch,
-        final_weights=final_weights,
-        digest=digest,
-    )
-
-
-def _check_epoch_inventory(entry: str, inventory: dict[str, Any], n_neurons: int) -> None:
-    acts = inventory.get("activations")
-    if acts is not None and (len(acts.get("shape", [])) != 2 or acts["shape"][1] != n_neurons):
-        raise _fail(f"{entry}: activations must have one column per neuron ({n_neurons})")
-    for key in inventory:
-        if key not in ("activations", "logits", "predictions") and not key.startswith("weights/"):
-            raise _fail(f"{entry} holds an unexpected tensor {key!r}")
+    return epoch_metrics

@@ -165,7 +165,9 @@ def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
     generator seeded with ``seed`` (the global RNG, which a training run in another thread
     may be using, is not touched: the built-in MLP is even constructed on the ``meta`` device,
     so that its constructor draws nothing); other modules with ``reset_parameters``
-    (normalisation layers) are reset. An attached custom module is copied.
+    (normalisation layers) are reset. An attached custom module is copied. The built-in MLP's
+    config is first compared with the stored weights (:func:`~nn_tracing.models.check_buildable`:
+    a lying or oversized config raises before anything is allocated).
     """
     import copy
 
@@ -173,12 +175,13 @@ def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
     from torch import nn
 
     from ..config import TrainConfig
-    from ..models import MLP
+    from ..models import MLP, check_buildable
 
     template = getattr(trace, "attached_model", None)
     if template is not None:
         module = copy.deepcopy(template)
     else:
+        check_buildable(trace)
         config = TrainConfig.from_dict(trace.meta["config"])
         dataset = trace.meta["dataset"]
         with torch.device("meta"):  # the structure only: no weights drawn from the global RNG

@@ -388,6 +388,20 @@ def test_manifest_json_but_not_an_object(valid: bytes, value: Any) -> None:
         load_trace(replace_manifest(valid, json.dumps(value).encode()))
 
 
+def test_manifest_with_a_number_too_long_to_read(valid: bytes) -> None:
+    # json.loads raised int()'s ValueError (4300 digits at most), not a TraceFormatError
+    raw = json.dumps(manifest_of(valid)).replace('"epochs": [', '"epochs": [' + "7" * 5000 + ", ")
+    with pytest.raises(TraceFormatError, match=r"manifest\.json is not valid JSON"):
+        load_trace(replace_manifest(valid, raw.encode()))
+
+
+def test_safetensors_header_with_a_number_too_long_to_read(valid: bytes) -> None:
+    header, payload = split_safetensors(entry(valid, PROBE))
+    raw = json.dumps(header).replace('"shape": [', '"shape": [' + "7" * 5000 + ", ", 1)
+    with pytest.raises(TraceFormatError, match=f"{PROBE} has an unreadable header"):
+        load_trace(rewrite(valid, replace={PROBE: safetensors_raw(raw.encode(), payload)}))
+
+
 def test_manifest_wrong_format_name(valid: bytes) -> None:
     with pytest.raises(TraceFormatError, match="says format 'tensorboard'"):
         load_trace(edit_manifest(valid, lambda m: m.update(format="tensorboard")))
