@@ -31,6 +31,10 @@ _EXPORTS: dict[str, str] = {
     "load_csv": "data",
     "load_dataset": "data",
     "prepare_data": "data",
+    "RunEstimate": "estimate",
+    "RunTooLarge": "estimate",
+    "check_budget": "estimate",
+    "estimate_run": "estimate",
     "MLP": "models",
     "attach_model": "models",
     "build_model": "models",
@@ -76,6 +80,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
     from .data import BUILTIN_DATASETS, Dataset, DataSplits, load_csv, load_dataset, prepare_data
+    from .estimate import RunEstimate, RunTooLarge, check_budget, estimate_run
     from .models import MLP, attach_model, build_model, model_from_trace
     from .schedule import normalize_epoch_intervals, recorded_epochs, should_record
     from .store import (

@@ -1,4 +1,4 @@
-"""The ``nn-tracing`` command: ``train``, ``info``, ``export`` and ``bench``.
+"""The ``nn-tracing`` command: ``train``, ``estimate``, ``info``, ``export`` and ``bench``.
 
 Every user error (bad arguments, a bad config, an unreadable trace) prints one line starting
 with ``nn-tracing: error:`` and exits non-zero; no traceback reaches the terminal.
@@ -26,33 +26,29 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The TrainConfig options that ``train`` and ``estimate`` share."""
     from .config import ACTIVATIONS, DATASETS, OPTIMIZERS
 
-    parser = argparse.ArgumentParser(
-        prog="nn-tracing",
-        description="Trace every neuron of a PyTorch model while it trains.",
+    parser.add_argument("--config", metavar="FILE.toml", help="TOML file of TrainConfig fields")
+    parser.add_argument("--dataset", choices=DATASETS)
+    parser.add_argument("--csv", metavar="FILE", help="train on a CSV file (needs --label-column)")
+    parser.add_argument("--label-column", metavar="NAME")
+    parser.add_argument(
+        "--hidden", type=int, nargs="+", metavar="WIDTH", help="hidden layer widths"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    train = sub.add_parser("train", help="train a built-in MLP and save its trace")
-    train.add_argument("--config", metavar="FILE.toml", help="TOML file of TrainConfig fields")
-    train.add_argument("--dataset", choices=DATASETS)
-    train.add_argument("--csv", metavar="FILE", help="train on a CSV file (needs --label-column)")
-    train.add_argument("--label-column", metavar="NAME")
-    train.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH", help="hidden layer widths")
-    train.add_argument("--activation", choices=ACTIVATIONS)
-    train.add_argument("--dropout", type=float)
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--optimizer", choices=OPTIMIZERS)
-    train.add_argument("--weight-decay", type=float)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--data-seed", type=int)
-    train.add_argument("--n-samples", type=int, help="size of a synthetic dataset")
-    train.add_argument("--probe-size", type=int)
-    schedule = train.add_mutually_exclusive_group()
+    parser.add_argument("--activation", choices=ACTIVATIONS)
+    parser.add_argument("--dropout", type=float)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--data-seed", type=int)
+    parser.add_argument("--n-samples", type=int, help="size of a synthetic dataset")
+    parser.add_argument("--probe-size", type=int)
+    schedule = parser.add_mutually_exclusive_group()
     schedule.add_argument(
         "--every", type=int, metavar="N", help="record every N-th epoch and the last"
     )
@@ -61,21 +57,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     schedule.add_argument("--last", action="store_true", help="record the last epoch only")
     schedule.add_argument("--all-epochs", action="store_true", help="record every epoch (default)")
-    train.add_argument(
+    parser.add_argument(
         "--keep-weights",
         action="store_true",
         default=None,
         help="keep the full weights at every recorded epoch",
     )
-    train.add_argument(
+    parser.add_argument(
         "--keep-batches",
         action="store_true",
         default=None,
         help="also record per-step statistics (drop_batches=False)",
     )
-    train.add_argument("--device", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nn-tracing",
+        description="Trace every neuron of a PyTorch model while it trains.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a built-in MLP and save its trace")
+    _add_run_options(train)
     train.add_argument("--out", metavar="FILE", help="where to write the trace (.nntrace)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the estimate of peak memory and trace size, and do not train",
+    )
+
+    estimate = sub.add_parser(
+        "estimate", help="estimate a run's peak memory and trace size without training"
+    )
+    _add_run_options(estimate)
 
     info = sub.add_parser("info", help="summarise a trace file")
     info.add_argument("trace", metavar="FILE")
@@ -145,8 +162,44 @@ def _config_from_args(args: argparse.Namespace):
         raise CLIError(str(exc)) from None
 
 
+def _estimate(config):
+    from .estimate import estimate_run
+
+    try:
+        return estimate_run(config)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _print_estimate(config) -> None:
+    from .estimate import format_bytes
+
+    estimate = _estimate(config)
+    lines = [
+        f"run          {config.dataset} {config.architecture}, {config.epochs} epochs, "
+        f"{estimate.n_recorded} recorded, probe {estimate.n_probe}",
+        f"peak memory  {format_bytes(estimate.peak_bytes)} (added to a process with torch loaded)",
+        f"trace file   {format_bytes(estimate.trace_bytes)}",
+        "breakdown",
+    ]
+    width = max(len(name) for name in estimate.breakdown)
+    lines += [
+        f"  {name:<{width}}  {format_bytes(size):>9}" for name, size in estimate.breakdown.items()
+    ]
+    lines.append(estimate.describe())
+    print("\n".join(lines))
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    _print_estimate(_config_from_args(args))
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
+    if args.dry_run:
+        _print_estimate(config)
+        return 0
     from .data import prepare_data
     from .store import save_trace
     from .training import Progress, train
@@ -326,7 +379,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _cmd_train, "info": _cmd_info, "export": _cmd_export, "bench": _cmd_bench}
+    handlers = {
+        "train": _cmd_train,
+        "estimate": _cmd_estimate,
+        "info": _cmd_info,
+        "export": _cmd_export,
+        "bench": _cmd_bench,
+    }
     try:
         return handlers[args.command](args)
     except CLIError as exc:

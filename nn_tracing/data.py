@@ -12,12 +12,22 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .config import TrainConfig
 
-__all__ = ["BUILTIN_DATASETS", "DataSplits", "Dataset", "load_csv", "load_dataset", "prepare_data"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "DataSplits",
+    "Dataset",
+    "DatasetShape",
+    "dataset_shape",
+    "load_csv",
+    "load_dataset",
+    "prepare_data",
+]
 
 BUILTIN_DATASETS: dict[str, str] = {
     "classification": "make_classification: 20 features (10 informative), 2 classes",
@@ -32,6 +42,56 @@ BUILTIN_DATASETS: dict[str, str] = {
 
 MAX_CSV_BYTES = 200 * 1024 * 1024
 MAX_CLASSES = 1000
+
+# (n_samples or None for "config.n_samples", n_features, n_classes) of each built-in dataset
+_BUILTIN_SHAPES: dict[str, tuple[int | None, int, int]] = {
+    "classification": (None, 20, 2),
+    "moons": (None, 2, 2),
+    "circles": (None, 2, 2),
+    "blobs": (None, 2, 4),
+    "digits": (1797, 64, 10),
+    "iris": (150, 4, 3),
+    "wine": (178, 13, 3),
+    "breast_cancer": (569, 30, 2),
+}
+
+
+class DatasetShape(NamedTuple):
+    """The dimensions of a config's dataset, known without building it."""
+
+    n_samples: int
+    n_features: int
+    n_classes: int
+
+
+def dataset_shape(config: TrainConfig) -> DatasetShape:
+    """Samples, features and classes of ``config``'s dataset, without generating it.
+
+    Built-in datasets are answered from a table; a CSV file is read for its header and its
+    label column only. Raises :class:`ValueError` (the message of :func:`load_csv`) for a
+    CSV that cannot be read.
+    """
+    if config.dataset != "csv":
+        n_samples, n_features, n_classes = _BUILTIN_SHAPES[config.dataset]
+        return DatasetShape(n_samples or config.n_samples, n_features, n_classes)
+    import pandas as pd
+
+    path = Path(config.csv_path or "")
+    if not path.is_file():
+        raise ValueError(f"CSV file {str(path)!r} does not exist")
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise ValueError(f"CSV file {str(path)!r} is larger than {MAX_CSV_BYTES // 2**20} MiB")
+    try:
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        if config.label_column not in columns:
+            raise ValueError(
+                f"{path.name} has no column {config.label_column!r}; its columns are: "
+                f"{', '.join(map(str, columns[:30]))}"
+            )
+        labels = pd.read_csv(path, usecols=[config.label_column])[config.label_column]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name} is not a readable CSV file: {exc}") from None
+    return DatasetShape(len(labels), len(columns) - 1, int(labels.astype(str).nunique()))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 
 import nn_tracing as nt
 from nn_tracing.cli import main
+from nn_tracing.estimate import format_bytes
 
 
 def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -134,6 +135,10 @@ def test_config_file_and_schedule_flags(tmp_path):
         (["info", "nothing.nntrace"], "no such file"),
         (["info", "garbage.nntrace"], "not a .nntrace"),
         (["export", "garbage.nntrace"], "not a .nntrace"),
+        (["estimate", "--probe-size", "1"], "probe_size=1"),
+        (["estimate", "--csv", "nope.csv", "--label-column", "y"], "does not exist"),
+        (["train", "--dry-run", "--csv", "nope.csv", "--label-column", "y"], "does not exist"),
+        (["train", "--dry-run", "--epochs", "5", "--epochs-at", "9"], "only 5 epochs"),
     ],
 )
 def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(
@@ -160,6 +165,34 @@ def test_bad_input_through_a_real_process_has_no_traceback(tmp_path, args, messa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nn-tracing: error:"), result.stderr
     assert message in lines[0] and "Traceback" not in result.stderr
+
+
+ESTIMATE_ARGS = ("--dataset", "digits", "--hidden", "64", "--epochs", "20", "--keep-weights")
+
+
+def test_estimate_prints_peak_trace_breakdown_and_the_knob(capsys):
+    assert main(["estimate", *ESTIMATE_ARGS, "--probe-size", "400"]) == 0
+    out = capsys.readouterr().out
+    config = nt.TrainConfig(
+        dataset="digits", hidden_sizes=(64,), epochs=20, keep_weights=True, probe_size=400
+    )
+    estimate = nt.estimate_run(config)
+    assert "21 recorded, probe 400" in out
+    assert f"peak memory  {format_bytes(estimate.peak_bytes)}" in out
+    assert f"trace file   {format_bytes(estimate.trace_bytes)}" in out
+    for part in estimate.breakdown:
+        assert f"  {part}" in out, part
+    assert out.strip().splitlines()[-1] == estimate.describe()
+    assert "lower probe_size or record fewer epochs (epoch_intervals)" in out
+
+
+def test_train_dry_run_prints_the_estimate_and_trains_nothing(tmp_path):
+    result = cli("train", "--dry-run", *ESTIMATE_ARGS, "--out", "x.nntrace", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "peak memory" in result.stdout and "trace file" in result.stdout
+    assert "probe activations" in result.stdout
+    assert not (tmp_path / "x.nntrace").exists() and not (tmp_path / "runs").exists()
+    assert result.stdout == cli("estimate", *ESTIMATE_ARGS, cwd=tmp_path).stdout
 
 
 def test_argparse_errors_exit_non_zero(capsys):
