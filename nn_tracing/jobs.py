@@ -35,6 +35,7 @@ __all__ = [
     "JobSnapshot",
     "TrainingJob",
     "get_job",
+    "jobs_of",
     "running_jobs",
     "start_job",
 ]
@@ -107,13 +108,25 @@ class TrainingJob:
     name
         Stem of the file name; by default ``<dataset>-<widths>-<activation>-<time>``.
         A run that did not complete gets ``-stopped`` or ``-diverged`` appended.
+    owner
+        Who started it (the app passes its session id), so that whoever started a run can
+        find it again from the registry alone (:func:`jobs_of`).
     """
 
     def __init__(
-        self, config: TrainConfig, directory: Path | None = None, name: str | None = None
+        self,
+        config: TrainConfig,
+        directory: Path | None = None,
+        name: str | None = None,
+        owner: str | None = None,
     ) -> None:
         self.job_id = uuid.uuid4().hex[:12]
         self.config = config
+        self.owner = owner
+        #: Set once the owner has taken notice that the run ended (see :meth:`acknowledge_end`).
+        self.end_acknowledged = False
+        #: Set when the owner no longer wants to see the run (see :meth:`dismiss`).
+        self.dismissed = False
         self.directory = directory or runs_dir()
         widths = "x".join(str(w) for w in config.hidden_sizes)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -142,6 +155,19 @@ class TrainingJob:
         self._stop.set()
         with self._lock:
             self._snapshot = replace(self._snapshot, stop_requested=True)
+
+    def acknowledge_end(self) -> bool:
+        """Mark the end of the run as noticed; returns whether it was noticed just now
+        (``False`` while it runs, or when it was noticed before)."""
+        with self._lock:
+            if not self._snapshot.done or self.end_acknowledged:
+                return False
+            self.end_acknowledged = True
+            return True
+
+    def dismiss(self) -> None:
+        """Hide the run from its owner's list (it keeps running if it was)."""
+        self.dismissed = True
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the job to end; returns whether it has."""
@@ -252,6 +278,7 @@ def start_job(
     directory: Path | None = None,
     name: str | None = None,
     *,
+    owner: str | None = None,
     max_running: int = MAX_RUNNING_JOBS,
 ) -> TrainingJob:
     """Start a :class:`TrainingJob` and register it; returns the job.
@@ -268,9 +295,16 @@ def start_job(
         finished = [job_id for job_id, job in _registry.items() if job.snapshot().done]
         for job_id in finished[: max(len(finished) - MAX_FINISHED_JOBS + 1, 0)]:
             del _registry[job_id]
-        job = TrainingJob(config, directory, name)
+        job = TrainingJob(config, directory, name, owner)
         _registry[job.job_id] = job
     return job.start()
+
+
+def jobs_of(owner: str) -> list[TrainingJob]:
+    """The jobs ``owner`` started and has not dismissed, oldest first (running or ended)."""
+    with _registry_lock:
+        jobs = list(_registry.values())
+    return [job for job in jobs if job.owner == owner and not job.dismissed]
 
 
 def get_job(job_id: str | None) -> TrainingJob | None:

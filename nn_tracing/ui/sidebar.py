@@ -1,9 +1,8 @@
 """The shared sidebar: pick, upload and download traces; train a new run and watch it.
 
-Drawn on every page by the app shell. The training panel reads the session's job snapshot in
-an ``st.fragment(run_every=...)`` while a run trains, so that progress updates without
-redrawing the page; when a new epoch has been recorded (and the page shows that run) or the
-run has ended, it asks for one full rerun.
+Drawn on every page by the app shell: first the live panel of the session's running runs
+(:mod:`nn_tracing.ui.live_runs`), then the trace picker, upload and download, then the
+training section (how recent runs ended, and the form).
 """
 
 from __future__ import annotations
@@ -11,11 +10,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from .. import jobs
 from ..runs import RunEntry, runs_dir
 from ..store import trace_to_bytes
 from . import cache, state
-from .text import fmt_duration, md_escape, show_message
+from .live_runs import poll_jobs, render_ended, render_live, running_jobs
+from .text import md_escape, show_message
 from .traces import (
     ActiveTrace,
     accept_upload,
@@ -27,92 +26,16 @@ from .training_form import load_settings, render_form
 
 __all__ = ["poll_job", "render_sidebar"]
 
-#: Seconds between two refreshes of the training panel while a run trains.
-REFRESH_SECONDS = 1.0
 _STATUS_MARK = {"complete": "✓", "stopped": "■ stopped", "diverged": "⚠ diverged"}
 
-
-# -- the job -------------------------------------------------------------------------------------
-def poll_job() -> bool:
-    """Finish the session's job if it has ended; returns whether it just did.
-
-    A finished run's trace becomes active when the session was looking at the live run
-    (otherwise the user chose another trace meanwhile; the message says where to find it).
-    """
-    job = jobs.get_job(state.get(state.JOB_ID))
-    if job is None:
-        return False
-    snap = job.snapshot()
-    if not snap.done:
-        return False
-    state.pop(state.JOB_ID)
-    watching = state.get(state.ACTIVE_TRACE) == f"job:{job.job_id}"
-    if snap.state == "failed":
-        state.put(state.JOB_MESSAGE, ("error", f"Training failed: {snap.error}"))
-        if watching:
-            state.pop(state.ACTIVE_TRACE)
-        return True
-    name = snap.saved_name or job.name
-    if snap.status == "complete":
-        text = f"Run {name} finished; saved in the runs folder as {name}.nntrace."
-        kind = "success"
-    else:
-        text = (
-            f"Run {name} {snap.status}: {snap.message or 'training ended early'}. The trace so "
-            f"far is saved in the runs folder as {name}.nntrace (status '{snap.status}')."
-        )
-        kind = "warning"
-    if watching:
-        set_active(f"run:{name}")
-    else:
-        text += " Pick it in the trace list above to open it."
-    state.put(state.JOB_MESSAGE, (kind, text))
-    return True
-
-
-def _job_panel() -> None:
-    """Progress of the session's run: epoch k of n, loss, elapsed and remaining, Stop."""
-    if poll_job():
-        st.rerun()
-    job = jobs.get_job(state.get(state.JOB_ID))
-    if job is None:
-        show_message(state.get(state.JOB_MESSAGE))
-        return
-    snap = job.snapshot()
-    st.caption(f"Training **{md_escape(job.name)}**")
-    loss = f"{snap.loss:.4g}" if snap.loss == snap.loss else "–"
-    starting = snap.epoch == 0 and not snap.recorded_epochs
-    st.progress(
-        min(max(snap.fraction, 0.0), 1.0),
-        text="Preparing the data and measuring the untrained network (E_0)…"
-        if starting
-        else f"Epoch {snap.epoch} of {snap.epochs} · loss {loss}",
-    )
-    st.caption(
-        f"Elapsed {fmt_duration(snap.elapsed)} · about {fmt_duration(snap.remaining)} left · "
-        f"{len(snap.recorded_epochs)} epochs recorded"
-        + (" · stopping after this batch…" if snap.stop_requested else "")
-    )
-    st.button(
-        "Stop",
-        key="nnt.stop",
-        on_click=job.stop,
-        disabled=snap.stop_requested,
-        help="Stop after the current batch; the trace so far is saved (status 'stopped').",
-    )
-    watching = state.get(state.ACTIVE_TRACE) == f"job:{job.job_id}"
-    if watching and snap.trace_version > state.get(state.JOB_SEEN_VERSION, 0):
-        st.rerun()  # a new epoch was recorded: redraw the page that shows it
+#: Kept for the app shell: take notice of the session's runs that ended.
+poll_job = poll_jobs
 
 
 def _training_section(active: ActiveTrace | None) -> None:
     st.subheader("Train")
-    job = jobs.get_job(state.get(state.JOB_ID))
-    running = job is not None and not job.snapshot().done
-    if running:
-        st.fragment(run_every=REFRESH_SECONDS)(_job_panel)()
-    else:
-        _job_panel()
+    running = bool(running_jobs())
+    render_ended()
     with st.expander("New training run", expanded=not running and active is None):
         config = active.trace.meta.get("config") if active is not None else None
         if isinstance(config, dict):
@@ -171,9 +94,8 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
     st.subheader("Trace")
     entries = catalogue()
     labels: dict[str, str] = {}
-    job_id = state.get(state.JOB_ID)
-    if job_id and jobs.get_job(job_id) is not None:
-        labels[f"job:{job_id}"] = f"● training now: {jobs.get_job(job_id).name}"  # type: ignore[union-attr]
+    for job in running_jobs():
+        labels[f"job:{job.job_id}"] = f"● training now: {job.name}"
     for upload in state.get(state.UPLOADS, []):
         labels[f"upload:{upload['digest']}"] = f"{upload['name']} · uploaded in this session"
     for entry in entries:
@@ -268,6 +190,7 @@ def _downloads(active: ActiveTrace) -> None:
 def render_sidebar(active: ActiveTrace | None, problem: str | None) -> None:
     """Draw the sidebar of every page."""
     with st.sidebar:
+        render_live()
         _trace_section(active, problem)
         st.divider()
         _training_section(active)

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["get", "pop", "put"]
+__all__ = ["get", "pop", "put", "session_id"]
 
 _PREFIX = "nnt."
 
@@ -28,10 +28,11 @@ DEEP_LINK_DONE = _PREFIX + "deep_link_done"
 PENDING_NEURON = _PREFIX + "pending_neuron"
 
 # -- training ----------------------------------------------------------------------------------
-#: Id of this session's training job (see :mod:`nn_tracing.jobs`).
-JOB_ID = _PREFIX + "job_id"
-#: The job's ``trace_version`` the pages last drew (a newer one triggers a full rerun).
+# (the session's runs live in the job registry, keyed by :func:`session_id`, not here)
+#: The live run's ``trace_version`` the pages last drew (a newer one triggers a full rerun).
 JOB_SEEN_VERSION = _PREFIX + "job_seen_version"
+#: Set by the training form's callback, so that the form does not start the run twice.
+SUBMIT_HANDLED = _PREFIX + "submit_handled"
 #: Field errors of the last submitted training form: ``{field: message}``.
 FORM_ERRORS = _PREFIX + "form_errors"
 #: Prefix of the training form's widget keys (``nnt.form.<field>``).
@@ -40,7 +41,6 @@ FORM_FIELD = _PREFIX + "form."
 # -- messages shown once, next to where they belong: ``(kind, text)`` ------------------------
 TRACE_MESSAGE = _PREFIX + "trace_message"
 UPLOAD_MESSAGE = _PREFIX + "upload_message"
-JOB_MESSAGE = _PREFIX + "job_message"
 
 # -- widgets -----------------------------------------------------------------------------------
 TRACE_PICKER = _PREFIX + "trace_picker"
@@ -55,6 +55,22 @@ OVERVIEW_DETAIL_CHART = _PREFIX + "overview.detail_chart"
 OVERVIEW_FLAGGED_TABLE = _PREFIX + "overview.flagged_table"
 NEURON_EPOCH = _PREFIX + "neurons.epoch"
 NEURON_PICK = _PREFIX + "neurons.pick"
+
+
+#: A random id of this session, which owns the runs it starts (see :func:`session_id`).
+OWNER = _PREFIX + "owner"
+
+
+def session_id() -> str:
+    """This session's id, drawn on first use: the owner of the runs it starts.
+
+    (Not Streamlit's own session id, which is one constant for every ``AppTest``.)
+    """
+    if OWNER not in st.session_state:
+        import uuid
+
+        st.session_state[OWNER] = uuid.uuid4().hex
+    return str(st.session_state[OWNER])
 
 
 def get(key: str, default: Any = None) -> Any:

@@ -161,16 +161,18 @@ def _values() -> dict[str, Any]:
 
 def _submit() -> None:
     """Form callback: validate, then start the job (or keep the errors for the form)."""
+    state.put(state.SUBMIT_HANDLED, True)
+    owner = state.session_id()
     try:
         values = _values()
         config, errors = config_from_form(values)
-        running = jobs.get_job(state.get(state.JOB_ID))
-        if config is not None and running is not None and not running.snapshot().done:
+        if config is not None and any(not j.snapshot().done for j in jobs.jobs_of(owner)):
             errors = {FORM_LEVEL: "This session is training already; stop that run first."}
         if config is None or errors:
             state.put(state.FORM_ERRORS, errors)
             return
-        job = jobs.start_job(config, runs_dir(), name=str(values["name"]).strip() or None)
+        name = str(values["name"]).strip() or None
+        job = jobs.start_job(config, runs_dir(), name=name, owner=owner)
     except jobs.JobLimitError as exc:
         state.put(state.FORM_ERRORS, {FORM_LEVEL: str(exc)})
         return
@@ -178,10 +180,11 @@ def _submit() -> None:
         logger.exception("could not start a training run")
         state.put(state.FORM_ERRORS, {FORM_LEVEL: f"Could not start training: {exc}"})
         return
+    for ended in jobs.jobs_of(owner):
+        if ended is not job:
+            ended.dismiss()  # the new run replaces what the form said of earlier ones
     state.put(state.FORM_ERRORS, {})
-    state.put(state.JOB_ID, job.job_id)
     state.put(state.JOB_SEEN_VERSION, 0)
-    state.pop(state.JOB_MESSAGE)
     set_active(f"job:{job.job_id}")
 
 
@@ -330,8 +333,14 @@ def render_form(busy: bool) -> None:
                 placeholder="automatic",
                 help="File name in runs/ (letters, digits, . _ -).",
             )
-        st.form_submit_button(
+        submitted = st.form_submit_button(
             "Run training", type="primary", on_click=_submit, disabled=busy, width="stretch"
         )
         if FORM_LEVEL in errors:
             st.error(md_escape(errors[FORM_LEVEL], max_length=400))
+    # Streamlit skips a callback whose widget it has not registered in the run before (a click
+    # that lands while another page starts): the click still reaches the script, so start here.
+    if not state.pop(state.SUBMIT_HANDLED, False) and submitted and not busy:
+        _submit()
+        state.pop(state.SUBMIT_HANDLED)
+        st.rerun()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_server import EXCEPTION, TIMEOUT_MS, start_server
+from e2e_server import EXCEPTION, TIMEOUT_MS, Server, start_server
 
 from nn_tracing import load_trace
 
@@ -26,22 +26,28 @@ def open_app(browser, url: str):
     return page
 
 
+def wait_idle(page) -> None:
+    """Wait until no script run is in progress (Streamlit's running indicator is gone)."""
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS
+    )
+
+
 def start_run(page, name: str, hidden: str, epochs: int) -> None:
     """Fill the sidebar's training form and press Run training."""
+    wait_idle(page)
     sidebar = page.locator(SIDEBAR)
-    form = sidebar.get_by_text("New training run")
-    if (
-        not sidebar.get_by_label("Hidden layer sizes", exact=True)
-        .and_(page.locator("input"))
-        .is_visible()
-    ):
-        form.click()
-    sidebar.get_by_label("Hidden layer sizes", exact=True).and_(page.locator("input")).fill(hidden)
-    sidebar.get_by_label("Epochs", exact=True).and_(page.locator("input")).fill(str(epochs))
-    more = sidebar.get_by_text("More settings")
-    if not sidebar.get_by_label("Run name", exact=True).and_(page.locator("input")).is_visible():
-        more.click()
-    sidebar.get_by_label("Run name", exact=True).and_(page.locator("input")).fill(name)
+    for section in ("New training run", "More settings"):
+        expander = sidebar.locator("details", has_text=section).last
+        if expander.get_attribute("open") is None:
+            expander.locator("summary").first.click()
+
+    def field(label: str):
+        return sidebar.get_by_label(label, exact=True).and_(page.locator("input"))
+
+    field("Hidden layer sizes").fill(hidden)
+    field("Epochs").fill(str(epochs))
+    field("Run name").fill(name)
     sidebar.get_by_role("button", name="Run training").click()
 
 
@@ -89,3 +95,49 @@ def test_stopping_the_server_saves_the_run_that_trains(
     assert trace.status == "stopped"
     assert len(trace.epochs) >= 15
     assert trace.n_neurons * len(trace.epochs) > 1600
+
+
+def panel_state(page, name: str) -> str:
+    """What the sidebar says of run ``name``: training, ended, or nothing."""
+    text = page.locator(SIDEBAR).inner_text()
+    if f"Training {name}" in text:
+        return "training"
+    if f"Run {name} finished" in text or f"Run {name} stopped" in text:
+        return "ended"
+    return "absent"
+
+
+def test_runs_started_while_switching_pages_are_shown_until_they_end(
+    server: Server, browser
+) -> None:
+    """Two sessions at once, each pressing Run and switching page in the same instant, three
+    times: every run that started is saved, and its session's sidebar — on the page it
+    switched to — says that it ended (no frozen progress, no Stop button left behind).
+
+    Streamlit itself can drop a click that lands in the same few milliseconds as a page
+    switch (the click's rerun is replaced before its callback runs): such a click starts
+    nothing and leaves the form as it was, ready to press again; the test counts those.
+    """
+    pages = [open_app(browser, server.url) for _ in range(2)]
+    targets = ["Neurons", "Dynamics", "Overview", "Breadcrumbs"]
+    started = 0
+    for round_ in range(3):
+        names = []
+        for i, page in enumerate(pages):
+            name = f"switch-{round_}-{i}"
+            start_run(page, name, "16, 16", 40)
+            page.locator(SIDEBAR).get_by_role("link", name=targets[(round_ + i) % 4]).click()
+            names.append((page, name))
+        for page, name in names:
+            path = server.runs / f"{name}.nntrace"
+            try:
+                wait_for(path.exists, 90, f"{name} saved")
+            except AssertionError:
+                wait_idle(page)
+                assert panel_state(page, name) == "absent", f"{name} is shown but never saved"
+                continue
+            started += 1
+            wait_for(lambda p=page, n=name: panel_state(p, n) == "ended", 30, f"{name} ended")
+            assert page.locator(SIDEBAR).get_by_role("button", name="Stop").count() == 0
+            assert page.locator(EXCEPTION).count() == 0
+    assert started >= 3, f"only {started} of 6 runs started"
