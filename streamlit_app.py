@@ -18,4 +18,4 @@ current = ui.navigation(
     ]
 )
 ui.shell(current)
-current.run()
+ui.run_page(current)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "navigation": "app",
     "open_neuron": "app",
     "page": "app",
+    "run_page": "app",
     "shell": "app",
     "render_clusters": "clusters",
     "render_neurons": "neurons",

@@ -32,6 +32,7 @@ __all__ = [
     "open_neuron",
     "page",
     "require_shell",
+    "run_page",
     "shell",
 ]
 
@@ -124,3 +125,10 @@ def shell(current: Any) -> None:
         state.put(state.JOB_SEEN_VERSION, int(active.key.rsplit(":", 1)[1]))
     with guarded("drawing the sidebar"):
         render_sidebar(active, problem)
+
+
+def run_page(current: Any) -> None:
+    """Run the current page; an error no section of it caught becomes a message in place
+    (never Streamlit's exception box), the traceback going to the server log."""
+    with guarded(f"drawing the {getattr(current, 'title', 'current')} page"):
+        current.run()

@@ -280,7 +280,7 @@ def _runs_picker(active: ActiveTrace) -> list[tuple[str, str, NetworkTrace]]:
             disabled=busy,
             help="Same configuration, the next unused seeds; saved to the runs folder.",
         )
-        st.fragment(run_every=SEED_REFRESH_SECONDS if busy else None)(_seed_panel)()
+        st.fragment(run_every=SEED_REFRESH_SECONDS if busy else None)(_guarded_seed_panel)()
     chosen = [me]
     for name in state.get(key, []):
         replicate = next(r for r in found if r.name == name)
@@ -886,6 +886,11 @@ def _decision_entropy(active: ActiveTrace) -> None:
         "subtracts the null mean (the plug-in bias). The G-test p is an asymptotic second "
         "opinion below the permutation resolution."
     )
+
+
+def _guarded_seed_panel() -> None:
+    with guarded("following the seed runs"):
+        _seed_panel()
 
 
 # -- the page --------------------------------------------------------------------------------------

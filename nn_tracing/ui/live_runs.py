@@ -16,7 +16,7 @@ import streamlit as st
 
 from .. import jobs
 from . import state
-from .text import fmt_duration, md_escape, show_message
+from .text import fmt_duration, guarded, md_escape, show_message
 from .traces import set_active
 
 __all__ = ["REFRESH_SECONDS", "poll_jobs", "render_ended", "render_live", "session_jobs"]
@@ -103,6 +103,11 @@ def _progress(job: jobs.TrainingJob) -> None:
 @st.fragment(run_every=REFRESH_SECONDS)
 def _live_panel() -> None:
     """Progress of the session's running runs, refreshed on its own."""
+    with guarded("following the training run"):
+        _live_panel_body()
+
+
+def _live_panel_body() -> None:
     if poll_jobs():
         st.rerun()  # a run ended: the whole app shows its saved trace and how it ended
     running = running_jobs()

@@ -330,7 +330,12 @@ def _at_epoch(active: ActiveTrace) -> None:
     """Everything that follows the epoch slider: a fragment, so that moving the slider (or
     changing the metric) redraws only this part of the page."""
     st.header("Brain scan")
-    metric, epoch, order, percentile = _controls(active)
+    controls = None
+    with guarded("reading the brain scan's settings"):
+        controls = _controls(active)
+    if controls is None:
+        return
+    metric, epoch, order, percentile = controls
     with guarded("drawing the brain scan"):
         _brain_scan(active, metric, epoch, order, percentile)
     st.subheader("Over training")

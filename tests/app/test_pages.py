@@ -84,3 +84,34 @@ def test_a_corrupt_file_in_runs_is_listed_but_never_breaks_the_app(
     table = at.sidebar.dataframe[0].value
     assert "broken" in set(table["name"])
     assert table.loc[table["name"] == "broken", "problem"].iloc[0]
+
+
+PAGE_MODULES = {
+    "pages/overview.py": "overview",
+    "pages/neurons.py": "neurons",
+    "pages/clusters.py": "clusters",
+    "pages/dynamics.py": "dynamics",
+    "pages/breadcrumbs.py": "breadcrumbs",
+}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_an_unexpected_error_in_a_page_is_a_message_in_place(
+    app: Callable[[], AppTest], page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a page did not foresee becomes an error message that names it — never
+    Streamlit's exception box with a traceback — and the sidebar still works."""
+    import importlib
+
+    module = importlib.import_module(f"nn_tracing.ui.{PAGE_MODULES[page]}")
+
+    def broken() -> None:
+        raise RuntimeError("a planted failure")
+
+    at = app().run()
+    monkeypatch.setattr(module, "resolve_active", broken)
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = " ".join(e.value for e in at.main.error)
+    assert "a planted failure" in errors and "Something went wrong" in errors
+    assert any(b.label == "Run training" for b in at.sidebar.button)
