@@ -23,7 +23,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from .budget import MemoryBudget, admit, server_budget
 from .config import TrainConfig
+from .estimate import RunEstimate, estimate_run
 from .runs import new_run_path, runs_dir, safe_stem
 from .store import save_trace
 from .trace import NetworkTrace
@@ -36,6 +38,7 @@ __all__ = [
     "TrainingJob",
     "get_job",
     "jobs_of",
+    "memory_in_use",
     "running_jobs",
     "start_job",
 ]
@@ -123,6 +126,8 @@ class TrainingJob:
         self.job_id = uuid.uuid4().hex[:12]
         self.config = config
         self.owner = owner
+        #: What the run was estimated to take before it started (see :mod:`nn_tracing.budget`).
+        self.estimate: RunEstimate = estimate_run(config)
         #: Set once the owner has taken notice that the run ended (see :meth:`acknowledge_end`).
         self.end_acknowledged = False
         #: Set when the owner no longer wants to see the run (see :meth:`dismiss`).
@@ -280,10 +285,15 @@ def start_job(
     *,
     owner: str | None = None,
     max_running: int = MAX_RUNNING_JOBS,
+    budget: MemoryBudget | None = None,
 ) -> TrainingJob:
     """Start a :class:`TrainingJob` and register it; returns the job.
 
-    Raises :class:`JobLimitError` when ``max_running`` jobs are training already.
+    Raises :class:`JobLimitError` when ``max_running`` jobs are training already, and
+    :class:`~nn_tracing.estimate.RunTooLarge` when the run's estimated peak memory, with that
+    of the runs training now, is over ``budget`` (default :func:`~nn_tracing.budget.server_budget`)
+    or its trace over the runs folder's free disk; the message gives the figures and the
+    setting to lower.
     """
     with _registry_lock:
         active = [job for job in _registry.values() if not job.snapshot().done]
@@ -292,10 +302,16 @@ def start_job(
                 f"{len(active)} runs are training on this server already (the limit is "
                 f"{max_running}); wait for one to finish or stop one"
             )
+        job = TrainingJob(config, directory, name, owner)
+        admit(
+            job.estimate,
+            [other.estimate for other in active],
+            budget if budget is not None else server_budget(),
+            job.directory,
+        )
         finished = [job_id for job_id, job in _registry.items() if job.snapshot().done]
         for job_id in finished[: max(len(finished) - MAX_FINISHED_JOBS + 1, 0)]:
             del _registry[job_id]
-        job = TrainingJob(config, directory, name, owner)
         _registry[job.job_id] = job
     return job.start()
 
@@ -305,6 +321,11 @@ def jobs_of(owner: str) -> list[TrainingJob]:
     with _registry_lock:
         jobs = list(_registry.values())
     return [job for job in jobs if job.owner == owner and not job.dismissed]
+
+
+def memory_in_use() -> int:
+    """Estimated peak memory of the runs training now (what the budget counts)."""
+    return sum(job.estimate.peak_bytes for job in running_jobs())
 
 
 def get_job(job_id: str | None) -> TrainingJob | None:

@@ -17,8 +17,10 @@ from typing import Any
 import streamlit as st
 
 from .. import jobs
+from ..budget import server_budget
 from ..config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
 from ..data import BUILTIN_DATASETS
+from ..estimate import RunTooLarge
 from ..runs import runs_dir
 from . import state
 from .text import md_escape
@@ -173,7 +175,7 @@ def _submit() -> None:
             return
         name = str(values["name"]).strip() or None
         job = jobs.start_job(config, runs_dir(), name=name, owner=owner)
-    except jobs.JobLimitError as exc:
+    except (jobs.JobLimitError, RunTooLarge) as exc:
         state.put(state.FORM_ERRORS, {FORM_LEVEL: str(exc)})
         return
     except Exception as exc:  # shown next to the button, traceback to the log
@@ -235,6 +237,13 @@ def _field(widget: Any, field: str, label: str, errors: Mapping[str, str], **kwa
     widget(label, key=_key(field), **kwargs)
     if field in errors:
         st.error(md_escape(errors[field], max_length=400))
+
+
+def _budget_line() -> str:
+    try:
+        return server_budget().describe(jobs.memory_in_use())
+    except ValueError as exc:  # the owner's setting does not parse: say so, run nothing big
+        return f"The server's memory budget is misconfigured: {exc}"
 
 
 def render_form(busy: bool) -> None:
@@ -337,7 +346,8 @@ def render_form(busy: bool) -> None:
             "Run training", type="primary", on_click=_submit, disabled=busy, width="stretch"
         )
         if FORM_LEVEL in errors:
-            st.error(md_escape(errors[FORM_LEVEL], max_length=400))
+            st.error(md_escape(errors[FORM_LEVEL], max_length=800))
+    st.caption(md_escape(_budget_line(), max_length=400))
     # Streamlit skips a callback whose widget it has not registered in the run before (a click
     # that lands while another page starts): the click still reaches the script, so start here.
     if not state.pop(state.SUBMIT_HANDLED, False) and submitted and not busy:

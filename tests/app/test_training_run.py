@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from apptest_support import assert_healthy, texts
 from streamlit.testing.v1 import AppTest
 
@@ -149,4 +150,22 @@ def test_the_form_can_take_the_settings_of_the_active_trace(app: Callable[[], Ap
     assert at.sidebar.number_input(key=FIELD + "epochs").value == 4
     assert at.sidebar.number_input(key=FIELD + "probe_size").value == 64
     assert at.sidebar.selectbox(key=FIELD + "record_mode").value == "every"
+    assert_healthy(at)
+
+
+def test_a_run_over_the_servers_memory_budget_is_refused_with_the_knob_to_turn(
+    app: Callable[[], AppTest], runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What got a shared server OOM-killed: 8192 neurons, a 65536-sample probe, 400k samples,
+    every epoch recorded. Refused before anything is allocated, with the figures."""
+    monkeypatch.setenv("NN_TRACING_MEMORY_BUDGET", "4GiB")
+    at = app().run()
+    assert "4.0 GiB of memory together" in texts(at.sidebar.caption)
+    _fill_tiny(at, hidden="8192", probe_size=65536, n_samples=400_000, epochs=30)
+    _run_button(at).click().run()
+    refused = texts(at.sidebar.error)
+    assert "GiB of memory at its peak" in refused and "lower probe_size" in refused
+    assert "4.0 GiB" in refused
+    assert _job(at) is None
+    assert [p.name for p in runs_dir.iterdir()] == ["tiny.nntrace"]
     assert_healthy(at)
