@@ -8,8 +8,9 @@
     page.run()
 
 Deep links: ``?trace=<name>&neuron=E_30/L_hidden_1/n_20`` opens the trace ``<name>`` of the
-runs folder and, with ``neuron=``, the Neurons page on that neuron — whichever page the URL
-names, on the first run of a session.
+runs folder (spelled as :func:`~nn_tracing.runs.display_name` spells it, so any file the
+folder lists has a link) and, with ``neuron=``, the Neurons page on that neuron — whichever
+page the URL names, on the first run of a session.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from ..runs import DEMO_CONFIG, ensure_demo_trace, runs_dir
 from . import state
 from .sidebar import poll_job, render_sidebar
 from .text import guarded, md_escape
-from .traces import catalogue, publish_trace_param, resolve_active, sync_trace_param
+from .traces import (
+    catalogue,
+    publish_trace_param,
+    resolve_active,
+    scrub_paths,
+    shown_runs_dir,
+    sync_trace_param,
+)
 
 __all__ = [
     "NEURONS_PAGE",
@@ -85,7 +93,7 @@ def _ensure_demo() -> None:
         return
     cfg = DEMO_CONFIG
     message = (
-        f"No traces in {md_escape(str(runs_dir()))} yet: training a small demo network "
+        f"No traces in {md_escape(shown_runs_dir())} yet: training a small demo network "
         f"({cfg.dataset}, {len(cfg.hidden_sizes)} hidden layers of {cfg.hidden_sizes[0]} "
         f"{cfg.activation} neurons, {cfg.epochs} epochs). This takes a few seconds and "
         "happens once."
@@ -95,8 +103,9 @@ def _ensure_demo() -> None:
             ensure_demo_trace(runs_dir())
         except OSError as exc:
             st.error(
-                f"Could not write the demo trace to {md_escape(str(runs_dir()))}: "
-                f"{md_escape(exc)}. Set NN_TRACING_RUNS_DIR to a folder you can write to."
+                f"Could not write the demo trace to {md_escape(shown_runs_dir())}: "
+                f"{md_escape(exc.strerror or scrub_paths(str(exc)))}. Set NN_TRACING_RUNS_DIR "
+                "to a folder you can write to."
             )
 
 

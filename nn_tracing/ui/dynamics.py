@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,7 +46,7 @@ from ..analysis.hmm import (
     model_features,
     step_features,
 )
-from ..runs import run_files, runs_dir
+from ..runs import display_name, parse_display_name, run_files, runs_dir
 from ..seeds import Replicate, find_replicates, free_seeds, replicate_config
 from ..store import TraceFormatError
 from ..trace import METRICS, NetworkTrace
@@ -140,14 +141,15 @@ def _time_test(test: TimeShuffleTest | None) -> None:
 
 
 # -- 1. the training map ---------------------------------------------------------------------------
-def _stamps() -> tuple[tuple[str, int, int], ...]:
+def _stamps() -> tuple[tuple[bytes, int, int], ...]:
     out = []
     for path in run_files():
         try:
             stat = path.stat()
         except OSError:
             continue
-        out.append((str(path), stat.st_mtime_ns, stat.st_size))
+        # bytes: a file name that is not UTF-8 is a str Streamlit's cache key cannot hash
+        out.append((os.fsencode(path), stat.st_mtime_ns, stat.st_size))
     return tuple(sorted(out))
 
 
@@ -155,9 +157,9 @@ def _stamps() -> tuple[tuple[str, int, int], ...]:
 def _replicates(config_json: str, exclude: str, stamps: tuple[Any, ...]) -> list[Replicate]:
     """Runs of the folder with this config but another seed (manifests only; cached by the
     folder's file stamps, so a new run shows up at once)."""
-    return find_replicates(
-        json.loads(config_json), runs_dir(), exclude=[exclude] if exclude else []
-    )
+    # exclude is a name as display_name spells it (a cache key must be valid UTF-8)
+    stem = parse_display_name(exclude) or exclude
+    return find_replicates(json.loads(config_json), runs_dir(), exclude=[stem] if stem else [])
 
 
 def _features(trace: NetworkTrace, key: str, sequence: str) -> ModelFeatures:
@@ -244,7 +246,8 @@ def _runs_picker(active: ActiveTrace) -> list[tuple[str, str, NetworkTrace]]:
         )
         return [me]
     found = _replicates(json.dumps(config, sort_keys=True), active.name or "", _stamps())
-    names = [r.name for r in found]
+    by_name = {display_name(r.name): r for r in found}
+    names = list(by_name)
     key = state.epoch_key(state.DYNAMICS_RUNS, active.ref)
     _ensure(key, lambda v: isinstance(v, list) and set(v) <= set(names), names[:MAX_JOINT_RUNS])
     left, right = st.columns([3, 2])
@@ -255,7 +258,7 @@ def _runs_picker(active: ActiveTrace) -> list[tuple[str, str, NetworkTrace]]:
                 names,
                 key=key,
                 max_selections=MAX_JOINT_RUNS,
-                format_func=lambda n: f"{n} (seed {next(r.seed for r in found if r.name == n)})",
+                format_func=lambda n: f"{n} (seed {by_name[n].seed})",
                 help="One HMM over every run (hmmlearn's lengths): states are shared, and a "
                 "state only some runs visit is a detour.",
             )
@@ -283,7 +286,7 @@ def _runs_picker(active: ActiveTrace) -> list[tuple[str, str, NetworkTrace]]:
         st.fragment(run_every=SEED_REFRESH_SECONDS if busy else None)(_guarded_seed_panel)()
     chosen = [me]
     for name in state.get(key, []):
-        replicate = next(r for r in found if r.name == name)
+        replicate = by_name[name]
         try:
             other = load_trace_file(replicate.path)
         except (TraceFormatError, OSError) as exc:
