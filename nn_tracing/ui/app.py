@@ -11,6 +11,10 @@ Deep links: ``?trace=<name>&neuron=E_30/L_hidden_1/n_20`` opens the trace ``<nam
 runs folder (spelled as :func:`~nn_tracing.runs.display_name` spells it, so any file the
 folder lists has a link) and, with ``neuron=``, the Neurons page on that neuron — whichever
 page the URL names, on the first run of a session.
+
+The shell's first run in a server process empties the upload folder (the sessions that held
+those uploads ended with the previous server); later runs sweep it of uploads no session holds
+(:func:`nn_tracing.ui.uploads.tidy`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import streamlit as st
 
 from ..runs import DEMO_CONFIG, ensure_demo_trace, runs_dir
-from . import state
+from . import state, uploads
 from .sidebar import poll_job, render_sidebar
 from .text import guarded, md_escape
 from .traces import (
@@ -123,6 +127,8 @@ def shell(current: Any) -> None:
     from .clusters import start_warm_up_once  # UMAP's one-time JIT, in the background
 
     start_warm_up_once()
+    with guarded("tidying the upload folder"):
+        uploads.tidy()
     with guarded("preparing the demo trace"):
         _ensure_demo()
     _follow_deep_link(current)

@@ -73,7 +73,7 @@ def _uploaded() -> None:
     upload = state.get(state.UPLOADER)
     if upload is None:
         return
-    result = accept_upload(upload.name, upload.getvalue())
+    result = accept_upload(upload.name, upload)  # copied to disk from Streamlit's buffer
     state.put(state.UPLOAD_MESSAGE, ("success" if result.ok else "error", result.message))
 
 

@@ -7,8 +7,8 @@ A trace is referred to by a short string kept in session state:
   (invisible characters and surrogates escaped, so the reference is safe in widget keys and
   URLs; :func:`run_ref`). The app shows that spelling and a deep link's ``trace=`` carries it;
 * ``upload:<digest>`` — a file uploaded in this session, validated by
-  :func:`~nn_tracing.store.load_trace` and kept in a private upload folder (not in ``runs/``
-  unless the user saves it there);
+  :func:`~nn_tracing.store.load_trace` and kept in the server's bounded upload folder
+  (:mod:`nn_tracing.ui.uploads`; not in ``runs/`` unless the user saves it there);
 * ``job:<id>`` — the trace a running job has recorded so far.
 
 Loaded traces are shared by all sessions through ``st.cache_resource`` keyed by the file's
@@ -22,9 +22,9 @@ others see it relative to the working directory, or just its name (:func:`shown_
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import streamlit as st
 
@@ -42,9 +42,11 @@ from ..runs import (
 )
 from ..store import TraceFormatError, load_trace
 from ..trace import NetworkTrace
-from . import state
+from . import state, uploads
+from .uploads import UPLOAD_DIR_ENV, UploadRefused, upload_dir
 
 __all__ = [
+    "UPLOAD_DIR_ENV",
     "ActiveTrace",
     "UploadResult",
     "accept_upload",
@@ -59,8 +61,6 @@ __all__ = [
     "sync_trace_param",
     "upload_dir",
 ]
-
-UPLOAD_DIR_ENV = "NN_TRACING_UPLOAD_DIR"
 
 
 @dataclass(frozen=True)
@@ -84,15 +84,6 @@ class ActiveTrace:
     @property
     def live(self) -> bool:
         return self.source == "live"
-
-
-def upload_dir() -> Path:
-    """Where uploaded traces are kept for this server (``$NN_TRACING_UPLOAD_DIR`` or a temp
-    folder); files are named by their sha256 digest."""
-    configured = os.environ.get(UPLOAD_DIR_ENV, "").strip()
-    base = Path(configured) if configured else Path(tempfile.gettempdir()) / "nn_tracing-uploads"
-    base.mkdir(parents=True, exist_ok=True)
-    return base
 
 
 # -- what a visitor may see of the server's folders ----------------------------------------------
@@ -184,41 +175,49 @@ def _uploads() -> list[dict[str, str]]:
     return list(state.get(state.UPLOADS, []))
 
 
-def accept_upload(filename: str, data: bytes) -> UploadResult:
+def accept_upload(filename: str, data: bytes | IO[bytes]) -> UploadResult:
     """Validate an uploaded trace and make it the active trace of this session.
 
-    The bytes go through :func:`~nn_tracing.store.load_trace` (never pickle); a bad file gives
-    ``ok=False`` and a specific message, and nothing else changes. A good one is kept in the
-    upload folder under its digest — not in ``runs/`` — and listed for this session only.
+    ``data`` (bytes, or a binary file such as Streamlit's ``UploadedFile``) is copied to a
+    temporary file of the upload folder and validated there by
+    :func:`~nn_tracing.store.load_trace` (never pickle; no second copy in memory). A bad
+    file, or one that does not fit in the bounded upload folder
+    (:mod:`nn_tracing.ui.uploads`), gives ``ok=False`` and a specific message, and nothing
+    else changes. A good one is kept under its digest — not in ``runs/`` — and listed for
+    this session only.
     """
     shown = safe_stem(Path(filename or "upload").name)
-    if not data:
+    holder = state.session_id()
+    if uploads.size_of(data) == 0:
         return UploadResult(False, f"{shown}: the file is empty.")
     try:
-        trace = load_trace(data)
+        tmp, _ = uploads.write_upload(data, holder)
+    except UploadRefused as exc:
+        return UploadResult(False, f"{shown} was not opened: {exc}")
+    except OSError as exc:
+        return UploadResult(False, f"{shown}: the upload could not be stored: {_os_problem(exc)}")
+    try:
+        trace = load_trace(tmp)
+        digest, n_neurons, n_epochs = trace.digest or "", trace.n_neurons, len(trace.epochs)
+        del trace
     except TraceFormatError as exc:
+        tmp.unlink(missing_ok=True)
         return UploadResult(False, f"{shown} is not a trace nn_tracing can open: {exc}")
-    digest = trace.digest or ""
-    target = upload_dir() / f"{digest}.nntrace"
-    if not target.exists():
-        fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            return UploadResult(
-                False, f"{shown}: the upload could not be stored: {_os_problem(exc)}"
-            )
-    uploads = [u for u in _uploads() if u["digest"] != digest]
-    uploads.insert(0, {"digest": digest, "name": shown})
-    state.put(state.UPLOADS, uploads)
+    try:
+        uploads.keep(tmp, digest, holder)
+    except UploadRefused as exc:
+        return UploadResult(False, f"{shown} was not opened: {exc}")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return UploadResult(False, f"{shown}: the upload could not be stored: {_os_problem(exc)}")
+    listed = [u for u in _uploads() if u["digest"] != digest]
+    listed.insert(0, {"digest": digest, "name": shown})
+    state.put(state.UPLOADS, listed)
     ref = f"upload:{digest}"
     set_active(ref)
     return UploadResult(
         True,
-        f"Opened {shown} ({trace.n_neurons} neurons, {len(trace.epochs)} recorded epochs). "
+        f"Opened {shown} ({n_neurons} neurons, {n_epochs} recorded epochs). "
         "It is not in runs/; use 'Save upload to runs/' to keep it there.",
         ref,
     )
@@ -232,7 +231,7 @@ def _os_problem(exc: OSError) -> str:
 def save_upload_to_runs(digest: str) -> UploadResult:
     """Copy an uploaded trace into the runs folder and make that copy active."""
     name = next((u["name"] for u in _uploads() if u["digest"] == digest), "upload")
-    source = upload_dir() / f"{digest}.nntrace"
+    source = uploads.upload_path(digest)
     if not source.is_file():
         return UploadResult(
             False, f"The upload {name} is no longer on the server; upload it again."
@@ -273,11 +272,12 @@ def _open(ref: str) -> ActiveTrace | None:
             return ActiveTrace(ref, label, trace, key, None, None, "live")
         if kind == "upload":
             name = next((u["name"] for u in _uploads() if u["digest"] == ident), ident[:12])
-            path = upload_dir() / f"{ident}.nntrace"
+            path = uploads.upload_path(ident)
             if not path.is_file():
                 raise _Unavailable(
                     f"The upload {name} is no longer on the server; upload it again."
                 )
+            uploads.hold(ident, state.session_id())
             trace = load_trace_file(path)
             label = f"{name} (uploaded)"
             return ActiveTrace(ref, label, trace, trace.digest or ident, name, path, "upload")
