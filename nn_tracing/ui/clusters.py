@@ -8,8 +8,8 @@ on the map, and — for the per-epoch feature sets — moves the neurons through
 joint embedding with an epoch slider.
 
 Every computation is :mod:`nn_tracing.analysis.embedding`'s or ``baselines``'; they run on
-the server's analysis worker and their results are shared (:mod:`nn_tracing.ui.work`: one
-analysis at a time, a progress bar, an estimate and a button for long work). The settings and
+the server's analysis worker and their results are shared (:mod:`nn_tracing.ui.compute`:
+one analysis at a time, a progress bar, an estimate and a button for long work). The settings and
 the selection live in the URL (see :data:`URL_KEYS`), so
 the address bar reopens the same view in another browser.
 """
@@ -51,9 +51,10 @@ from ..analysis.embedding import (
 from ..analysis.health import FLAG_TITLES, FLAGS
 from ..trace import METRICS
 from ..viz import clusters as cviz
-from . import cache, state, work
+from . import cache, state
 from .app import open_neuron, require_shell
 from .charts import neuron_table, show_chart
+from .compute import AUTO_SECONDS, recall, remember, run_analysis
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
@@ -295,7 +296,7 @@ def _ensure(key: str, valid: Callable[[Any], bool], default: Any) -> None:
 
 def _hmm_problem(active: ActiveTrace) -> str | None:
     """Why HMM states cannot colour this trace (``None``: they can, as far as is known)."""
-    return work.stored(work.key("hmm-failed", active.key, None))
+    return recall("hmm-failed", active.key, None)  # type: ignore[no-any-return]
 
 
 def _feature_controls(
@@ -630,9 +631,10 @@ class Clustering:
 
 
 def _features(active: ActiveTrace, spec: FeatureSpec) -> NeuronFeatures | None:
-    key = work.key("features", active.key, spec.to_dict())
-    return work.compute(
-        key,
+    return run_analysis(
+        "features",
+        active.key,
+        spec.to_dict(),
         lambda progress: neuron_features(active.trace, spec),
         label=f"Describing the neurons: {spec.describe()}",
         button_key=f"{state.CLUSTERS_RUN}:features",
@@ -643,7 +645,6 @@ def _projection(
     active: ActiveTrace, features: NeuronFeatures, settings: Settings
 ) -> Projection | None:
     params = settings.projector_params()
-    key = work.key("projection", active.key, [features.spec.to_dict(), params])
     estimate = estimate_seconds(
         settings.projector, features.n_rows, n_features=features.values.shape[1]
     )
@@ -659,8 +660,10 @@ def _projection(
             seconds=projector.seconds_,
         )
 
-    return work.compute(
-        key,
+    return run_analysis(
+        "projection",
+        active.key,
+        [features.spec.to_dict(), params],
         run,
         label=f"{name} of {features.n_rows} neurons",
         estimate=estimate,
@@ -678,7 +681,6 @@ def _clustering(
     if settings.on == "map" and projection is None:
         return None
     params = settings.clusterer_params()
-    key = work.key("clusters", active.key, [features.spec.to_dict(), params])
     data = projection.embedding if settings.on == "map" and projection else features.values
     estimate = estimate_seconds(settings.method, data.shape[0], n_features=data.shape[1])
     name = CLUSTERERS[settings.method]
@@ -698,8 +700,10 @@ def _clustering(
             seconds=time.perf_counter() - started,
         )
 
-    return work.compute(
-        key,
+    return run_analysis(
+        "clusters",
+        active.key,
+        [features.spec.to_dict(), params],
         run,
         label=f"{name} clustering",
         estimate=estimate,
@@ -721,7 +725,6 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
         settings.permutations,
         list(settings.nulls),
     ]
-    key = work.key("chance", active.key, params)
     projector_params = settings.projector_params() if settings.on == "map" else None
     runs, _ = ChanceTest.plan(features, settings.nulls, active.trace)
     estimate = ChanceTest.estimate_seconds(
@@ -735,7 +738,7 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
     if "untrained" in runs:  # one fresh initialisation per permutation
         estimate += settings.permutations * reinitialisation_seconds(active.trace)
     if active.live:  # a new epoch makes a new trace version: run the test when asked
-        estimate = max(estimate, work.AUTO_SECONDS + 1)
+        estimate = max(estimate, AUTO_SECONDS + 1)
 
     def run(progress: Callable[[float, str], None]) -> ChanceTest:
         test = ChanceTest(
@@ -753,8 +756,10 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
         test.progress = None  # the callback draws on this page: do not keep it
         return test
 
-    return work.compute(
-        key,
+    return run_analysis(
+        "chance",
+        active.key,
+        params,
         run,
         label=f"Testing the clusters against {settings.permutations} versions of each null",
         estimate=estimate,
@@ -766,13 +771,13 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
 def _summary(
     active: ActiveTrace, features: NeuronFeatures, clustering: Clustering, settings: Settings
 ) -> ClusterSummary:
-    key = work.key("summary", active.key, [features.spec.to_dict(), settings.clusterer_params()])
-    found = work.stored(key)
+    params = [features.spec.to_dict(), settings.clusterer_params()]
+    found = recall("summary", active.key, params)
     if found is None:
         profile = "raw" if features.spec.resolved_scale == "none" else "values"
         found = cluster_summary(features, clustering.labels, profile_values=profile)
-        work.keep(key, found)
-    return found
+        remember("summary", active.key, params, found)
+    return found  # type: ignore[no-any-return]
 
 
 # -- colours ----------------------------------------------------------------------------------
@@ -788,7 +793,7 @@ def _hmm_states(active: ActiveTrace) -> np.ndarray | None:
         if states.shape != (active.trace.n_neurons, len(active.trace.epochs)):
             raise ValueError(f"its states have shape {states.shape}")
     except Exception as exc:
-        work.keep(work.key("hmm-failed", active.key, None), f"the HMM fit failed: {exc}")
+        remember("hmm-failed", active.key, None, f"the HMM fit failed: {exc}")
         st.warning(
             f"HMM states cannot colour this trace: {md_escape(exc, 300)}. "
             "Colouring by cluster instead."
@@ -1175,7 +1180,6 @@ def _through_time(
         st.info("This trace has one recorded epoch: nothing to follow through time.")
         return
     params = settings.projector_params()
-    key = work.key("joint", active.key, [spec.to_dict() | {"epoch": None}, params])
     n_neurons = sum(trace.layer(n).n_neurons for n in spec.layers)
     rows = min(n_neurons * len(trace.epochs), MAX_JOINT_POINTS)
     estimate = estimate_seconds(settings.projector, rows, n_features=features.values.shape[1])
@@ -1189,8 +1193,10 @@ def _through_time(
         projector = NeuronProjector(**params, progress=progress)
         return joint_embedding(trace, spec, projector, max_points=MAX_JOINT_POINTS)
 
-    joint = work.compute(
-        key,
+    joint = run_analysis(
+        "joint",
+        active.key,
+        [spec.to_dict() | {"epoch": None}, params],
         run,
         label=f"Joint {name} of {rows} (neuron, epoch) points",
         estimate=estimate,

@@ -42,6 +42,11 @@ FORM_FIELD = _PREFIX + "form."
 TRACE_MESSAGE = _PREFIX + "trace_message"
 UPLOAD_MESSAGE = _PREFIX + "upload_message"
 
+# -- analyses on the worker (nn_tracing.ui.compute) -------------------------------------------
+#: A "Compute" button of long work whose page names no key of its own (+ ``:<label>``); the
+#: computation it asked for is kept under the button's key + ``:asked``.
+RUN_ANALYSIS = _PREFIX + "run_analysis"
+
 # -- widgets -----------------------------------------------------------------------------------
 TRACE_PICKER = _PREFIX + "trace_picker"
 UPLOADER = _PREFIX + "uploader"
