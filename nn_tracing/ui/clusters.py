@@ -10,8 +10,8 @@ joint embedding with an epoch slider.
 Every computation is :mod:`nn_tracing.analysis.embedding`'s or ``baselines``'; they run on
 the server's analysis worker and their results are shared (:mod:`nn_tracing.ui.compute`:
 one analysis at a time, a progress bar, an estimate and a button for long work). The settings and
-the selection live in the URL (see :data:`URL_KEYS`), so
-the address bar reopens the same view in another browser.
+the selection live in the URL (see :data:`URL`, made with :mod:`nn_tracing.ui.url`), so the
+address bar reopens the same view in another browser.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,14 +51,14 @@ from ..analysis.embedding import (
 from ..analysis.health import FLAG_TITLES, FLAGS
 from ..trace import METRICS
 from ..viz import clusters as cviz
-from . import cache, state
+from . import cache, state, url
 from .app import open_neuron, require_shell
 from .charts import neuron_table, show_chart
 from .compute import AUTO_SECONDS, recall, remember, run_analysis
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
-__all__ = ["URL_KEYS", "Settings", "render_clusters", "start_warm_up_once"]
+__all__ = ["URL", "Settings", "render_clusters", "start_warm_up_once"]
 
 #: Work estimated to take longer than this waits for a click on "Compute".
 #: Most trails drawn through the joint embedding.
@@ -101,34 +101,70 @@ def start_warm_up_once() -> None:
 
 
 # -- settings ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Settings:
-    """Everything the user chose on the page (also what the URL carries)."""
+#: Every distance some projector offers (the projector's own list is checked on the page).
+_ALL_DISTANCES = tuple(sorted({d for options in DISTANCES.values() for d in options}))
 
-    kind: str
-    layers: tuple[str, ...]
-    epoch: int | None
-    epoch_range: tuple[int, int] | None
-    metric: str
-    metrics: tuple[str, ...]
-    scale: str
-    projector: str
-    perplexity: float
-    n_neighbors: int
-    min_dist: float
-    distance: str
-    seed: int
-    reproducible: bool
-    method: str
-    k: int
-    min_size: int
-    linkage: str
-    on: str
-    color: str
-    color_metric: str
-    color_epoch: int
-    permutations: int
-    nulls: tuple[str, ...] = field(default_factory=lambda: DEFAULT_NULLS)
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the user chose on the page — also what the URL carries (see :data:`URL`):
+    each field names its query parameter and its widget's key. The checks here are the ones a
+    URL can fail without the trace; the widgets check the rest (layers, epochs) against it."""
+
+    kind: str = url.param("features", state.CLUSTERS_FEATURES, choices=FEATURE_SETS)
+    layers: tuple[str, ...] = url.param("layers", state.CLUSTERS_LAYERS, per_trace=True)
+    epoch: int | None = url.param("epoch", state.CLUSTERS_EPOCH, per_trace=True)
+    epoch_range: tuple[int, int] | None = url.param(
+        "range", state.CLUSTERS_RANGE, per_trace=True, sep="-"
+    )
+    metric: str = url.param("metric", state.CLUSTERS_METRIC, choices=METRICS)
+    metrics: tuple[str, ...] = url.param("metrics", state.CLUSTERS_METRICS, choices=METRICS)
+    scale: str = url.param("scale", state.CLUSTERS_SCALE, choices=("auto", *SCALES))
+    projector: str = url.param("proj", state.CLUSTERS_PROJECTOR, choices=PROJECTORS)
+    perplexity: float = url.param("perplexity", state.CLUSTERS_PERPLEXITY, low=2, high=200)
+    n_neighbors: int = url.param("neighbors", state.CLUSTERS_NEIGHBORS, low=2, high=500)
+    min_dist: float = url.param("min_dist", state.CLUSTERS_MIN_DIST, low=0, high=0.99)
+    distance: str = url.param("distance", state.CLUSTERS_DISTANCE, choices=_ALL_DISTANCES)
+    seed: int = url.param("seed", state.CLUSTERS_SEED, low=0)
+    reproducible: bool = url.param("reproducible", state.CLUSTERS_REPRODUCIBLE)
+    method: str = url.param("cluster", state.CLUSTERS_METHOD, choices=CLUSTERERS)
+    k: int = url.param("k", state.CLUSTERS_K, low=2, high=50)
+    min_size: int = url.param("min_size", state.CLUSTERS_MIN_SIZE, low=0, high=10000)
+    linkage: str = url.param("linkage", state.CLUSTERS_LINKAGE, choices=LINKAGES)
+    on: str = url.param("on", state.CLUSTERS_ON, choices=CLUSTER_ON)
+    color: str = url.param("color", state.CLUSTERS_COLOR, choices=COLORS)
+    color_metric: str = url.param("color_metric", state.CLUSTERS_COLOR_METRIC, choices=METRICS)
+    color_epoch: int = url.param("color_epoch", state.CLUSTERS_COLOR_EPOCH, per_trace=True)
+    permutations: int = url.param("perms", state.CLUSTERS_PERMUTATIONS, low=5, high=1000)
+    nulls: tuple[str, ...] = url.param(
+        "nulls", state.CLUSTERS_NULLS, default=DEFAULT_NULLS, choices=NULLS
+    )
+    #: The neurons selected on the map (global ids).
+    selection: tuple[int, ...] = url.param(
+        "sel", state.CLUSTERS_SELECTION, default=(), low=0, max_items=100_000, max_length=800_000
+    )
+
+    def hidden(self) -> set[str]:
+        """The settings that do not apply to these choices (left out of the URL)."""
+        hidden = set()
+        if self.kind != "trajectory":
+            hidden.add("metric")
+        if self.kind != "metrics":
+            hidden.add("metrics")
+        if self.projector != "tsne":
+            hidden.add("perplexity")
+        if self.projector != "umap":
+            hidden |= {"n_neighbors", "min_dist", "reproducible"}
+        if self.projector == "pca":
+            hidden.add("distance")
+        hidden.add("k" if self.method == "hdbscan" else "min_size")
+        if self.method != "agglomerative":
+            hidden.add("linkage")
+        if self.color != "metric":
+            hidden.add("color_metric")
+        if self.color in ("cluster", "layer"):
+            hidden.add("color_epoch")
+        return hidden
 
     def spec(self) -> FeatureSpec:
         return FeatureSpec(
@@ -168,125 +204,15 @@ class Settings:
         return params
 
 
-#: Query parameters of the page, each bound to a widget's session-state key (those that end in
-#: ":" take the trace reference).
-URL_KEYS: dict[str, str] = {
-    "features": state.CLUSTERS_FEATURES,
-    "layers": state.CLUSTERS_LAYERS + ":",
-    "epoch": state.CLUSTERS_EPOCH + ":",
-    "range": state.CLUSTERS_RANGE + ":",
-    "metric": state.CLUSTERS_METRIC,
-    "metrics": state.CLUSTERS_METRICS,
-    "scale": state.CLUSTERS_SCALE,
-    "proj": state.CLUSTERS_PROJECTOR,
-    "perplexity": state.CLUSTERS_PERPLEXITY,
-    "neighbors": state.CLUSTERS_NEIGHBORS,
-    "min_dist": state.CLUSTERS_MIN_DIST,
-    "distance": state.CLUSTERS_DISTANCE,
-    "seed": state.CLUSTERS_SEED,
-    "reproducible": state.CLUSTERS_REPRODUCIBLE,
-    "cluster": state.CLUSTERS_METHOD,
-    "k": state.CLUSTERS_K,
-    "min_size": state.CLUSTERS_MIN_SIZE,
-    "linkage": state.CLUSTERS_LINKAGE,
-    "on": state.CLUSTERS_ON,
-    "color": state.CLUSTERS_COLOR,
-    "color_metric": state.CLUSTERS_COLOR_METRIC,
-    "color_epoch": state.CLUSTERS_COLOR_EPOCH + ":",
-    "perms": state.CLUSTERS_PERMUTATIONS,
-    "nulls": state.CLUSTERS_NULLS,
-    "sel": state.CLUSTERS_SELECTION,
-}
-_LISTS = {"layers", "metrics", "nulls", "sel"}
-
-
-def _widget_key(name: str, ref: str) -> str:
-    key = URL_KEYS[name]
-    return key + ref if key.endswith(":") else key
-
-
-def _to_url(name: str, value: Any) -> str:
-    if name in _LISTS:
-        return ",".join(str(v) for v in value)
-    if name == "range":
-        return f"{value[0]}-{value[1]}"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
-
-
-def _from_url(name: str, text: str) -> Any:
-    """The widget value a query parameter means (``ValueError`` when it cannot)."""
-    if name in _LISTS:
-        items = [t for t in text.split(",") if t]
-        return [int(t) for t in items] if name == "sel" else items
-    if name == "range":
-        first, last = text.split("-", 1)
-        return (int(first), int(last))
-    if name in ("epoch", "color_epoch", "neighbors", "seed", "k", "min_size", "perms"):
-        return int(text)
-    if name in ("perplexity", "min_dist"):
-        return float(text)
-    if name == "reproducible":
-        return text in ("1", "true", "True")
-    return text
-
-
-def _apply_url(ref: str) -> None:
-    """Put the URL's settings into the widgets when the URL is new to this session."""
-    params = {k: v for k, v in st.query_params.items() if k in URL_KEYS}
-    fingerprint = json.dumps([ref, sorted(params.items())])
-    if fingerprint == state.get(state.CLUSTERS_APPLIED_URL):
-        return
-    state.put(state.CLUSTERS_APPLIED_URL, fingerprint)
-    for name, text in params.items():
-        try:
-            state.put(_widget_key(name, ref), _from_url(name, text))
-        except (TypeError, ValueError):
-            continue  # a malformed value: the widget's check below restores a valid one
+#: The page's settings in the address bar (the selection too), bound to the widgets' keys.
+URL = url.PageURL(Settings, page="clusters")
 
 
 def _publish_url(settings: Settings, ref: str) -> None:
-    values: dict[str, Any] = {
-        "features": settings.kind,
-        "layers": settings.layers,
-        "metric": settings.metric if settings.kind == "trajectory" else None,
-        "metrics": settings.metrics if settings.kind == "metrics" else None,
-        "scale": settings.scale,
-        "proj": settings.projector,
-        "perplexity": settings.perplexity if settings.projector == "tsne" else None,
-        "neighbors": settings.n_neighbors if settings.projector == "umap" else None,
-        "min_dist": settings.min_dist if settings.projector == "umap" else None,
-        "distance": settings.distance if settings.projector != "pca" else None,
-        "seed": settings.seed,
-        "reproducible": settings.reproducible if settings.projector == "umap" else None,
-        "cluster": settings.method,
-        "k": settings.k if settings.method != "hdbscan" else None,
-        "min_size": settings.min_size if settings.method == "hdbscan" else None,
-        "linkage": settings.linkage if settings.method == "agglomerative" else None,
-        "on": settings.on,
-        "color": settings.color,
-        "color_metric": settings.color_metric if settings.color == "metric" else None,
-        "color_epoch": (
-            settings.color_epoch if settings.color not in ("cluster", "layer") else None
-        ),
-        "perms": settings.permutations,
-        "nulls": settings.nulls,
-        "sel": state.get(state.CLUSTERS_SELECTION) or None,
-        "epoch": settings.epoch,
-        "range": settings.epoch_range,
-    }
-    for name, value in values.items():
-        text = None if value is None else _to_url(name, value)
-        if text is None or text == "":
-            if name in st.query_params:
-                del st.query_params[name]
-        elif st.query_params.get(name) != text:
-            st.query_params[name] = text
+    """The settings into the address bar; a ``neuron=`` left from a deep link goes."""
+    URL.publish(settings, ref, hidden=settings.hidden())
     if "neuron" in st.query_params:
         del st.query_params["neuron"]
-    current = {k: v for k, v in st.query_params.items() if k in URL_KEYS}
-    state.put(state.CLUSTERS_APPLIED_URL, json.dumps([ref, sorted(current.items())]))
 
 
 def _ensure(key: str, valid: Callable[[Any], bool], default: Any) -> None:
@@ -315,9 +241,9 @@ def _feature_controls(
         lambda v: v in kinds,
         "activations" if trace.has_probe else "trajectory",
     )
-    layers_key = _widget_key("layers", ref)
-    epoch_key = _widget_key("epoch", ref)
-    range_key = _widget_key("range", ref)
+    layers_key = URL.key("layers", ref)
+    epoch_key = URL.key("epoch", ref)
+    range_key = URL.key("epoch_range", ref)
     st.markdown("**What describes a neuron**")
     kind = st.selectbox(
         "Feature set",
@@ -519,7 +445,7 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
     """The colour of the points and the test's parameters; returns the colour."""
     epochs = active.trace.epochs
     color_options = [c for c in COLORS if c != "hmm" or _hmm_problem(active) is None]
-    color_epoch_key = _widget_key("color_epoch", active.ref)
+    color_epoch_key = URL.key("color_epoch", active.ref)
     left, middle, right = st.columns([2, 3, 4])
     with left:
         _ensure(state.CLUSTERS_COLOR, lambda v: v in color_options, "cluster")
@@ -564,7 +490,7 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
 
 def _controls(active: ActiveTrace) -> Settings:
     """Draw every setting of the page (the URL's values first) and return them."""
-    _apply_url(active.ref)
+    URL.restore(active.ref)
     columns = st.columns(3)
     with columns[0].container(border=True):
         kind, chosen, epoch, epoch_range, scale = _feature_controls(active)
@@ -575,7 +501,7 @@ def _controls(active: ActiveTrace) -> Settings:
     epochs = active.trace.epochs
     analysis_epoch = epoch if epoch is not None else (epoch_range or (epochs[-1],))[-1]
     color = _color_and_test_controls(active, analysis_epoch)
-    color_epoch_key = _widget_key("color_epoch", active.ref)
+    color_epoch_key = URL.key("color_epoch", active.ref)
     return Settings(
         kind=kind,
         layers=tuple(chosen),
@@ -601,6 +527,7 @@ def _controls(active: ActiveTrace) -> Settings:
         color_epoch=int(state.get(color_epoch_key)),
         permutations=int(state.get(state.CLUSTERS_PERMUTATIONS)),
         nulls=tuple(state.get(state.CLUSTERS_NULLS) or ()),
+        selection=tuple(_selected()),
     )
 
 
@@ -1057,7 +984,8 @@ def _map(
     picked = _selection_from_event(event, frame, cell_of_point)
     if picked is not None:
         state.put(state.CLUSTERS_SELECTION, picked)
-        _publish_url(settings, active.ref)  # the address bar shares the selection at once
+        # the address bar shares the selection at once
+        _publish_url(replace(settings, selection=tuple(picked)), active.ref)
     return frame
 
 

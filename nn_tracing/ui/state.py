@@ -47,6 +47,11 @@ UPLOAD_MESSAGE = _PREFIX + "upload_message"
 #: computation it asked for is kept under the button's key + ``:asked``.
 RUN_ANALYSIS = _PREFIX + "run_analysis"
 
+# -- settings in the URL (nn_tracing.ui.url) ---------------------------------------------------
+#: The page parameters of the URL a page last applied to its widgets (+ ``:<page>``): a new
+#: URL is applied again, an unchanged one leaves the widgets alone.
+URL_APPLIED = _PREFIX + "url_applied"
+
 # -- widgets -----------------------------------------------------------------------------------
 TRACE_PICKER = _PREFIX + "trace_picker"
 UPLOADER = _PREFIX + "uploader"
@@ -149,8 +154,6 @@ CLUSTERS_RUN = _PREFIX + "clusters.run"
 CLUSTERS_SELECTION = _PREFIX + "clusters.selection"
 #: The last map selection event the page applied (so an unchanged event is not re-applied).
 CLUSTERS_LAST_EVENT = _PREFIX + "clusters.last_event"
-#: The query string the page last applied to its widgets (a new one is applied again).
-CLUSTERS_APPLIED_URL = _PREFIX + "clusters.applied_url"
 #: Charts and tables that report clicks.
 CLUSTERS_MAP_CHART = _PREFIX + "clusters.map_chart"
 CLUSTERS_SELECTION_TABLE = _PREFIX + "clusters.selection_table"
