@@ -3,7 +3,7 @@
 The app's slow analyses (projections, clusterings, HMM fits, tests against chance, Captum
 attribution over epochs, ablation curves, pruning…) run here, beside the training jobs of
 :mod:`nn_tracing.jobs`. Nothing here imports Streamlit: the app draws the progress bar through
-one helper, :func:`nn_tracing.ui.compute.run_analysis`; a script can use the same worker.
+one helper (``run_analysis``, in the app's ``compute`` module); a script can use the worker.
 
 * **One worker for the whole process** (:data:`WORKER`): analyses run one at a time. On two
   cores parallel fits only slow each other down, and numba-backed code (UMAP) must not run

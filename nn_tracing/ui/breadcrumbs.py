@@ -65,7 +65,7 @@ from ..viz import breadcrumbs as crumbs
 from . import state
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .overview import open_picked  # the Overview's click-to-open, shared
+from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 

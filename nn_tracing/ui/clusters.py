@@ -52,9 +52,10 @@ from ..analysis.health import FLAG_TITLES, FLAGS
 from ..trace import METRICS
 from ..viz import clusters as cviz
 from . import cache, state, url
-from .app import open_neuron, require_shell
+from .app import require_shell
 from .charts import neuron_table, show_chart
 from .compute import AUTO_SECONDS, recall, remember, run_analysis
+from .links import open_neuron
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 

@@ -52,12 +52,10 @@ from . import cache, state
 from .app import require_shell
 from .charts import neuron_table, show_chart
 from .compute import Progress, computed, run_analysis
-from .overview import (
-    epoch_picker,
-    open_picked,  # the Overview's click-to-open, shared
-)
+from .links import open_picked
 from .text import guarded, md_escape, show_message
 from .traces import ActiveTrace, load_trace_file, no_trace_message, resolve_active
+from .widgets import epoch_picker
 
 __all__ = ["neuron_states", "render_dynamics"]
 

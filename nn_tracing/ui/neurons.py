@@ -34,12 +34,10 @@ from ..viz import profile as profile_viz
 from . import cache, state
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .overview import (
-    epoch_picker,
-    open_picked,  # the Overview's click-to-open, shared
-)
+from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
+from .widgets import epoch_picker
 
 __all__ = ["render_neurons", "resolve_neuron"]
 
