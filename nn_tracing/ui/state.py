@@ -188,6 +188,9 @@ BREADCRUMBS_COMPARE = _PREFIX + "breadcrumbs.compare"
 BREADCRUMBS_ABLATE = _PREFIX + "breadcrumbs.ablate"
 BREADCRUMBS_ABLATE_FILL = _PREFIX + "breadcrumbs.ablate_fill"
 BREADCRUMBS_USE_TRAIL = _PREFIX + "breadcrumbs.use_trail"
+#: Set by "Use the trail"'s callback; the tab then fills the selection before drawing it (the
+#: trail may need an attribution, which runs with a progress bar: never in a callback).
+BREADCRUMBS_USE_TRAIL_ASKED = _PREFIX + "breadcrumbs.use_trail_asked"
 #: Ablation curves: layer, random orders, fill, the Compute button and the parameters of the
 #: last run (+ ":<trace ref>"; a tuple, so results show while the controls are unchanged).
 BREADCRUMBS_CURVES_LAYER = _PREFIX + "breadcrumbs.curves_layer"
