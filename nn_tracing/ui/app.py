@@ -4,8 +4,11 @@
 
     ui.configure_page()
     page = ui.navigation([ui.page("pages/overview.py", ...), ...])
-    ui.shell(page)
-    page.run()
+    ui.shell(page, on_start=[ui.start_warm_up_once])
+    ui.run_page(page)
+
+The shell imports no page: what a page needs started with the app (UMAP's compilation, for
+the Clusters page) is handed to :func:`shell` by the entrypoint.
 
 Deep links: ``?trace=<name>&neuron=E_30/L_hidden_1/n_20`` opens the trace ``<name>`` of the
 runs folder (spelled as :func:`~nn_tracing.runs.display_name` spells it, so any file the
@@ -19,13 +22,14 @@ those uploads ended with the previous server); later runs sweep it of uploads no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
 
 from ..runs import DEMO_CONFIG, ensure_demo_trace, runs_dir
 from . import state, uploads
+from .links import NEURONS_PAGE, open_neuron
 from .sidebar import poll_job, render_sidebar
 from .text import guarded, md_escape
 from .traces import (
@@ -48,8 +52,6 @@ __all__ = [
     "shell",
 ]
 
-NEURONS_PAGE = "pages/neurons.py"
-
 
 def configure_page() -> None:
     """``st.set_page_config`` for every page."""
@@ -66,14 +68,6 @@ def page(path: str, title: str, icon: str, *, default: bool = False) -> Any:
 def navigation(pages: Sequence[Any]) -> Any:
     """``st.navigation`` over an explicit list of pages; returns the current page."""
     return st.navigation(list(pages))
-
-
-def open_neuron(trace_name: str | None, signature: str) -> None:
-    """Switch to the Neurons page on ``signature`` (a deep link another browser can open)."""
-    params = {"neuron": signature}
-    if trace_name:
-        params["trace"] = trace_name
-    st.switch_page(NEURONS_PAGE, query_params=params)
 
 
 def require_shell() -> None:
@@ -122,11 +116,15 @@ def _follow_deep_link(current: Any) -> None:
         st.switch_page(NEURONS_PAGE, query_params=st.query_params.to_dict())
 
 
-def shell(current: Any) -> None:
-    """Everything every page shares, drawn before the page itself."""
-    from .clusters import start_warm_up_once  # UMAP's one-time JIT, in the background
+def shell(current: Any, *, on_start: Sequence[Callable[[], None]] = ()) -> None:
+    """Everything every page shares, drawn before the page itself.
 
-    start_warm_up_once()
+    ``on_start``: functions called first on every run (each cheap and idempotent, such as
+    starting a background warm-up once per process); the entrypoint hands them over, so the
+    shell never imports a page.
+    """
+    for start in on_start:
+        start()
     with guarded("tidying the upload folder"):
         uploads.tidy()
     with guarded("preparing the demo trace"):

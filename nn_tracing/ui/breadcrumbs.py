@@ -16,16 +16,16 @@ Four tabs over one model state (a recorded epoch with weights):
   predictions, what changed downstream, and for 2-D inputs the decision boundary.
 
 Every computation is :mod:`nn_tracing.analysis.attribution`'s or
-:mod:`~nn_tracing.analysis.intervention`'s, cached with ``st.cache_data`` by the trace's key and
-the parameters, and shows a progress bar while it runs. Session state holds parameters only.
-A trace whose model cannot be rebuilt (a custom model, no probe) gets an explanation instead.
+:mod:`~nn_tracing.analysis.intervention`'s. The slow ones (attribution, the trail check, since
+when, ablation curves, pruning) run on the server's analysis worker with a progress bar
+(:func:`nn_tracing.ui.compute.run_analysis`), their results shared; the fast ones are cached
+with ``st.cache_data`` by the trace's key and the parameters. Session state holds parameters
+only. A trace whose model cannot be rebuilt (a custom model, no probe) gets an explanation
+instead.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,8 @@ from ..viz import breadcrumbs as crumbs
 from . import state
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .overview import open_picked  # the Overview's click-to-open, shared
+from .compute import Progress, run_analysis
+from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
@@ -89,26 +90,11 @@ FINAL = -1  # the epoch value that stands for "final weights of no recorded epoc
 _ENTRIES = 32
 
 
-# -- progress inside cached computations ---------------------------------------------------------
-@contextmanager
-def _progress(what: str) -> Iterator[Callable[[float, str], None]]:
-    """A progress bar for a computation (replayed, then emptied, on a cache hit)."""
-    bar = st.progress(0.0, text=what)
-    last = [0.0]
-
-    def update(fraction: float, message: str) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.25 and fraction < 1:
-            return
-        last[0] = now
-        bar.progress(float(min(max(fraction, 0.0), 1.0)), text=f"{what}: {message}")
-
-    try:
-        yield update
-    finally:
-        bar.empty()
-
-
+# -- computations ----------------------------------------------------------------------------------
+# Slow ones, or those with progress (attribution, the trail check, since when, ablation curves,
+# pruning), run on the analysis worker through run_analysis; fast pure ones (the model check,
+# the trail from an attribution, one ablation, one intervention: a forward pass or two) are
+# st.cache_data keyed by the trace's key (see nn_tracing.ui.compute for the rule).
 def _model(trace: NetworkTrace, epoch: int, objective: str = "logit") -> NeuronModel:
     return NeuronModel.from_trace(trace, None if epoch == FINAL else epoch, objective=objective)
 
@@ -118,7 +104,6 @@ def _probe(trace: NetworkTrace) -> tuple[np.ndarray, np.ndarray]:
     return trace.probe[0], np.asarray(trace.probe[1]).astype(np.int64)
 
 
-# -- cached computations (``key`` identifies the trace; ``_trace`` is not hashed) ----------------
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _model_problem(key: str, _trace: NetworkTrace) -> str | None:
     """Why the model of this trace cannot be rebuilt, or ``None``."""
@@ -134,31 +119,34 @@ def _model_problem(key: str, _trace: NetworkTrace) -> str | None:
     return None
 
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _attribution(
-    key: str,
-    epoch: int,
-    target_class: int | None,
-    sample: int | None,
-    method: str,
-    objective: str,
-    _trace: NetworkTrace,
-) -> Attribution:
-    with _progress(f"Attributing with {METHOD_TITLES[method]}") as report:
-        model = _model(_trace, epoch, objective)
+def _attribution(active: ActiveTrace, target: _Target, method: str | None = None) -> Attribution:
+    """The attribution ``target`` asks for (by ``method`` instead of its own, if given)."""
+    method = method or target.method
+    epoch, trace = target.epoch, active.trace
+
+    def run(progress: Progress) -> Attribution:
         return attribute(
-            _trace,
+            trace,
             epoch=None if epoch == FINAL else epoch,
-            target_class=target_class,
-            sample=sample,
+            target_class=target.target_class,
+            sample=target.sample,
             method=method,
-            model=model,
-            progress=report,
+            model=_model(trace, epoch, target.objective),
+            progress=progress,
         )
+
+    params = [epoch, target.target_class, target.sample, method, target.objective]
+    return run_analysis(  # type: ignore[return-value]
+        "breadcrumbs:attribution",
+        active.key,
+        params,
+        run,
+        label=f"Attributing with {METHOD_TITLES[method]}",
+    )
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _trail(
+def _trail_of(
     key: str,
     epoch: int,
     target_class: int | None,
@@ -167,94 +155,105 @@ def _trail(
     objective: str,
     k: int,
     _trace: NetworkTrace,
+    _attribution: Attribution,
 ) -> Trail:
-    result = _attribution(key, epoch, target_class, sample, method, objective, _trace)
     model = _model(_trace, epoch, objective)
-    return breadcrumb_trail(model, result, _probe(_trace)[0], k=k)
+    return breadcrumb_trail(model, _attribution, _probe(_trace)[0], k=k)
 
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _trail_check(
-    key: str,
-    epoch: int,
-    target_class: int | None,
-    sample: int | None,
-    method: str,
-    objective: str,
-    k: int,
-    _trace: NetworkTrace,
-) -> pd.DataFrame:
-    trail = _trail(key, epoch, target_class, sample, method, objective, k, _trace)
-    with _progress("Ablating the trail against random neurons") as report:
-        x, y = _probe(_trace)
-        return trail_check(
-            _model(_trace, epoch, objective), x, y, trail, n_repeats=TRAIL_REPEATS, progress=report
-        )
+def _trail(active: ActiveTrace, target: _Target) -> Trail:
+    """The breadcrumb trail of ``target``'s attribution."""
+    return _trail_of(
+        active.key,
+        target.epoch,
+        target.target_class,
+        target.sample,
+        target.method,
+        target.objective,
+        target.k,
+        active.trace,
+        _attribution(active, target),
+    )
 
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _since_when(
-    key: str,
-    neurons: tuple[int, ...],
-    target_class: int | None,
-    sample: int | None,
-    method: str,
-    objective: str,
-    _trace: NetworkTrace,
-) -> pd.DataFrame:
-    with _progress("Attributing at every recorded epoch") as report:
+def _trail_check(active: ActiveTrace, target: _Target) -> pd.DataFrame:
+    trail, trace = _trail(active, target), active.trace
+
+    def run(progress: Progress) -> pd.DataFrame:
+        x, y = _probe(trace)
+        model = _model(trace, target.epoch, target.objective)
+        return trail_check(model, x, y, trail, n_repeats=TRAIL_REPEATS, progress=progress)
+
+    return run_analysis(  # type: ignore[return-value]
+        "breadcrumbs:trail-check",
+        active.key,
+        [*target.explained(), target.k],
+        run,
+        label="Ablating the trail against random neurons",
+    )
+
+
+def _since_when(active: ActiveTrace, target: _Target, neurons: tuple[int, ...]) -> pd.DataFrame:
+    trace = active.trace
+
+    def run(progress: Progress) -> pd.DataFrame:
         return attribution_history(
-            _trace,
+            trace,
             list(neurons),
-            target_class=target_class,
-            sample=sample,
-            method=method,
-            objective=objective,
-            progress=report,
+            target_class=target.target_class,
+            sample=target.sample,
+            method=target.method,
+            objective=target.objective,
+            progress=progress,
         )
 
+    params = [list(neurons), target.target_class, target.sample, target.method, target.objective]
+    return run_analysis(  # type: ignore[return-value]
+        "breadcrumbs:since-when",
+        active.key,
+        params,
+        run,
+        label="Attributing at every recorded epoch",
+    )
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _agreement(
-    key: str,
-    epoch: int,
-    target_class: int | None,
-    sample: int | None,
-    objective: str,
-    _trace: NetworkTrace,
-) -> pd.DataFrame:
-    results = {
-        method: _attribution(key, epoch, target_class, sample, method, objective, _trace)
-        for method in METHODS
-    }
-    return method_agreement(results)
+
+def _agreement(active: ActiveTrace, target: _Target) -> pd.DataFrame:
+    """How far the four methods agree on ``target`` (each attribution on the worker)."""
+    return method_agreement({method: _attribution(active, target, method) for method in METHODS})
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _ablation(
     key: str, epoch: int, neurons: tuple[int, ...], fill: str, _trace: NetworkTrace
 ) -> AblationResult:
-    with _progress(f"Ablating {len(neurons)} neurons"):
-        x, y = _probe(_trace)
-        return ablate(
-            _model(_trace, epoch), x, y, list(neurons), fill=fill, class_names=_class_names(_trace)
-        )
+    x, y = _probe(_trace)
+    return ablate(
+        _model(_trace, epoch), x, y, list(neurons), fill=fill, class_names=_class_names(_trace)
+    )
 
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _curves(
-    key: str, epoch: int, layer: str, fill: str, n_repeats: int, method: str, _trace: NetworkTrace
+    active: ActiveTrace, epoch: int, layer: str, fill: str, n_repeats: int, method: str
 ) -> AblationCurves:
-    with _progress(f"Ablation curves of {layer}") as report:
-        x, y = _probe(_trace)
-        return AblationCurves(layer, n_repeats=n_repeats, fill=fill, method=method).fit(
-            _model(_trace, epoch), x, y, progress=report
-        )
+    trace = active.trace
+
+    def run(progress: Progress) -> AblationCurves:
+        x, y = _probe(trace)
+        curves = AblationCurves(layer, n_repeats=n_repeats, fill=fill, method=method)
+        return curves.fit(_model(trace, epoch), x, y, progress=progress)
+
+    return run_analysis(  # type: ignore[return-value]
+        "breadcrumbs:curves",
+        active.key,
+        [epoch, layer, fill, n_repeats, method],
+        run,
+        label=f"Ablation curves of {layer}",
+    )
 
 
 @dataclass(frozen=True)
 class _Pruned:
-    """What the page shows of a pruning run (the model itself stays out of the cache)."""
+    """What the page shows of a pruning run (the model itself stays out of the store)."""
 
     pruning: Pruning
     weights: bytes
@@ -262,37 +261,44 @@ class _Pruned:
     trace: bytes
 
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _pruning(
-    key: str,
+    active: ActiveTrace,
     epoch: int,
     k: tuple[tuple[str, int], ...],
     fill: str,
     n_repeats: int,
     method: str,
-    _trace: NetworkTrace,
 ) -> _Pruned:
-    with _progress("Pruning") as report:
-        x, y = _probe(_trace)
+    trace = active.trace
+
+    def run(progress: Progress) -> _Pruned:
+        x, y = _probe(trace)
         pruning = Pruning(dict(k), fill=fill, n_repeats=n_repeats, method=method).fit(
-            _model(_trace, epoch), x, y, progress=report
+            _model(trace, epoch), x, y, progress=progress
         )
-        report(0.97, "tracing the pruned model on the probe set")
-        config = pruned_config(_trace, pruning, epoch=None if epoch == FINAL else epoch)
+        progress(0.97, "tracing the pruned model on the probe set")
+        config = pruned_config(trace, pruning, epoch=None if epoch == FINAL else epoch)
         weights, text = pruned_files(pruning.pruned_, config)
-        small = pruned_trace(pruning.pruned_, _trace, config)
+        small = pruned_trace(pruning.pruned_, trace, config)
         return _Pruned(pruning, weights, text, trace_to_bytes(small))
+
+    return run_analysis(  # type: ignore[return-value]
+        "breadcrumbs:pruning",
+        active.key,
+        [epoch, [list(item) for item in k], fill, n_repeats, method],
+        run,
+        label="Pruning",
+    )
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _intervention(
     key: str, epoch: int, intervention: Intervention, _trace: NetworkTrace
 ) -> InterventionResult:
-    with _progress(f"Intervening: {intervention.describe()}"):
-        x, y = _probe(_trace)
-        return intervene(
-            _model(_trace, epoch), x, y, intervention, boundary_resolution=BOUNDARY_RESOLUTION
-        )
+    x, y = _probe(_trace)
+    return intervene(
+        _model(_trace, epoch), x, y, intervention, boundary_resolution=BOUNDARY_RESOLUTION
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -392,6 +398,10 @@ class _Target:
     method: str
     objective: str
     k: int
+
+    def explained(self) -> list[Any]:
+        """What the attribution depends on: epoch, class, sample, method, objective."""
+        return [self.epoch, self.target_class, self.sample, self.method, self.objective]
 
     def describe(self, trace: NetworkTrace, n_samples: int) -> str:
         names = _class_names(trace)
@@ -500,8 +510,7 @@ def _controls(active: ActiveTrace) -> _Target:
 # -- tab 1: attribution and the trail ------------------------------------------------------------
 def _attribution_tab(active: ActiveTrace, target: _Target) -> None:
     trace = active.trace
-    args = (target.epoch, target.target_class, target.sample, target.method, target.objective)
-    result = _attribution(active.key, *args, trace)
+    result = _attribution(active, target)
     st.markdown(md_escape(target.describe(trace, len(result.samples)), 400))
     frame = result.frame()
     chart = crumbs.attribution_chart(
@@ -523,7 +532,7 @@ def _attribution_tab(active: ActiveTrace, target: _Target) -> None:
         open_picked(active, event)
 
     st.subheader("The breadcrumb trail")
-    trail = _trail(active.key, *args, target.k, trace)
+    trail = _trail(active, target)
     with guarded("drawing the trail"):
         st.graphviz_chart(crumbs.trail_dot(trail.nodes, trail.edges, labels=_labels(trace)))
         st.caption(
@@ -564,14 +573,7 @@ def _attribution_tab(active: ActiveTrace, target: _Target) -> None:
             key=state.BREADCRUMBS_COMPARE,
         ):
             with guarded("comparing the methods"):
-                agreement = _agreement(
-                    active.key,
-                    target.epoch,
-                    target.target_class,
-                    target.sample,
-                    target.objective,
-                    trace,
-                )
+                agreement = _agreement(active, target)
                 st.dataframe(
                     agreement.assign(
                         method_a=agreement["method_a"].map(METHOD_TITLES),
@@ -589,8 +591,7 @@ def _attribution_tab(active: ActiveTrace, target: _Target) -> None:
 
 def _trail_check_section(active: ActiveTrace, target: _Target) -> None:
     st.subheader("Is the trail real? Ablate it against random neurons")
-    args = (target.epoch, target.target_class, target.sample, target.method, target.objective)
-    check = _trail_check(active.key, *args, target.k, active.trace)
+    check = _trail_check(active, target)
     lines = []
     for row in check.itertuples():
         if row.layer == "input" and row.k == active.trace.layers[0].n_neurons:
@@ -618,15 +619,7 @@ def _since_when_section(active: ActiveTrace, target: _Target, trail: Trail) -> N
         )
         return
     neurons = tuple(int(n) for n in trail.nodes.loc[trail.nodes["depth"] > 0, "neuron"])
-    history = _since_when(
-        active.key,
-        neurons,
-        target.target_class,
-        target.sample,
-        target.method,
-        target.objective,
-        trace,
-    )
+    history = _since_when(active, target, neurons)
     chart = crumbs.since_when_chart(
         history, title="The trail neurons' scores at every recorded epoch"
     )
@@ -641,6 +634,8 @@ def _ablation_tab(active: ActiveTrace, target: _Target) -> None:
     options = _hidden_options(trace, epoch, with_inputs=True)
     signatures = {n: _signature(trace, epoch, n) for n in options}
     key = _run_key(state.BREADCRUMBS_ABLATE, active)
+    if state.pop(state.BREADCRUMBS_USE_TRAIL_ASKED):  # the trail's neurons, before drawing
+        _use_trail(active, target, key)
     chosen = [n for n in state.get(key, []) if n in signatures]
     state.put(key, chosen)
     st.markdown(
@@ -666,8 +661,8 @@ def _ablation_tab(active: ActiveTrace, target: _Target) -> None:
         st.button(
             "Use the trail",
             key=state.BREADCRUMBS_USE_TRAIL,
-            on_click=_use_trail,
-            args=(active, target, key),
+            on_click=state.put,
+            args=(state.BREADCRUMBS_USE_TRAIL_ASKED, True),
             help="Ablate the trail's neurons of every hidden layer.",
         )
     if picked:
@@ -681,25 +676,16 @@ def _ablation_tab(active: ActiveTrace, target: _Target) -> None:
 
 
 def _use_trail(active: ActiveTrace, target: _Target, key: str) -> None:
-    """Button callback: put the trail's hidden neurons into the ablation selection."""
+    """Put the trail's hidden neurons into the ablation selection ``key`` (when "Use the
+    trail" was clicked; before the selection is drawn)."""
     trace = active.trace
-    trail = _trail(
-        active.key,
-        target.epoch,
-        target.target_class,
-        target.sample,
-        target.method,
-        target.objective,
-        target.k,
-        trace,
-    )
+    trail = _trail(active, target)
     hidden = [info.name for info in trace.layers[1:-1]]
     state.put(key, [int(n) for n in trail.nodes.loc[trail.nodes["layer"].isin(hidden), "neuron"]])
 
 
 def _ablation_result(active: ActiveTrace, epoch: int, neurons: tuple[int, ...], fill: str) -> None:
-    trace = active.trace
-    result = _ablation(active.key, epoch, neurons, fill, trace)
+    result = _ablation(active.key, epoch, neurons, fill, active.trace)
     columns = st.columns(3)
     columns[0].metric(
         "Probe accuracy",
@@ -761,7 +747,7 @@ def _curves_section(active: ActiveTrace, target: _Target) -> None:
     if state.get(run_key) != params:
         st.caption("Choose a layer and press Compute.")
         return
-    curves = _curves(active.key, *params, trace)
+    curves = _curves(active, *params)
     _, y = _probe(trace)
     chance = float(np.bincount(y).max() / len(y))
     show_chart(
@@ -823,7 +809,7 @@ def _pruning_tab(active: ActiveTrace, target: _Target) -> None:
     if state.get(run_key) != params:
         st.caption("Choose how many neurons to remove and press Prune.")
         return
-    done = _pruning(active.key, *params, trace)
+    done = _pruning(active, *params)
     pruning = done.pruning
     random = pruning.random_accuracy_
     share_better = float(np.mean(random >= pruning.accuracy_after_)) if len(random) else np.nan
@@ -993,16 +979,7 @@ def _neuron_controls(active: ActiveTrace, target: _Target, kind: str) -> Interve
         st.info("This network has no hidden neuron to change.")
         return None
     if state.get(state.BREADCRUMBS_NEURON) not in options:
-        trail = _trail(
-            active.key,
-            target.epoch,
-            target.target_class,
-            target.sample,
-            target.method,
-            target.objective,
-            target.k,
-            trace,
-        )
+        trail = _trail(active, target)
         hidden = [n for n in trail.neurons() if n in options]
         state.put(state.BREADCRUMBS_NEURON, hidden[0] if hidden else options[0])
     left, right = st.columns([3, 2])

@@ -8,10 +8,10 @@ on the map, and — for the per-epoch feature sets — moves the neurons through
 joint embedding with an epoch slider.
 
 Every computation is :mod:`nn_tracing.analysis.embedding`'s or ``baselines``'; they run on
-the server's analysis worker and their results are shared (:mod:`nn_tracing.ui.work`: one
-analysis at a time, a progress bar, an estimate and a button for long work). The settings and
-the selection live in the URL (see :data:`URL_KEYS`), so
-the address bar reopens the same view in another browser.
+the server's analysis worker and their results are shared (:mod:`nn_tracing.ui.compute`:
+one analysis at a time, a progress bar, an estimate and a button for long work). The settings and
+the selection live in the URL (see :data:`URL`, made with :mod:`nn_tracing.ui.url`), so the
+address bar reopens the same view in another browser.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,13 +51,15 @@ from ..analysis.embedding import (
 from ..analysis.health import FLAG_TITLES, FLAGS
 from ..trace import METRICS
 from ..viz import clusters as cviz
-from . import cache, state, work
-from .app import open_neuron, require_shell
+from . import cache, state, url
+from .app import require_shell
 from .charts import neuron_table, show_chart
+from .compute import AUTO_SECONDS, recall, remember, run_analysis
+from .links import open_neuron
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
-__all__ = ["URL_KEYS", "Settings", "render_clusters", "start_warm_up_once"]
+__all__ = ["URL", "Settings", "render_clusters", "start_warm_up_once"]
 
 #: Work estimated to take longer than this waits for a click on "Compute".
 #: Most trails drawn through the joint embedding.
@@ -100,34 +102,70 @@ def start_warm_up_once() -> None:
 
 
 # -- settings ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Settings:
-    """Everything the user chose on the page (also what the URL carries)."""
+#: Every distance some projector offers (the projector's own list is checked on the page).
+_ALL_DISTANCES = tuple(sorted({d for options in DISTANCES.values() for d in options}))
 
-    kind: str
-    layers: tuple[str, ...]
-    epoch: int | None
-    epoch_range: tuple[int, int] | None
-    metric: str
-    metrics: tuple[str, ...]
-    scale: str
-    projector: str
-    perplexity: float
-    n_neighbors: int
-    min_dist: float
-    distance: str
-    seed: int
-    reproducible: bool
-    method: str
-    k: int
-    min_size: int
-    linkage: str
-    on: str
-    color: str
-    color_metric: str
-    color_epoch: int
-    permutations: int
-    nulls: tuple[str, ...] = field(default_factory=lambda: DEFAULT_NULLS)
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the user chose on the page — also what the URL carries (see :data:`URL`):
+    each field names its query parameter and its widget's key. The checks here are the ones a
+    URL can fail without the trace; the widgets check the rest (layers, epochs) against it."""
+
+    kind: str = url.param("features", state.CLUSTERS_FEATURES, choices=FEATURE_SETS)
+    layers: tuple[str, ...] = url.param("layers", state.CLUSTERS_LAYERS, per_trace=True)
+    epoch: int | None = url.param("epoch", state.CLUSTERS_EPOCH, per_trace=True)
+    epoch_range: tuple[int, int] | None = url.param(
+        "range", state.CLUSTERS_RANGE, per_trace=True, sep="-"
+    )
+    metric: str = url.param("metric", state.CLUSTERS_METRIC, choices=METRICS)
+    metrics: tuple[str, ...] = url.param("metrics", state.CLUSTERS_METRICS, choices=METRICS)
+    scale: str = url.param("scale", state.CLUSTERS_SCALE, choices=("auto", *SCALES))
+    projector: str = url.param("proj", state.CLUSTERS_PROJECTOR, choices=PROJECTORS)
+    perplexity: float = url.param("perplexity", state.CLUSTERS_PERPLEXITY, low=2, high=200)
+    n_neighbors: int = url.param("neighbors", state.CLUSTERS_NEIGHBORS, low=2, high=500)
+    min_dist: float = url.param("min_dist", state.CLUSTERS_MIN_DIST, low=0, high=0.99)
+    distance: str = url.param("distance", state.CLUSTERS_DISTANCE, choices=_ALL_DISTANCES)
+    seed: int = url.param("seed", state.CLUSTERS_SEED, low=0)
+    reproducible: bool = url.param("reproducible", state.CLUSTERS_REPRODUCIBLE)
+    method: str = url.param("cluster", state.CLUSTERS_METHOD, choices=CLUSTERERS)
+    k: int = url.param("k", state.CLUSTERS_K, low=2, high=50)
+    min_size: int = url.param("min_size", state.CLUSTERS_MIN_SIZE, low=0, high=10000)
+    linkage: str = url.param("linkage", state.CLUSTERS_LINKAGE, choices=LINKAGES)
+    on: str = url.param("on", state.CLUSTERS_ON, choices=CLUSTER_ON)
+    color: str = url.param("color", state.CLUSTERS_COLOR, choices=COLORS)
+    color_metric: str = url.param("color_metric", state.CLUSTERS_COLOR_METRIC, choices=METRICS)
+    color_epoch: int = url.param("color_epoch", state.CLUSTERS_COLOR_EPOCH, per_trace=True)
+    permutations: int = url.param("perms", state.CLUSTERS_PERMUTATIONS, low=5, high=1000)
+    nulls: tuple[str, ...] = url.param(
+        "nulls", state.CLUSTERS_NULLS, default=DEFAULT_NULLS, choices=NULLS
+    )
+    #: The neurons selected on the map (global ids).
+    selection: tuple[int, ...] = url.param(
+        "sel", state.CLUSTERS_SELECTION, default=(), low=0, max_items=100_000, max_length=800_000
+    )
+
+    def hidden(self) -> set[str]:
+        """The settings that do not apply to these choices (left out of the URL)."""
+        hidden = set()
+        if self.kind != "trajectory":
+            hidden.add("metric")
+        if self.kind != "metrics":
+            hidden.add("metrics")
+        if self.projector != "tsne":
+            hidden.add("perplexity")
+        if self.projector != "umap":
+            hidden |= {"n_neighbors", "min_dist", "reproducible"}
+        if self.projector == "pca":
+            hidden.add("distance")
+        hidden.add("k" if self.method == "hdbscan" else "min_size")
+        if self.method != "agglomerative":
+            hidden.add("linkage")
+        if self.color != "metric":
+            hidden.add("color_metric")
+        if self.color in ("cluster", "layer"):
+            hidden.add("color_epoch")
+        return hidden
 
     def spec(self) -> FeatureSpec:
         return FeatureSpec(
@@ -167,125 +205,15 @@ class Settings:
         return params
 
 
-#: Query parameters of the page, each bound to a widget's session-state key (those that end in
-#: ":" take the trace reference).
-URL_KEYS: dict[str, str] = {
-    "features": state.CLUSTERS_FEATURES,
-    "layers": state.CLUSTERS_LAYERS + ":",
-    "epoch": state.CLUSTERS_EPOCH + ":",
-    "range": state.CLUSTERS_RANGE + ":",
-    "metric": state.CLUSTERS_METRIC,
-    "metrics": state.CLUSTERS_METRICS,
-    "scale": state.CLUSTERS_SCALE,
-    "proj": state.CLUSTERS_PROJECTOR,
-    "perplexity": state.CLUSTERS_PERPLEXITY,
-    "neighbors": state.CLUSTERS_NEIGHBORS,
-    "min_dist": state.CLUSTERS_MIN_DIST,
-    "distance": state.CLUSTERS_DISTANCE,
-    "seed": state.CLUSTERS_SEED,
-    "reproducible": state.CLUSTERS_REPRODUCIBLE,
-    "cluster": state.CLUSTERS_METHOD,
-    "k": state.CLUSTERS_K,
-    "min_size": state.CLUSTERS_MIN_SIZE,
-    "linkage": state.CLUSTERS_LINKAGE,
-    "on": state.CLUSTERS_ON,
-    "color": state.CLUSTERS_COLOR,
-    "color_metric": state.CLUSTERS_COLOR_METRIC,
-    "color_epoch": state.CLUSTERS_COLOR_EPOCH + ":",
-    "perms": state.CLUSTERS_PERMUTATIONS,
-    "nulls": state.CLUSTERS_NULLS,
-    "sel": state.CLUSTERS_SELECTION,
-}
-_LISTS = {"layers", "metrics", "nulls", "sel"}
-
-
-def _widget_key(name: str, ref: str) -> str:
-    key = URL_KEYS[name]
-    return key + ref if key.endswith(":") else key
-
-
-def _to_url(name: str, value: Any) -> str:
-    if name in _LISTS:
-        return ",".join(str(v) for v in value)
-    if name == "range":
-        return f"{value[0]}-{value[1]}"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
-
-
-def _from_url(name: str, text: str) -> Any:
-    """The widget value a query parameter means (``ValueError`` when it cannot)."""
-    if name in _LISTS:
-        items = [t for t in text.split(",") if t]
-        return [int(t) for t in items] if name == "sel" else items
-    if name == "range":
-        first, last = text.split("-", 1)
-        return (int(first), int(last))
-    if name in ("epoch", "color_epoch", "neighbors", "seed", "k", "min_size", "perms"):
-        return int(text)
-    if name in ("perplexity", "min_dist"):
-        return float(text)
-    if name == "reproducible":
-        return text in ("1", "true", "True")
-    return text
-
-
-def _apply_url(ref: str) -> None:
-    """Put the URL's settings into the widgets when the URL is new to this session."""
-    params = {k: v for k, v in st.query_params.items() if k in URL_KEYS}
-    fingerprint = json.dumps([ref, sorted(params.items())])
-    if fingerprint == state.get(state.CLUSTERS_APPLIED_URL):
-        return
-    state.put(state.CLUSTERS_APPLIED_URL, fingerprint)
-    for name, text in params.items():
-        try:
-            state.put(_widget_key(name, ref), _from_url(name, text))
-        except (TypeError, ValueError):
-            continue  # a malformed value: the widget's check below restores a valid one
+#: The page's settings in the address bar (the selection too), bound to the widgets' keys.
+URL = url.PageURL(Settings, page="clusters")
 
 
 def _publish_url(settings: Settings, ref: str) -> None:
-    values: dict[str, Any] = {
-        "features": settings.kind,
-        "layers": settings.layers,
-        "metric": settings.metric if settings.kind == "trajectory" else None,
-        "metrics": settings.metrics if settings.kind == "metrics" else None,
-        "scale": settings.scale,
-        "proj": settings.projector,
-        "perplexity": settings.perplexity if settings.projector == "tsne" else None,
-        "neighbors": settings.n_neighbors if settings.projector == "umap" else None,
-        "min_dist": settings.min_dist if settings.projector == "umap" else None,
-        "distance": settings.distance if settings.projector != "pca" else None,
-        "seed": settings.seed,
-        "reproducible": settings.reproducible if settings.projector == "umap" else None,
-        "cluster": settings.method,
-        "k": settings.k if settings.method != "hdbscan" else None,
-        "min_size": settings.min_size if settings.method == "hdbscan" else None,
-        "linkage": settings.linkage if settings.method == "agglomerative" else None,
-        "on": settings.on,
-        "color": settings.color,
-        "color_metric": settings.color_metric if settings.color == "metric" else None,
-        "color_epoch": (
-            settings.color_epoch if settings.color not in ("cluster", "layer") else None
-        ),
-        "perms": settings.permutations,
-        "nulls": settings.nulls,
-        "sel": state.get(state.CLUSTERS_SELECTION) or None,
-        "epoch": settings.epoch,
-        "range": settings.epoch_range,
-    }
-    for name, value in values.items():
-        text = None if value is None else _to_url(name, value)
-        if text is None or text == "":
-            if name in st.query_params:
-                del st.query_params[name]
-        elif st.query_params.get(name) != text:
-            st.query_params[name] = text
+    """The settings into the address bar; a ``neuron=`` left from a deep link goes."""
+    URL.publish(settings, ref, hidden=settings.hidden())
     if "neuron" in st.query_params:
         del st.query_params["neuron"]
-    current = {k: v for k, v in st.query_params.items() if k in URL_KEYS}
-    state.put(state.CLUSTERS_APPLIED_URL, json.dumps([ref, sorted(current.items())]))
 
 
 def _ensure(key: str, valid: Callable[[Any], bool], default: Any) -> None:
@@ -295,7 +223,7 @@ def _ensure(key: str, valid: Callable[[Any], bool], default: Any) -> None:
 
 def _hmm_problem(active: ActiveTrace) -> str | None:
     """Why HMM states cannot colour this trace (``None``: they can, as far as is known)."""
-    return work.stored(work.key("hmm-failed", active.key, None))
+    return recall("hmm-failed", active.key, None)  # type: ignore[no-any-return]
 
 
 def _feature_controls(
@@ -314,9 +242,9 @@ def _feature_controls(
         lambda v: v in kinds,
         "activations" if trace.has_probe else "trajectory",
     )
-    layers_key = _widget_key("layers", ref)
-    epoch_key = _widget_key("epoch", ref)
-    range_key = _widget_key("range", ref)
+    layers_key = URL.key("layers", ref)
+    epoch_key = URL.key("epoch", ref)
+    range_key = URL.key("epoch_range", ref)
     st.markdown("**What describes a neuron**")
     kind = st.selectbox(
         "Feature set",
@@ -518,7 +446,7 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
     """The colour of the points and the test's parameters; returns the colour."""
     epochs = active.trace.epochs
     color_options = [c for c in COLORS if c != "hmm" or _hmm_problem(active) is None]
-    color_epoch_key = _widget_key("color_epoch", active.ref)
+    color_epoch_key = URL.key("color_epoch", active.ref)
     left, middle, right = st.columns([2, 3, 4])
     with left:
         _ensure(state.CLUSTERS_COLOR, lambda v: v in color_options, "cluster")
@@ -563,7 +491,7 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
 
 def _controls(active: ActiveTrace) -> Settings:
     """Draw every setting of the page (the URL's values first) and return them."""
-    _apply_url(active.ref)
+    URL.restore(active.ref)
     columns = st.columns(3)
     with columns[0].container(border=True):
         kind, chosen, epoch, epoch_range, scale = _feature_controls(active)
@@ -574,7 +502,7 @@ def _controls(active: ActiveTrace) -> Settings:
     epochs = active.trace.epochs
     analysis_epoch = epoch if epoch is not None else (epoch_range or (epochs[-1],))[-1]
     color = _color_and_test_controls(active, analysis_epoch)
-    color_epoch_key = _widget_key("color_epoch", active.ref)
+    color_epoch_key = URL.key("color_epoch", active.ref)
     return Settings(
         kind=kind,
         layers=tuple(chosen),
@@ -600,6 +528,7 @@ def _controls(active: ActiveTrace) -> Settings:
         color_epoch=int(state.get(color_epoch_key)),
         permutations=int(state.get(state.CLUSTERS_PERMUTATIONS)),
         nulls=tuple(state.get(state.CLUSTERS_NULLS) or ()),
+        selection=tuple(_selected()),
     )
 
 
@@ -630,9 +559,10 @@ class Clustering:
 
 
 def _features(active: ActiveTrace, spec: FeatureSpec) -> NeuronFeatures | None:
-    key = work.key("features", active.key, spec.to_dict())
-    return work.compute(
-        key,
+    return run_analysis(
+        "features",
+        active.key,
+        spec.to_dict(),
         lambda progress: neuron_features(active.trace, spec),
         label=f"Describing the neurons: {spec.describe()}",
         button_key=f"{state.CLUSTERS_RUN}:features",
@@ -643,7 +573,6 @@ def _projection(
     active: ActiveTrace, features: NeuronFeatures, settings: Settings
 ) -> Projection | None:
     params = settings.projector_params()
-    key = work.key("projection", active.key, [features.spec.to_dict(), params])
     estimate = estimate_seconds(
         settings.projector, features.n_rows, n_features=features.values.shape[1]
     )
@@ -659,8 +588,10 @@ def _projection(
             seconds=projector.seconds_,
         )
 
-    return work.compute(
-        key,
+    return run_analysis(
+        "projection",
+        active.key,
+        [features.spec.to_dict(), params],
         run,
         label=f"{name} of {features.n_rows} neurons",
         estimate=estimate,
@@ -678,7 +609,6 @@ def _clustering(
     if settings.on == "map" and projection is None:
         return None
     params = settings.clusterer_params()
-    key = work.key("clusters", active.key, [features.spec.to_dict(), params])
     data = projection.embedding if settings.on == "map" and projection else features.values
     estimate = estimate_seconds(settings.method, data.shape[0], n_features=data.shape[1])
     name = CLUSTERERS[settings.method]
@@ -698,8 +628,10 @@ def _clustering(
             seconds=time.perf_counter() - started,
         )
 
-    return work.compute(
-        key,
+    return run_analysis(
+        "clusters",
+        active.key,
+        [features.spec.to_dict(), params],
         run,
         label=f"{name} clustering",
         estimate=estimate,
@@ -721,7 +653,6 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
         settings.permutations,
         list(settings.nulls),
     ]
-    key = work.key("chance", active.key, params)
     projector_params = settings.projector_params() if settings.on == "map" else None
     runs, _ = ChanceTest.plan(features, settings.nulls, active.trace)
     estimate = ChanceTest.estimate_seconds(
@@ -735,7 +666,7 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
     if "untrained" in runs:  # one fresh initialisation per permutation
         estimate += settings.permutations * reinitialisation_seconds(active.trace)
     if active.live:  # a new epoch makes a new trace version: run the test when asked
-        estimate = max(estimate, work.AUTO_SECONDS + 1)
+        estimate = max(estimate, AUTO_SECONDS + 1)
 
     def run(progress: Callable[[float, str], None]) -> ChanceTest:
         test = ChanceTest(
@@ -753,8 +684,10 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
         test.progress = None  # the callback draws on this page: do not keep it
         return test
 
-    return work.compute(
-        key,
+    return run_analysis(
+        "chance",
+        active.key,
+        params,
         run,
         label=f"Testing the clusters against {settings.permutations} versions of each null",
         estimate=estimate,
@@ -766,13 +699,13 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
 def _summary(
     active: ActiveTrace, features: NeuronFeatures, clustering: Clustering, settings: Settings
 ) -> ClusterSummary:
-    key = work.key("summary", active.key, [features.spec.to_dict(), settings.clusterer_params()])
-    found = work.stored(key)
+    params = [features.spec.to_dict(), settings.clusterer_params()]
+    found = recall("summary", active.key, params)
     if found is None:
         profile = "raw" if features.spec.resolved_scale == "none" else "values"
         found = cluster_summary(features, clustering.labels, profile_values=profile)
-        work.keep(key, found)
-    return found
+        remember("summary", active.key, params, found)
+    return found  # type: ignore[no-any-return]
 
 
 # -- colours ----------------------------------------------------------------------------------
@@ -788,7 +721,7 @@ def _hmm_states(active: ActiveTrace) -> np.ndarray | None:
         if states.shape != (active.trace.n_neurons, len(active.trace.epochs)):
             raise ValueError(f"its states have shape {states.shape}")
     except Exception as exc:
-        work.keep(work.key("hmm-failed", active.key, None), f"the HMM fit failed: {exc}")
+        remember("hmm-failed", active.key, None, f"the HMM fit failed: {exc}")
         st.warning(
             f"HMM states cannot colour this trace: {md_escape(exc, 300)}. "
             "Colouring by cluster instead."
@@ -1052,7 +985,8 @@ def _map(
     picked = _selection_from_event(event, frame, cell_of_point)
     if picked is not None:
         state.put(state.CLUSTERS_SELECTION, picked)
-        _publish_url(settings, active.ref)  # the address bar shares the selection at once
+        # the address bar shares the selection at once
+        _publish_url(replace(settings, selection=tuple(picked)), active.ref)
     return frame
 
 
@@ -1175,7 +1109,6 @@ def _through_time(
         st.info("This trace has one recorded epoch: nothing to follow through time.")
         return
     params = settings.projector_params()
-    key = work.key("joint", active.key, [spec.to_dict() | {"epoch": None}, params])
     n_neurons = sum(trace.layer(n).n_neurons for n in spec.layers)
     rows = min(n_neurons * len(trace.epochs), MAX_JOINT_POINTS)
     estimate = estimate_seconds(settings.projector, rows, n_features=features.values.shape[1])
@@ -1189,8 +1122,10 @@ def _through_time(
         projector = NeuronProjector(**params, progress=progress)
         return joint_embedding(trace, spec, projector, max_points=MAX_JOINT_POINTS)
 
-    joint = work.compute(
-        key,
+    joint = run_analysis(
+        "joint",
+        active.key,
+        [spec.to_dict() | {"epoch": None}, params],
         run,
         label=f"Joint {name} of {rows} (neuron, epoch) points",
         estimate=estimate,

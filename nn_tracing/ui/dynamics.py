@@ -14,12 +14,10 @@ analysis that cannot run on this trace says why in place and the rest of the pag
 3. **Decision entropy**: entropy and mutual information of every neuron's binned activation
    with the decision, against label permutations with FDR control (:class:`DecisionEntropy`).
 
-Every computation is :mod:`nn_tracing.analysis.hmm`'s or ``entropy``'s. Results are kept in a
-small process-wide store keyed by (trace digests, what, parameters) — not ``st.cache_data``,
-whose replay of elements cannot coexist with a progress bar drawn while the work runs — and
-analyses run one at a time under a process-wide lock (two cores: parallel fits only slow each
-other). Stored results are shared between sessions and never modified; a manual choice of k
-is a copy.
+Every computation is :mod:`nn_tracing.analysis.hmm`'s or ``entropy``'s. They run on the
+server's analysis worker through :func:`nn_tracing.ui.compute.run_analysis` (one at a time, a
+progress bar; results kept by (what, trace digests, parameters) and shared between sessions).
+Stored results are never modified; a manual choice of k is a copy.
 """
 
 from __future__ import annotations
@@ -51,15 +49,14 @@ from ..seeds import Replicate, find_replicates, free_seeds, replicate_config
 from ..store import TraceFormatError
 from ..trace import METRICS, NetworkTrace
 from ..viz import dynamics as vd
-from . import cache, state, work
+from . import cache, state
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .overview import (
-    epoch_picker,
-    open_picked,  # the Overview's click-to-open, shared
-)
+from .compute import Progress, computed, run_analysis
+from .links import open_picked
 from .text import guarded, md_escape, show_message
 from .traces import ActiveTrace, load_trace_file, no_trace_message, resolve_active
+from .widgets import epoch_picker
 
 __all__ = ["neuron_states", "render_dynamics"]
 
@@ -74,19 +71,25 @@ MAX_SEED_JOBS = 3
 SEED_REFRESH_SECONDS = 1.0
 
 
-# -- the store: the server's analysis worker (nn_tracing.ui.work) -------------------------------
-def _key(what: str, *parts: Any) -> str:
-    return work.key(f"dynamics:{what}", "", parts)
+# -- computations: the server's analysis worker (nn_tracing.ui.compute) ------------------------
+#: Prefix of this page's results in the worker's store.
+_WHAT = "dynamics:"
 
 
-def _compute(key: str, label: str, run: Callable[[Callable[[int, int, str], None]], T]) -> T:
-    """The stored result under ``key``, else ``run(progress)`` on the server's analysis worker
-    with a progress bar (``progress(done, total, what)``). Errors pass to the caller."""
+def _compute(
+    what: str,
+    trace_key: str,
+    params: Any,
+    label: str,
+    run: Callable[[Callable[[int, int, str], None]], T],
+) -> T:
+    """``run(progress)`` for ``(what, trace_key, params)`` through :func:`run_analysis` (a
+    progress bar; ``progress(done, total, what)``). Errors pass to the caller."""
 
-    def job(progress: work.Progress) -> T:
+    def job(progress: Progress) -> T:
         return run(lambda done, total, what: progress(done / total if total else 0.0, what))
 
-    return work.compute(key, job, label=label)  # type: ignore[return-value]
+    return run_analysis(_WHAT + what, trace_key, params, job, label=label)  # type: ignore[return-value]
 
 
 def _chosen_k(selection: pd.DataFrame, choice: str | int) -> int:
@@ -165,7 +168,9 @@ def _replicates(config_json: str, exclude: str, stamps: tuple[Any, ...]) -> list
 def _features(trace: NetworkTrace, key: str, sequence: str) -> ModelFeatures:
     what = "weight statistics per epoch" if sequence == "epochs" else "per-step statistics"
     return _compute(
-        _key("features", key, sequence),
+        "features",
+        key,
+        sequence,
         f"Computing {what}",
         lambda progress: (
             model_features(trace, progress) if sequence == "epochs" else step_features(trace)
@@ -372,7 +377,9 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: dict[str, Any]) 
     keys = [key for _, key, _ in runs]
     fit_params = {k: v for k, v in params.items() if k != "k"}
     base = _compute(
-        _key("map", keys, names, fit_params),
+        "map",
+        ",".join(keys),
+        [names, fit_params],
         f"Fitting the training map (k = 1…8, {params['restarts']} restarts each, then "
         f"{params['shuffles']} time-shuffled refits)",
         lambda progress: TrainingMap(
@@ -388,7 +395,9 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: dict[str, Any]) 
     if k == base.n_states_:
         return base
     return _compute(
-        _key("map-k", keys, names, fit_params, k),
+        "map-k",
+        ",".join(keys),
+        [names, fit_params, k],
         "Choosing k",
         lambda _: copy.deepcopy(base).select(k),
     )
@@ -555,7 +564,9 @@ def _fit_neurons(active: ActiveTrace, params: dict[str, Any]) -> NeuronHMM:
     fit_params = {k: v for k, v in params.items() if k != "k"}
     n = sum(trace.layer(name).n_neurons for name in params["layers"])
     base = _compute(
-        _key("neurons", active.key, fit_params),
+        "neurons",
+        active.key,
+        fit_params,
         f"Fitting one HMM to {n:,} neurons × {len(trace.epochs)} epochs (k = 2…8 by BIC)",
         lambda progress: NeuronHMM(
             params["features"],
@@ -568,7 +579,9 @@ def _fit_neurons(active: ActiveTrace, params: dict[str, Any]) -> NeuronHMM:
     if k == base.n_states_:
         return base
     return _compute(
-        _key("neurons-k", active.key, fit_params, k),
+        "neurons-k",
+        active.key,
+        [fit_params, k],
         "Choosing k",
         lambda _: copy.deepcopy(base).select(k),
     )
@@ -657,7 +670,7 @@ def _neuron_states(active: ActiveTrace) -> None:
         )
         chart = cache.chart(
             "dynamics-raster",
-            _key("raster", active.key, params),
+            f"{active.key}:{json.dumps(params, sort_keys=True, default=str)}",
             (order, k),
             lambda: vd.state_raster_chart(
                 vd.state_raster_frame(
@@ -734,8 +747,10 @@ def _neuron_states(active: ActiveTrace) -> None:
             },
         )
     st.markdown("**Is there temporal structure at all?**")
-    test_key = _key("neurons-test", active.key, params, k)
-    if work.stored(test_key) is None and state.get(state.DYNAMICS_NEURON_TEST) != test_key:
+    test_params = [params, k]
+    test_key = json.dumps([active.key, test_params], sort_keys=True, default=str)
+    asked = state.get(state.DYNAMICS_NEURON_TEST) == test_key
+    if not asked and not computed(_WHAT + "neurons-test", active.key, test_params):
         st.caption(
             "19 refits of the same model on copies with each neuron's epochs shuffled: about "
             "20 fits of this size."
@@ -748,7 +763,11 @@ def _neuron_states(active: ActiveTrace) -> None:
         )
         return
     test = _compute(
-        test_key, "Shuffled-time test (19 refits)", lambda progress: model.time_test(19, progress)
+        "neurons-test",
+        active.key,
+        test_params,
+        "Shuffled-time test (19 refits)",
+        lambda progress: model.time_test(19, progress),
     )
     _time_test(test)
 
@@ -811,7 +830,9 @@ def _decision_entropy(active: ActiveTrace) -> None:
     params = _entropy_params()
     try:
         result = _compute(
-            _key("entropy", active.key, params),
+            "entropy",
+            active.key,
+            params,
             f"Binning every neuron at {len(trace.epochs)} epochs against "
             f"{params['n_permutations']} label permutations",
             lambda progress: DecisionEntropy(**params).fit(trace, progress=progress),

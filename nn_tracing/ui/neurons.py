@@ -6,8 +6,11 @@ address bar always reopens the same view — in another browser too. A click on 
 chart of the page (a source or target of its weights, an input pixel) and a row selected in the
 health table open that neuron through the same deep link as the Overview's.
 
-Every computation is :mod:`nn_tracing.analysis.profiles`' or :mod:`nn_tracing.analysis.health`'
-(cached here by the trace's digest and the parameters); every chart is
+Every computation is :mod:`nn_tracing.analysis.profiles`' or :mod:`nn_tracing.analysis.health`':
+the fast ones cached here with ``st.cache_data`` by the trace's digest and the parameters, the
+slow ones (the selectivity test against shuffled labels, the activation field, the incoming
+weights over every epoch) run on the analysis worker with a progress bar
+(:func:`nn_tracing.ui.compute.run_analysis`); every chart is
 :mod:`nn_tracing.viz`'. An analysis that cannot run on this trace (no probe set, no weights at
 this epoch, a custom model, inputs that are not 2-D) says why in its place, and the rest of the
 page keeps working.
@@ -16,7 +19,7 @@ page keeps working.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
@@ -34,12 +37,11 @@ from ..viz import profile as profile_viz
 from . import cache, state
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .overview import (
-    epoch_picker,
-    open_picked,  # the Overview's click-to-open, shared
-)
+from .compute import Progress, run_analysis
+from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
+from .widgets import epoch_picker
 
 __all__ = ["render_neurons", "resolve_neuron"]
 
@@ -174,11 +176,6 @@ def _incoming(key: str, neuron: int, epoch: int, _trace: NetworkTrace) -> pd.Dat
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _incoming_history(key: str, neuron: int, _trace: NetworkTrace) -> pd.DataFrame:
-    return profiles.incoming_weight_history(_trace, neuron)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _connections(key: str, neuron: int, epoch: int, _trace: NetworkTrace) -> pd.DataFrame:
     return profiles.strongest_connections(_trace, neuron, epoch, k=5)
 
@@ -194,13 +191,6 @@ def _responses(
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _selectivity(key: str, neuron: int, _trace: NetworkTrace) -> pd.DataFrame:
-    return profiles.selectivity_over_epochs(
-        _trace, neuron, n_permutations=N_PERMUTATIONS, max_epochs=MAX_NULL_EPOCHS
-    )
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _top(
     key: str, neuron: int, epoch: int, k: int, largest: bool, _trace: NetworkTrace
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -209,13 +199,60 @@ def _top(
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _field(key: str, neuron: int, epoch: int, _trace: NetworkTrace) -> ActivationField:
-    return profiles.activation_field(_trace, neuron, epoch, resolution=FIELD_RESOLUTION)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _health_rows(key: str, epoch: int, _health: NeuronHealth) -> pd.DataFrame:
     return _health.table(epoch)
+
+
+# -- computations on the analysis worker (slow, or with progress: see nn_tracing.ui.compute) --
+def _steps(progress: Progress, what: str) -> Callable[[int, int], None]:
+    """A library ``progress(done, total)`` callback reported as ``progress(fraction, text)``."""
+    return lambda done, total: progress(done / max(total, 1), f"{what} {done} of {total}")
+
+
+def _incoming_history(active: ActiveTrace, neuron: int) -> pd.DataFrame:
+    trace = active.trace
+    return run_analysis(  # type: ignore[return-value]
+        "neurons:incoming-history",
+        active.key,
+        neuron,
+        lambda progress: profiles.incoming_weight_history(
+            trace, neuron, progress=_steps(progress, "epoch")
+        ),
+        label=f"Reading n_{neuron}'s incoming weights at every recorded epoch",
+    )
+
+
+def _selectivity(active: ActiveTrace, neuron: int) -> pd.DataFrame:
+    trace = active.trace
+    n_tested = min(len(trace.epochs), MAX_NULL_EPOCHS)
+    return run_analysis(  # type: ignore[return-value]
+        "neurons:selectivity",
+        active.key,
+        [neuron, N_PERMUTATIONS, MAX_NULL_EPOCHS],
+        lambda progress: profiles.selectivity_over_epochs(
+            trace,
+            neuron,
+            n_permutations=N_PERMUTATIONS,
+            max_epochs=MAX_NULL_EPOCHS,
+            progress=_steps(progress, "epoch"),
+        ),
+        label=f"Class selectivity: {N_PERMUTATIONS} label shuffles at {n_tested} recorded "
+        "epochs (reads each epoch's probe activations)",
+    )
+
+
+def _field(active: ActiveTrace, neuron: int, epoch: int) -> ActivationField:
+    trace = active.trace
+    return run_analysis(  # type: ignore[return-value]
+        "neurons:field",
+        active.key,
+        [neuron, epoch, FIELD_RESOLUTION],
+        lambda progress: profiles.activation_field(
+            trace, neuron, epoch, resolution=FIELD_RESOLUTION
+        ),
+        label=f"Running the traced model at E_{epoch} over a {FIELD_RESOLUTION} × "
+        f"{FIELD_RESOLUTION} grid of the input plane",
+    )
 
 
 # -- sections ----------------------------------------------------------------------------------
@@ -427,7 +464,7 @@ def _inputs_outputs(active: ActiveTrace, neuron: int, epoch: int, layer: str) ->
             )
     if info.kind != "input" and len(trace.epochs_with_weights) > 1:
         with _section("drawing the incoming weights over training"):
-            history = _incoming_history(active.key, neuron, trace)
+            history = _incoming_history(active, neuron)
             signature = trace.signature(epoch, neuron)
             chart = cache.chart(
                 "incoming_history",
@@ -456,12 +493,7 @@ def _responses_section(active: ActiveTrace, neuron: int, epoch: int, layer: str)
         )
         show_chart(chart)
     with right, _section("testing the class selectivity against shuffled labels"):
-        n_tested = min(len(trace.epochs), MAX_NULL_EPOCHS)
-        with st.spinner(
-            f"Class selectivity: {N_PERMUTATIONS} label shuffles at {n_tested} recorded epochs "
-            "(reads each epoch's probe activations)…"
-        ):
-            selectivity = _selectivity(active.key, neuron, trace)
+        selectivity = _selectivity(active, neuron)
         chart = cache.chart(
             "selectivity",
             active.key,
@@ -572,11 +604,7 @@ def _field_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> 
                 f"E_{field_epoch}, so the field below is E_{field_epoch}'s, not E_{epoch}'s. "
                 "Train with keep_weights (--keep-weights) to see it at every recorded epoch."
             )
-        with st.spinner(
-            f"Running the traced model at E_{field_epoch} over a {FIELD_RESOLUTION} × "
-            f"{FIELD_RESOLUTION} grid of the input plane…"
-        ):
-            field = _field(active.key, neuron, field_epoch, trace)
+        field = _field(active, neuron, field_epoch)
         highlight: list[int] = []
         try:
             top, _ = _top(active.key, neuron, field_epoch, 12, True, trace)

@@ -7,8 +7,6 @@ Neurons page on it through a deep link.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
@@ -16,53 +14,16 @@ from .. import viz
 from ..analysis.health import FLAG_TITLES, FLAGS
 from ..trace import METRICS
 from . import cache, state
-from .app import open_neuron, require_shell
+from .app import require_shell
 from .charts import neuron_table, show_chart
+from .links import open_picked
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
+from .widgets import epoch_picker
 
-__all__ = ["epoch_picker", "render_overview"]
+__all__ = ["render_overview"]
 
 DEFAULT_METRIC = "act_mean"
-
-
-def epoch_picker(label: str, epochs: list[int], key: str, *, follow_latest: bool = False) -> int:
-    """A slider over the recorded epochs (shown as ``E_<n>``); returns the chosen epoch.
-
-    The value is kept per trace (``key``) and reset to the last epoch when it is not one of
-    ``epochs``. With ``follow_latest``, a slider left at the last epoch moves on as new epochs
-    arrive (a live run).
-    """
-    last_key = key + ":last"
-    current = state.get(key)
-    if current not in epochs or (follow_latest and current == state.get(last_key)):
-        state.put(key, epochs[-1])
-    state.put(last_key, epochs[-1])
-    if len(epochs) == 1:
-        st.caption(f"{label}: E_{epochs[0]} (the only recorded epoch)")
-        return epochs[0]
-    return int(st.select_slider(label, options=epochs, key=key, format_func=lambda e: f"E_{e}"))
-
-
-def _selected(event: Any, name: str) -> dict[str, Any] | None:
-    """The first point of selection ``name`` in a chart event, if any."""
-    selection = getattr(event, "selection", None) or {}
-    points = selection.get(name) if isinstance(selection, dict) else None
-    if isinstance(points, list) and points and isinstance(points[0], dict):
-        return points[0]
-    return None
-
-
-def open_picked(active: ActiveTrace, event: Any) -> None:
-    point = _selected(event, viz.PICK)
-    if point is None or "neuron" not in point:
-        return
-    try:
-        epoch, neuron = int(point["epoch"]), int(point["neuron"])
-        signature = active.trace.signature(epoch, neuron)
-    except (KeyError, TypeError, ValueError):
-        return
-    open_neuron(active.name, signature)
 
 
 # -- sections -----------------------------------------------------------------------------------

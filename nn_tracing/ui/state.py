@@ -42,6 +42,16 @@ FORM_FIELD = _PREFIX + "form."
 TRACE_MESSAGE = _PREFIX + "trace_message"
 UPLOAD_MESSAGE = _PREFIX + "upload_message"
 
+# -- analyses on the worker (nn_tracing.ui.compute) -------------------------------------------
+#: A "Compute" button of long work whose page names no key of its own (+ ``:<label>``); the
+#: computation it asked for is kept under the button's key + ``:asked``.
+RUN_ANALYSIS = _PREFIX + "run_analysis"
+
+# -- settings in the URL (nn_tracing.ui.url) ---------------------------------------------------
+#: The page parameters of the URL a page last applied to its widgets (+ ``:<page>``): a new
+#: URL is applied again, an unchanged one leaves the widgets alone.
+URL_APPLIED = _PREFIX + "url_applied"
+
 # -- widgets -----------------------------------------------------------------------------------
 TRACE_PICKER = _PREFIX + "trace_picker"
 UPLOADER = _PREFIX + "uploader"
@@ -144,8 +154,6 @@ CLUSTERS_RUN = _PREFIX + "clusters.run"
 CLUSTERS_SELECTION = _PREFIX + "clusters.selection"
 #: The last map selection event the page applied (so an unchanged event is not re-applied).
 CLUSTERS_LAST_EVENT = _PREFIX + "clusters.last_event"
-#: The query string the page last applied to its widgets (a new one is applied again).
-CLUSTERS_APPLIED_URL = _PREFIX + "clusters.applied_url"
 #: Charts and tables that report clicks.
 CLUSTERS_MAP_CHART = _PREFIX + "clusters.map_chart"
 CLUSTERS_SELECTION_TABLE = _PREFIX + "clusters.selection_table"
@@ -180,6 +188,9 @@ BREADCRUMBS_COMPARE = _PREFIX + "breadcrumbs.compare"
 BREADCRUMBS_ABLATE = _PREFIX + "breadcrumbs.ablate"
 BREADCRUMBS_ABLATE_FILL = _PREFIX + "breadcrumbs.ablate_fill"
 BREADCRUMBS_USE_TRAIL = _PREFIX + "breadcrumbs.use_trail"
+#: Set by "Use the trail"'s callback; the tab then fills the selection before drawing it (the
+#: trail may need an attribution, which runs with a progress bar: never in a callback).
+BREADCRUMBS_USE_TRAIL_ASKED = _PREFIX + "breadcrumbs.use_trail_asked"
 #: Ablation curves: layer, random orders, fill, the Compute button and the parameters of the
 #: last run (+ ":<trace ref>"; a tuple, so results show while the controls are unchanged).
 BREADCRUMBS_CURVES_LAYER = _PREFIX + "breadcrumbs.curves_layer"

@@ -129,11 +129,10 @@ def test_a_feature_set_the_trace_cannot_give_says_why_in_place(
 def test_long_work_waits_for_a_click_with_an_estimate(
     app: Callable[[], AppTest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collections import OrderedDict
+    from nn_tracing import work
+    from nn_tracing.ui import clusters
 
-    from nn_tracing.ui import clusters, work
-
-    monkeypatch.setattr(work, "_STORE", OrderedDict())  # nothing computed yet
+    monkeypatch.setattr(work.WORKER, "store", work.ResultStore())  # nothing computed yet
     monkeypatch.setattr(clusters, "estimate_seconds", lambda *args, **kwargs: 125.0)
     at = _open(app, features="activations", proj="tsne")
     assert_healthy(at)
@@ -182,11 +181,9 @@ def test_a_failing_hmm_is_said_in_place_and_its_colour_option_goes(
     def fail(self, trace, **kwargs):  # type: ignore[no-untyped-def]
         raise ValueError("too few epochs for an HMM")
 
-    from collections import OrderedDict
+    from nn_tracing import work
 
-    from nn_tracing.ui import work
-
-    monkeypatch.setattr(work, "_STORE", OrderedDict())  # no HMM fitted yet
+    monkeypatch.setattr(work.WORKER, "store", work.ResultStore())  # no HMM fitted yet
     monkeypatch.setattr(NeuronHMM, "fit", fail)
     at = _open(app, features="response")
     at.selectbox(key=state.CLUSTERS_COLOR).set_value("hmm").run()
