@@ -94,11 +94,6 @@ class Settings:
         "flags", state.NEURON_HEALTH_FLAGS, default=(), choices=FLAGS
     )
 
-    @property
-    def signature(self) -> str:
-        """The neuron at the page's epoch (``E_<epoch>/L_<layer>/n_<id>``)."""
-        return f"E_{self.epoch}/L_{self.layer}/n_{self.neuron}"
-
 
 #: The page's settings in the address bar (besides ``neuron=``), bound to the widgets' keys;
 #: left out at their defaults, so a link to a neuron is ``trace=`` and ``neuron=`` alone.
