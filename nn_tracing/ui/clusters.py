@@ -48,7 +48,7 @@ from ..analysis.embedding import (
     joint_embedding,
     neuron_features,
 )
-from ..analysis.health import FLAG_TITLES, FLAGS
+from ..analysis.health import HEALTH_LABELS
 from ..trace import METRICS
 from ..viz import clusters as cviz
 from . import cache, state, url
@@ -749,16 +749,8 @@ def _colors(
         values = trace.metrics_at(epoch)[neuron_ids, METRICS.index(metric)].astype(float)
         return pd.Series(values), f"{metric} at E_{epoch}", "Q", None, metric
     if color == "health":
-        health = cache.health(active.key, trace)
-        row = health.epochs.index(epoch)
-        labels = np.full(neuron_ids.size, "healthy", dtype=object)
-        applies = np.zeros(neuron_ids.size, dtype=bool)
-        for flag in reversed(FLAGS):
-            applies |= health.applies[flag][neuron_ids]
-            labels[health.flags[flag][row][neuron_ids]] = FLAG_TITLES[flag]
-        labels[~applies] = "n/a"
-        order = [*(FLAG_TITLES[f] for f in FLAGS), "healthy", "n/a"]
-        return pd.Series(labels), f"health at E_{epoch}", "N", order, None
+        labels = cache.health(active.key, trace).labels(epoch, neuron_ids)
+        return pd.Series(labels), f"health at E_{epoch}", "N", list(HEALTH_LABELS), None
     if color == "hmm":
         states = _hmm_states(active)
         if states is not None:

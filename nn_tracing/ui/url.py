@@ -48,7 +48,7 @@ import streamlit as st
 
 from . import state
 
-__all__ = ["PageURL", "Param", "param"]
+__all__ = ["PageURL", "Param", "at_defaults", "param"]
 
 #: Default bound on a parameter's text (characters).
 MAX_LENGTH = 2000
@@ -349,3 +349,14 @@ class PageURL:
         """The page's own parameters of ``params`` (``st.query_params`` by default)."""
         source: Mapping[str, str] = st.query_params if params is None else params
         return {k: str(v) for k, v in source.items() if k in self._by_name}
+
+
+def at_defaults(settings: Any) -> set[str]:
+    """The fields of a settings dataclass that hold their declared default: a page passes
+    them to :meth:`PageURL.publish` as ``hidden``, so that its link carries only what differs
+    from what a fresh visit shows (a page at its defaults adds nothing to the URL)."""
+    return {
+        item.name
+        for item in dataclasses.fields(settings)
+        if item.default is not dataclasses.MISSING and getattr(settings, item.name) == item.default
+    }

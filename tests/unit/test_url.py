@@ -54,6 +54,15 @@ def test_every_type_goes_to_the_url_and_back(field: str, value: object, text: st
     assert URL.read(params)[field] == value
 
 
+def test_settings_at_their_defaults_can_be_left_out_of_the_url() -> None:
+    changed = Demo(count=7, layers=("hidden_1",))
+    at_defaults = url.at_defaults(changed)
+    assert "count" not in at_defaults and "layers" not in at_defaults
+    assert {"rate", "name", "flag", "span", "order", "epoch", "not_in_url"} <= at_defaults
+    assert URL.params(changed, hidden=at_defaults) == {"n": "7", "layers": "hidden_1"}
+    assert URL.params(Demo(), hidden=url.at_defaults(Demo())) == {}
+
+
 def test_none_hidden_and_empty_settings_stay_out_of_the_url() -> None:
     params = URL.params(Demo(), hidden={"rate"})
     assert "span" not in params and "epoch" not in params  # None
