@@ -271,6 +271,9 @@ def _epoch_controls(active: ActiveTrace, kind: str) -> tuple[int | None, tuple[i
             low, high = st.select_slider(
                 "Epoch range",
                 options=epochs,
+                # a range default makes it a range widget (the key's value wins): without one,
+                # Streamlit reads a moved range as one value and the range snaps back
+                value=(epochs[0], epochs[-1]),
                 key=range_key,
                 format_func=lambda e: f"E_{e}",
             )
