@@ -221,11 +221,13 @@ BREADCRUMBS_WEIGHT_COLUMN = _PREFIX + "breadcrumbs.weight_column"
 
 # -- Dynamics ----------------------------------------------------------------------------------
 #: Training map: the other runs fitted jointly (+ ":<trace ref>"), the sequence (epochs or
-#: steps), the features (+ ":<trace ref>"), k ("bic", "aic" or a number), restarts, how
-#: features are standardised across runs, shuffles of the time test, the curve drawn.
+#: steps), the features of each sequence (+ ":<trace ref>"), k ("bic", "aic" or a number, as
+#: text), restarts, how features are standardised across runs, shuffles of the time test, the
+#: curve drawn.
 DYNAMICS_RUNS = _PREFIX + "dynamics.runs"
 DYNAMICS_SEQUENCE = _PREFIX + "dynamics.sequence"
 DYNAMICS_MAP_FEATURES = _PREFIX + "dynamics.map_features"
+DYNAMICS_MAP_STEP_FEATURES = _PREFIX + "dynamics.map_step_features"
 DYNAMICS_MAP_K = _PREFIX + "dynamics.map_k"
 DYNAMICS_MAP_RESTARTS = _PREFIX + "dynamics.map_restarts"
 DYNAMICS_MAP_STANDARDIZE = _PREFIX + "dynamics.map_standardize"

@@ -79,6 +79,7 @@ class Param:
     max_length: int = MAX_LENGTH
     max_items: int = MAX_ITEMS
     sep: str = ","
+    keep_empty: bool = False
 
 
 def param(
@@ -93,6 +94,7 @@ def param(
     max_length: int = MAX_LENGTH,
     max_items: int = MAX_ITEMS,
     sep: str = ",",
+    keep_empty: bool = False,
 ) -> Any:
     """A dataclass field carried in the URL as ``name``, bound to the widget key ``key``.
 
@@ -116,6 +118,9 @@ def param(
         Bounds on the parameter's text and on a tuple's items.
     sep
         What joins the items of a fixed-length tuple (``,`` or e.g. ``-`` for ``0-4``).
+    keep_empty
+        An empty tuple stays in the URL (``name=``) instead of being left out: for a
+        selection whose default is not empty, so that choosing nothing survives a link.
     """
     meta = Param(
         name,
@@ -127,6 +132,7 @@ def param(
         max_length=int(max_length),
         max_items=int(max_items),
         sep=sep,
+        keep_empty=keep_empty,
     )
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata={_META: meta})
@@ -333,7 +339,7 @@ class PageURL:
 
     def params(self, settings: Any, *, hidden: Iterable[str] = ()) -> dict[str, str]:
         """The query parameters of ``settings``: ``{name: text}``, without ``hidden`` fields,
-        ``None`` values and empty tuples."""
+        ``None`` values and empty tuples (unless the field keeps them: ``keep_empty``)."""
         hidden = set(hidden)
         out = {}
         for field in self._fields.values():
@@ -341,7 +347,7 @@ class PageURL:
             if field.field in hidden or value is None:
                 continue
             text = field.encode(value)
-            if text:
+            if text or field.spec.keep_empty:
                 out[field.spec.name] = text
         return out
 

@@ -72,6 +72,21 @@ def test_none_hidden_and_empty_settings_stay_out_of_the_url() -> None:
     assert set(URL.names) == {"n", "rate", "name", "flag", "layers", "span", "order", "epoch"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Picked:
+    runs: tuple[str, ...] | None = url.param("runs", "demo.runs", default=None, keep_empty=True)
+
+
+def test_an_empty_selection_that_keeps_its_place_survives_the_url() -> None:
+    """Choosing nothing is a choice when the default is not empty: ``runs=`` stays."""
+    picked = url.PageURL(Picked, page="picked")
+    assert picked.params(Picked(runs=())) == {"runs": ""}
+    assert picked.read({"runs": ""}) == {"runs": ()}
+    assert picked.read(picked.params(Picked(runs=("a", "b")))) == {"runs": ("a", "b")}
+    assert picked.params(Picked()) == {}  # None: left out all the same
+    assert picked.params(Picked(runs=()), hidden={"runs"}) == {}
+
+
 @pytest.mark.parametrize(
     "name, text",
     [
