@@ -54,6 +54,7 @@ from .compute import Progress, computed, run_analysis
 from .dynamics_entropy import decision_entropy
 from .dynamics_runs import MAX_SEED_JOBS, runs_picker
 from .links import open_picked
+from .neuron_states import neuron_states  # the shared fit, kept importable from here
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
@@ -542,14 +543,6 @@ def _fit_neurons(active: ActiveTrace, params: view.NeuronParams) -> NeuronHMM:
     return _compute(
         "neurons-k", active.key, [fit_params, k], "Choosing k", lambda _: view.with_states(base, k)
     )
-
-
-def neuron_states(active: ActiveTrace) -> NeuronHMM:
-    """The shared neuron-level HMM of ``active`` with the page's default settings (fitted
-    once per trace, with a progress bar, and shared with the Dynamics page): other pages can
-    colour neurons by ``dominant_state_`` or ``states_`` (indexed by global neuron id; −1 for
-    neurons not modelled, such as inputs)."""
-    return _fit_neurons(active, view.NeuronParams.default(active.trace))
 
 
 def _neuron_summary(model: NeuronHMM) -> None:

@@ -36,6 +36,7 @@ from ..analysis.hmm import (
 )
 from ..trace import NetworkTrace
 from ..viz import dynamics as vd
+from .neuron_states import modelled_layers
 
 __all__ = [
     "ALPHAS",
@@ -230,10 +231,9 @@ def map_state_table(fitted: TrainingMap) -> pd.DataFrame:
 
 
 # -- 2. neuron-level states -------------------------------------------------------------------
-def hidden_layers(trace: NetworkTrace) -> list[str]:
-    """The layers the neuron-level model covers by default: every layer but the inputs (all
-    of them when there is nothing else)."""
-    return [i.name for i in trace.layers if i.kind != "input"] or trace.layer_names()
+#: The layers the neuron-level model covers by default (one definition, shared with the pages
+#: that colour neurons by its states).
+hidden_layers = modelled_layers
 
 
 @dataclass(frozen=True)
