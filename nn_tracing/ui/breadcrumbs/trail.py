@@ -45,8 +45,7 @@ def attribution_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any])
             image, select=viz.PICK, key=state.BREADCRUMBS_IMAGE_CHART, width="content"
         )
         open_picked(active, event)
-    trail = trail_of(active, target)
-    _trail_section(active, target, trail)
+    trail = _trail_section(active, target)
     with guarded("checking the trail by ablation"):
         _trail_check_section(active, target)
     with guarded("following the trail over training"):
@@ -70,8 +69,10 @@ def attribution_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any])
                 )
 
 
-def _trail_section(active: ActiveTrace, target: Target, trail: Trail) -> None:
+def _trail_section(active: ActiveTrace, target: Target) -> Trail:
+    """The trail as a graph and a table; returns it."""
     st.subheader("The breadcrumb trail")
+    trail = trail_of(active, target)
     with guarded("drawing the trail"):
         st.graphviz_chart(views.trail_dot(active.trace, trail))
         st.caption(_TRAIL_CAPTION.format(k=target.k))
@@ -91,6 +92,7 @@ def _trail_section(active: ActiveTrace, target: Target, trail: Trail) -> None:
             "name": st.column_config.TextColumn("feature"),
         },
     )
+    return trail
 
 
 def _trail_check_section(active: ActiveTrace, target: Target) -> None:
