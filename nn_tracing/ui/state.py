@@ -218,6 +218,16 @@ BREADCRUMBS_VALUE = _PREFIX + "breadcrumbs.value"
 BREADCRUMBS_WEIGHT_LAYER = _PREFIX + "breadcrumbs.weight_layer"
 BREADCRUMBS_WEIGHT_ROW = _PREFIX + "breadcrumbs.weight_row"
 BREADCRUMBS_WEIGHT_COLUMN = _PREFIX + "breadcrumbs.weight_column"
+#: What a link brings for widgets whose keys are known only while the page draws them (+
+#: ":<trace ref>"): k per hidden layer of the pruning, whether the ablation curves and the
+#: pruning were shown, the intervention's value, the edited weight's row and column. The page
+#: moves each into its widget's key when it draws that widget.
+BREADCRUMBS_LINK_PRUNE = _PREFIX + "breadcrumbs.link_prune"
+BREADCRUMBS_LINK_CURVES = _PREFIX + "breadcrumbs.link_curves"
+BREADCRUMBS_LINK_PRUNED = _PREFIX + "breadcrumbs.link_pruned"
+BREADCRUMBS_LINK_VALUE = _PREFIX + "breadcrumbs.link_value"
+BREADCRUMBS_LINK_ROW = _PREFIX + "breadcrumbs.link_row"
+BREADCRUMBS_LINK_COLUMN = _PREFIX + "breadcrumbs.link_column"
 
 # -- Dynamics ----------------------------------------------------------------------------------
 #: Training map: the other runs fitted jointly (+ ":<trace ref>"), the sequence (epochs or
