@@ -43,8 +43,7 @@ def open_page(app: Callable[[], AppTest], params: dict[str, str]) -> AppTest:
     at = app()
     for key, value in params.items():
         at.query_params[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
+    at.switch_page(PAGE).run()  # the link opens the Dynamics page itself
     assert_healthy(at)
     return at
 
