@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..trace import LayerInfo
+from ..trace import LayerInfo, format_signature, signature_column
 from ..tracer import as_positions
 from .neuron_model import OBJECTIVES, NeuronModel
 
@@ -285,7 +285,7 @@ class Attribution:
         """``E_<epoch>/L_<layer>/n_<id>`` of a neuron."""
         for info in self.layers:
             if info.first_id <= neuron <= info.last_id:
-                return f"E_{self.label_epoch}/L_{info.name}/n_{neuron}"
+                return format_signature(self.label_epoch, info.name, neuron)
         raise KeyError(f"no neuron n_{neuron}")
 
     @property
@@ -332,7 +332,7 @@ class Attribution:
                     {
                         "layer": info.name,
                         "neuron": ids,
-                        "signature": [f"E_{epoch}/L_{info.name}/n_{i}" for i in ids],
+                        "signature": signature_column(epoch, info.name, ids),
                         "score": block,
                         "magnitude": magnitude[ids],
                         "share": absolute / total if total > 0 else np.nan,
@@ -468,7 +468,7 @@ def attribution_history(
                     epoch,
                     int(neuron),
                     str(layer_names[neuron]),
-                    f"E_{epoch}/L_{layer_names[neuron]}/n_{neuron}",
+                    format_signature(epoch, layer_names[neuron], neuron),
                     float(result.scores[neuron]),
                     float(result.magnitude[neuron]),
                 )

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..trace import LayerInfo, NetworkTrace
+from ..trace import LayerInfo, NetworkTrace, signature_column
 
 __all__ = [
     "BOUNDED",
@@ -418,7 +418,7 @@ class NeuronHealth:
         layer_of = names[codes]
         frame = pd.DataFrame(
             {
-                "signature": [f"E_{epoch}/L_{layer}/n_{i}" for i, layer in zip(ids, layer_of)],
+                "signature": signature_column(epoch, layer_of, ids),
                 "layer": layer_of,
                 "neuron": ids,
             }

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..trace import METRICS, LayerInfo, NetworkTrace
+from ..trace import METRICS, LayerInfo, NetworkTrace, signature_column
 
 __all__ = [
     "TOP_COLUMNS",
@@ -319,7 +319,7 @@ def incoming_weights(trace: NetworkTrace, neuron_id: int, epoch: int) -> pd.Data
     index = np.arange(row.size)
     if source is not None:
         ids = source.first_id + index
-        signatures = [f"E_{epoch}/L_{source.name}/n_{i}" for i in ids]
+        signatures = signature_column(epoch, source.name, ids)
         if source.kind == "input":
             names = _feature_names(trace)
             labels = [f"{names[i]} (n_{ids[i]})" for i in index]
@@ -459,7 +459,7 @@ def outgoing_weights(trace: NetworkTrace, neuron_id: int, epoch: int) -> pd.Data
         {
             "target": ids.astype(np.int64),
             "target_layer": target.name,
-            "signature": [f"E_{epoch}/L_{target.name}/n_{i}" for i in ids],
+            "signature": signature_column(epoch, target.name, ids),
             "weight": values,
             "abs_weight": np.abs(values),
             "weight_e0": initial,

@@ -49,7 +49,7 @@ from ..analysis.embedding import (
     neuron_features,
 )
 from ..analysis.health import FLAG_TITLES, FLAGS
-from ..trace import METRICS
+from ..trace import METRICS, signature_column
 from ..viz import clusters as cviz
 from . import cache, state, work
 from .app import open_neuron, require_shell
@@ -858,9 +858,7 @@ def _point_frame(
             "neuron": neuron_ids,
             "layer": layers,
             "epoch": epochs,
-            "signature": [
-                f"E_{e}/L_{layer}/n_{i}" for e, layer, i in zip(epochs, layers, neuron_ids)
-            ],
+            "signature": signature_column(epochs, layers, neuron_ids),
             "x": coords[:, 0],
             "y": coords[:, 1],
             "cluster": (

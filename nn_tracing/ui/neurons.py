@@ -29,7 +29,7 @@ from .. import viz
 from ..analysis import profiles
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
 from ..analysis.profiles import ActivationField, ProfileUnavailable
-from ..trace import METRICS, NetworkTrace, parse_signature
+from ..trace import METRICS, NetworkTrace, format_signature, parse_signature, signature_column
 from ..viz import profile as profile_viz
 from . import cache, state
 from .app import require_shell
@@ -93,7 +93,7 @@ def _set_neuron_param(signature: str) -> None:
 
 def _epoch_changed(trace_ref: str, neuron: int, layer: str) -> None:
     epoch = state.get(state.epoch_key(state.NEURON_EPOCH, trace_ref))
-    _set_neuron_param(f"E_{epoch}/L_{layer}/n_{neuron}")
+    _set_neuron_param(format_signature(epoch, layer, neuron))
 
 
 def _neuron_changed() -> None:
@@ -113,7 +113,7 @@ def _pickers(active: ActiveTrace) -> tuple[int, int, str]:
     trace = active.trace
     epoch, neuron, notice = resolve_neuron(trace, st.query_params.get("neuron"))
     layer = trace.layer_of(neuron).name
-    signature = f"E_{epoch}/L_{layer}/n_{neuron}"
+    signature = format_signature(epoch, layer, neuron)
     if st.query_params.get("neuron") != signature:
         _set_neuron_param(signature)
     if notice:
@@ -680,7 +680,7 @@ def _data_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> N
     trace = active.trace
     with _section("listing the neuron's rows"):
         rows = trace.frame.xs(neuron, level="neuron").reset_index()
-        rows.insert(0, "signature", [f"E_{e}/L_{layer}/n_{neuron}" for e in rows["epoch"]])
+        rows.insert(0, "signature", signature_column(rows["epoch"], layer, neuron))
         stem = f"{active.name or 'trace'}-L_{layer}-n_{neuron}"
         left, right = st.columns(2)
         left.download_button(
@@ -716,7 +716,7 @@ def render_neurons() -> None:
         st.info(md_escape(no_trace_message(), max_length=400))
         return
     epoch, neuron, layer = _pickers(active)
-    signature = f"E_{epoch}/L_{layer}/n_{neuron}"
+    signature = format_signature(epoch, layer, neuron)
     st.code(signature, language=None)
     st.caption("Link to this view (opens the same neuron in any browser that reaches this app):")
     st.code(_link(active, signature), language=None)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from nn_tracing import METRICS, TraceableNN
-from nn_tracing.trace import parse_signature
+from nn_tracing.trace import format_signature, parse_signature, signature_column
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,26 @@ def test_mapping_views(trace):
 
 def test_parse_signature():
     assert parse_signature("E_30/L_features.0/n_20") == (30, "features.0", 20)
+
+
+def test_format_signature_is_the_inverse_of_parse_signature(trace):
+    assert format_signature(30, "features.0", 20) == "E_30/L_features.0/n_20"
+    assert parse_signature(format_signature(30, "features.0", 20)) == (30, "features.0", 20)
+    assert trace.signature(30, 5) == format_signature(30, "hidden_1", 5)
+    assert trace.neuron("E_30/L_hidden_1/n_5").signature == "E_30/L_hidden_1/n_5"
+
+
+def test_signature_column_broadcasts_single_values_over_the_rows():
+    epochs = np.array([0, 5], dtype=np.int64)
+    assert signature_column(epochs, "hidden_1", 3) == ["E_0/L_hidden_1/n_3", "E_5/L_hidden_1/n_3"]
+    assert signature_column(2, ["input", "output"], range(2)) == [
+        "E_2/L_input/n_0",
+        "E_2/L_output/n_1",
+    ]
+    assert signature_column(1, "output", 7) == ["E_1/L_output/n_7"]
+    assert signature_column(1, "output", []) == []
+    with pytest.raises(ValueError, match="different lengths"):
+        signature_column([0, 1], "output", [1, 2, 3])
 
 
 def test_metric_over_time(trace):

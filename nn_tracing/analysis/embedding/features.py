@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...trace import METRICS, NetworkTrace
+from ...trace import METRICS, NetworkTrace, signature_column
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -236,10 +236,7 @@ class NeuronFeatures:
 
     def signatures(self) -> list[str]:
         """``E_<epoch>/L_<layer>/n_<id>`` of every row."""
-        return [
-            f"E_{e}/L_{layer}/n_{i}"
-            for e, layer, i in zip(self.epochs, self.layers, self.neuron_ids, strict=True)
-        ]
+        return signature_column(self.epochs, self.layers, self.neuron_ids)
 
     def subset(self, rows: np.ndarray) -> NeuronFeatures:
         """The same features for a subset of the rows (an index or boolean mask)."""
@@ -472,9 +469,9 @@ def neuron_features(
             "neuron": row_ids[excluded_rows],
             "layer": row_layers[excluded_rows],
             "epoch": row_epochs[excluded_rows],
-            "signature": [
-                f"E_{row_epochs[r]}/L_{row_layers[r]}/n_{row_ids[r]}" for r in excluded_rows
-            ],
+            "signature": signature_column(
+                row_epochs[excluded_rows], row_layers[excluded_rows], row_ids[excluded_rows]
+            ),
             "reason": [reasons[r] for r in excluded_rows],
         }
     )
