@@ -392,6 +392,36 @@ class NetworkTrace:
     def layer_names(self) -> list[str]:
         return [info.name for info in self.layers]
 
+    # -- names of the dataset's classes and features -------------------------------------
+    def _dataset_names(self, key: str, n: int) -> list[str] | None:
+        """``meta["dataset"][key]`` as strings when it names exactly ``n`` things."""
+        dataset = self.meta.get("dataset")
+        names = dataset.get(key) if isinstance(dataset, dict) else None
+        if isinstance(names, list) and len(names) == n:
+            return [str(name) for name in names]
+        return None
+
+    def class_name(self, label: int) -> str:
+        """The name of integer class ``label``: the dataset's, else ``class <label>``."""
+        names = self.class_names
+        return names[label] if 0 <= label < len(names) else f"class {label}"
+
+    @property
+    def class_names(self) -> list[str]:
+        """One name per output (class): the dataset's (``meta["dataset"]["class_names"]``) when
+        it names every output, else ``class 0``, ``class 1``, …"""
+        n = self.layers[-1].n_neurons if self.layers else 0
+        named = self._dataset_names("class_names", n)
+        return named if named is not None else [f"class {i}" for i in range(n)]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """One name per input feature: the dataset's (``meta["dataset"]["feature_names"]``)
+        when it names every input, else ``x0``, ``x1``, … (the built-in datasets' own)."""
+        n = self.layers[0].n_neurons if self.layers else 0
+        named = self._dataset_names("feature_names", n)
+        return named if named is not None else [f"x{i}" for i in range(n)]
+
     def neuron_layers(self) -> np.ndarray:
         """Layer name of every global neuron id, array of shape (n_neurons,)."""
         return np.concatenate([[info.name] * info.n_neurons for info in self.layers])

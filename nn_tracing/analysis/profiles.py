@@ -87,7 +87,7 @@ def _dataset(trace: NetworkTrace) -> dict[str, Any]:
 
 
 def class_names(trace: NetworkTrace, labels: np.ndarray) -> list[str]:
-    """The name of each integer label (``meta["dataset"]["class_names"]``, else ``class <i>``).
+    """The name of each integer label (:meth:`NetworkTrace.class_name`).
 
     Parameters
     ----------
@@ -97,17 +97,7 @@ def class_names(trace: NetworkTrace, labels: np.ndarray) -> list[str]:
     -------
     list of n names
     """
-    names = _dataset(trace).get("class_names")
-    names = [str(n) for n in names] if isinstance(names, list) else []
-    return [names[i] if 0 <= i < len(names) else f"class {i}" for i in np.asarray(labels).tolist()]
-
-
-def _feature_names(trace: NetworkTrace) -> list[str]:
-    n = trace.layers[0].n_neurons if trace.layers else 0
-    names = _dataset(trace).get("feature_names")
-    if isinstance(names, list) and len(names) == n:
-        return [str(name) for name in names]
-    return [f"x_{i}" for i in range(n)]
+    return [trace.class_name(i) for i in np.asarray(labels).tolist()]
 
 
 def destandardise(trace: NetworkTrace, x: np.ndarray) -> np.ndarray:
@@ -321,7 +311,7 @@ def incoming_weights(trace: NetworkTrace, neuron_id: int, epoch: int) -> pd.Data
         ids = source.first_id + index
         signatures = signature_column(epoch, source.name, ids)
         if source.kind == "input":
-            names = _feature_names(trace)
+            names = trace.feature_names
             labels = [f"{names[i]} (n_{ids[i]})" for i in index]
         else:
             labels = [f"n_{i}" for i in ids]
@@ -835,7 +825,7 @@ def top_activating(
     top.insert(0, "rank", np.arange(1, len(top) + 1))
     assert trace.probe is not None
     raw = destandardise(trace, np.asarray(trace.probe[0])[order].reshape(len(order), -1))
-    names = [f"feature {n}" if n in TOP_COLUMNS else n for n in _feature_names(trace)]
+    names = [f"feature {n}" if n in TOP_COLUMNS else n for n in trace.feature_names]
     if raw.shape[1] == len(names):
         features = pd.DataFrame(raw, columns=names)
         top = pd.concat([top, features], axis=1)
@@ -1006,7 +996,7 @@ def activation_field(
         if recorded is not None:
             error = float(np.nanmax(np.abs(probe_values - recorded[:, neuron_id])))
     corners = destandardise(trace, np.stack([gx, gy], axis=1))
-    names = _feature_names(trace)
+    names = trace.feature_names
     labels = None
     if trace.probe is not None:
         try:

@@ -237,7 +237,7 @@ def _ablation(
     with _progress(f"Ablating {len(neurons)} neurons"):
         x, y = _probe(_trace)
         return ablate(
-            _model(_trace, epoch), x, y, list(neurons), fill=fill, class_names=_class_names(_trace)
+            _model(_trace, epoch), x, y, list(neurons), fill=fill, class_names=_trace.class_names
         )
 
 
@@ -301,29 +301,17 @@ def _dataset(trace: NetworkTrace) -> dict[str, Any]:
     return dataset if isinstance(dataset, dict) else {}
 
 
-def _class_names(trace: NetworkTrace) -> list[str]:
-    k = trace.layers[-1].n_neurons
-    names = _dataset(trace).get("class_names")
-    if isinstance(names, list) and len(names) == k:
-        return [str(n) for n in names]
-    return [str(i) for i in range(k)]
-
-
-def _feature_names(trace: NetworkTrace) -> list[str]:
-    n = trace.layers[0].n_neurons
-    names = _dataset(trace).get("feature_names")
-    if isinstance(names, list) and len(names) == n:
-        return [str(f) for f in names]
-    return [f"x{i}" for i in range(n)]
+def _class_phrase(trace: NetworkTrace, label: int) -> str:
+    """``class setosa``, or ``class 3`` for a class the dataset does not name."""
+    name = trace.class_name(label)
+    return name if name.startswith("class ") else f"class {name}"
 
 
 def _labels(trace: NetworkTrace) -> dict[int, str]:
     """Names of input features and classes by global id (for the trail graph)."""
-    labels = {i: name for i, name in enumerate(_feature_names(trace))}
+    labels = dict(enumerate(trace.feature_names))
     output = trace.layers[-1]
-    labels.update(
-        {output.first_id + i: f"class {name}" for i, name in enumerate(_class_names(trace))}
-    )
+    labels.update({output.first_id + i: _class_phrase(trace, i) for i in range(output.n_neurons)})
     return labels
 
 
@@ -394,13 +382,12 @@ class _Target:
     k: int
 
     def describe(self, trace: NetworkTrace, n_samples: int) -> str:
-        names = _class_names(trace)
         epoch = f"E_{self.epoch}" if self.epoch != FINAL else "the final weights"
         method = METHOD_TITLES[self.method]
         score = _SCORE_NAMES[self.objective]
         if self.sample is not None:
             cls = (
-                f"class {names[self.target_class]}"
+                _class_phrase(trace, self.target_class)
                 if self.target_class is not None
                 else "its predicted class"
             )
@@ -409,7 +396,7 @@ class _Target:
                 f"by {method}."
             )
         return (
-            f"Explaining {score} of class {names[int(self.target_class or 0)]} over its "
+            f"Explaining {score} of {_class_phrase(trace, int(self.target_class or 0))} over its "
             f"{n_samples} probe samples at {epoch}, by {method}."
         )
 
@@ -417,7 +404,7 @@ class _Target:
 def _controls(active: ActiveTrace) -> _Target:
     trace = active.trace
     epochs = trace.epochs_with_weights or [FINAL]
-    names = _class_names(trace)
+    names = trace.class_names
     n_probe = len(trace.probe[1]) if trace.probe is not None else 0
     left, middle, right = st.columns([3, 3, 2])
     with left:
@@ -940,7 +927,7 @@ def _intervention_tab(active: ActiveTrace, target: _Target) -> None:
         cols[2].metric("Plane whose class changed", f"{result.boundary.changed_share:.1%}")
     st.markdown("**What changed, layer by layer** (activations on the probe set)")
     st.dataframe(result.layer_changes(trace.layers), hide_index=True)
-    comparison = result.comparison(_class_names(trace))
+    comparison = result.comparison(trace.class_names)
     if result.boundary is not None:
         b = result.boundary
         chart = crumbs.decision_boundary_chart(
@@ -953,8 +940,8 @@ def _intervention_tab(active: ActiveTrace, target: _Target) -> None:
             _probe(trace)[0],
             result.labels,
             result.flipped,
-            _class_names(trace),
-            feature_names=_feature_names(trace),
+            trace.class_names,
+            feature_names=trace.feature_names,
         )
         show_chart(chart, width="content")
     else:
@@ -963,7 +950,7 @@ def _intervention_tab(active: ActiveTrace, target: _Target) -> None:
     _per_class_table(comparison)
     if result.boundary is None:
         chart = crumbs.confusion_chart(
-            comparison.confusion(after=False), comparison.confusion(after=True), _class_names(trace)
+            comparison.confusion(after=False), comparison.confusion(after=True), trace.class_names
         )
         if chart is not None:
             show_chart(chart, width="content")

@@ -163,3 +163,23 @@ def test_malformed_lookup_keys_raise_key_error_listing_what_exists(trace, key, m
 def test_membership_of_a_malformed_epoch_key_is_false(trace):
     assert f"E_{HUGE}" not in trace
     assert "E_٣٠" not in trace
+
+
+def test_class_and_feature_names_come_from_the_dataset_or_one_fallback(trace):
+    meta = trace.meta
+    try:
+        trace.meta = {
+            **meta,
+            "dataset": {"class_names": ["no", "yes"], "feature_names": ["a", "b"]},
+        }
+        assert trace.class_names == ["no", "yes"] and trace.feature_names == ["a", "b"]
+        assert trace.class_name(1) == "yes" and trace.class_name(5) == "class 5"
+        # names that do not name every output or input are not used
+        trace.meta = {**meta, "dataset": {"class_names": ["no"], "feature_names": ["a"]}}
+        assert trace.class_names == ["class 0", "class 1"]
+        assert trace.feature_names == ["x0", "x1"]
+        trace.meta = {k: v for k, v in meta.items() if k != "dataset"}
+        assert trace.class_names == ["class 0", "class 1"] and trace.class_name(0) == "class 0"
+        assert trace.feature_names == ["x0", "x1"]
+    finally:
+        trace.meta = meta

@@ -271,14 +271,7 @@ def _probe_labels(trace: NetworkTrace) -> tuple[np.ndarray, list[str]]:
     y = np.asarray(trace.probe[1])
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise FeatureError("the probe labels are not class labels: no per-class profile")
-    classes = np.unique(y)
-    dataset = trace.meta.get("dataset") if isinstance(trace.meta.get("dataset"), dict) else {}
-    names = dataset.get("class_names") if isinstance(dataset.get("class_names"), list) else None
-    labels = [
-        str(names[c]) if names is not None and 0 <= c < len(names) else f"class {c}"
-        for c in classes
-    ]
-    return y, labels
+    return y, [trace.class_name(int(c)) for c in np.unique(y)]
 
 
 def _activations(trace: NetworkTrace, epoch: int) -> np.ndarray:
