@@ -202,7 +202,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     from .data import prepare_data
     from .store import save_trace
-    from .training import Progress, train
+    from .training import TrainingProgress, train
 
     try:
         data = prepare_data(config)
@@ -241,7 +241,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         )
 
-        def on_progress(p: Progress) -> None:
+        def on_progress(p: TrainingProgress) -> None:
             if bar is None:
                 return
             done = p.epoch - 1 + p.step / max(p.steps_per_epoch, 1) if p.epoch else 0.0

@@ -29,7 +29,7 @@ from .estimate import RunEstimate, estimate_run
 from .runs import new_run_path, runs_dir, safe_stem
 from .store import save_trace
 from .trace import NetworkTrace
-from .training import Progress, train
+from .training import TrainingProgress, train
 
 __all__ = [
     "MAX_RUNNING_JOBS",
@@ -202,7 +202,7 @@ class TrainingJob:
         with self._lock:
             self._snapshot = replace(self._snapshot, **changes)  # type: ignore[arg-type]
 
-    def _on_progress(self, progress: Progress) -> None:
+    def _on_progress(self, progress: TrainingProgress) -> None:
         self._last_progress_at = time.monotonic()
         self._publish(
             state="running",

@@ -2,9 +2,9 @@
 
 Builds the data and the MLP from a :class:`~nn_tracing.config.TrainConfig`, wraps the model in
 :class:`~nn_tracing.tracer.TraceableNN` and trains it with mini-batches, reporting
-:class:`Progress` and honouring a stop request between batches. A non-finite loss ends the run
-with status ``diverged``; a stop request ends it with status ``stopped`` and records the epoch in
-progress (``meta["partial_epoch"]``). Either way the trace so far is kept.
+:class:`TrainingProgress` and honouring a stop request between batches. A non-finite loss ends
+the run with status ``diverged``; a stop request ends it with status ``stopped`` and records the
+epoch in progress (``meta["partial_epoch"]``). Either way the trace so far is kept.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from .models import build_model
 from .trace import NetworkTrace
 from .tracer import TraceableNN
 
-__all__ = ["Progress", "TracedRun", "TrainingDiverged", "make_optimizer", "train"]
+__all__ = [
+    "Progress",
+    "TracedRun",
+    "TrainingDiverged",
+    "TrainingProgress",
+    "make_optimizer",
+    "train",
+]
 
 StopSignal = threading.Event | Callable[[], bool] | None
 
@@ -37,8 +44,10 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Progress:
-    """A snapshot of a training run, passed to the ``progress`` callback.
+class TrainingProgress:
+    """A snapshot of a training run, passed to :func:`train`'s ``progress`` callback.
+
+    (Analyses report a plain fraction and message instead: :data:`nn_tracing.progress.Progress`.)
 
     ``status`` is ``running`` until the end, then ``complete``, ``stopped`` or ``diverged``.
     """
@@ -68,6 +77,10 @@ class Progress:
         if fraction <= 0 or self.status != "running":
             return None if self.status == "running" else 0.0
         return self.elapsed * (1 - fraction) / fraction
+
+
+#: The old name of :class:`TrainingProgress` (``nt.Progress``), kept for old imports.
+Progress = TrainingProgress
 
 
 @dataclass
@@ -155,7 +168,7 @@ def _dataset_meta(data: DataSplits) -> dict[str, Any]:
 
 def train(
     config: TrainConfig,
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
     stop: StopSignal = None,
     *,
     traced: bool = True,
@@ -170,7 +183,7 @@ def train(
     config
         The run's settings.
     progress
-        Called with a :class:`Progress` after every epoch and at most every
+        Called with a :class:`TrainingProgress` after every epoch and at most every
         ``progress_every`` seconds within one.
     stop
         A :class:`threading.Event` (or a callable returning ``True``) that ends training after
@@ -245,7 +258,7 @@ def train(
         if progress is None:
             return
         progress(
-            Progress(
+            TrainingProgress(
                 epoch=epoch,
                 epochs=config.epochs,
                 step=step,

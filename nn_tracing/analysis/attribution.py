@@ -26,7 +26,7 @@ standardised features) to the sample. Nothing here imports Streamlit.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..progress import Progress, no_progress
 from ..trace import LayerInfo, format_signature, signature_column
 from ..tracer import as_positions
 from .neuron_model import OBJECTIVES, NeuronModel
@@ -70,12 +71,6 @@ METHOD_TITLES: dict[str, str] = {
     "conductance": "conductance",
     "ablation": "ablation",
 }
-
-Progress = Callable[[float, str], None]
-
-
-def _noop(fraction: float, message: str) -> None:
-    return None
 
 
 def _pool_sum(t: torch.Tensor, feature_dim: int) -> torch.Tensor:
@@ -133,7 +128,7 @@ def neuron_attributions(
     )
 
     _check_method(method)
-    report = progress or _noop
+    report = progress or no_progress
     x = torch.as_tensor(x).to(model.device)
     n = x.shape[0]
     targets = torch.as_tensor(target, dtype=torch.long).to(model.device)
@@ -446,7 +441,7 @@ def attribution_history(
     Long frame: ``epoch``, ``neuron``, ``layer``, ``signature``, ``score``, ``magnitude``.
     Empty when the trace kept weights for fewer than two epochs.
     """
-    report = progress or _noop
+    report = progress or no_progress
     epochs = list(epochs) if epochs is not None else trace.epochs_with_weights
     rows = []
     ids = np.asarray(list(neurons), dtype=np.int64)
@@ -519,7 +514,7 @@ def attribution_frame(
     Long frame, one row per (epoch, class, method, neuron): ``epoch``, ``class``, ``method``,
     ``layer``, ``neuron``, ``signature``, ``score``, ``magnitude``, ``share``, ``rank``.
     """
-    report = progress or _noop
+    report = progress or no_progress
     epochs = list(epochs) if epochs is not None else trace.epochs_with_weights
     n_classes = trace.layers[-1].n_neurons
     assert trace.probe is not None or not epochs

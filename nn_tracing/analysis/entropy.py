@@ -23,13 +23,14 @@ Also here: the entropy of probability vectors and the entropy rate of a Markov c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.special import xlogy
 
+from ..progress import Progress, fraction
 from ..trace import NetworkTrace
 
 __all__ = [
@@ -51,8 +52,6 @@ LABELS: tuple[str, ...] = ("predicted", "true")
 _LN2 = float(np.log(2.0))
 #: Bytes a block of the permutation product may take (joint counts of a block of neurons).
 _BLOCK_BYTES = 64 * 2**20
-
-Progress = Callable[[int, int, str], None]
 
 
 # -- entropies ----------------------------------------------------------------------------------
@@ -422,8 +421,7 @@ class DecisionEntropy:
         for row, epoch in enumerate(epochs):
             if progress is not None:
                 progress(
-                    row,
-                    len(epochs),
+                    fraction(row, len(epochs)),
                     f"E_{epoch}: binning and {self.n_permutations} label permutations",
                 )
             acts = trace.probe_activations(epoch)
@@ -453,7 +451,7 @@ class DecisionEntropy:
             arrays["null_q95"][row] = np.quantile(null, 0.95, axis=1)
             arrays["gtest"][row] = _gtest(codes, tested, observed, n_samples, n_classes)
         if progress is not None:
-            progress(len(epochs), len(epochs), "done")
+            progress(fraction(len(epochs), len(epochs)), "done")
         if self.fdr == "all":
             significant, qvalues = benjamini_hochberg(arrays["pvalues"], self.alpha)
         else:

@@ -40,13 +40,13 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..progress import Progress, reporter
 from ..trace import METRICS, LayerInfo, NetworkTrace, signature_column
 
 __all__ = [
@@ -369,11 +369,11 @@ def incoming_weight_history(
     trace: NetworkTrace,
     neuron_id: int,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The neuron's incoming weights at every recorded epoch whose weights were kept.
 
-    Reads each of those epochs' tensors once; ``progress(done, total)`` after each.
+    Reads each of those epochs' tensors once; ``progress(fraction, message)`` after each.
 
     Returns
     -------
@@ -395,10 +395,10 @@ def incoming_weight_history(
             "(--keep-weights) to see the incoming weights change over the recorded epochs"
         )
     parts = []
+    report = reporter(progress, len(epochs))
     for done, epoch in enumerate(epochs, start=1):
         parts.append(incoming_weights(trace, neuron_id, epoch))
-        if progress is not None:
-            progress(done, len(epochs))
+        report(done, f"incoming weights at E_{epoch}")
     return pd.concat(parts, ignore_index=True)
 
 
@@ -718,7 +718,7 @@ def selectivity_over_epochs(
     max_epochs: int = 30,
     include: list[int] | None = None,
     random_state: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The neuron's class selectivity index at every recorded epoch, against a shuffled-label
     null.
@@ -755,6 +755,7 @@ def selectivity_over_epochs(
     codes, n_classes = _class_codes(labels)
     counts = np.bincount(codes, minlength=n_classes)
     names = class_names(trace, np.unique(labels))
+    report = reporter(progress, len(tested))
     for done, epoch in enumerate(tested, start=1):
         acts = trace.probe_activations(epoch)
         if acts is not None:
@@ -771,8 +772,7 @@ def selectivity_over_epochs(
                 if np.isfinite(observed[row]):
                     beaten = np.sum(finite >= observed[row] - 1e-12)
                     p_values[row] = (1 + beaten) / (1 + finite.size)
-        if progress is not None:
-            progress(done, len(tested))
+        report(done, f"shuffled-label null at E_{epoch}")
     return pd.DataFrame(
         {
             "epoch": epochs,

@@ -606,7 +606,7 @@ def _controls(active: ActiveTrace) -> Settings:
 # -- computations -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Projection:
-    """A fitted projection, without the projector (which holds a progress callback)."""
+    """A fitted projection: what the page draws, without the projector."""
 
     embedding: np.ndarray
     explained: np.ndarray
@@ -650,7 +650,7 @@ def _projection(
     name = PROJECTORS[settings.projector]
 
     def run(progress: Callable[[float, str], None]) -> Projection:
-        projector = NeuronProjector(**params, progress=progress).fit(features.values)
+        projector = NeuronProjector(**params).fit(features.values, progress=progress)
         return Projection(
             embedding=projector.embedding_,
             explained=projector.explained_variance_ratio_,
@@ -738,20 +738,14 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
         estimate = max(estimate, work.AUTO_SECONDS + 1)
 
     def run(progress: Callable[[float, str], None]) -> ChanceTest:
-        test = ChanceTest(
-            settings.permutations,
-            nulls=settings.nulls,
-            random_state=settings.seed,
-            progress=lambda done, total, what: progress(done / max(total, 1), what),
-        )
-        test.fit(
+        test = ChanceTest(settings.permutations, nulls=settings.nulls, random_state=settings.seed)
+        return test.fit(
             features,
             settings.clusterer(),
             trace=active.trace,
             projector=NeuronProjector(**projector_params) if projector_params else None,
+            progress=progress,
         )
-        test.progress = None  # the callback draws on this page: do not keep it
-        return test
 
     return work.compute(
         key,
@@ -1184,8 +1178,10 @@ def _through_time(
     )
 
     def run(progress: Callable[[float, str], None]) -> JointEmbedding:
-        projector = NeuronProjector(**params, progress=progress)
-        return joint_embedding(trace, spec, projector, max_points=MAX_JOINT_POINTS)
+        projector = NeuronProjector(**params)
+        return joint_embedding(
+            trace, spec, projector, max_points=MAX_JOINT_POINTS, progress=progress
+        )
 
     joint = work.compute(
         key,

@@ -78,14 +78,10 @@ def _key(what: str, *parts: Any) -> str:
     return work.key(f"dynamics:{what}", "", parts)
 
 
-def _compute(key: str, label: str, run: Callable[[Callable[[int, int, str], None]], T]) -> T:
+def _compute(key: str, label: str, run: Callable[[work.Progress], T]) -> T:
     """The stored result under ``key``, else ``run(progress)`` on the server's analysis worker
-    with a progress bar (``progress(done, total, what)``). Errors pass to the caller."""
-
-    def job(progress: work.Progress) -> T:
-        return run(lambda done, total, what: progress(done / total if total else 0.0, what))
-
-    return work.compute(key, job, label=label)  # type: ignore[return-value]
+    with a progress bar (``progress(fraction, what)``). Errors pass to the caller."""
+    return work.compute(key, run, label=label)  # type: ignore[return-value]
 
 
 def _chosen_k(selection: pd.DataFrame, choice: str | int) -> int:

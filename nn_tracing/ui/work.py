@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ..progress import Progress
 from . import state
 from .text import fmt_duration
 
@@ -42,8 +43,6 @@ _STORE_LIMIT = 1_500_000_000  # bytes of arrays kept (features of large traces a
 _STORE_ENTRIES = 96
 
 T = TypeVar("T")
-#: ``progress(fraction in [0, 1], what is being done)``
-Progress = Callable[[float, str], None]
 
 _STORE: OrderedDict[str, Any] = OrderedDict()
 _STORE_BYTES: dict[str, int] = {}

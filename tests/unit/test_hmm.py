@@ -235,7 +235,7 @@ def test_the_training_map_joint_fit_over_two_seeds(seeds: list[Path]) -> None:
     traces = [load_trace(p) for p in seeds]
     steps: list[str] = []
     fitted = TrainingMap(k_range=(1, 4), n_shuffles=9).fit(
-        traces, names=["seed0", "seed1"], progress=lambda d, t, m: steps.append(m)
+        traces, names=["seed0", "seed1"], progress=lambda fraction, m: steps.append(m)
     )
     assert fitted.lengths_.tolist() == [11, 11]
     assert set(fitted.path_["run"]) == {"seed0", "seed1"}

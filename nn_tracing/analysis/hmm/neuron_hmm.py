@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ...progress import Progress
 from ...trace import METRICS, NetworkTrace
 from ..entropy import entropy_bits, entropy_rate, stationary_distribution
-from ._em import Progress, Sequences, forward_backward, from_model, viterbi
+from ._em import Sequences, forward_backward, from_model, viterbi
 from .describe import describe_levels, state_label, when_words
 from .nulls import TimeShuffleTest, shuffled_time_test
 from .states import StateModel, _FittedStates

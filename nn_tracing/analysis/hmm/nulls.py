@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ._em import Progress, check_sequences
+from ...progress import Progress, reporter
+from ._em import check_sequences
 from .states import StateModel
 
 __all__ = ["TimeShuffleTest", "shuffled_time_test"]
@@ -99,17 +100,15 @@ def shuffled_time_test(
             .iloc[0]
         )
 
-    if progress is not None:
-        progress(0, n_shuffles + 1, "fitting the real sequences")
+    report = reporter(progress, n_shuffles + 1)
+    report(0, "fitting the real sequences")
     real = fitted(seqs.X)
     null = np.empty(n_shuffles)
     for i in range(n_shuffles):
-        if progress is not None:
-            progress(i + 1, n_shuffles + 1, f"time-shuffled copy {i + 1} of {n_shuffles}")
+        report(i + 1, f"time-shuffled copy {i + 1} of {n_shuffles}")
         # one random key per observation, sorted within each sequence: every sequence shuffled
         keys = rng.random(seqs.n_obs) + seqs.seq_index
         null[i] = fitted(seqs.X[np.argsort(keys, kind="stable")])
-    if progress is not None:
-        progress(n_shuffles + 1, n_shuffles + 1, "done")
+    report(n_shuffles + 1, "done")
     p_value = (1.0 + float((null >= real).sum())) / (1.0 + n_shuffles)
     return TimeShuffleTest(int(n_states), int(n_shuffles), float(real), null, p_value, seqs.n_obs)

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from ...progress import Progress, reporter
 from ._em import (
     Fit,
     Params,
-    Progress,
     Sequences,
     check_sequences,
     em_default,
@@ -193,7 +193,7 @@ class StateModel:
         ----------
         X : array of shape (n_observations, n_features), the sequences concatenated
         lengths : array of shape (n_sequences,), the length of each sequence (default: one)
-        progress : ``progress(done, total, message)``, called before each fit
+        progress : ``progress(fraction, message)``, called before each fit
         """
         if self.criterion not in ("bic", "aic"):
             raise ValueError(f"criterion={self.criterion!r}: use 'bic' or 'aic'")
@@ -209,6 +209,7 @@ class StateModel:
         rows, models, fits, messages = [], {}, {}, []
         todo = [k for k in ks if k not in skipped]
         total, done = len(todo) * restarts, 0
+        report = reporter(progress, total)
         with threadpool_limits(1):
             for k in ks:
                 if k in skipped:
@@ -219,8 +220,7 @@ class StateModel:
                 best: Fit | None = None
                 n_converged = 0
                 for r in range(restarts):
-                    if progress is not None:
-                        progress(done, total, f"k = {k}, start {r + 1} of {restarts}")
+                    report(done, f"k = {k}, start {r + 1} of {restarts}")
                     fit = self._fit_one(seqs, k, directions[r], engine, tol)
                     done += 1
                     n_converged += fit.converged
@@ -254,8 +254,7 @@ class StateModel:
                         "note": "" if best.converged else f"did not converge in {best.n_iter}",
                     }
                 )
-        if progress is not None:
-            progress(total, total, "done")
+        report(total, "done")
         selection = pd.DataFrame(rows)
         fitted = selection[selection["restarts"] > 0]
         chosen = int(fitted.loc[fitted[self.criterion].idxmin(), "k"])

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ...progress import Progress
 from ...trace import NetworkTrace
 from ..entropy import entropy_bits
-from ._em import Progress
 from .describe import describe_levels, state_label, trend_words, when_words
 from .features import ModelFeatures, model_features, step_features
 from .nulls import shuffled_time_test
@@ -129,14 +129,13 @@ class TrainingMap(_FittedStates):
             raise ValueError(f"sequence={self.sequence!r}: use 'epochs' or 'steps'")
         if self.standardize not in ("pooled", "run"):
             raise ValueError(f"standardize={self.standardize!r}: use 'pooled' or 'run'")
-        report = (lambda d, t, m: progress(d, t, m)) if progress is not None else None
         per_run = []
         for i, run in enumerate(runs):
             if isinstance(run, ModelFeatures):
                 per_run.append(run)
                 continue
-            if report is not None:
-                report(0, 1, f"model-level features of {names[i]}")
+            if progress is not None:
+                progress(0.0, f"model-level features of {names[i]}")
             per_run.append(model_features(run) if self.sequence == "epochs" else step_features(run))
         time_column = "epoch" if self.sequence == "epochs" else "step"
         usable = [c for c in per_run[0].frame.columns if all(c in f.usable for f in per_run)]
@@ -180,7 +179,7 @@ class TrainingMap(_FittedStates):
         else:
             z = (values - values.mean(axis=0)) / values.std(axis=0)
         state_model = StateModel(self.n_states, k_range=self.k_range, **self._model_params())
-        state_model.fit(z, lengths, progress=report)
+        state_model.fit(z, lengths, progress=progress)
         self.run_names_ = names
         self.feature_names_ = chosen
         self.feature_source_ = (
@@ -219,7 +218,7 @@ class TrainingMap(_FittedStates):
                 lengths,
                 max(self.n_states_, 2),
                 n_shuffles=self.n_shuffles,
-                progress=report,
+                progress=progress,
                 **params,
             )
         return self

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...progress import Progress, no_progress
 from ...tracer import class_selectivity
 from ..attribution import spearman
 from ..neuron_model import NeuronModel
-from .ablation import Progress, _as_tensor, _fill_values, _noop, _reduce_sets, layer_importance
+from .ablation import _as_tensor, _fill_values, _reduce_sets, layer_importance
 
 __all__ = ["ORDERS", "AblationCurves", "selectivity_sentence"]
 
@@ -168,7 +169,7 @@ class AblationCurves:
         default to :func:`layer_importance` and the class selectivity index of the
         activations on ``x`` (the trace's definition).
         """
-        report = progress or _noop
+        report = progress or no_progress
         unknown = sorted(set(self.orders) - set(ORDERS))
         if unknown:
             raise ValueError(f"unknown orders {unknown}; use {', '.join(ORDERS)}")

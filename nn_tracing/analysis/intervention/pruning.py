@@ -15,14 +15,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ...progress import Progress, no_progress
 from ...trace import LayerInfo
 from ...tracer import logits_of
 from ..neuron_model import NeuronModel
 from .ablation import (
-    Progress,
     _as_tensor,
     _fill_values,
-    _noop,
     _reduce_sets,
     batched_logits,
     layer_importance,
@@ -174,7 +173,7 @@ class Pruning:
     ) -> Pruning:
         """Prune on the probe ``(x, y)``; ``importance`` (array of shape (n_neurons,), by
         global id) defaults to :func:`layer_importance` of every hidden neuron."""
-        report = progress or _noop
+        report = progress or no_progress
         reason = prunable(model)
         if reason is not None:
             raise ValueError(reason)
