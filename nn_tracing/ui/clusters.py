@@ -49,6 +49,7 @@ from ..analysis.embedding import (
     neuron_features,
 )
 from ..analysis.health import FLAG_TITLES, FLAGS
+from ..analysis.standardise import ALIASES
 from ..trace import METRICS, signature_column
 from ..viz import clusters as cviz
 from . import cache, state, work
@@ -228,6 +229,8 @@ def _from_url(name: str, text: str) -> Any:
         return float(text)
     if name == "reproducible":
         return text in ("1", "true", "True")
+    if name == "scale":
+        return ALIASES.get(text, text)  # links made before the modes were renamed
     return text
 
 
@@ -1097,7 +1100,7 @@ def _summary_section(
         },
     )
     scale = features.spec.resolved_scale
-    title = {"none": "value", "neuron": "z-score per neuron", "column": "standardised"}.get(
+    title = {"none": "value", "neuron": "z-score per neuron", "global": "standardised"}.get(
         scale, "value"
     )
     chart = cviz.profiles_chart(summary.profiles, features.spec.kind, value_title=title)

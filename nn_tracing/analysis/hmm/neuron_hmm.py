@@ -19,6 +19,7 @@ import pandas as pd
 from ...progress import Progress
 from ...trace import METRICS, NetworkTrace
 from ..entropy import entropy_bits, entropy_rate, stationary_distribution
+from ..standardise import canonical_mode, zscore
 from ._em import Sequences, forward_backward, from_model, viterbi
 from .describe import describe_levels, state_label, when_words
 from .nulls import TimeShuffleTest, shuffled_time_test
@@ -91,13 +92,13 @@ def neuron_sequences(
     standardize
         ``"layer"``: each feature z-scored over the neurons and epochs of each layer (layers on
         different scales compare), ``"global"``: over all neurons, ``"neuron"``: over each
-        neuron's own epochs (states then mean "above / below its own average").
+        neuron's own epochs (states then mean "above / below its own average"); the modes of
+        :mod:`nn_tracing.analysis.standardise`.
     """
     unknown = [f for f in features if f not in METRICS]
     if unknown or not features:
         raise ValueError(f"unknown feature(s) {unknown}; features: {', '.join(METRICS)}")
-    if standardize not in ("layer", "global", "neuron"):
-        raise ValueError(f"standardize={standardize!r}: use 'layer', 'global' or 'neuron'")
+    standardize = canonical_mode(standardize, ("layer", "global", "neuron"), "standardize")
     names = list(layers) if layers else [i.name for i in trace.layers if i.kind != "input"]
     infos = [trace.layer(name) for name in names]
     ids = np.concatenate([np.asarray(i.ids) for i in infos])
@@ -128,21 +129,12 @@ def neuron_sequences(
             values[:, :, j] = np.log10(np.maximum(column, 0.0) + eps)
     if logged:
         notes.append(f"on a log scale: {', '.join(logged)}.")
-    groups: list[np.ndarray]
-    if standardize == "layer":
-        groups = [layer_of == name for name in dict.fromkeys(layer_of)]
-        axes: tuple[int, ...] = (0, 1)
-    elif standardize == "global":
-        groups = [np.ones(ids.size, dtype=bool)]
-        axes = (0, 1)
-    else:
-        groups = [np.ones(ids.size, dtype=bool)]
-        axes = (1,)
-    for group in groups:
-        block = values[group]
-        mean = block.mean(axis=axes, keepdims=True)
-        std = block.std(axis=axes, keepdims=True)
-        values[group] = (block - mean) / np.where(std > 0, std, 1.0)
+    groups = (
+        [layer_of == name for name in dict.fromkeys(layer_of)]
+        if standardize == "layer"
+        else [np.ones(ids.size, dtype=bool)]
+    )
+    values = zscore(values, axis=(1,) if standardize == "neuron" else (0, 1), groups=groups)
     notes.append(
         {
             "layer": "each feature z-scored within each layer (over its neurons and epochs).",

@@ -21,6 +21,7 @@ import pandas as pd
 from ...progress import Progress
 from ...trace import NetworkTrace
 from ..entropy import entropy_bits
+from ..standardise import canonical_mode, constant_columns, zscore
 from .describe import describe_levels, state_label, trend_words, when_words
 from .features import ModelFeatures, model_features, step_features
 from .nulls import shuffled_time_test
@@ -46,9 +47,10 @@ class TrainingMap(_FittedStates):
     sequence
         ``"epochs"`` (one observation per recorded epoch) or ``"steps"`` (per training step).
     standardize
-        ``"pooled"`` (Hu et al.): every feature z-scored over all runs together, so that runs
-        that differ in level (e.g. seeds with larger weights) visit different states;
-        ``"run"``: z-scored within each run, so that states are phases the runs share.
+        ``"global"`` (Hu et al.; also accepted under its old name ``"pooled"``): every feature
+        z-scored over all runs together, so that runs that differ in level (e.g. seeds with
+        larger weights) visit different states; ``"run"``: z-scored within each run, so that
+        states are phases the runs share (modes of :mod:`nn_tracing.analysis.standardise`).
     n_states, k_range, criterion, n_restarts, sticky, tol_per_obs, n_iter, engine
         As for :class:`StateModel` (default k = 1…8 by BIC, 5 restarts).
     n_shuffles
@@ -82,7 +84,7 @@ class TrainingMap(_FittedStates):
         features: Sequence[str] | None = None,
         *,
         sequence: str = "epochs",
-        standardize: str = "pooled",
+        standardize: str = "global",
         n_states: int | None = None,
         k_range: tuple[int, int] = (1, 8),
         criterion: str = "bic",
@@ -127,8 +129,7 @@ class TrainingMap(_FittedStates):
         names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(runs))]
         if self.sequence not in ("epochs", "steps"):
             raise ValueError(f"sequence={self.sequence!r}: use 'epochs' or 'steps'")
-        if self.standardize not in ("pooled", "run"):
-            raise ValueError(f"standardize={self.standardize!r}: use 'pooled' or 'run'")
+        standardize = canonical_mode(self.standardize, ("global", "run"), "standardize")
         per_run = []
         for i, run in enumerate(runs):
             if isinstance(run, ModelFeatures):
@@ -157,10 +158,8 @@ class TrainingMap(_FittedStates):
                     "least 3"
                 )
         values = np.concatenate([f.frame[chosen].to_numpy(dtype=np.float64) for f in per_run])
-        spread = values.std(axis=0)
-        constant = [
-            c for c, s in zip(chosen, spread) if not s > 1e-12 * max(1.0, np.abs(values).max())
-        ]
+        flat = constant_columns(values, 1e-12 * max(1.0, np.abs(values).max()))
+        constant = [c for c, k in zip(chosen, flat, strict=True) if k]
         if constant:
             notes.append(f"constant over every {time_column}, left out: {', '.join(constant)}.")
         chosen = [c for c in chosen if c not in constant]
@@ -168,16 +167,9 @@ class TrainingMap(_FittedStates):
             raise ValueError("no feature varies over training; nothing to fit")
         lengths = np.array([len(f.frame) for f in per_run])
         values = np.concatenate([f.frame[chosen].to_numpy(dtype=np.float64) for f in per_run])
-        if self.standardize == "run":
-            blocks = np.split(values, np.cumsum(lengths)[:-1])
-            z = np.concatenate(
-                [
-                    (v - v.mean(axis=0)) / np.where(v.std(axis=0) > 0, v.std(axis=0), 1.0)
-                    for v in blocks
-                ]
-            )
-        else:
-            z = (values - values.mean(axis=0)) / values.std(axis=0)
+        ends = np.cumsum(lengths)
+        runs_rows = [slice(end - n, end) for n, end in zip(lengths, ends, strict=True)]
+        z = zscore(values, axis=0, groups=runs_rows if standardize == "run" else None)
         state_model = StateModel(self.n_states, k_range=self.k_range, **self._model_params())
         state_model.fit(z, lengths, progress=progress)
         self.run_names_ = names
