@@ -49,6 +49,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from ..progress import Progress, reporter
@@ -291,13 +292,13 @@ class _Run:
     def scores(self, X: np.ndarray) -> dict[str, float]:
         data = X
         if self.projector is not None:
-            params = {**self.projector.get_params(), "random_state": self.seed}
+            params = {**self.projector.get_params(deep=False), "random_state": self.seed}
             data = NeuronProjector(**params).fit_transform(X)
         fitted = self.clusterer.clone(random_state=self.seed).fit(data)
         return partition_scores(data, fitted.labels_, fitted.method, fitted.probabilities_)
 
 
-class ChanceTest:
+class ChanceTest(BaseEstimator):
     """Score a clustering of the neurons against null models (see the module docstring).
 
     Parameters
@@ -337,7 +338,7 @@ class ChanceTest:
         random_state: int = 0,
     ) -> None:
         self.n_permutations = n_permutations
-        self.nulls = tuple(nulls)
+        self.nulls = nulls
         self.max_neurons = max_neurons
         self.alpha = alpha
         self.random_state = random_state

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.special import xlogy
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from ..progress import Progress, fraction
 from ..trace import NetworkTrace
@@ -287,7 +289,7 @@ def benjamini_hochberg(pvalues: np.ndarray, alpha: float = 0.05) -> tuple[np.nda
 
 
 # -- the estimator ------------------------------------------------------------------------------
-class DecisionEntropy:
+class DecisionEntropy(BaseEstimator):
     """Entropy and mutual information of every neuron's activation with the decision.
 
     Parameters
@@ -481,6 +483,7 @@ class DecisionEntropy:
     @property
     def tested_mi_(self) -> np.ndarray:
         """The mutual information the test is about, shape (E, N)."""
+        check_is_fitted(self)
         return self.mi_predicted_ if self.label == "predicted" else self.mi_true_
 
     def ranking(self, epoch: int) -> pd.DataFrame:
@@ -492,6 +495,7 @@ class DecisionEntropy:
         network was), ``p``, ``q``, ``G-test p``, ``significant``, ``significant since`` (epoch
         or ``None``).
         """
+        check_is_fitted(self)
         row = self.epochs_.index(epoch)
         tested = self.tested_mi_
         conditional = (
@@ -523,6 +527,7 @@ class DecisionEntropy:
     def layer_summary(self) -> pd.DataFrame:
         """Per layer and epoch: quartiles of the tested MI, the median null 95th percentile,
         and the number and share of significant neurons (long form, one row per pair)."""
+        check_is_fitted(self)
         rows = []
         tested = self.tested_mi_
         for layer in dict.fromkeys(self.layers_):
@@ -561,6 +566,7 @@ class DecisionEntropy:
 
     def describe(self) -> str:
         """One sentence on the test as run."""
+        check_is_fitted(self)
         return (
             f"{self.n_bins} quantile bins per neuron chosen "
             f"{'on E_0' if self.binning == 'E_0' else 'at each epoch'}; mutual information "

@@ -129,7 +129,7 @@ def _time_test(test: TimeShuffleTest | None) -> None:
     left.metric(
         "p, shuffled time",
         f"{test.p_value:.3g}",
-        help=f"{test.n_shuffles} refits on copies with time shuffled within each sequence; the "
+        help=f"{test.n_permutations} refits on copies with time shuffled within each sequence; the "
         f"smallest possible p is {test.smallest_p:.3g}.",
     )
     (right.success if test.p_value <= 0.05 else right.warning)(md_escape(test.describe(), 600))
@@ -373,7 +373,7 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: dict[str, Any]) 
             sequence=params["sequence"],
             standardize=params["standardize"],
             n_restarts=params["restarts"],
-            n_shuffles=params["shuffles"],
+            n_permutations=params["shuffles"],
             random_state=params["random_state"],
         ).fit(features, names=names, progress=progress),
     )

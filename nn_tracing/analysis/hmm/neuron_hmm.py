@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted
 
+from ..._renamed import renamed_keyword
 from ...progress import Progress
 from ...trace import METRICS, NetworkTrace
 from ..entropy import entropy_bits, entropy_rate, stationary_distribution
@@ -336,6 +339,7 @@ class NeuronHMM(_FittedStates):
     def state_table(self) -> pd.DataFrame:
         """Per state: share of neuron-epochs, neurons that visit it, neurons for which it is
         dominant, probability of staying, stationary share, description."""
+        check_is_fitted(self)
         k = self.n_states_
         paths = self.paths_
         transmat = self.model_.transmat_
@@ -357,6 +361,7 @@ class NeuronHMM(_FittedStates):
     def neuron_table(self) -> pd.DataFrame:
         """Per modelled neuron: ``neuron``, ``layer``, ``dominant``, ``switches``, ``occupancy
         entropy``, ``log-likelihood per epoch``, and the occupancy of each state (``S0`` …)."""
+        check_is_fitted(self)
         ids = self.neuron_ids_
         t = self.paths_.shape[1]
         frame = pd.DataFrame(
@@ -375,6 +380,7 @@ class NeuronHMM(_FittedStates):
 
     def path_summary(self, neuron: int) -> str:
         """``"S0 (E_0–E_12) → S2 (E_13–E_30)"``: the path of neuron ``neuron`` (global id)."""
+        check_is_fitted(self)
         path = self.states_[neuron]
         if path[0] < 0:
             return "not modelled"
@@ -393,6 +399,7 @@ class NeuronHMM(_FittedStates):
         """Neurons whose paths are unusual: they visit a state that fewer than ``rare_share`` of
         the neurons visit, or their trajectory is among the 5 % least likely under the shared
         model. Most unusual first (rare visits, then log-likelihood)."""
+        check_is_fitted(self)
         paths = self.paths_
         n, t = paths.shape
         k = self.n_states_
@@ -421,14 +428,21 @@ class NeuronHMM(_FittedStates):
             }
         )
 
-    def time_test(self, n_shuffles: int = 19, progress: Progress | None = None) -> TimeShuffleTest:
-        """The shuffled-time test of the fitted model's k (at least 2) on the fitted data."""
+    def time_test(
+        self, n_permutations: int = 19, progress: Progress | None = None, **old: Any
+    ) -> TimeShuffleTest:
+        """The shuffled-time test of the fitted model's k (at least 2) on the fitted data, with
+        ``n_permutations`` time-shuffled refits (``n_shuffles``, its old name, still works)."""
+        n_permutations = renamed_keyword(
+            old, "n_shuffles", "n_permutations", n_permutations, "NeuronHMM.time_test"
+        )
+        check_is_fitted(self)
         n, t, d = self.X_.shape
         return shuffled_time_test(
             self.X_.reshape(n * t, d),
             np.full(n, t),
             max(self.n_states_, 2),
-            n_shuffles=n_shuffles,
+            n_permutations=n_permutations,
             progress=progress,
             **self._model_params(),
         )

@@ -25,6 +25,8 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from ...progress import Progress, reporter
@@ -49,7 +51,7 @@ from ._em import (
 __all__ = ["StateModel"]
 
 
-class StateModel:
+class StateModel(BaseEstimator):
     """A Gaussian HMM whose number of states is chosen by BIC (or AIC), fitted robustly.
 
     Parameters
@@ -274,6 +276,7 @@ class StateModel:
     def select(self, n_states: int) -> StateModel:
         """Make the fitted model with ``n_states`` states the current one (a manual override
         of the criterion's choice); returns ``self``."""
+        check_is_fitted(self, "models_")
         if n_states not in self.models_:
             raise ValueError(
                 f"no fitted model with {n_states} states; fitted: {sorted(self.models_)}"
@@ -285,6 +288,7 @@ class StateModel:
 
     # -- using the fitted model ------------------------------------------------------------------
     def _params(self) -> Params:
+        check_is_fitted(self)
         return from_model(self.model_)
 
     def predict(
@@ -314,6 +318,7 @@ class StateModel:
 
     def convergence_note(self) -> str | None:
         """A sentence when the chosen fit did not converge (or the likelihood fell), else None."""
+        check_is_fitted(self)
         fit = self.fits_[self.n_states_]
         parts = []
         if not fit["converged"]:
@@ -327,7 +332,7 @@ class StateModel:
 
 
 # -- what TrainingMap and NeuronHMM share ------------------------------------------------------
-class _FittedStates:
+class _FittedStates(BaseEstimator):
     """What :class:`TrainingMap` and :class:`NeuronHMM` share: the fitting parameters they pass
     to their :class:`StateModel` (``state_model_``), its fitted views, and choosing another k."""
 
@@ -352,28 +357,33 @@ class _FittedStates:
         }
 
     @property
+    def _fitted_states(self) -> StateModel:
+        check_is_fitted(self, "state_model_")
+        return self.state_model_
+
+    @property
     def model_(self) -> Any:
-        return self.state_model_.model_
+        return self._fitted_states.model_
 
     @property
     def n_states_(self) -> int:
-        return self.state_model_.n_states_
+        return self._fitted_states.n_states_
 
     @property
     def selection_(self) -> pd.DataFrame:
-        return self.state_model_.selection_
+        return self._fitted_states.selection_
 
     @property
     def converged_(self) -> bool:
-        return self.state_model_.converged_
+        return self._fitted_states.converged_
 
     @property
     def log_messages_(self) -> list[str]:
-        return self.state_model_.log_messages_
+        return self._fitted_states.log_messages_
 
     def select(self, n_states: int) -> Self:
         """Use the fitted model with ``n_states`` states instead of the criterion's choice."""
-        self.state_model_.select(n_states)
+        self._fitted_states.select(n_states)
         self._derive()
         return self
 

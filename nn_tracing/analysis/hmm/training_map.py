@@ -14,10 +14,12 @@ some runs visit, with the epoch at which each run converged. Per-step tables
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..._renamed import renamed_keyword
 from ...progress import Progress
 from ...trace import NetworkTrace
 from ..entropy import entropy_bits
@@ -53,9 +55,10 @@ class TrainingMap(_FittedStates):
         states are phases the runs share (modes of :mod:`nn_tracing.analysis.standardise`).
     n_states, k_range, criterion, n_restarts, sticky, tol_per_obs, n_iter, engine
         As for :class:`StateModel` (default k = 1…8 by BIC, 5 restarts).
-    n_shuffles
+    n_permutations
         Refits on time-shuffled copies for the shuffled-time test (0: no test), at the chosen
-        k (at least 2), with at most 2 restarts for the real order and every copy alike.
+        k (at least 2), with at most 2 restarts for the real order and every copy alike
+        (``n_shuffles``, its old name, is still accepted).
     random_state
         Seeds the restarts and the shuffles.
 
@@ -93,8 +96,9 @@ class TrainingMap(_FittedStates):
         tol_per_obs: float = 1e-4,
         n_iter: int = 200,
         engine: str = "auto",
-        n_shuffles: int = 19,
+        n_permutations: int = 19,
         random_state: int | None = 0,
+        **old: Any,
     ) -> None:
         self.features = features
         self.sequence = sequence
@@ -107,7 +111,9 @@ class TrainingMap(_FittedStates):
         self.tol_per_obs = tol_per_obs
         self.n_iter = n_iter
         self.engine = engine
-        self.n_shuffles = n_shuffles
+        self.n_permutations = renamed_keyword(
+            old, "n_shuffles", "n_permutations", n_permutations, "TrainingMap"
+        )
         self.random_state = random_state
 
     def fit(
@@ -201,7 +207,7 @@ class TrainingMap(_FittedStates):
         )
         self._derive()
         self.time_test_ = None
-        if self.n_shuffles > 0:
+        if self.n_permutations > 0:
             # the real order and every shuffle are refitted the same way, with at most 2
             # restarts each (the test stays exact; it only costs less)
             params = {**self._model_params(), "n_restarts": min(self.n_restarts, 2)}
@@ -209,7 +215,7 @@ class TrainingMap(_FittedStates):
                 z,
                 lengths,
                 max(self.n_states_, 2),
-                n_shuffles=self.n_shuffles,
+                n_permutations=self.n_permutations,
                 progress=progress,
                 **params,
             )

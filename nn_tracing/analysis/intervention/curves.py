@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
 
 from ...progress import Progress, no_progress
 from ...tracer import class_selectivity
@@ -92,7 +93,7 @@ def selectivity_sentence(
     )
 
 
-class AblationCurves:
+class AblationCurves(BaseEstimator):
     """Accuracy against the number of a layer's neurons ablated, in four orders.
 
     Parameters

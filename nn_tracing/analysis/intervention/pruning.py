@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ...progress import Progress, no_progress
@@ -101,7 +103,7 @@ def prune_model(
     return module.eval()
 
 
-class Pruning:
+class Pruning(BaseEstimator):
     """Remove the ``k`` least important neurons of every hidden layer; compare with random.
 
     Parameters
@@ -265,6 +267,7 @@ class Pruning:
 
     @property
     def parameters_saved_(self) -> int:
+        check_is_fitted(self)
         return self.parameters_before_ - self.parameters_after_
 
 
