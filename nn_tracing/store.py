@@ -216,7 +216,7 @@ def save_trace(trace: NetworkTrace, path: str | os.PathLike) -> Path:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a trace is meant to be shared
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
@@ -227,14 +227,6 @@ def trace_to_bytes(trace: NetworkTrace) -> bytes:
     buffer = io.BytesIO()
     _write(trace, buffer)
     return buffer.getvalue()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return True
 
 
 # --------------------------------------------------------------------------- reading

@@ -29,7 +29,8 @@ __all__ = [
     "signature_column",
 ]
 
-#: Metric columns of ``trace.frame`` (float32), in order. See DESIGN.md section 4.
+#: Metric columns of ``trace.frame`` (float32), in order; :data:`METRIC_DESCRIPTIONS` says
+#: what each measures.
 METRICS: tuple[str, ...] = (
     "w_mean",
     "w_std",
@@ -576,10 +577,6 @@ class NetworkTrace:
     @property
     def has_probe(self) -> bool:
         return self.probe is not None
-
-    def invalidate(self) -> None:
-        """Forget the cached frame (after epochs were appended)."""
-        self._frame = None
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,4 @@
-"""The estimator contract every analysis class keeps (scikit-learn's, see STYLE.md).
+"""The estimator contract every analysis class keeps (scikit-learn's).
 
 Parameters come from ``__init__`` (``get_params`` / ``set_params``), a progress callback is an
 argument of ``fit`` and never kept on the estimator, an unfitted estimator says so with
