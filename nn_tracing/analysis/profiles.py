@@ -941,11 +941,8 @@ def activation_field(
         For inputs that are not 2-D, without weights at ``epoch``, or for a custom model that
         was not attached (:func:`~nn_tracing.attach_model`).
     """
-    import torch
-
     from ..models import model_from_trace
     from ..store import TraceFormatError
-    from ..tracer import TraceableNN
 
     _check_neuron(trace, neuron_id)
     n_inputs = trace.layers[0].n_neurons if trace.layers else 0
@@ -959,35 +956,11 @@ def activation_field(
     except (ValueError, TraceFormatError) as exc:
         raise ProfileUnavailable(str(exc)) from None
 
-    probe_std = np.asarray(trace.probe[0], dtype=np.float64) if trace.probe is not None else None
-    if probe_std is not None and probe_std.ndim == 2 and probe_std.shape[1] == 2:
-        low, high = probe_std.min(axis=0), probe_std.max(axis=0)
-    else:
-        probe_std = None
-        low, high = np.full(2, -3.0), np.full(2, 3.0)
-    pad = margin * np.maximum(high - low, 1e-6)
-    gx = np.linspace(low[0] - pad[0], high[0] + pad[0], resolution)
-    gy = np.linspace(low[1] - pad[1], high[1] + pad[1], resolution)
+    gx, gy, probe_std = _field_axes(trace, resolution, margin)
     xx, yy = np.meshgrid(gx, gy)
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
     inputs = grid if probe_std is None else np.concatenate([grid, probe_std])
-    dtype = next((p.dtype for p in model.parameters()), torch.float32)
-    tensor = torch.from_numpy(inputs).to(dtype)
-    traced = TraceableNN(model, example_input=tensor[:2])
-    try:
-        widths = [info.n_neurons for info in traced.layers]
-        if widths != [info.n_neurons for info in trace.layers]:
-            raise ProfileUnavailable(
-                f"the rebuilt model's layer widths {widths} differ from the trace's"
-            )
-        acts = traced.activations(tensor).cpu().numpy().astype(np.float64)
-    finally:
-        traced.remove_hooks()
-    if acts.shape[1] != trace.n_neurons:
-        raise ProfileUnavailable(
-            f"the rebuilt model has {acts.shape[1]} neurons, the trace {trace.n_neurons}"
-        )
-    column = acts[:, neuron_id]
+    column = _rebuilt_activations(trace, model, inputs)[:, neuron_id]
     values = column[: grid.shape[0]].reshape(resolution, resolution)
     probe_values = None if probe_std is None else column[grid.shape[0] :]
     error = float("nan")
@@ -1015,3 +988,48 @@ def activation_field(
         probe_values=probe_values,
         max_probe_error=error,
     )
+
+
+def _field_axes(
+    trace: NetworkTrace, resolution: int, margin: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The grid's two axes (standardised units, arrays of shape (resolution,)) covering the
+    probe set with ``margin`` on every side (``-3 … 3`` without a 2-D probe set), and the
+    probe inputs, array of shape (n_probe, 2), or ``None``."""
+    probe_std = np.asarray(trace.probe[0], dtype=np.float64) if trace.probe is not None else None
+    if probe_std is not None and probe_std.ndim == 2 and probe_std.shape[1] == 2:
+        low, high = probe_std.min(axis=0), probe_std.max(axis=0)
+    else:
+        probe_std = None
+        low, high = np.full(2, -3.0), np.full(2, 3.0)
+    pad = margin * np.maximum(high - low, 1e-6)
+    gx = np.linspace(low[0] - pad[0], high[0] + pad[0], resolution)
+    gy = np.linspace(low[1] - pad[1], high[1] + pad[1], resolution)
+    return gx, gy, probe_std
+
+
+def _rebuilt_activations(trace: NetworkTrace, model: Any, inputs: np.ndarray) -> np.ndarray:
+    """Every neuron's activation of the rebuilt ``model`` (an ``nn.Module``) on ``inputs``,
+    float64 array of shape (n_inputs, n_neurons); refuses a model whose layers differ from the
+    trace's."""
+    import torch
+
+    from ..tracer import TraceableNN
+
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    tensor = torch.from_numpy(inputs).to(dtype)
+    traced = TraceableNN(model, example_input=tensor[:2])
+    try:
+        widths = [info.n_neurons for info in traced.layers]
+        if widths != [info.n_neurons for info in trace.layers]:
+            raise ProfileUnavailable(
+                f"the rebuilt model's layer widths {widths} differ from the trace's"
+            )
+        acts = traced.activations(tensor).cpu().numpy().astype(np.float64)
+    finally:
+        traced.remove_hooks()
+    if acts.shape[1] != trace.n_neurons:
+        raise ProfileUnavailable(
+            f"the rebuilt model has {acts.shape[1]} neurons, the trace {trace.n_neurons}"
+        )
+    return acts
