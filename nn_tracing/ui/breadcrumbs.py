@@ -24,7 +24,7 @@ A trace whose model cannot be rebuilt (a custom model, no probe) gets an explana
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +59,7 @@ from ..analysis.intervention import (
 )
 from ..analysis.neuron_model import NeuronModel
 from ..export import pruned_config, pruned_files, pruned_trace
+from ..progress import Progress
 from ..store import trace_to_bytes
 from ..trace import NetworkTrace
 from ..viz import breadcrumbs as crumbs
@@ -91,7 +92,7 @@ _ENTRIES = 32
 
 # -- progress inside cached computations ---------------------------------------------------------
 @contextmanager
-def _progress(what: str) -> Iterator[Callable[[float, str], None]]:
+def _progress(what: str) -> Iterator[Progress]:
     """A progress bar for a computation (replayed, then emptied, on a cache hit)."""
     bar = st.progress(0.0, text=what)
     last = [0.0]

@@ -652,7 +652,7 @@ def _projection(
     )
     name = PROJECTORS[settings.projector]
 
-    def run(progress: Callable[[float, str], None]) -> Projection:
+    def run(progress: work.Progress) -> Projection:
         projector = NeuronProjector(**params).fit(features.values, progress=progress)
         return Projection(
             embedding=projector.embedding_,
@@ -686,7 +686,7 @@ def _clustering(
     estimate = estimate_seconds(settings.method, data.shape[0], n_features=data.shape[1])
     name = CLUSTERERS[settings.method]
 
-    def run(progress: Callable[[float, str], None]) -> Clustering:
+    def run(progress: work.Progress) -> Clustering:
         progress(0.1, f"{name} on {data.shape[0]} rows × {data.shape[1]} features")
         started = time.perf_counter()
         fitted = settings.clusterer().fit(data)
@@ -740,7 +740,7 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
     if active.live:  # a new epoch makes a new trace version: run the test when asked
         estimate = max(estimate, work.AUTO_SECONDS + 1)
 
-    def run(progress: Callable[[float, str], None]) -> ChanceTest:
+    def run(progress: work.Progress) -> ChanceTest:
         test = ChanceTest(settings.permutations, nulls=settings.nulls, random_state=settings.seed)
         return test.fit(
             features,
@@ -1180,7 +1180,7 @@ def _through_time(
         "one fixed space; the selected neurons draw their paths."
     )
 
-    def run(progress: Callable[[float, str], None]) -> JointEmbedding:
+    def run(progress: work.Progress) -> JointEmbedding:
         projector = NeuronProjector(**params)
         return joint_embedding(
             trace, spec, projector, max_points=MAX_JOINT_POINTS, progress=progress
