@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..progress import Progress, no_progress
+from ..progress import Progress, fraction, no_progress
 from ..trace import LayerInfo, format_signature, signature_column
 from ..tracer import as_positions
 from .neuron_model import OBJECTIVES, NeuronModel
@@ -170,7 +170,7 @@ def neuron_attributions(
         return out
 
     for i, info in enumerate(chosen):
-        report(i / len(chosen), f"{title}: layer {info.name} ({i + 1} of {len(chosen)})")
+        report(fraction(i, len(chosen)), f"{title}: layer {info.name} ({i + 1} of {len(chosen)})")
         point = model.point(info.name)
         if method in ("integrated_gradients", "conductance"):
             algorithm = (
@@ -447,7 +447,7 @@ def attribution_history(
     ids = np.asarray(list(neurons), dtype=np.int64)
     layer_names = trace.neuron_layers()
     for i, epoch in enumerate(epochs):
-        report(i / max(len(epochs), 1), f"attribution at E_{epoch} ({i + 1} of {len(epochs)})")
+        report(fraction(i, len(epochs)), f"attribution at E_{epoch} ({i + 1} of {len(epochs)})")
         result = attribute(
             trace,
             epoch=epoch,
@@ -526,7 +526,7 @@ def attribution_frame(
     parts = []
     models: dict[int, NeuronModel] = {}
     for i, (epoch, cls, method) in enumerate(jobs):
-        report(i / max(len(jobs), 1), f"E_{epoch}, class {cls}, {METHOD_TITLES[method]}")
+        report(fraction(i, len(jobs)), f"E_{epoch}, class {cls}, {METHOD_TITLES[method]}")
         if epoch not in models:
             models = {epoch: NeuronModel.from_trace(trace, epoch, objective=objective)}
         result = attribute(

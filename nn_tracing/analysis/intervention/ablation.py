@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ...progress import Progress, no_progress
+from ...progress import Progress, fraction, no_progress
 from ..attribution import neuron_attributions
 from ..neuron_model import NeuronModel, edits_from_sets
 from .chain import _ChainAblation
@@ -154,7 +154,7 @@ def batched_logits(
     for indices, logits in _iter_chunks(model, x, sets, values, max_rows, fast):
         out[indices] = logits.cpu().numpy()
         done += len(indices)
-        report(done / max(len(sets), 1), f"ablation sets: {done} of {len(sets)}")
+        report(fraction(done, len(sets)), f"ablation sets: {done} of {len(sets)}")
     return out
 
 
@@ -181,7 +181,7 @@ def _reduce_sets(
             F.cross_entropy(flat, target, reduction="none").reshape(s, -1).mean(1).cpu().numpy()
         )
         done += s
-        progress(done / max(len(sets), 1), f"{what}: {done} of {len(sets)} sets")
+        progress(fraction(done, len(sets)), f"{what}: {done} of {len(sets)} sets")
     return accuracy, loss
 
 
