@@ -17,5 +17,5 @@ current = ui.navigation(
         ui.page("pages/breadcrumbs.py", "Breadcrumbs", ":material/account_tree:"),
     ]
 )
-ui.shell(current)
+ui.shell(current, on_start=[ui.start_warm_up_once])  # UMAP compiles in the background
 ui.run_page(current)

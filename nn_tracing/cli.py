@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # the commands import these where they use them
     from .config import TrainConfig
@@ -29,6 +29,18 @@ EXIT_STOPPED = 130
 
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors (unknown option, missing argument, bad choice, bad
+    type) are one line ``nn-tracing: error: <message>`` and exit code 2, like every other
+    user error of the command — not argparse's usage block. ``--help`` is unchanged.
+    Subcommand parsers are made of this class too (``add_subparsers`` uses the parent's).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        flat = " ".join(message.splitlines())
+        self.exit(EXIT_BAD_INPUT, f"nn-tracing: error: {flat} (see '{self.prog} --help')\n")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +90,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nn-tracing",
         description="Trace every neuron of a PyTorch model while it trains.",
     )

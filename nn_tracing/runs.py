@@ -3,8 +3,12 @@
 The folder is ``runs/`` (relative to the working directory) unless the environment variable
 ``NN_TRACING_RUNS_DIR`` names another. Listing reads only each file's manifest
 (:func:`~nn_tracing.store.read_manifest`), so it stays fast however large the traces are. A
-trace is named by its file stem (``runs/moons-demo.nntrace`` is ``moons-demo``); that name is
-what a deep link's ``trace=`` parameter resolves.
+trace is named by its file stem (``runs/moons-demo.nntrace`` is ``moons-demo``), whatever
+characters the stem holds: every file the folder lists opens by its name. A name is shown (and
+put in a deep link's ``trace=`` parameter) as :func:`display_name`, which spells control,
+format and other invisible characters as visible escapes (``\\n``, ``\\u202e``);
+:func:`parse_display_name` reads such a spelling back. Only files inside the folder open: no
+separators, no hidden files, no symbolic link that leads out of it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,11 +33,13 @@ __all__ = [
     "RUNS_DIR_ENV",
     "TRACE_SUFFIX",
     "RunEntry",
+    "display_name",
     "ensure_demo_trace",
     "find_run",
     "import_trace_file",
     "list_runs",
     "new_run_path",
+    "parse_display_name",
     "read_entry",
     "run_files",
     "runs_dir",
@@ -78,6 +85,67 @@ def safe_stem(text: str, *, max_length: int = 80) -> str:
     return stem[:max_length].strip("-.") or "trace"
 
 
+#: Unicode categories spelled as escapes by :func:`display_name`: controls, format characters
+#: (bidirectional overrides, zero-width joiners), surrogates (bytes that are not UTF-8),
+#: private-use and unassigned code points, line and paragraph separators.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNESCAPE = re.compile(r"\\(?:([\\nrt])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))")
+
+
+def _spelled(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    category = unicodedata.category(char)
+    if category not in _HIDDEN_CATEGORIES and not (category == "Zs" and char != " "):
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def display_name(name: str) -> str:
+    r"""``name`` with every character a reader could not see spelled as an escape.
+
+    Backslashes are doubled, so the spelling is one-to-one (:func:`parse_display_name` reads
+    it back). Letters of any script, digits, punctuation and plain spaces are kept; control
+    characters, bidirectional overrides, zero-width and other invisible characters, other
+    kinds of space, and surrogates (a file name whose bytes are not UTF-8) are escaped.
+
+    >>> display_name("my run")
+    'my run'
+    >>> print(display_name("evil\u202egnp.exe\nx\\y"))
+    evil\u202egnp.exe\nx\\y
+    """
+    return "".join(_spelled(char) for char in name)
+
+
+def parse_display_name(text: str) -> str | None:
+    r"""The name that :func:`display_name` spelled as ``text``; ``None`` if ``text`` holds a
+    backslash that starts no escape.
+
+    >>> parse_display_name(r"a\u202eb\\c") == "a\u202eb\\c"
+    True
+    """
+    out: list[str] = []
+    position = 0
+    for match in _UNESCAPE.finditer(text):
+        if "\\" in text[position : match.start()]:
+            return None
+        out.append(text[position : match.start()])
+        short, *codes = match.groups()
+        if short is not None:
+            out.append({"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}[short])
+        else:
+            out.append(chr(int(next(c for c in codes if c is not None), 16)))
+        position = match.end()
+    if "\\" in text[position:]:
+        return None
+    out.append(text[position:])
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class RunEntry:
     """One trace file in the runs folder, described from its manifest.
@@ -102,6 +170,11 @@ class RunEntry:
     @property
     def readable(self) -> bool:
         return self.error is None
+
+    @property
+    def shown_name(self) -> str:
+        """The name as the app shows it and a deep link spells it (:func:`display_name`)."""
+        return display_name(self.name)
 
     @property
     def date(self) -> str:
@@ -162,19 +235,35 @@ def read_entry(path: Path, stat: os.stat_result | None = None) -> RunEntry:
     )
 
 
+def _is_trace_file(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a trace the runs folder ``root`` lists: a visible ``*.nntrace``
+    regular file that is, after following symbolic links, still inside ``root``."""
+    if path.suffix != TRACE_SUFFIX or path.name.startswith("."):
+        return False
+    try:
+        if not path.is_file():
+            return False
+        if path.is_symlink():
+            return path.resolve(strict=True).is_relative_to(root.resolve(strict=True))
+    except (OSError, RuntimeError, ValueError):  # too long, a link loop, not encodable
+        return False
+    return True
+
+
 def run_files(directory: Path | None = None) -> list[Path]:
     """The ``*.nntrace`` files of ``directory`` (default :func:`runs_dir`), unsorted.
 
-    Hidden files (the temporary files of an atomic write) are left out.
+    Hidden files (the temporary files of an atomic write) are left out, and so are symbolic
+    links that lead out of the folder. Every file listed opens by its stem
+    (:func:`find_run`).
     """
     directory = directory or runs_dir()
-    if not directory.is_dir():
+    try:
+        if not directory.is_dir():
+            return []
+        return [p for p in directory.iterdir() if _is_trace_file(p, directory)]
+    except OSError:
         return []
-    return [
-        p
-        for p in directory.iterdir()
-        if p.suffix == TRACE_SUFFIX and not p.name.startswith(".") and p.is_file()
-    ]
 
 
 def list_runs(directory: Path | None = None) -> list[RunEntry]:
@@ -184,15 +273,22 @@ def list_runs(directory: Path | None = None) -> list[RunEntry]:
 
 
 def find_run(name: str, directory: Path | None = None) -> Path | None:
-    """The file of the trace named ``name`` in the runs folder, or ``None``.
+    """The file of the trace named ``name`` (its file stem) in the runs folder, or ``None``.
 
-    Only plain names resolve (no separators, no ``..``): a deep link cannot reach outside
-    the folder.
+    Any name that :func:`run_files` lists resolves, whatever its characters (spaces, other
+    scripts, quotes, control characters). Nothing outside the folder does: a name holding a
+    separator or a NUL, a hidden file, or a symbolic link that leads out of the folder gives
+    ``None``.
     """
-    if not isinstance(name, str) or not name or safe_stem(name) != name:
+    if not isinstance(name, str) or not name or name.startswith("."):
         return None
-    path = (directory or runs_dir()) / f"{name}{TRACE_SUFFIX}"
-    return path if path.is_file() else None
+    if "/" in name or os.sep in name or "\0" in name:
+        return None
+    root = directory or runs_dir()
+    path = root / f"{name}{TRACE_SUFFIX}"
+    if path.parent != root or path.name != f"{name}{TRACE_SUFFIX}":
+        return None
+    return path if _is_trace_file(path, root) else None
 
 
 def new_run_path(stem: str, directory: Path | None = None) -> Path:

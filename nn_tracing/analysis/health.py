@@ -45,6 +45,9 @@ __all__ = [
     "BOUNDED",
     "FLAGS",
     "FLAG_TITLES",
+    "HEALTHY",
+    "HEALTH_LABELS",
+    "NOT_DEFINED",
     "RECTIFIERS",
     "HealthThresholds",
     "NeuronHealth",
@@ -64,6 +67,11 @@ FLAG_TITLES: dict[str, str] = {
     "starved": "gradient-starved",
     "exploding": "exploding",
 }
+#: The label of a neuron that carries no flag, and of one where no flag is defined.
+HEALTHY = "healthy"
+NOT_DEFINED = "n/a"
+#: Every label :meth:`NeuronHealth.labels` gives, in legend order (the flags in precedence).
+HEALTH_LABELS: tuple[str, ...] = (*(FLAG_TITLES[f] for f in FLAGS), HEALTHY, NOT_DEFINED)
 
 #: Activations (``LayerInfo.activation``, a module class name) for which "dead" is defined.
 RECTIFIERS: frozenset[str] = frozenset(
@@ -437,6 +445,31 @@ class NeuronHealth:
         frame["grad_ratio"] = self.grad_ratio[row]
         frame["w_growth"] = self.w_growth[row]
         return frame
+
+    def labels(self, epoch: int, neuron_ids: np.ndarray | None = None) -> np.ndarray:
+        """One label per neuron at ``epoch``: the title of its first flag in :data:`FLAGS`
+        order (a dead neuron that is also starved is "dead"), :data:`HEALTHY` when it carries
+        none, :data:`NOT_DEFINED` where no flag is defined for it (the input layer).
+
+        Parameters
+        ----------
+        epoch : a recorded epoch
+        neuron_ids : int array of shape (n,), global neuron ids (default: every neuron)
+
+        Returns
+        -------
+        object array of shape (n,) of labels from :data:`HEALTH_LABELS`.
+        """
+        row = self.epochs.index(epoch)
+        if neuron_ids is None:
+            neuron_ids = np.arange(self.flags[FLAGS[0]].shape[1])
+        labels = np.full(len(neuron_ids), HEALTHY, dtype=object)
+        applies = np.zeros(len(neuron_ids), dtype=bool)
+        for flag in reversed(FLAGS):  # the first flag in FLAGS is written last: it wins
+            applies |= self.applies[flag][neuron_ids]
+            labels[self.flags[flag][row][neuron_ids]] = FLAG_TITLES[flag]
+        labels[~applies] = NOT_DEFINED
+        return labels
 
     def of_neuron(self, neuron_id: int) -> pd.DataFrame:
         """One neuron's flags over the epochs (``epoch`` + a bool column per flag)."""

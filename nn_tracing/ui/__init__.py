@@ -4,8 +4,15 @@
 
 * :mod:`.app` — page config, navigation, the shared shell (demo trace, deep links, sidebar);
 * :mod:`.sidebar` — pick / upload / download traces, the training form and live progress;
-* :mod:`.overview`, :mod:`.neurons` — the pages;
+* :mod:`.overview`, :mod:`.neurons`, :mod:`.clusters`, :mod:`.dynamics`, :mod:`.breadcrumbs` —
+  the pages (each imports leaves, never another page); :mod:`.clusters_settings` — the
+  Clusters page's settings and their widgets;
 * :mod:`.traces` — the active trace and where it comes from; :mod:`.cache` — cached frames;
+* :mod:`.compute` — slow work through the library's analysis worker, with a progress bar;
+* :mod:`.url` — every page's settings in the address bar;
+* :mod:`.links`, :mod:`.widgets`, :mod:`.charts`, :mod:`.neuron_states` — leaves every page
+  shares (opening a neuron, shared widgets, showing charts, the shared neuron-level HMM); they
+  import no page;
 * :mod:`.state` — every session-state key.
 
 Names are imported on first use, so that ``from nn_tracing.ui import state`` (tests,
@@ -20,11 +27,12 @@ from typing import Any
 _EXPORTS = {
     "configure_page": "app",
     "navigation": "app",
-    "open_neuron": "app",
+    "open_neuron": "links",
     "page": "app",
     "run_page": "app",
     "shell": "app",
     "render_clusters": "clusters",
+    "start_warm_up_once": "clusters",
     "render_neurons": "neurons",
     "render_overview": "overview",
 }

@@ -4,26 +4,42 @@
 
     ui.configure_page()
     page = ui.navigation([ui.page("pages/overview.py", ...), ...])
-    ui.shell(page)
-    page.run()
+    ui.shell(page, on_start=[ui.start_warm_up_once])
+    ui.run_page(page)
+
+The shell imports no page: what a page needs started with the app (UMAP's compilation, for
+the Clusters page) is handed to :func:`shell` by the entrypoint.
 
 Deep links: ``?trace=<name>&neuron=E_30/L_hidden_1/n_20`` opens the trace ``<name>`` of the
-runs folder and, with ``neuron=``, the Neurons page on that neuron — whichever page the URL
-names, on the first run of a session.
+runs folder (spelled as :func:`~nn_tracing.runs.display_name` spells it, so any file the
+folder lists has a link) and, with ``neuron=``, the Neurons page on that neuron — whichever
+page the URL names, on the first run of a session.
+
+The shell's first run in a server process empties the upload folder (the sessions that held
+those uploads ended with the previous server); later runs sweep it of uploads no session holds
+(:func:`nn_tracing.ui.uploads.tidy`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
 
 from ..runs import DEMO_CONFIG, ensure_demo_trace, runs_dir
-from . import state
+from . import state, uploads
+from .links import NEURONS_PAGE, open_neuron
 from .sidebar import poll_job, render_sidebar
 from .text import guarded, md_escape
-from .traces import catalogue, publish_trace_param, resolve_active, sync_trace_param
+from .traces import (
+    catalogue,
+    publish_trace_param,
+    resolve_active,
+    scrub_paths,
+    shown_runs_dir,
+    sync_trace_param,
+)
 
 __all__ = [
     "NEURONS_PAGE",
@@ -35,8 +51,6 @@ __all__ = [
     "run_page",
     "shell",
 ]
-
-NEURONS_PAGE = "pages/neurons.py"
 
 
 def configure_page() -> None:
@@ -54,14 +68,6 @@ def page(path: str, title: str, icon: str, *, default: bool = False) -> Any:
 def navigation(pages: Sequence[Any]) -> Any:
     """``st.navigation`` over an explicit list of pages; returns the current page."""
     return st.navigation(list(pages))
-
-
-def open_neuron(trace_name: str | None, signature: str) -> None:
-    """Switch to the Neurons page on ``signature`` (a deep link another browser can open)."""
-    params = {"neuron": signature}
-    if trace_name:
-        params["trace"] = trace_name
-    st.switch_page(NEURONS_PAGE, query_params=params)
 
 
 def require_shell() -> None:
@@ -85,7 +91,7 @@ def _ensure_demo() -> None:
         return
     cfg = DEMO_CONFIG
     message = (
-        f"No traces in {md_escape(str(runs_dir()))} yet: training a small demo network "
+        f"No traces in {md_escape(shown_runs_dir())} yet: training a small demo network "
         f"({cfg.dataset}, {len(cfg.hidden_sizes)} hidden layers of {cfg.hidden_sizes[0]} "
         f"{cfg.activation} neurons, {cfg.epochs} epochs). This takes a few seconds and "
         "happens once."
@@ -95,8 +101,9 @@ def _ensure_demo() -> None:
             ensure_demo_trace(runs_dir())
         except OSError as exc:
             st.error(
-                f"Could not write the demo trace to {md_escape(str(runs_dir()))}: "
-                f"{md_escape(exc)}. Set NN_TRACING_RUNS_DIR to a folder you can write to."
+                f"Could not write the demo trace to {md_escape(shown_runs_dir())}: "
+                f"{md_escape(exc.strerror or scrub_paths(str(exc)))}. Set NN_TRACING_RUNS_DIR "
+                "to a folder you can write to."
             )
 
 
@@ -109,11 +116,17 @@ def _follow_deep_link(current: Any) -> None:
         st.switch_page(NEURONS_PAGE, query_params=st.query_params.to_dict())
 
 
-def shell(current: Any) -> None:
-    """Everything every page shares, drawn before the page itself."""
-    from .clusters import start_warm_up_once  # UMAP's one-time JIT, in the background
+def shell(current: Any, *, on_start: Sequence[Callable[[], None]] = ()) -> None:
+    """Everything every page shares, drawn before the page itself.
 
-    start_warm_up_once()
+    ``on_start``: functions called first on every run (each cheap and idempotent, such as
+    starting a background warm-up once per process); the entrypoint hands them over, so the
+    shell never imports a page.
+    """
+    for start in on_start:
+        start()
+    with guarded("tidying the upload folder"):
+        uploads.tidy()
     with guarded("preparing the demo trace"):
         _ensure_demo()
     _follow_deep_link(current)

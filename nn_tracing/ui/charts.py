@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import viz
-from .app import open_neuron
+from .links import open_neuron
 
 __all__ = ["neuron_table", "show_chart"]
 

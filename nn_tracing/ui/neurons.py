@@ -1,16 +1,23 @@
 """The Neurons page: one neuron's life over the recorded epochs, and the health of them all.
 
 The neuron is named by the ``neuron=`` query parameter (``E_30/L_hidden_1/n_20``), which the
-page keeps in sync with its epoch slider and its searchable neuron picker, so the URL in the
-address bar always reopens the same view — in another browser too. A click on a neuron in any
-chart of the page (a source or target of its weights, an input pixel) and a row selected in the
-health table open that neuron through the same deep link as the Overview's.
+page keeps in sync with its epoch slider and its searchable neuron picker; every other control
+(the open tab, the top samples' number and end, the health table's filters) is a field of
+:class:`Settings`, in the address bar too (:data:`URL`). So the URL in the address bar always
+reopens the same view — in another browser too. A click on a neuron in any chart of the page
+(a source or target of its weights, an input pixel) and a row selected in the health table
+open that neuron through the same deep link as the Overview's.
 
-Every computation is :mod:`nn_tracing.analysis.profiles`' or :mod:`nn_tracing.analysis.health`'
-(cached here by the trace's digest and the parameters); every chart is
-:mod:`nn_tracing.viz`'. An analysis that cannot run on this trace (no probe set, no weights at
-this epoch, a custom model, inputs that are not 2-D) says why in its place, and the rest of the
-page keeps working.
+Every computation is :mod:`nn_tracing.analysis.profiles`' or :mod:`nn_tracing.analysis.health`':
+the fast ones cached here with ``st.cache_data`` by the trace's digest and the parameters, the
+slow ones (the selectivity test against shuffled labels, the activation field, the incoming
+weights over every epoch) run on the analysis worker with a progress bar
+(:func:`nn_tracing.ui.compute.run_analysis`); every chart is :mod:`nn_tracing.viz`', and what
+the page computes itself to show them (which epoch's weights, the neuron against its layer,
+captions, the health table's rows) is :mod:`nn_tracing.views.neurons`' and
+:mod:`nn_tracing.views.health`'. This module keeps the widgets and the layout. An analysis
+that cannot run on this trace (no probe set, no weights at this epoch, a custom model, inputs
+that are not 2-D) says why in its place, and the rest of the page keeps working.
 """
 
 from __future__ import annotations
@@ -18,10 +25,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -29,64 +36,107 @@ from .. import viz
 from ..analysis import profiles
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
 from ..analysis.profiles import ActivationField, ProfileUnavailable
-from ..trace import METRICS, NetworkTrace, format_signature, parse_signature, signature_column
+from ..trace import NetworkTrace, format_signature
+from ..views import health as health_view
+from ..views import neurons as views
+from ..views.neurons import TOP_ORDERS, resolve_neuron
 from ..viz import profile as profile_viz
-from . import cache, state
+from . import cache, state, url
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .overview import (
-    epoch_picker,
-    open_picked,  # the Overview's click-to-open, shared
-)
+from .compute import run_analysis
+from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
+from .widgets import epoch_picker
 
-__all__ = ["render_neurons", "resolve_neuron"]
+__all__ = ["SECTIONS", "URL", "Settings", "render_neurons", "resolve_neuron"]
 
 #: Label permutations of the selectivity null, and the most epochs it is computed at.
 N_PERMUTATIONS = 200
 MAX_NULL_EPOCHS = 30
 #: Grid of the activation field (cells per side): 60² = 3600 cells, within the mark budget.
 FIELD_RESOLUTION = 60
-TOP_ORDERS = ("most active", "least active")
+#: The page's tabs, in order.
+SECTIONS: tuple[str, ...] = (
+    "Over training",
+    "Inputs and outputs",
+    "What it responds to",
+    "Health of every neuron",
+    "Its data",
+)
+#: How many top-activating probe samples the slider offers.
+TOP_KS: tuple[int, ...] = tuple(range(4, 49, 4))
+
+
+# -- settings ---------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every control of the page. The neuron and its epoch travel in ``neuron=`` (the app
+    shell's deep link, kept by the pickers); the rest is what the URL carries for this page
+    (see :data:`URL`), each field naming its query parameter and its widget's key."""
+
+    neuron: int
+    epoch: int
+    layer: str
+    #: The open tab.
+    section: str = url.param("tab", state.NEURON_TAB, default=SECTIONS[0], choices=SECTIONS)
+    #: Top-activating probe samples: how many, and from which end.
+    top_k: int = url.param("top", state.NEURON_TOP_K, default=12, choices=TOP_KS)
+    top_order: str = url.param(
+        "top_order", state.NEURON_TOP_ORDER, default=TOP_ORDERS[0], choices=TOP_ORDERS
+    )
+    #: The health table's filters: layers, and flags (a neuron must carry one of them).
+    health_layers: tuple[str, ...] = url.param(
+        "layers", state.NEURON_HEALTH_LAYERS, default=(), max_length=4000
+    )
+    health_flags: tuple[str, ...] = url.param(
+        "flags", state.NEURON_HEALTH_FLAGS, default=(), choices=FLAGS
+    )
+
+
+#: The page's settings in the address bar (besides ``neuron=``), bound to the widgets' keys;
+#: left out at their defaults, so a link to a neuron is ``trace=`` and ``neuron=`` alone.
+URL = url.PageURL(Settings, page="neurons")
+
+
+def _ensure_settings(trace: NetworkTrace, health: NeuronHealth | None) -> None:
+    """Put a valid value in every widget key the URL or the session left invalid (the flags:
+    those this network can have, when its health is known)."""
+    defaults = {state.NEURON_TAB: SECTIONS[0], state.NEURON_TOP_ORDER: TOP_ORDERS[0]}
+    for key, options in ((state.NEURON_TAB, SECTIONS), (state.NEURON_TOP_ORDER, TOP_ORDERS)):
+        if state.get(key) not in options:
+            state.put(key, defaults[key])
+    if state.get(state.NEURON_TOP_K) not in TOP_KS:
+        state.put(state.NEURON_TOP_K, 12)
+    flags = health_view.defined_flags(health) if health is not None else list(FLAGS)
+    for key, options in (
+        (state.NEURON_HEALTH_LAYERS, trace.layer_names()),
+        (state.NEURON_HEALTH_FLAGS, flags),
+    ):
+        chosen = state.get(key)
+        if not isinstance(chosen, list) or not set(chosen) <= set(options):
+            state.put(key, [])
+
+
+def _settings(
+    active: ActiveTrace, neuron: int, epoch: int, layer: str, health: NeuronHealth | None
+) -> Settings:
+    """The page's settings: the pickers' neuron and epoch, and the (valid) widget keys."""
+    _ensure_settings(active.trace, health)
+    return Settings(
+        neuron=neuron,
+        epoch=epoch,
+        layer=layer,
+        section=str(state.get(state.NEURON_TAB)),
+        top_k=int(state.get(state.NEURON_TOP_K)),
+        top_order=str(state.get(state.NEURON_TOP_ORDER)),
+        health_layers=tuple(state.get(state.NEURON_HEALTH_LAYERS)),
+        health_flags=tuple(state.get(state.NEURON_HEALTH_FLAGS)),
+    )
 
 
 # -- the neuron and epoch ----------------------------------------------------------------------
-def _default_neuron(trace: NetworkTrace) -> int:
-    hidden = [info for info in trace.layers if info.kind != "input"]
-    return (hidden[0] if hidden else trace.layers[0]).first_id
-
-
-def resolve_neuron(trace: NetworkTrace, requested: str | None) -> tuple[int, int, str | None]:
-    """``(epoch, neuron id, notice)`` for a ``neuron=`` parameter.
-
-    A signature that does not fit this trace falls back (to the nearest recorded epoch, or
-    to the first hidden neuron) with a notice that says what happened.
-    """
-    epochs = trace.epochs
-    if not requested:
-        return epochs[-1], _default_neuron(trace), None
-    try:
-        epoch, layer, neuron = parse_signature(requested)
-    except KeyError as exc:
-        return epochs[-1], _default_neuron(trace), str(exc.args[0])
-    notice = None
-    if not 0 <= neuron < trace.n_neurons or trace.layer_of(neuron).name != layer:
-        notice = (
-            f"{requested} is not a neuron of this trace (its layers: "
-            f"{', '.join(f'L_{n} n_{a}…n_{b}' for n, (a, b) in trace.neural_index.items())}); "
-            "showing the first hidden neuron instead."
-        )
-        neuron = _default_neuron(trace)
-    if epoch not in epochs:
-        nearest = min(epochs, key=lambda e: (abs(e - epoch), e))
-        notice = (notice + " " if notice else "") + (
-            f"E_{epoch} was not recorded; showing the nearest recorded epoch, E_{nearest}."
-        )
-        epoch = nearest
-    return epoch, neuron, notice
-
-
 def _set_neuron_param(signature: str) -> None:
     st.query_params["neuron"] = signature
 
@@ -174,11 +224,6 @@ def _incoming(key: str, neuron: int, epoch: int, _trace: NetworkTrace) -> pd.Dat
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _incoming_history(key: str, neuron: int, _trace: NetworkTrace) -> pd.DataFrame:
-    return profiles.incoming_weight_history(_trace, neuron)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _connections(key: str, neuron: int, epoch: int, _trace: NetworkTrace) -> pd.DataFrame:
     return profiles.strongest_connections(_trace, neuron, epoch, k=5)
 
@@ -194,13 +239,6 @@ def _responses(
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _selectivity(key: str, neuron: int, _trace: NetworkTrace) -> pd.DataFrame:
-    return profiles.selectivity_over_epochs(
-        _trace, neuron, n_permutations=N_PERMUTATIONS, max_epochs=MAX_NULL_EPOCHS
-    )
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _top(
     key: str, neuron: int, epoch: int, k: int, largest: bool, _trace: NetworkTrace
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -209,54 +247,68 @@ def _top(
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _field(key: str, neuron: int, epoch: int, _trace: NetworkTrace) -> ActivationField:
-    return profiles.activation_field(_trace, neuron, epoch, resolution=FIELD_RESOLUTION)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _health_rows(key: str, epoch: int, _health: NeuronHealth) -> pd.DataFrame:
     return _health.table(epoch)
 
 
-# -- sections ----------------------------------------------------------------------------------
-def _flags(active: ActiveTrace, neuron: int, epoch: int) -> None:
-    health = cache.health(active.key, active.trace)
-    history = health.of_neuron(neuron)
-    parts = []
-    for flag in FLAGS:
-        if not health.applies[flag][neuron]:
-            parts.append(f"{FLAG_TITLES[flag]}: n/a")
-            continue
-        now = bool(history.loc[history["epoch"] == epoch, flag].iloc[0])
-        epochs = history.loc[history[flag], "epoch"].tolist()
-        when = f" (at {len(epochs)} of {len(history)} recorded epochs)" if epochs else ""
-        parts.append(f"{FLAG_TITLES[flag]}: {'**yes**' if now else 'no'}{when}")
-    st.markdown(f"**Health at E_{epoch}** — " + " · ".join(parts))
-    described = health.thresholds.describe()
-    st.caption(
-        " · ".join(f"**{FLAG_TITLES[flag]}**: {md_escape(described[flag], 400)}" for flag in FLAGS)
+# -- computations on the analysis worker (slow, or with progress: see nn_tracing.ui.compute) --
+def _incoming_history(active: ActiveTrace, neuron: int) -> pd.DataFrame:
+    trace = active.trace
+    return run_analysis(  # type: ignore[return-value]
+        "neurons:incoming-history",
+        active.key,
+        neuron,
+        lambda progress: profiles.incoming_weight_history(trace, neuron, progress=progress),
+        label=f"Reading n_{neuron}'s incoming weights at every recorded epoch",
     )
 
 
-def _at_epoch(trace: NetworkTrace, epoch: int, neuron: int) -> pd.DataFrame:
-    info = trace.layer_of(neuron)
-    block = trace.metrics_at(epoch)[info.first_id : info.last_id + 1].astype(np.float64)
-    own = block[neuron - info.first_id]
-    rows = []
-    for m, name in enumerate(METRICS):
-        column = block[:, m]
-        finite = column[np.isfinite(column)]
-        value = own[m]
-        if not np.isfinite(value) or finite.size == 0:
-            rows.append((name, value, np.nan, np.nan))
-            continue
-        percentile = (np.sum(finite < value) + 0.5 * np.sum(finite == value)) / finite.size
-        rows.append((name, value, float(np.median(finite)), 100 * percentile))
-    return pd.DataFrame(rows, columns=["metric", "value", "layer median", "percentile in layer"])
-
-
-def _over_training(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> None:
+def _selectivity(active: ActiveTrace, neuron: int) -> pd.DataFrame:
     trace = active.trace
+    n_tested = min(len(trace.epochs), MAX_NULL_EPOCHS)
+    return run_analysis(  # type: ignore[return-value]
+        "neurons:selectivity",
+        active.key,
+        [neuron, N_PERMUTATIONS, MAX_NULL_EPOCHS],
+        lambda progress: profiles.selectivity_over_epochs(
+            trace,
+            neuron,
+            n_permutations=N_PERMUTATIONS,
+            max_epochs=MAX_NULL_EPOCHS,
+            progress=progress,
+        ),
+        label=f"Class selectivity: {N_PERMUTATIONS} label shuffles at {n_tested} recorded "
+        "epochs (reads each epoch's probe activations)",
+    )
+
+
+def _field(active: ActiveTrace, neuron: int, epoch: int) -> ActivationField:
+    trace = active.trace
+    return run_analysis(  # type: ignore[return-value]
+        "neurons:field",
+        active.key,
+        [neuron, epoch, FIELD_RESOLUTION],
+        lambda progress: profiles.activation_field(
+            trace, neuron, epoch, resolution=FIELD_RESOLUTION
+        ),
+        label=f"Running the traced model at E_{epoch} over a {FIELD_RESOLUTION} × "
+        f"{FIELD_RESOLUTION} grid of the input plane",
+    )
+
+
+# -- sections ----------------------------------------------------------------------------------
+def _health_line(active: ActiveTrace, neuron: int, epoch: int) -> NeuronHealth:
+    """The neuron's flags at ``epoch`` and the flags' definitions; returns every neuron's
+    health."""
+    health = cache.health(active.key, active.trace)
+    st.markdown(health_view.neuron_health_line(health, neuron, epoch))
+    st.caption(health_view.flag_definitions(health.thresholds))
+    return health
+
+
+def _over_training(active: ActiveTrace, settings: Settings) -> None:
+    trace = active.trace
+    neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
     with _section("drawing the neuron's metrics over training"):
         chart = cache.chart(
             "neuron_history",
@@ -269,15 +321,11 @@ def _over_training(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> 
             ),
         )
         show_chart(chart, width="content")
-        st.caption(
-            f"Blue: n_{neuron}. Dashed grey: the median of the {trace.layer(layer).n_neurons} "
-            f"neurons of L_{md_escape(layer)}; shaded: their interquartile range. Red: E_{epoch}. "
-            "Hover a point for the neuron's percentile within its layer."
-        )
+        st.caption(views.history_caption(trace, neuron, epoch, layer))
     with _section("summarising the neuron at this epoch"):
         st.markdown(f"**At E_{epoch}, against its layer**")
         st.dataframe(
-            _at_epoch(trace, epoch, neuron),
+            views.metrics_against_layer(trace, epoch, neuron),
             hide_index=True,
             column_config={
                 "value": st.column_config.NumberColumn(format="%.4g"),
@@ -287,38 +335,11 @@ def _over_training(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> 
         )
 
 
-def _weights_epoch(trace: NetworkTrace, epoch: int) -> int:
-    """The epoch whose weights the page shows: ``epoch`` when the trace holds them there,
-    else the nearest epoch that has them (the final one for a run without kept weights)."""
-    kept = trace.epochs_with_weights
-    if not kept:
-        raise ProfileUnavailable("this trace holds no weights")
-    if epoch in kept:
-        return epoch
-    nearest = min(kept, key=lambda e: (abs(e - epoch), e))
-    st.info(
-        f"This run kept its weights only at E_{nearest}: the weights below are E_{nearest}'s, "
-        f"not E_{epoch}'s. Train with keep_weights (--keep-weights) to see them at every "
-        "recorded epoch."
-    )
-    return nearest
-
-
 def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:
     trace = active.trace
-    try:
-        image = profiles.incoming_weight_image(trace, neuron, weights_epoch)
-    except ProfileUnavailable:
+    frame = views.weight_image_frame(trace, neuron, epoch, weights_epoch)
+    if frame is None:
         return  # not an image dataset, or not a first-layer neuron: nothing to draw
-    # a click on a pixel opens that input at the page's epoch
-    panels = [profile_viz.weight_image_frame(image, panel=f"E_{weights_epoch}", epoch=epoch)]
-    first = trace.epochs[0]
-    if first != weights_epoch and first in trace.epochs_with_weights:
-        initial = profiles.incoming_weight_image(trace, neuron, first)
-        panels.insert(
-            0, profile_viz.weight_image_frame(initial, panel=f"E_{first} (untrained)", epoch=epoch)
-        )
-    frame = pd.concat(panels, ignore_index=True)
     signature = trace.signature(weights_epoch, neuron)
     chart = cache.chart(
         "weight_image",
@@ -342,106 +363,115 @@ def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: 
     open_picked(active, event)
 
 
-def _inputs_outputs(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> None:
+def _incoming_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:
     trace = active.trace
-    info = trace.layer_of(neuron)
-    if info.kind == "input":
+    with _section("drawing the incoming weights"):
+        frame = _incoming(active.key, neuron, weights_epoch, trace).copy()
+        frame["epoch"] = epoch  # a click opens the source at the page's epoch
+        signature = trace.signature(weights_epoch, neuron)
+        chart = cache.chart(
+            "incoming_weights",
+            active.key,
+            (neuron, epoch, weights_epoch),
+            lambda: profile_viz.incoming_weights_chart(frame, neuron_signature=signature),
+        )
+        event = show_chart(
+            chart,
+            select=viz.PICK,
+            key=_chart_key(state.NEURON_WEIGHTS_CHART, neuron, epoch),
+        )
+        open_picked(active, event)
+        st.caption(views.sources_caption(trace, neuron))
+    with _section("drawing the incoming weights as an image"):
+        _image_section(active, neuron, epoch, weights_epoch)
+
+
+def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:
+    trace = active.trace
+    connections = _connections(active.key, neuron, weights_epoch, trace)
+    if connections.empty:
+        st.info("No connection of this neuron to another traced neuron is known.")
+        return
+    signature = trace.signature(weights_epoch, neuron)
+    shown = connections.copy()
+    shown["epoch"] = epoch
+    chart = cache.chart(
+        "connections",
+        active.key,
+        (neuron, epoch, weights_epoch),
+        lambda: profile_viz.connections_chart(shown, neuron_signature=signature),
+    )
+    event = show_chart(
+        chart,
+        select=viz.PICK,
+        key=_chart_key(state.NEURON_CONNECTIONS_CHART, neuron, epoch),
+    )
+    open_picked(active, event)
+    st.dataframe(
+        views.connections_table(connections, trace, epoch, lambda s: _link(active, s)),
+        hide_index=True,
+        column_config={
+            "link": st.column_config.LinkColumn(
+                "neuron", display_text=r"neuron=(E_\d+/L_.+/n_\d+)"
+            ),
+            "weight": st.column_config.NumberColumn(format="%.4g"),
+            "matrix_percentile": st.column_config.NumberColumn(
+                "|w| percentile in its matrix", format="percent"
+            ),
+            "weight_e0": st.column_config.NumberColumn("at E_0", format="%.4g"),
+        },
+    )
+    st.caption(
+        "A strong connection stands out from its weight matrix: the percentile is where "
+        "its magnitude ranks among all weights of the same layer's matrix."
+    )
+
+
+def _weights_history_section(active: ActiveTrace, neuron: int, epoch: int) -> None:
+    trace = active.trace
+    with _section("drawing the incoming weights over training"):
+        history = _incoming_history(active, neuron)
+        signature = trace.signature(epoch, neuron)
+        chart = cache.chart(
+            "incoming_history",
+            active.key,
+            (neuron, epoch),
+            lambda: profile_viz.incoming_weight_heatmap(
+                history, neuron_signature=signature, selected_epoch=epoch
+            ),
+        )
+        show_chart(chart)
+
+
+def _inputs_outputs(active: ActiveTrace, settings: Settings) -> None:
+    trace = active.trace
+    neuron, epoch = settings.neuron, settings.epoch
+    is_input = trace.layer_of(neuron).kind == "input"
+    if is_input:
         st.info(
             f"n_{neuron} is an input feature: it has no incoming weights. Its outgoing weights "
             "are among the strongest connections below."
         )
     weights_epoch: int | None = None
     with _section("finding the weights to show"):
-        weights_epoch = _weights_epoch(trace, epoch)
+        weights_epoch, notice = views.weights_epoch(trace, epoch)
+        if notice:
+            st.info(notice)
     if weights_epoch is None:
         return
     left, right = st.columns([3, 2])
     with left:
-        if info.kind != "input":
-            with _section("drawing the incoming weights"):
-                frame = _incoming(active.key, neuron, weights_epoch, trace).copy()
-                frame["epoch"] = epoch  # a click opens the source at the page's epoch
-                signature = trace.signature(weights_epoch, neuron)
-                chart = cache.chart(
-                    "incoming_weights",
-                    active.key,
-                    (neuron, epoch, weights_epoch),
-                    lambda: profile_viz.incoming_weights_chart(frame, neuron_signature=signature),
-                )
-                event = show_chart(
-                    chart,
-                    select=viz.PICK,
-                    key=_chart_key(state.NEURON_WEIGHTS_CHART, neuron, epoch),
-                )
-                open_picked(active, event)
-                source = profiles.source_layer(trace, layer)
-                st.caption(
-                    f"Sources: the neurons of L_{md_escape(source.name)} (its width equals "
-                    f"this layer's fan-in, {info.fan_in}); click a bar to open one."
-                    if source is not None
-                    else "The sources of these weights are not known neurons (the previous "
-                    "traced layer's width differs from the fan-in): listed by position."
-                )
-            with _section("drawing the incoming weights as an image"):
-                _image_section(active, neuron, epoch, weights_epoch)
+        if not is_input:
+            _incoming_section(active, neuron, epoch, weights_epoch)
     with right, _section("finding the strongest connections"):
-        connections = _connections(active.key, neuron, weights_epoch, trace)
-        if connections.empty:
-            st.info("No connection of this neuron to another traced neuron is known.")
-        else:
-            signature = trace.signature(weights_epoch, neuron)
-            shown = connections.copy()
-            shown["epoch"] = epoch
-            chart = cache.chart(
-                "connections",
-                active.key,
-                (neuron, epoch, weights_epoch),
-                lambda: profile_viz.connections_chart(shown, neuron_signature=signature),
-            )
-            event = show_chart(
-                chart,
-                select=viz.PICK,
-                key=_chart_key(state.NEURON_CONNECTIONS_CHART, neuron, epoch),
-            )
-            open_picked(active, event)
-            table = connections.assign(
-                link=[_link(active, trace.signature(epoch, int(n))) for n in connections["neuron"]]
-            )[["direction", "link", "weight", "matrix_percentile", "weight_e0"]]
-            st.dataframe(
-                table,
-                hide_index=True,
-                column_config={
-                    "link": st.column_config.LinkColumn(
-                        "neuron", display_text=r"neuron=(E_\d+/L_.+/n_\d+)"
-                    ),
-                    "weight": st.column_config.NumberColumn(format="%.4g"),
-                    "matrix_percentile": st.column_config.NumberColumn(
-                        "|w| percentile in its matrix", format="percent"
-                    ),
-                    "weight_e0": st.column_config.NumberColumn("at E_0", format="%.4g"),
-                },
-            )
-            st.caption(
-                "A strong connection stands out from its weight matrix: the percentile is where "
-                "its magnitude ranks among all weights of the same layer's matrix."
-            )
-    if info.kind != "input" and len(trace.epochs_with_weights) > 1:
-        with _section("drawing the incoming weights over training"):
-            history = _incoming_history(active.key, neuron, trace)
-            signature = trace.signature(epoch, neuron)
-            chart = cache.chart(
-                "incoming_history",
-                active.key,
-                (neuron, epoch),
-                lambda: profile_viz.incoming_weight_heatmap(
-                    history, neuron_signature=signature, selected_epoch=epoch
-                ),
-            )
-            show_chart(chart)
+        _connections_section(active, neuron, epoch, weights_epoch)
+    if not is_input and len(trace.epochs_with_weights) > 1:
+        _weights_history_section(active, neuron, epoch)
 
 
-def _responses_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> None:
+def _responses_section(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
+    neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
     signature = trace.signature(epoch, neuron)
     left, right = st.columns(2)
     with left, _section("drawing the activations by class"):
@@ -456,12 +486,7 @@ def _responses_section(active: ActiveTrace, neuron: int, epoch: int, layer: str)
         )
         show_chart(chart)
     with right, _section("testing the class selectivity against shuffled labels"):
-        n_tested = min(len(trace.epochs), MAX_NULL_EPOCHS)
-        with st.spinner(
-            f"Class selectivity: {N_PERMUTATIONS} label shuffles at {n_tested} recorded epochs "
-            "(reads each epoch's probe activations)…"
-        ):
-            selectivity = _selectivity(active.key, neuron, trace)
+        selectivity = _selectivity(active, neuron)
         chart = cache.chart(
             "selectivity",
             active.key,
@@ -471,34 +496,18 @@ def _responses_section(active: ActiveTrace, neuron: int, epoch: int, layer: str)
             ),
         )
         show_chart(chart)
-        row = selectivity.loc[selectivity["epoch"] == epoch].iloc[0]
-        if bool(row["tested"]) and np.isfinite(row["p_value"]):
-            verdict = "above" if row["p_value"] < 0.05 else "within"
-            st.caption(
-                f"At E_{epoch}: index {row['selectivity']:.3f}, preferring class "
-                f"{md_escape(row['preferred_class'])}; with shuffled labels the index reaches "
-                f"{row['null_median']:.3f} (median), {row['null_p95']:.3f} (95th percentile): "
-                f"{verdict} chance (p = {row['p_value']:.3g}, {N_PERMUTATIONS} shuffles)."
-            )
-        skipped = int((~selectivity["tested"]).sum())
-        if skipped:
-            st.caption(
-                f"The null was computed at {len(selectivity) - skipped} of "
-                f"{len(selectivity)} recorded epochs, spread evenly."
-            )
+        for caption in views.selectivity_captions(selectivity, epoch, N_PERMUTATIONS):
+            st.caption(caption)
 
-    _top_section(active, neuron, epoch, layer)
-    _field_section(active, neuron, epoch, layer)
+    _top_section(active, settings)
+    _field_section(active, settings)
 
 
-def _top_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> None:
+def _top_section(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
+    neuron, epoch = settings.neuron, settings.epoch
     signature = trace.signature(epoch, neuron)
     st.markdown("**Top-activating probe samples**")
-    if state.get(state.NEURON_TOP_ORDER) not in TOP_ORDERS:
-        state.put(state.NEURON_TOP_ORDER, TOP_ORDERS[0])
-    if not isinstance(state.get(state.NEURON_TOP_K), int):
-        state.put(state.NEURON_TOP_K, 12)
     left, right = st.columns([3, 2])
     with left:
         k = int(st.slider("Samples", 4, 48, key=state.NEURON_TOP_K, step=4))
@@ -509,17 +518,9 @@ def _top_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> No
         if top.empty:
             st.info("No probe sample has a finite activation.")
             return
-        dataset = trace.meta.get("dataset") if isinstance(trace.meta.get("dataset"), dict) else {}
-        shape = dataset.get("image_shape")
-        n_inputs = trace.layers[0].n_neurons
-        feature_columns = [c for c in top.columns if c not in profiles.TOP_COLUMNS]
-        is_image = (
-            isinstance(shape, list)
-            and len(shape) == 2
-            and int(np.prod(shape)) == n_inputs == len(feature_columns)
-        )
-        if is_image:
-            image_shape = (int(shape[0]), int(shape[1]))
+        images = views.top_image_shape(trace, top)
+        if images is not None:
+            image_shape, feature_columns = images
             chart = cache.chart(
                 "top_images",
                 active.key,
@@ -536,47 +537,21 @@ def _top_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> No
                 hide_index=True,
                 column_config={"activation": st.column_config.NumberColumn(format="%.4g")},
             )
-        _enrichment_caption(enrichment, len(top), order)
+        caption = views.enrichment_caption(enrichment, len(top), order)
+        if caption is not None:
+            st.caption(caption)
 
 
-def _enrichment_caption(enrichment: pd.DataFrame, n_top: int, order: str) -> None:
-    if enrichment.empty:
-        return
-    best = enrichment.iloc[0]
-    n_classes = len(enrichment)
-    verdict = (
-        "more than chance explains" if best["p_adjusted"] < 0.05 else "within what chance explains"
-    )
-    st.caption(
-        f"{int(best['in_top'])} of these {n_top} {order} samples are class "
-        f"{md_escape(best['class'])}, where a random draw of {n_top} probe samples holds "
-        f"{best['expected']:.1f} on average: {verdict} (hypergeometric p = {best['p_value']:.3g}, "
-        f"{best['p_adjusted']:.3g} after Bonferroni over {n_classes} classes). Feature values "
-        "are in the dataset's own units."
-    )
-
-
-def _field_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> None:
+def _field_section(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
+    neuron, layer = settings.neuron, settings.layer
     if trace.layers[0].n_neurons != 2:
         return  # the field is for 2-D inputs only
     with _section("computing the activation field"):
-        available = profiles.field_epochs(trace)
-        if not available:
-            raise ProfileUnavailable("this trace holds no weights to rebuild its model from")
-        field_epoch = epoch
-        if epoch not in available:
-            field_epoch = min(available, key=lambda e: (abs(e - epoch), e))
-            st.info(
-                f"The field needs the model's weights: this run kept them only at "
-                f"E_{field_epoch}, so the field below is E_{field_epoch}'s, not E_{epoch}'s. "
-                "Train with keep_weights (--keep-weights) to see it at every recorded epoch."
-            )
-        with st.spinner(
-            f"Running the traced model at E_{field_epoch} over a {FIELD_RESOLUTION} × "
-            f"{FIELD_RESOLUTION} grid of the input plane…"
-        ):
-            field = _field(active.key, neuron, field_epoch, trace)
+        field_epoch, notice = views.field_epoch(trace, settings.epoch)
+        if notice:
+            st.info(notice)
+        field = _field(active, neuron, field_epoch)
         highlight: list[int] = []
         try:
             top, _ = _top(active.key, neuron, field_epoch, 12, True, trace)
@@ -590,69 +565,55 @@ def _field_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> 
             lambda: profile_viz.activation_field_chart(field, layer=layer, highlight=highlight),
         )
         show_chart(chart, width="content")
-        check = (
-            " Check: at the probe points, the rebuilt model's activations differ from the "
-            f"recorded ones by at most {field.max_probe_error:.2g}."
-            if np.isfinite(field.max_probe_error)
-            else ""
-        )
-        st.caption(
-            f"n_{neuron}'s activation at every point of the input plane at E_{field_epoch} "
-            "(the way TensorFlow Playground draws a neuron), with the probe samples on top. "
-            f"Available at every recorded epoch when the run kept its weights, otherwise at the "
-            f"final epoch only.{check}"
-        )
+        st.caption(views.field_caption(field, neuron, field_epoch))
 
 
 def _filters_digest(*values: object) -> str:
     return hashlib.sha1(repr(values).encode()).hexdigest()[:10]
 
 
-def _health_table(active: ActiveTrace, neuron: int, epoch: int) -> None:
+def _health_columns() -> dict[str, Any]:
+    """How the health table shows its columns."""
+    return {
+        **{flag: st.column_config.CheckboxColumn(FLAG_TITLES[flag]) for flag in FLAGS},
+        "n_flags": st.column_config.NumberColumn("flags"),
+        "act_active": st.column_config.NumberColumn("active on probe", format="percent"),
+        "saturation": st.column_config.NumberColumn("saturated samples", format="percent"),
+        "grad_ratio": st.column_config.NumberColumn(
+            "grad / layer median", format="%.3g", help="gradient norm over its layer's median"
+        ),
+        "w_growth": st.column_config.NumberColumn(
+            "weight norm / E_0", format="%.3g", help="incoming-weight norm over its E_0 norm"
+        ),
+    }
+
+
+def _health_table(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
+    neuron, epoch = settings.neuron, settings.epoch
     health = cache.health(active.key, trace)
     table = _health_rows(active.key, epoch, health)
-    layers = [info.name for info in trace.layers]
-    defined = [flag for flag in FLAGS if health.applies[flag].any()]
-    for key, options in (
-        (state.NEURON_HEALTH_LAYERS, layers),
-        (state.NEURON_HEALTH_FLAGS, defined),
-    ):
-        chosen = state.get(key)
-        if not isinstance(chosen, list) or not set(chosen) <= set(options):
-            state.put(key, [])
     left, right = st.columns(2)
     with left:
-        chosen_layers = st.multiselect(
-            "Layers", layers, key=state.NEURON_HEALTH_LAYERS, placeholder="every layer"
+        st.multiselect(
+            "Layers",
+            trace.layer_names(),
+            key=state.NEURON_HEALTH_LAYERS,
+            placeholder="every layer",
         )
     with right:
-        chosen_flags = st.multiselect(
+        st.multiselect(
             "Flagged as (any of)",
-            defined,
+            health_view.defined_flags(health),
             key=state.NEURON_HEALTH_FLAGS,
             format_func=lambda f: FLAG_TITLES[f],
             placeholder="every neuron, flagged or not",
         )
-    view = table
-    if chosen_layers:
-        view = view[view["layer"].isin(chosen_layers)]
-    if chosen_flags:
-        view = view[view[chosen_flags].fillna(False).any(axis=1)]
-    view = view.sort_values(["n_flags", "neuron"], ascending=[False, True], ignore_index=True)
-    # columns that say nothing about this network (a flag it cannot have, values all missing)
-    empty = [flag for flag in FLAGS if flag not in defined]
-    empty += [c for c in ("saturation", "grad_ratio", "w_growth") if table[c].isna().all()]
-    view = view.drop(columns=empty)
-    counts = {flag: int(table[flag].fillna(False).sum()) for flag in defined}
-    st.caption(
-        f"At E_{epoch}: "
-        + ", ".join(f"{counts[f]} {FLAG_TITLES[f]}" for f in defined)
-        + f" of {len(table)} neurons. Showing {len(view)}; click a column to sort, select a row "
-        "to open that neuron. Empty flag cells: the flag is not defined for that layer."
-    )
+    layers, flags = list(settings.health_layers), list(settings.health_flags)
+    view = health_view.table_view(table, health, layers, flags)
+    st.caption(health_view.table_caption(table, health, epoch, len(view)))
     key = f"{state.NEURON_HEALTH_TABLE}:{active.ref}:{neuron}:{epoch}:" + _filters_digest(
-        chosen_layers, chosen_flags
+        layers, flags
     )
     neuron_table(
         active.name,
@@ -660,27 +621,16 @@ def _health_table(active: ActiveTrace, neuron: int, epoch: int) -> None:
         [trace.signature(epoch, int(n)) for n in view["neuron"]],
         key=key,
         max_height=420,
-        column_config={
-            **{flag: st.column_config.CheckboxColumn(FLAG_TITLES[flag]) for flag in FLAGS},
-            "n_flags": st.column_config.NumberColumn("flags"),
-            "act_active": st.column_config.NumberColumn("active on probe", format="percent"),
-            "saturation": st.column_config.NumberColumn("saturated samples", format="percent"),
-            "grad_ratio": st.column_config.NumberColumn(
-                "grad / layer median", format="%.3g", help="gradient norm over its layer's median"
-            ),
-            "w_growth": st.column_config.NumberColumn(
-                "weight norm / E_0", format="%.3g", help="incoming-weight norm over its E_0 norm"
-            ),
-        },
+        column_config=_health_columns(),
         current=trace.signature(epoch, neuron),
     )
 
 
-def _data_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> None:
+def _data_section(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
+    neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
     with _section("listing the neuron's rows"):
-        rows = trace.frame.xs(neuron, level="neuron").reset_index()
-        rows.insert(0, "signature", signature_column(rows["epoch"], layer, neuron))
+        rows = views.neuron_rows(trace, neuron)
         stem = f"{active.name or 'trace'}-L_{layer}-n_{neuron}"
         left, right = st.columns(2)
         left.download_button(
@@ -694,7 +644,7 @@ def _data_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> N
         if trace.probe is not None:
             right.download_button(
                 f"Its probe activations at E_{epoch} (CSV)",
-                data=lambda: _responses_csv(trace, neuron, epoch),
+                data=lambda: views.probe_csv(trace, neuron, epoch),
                 file_name=f"{stem}-E_{epoch}-probe.csv",
                 mime="text/csv",
                 key="nnt.download.neuron_probe",
@@ -703,42 +653,34 @@ def _data_section(active: ActiveTrace, neuron: int, epoch: int, layer: str) -> N
         st.dataframe(rows.drop(columns=["layer"]), hide_index=True)
 
 
-def _responses_csv(trace: NetworkTrace, neuron: int, epoch: int) -> bytes:
-    return profiles.probe_responses(trace, neuron, epoch).to_csv(index=False).encode()
-
-
 def render_neurons() -> None:
-    """Draw the Neurons page."""
+    """Draw the Neurons page: the URL's settings first, the page, the settings into the
+    address bar last."""
     require_shell()
     st.title("Neurons")
     active, _ = resolve_active()
     if active is None:
         st.info(md_escape(no_trace_message(), max_length=400))
         return
+    URL.restore(active.ref)
     epoch, neuron, layer = _pickers(active)
     signature = format_signature(epoch, layer, neuron)
     st.code(signature, language=None)
     st.caption("Link to this view (opens the same neuron in any browser that reaches this app):")
     st.code(_link(active, signature), language=None)
+    health: NeuronHealth | None = None
     with guarded("checking the neuron's health"):
-        _flags(active, neuron, epoch)
-
-    tabs: Any = st.tabs(
-        [
-            "Over training",
-            "Inputs and outputs",
-            "What it responds to",
-            "Health of every neuron",
-            "Its data",
-        ]
-    )
+        health = _health_line(active, neuron, epoch)
+    settings = _settings(active, neuron, epoch, layer, health)
+    tabs = st.tabs(list(SECTIONS), key=state.NEURON_TAB, on_change="rerun")
     with tabs[0]:
-        _over_training(active, neuron, epoch, layer)
+        _over_training(active, settings)
     with tabs[1]:
-        _inputs_outputs(active, neuron, epoch, layer)
+        _inputs_outputs(active, settings)
     with tabs[2]:
-        _responses_section(active, neuron, epoch, layer)
+        _responses_section(active, settings)
     with tabs[3], guarded("drawing the health table"):
-        _health_table(active, neuron, epoch)
+        _health_table(active, settings)
     with tabs[4]:
-        _data_section(active, neuron, epoch, layer)
+        _data_section(active, settings)
+    URL.publish(settings, active.ref, hidden=url.at_defaults(settings))

@@ -1,160 +1,103 @@
 """The Overview page: run summary, training curves, the brain scan and neuron health.
 
-Everything drawn here comes from cached frames (:mod:`nn_tracing.ui.cache`) keyed by the
-trace's digest; a click on a neuron cell (or a row of the flagged-neuron table) opens the
-Neurons page on it through a deep link.
+Every control of the page is a field of :class:`Settings`, in the address bar (:data:`URL`):
+a shared link opens the same metric, epoch, order, colours and layer. What the page shows is
+built without Streamlit by :mod:`nn_tracing.views.overview` (summary, details),
+:mod:`nn_tracing.views.health` (health figures) and :mod:`nn_tracing.viz` (charts, from
+frames cached by the trace's digest, :mod:`nn_tracing.ui.cache`); this module keeps the
+widgets and the layout. A click on a neuron cell (or a row of the flagged-neuron table) opens
+the Neurons page on it through a deep link.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-import pandas as pd
 import streamlit as st
 
 from .. import viz
-from ..analysis.health import FLAG_TITLES, FLAGS
-from ..trace import METRICS
-from . import cache, state
-from .app import open_neuron, require_shell
+from ..trace import METRICS, NetworkTrace
+from ..views import health as health_view
+from ..views.overview import (
+    DEFAULT_METRIC,
+    ORDERS,
+    detail_layers,
+    layers_table,
+    run_details,
+    status_notice,
+    summary_tiles,
+)
+from . import cache, state, url
+from .app import require_shell
 from .charts import neuron_table, show_chart
-from .text import fmt_duration, guarded, md_escape
+from .links import open_picked
+from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
+from .widgets import epoch_picker
 
-__all__ = ["epoch_picker", "render_overview"]
-
-DEFAULT_METRIC = "act_mean"
-
-
-def epoch_picker(label: str, epochs: list[int], key: str, *, follow_latest: bool = False) -> int:
-    """A slider over the recorded epochs (shown as ``E_<n>``); returns the chosen epoch.
-
-    The value is kept per trace (``key``) and reset to the last epoch when it is not one of
-    ``epochs``. With ``follow_latest``, a slider left at the last epoch moves on as new epochs
-    arrive (a live run).
-    """
-    last_key = key + ":last"
-    current = state.get(key)
-    if current not in epochs or (follow_latest and current == state.get(last_key)):
-        state.put(key, epochs[-1])
-    state.put(last_key, epochs[-1])
-    if len(epochs) == 1:
-        st.caption(f"{label}: E_{epochs[0]} (the only recorded epoch)")
-        return epochs[0]
-    return int(st.select_slider(label, options=epochs, key=key, format_func=lambda e: f"E_{e}"))
+__all__ = ["URL", "Settings", "render_overview"]
 
 
-def _selected(event: Any, name: str) -> dict[str, Any] | None:
-    """The first point of selection ``name`` in a chart event, if any."""
-    selection = getattr(event, "selection", None) or {}
-    points = selection.get(name) if isinstance(selection, dict) else None
-    if isinstance(points, list) and points and isinstance(points[0], dict):
-        return points[0]
-    return None
+# -- settings -----------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every control of the page — also what the URL carries (see :data:`URL`). The epoch and
+    the layer depend on the trace: the widgets check them against it."""
+
+    metric: str = url.param(
+        "metric", state.OVERVIEW_METRIC, default=DEFAULT_METRIC, choices=METRICS
+    )
+    epoch: int = url.param("epoch", state.OVERVIEW_EPOCH, per_trace=True)
+    order: str = url.param("order", state.OVERVIEW_ORDER, default=ORDERS[0], choices=ORDERS)
+    percentile: bool = url.param("percentile", state.OVERVIEW_PERCENTILE, default=False)
+    #: The layer whose every neuron is drawn over training.
+    layer: str = url.param("layer", state.OVERVIEW_DETAIL_LAYER, max_length=300)
+
+    def hidden(self, trace: NetworkTrace) -> set[str]:
+        """The settings left out of the URL: those at the page's defaults (the last epoch,
+        the first layer), so a link to the page as it opens is the trace alone."""
+        hidden = url.at_defaults(self)
+        if self.epoch == trace.epochs[-1]:
+            hidden.add("epoch")
+        if self.layer == detail_layers(trace)[0]:
+            hidden.add("layer")
+        return hidden
 
 
-def open_picked(active: ActiveTrace, event: Any) -> None:
-    point = _selected(event, viz.PICK)
-    if point is None or "neuron" not in point:
-        return
-    try:
-        epoch, neuron = int(point["epoch"]), int(point["neuron"])
-        signature = active.trace.signature(epoch, neuron)
-    except (KeyError, TypeError, ValueError):
-        return
-    open_neuron(active.name, signature)
+#: The page's settings in the address bar, bound to the widgets' keys.
+URL = url.PageURL(Settings, page="overview")
 
 
 # -- sections -----------------------------------------------------------------------------------
 def _summary(active: ActiveTrace) -> None:
     trace = active.trace
-    meta = trace.meta
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    dataset = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
-    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
     st.title("Overview")
     st.caption(md_escape(active.label, max_length=300))
-    status = trace.status
-    message = str(meta.get("status_message") or "")
-    if active.live:
-        st.info("Training now: this page updates as epochs are recorded.", icon="⏳")
-    elif status == "stopped":
-        st.warning(
-            f"Stopped before the end: {md_escape(message or 'by the user')}",
-            icon=":material/stop_circle:",
-        )
-    elif status == "diverged":
-        st.warning(
-            f"Diverged: {md_escape(message or 'non-finite loss')}", icon=":material/warning:"
-        )
-
-    hidden = [info for info in trace.layers if info.kind != "input" and info.name != "output"]
-    planned = config.get("epochs") or meta.get("num_epochs")
-    history = trace.history
-    val_acc = history["val_acc"].dropna() if "val_acc" in history else pd.Series(dtype=float)
-    seconds = (
-        (meta.get("timings") or {}).get("train_seconds")
-        if isinstance(meta.get("timings"), dict)
-        else None
-    )
-    columns = st.columns(6)
-    columns[0].metric("Parameters", f"{int(model.get('n_parameters', 0)):,}")
-    columns[1].metric(
-        "Hidden neurons",
-        f"{sum(i.n_neurons for i in hidden):,}",
-        help=f"{trace.n_neurons:,} neurons in all, with inputs and outputs",
-    )
-    columns[2].metric(
-        "Recorded epochs",
-        f"{len(trace.epochs)}",
-        help=f"of {planned} epochs; E_0 is the untrained network" if planned else None,
-    )
-    columns[3].metric("Validation accuracy", f"{val_acc.iloc[-1]:.3f}" if len(val_acc) else "–")
-    columns[4].metric("Status", "training" if active.live else status)
-    columns[5].metric(
-        "Training time",
-        fmt_duration(float(seconds)) if isinstance(seconds, (int, float)) else "–",
-    )
+    notice = status_notice(trace, active.live)
+    if notice is not None:
+        show = st.info if notice.kind == "info" else st.warning
+        show(notice.text, icon=notice.icon)
+    for column, tile in zip(st.columns(6), summary_tiles(trace, active.live), strict=True):
+        column.metric(tile.label, tile.value, help=tile.help)
     with st.expander("Run details: configuration, dataset, layers"):
-        left, right = st.columns(2)
-        with left:
-            st.markdown("**Neurons per layer**")
-            st.dataframe(
-                pd.DataFrame(
-                    {
-                        "layer": [i.name for i in trace.layers],
-                        "kind": [i.kind for i in trace.layers],
-                        "neurons": [i.n_neurons for i in trace.layers],
-                        "ids": [f"n_{i.first_id} … n_{i.last_id}" for i in trace.layers],
-                        "activation": [i.activation or "—" for i in trace.layers],
-                        "fan-in": [i.fan_in for i in trace.layers],
-                    }
-                ),
-                hide_index=True,
-            )
-            st.markdown("**Dataset**")
-            st.json(
-                {k: v for k, v in dataset.items() if k not in ("feature_mean", "feature_scale")},
-                expanded=False,
-            )
-            st.markdown("**Recorded epochs**")
-            st.text(", ".join(f"E_{e}" for e in trace.epochs))
-        with right:
-            st.markdown("**Configuration**")
-            st.json(config or {"note": "this trace carries no TrainConfig"}, expanded=True)
-            st.markdown("**Model, status, versions, timings**")
-            st.json(
-                {
-                    "model": model,
-                    "status": status,
-                    "status_message": message,
-                    "created": meta.get("created"),
-                    "statistics_source": meta.get("statistics_source"),
-                    "timings": meta.get("timings"),
-                    "versions": meta.get("versions"),
-                },
-                expanded=False,
-            )
+        _details(trace)
+
+
+def _details(trace: NetworkTrace) -> None:
+    details = run_details(trace)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Neurons per layer**")
+        st.dataframe(layers_table(trace), hide_index=True)
+        st.markdown("**Dataset**")
+        st.json(details.dataset, expanded=False)
+        st.markdown("**Recorded epochs**")
+        st.text(details.epochs)
+    with right:
+        st.markdown("**Configuration**")
+        st.json(details.config, expanded=True)
+        st.markdown("**Model, status, versions, timings**")
+        st.json(details.meta, expanded=False)
 
 
 def _curves(active: ActiveTrace) -> None:
@@ -176,12 +119,24 @@ def _curves(active: ActiveTrace) -> None:
                 )
 
 
-def _controls(active: ActiveTrace) -> tuple[str, int, str, bool]:
-    trace = active.trace
+def _ensure_settings(active: ActiveTrace) -> None:
+    """Put a valid value in every widget key the URL or the session left invalid."""
     if state.get(state.OVERVIEW_METRIC) not in METRICS:
         state.put(state.OVERVIEW_METRIC, DEFAULT_METRIC)
-    if state.get(state.OVERVIEW_ORDER) not in ("id", "value"):
-        state.put(state.OVERVIEW_ORDER, "id")
+    if state.get(state.OVERVIEW_ORDER) not in ORDERS:
+        state.put(state.OVERVIEW_ORDER, ORDERS[0])
+    if not isinstance(state.get(state.OVERVIEW_PERCENTILE), bool):
+        state.put(state.OVERVIEW_PERCENTILE, False)
+    layers = detail_layers(active.trace)
+    if state.get(state.OVERVIEW_DETAIL_LAYER) not in layers:
+        state.put(state.OVERVIEW_DETAIL_LAYER, layers[0])
+
+
+def _controls(active: ActiveTrace) -> Settings:
+    """Draw the brain scan's controls (the URL's values first) and return every setting."""
+    trace = active.trace
+    URL.restore(active.ref)
+    _ensure_settings(active)
     left, middle, right = st.columns([2, 4, 2])
     with left:
         metric = st.selectbox(
@@ -193,32 +148,32 @@ def _controls(active: ActiveTrace) -> tuple[str, int, str, bool]:
         )
     with middle:
         epoch = epoch_picker(
-            "Epoch",
-            trace.epochs,
-            state.epoch_key(state.OVERVIEW_EPOCH, active.ref),
-            follow_latest=active.live,
+            "Epoch", trace.epochs, URL.key("epoch", active.ref), follow_latest=active.live
         )
     with right:
-        order = st.radio(
-            "Order neurons by", ("id", "value"), key=state.OVERVIEW_ORDER, horizontal=True
-        )
+        order = st.radio("Order neurons by", ORDERS, key=state.OVERVIEW_ORDER, horizontal=True)
         percentile = st.toggle(
             "Percentile colours",
             key=state.OVERVIEW_PERCENTILE,
             help="Colour each neuron by the percentile of its value within its layer, so layers "
             "whose values differ by orders of magnitude stay readable.",
         )
-    return metric, epoch, order, bool(percentile)
+    return Settings(
+        metric=str(metric),
+        epoch=int(epoch),
+        order=str(order),
+        percentile=bool(percentile),
+        layer=str(state.get(state.OVERVIEW_DETAIL_LAYER)),
+    )
 
 
-def _brain_scan(active: ActiveTrace, metric: str, epoch: int, order: str, percentile: bool) -> None:
+def _brain_scan(active: ActiveTrace, settings: Settings) -> None:
+    scan = (settings.epoch, settings.metric, settings.order, settings.percentile)
     chart = cache.chart(
         "brain_scan",
         active.key,
-        (epoch, metric, order, percentile),
-        lambda: viz.brain_scan_chart(
-            cache.brain_scan(active.key, epoch, metric, order, percentile, active.trace)
-        ),
+        scan,
+        lambda: viz.brain_scan_chart(cache.brain_scan(active.key, *scan, active.trace)),
     )
     event = show_chart(chart, select=viz.PICK, key=state.OVERVIEW_SCAN_CHART)
     st.caption(
@@ -228,8 +183,9 @@ def _brain_scan(active: ActiveTrace, metric: str, epoch: int, order: str, percen
     open_picked(active, event)
 
 
-def _over_time(active: ActiveTrace, metric: str, epoch: int, order: str) -> None:
+def _over_time(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
+    metric, epoch, order = settings.metric, settings.epoch, settings.order
     show_chart(
         cache.chart(
             "layer_epoch",
@@ -240,11 +196,10 @@ def _over_time(active: ActiveTrace, metric: str, epoch: int, order: str) -> None
             ),
         )
     )
-    layers = [info.name for info in trace.layers if info.kind != "input"] or trace.layer_names()
-    if state.get(state.OVERVIEW_DETAIL_LAYER) not in layers:
-        state.put(state.OVERVIEW_DETAIL_LAYER, layers[0])
     layer = st.selectbox(
-        "Every neuron of one layer over training", layers, key=state.OVERVIEW_DETAIL_LAYER
+        "Every neuron of one layer over training",
+        detail_layers(trace),
+        key=state.OVERVIEW_DETAIL_LAYER,
     )
     chart = cache.chart(
         "neuron_epoch",
@@ -262,24 +217,15 @@ def _health(active: ActiveTrace, epoch: int) -> None:
     trace = active.trace
     health = cache.health(active.key, trace)
     counts = cache.health_counts(active.key, trace)
-    defined = [flag for flag in FLAGS if health.applies[flag].any()]
-    totals = health.totals(epoch)
-    baseline = health.totals(trace.epochs[0])
-    columns = st.columns(len(FLAGS))
-    for column, flag in zip(columns, FLAGS, strict=True):
-        if flag in defined:
-            column.metric(
-                f"{FLAG_TITLES[flag].capitalize()} at E_{epoch}",
-                f"{totals[flag]} of {int(health.applies[flag].sum())}",
-                delta=f"{totals[flag] - baseline[flag]:+d} vs E_{trace.epochs[0]}",
-                delta_color="inverse" if totals[flag] != baseline[flag] else "off",
-            )
-        else:
-            column.metric(
-                f"{FLAG_TITLES[flag].capitalize()}",
-                "n/a",
-                help="Not defined for this network's activations.",
-            )
+    tiles = health_view.health_tiles(health, epoch, trace.epochs[0])
+    for column, tile in zip(st.columns(len(tiles)), tiles, strict=True):
+        column.metric(
+            tile.label,
+            tile.value,
+            delta=tile.delta,
+            delta_color=tile.delta_color,
+            help=tile.help,
+        )
     chart = cache.chart(
         "health",
         active.key,
@@ -288,20 +234,16 @@ def _health(active: ActiveTrace, epoch: int) -> None:
     )
     if chart is not None:
         show_chart(chart, width="content")
-    described = health.thresholds.describe()
-    st.caption(
-        " · ".join(f"**{FLAG_TITLES[flag]}**: {md_escape(described[flag], 400)}" for flag in FLAGS)
-    )
-    flagged = health.flagged(epoch)
+    st.caption(health_view.flag_definitions(health.thresholds))
+    flagged, signatures = health_view.flagged_table(health, trace, epoch)
     if flagged.empty:
         st.caption(f"No neuron is flagged at E_{epoch}.")
         return
-    flagged.insert(0, "signature", [trace.signature(epoch, int(n)) for n in flagged["neuron"]])
     st.markdown(f"**Flagged at E_{epoch}** — select a row to open the neuron")
     neuron_table(
         active.name,
-        flagged.drop(columns=["neuron"]),
-        list(flagged["signature"]),
+        flagged,
+        signatures,
         key=state.OVERVIEW_FLAGGED_TABLE,
         max_height=300,
     )
@@ -328,19 +270,21 @@ def render_overview() -> None:
 @st.fragment
 def _at_epoch(active: ActiveTrace) -> None:
     """Everything that follows the epoch slider: a fragment, so that moving the slider (or
-    changing the metric) redraws only this part of the page."""
+    changing the metric) redraws only this part of the page. Its settings go into the
+    address bar last."""
     st.header("Brain scan")
-    controls = None
+    settings = None
     with guarded("reading the brain scan's settings"):
-        controls = _controls(active)
-    if controls is None:
+        settings = _controls(active)
+    if settings is None:
         return
-    metric, epoch, order, percentile = controls
     with guarded("drawing the brain scan"):
-        _brain_scan(active, metric, epoch, order, percentile)
+        _brain_scan(active, settings)
     st.subheader("Over training")
     with guarded("drawing the metric over training"):
-        _over_time(active, metric, epoch, order)
+        _over_time(active, settings)
     st.header("Neuron health")
     with guarded("computing neuron health"):
-        _health(active, epoch)
+        _health(active, settings.epoch)
+    with guarded("writing the settings into the address bar"):
+        URL.publish(settings, active.ref, hidden=settings.hidden(active.trace))

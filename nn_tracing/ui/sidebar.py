@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ..runs import RunEntry, runs_dir
+from ..runs import RunEntry, display_name
 from ..store import trace_to_bytes
 from . import cache, state
 from .live_runs import poll_jobs, render_ended, render_live, running_jobs
@@ -19,8 +19,11 @@ from .traces import (
     ActiveTrace,
     accept_upload,
     catalogue,
+    run_ref,
     save_upload_to_runs,
+    scrub_paths,
     set_active,
+    shown_runs_dir,
 )
 from .training_form import load_settings, render_form
 
@@ -51,8 +54,13 @@ def _training_section(active: ActiveTrace | None) -> None:
 
 # -- traces -------------------------------------------------------------------------------------
 def _run_label(entry: RunEntry) -> str:
-    status = _STATUS_MARK.get(entry.status or "", entry.status or "?")
-    return f"{entry.name} · {entry.dataset} · {entry.architecture} · {entry.epochs} ep · {status}"
+    """The picker's line for a run; names and manifest strings with invisible characters
+    escaped (:func:`~nn_tracing.runs.display_name`), so every line reads as it is."""
+    status = _STATUS_MARK.get(entry.status or "", display_name(entry.status or "?"))
+    return (
+        f"{entry.shown_name} · {display_name(entry.dataset or '?')} · "
+        f"{display_name(entry.architecture or '?')} · {entry.epochs} ep · {status}"
+    )
 
 
 def _picked() -> None:
@@ -65,7 +73,7 @@ def _uploaded() -> None:
     upload = state.get(state.UPLOADER)
     if upload is None:
         return
-    result = accept_upload(upload.name, upload.getvalue())
+    result = accept_upload(upload.name, upload)  # copied to disk from Streamlit's buffer
     state.put(state.UPLOAD_MESSAGE, ("success" if result.ok else "error", result.message))
 
 
@@ -77,15 +85,15 @@ def _save_upload(digest: str) -> None:
 def _runs_table(entries: list[RunEntry]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "name": [e.name for e in entries],
-            "dataset": [e.dataset or "" for e in entries],
-            "architecture": [e.architecture or "" for e in entries],
+            "name": [e.shown_name for e in entries],
+            "dataset": [display_name(e.dataset or "") for e in entries],
+            "architecture": [display_name(e.architecture or "") for e in entries],
             "epochs": [e.epochs for e in entries],
             "recorded": [e.n_recorded for e in entries],
-            "status": [e.status or "unreadable" for e in entries],
+            "status": [display_name(e.status or "unreadable") for e in entries],
             "date": [e.date for e in entries],
             "MB": [round(e.size / 2**20, 2) for e in entries],
-            "problem": [e.error or "" for e in entries],
+            "problem": [scrub_paths(display_name(e.error or "")) for e in entries],
         }
     )
 
@@ -100,7 +108,7 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
         labels[f"upload:{upload['digest']}"] = f"{upload['name']} · uploaded in this session"
     for entry in entries:
         if entry.readable:
-            labels[f"run:{entry.name}"] = _run_label(entry)
+            labels[run_ref(entry.name)] = _run_label(entry)
     if active is not None and active.ref not in labels:
         labels[active.ref] = active.label
     if labels:
@@ -121,11 +129,11 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
     show_message(state.pop(state.TRACE_MESSAGE))
     if active is not None:
         status = active.trace.status
-        detail = next((e.describe() for e in entries if f"run:{e.name}" == active.ref), None)
+        detail = next((e.describe() for e in entries if run_ref(e.name) == active.ref), None)
         st.caption(md_escape(detail or f"{active.label} · {status}", max_length=300))
 
     with st.expander(f"Runs folder ({len(entries)})"):
-        st.caption(md_escape(str(runs_dir()), max_length=300))
+        st.caption(md_escape(shown_runs_dir(), max_length=300))
         if entries:
             st.dataframe(
                 _runs_table(entries), hide_index=True, height=min(36 * len(entries) + 40, 300)
@@ -153,7 +161,7 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
 
 def _downloads(active: ActiveTrace) -> None:
     trace = active.trace
-    stem = active.name or "live-trace"
+    stem = active.name or "live-trace"  # display_name's spelling: no control characters
     path = active.path
 
     def trace_bytes() -> bytes:

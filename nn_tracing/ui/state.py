@@ -40,6 +40,16 @@ FORM_FIELD = _PREFIX + "form."
 TRACE_MESSAGE = _PREFIX + "trace_message"
 UPLOAD_MESSAGE = _PREFIX + "upload_message"
 
+# -- analyses on the worker (nn_tracing.ui.compute) -------------------------------------------
+#: A "Compute" button of long work whose page names no key of its own (+ ``:<label>``); the
+#: computation it asked for is kept under the button's key + ``:asked``.
+RUN_ANALYSIS = _PREFIX + "run_analysis"
+
+# -- settings in the URL (nn_tracing.ui.url) ---------------------------------------------------
+#: The page parameters of the URL a page last applied to its widgets (+ ``:<page>``): a new
+#: URL is applied again, an unchanged one leaves the widgets alone.
+URL_APPLIED = _PREFIX + "url_applied"
+
 # -- widgets -----------------------------------------------------------------------------------
 TRACE_PICKER = _PREFIX + "trace_picker"
 UPLOADER = _PREFIX + "uploader"
@@ -92,6 +102,8 @@ def epoch_key(base: str, ref: str) -> str:
 
 
 # -- Neurons -----------------------------------------------------------------------------------
+#: The open tab (its label; ``tab=`` in the URL).
+NEURON_TAB = _PREFIX + "neurons.tab"
 #: How many top-activating probe samples to show, and whether the most or least active.
 NEURON_TOP_K = _PREFIX + "neurons.top_k"
 NEURON_TOP_ORDER = _PREFIX + "neurons.top_order"
@@ -142,8 +154,6 @@ CLUSTERS_RUN = _PREFIX + "clusters.run"
 CLUSTERS_SELECTION = _PREFIX + "clusters.selection"
 #: The last map selection event the page applied (so an unchanged event is not re-applied).
 CLUSTERS_LAST_EVENT = _PREFIX + "clusters.last_event"
-#: The query string the page last applied to its widgets (a new one is applied again).
-CLUSTERS_APPLIED_URL = _PREFIX + "clusters.applied_url"
 #: Charts and tables that report clicks.
 CLUSTERS_MAP_CHART = _PREFIX + "clusters.map_chart"
 CLUSTERS_SELECTION_TABLE = _PREFIX + "clusters.selection_table"
@@ -178,6 +188,9 @@ BREADCRUMBS_COMPARE = _PREFIX + "breadcrumbs.compare"
 BREADCRUMBS_ABLATE = _PREFIX + "breadcrumbs.ablate"
 BREADCRUMBS_ABLATE_FILL = _PREFIX + "breadcrumbs.ablate_fill"
 BREADCRUMBS_USE_TRAIL = _PREFIX + "breadcrumbs.use_trail"
+#: Set by "Use the trail"'s callback; the tab then fills the selection before drawing it (the
+#: trail may need an attribution, which runs with a progress bar: never in a callback).
+BREADCRUMBS_USE_TRAIL_ASKED = _PREFIX + "breadcrumbs.use_trail_asked"
 #: Ablation curves: layer, random orders, fill, the Compute button and the parameters of the
 #: last run (+ ":<trace ref>"; a tuple, so results show while the controls are unchanged).
 BREADCRUMBS_CURVES_LAYER = _PREFIX + "breadcrumbs.curves_layer"
@@ -203,14 +216,26 @@ BREADCRUMBS_VALUE = _PREFIX + "breadcrumbs.value"
 BREADCRUMBS_WEIGHT_LAYER = _PREFIX + "breadcrumbs.weight_layer"
 BREADCRUMBS_WEIGHT_ROW = _PREFIX + "breadcrumbs.weight_row"
 BREADCRUMBS_WEIGHT_COLUMN = _PREFIX + "breadcrumbs.weight_column"
+#: What a link brings for widgets whose keys are known only while the page draws them (+
+#: ":<trace ref>"): k per hidden layer of the pruning, whether the ablation curves and the
+#: pruning were shown, the intervention's value, the edited weight's row and column. The page
+#: moves each into its widget's key when it draws that widget.
+BREADCRUMBS_LINK_PRUNE = _PREFIX + "breadcrumbs.link_prune"
+BREADCRUMBS_LINK_CURVES = _PREFIX + "breadcrumbs.link_curves"
+BREADCRUMBS_LINK_PRUNED = _PREFIX + "breadcrumbs.link_pruned"
+BREADCRUMBS_LINK_VALUE = _PREFIX + "breadcrumbs.link_value"
+BREADCRUMBS_LINK_ROW = _PREFIX + "breadcrumbs.link_row"
+BREADCRUMBS_LINK_COLUMN = _PREFIX + "breadcrumbs.link_column"
 
 # -- Dynamics ----------------------------------------------------------------------------------
 #: Training map: the other runs fitted jointly (+ ":<trace ref>"), the sequence (epochs or
-#: steps), the features (+ ":<trace ref>"), k ("bic", "aic" or a number), restarts, how
-#: features are standardised across runs, shuffles of the time test, the curve drawn.
+#: steps), the features of each sequence (+ ":<trace ref>"), k ("bic", "aic" or a number, as
+#: text), restarts, how features are standardised across runs, shuffles of the time test, the
+#: curve drawn.
 DYNAMICS_RUNS = _PREFIX + "dynamics.runs"
 DYNAMICS_SEQUENCE = _PREFIX + "dynamics.sequence"
 DYNAMICS_MAP_FEATURES = _PREFIX + "dynamics.map_features"
+DYNAMICS_MAP_STEP_FEATURES = _PREFIX + "dynamics.map_step_features"
 DYNAMICS_MAP_K = _PREFIX + "dynamics.map_k"
 DYNAMICS_MAP_RESTARTS = _PREFIX + "dynamics.map_restarts"
 DYNAMICS_MAP_STANDARDIZE = _PREFIX + "dynamics.map_standardize"

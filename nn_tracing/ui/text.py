@@ -1,7 +1,8 @@
 """Text helpers for the app: safe rendering of untrusted strings, durations, guarded sections.
 
 Strings that come from a trace (its meta, layer names, file names) are data, not markup:
-:func:`md_escape` makes them literal before they enter a Markdown string, and
+:func:`md_escape` makes them literal before they enter a Markdown string (it and
+:func:`fmt_duration` live in :mod:`nn_tracing.views.text`, for the views too), and
 :func:`guarded` turns an unexpected exception in one section of a page into an ``st.error``
 message while the traceback goes to the server log.
 """
@@ -9,40 +10,16 @@ message while the traceback goes to the server log.
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
 
+from ..views.text import fmt_duration, md_escape
+
 __all__ = ["fmt_duration", "guarded", "md_escape", "show_message"]
 
 logger = logging.getLogger("nn_tracing.ui")
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
-
-
-def md_escape(text: object, max_length: int = 200) -> str:
-    """``text`` as a literal in Markdown: special characters escaped, newlines removed.
-
-    >>> md_escape("**bold** <b>x</b>")
-    '\\\\*\\\\*bold\\\\*\\\\* \\\\<b\\\\>x\\\\</b\\\\>'
-    """
-    flat = " ".join(str(text).split())
-    if len(flat) > max_length:
-        flat = flat[: max_length - 1] + "…"
-    return _MD_SPECIAL.sub(r"\\\1", flat)
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """``"0:07"``, ``"3:25"``, ``"1:02:03"``; ``"–"`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    total = max(round(seconds), 0)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def show_message(message: tuple[str, str] | None) -> None:

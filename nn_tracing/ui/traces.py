@@ -2,31 +2,39 @@
 
 A trace is referred to by a short string kept in session state:
 
-* ``run:<name>`` — ``<runs folder>/<name>.nntrace``;
+* ``run:<name>`` — ``<runs folder>/<name>.nntrace``, whatever characters the file's name
+  holds, with ``<name>`` spelled as :func:`~nn_tracing.runs.display_name` spells it
+  (invisible characters and surrogates escaped, so the reference is safe in widget keys and
+  URLs; :func:`run_ref`). The app shows that spelling and a deep link's ``trace=`` carries it;
 * ``upload:<digest>`` — a file uploaded in this session, validated by
-  :func:`~nn_tracing.store.load_trace` and kept in a private upload folder (not in ``runs/``
-  unless the user saves it there);
+  :func:`~nn_tracing.store.load_trace` and kept in the server's bounded upload folder
+  (:mod:`nn_tracing.ui.uploads`; not in ``runs/`` unless the user saves it there);
 * ``job:<id>`` — the trace a running job has recorded so far.
 
 Loaded traces are shared by all sessions through ``st.cache_resource`` keyed by the file's
 path, size and modification time; every frame derived from a trace is cached with
 ``st.cache_data`` keyed by the trace's sha256 digest (see :mod:`nn_tracing.ui.cache`).
+
+The server's absolute runs-folder path is shown only to a visitor on the server's own machine;
+others see it relative to the working directory, or just its name (:func:`shown_runs_dir`).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import streamlit as st
 
 from .. import jobs
 from ..runs import (
     RunEntry,
+    display_name,
     find_run,
     import_trace_file,
+    parse_display_name,
     read_entry,
     run_files,
     runs_dir,
@@ -34,22 +42,25 @@ from ..runs import (
 )
 from ..store import TraceFormatError, load_trace
 from ..trace import NetworkTrace
-from . import state
+from . import state, uploads
+from .uploads import UPLOAD_DIR_ENV, UploadRefused, upload_dir
 
 __all__ = [
+    "UPLOAD_DIR_ENV",
     "ActiveTrace",
     "UploadResult",
     "accept_upload",
     "catalogue",
     "no_trace_message",
     "resolve_active",
+    "run_ref",
     "save_upload_to_runs",
+    "scrub_paths",
     "set_active",
+    "shown_runs_dir",
     "sync_trace_param",
     "upload_dir",
 ]
-
-UPLOAD_DIR_ENV = "NN_TRACING_UPLOAD_DIR"
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,8 @@ class ActiveTrace:
 
     ``key`` identifies its content for caches: the sha256 digest of a file, or
     ``live:<job>:<version>`` for a run still training. ``name`` is the name a deep link uses
-    (``None`` for a live trace, which has no file yet).
+    (``None`` for a live trace, which has no file yet): for a run, its file stem as
+    :func:`~nn_tracing.runs.display_name` spells it. ``label`` is safe to show as text.
     """
 
     ref: str
@@ -74,19 +86,57 @@ class ActiveTrace:
         return self.source == "live"
 
 
-def upload_dir() -> Path:
-    """Where uploaded traces are kept for this server (``$NN_TRACING_UPLOAD_DIR`` or a temp
-    folder); files are named by their sha256 digest."""
-    configured = os.environ.get(UPLOAD_DIR_ENV, "").strip()
-    base = Path(configured) if configured else Path(tempfile.gettempdir()) / "nn_tracing-uploads"
-    base.mkdir(parents=True, exist_ok=True)
-    return base
+# -- what a visitor may see of the server's folders ----------------------------------------------
+_FORWARDED = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def _visitor_is_local() -> bool:
+    """Whether the visitor is on the server's own machine: connected from a loopback address
+    (``st.context.ip_address`` is then ``None``), with a ``Host`` header (so a real browser
+    session, not a test), and not through a proxy (no forwarding header)."""
+    try:
+        ip_address = st.context.ip_address
+        headers = {key.lower() for key in st.context.headers}
+    except Exception:  # no session context
+        return False
+    return ip_address is None and "host" in headers and not headers & set(_FORWARDED)
+
+
+def shown_runs_dir() -> str:
+    """The runs folder as this visitor may see it: the absolute path on the server's own
+    machine; elsewhere its path relative to the working directory, or only its name."""
+    folder = runs_dir()
+    if _visitor_is_local():
+        return str(folder)
+    try:
+        return str(folder.relative_to(Path.cwd().resolve())) or "."
+    except (OSError, ValueError):
+        return folder.name or "runs"
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` (e.g. an ``OSError`` message) with the runs and upload folders' absolute
+    paths replaced by what :func:`shown_runs_dir` shows and ``<uploads>``."""
+    if _visitor_is_local():
+        return text
+    text = text.replace(str(runs_dir()), shown_runs_dir())
+    try:
+        return text.replace(str(upload_dir()), "<uploads>")
+    except OSError:
+        return text
 
 
 # -- the runs folder ---------------------------------------------------------------------------
+def run_ref(name: str) -> str:
+    """The reference ``run:<spelling>`` of the run whose file stem is ``name``."""
+    return f"run:{display_name(name)}"
+
+
+# Paths are cache keys as bytes: a file name that is not UTF-8 is a str with surrogates, which
+# Streamlit's cache hashing cannot encode.
 @st.cache_data(max_entries=2000, show_spinner=False)
-def _entry(path: str, mtime_ns: int, size: int) -> RunEntry:
-    return read_entry(Path(path))
+def _entry(path: bytes, mtime_ns: int, size: int) -> RunEntry:
+    return read_entry(Path(os.fsdecode(path)))
 
 
 def catalogue() -> list[RunEntry]:
@@ -97,18 +147,18 @@ def catalogue() -> list[RunEntry]:
             stat = path.stat()
         except OSError:  # removed meanwhile
             continue
-        entries.append(_entry(str(path), stat.st_mtime_ns, stat.st_size))
+        entries.append(_entry(os.fsencode(path), stat.st_mtime_ns, stat.st_size))
     return sorted(entries, key=lambda e: (e.mtime_ns, e.name), reverse=True)
 
 
 @st.cache_resource(max_entries=6, show_spinner="Reading the trace file…")
-def _load(path: str, mtime_ns: int, size: int) -> NetworkTrace:
-    return load_trace(path)
+def _load(path: bytes, mtime_ns: int, size: int) -> NetworkTrace:
+    return load_trace(Path(os.fsdecode(path)))
 
 
 def load_trace_file(path: Path) -> NetworkTrace:
     stat = path.stat()
-    return _load(str(path), stat.st_mtime_ns, stat.st_size)
+    return _load(os.fsencode(path), stat.st_mtime_ns, stat.st_size)
 
 
 # -- uploads -----------------------------------------------------------------------------------
@@ -125,48 +175,63 @@ def _uploads() -> list[dict[str, str]]:
     return list(state.get(state.UPLOADS, []))
 
 
-def accept_upload(filename: str, data: bytes) -> UploadResult:
+def accept_upload(filename: str, data: bytes | IO[bytes]) -> UploadResult:
     """Validate an uploaded trace and make it the active trace of this session.
 
-    The bytes go through :func:`~nn_tracing.store.load_trace` (never pickle); a bad file gives
-    ``ok=False`` and a specific message, and nothing else changes. A good one is kept in the
-    upload folder under its digest — not in ``runs/`` — and listed for this session only.
+    ``data`` (bytes, or a binary file such as Streamlit's ``UploadedFile``) is copied to a
+    temporary file of the upload folder and validated there by
+    :func:`~nn_tracing.store.load_trace` (never pickle; no second copy in memory). A bad
+    file, or one that does not fit in the bounded upload folder
+    (:mod:`nn_tracing.ui.uploads`), gives ``ok=False`` and a specific message, and nothing
+    else changes. A good one is kept under its digest — not in ``runs/`` — and listed for
+    this session only.
     """
     shown = safe_stem(Path(filename or "upload").name)
-    if not data:
+    holder = state.session_id()
+    if uploads.size_of(data) == 0:
         return UploadResult(False, f"{shown}: the file is empty.")
     try:
-        trace = load_trace(data)
+        tmp, _ = uploads.write_upload(data, holder)
+    except UploadRefused as exc:
+        return UploadResult(False, f"{shown} was not opened: {exc}")
+    except OSError as exc:
+        return UploadResult(False, f"{shown}: the upload could not be stored: {_os_problem(exc)}")
+    try:
+        trace = load_trace(tmp)
+        digest, n_neurons, n_epochs = trace.digest or "", trace.n_neurons, len(trace.epochs)
+        del trace
     except TraceFormatError as exc:
+        tmp.unlink(missing_ok=True)
         return UploadResult(False, f"{shown} is not a trace nn_tracing can open: {exc}")
-    digest = trace.digest or ""
-    target = upload_dir() / f"{digest}.nntrace"
-    if not target.exists():
-        fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            return UploadResult(False, f"{shown}: the upload could not be stored: {exc}")
-    uploads = [u for u in _uploads() if u["digest"] != digest]
-    uploads.insert(0, {"digest": digest, "name": shown})
-    state.put(state.UPLOADS, uploads)
+    try:
+        uploads.keep(tmp, digest, holder)
+    except UploadRefused as exc:
+        return UploadResult(False, f"{shown} was not opened: {exc}")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return UploadResult(False, f"{shown}: the upload could not be stored: {_os_problem(exc)}")
+    listed = [u for u in _uploads() if u["digest"] != digest]
+    listed.insert(0, {"digest": digest, "name": shown})
+    state.put(state.UPLOADS, listed)
     ref = f"upload:{digest}"
     set_active(ref)
     return UploadResult(
         True,
-        f"Opened {shown} ({trace.n_neurons} neurons, {len(trace.epochs)} recorded epochs). "
+        f"Opened {shown} ({n_neurons} neurons, {n_epochs} recorded epochs). "
         "It is not in runs/; use 'Save upload to runs/' to keep it there.",
         ref,
     )
 
 
+def _os_problem(exc: OSError) -> str:
+    """What went wrong, without the server's paths."""
+    return exc.strerror or scrub_paths(str(exc))
+
+
 def save_upload_to_runs(digest: str) -> UploadResult:
     """Copy an uploaded trace into the runs folder and make that copy active."""
     name = next((u["name"] for u in _uploads() if u["digest"] == digest), "upload")
-    source = upload_dir() / f"{digest}.nntrace"
+    source = uploads.upload_path(digest)
     if not source.is_file():
         return UploadResult(
             False, f"The upload {name} is no longer on the server; upload it again."
@@ -174,9 +239,11 @@ def save_upload_to_runs(digest: str) -> UploadResult:
     try:
         path = import_trace_file(source, name, runs_dir())
     except OSError as exc:
-        return UploadResult(False, f"Could not save {name} to {runs_dir()}: {exc}")
-    set_active(f"run:{path.stem}")
-    return UploadResult(True, f"Saved as {path.name} in the runs folder.", f"run:{path.stem}")
+        return UploadResult(
+            False, f"Could not save {name} to {shown_runs_dir()}: {_os_problem(exc)}"
+        )
+    set_active(run_ref(path.stem))
+    return UploadResult(True, f"Saved as {path.name} in the runs folder.", run_ref(path.stem))
 
 
 # -- the active trace --------------------------------------------------------------------------
@@ -205,25 +272,28 @@ def _open(ref: str) -> ActiveTrace | None:
             return ActiveTrace(ref, label, trace, key, None, None, "live")
         if kind == "upload":
             name = next((u["name"] for u in _uploads() if u["digest"] == ident), ident[:12])
-            path = upload_dir() / f"{ident}.nntrace"
+            path = uploads.upload_path(ident)
             if not path.is_file():
                 raise _Unavailable(
                     f"The upload {name} is no longer on the server; upload it again."
                 )
+            uploads.hold(ident, state.session_id())
             trace = load_trace_file(path)
             label = f"{name} (uploaded)"
             return ActiveTrace(ref, label, trace, trace.digest or ident, name, path, "upload")
         if kind == "run":
-            path = find_run(ident)
+            shown = ident
+            parsed = parse_display_name(ident)
+            path = find_run(parsed) if parsed is not None else None
             if path is None:
-                raise _Unavailable(f"The trace {ident} is no longer in {runs_dir()}.")
+                raise _Unavailable(f"The trace {shown} is no longer in {shown_runs_dir()}.")
             trace = load_trace_file(path)
-            return ActiveTrace(ref, ident, trace, trace.digest or ident, ident, path, "runs")
+            return ActiveTrace(ref, shown, trace, trace.digest or shown, shown, path, "runs")
     except TraceFormatError as exc:
-        raise _Unavailable(f"{ident} cannot be opened: {exc}") from None
+        raise _Unavailable(f"{ident} cannot be opened: {scrub_paths(str(exc))}") from None
     except OSError as exc:
-        raise _Unavailable(f"{ident} cannot be read: {exc}") from None
-    raise _Unavailable(f"Unknown trace reference {ref!r}.")
+        raise _Unavailable(f"{ident} cannot be read: {_os_problem(exc)}") from None
+    raise _Unavailable(f"Unknown trace reference {display_name(ref)}.")
 
 
 def resolve_active() -> tuple[ActiveTrace | None, str | None]:
@@ -234,7 +304,7 @@ def resolve_active() -> tuple[ActiveTrace | None, str | None]:
     """
     ref = state.get(state.ACTIVE_TRACE)
     candidates = [ref] if ref else []
-    candidates += [f"run:{e.name}" for e in catalogue() if e.readable and f"run:{e.name}" != ref]
+    candidates += [run_ref(e.name) for e in catalogue() if e.readable and run_ref(e.name) != ref]
     problem = None
     for candidate in candidates:
         try:
@@ -270,9 +340,16 @@ def no_trace_message() -> str:
 
 
 def ref_for_name(name: str) -> str | None:
-    """The reference of the trace a deep link's ``trace=<name>`` means, if it exists."""
-    if find_run(name) is not None:
-        return f"run:{name}"
+    """The reference of the trace a deep link's ``trace=<name>`` means, if it exists.
+
+    ``name`` is a run's name as :func:`~nn_tracing.runs.display_name` spells it (a name
+    with no invisible character or backslash is spelled as itself; a text that is no valid
+    spelling is taken as the name itself), or the name of an upload of this session.
+    """
+    parsed = parse_display_name(name)
+    candidate = name if parsed is None else parsed
+    if find_run(candidate) is not None:
+        return run_ref(candidate)
     for upload in _uploads():
         if upload["name"] == name:
             return f"upload:{upload['digest']}"
@@ -291,7 +368,8 @@ def sync_trace_param() -> None:
             state.TRACE_MESSAGE,
             (
                 "warning",
-                f"The link names a trace '{requested}' that is not in {runs_dir()}; "
+                f"The link names a trace '{display_name(requested[:200])}' that is not in "
+                f"{shown_runs_dir()}; "
                 "showing another trace instead. (Uploads are visible only in the session that "
                 "uploaded them.)",
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 
@@ -129,11 +130,10 @@ def test_a_feature_set_the_trace_cannot_give_says_why_in_place(
 def test_long_work_waits_for_a_click_with_an_estimate(
     app: Callable[[], AppTest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collections import OrderedDict
+    from nn_tracing import work
+    from nn_tracing.ui import clusters
 
-    from nn_tracing.ui import clusters, work
-
-    monkeypatch.setattr(work, "_STORE", OrderedDict())  # nothing computed yet
+    monkeypatch.setattr(work.WORKER, "store", work.ResultStore())  # nothing computed yet
     monkeypatch.setattr(clusters, "estimate_seconds", lambda *args, **kwargs: 125.0)
     at = _open(app, features="activations", proj="tsne")
     assert_healthy(at)
@@ -182,11 +182,9 @@ def test_a_failing_hmm_is_said_in_place_and_its_colour_option_goes(
     def fail(self, trace, **kwargs):  # type: ignore[no-untyped-def]
         raise ValueError("too few epochs for an HMM")
 
-    from collections import OrderedDict
+    from nn_tracing import work
 
-    from nn_tracing.ui import work
-
-    monkeypatch.setattr(work, "_STORE", OrderedDict())  # no HMM fitted yet
+    monkeypatch.setattr(work.WORKER, "store", work.ResultStore())  # no HMM fitted yet
     monkeypatch.setattr(NeuronHMM, "fit", fail)
     at = _open(app, features="response")
     at.selectbox(key=state.CLUSTERS_COLOR).set_value("hmm").run()
@@ -195,3 +193,154 @@ def test_a_failing_hmm_is_said_in_place_and_its_colour_option_goes(
     assert "too few epochs" in texts(at.main.warning)
     at.run()
     assert "HMM state at an epoch (Dynamics)" not in at.selectbox(key=state.CLUSTERS_COLOR).options
+
+
+# -- the round trip: widgets → address bar → a new session ---------------------------------------
+REF = "run:tiny"
+
+
+def _reopen(app: Callable[[], AppTest], at: AppTest) -> AppTest:
+    """A new session of the app opened with ``at``'s address bar."""
+    fresh = app()
+    for key, value in at.query_params.items():
+        fresh.query_params[key] = value
+    fresh.run()
+    fresh.switch_page(PAGE).run()
+    return fresh
+
+
+def _settings_in(at: AppTest) -> dict[str, object]:
+    """What every widget bound to a setting of the page holds (by field)."""
+    from nn_tracing.ui.clusters import URL, Settings
+
+    found = {}
+    for field in dataclasses.fields(Settings):
+        key = URL.key(field.name, REF)
+        if key in at.session_state:
+            value = at.session_state[key]
+            found[field.name] = list(value) if isinstance(value, (list, tuple)) else value
+    return found
+
+
+def _assert_round_trip(app: Callable[[], AppTest], at: AppTest, expected: dict[str, str]) -> None:
+    assert_healthy(at)
+    params = dict(at.query_params)
+    for name, text in expected.items():
+        assert params.get(name) == text, (name, params)
+    fresh = _reopen(app, at)
+    assert_healthy(fresh)
+    assert dict(fresh.query_params) == params
+    before, after = _settings_in(at), _settings_in(fresh)
+    shown = {name for name in before if name in after}
+    from nn_tracing.ui.clusters import URL
+
+    carried = {f for f in before if URL._fields[f].spec.name in params}
+    assert carried <= shown
+    assert {f: after[f] for f in carried} == {f: before[f] for f in carried}
+
+
+def test_every_setting_changed_on_the_page_survives_a_link_per_epoch_features(
+    app: Callable[[], AppTest],
+) -> None:
+    at = _open(app)
+    at.selectbox(key=state.CLUSTERS_FEATURES).set_value("metrics")
+    at.radio(key=state.CLUSTERS_PROJECTOR).set_value("tsne")
+    at.radio(key=state.CLUSTERS_METHOD).set_value("agglomerative")
+    at.radio(key=state.CLUSTERS_ON).set_value("map")
+    at.selectbox(key=state.CLUSTERS_COLOR).set_value("metric")
+    at.number_input(key=state.CLUSTERS_PERMUTATIONS).set_value(6)
+    at.multiselect(key=state.CLUSTERS_NULLS).set_value(["shuffled"])
+    at.run()
+    assert_healthy(at)
+    at.multiselect(key=state.epoch_key(state.CLUSTERS_LAYERS, REF)).set_value(["hidden_2"])
+    at.select_slider(key=state.epoch_key(state.CLUSTERS_EPOCH, REF)).set_value(2)
+    at.multiselect(key=state.CLUSTERS_METRICS).set_value(["act_mean", "w_norm", "grad_norm"])
+    at.selectbox(key=state.CLUSTERS_SCALE).set_value("global")
+    at.number_input(key=state.CLUSTERS_PERPLEXITY).set_value(4.0)
+    at.selectbox(key=state.CLUSTERS_DISTANCE).set_value("cosine")
+    at.number_input(key=state.CLUSTERS_SEED).set_value(3)
+    at.number_input(key=state.CLUSTERS_K).set_value(3)
+    at.selectbox(key=state.CLUSTERS_LINKAGE).set_value("average")
+    at.selectbox(key=state.CLUSTERS_COLOR_METRIC).set_value("w_norm")
+    at.select_slider(key=state.epoch_key(state.CLUSTERS_COLOR_EPOCH, REF)).set_value(1)
+    at.session_state[state.CLUSTERS_SELECTION] = [10, 12]
+    at.run()
+    assert_healthy(at)
+    at.select_slider(key=state.epoch_key(state.CLUSTERS_TIME_EPOCH, REF)).set_value(3).run()
+    _assert_round_trip(
+        app,
+        at,
+        {
+            "features": "metrics",
+            "layers": "hidden_2",
+            "epoch": "2",
+            "metrics": "act_mean,w_norm,grad_norm",
+            "scale": "global",
+            "proj": "tsne",
+            "perplexity": "4.0",
+            "distance": "cosine",
+            "seed": "3",
+            "cluster": "agglomerative",
+            "k": "3",
+            "linkage": "average",
+            "on": "map",
+            "color": "metric",
+            "color_metric": "w_norm",
+            "color_epoch": "1",
+            "perms": "6",
+            "nulls": "shuffled",
+            "sel": "10,12",
+            "time": "3",
+        },
+    )
+
+
+def test_a_link_made_before_the_scales_were_renamed_still_opens(
+    app: Callable[[], AppTest],
+) -> None:
+    """``scale=column`` (the old name of ``global``) restores ``global`` and the address bar
+    then says ``global``."""
+    at = _open(app, features="metrics", scale="column")
+    assert_healthy(at)
+    assert at.selectbox(key=state.CLUSTERS_SCALE).value == "global"
+    assert at.query_params["scale"] == "global"
+
+
+def test_every_setting_changed_on_the_page_survives_a_link_trajectories(
+    app: Callable[[], AppTest],
+) -> None:
+    at = _open(app)
+    at.selectbox(key=state.CLUSTERS_FEATURES).set_value("trajectory")
+    at.radio(key=state.CLUSTERS_PROJECTOR).set_value("umap")
+    at.radio(key=state.CLUSTERS_METHOD).set_value("hdbscan")
+    at.selectbox(key=state.CLUSTERS_COLOR).set_value("health")
+    at.run()
+    assert_healthy(at)
+    at.select_slider(key=state.epoch_key(state.CLUSTERS_RANGE, REF)).set_range(1, 4)
+    at.selectbox(key=state.CLUSTERS_METRIC).set_value("w_norm")
+    at.number_input(key=state.CLUSTERS_NEIGHBORS).set_value(6)
+    at.slider(key=state.CLUSTERS_MIN_DIST).set_value(0.3)
+    at.selectbox(key=state.CLUSTERS_DISTANCE).set_value("manhattan")
+    at.toggle(key=state.CLUSTERS_REPRODUCIBLE).set_value(True)
+    at.number_input(key=state.CLUSTERS_MIN_SIZE).set_value(5)
+    at.select_slider(key=state.epoch_key(state.CLUSTERS_COLOR_EPOCH, REF)).set_value(2)
+    at.run()
+    _assert_round_trip(
+        app,
+        at,
+        {
+            "features": "trajectory",
+            "range": "1-4",
+            "metric": "w_norm",
+            "proj": "umap",
+            "neighbors": "6",
+            "min_dist": "0.3",
+            "distance": "manhattan",
+            "reproducible": "1",
+            "cluster": "hdbscan",
+            "min_size": "5",
+            "color": "health",
+            "color_epoch": "2",
+        },
+    )
+    assert "time" not in at.query_params  # no joint map for trajectories

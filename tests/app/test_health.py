@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from nn_tracing import MLP, LayerInfo, NetworkTrace, TraceableNN, TrainConfig, load_trace
 from nn_tracing.analysis.health import (
     FLAGS,
+    HEALTH_LABELS,
     HealthThresholds,
     dead_mask,
     exploding_mask,
@@ -285,3 +286,27 @@ def test_the_health_table_lists_every_neuron_with_na_where_a_flag_does_not_apply
     flags = table[list(FLAGS)].fillna(False).astype(bool)
     assert (table["n_flags"] == flags.sum(axis=1)).all()
     assert isinstance(table["dead"].dtype, pd.BooleanDtype)
+
+
+def test_each_neurons_label_is_its_first_flag_in_display_order(planted) -> None:
+    """The colour of a neuron on a map: its first flag in FLAGS order (a dead neuron that is
+    also starved is dead), "healthy" without one, "n/a" where no flag is defined."""
+    health = neuron_health(planted)
+    titles = {"dead": "dead", "saturated": "saturated", "starved": "gradient-starved"}
+    titles["exploding"] = "exploding"
+    for epoch in planted.epochs:
+        row = planted.epochs.index(epoch)
+        expected = []
+        for neuron in range(planted.n_neurons):
+            carried = [f for f in FLAGS if health.flags[f][row, neuron]]
+            defined = any(health.applies[f][neuron] for f in FLAGS)
+            expected.append(titles[carried[0]] if carried else "healthy" if defined else "n/a")
+        assert health.labels(epoch).tolist() == expected
+    some = np.array([DEAD, 0, EXPLODING])
+    assert health.labels(7, some).tolist() == health.labels(7)[some].tolist()
+    assert health.labels(7, some)[:2].tolist() == ["dead", "n/a"]
+    assert HEALTH_LABELS == ("dead", "saturated", "gradient-starved", "exploding", "healthy", "n/a")
+    # a neuron with two flags: the first in FLAGS order wins
+    forced = neuron_health(planted)
+    forced.flags["starved"][-1, DEAD] = True
+    assert forced.labels(planted.epochs[-1], np.array([DEAD])).tolist() == ["dead"]

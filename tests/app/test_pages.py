@@ -91,7 +91,7 @@ PAGE_MODULES = {
     "pages/neurons.py": "neurons",
     "pages/clusters.py": "clusters",
     "pages/dynamics.py": "dynamics",
-    "pages/breadcrumbs.py": "breadcrumbs",
+    "pages/breadcrumbs.py": "breadcrumbs.page",  # a package: the page is its page module
 }
 
 

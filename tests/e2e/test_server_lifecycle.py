@@ -34,21 +34,29 @@ def wait_idle(page) -> None:
 
 
 def start_run(page, name: str, hidden: str, epochs: int) -> None:
-    """Fill the sidebar's training form and press Run training."""
-    wait_idle(page)
+    """Fill the sidebar's training form and press Run training (retrying while the sidebar
+    redraws: an expander may close under the pointer when a rerun redraws it)."""
     sidebar = page.locator(SIDEBAR)
-    for section in ("New training run", "More settings"):
-        expander = sidebar.locator("details", has_text=section).last
-        if expander.get_attribute("open") is None:
-            expander.locator("summary").first.click()
 
     def field(label: str):
         return sidebar.get_by_label(label, exact=True).and_(page.locator("input"))
 
-    field("Hidden layer sizes").fill(hidden)
-    field("Epochs").fill(str(epochs))
-    field("Run name").fill(name)
-    sidebar.get_by_role("button", name="Run training").click()
+    for attempt in range(10):
+        wait_idle(page)
+        try:
+            for section in ("New training run", "More settings"):
+                expander = sidebar.locator("details", has_text=section).last
+                if expander.get_attribute("open", timeout=5000) is None:
+                    expander.locator("summary").first.click(timeout=5000)
+            field("Hidden layer sizes").fill(hidden, timeout=5000)
+            field("Epochs").fill(str(epochs), timeout=5000)
+            field("Run name").fill(name, timeout=5000)
+            sidebar.get_by_role("button", name="Run training").click(timeout=5000)
+            return
+        except Exception:
+            if attempt == 9:
+                raise
+            time.sleep(1)
 
 
 def recorded_epochs(page) -> int:

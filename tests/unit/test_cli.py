@@ -201,6 +201,48 @@ def test_argparse_errors_exit_non_zero(capsys):
     assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "--epochs"], "argument --epochs: expected one argument"),
+        (["train", "--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
+        (["train", "--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+        (["train", "--every", "2", "--last"], "argument --last: not allowed with argument"),
+        (["info"], "the following arguments are required: FILE"),
+        ([], "the following arguments are required: COMMAND"),
+        (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+        (["export", "x.nntrace", "--format", "xlsx"], "argument --format: invalid choice"),
+    ],
+)
+def test_argparse_errors_are_one_line_like_every_other_error(capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nn-tracing: error: "), captured.err
+    assert message in lines[0] and "usage:" not in captured.err
+    assert captured.out == ""
+
+
+def test_an_argparse_error_through_a_real_process_is_one_line(tmp_path):
+    result = cli("train", "--dataset", "mnist", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("nn-tracing: error: argument --dataset: invalid choice")
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["info", "-h"]])
+def test_help_still_prints_the_usage_and_exits_zero(capsys, args):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: nn-tracing") and "options:" in out
+
+
 def test_ctrl_c_stops_after_the_current_batch_and_saves(tmp_path):
     proc = subprocess.Popen(
         [

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hmmlearn.hmm import GaussianHMM
 
@@ -19,6 +20,7 @@ from nn_tracing.analysis.hmm import (
     NeuronHMM,
     StateModel,
     TrainingMap,
+    choose_k,
     convergence_epoch,
     model_features,
     n_free_parameters,
@@ -175,6 +177,33 @@ def test_candidates_with_more_parameters_than_data_are_skipped() -> None:
         StateModel().fit(np.zeros((5, 2)), [2, 2])
     with pytest.raises(ValueError, match="NaN"):
         StateModel().fit(np.full((5, 2), np.nan))
+
+
+def test_a_choice_of_k_means_the_criterions_minimum_or_the_nearest_fitted_k() -> None:
+    # k = 4 was skipped (no restarts): it is never chosen, even when asked for by number
+    selection = pd.DataFrame(
+        {
+            "k": [1, 2, 3, 4, 5],
+            "restarts": [2, 2, 2, 0, 2],
+            "bic": [10.0, 4.0, 6.0, float("nan"), 8.0],
+            "aic": [9.0, 5.0, 3.0, float("nan"), 7.0],
+        }
+    )
+    assert choose_k(selection, "bic") == 2 and choose_k(selection, "aic") == 3
+    assert [choose_k(selection, n) for n in (1, 2, 3, 5, 8)] == [1, 2, 3, 5, 5]
+    assert choose_k(selection, 4) == 3  # 3 and 5 are as near: the smaller
+    assert choose_k(selection, "4") == 3  # a number's text, as a page holds it
+    # the estimator's own choice is the same rule: fit() keeps choose_k(criterion)
+    X, _ = planted(n=40, t=20)
+    flat, lengths = X.reshape(-1, 3), np.full(40, 20)
+    for criterion in ("bic", "aic"):
+        model = StateModel(k_range=(1, 4), n_restarts=1, criterion=criterion).fit(flat, lengths)
+        fitted = model.selection_.set_index("k")[criterion]
+        assert model.n_states_ == int(fitted.idxmin()) == model.choose_k()
+        assert model.choose_k(criterion) == model.n_states_
+    assert model.choose_k(9) == 4 and model.choose_k("1") == 1
+    hmm = NeuronHMM(k_range=(1, 3), n_restarts=1).fit(X)
+    assert hmm.choose_k("bic") == hmm.n_states_ and hmm.choose_k(7) == 3
 
 
 # -- real traces ---------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ number of states chosen by BIC (or AIC), and both checked against a shuffled-tim
 
 The package, one idea a module:
 
-* ``states`` — :class:`StateModel`, the HMM with k chosen by a criterion, fitted robustly
-  (quantile initialisation, sticky transitions, a tolerance scaled to the data, restarts);
+* ``states`` — :class:`StateModel`, the HMM with k chosen by a criterion (:func:`choose_k`),
+  fitted robustly (quantile initialisation, sticky transitions, a tolerance scaled to the
+  data, restarts);
 * ``_em`` — the EM engine it runs: forward–backward, M-step and Viterbi vectorised over every
   sequence at once in NumPy, or hmmlearn's own ``fit``; the fitted model is always a
   :class:`FlooredGaussianHMM` whose ``score``, ``predict`` and ``sample`` work as usual, and what
@@ -51,7 +52,7 @@ from .neuron_hmm import (
     neuron_sequences,
 )
 from .nulls import TimeShuffleTest, shuffled_time_test
-from .states import StateModel
+from .states import StateModel, choose_k
 from .training_map import TrainingMap
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "StateModel",
     "TimeShuffleTest",
     "TrainingMap",
+    "choose_k",
     "convergence_epoch",
     "hmmlearn_logs",
     "model_features",

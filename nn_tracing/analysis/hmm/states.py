@@ -48,7 +48,31 @@ from ._em import (
     viterbi,
 )
 
-__all__ = ["StateModel"]
+__all__ = ["StateModel", "choose_k"]
+
+#: The criteria that choose k (the lowest value wins).
+CRITERIA = ("bic", "aic")
+
+
+def choose_k(selection: pd.DataFrame, choice: str | int) -> int:
+    """The number of states a choice means, among the k a :class:`StateModel` fitted.
+
+    Parameters
+    ----------
+    selection : DataFrame, ``StateModel.selection_`` (one row per k tried: ``k``,
+        ``restarts`` — 0 for a k that was skipped — and the criteria ``bic``, ``aic``)
+    choice : ``"bic"`` or ``"aic"``: the fitted k with the lowest criterion; a number (or its
+        text, ``"3"``): the fitted k nearest it (the smaller one on a tie)
+
+    Returns
+    -------
+    int, one of the fitted k
+    """
+    fitted = selection[selection["restarts"] > 0]
+    if choice in CRITERIA:
+        return int(fitted.loc[fitted[str(choice)].idxmin(), "k"])
+    wanted = int(choice)
+    return min(fitted["k"].astype(int).tolist(), key=lambda k: (abs(k - wanted), k))
 
 
 class StateModel(BaseEstimator):
@@ -258,8 +282,7 @@ class StateModel(BaseEstimator):
                 )
         report(total, "done")
         selection = pd.DataFrame(rows)
-        fitted = selection[selection["restarts"] > 0]
-        chosen = int(fitted.loc[fitted[self.criterion].idxmin(), "k"])
+        chosen = choose_k(selection, self.criterion)
         selection.loc[selection["k"] == chosen, "chosen"] = True
         self.selection_ = selection
         self.models_ = models
@@ -272,6 +295,11 @@ class StateModel(BaseEstimator):
         self.log_messages_ = list(dict.fromkeys(messages))
         self.select(chosen)
         return self
+
+    def choose_k(self, choice: str | int | None = None) -> int:
+        """The k a choice means among the fitted ones (see :func:`choose_k`); ``None``: the
+        estimator's own ``criterion``."""
+        return choose_k(self.selection_, self.criterion if choice is None else choice)
 
     def select(self, n_states: int) -> StateModel:
         """Make the fitted model with ``n_states`` states the current one (a manual override
@@ -380,6 +408,11 @@ class _FittedStates(BaseEstimator):
     @property
     def log_messages_(self) -> list[str]:
         return self._fitted_states.log_messages_
+
+    def choose_k(self, choice: str | int | None = None) -> int:
+        """The k a choice means: ``"bic"``/``"aic"``, or the fitted k nearest a number (see
+        :func:`choose_k`); ``None``: the estimator's own ``criterion``."""
+        return self.state_model_.choose_k(choice)
 
     def select(self, n_states: int) -> Self:
         """Use the fitted model with ``n_states`` states instead of the criterion's choice."""

@@ -1,0 +1,169 @@
+"""Neuron health as the pages show it: the Overview's tiles and flagged table, the Neurons
+page's health line of one neuron and its filtered table of every neuron, and the flags'
+definitions under both.
+
+Pure builders over :class:`~nn_tracing.analysis.health.NeuronHealth` (no Streamlit): they
+return frames, plain values and Markdown (constants and numbers only; a layer name reaches
+Markdown only through :func:`~nn_tracing.views.text.md_escape`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from ..analysis.health import FLAG_TITLES, FLAGS, HealthThresholds, NeuronHealth
+from ..trace import NetworkTrace
+from .text import md_escape
+
+__all__ = [
+    "VALUE_COLUMNS",
+    "HealthTile",
+    "defined_flags",
+    "flag_definitions",
+    "flagged_table",
+    "health_tiles",
+    "neuron_health_line",
+    "table_caption",
+    "table_view",
+]
+
+#: The columns of :meth:`NeuronHealth.table` that hold the values behind the flags.
+VALUE_COLUMNS: tuple[str, ...] = ("saturation", "grad_ratio", "w_growth")
+
+
+@dataclass(frozen=True)
+class HealthTile:
+    """One figure of the Overview's health row (the arguments of a metric tile).
+
+    ``delta`` is ``None`` for a flag this network cannot have (``value`` is then ``"n/a"``).
+    """
+
+    label: str
+    value: str
+    delta: str | None = None
+    delta_color: Literal["normal", "inverse", "off"] = "off"
+    help: str | None = None
+
+
+def defined_flags(health: NeuronHealth) -> list[str]:
+    """The flags defined for at least one neuron of this network, in :data:`FLAGS` order."""
+    return [flag for flag in FLAGS if health.applies[flag].any()]
+
+
+def health_tiles(health: NeuronHealth, epoch: int, baseline: int) -> list[HealthTile]:
+    """One tile per flag: how many neurons carry it at ``epoch`` of how many it applies to,
+    and the change since ``baseline`` (the first recorded epoch); "n/a" where the flag is
+    not defined for this network's activations."""
+    defined = defined_flags(health)
+    totals, before = health.totals(epoch), health.totals(baseline)
+    tiles = []
+    for flag in FLAGS:
+        title = FLAG_TITLES[flag].capitalize()
+        if flag not in defined:
+            tiles.append(
+                HealthTile(title, "n/a", help="Not defined for this network's activations.")
+            )
+            continue
+        change = totals[flag] - before[flag]
+        tiles.append(
+            HealthTile(
+                f"{title} at E_{epoch}",
+                f"{totals[flag]} of {int(health.applies[flag].sum())}",
+                delta=f"{change:+d} vs E_{baseline}",
+                delta_color="inverse" if change else "off",
+            )
+        )
+    return tiles
+
+
+def flag_definitions(thresholds: HealthThresholds) -> str:
+    """Markdown: every flag's title and its definition with these thresholds."""
+    described = thresholds.describe()
+    return " · ".join(
+        f"**{FLAG_TITLES[flag]}**: {md_escape(described[flag], 400)}" for flag in FLAGS
+    )
+
+
+def flagged_table(
+    health: NeuronHealth, trace: NetworkTrace, epoch: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """The neurons flagged at ``epoch`` and their signatures.
+
+    Returns
+    -------
+    ``(table, signatures)``: one row per flagged neuron (``signature``, ``layer``, a bool
+    column per flag), and the signature of each row; both empty when no neuron is flagged.
+    """
+    flagged = health.flagged(epoch)
+    signatures = [trace.signature(epoch, int(n)) for n in flagged["neuron"]]
+    flagged.insert(0, "signature", signatures)
+    return flagged.drop(columns=["neuron"]), signatures
+
+
+def neuron_health_line(health: NeuronHealth, neuron: int, epoch: int) -> str:
+    """Markdown: each flag of ``neuron`` at ``epoch`` (yes / no / n/a) and at how many
+    recorded epochs it was raised."""
+    history = health.of_neuron(neuron)
+    parts = []
+    for flag in FLAGS:
+        if not health.applies[flag][neuron]:
+            parts.append(f"{FLAG_TITLES[flag]}: n/a")
+            continue
+        now = bool(history.loc[history["epoch"] == epoch, flag].iloc[0])
+        epochs = history.loc[history[flag], "epoch"].tolist()
+        when = f" (at {len(epochs)} of {len(history)} recorded epochs)" if epochs else ""
+        parts.append(f"{FLAG_TITLES[flag]}: {'**yes**' if now else 'no'}{when}")
+    return f"**Health at E_{epoch}** — " + " · ".join(parts)
+
+
+def table_view(
+    table: pd.DataFrame,
+    health: NeuronHealth,
+    layers: Sequence[str] = (),
+    flags: Sequence[str] = (),
+) -> pd.DataFrame:
+    """The rows of :meth:`NeuronHealth.table` to show: filtered, sorted, without empty columns.
+
+    Parameters
+    ----------
+    table
+        ``health.table(epoch)``: one row per neuron.
+    health
+        The health the table comes from (which flags this network can have).
+    layers
+        Keep the neurons of these layers (none: every layer).
+    flags
+        Keep the neurons that carry any of these flags (none: every neuron, flagged or not).
+
+    Returns
+    -------
+    The kept rows, most flags first then by id, without the columns that say nothing about
+    this network (a flag it cannot have, values missing for every neuron).
+    """
+    view = table
+    if layers:
+        view = view[view["layer"].isin(list(layers))]
+    if flags:
+        view = view[view[list(flags)].fillna(False).any(axis=1)]
+    view = view.sort_values(["n_flags", "neuron"], ascending=[False, True], ignore_index=True)
+    defined = defined_flags(health)
+    empty = [flag for flag in FLAGS if flag not in defined]
+    empty += [column for column in VALUE_COLUMNS if table[column].isna().all()]
+    return view.drop(columns=empty)
+
+
+def table_caption(table: pd.DataFrame, health: NeuronHealth, epoch: int, n_shown: int) -> str:
+    """Markdown under the health table: the flagged neurons per flag at ``epoch`` and how
+    many rows are shown."""
+    defined = defined_flags(health)
+    counts = {flag: int(table[flag].fillna(False).sum()) for flag in defined}
+    return (
+        f"At E_{epoch}: "
+        + ", ".join(f"{counts[f]} {FLAG_TITLES[f]}" for f in defined)
+        + f" of {len(table)} neurons. Showing {n_shown}; click a column to sort, select a row "
+        "to open that neuron. Empty flag cells: the flag is not defined for that layer."
+    )

@@ -1,0 +1,317 @@
+"""Analyses that take a while: one worker thread per process and a shared store of results.
+
+The app's slow analyses (projections, clusterings, HMM fits, tests against chance, Captum
+attribution over epochs, ablation curves, pruning…) run here, beside the training jobs of
+:mod:`nn_tracing.jobs`. Nothing here imports Streamlit: the app draws the progress bar through
+one helper (``run_analysis``, in the app's ``compute`` module); a script can use the worker.
+
+* **One worker for the whole process** (:data:`WORKER`): analyses run one at a time. On two
+  cores parallel fits only slow each other down, and numba-backed code (UMAP) must not run
+  twice at once (see :mod:`nn_tracing.analysis.numba_guard`).
+* **A job outlives its caller**: whoever submitted it may stop waiting (a rerun, a page
+  switch, a closed tab); the job runs on and its result is stored. Asking again for the same
+  key while it runs joins the job in flight instead of starting another.
+* **Results are shared**, keyed by :func:`result_key` ``(what, trace digest, parameters)`` —
+  two users who open the same view compute it once. The :class:`ResultStore` is an LRU
+  bounded in entries and in the bytes of the arrays it holds. Stored results are shared
+  between callers: never modify one.
+* **Errors are results**: a computation that raised an :class:`Exception` is stored as
+  :class:`Failed`, and everyone who asks for it gets the same exception again — a failing
+  analysis is not recomputed on every rerun.
+* **Progress is a snapshot**: the computation reports ``progress(fraction, message)``; a
+  reader takes :meth:`Job.snapshot` at any time without blocking the work.
+
+>>> from nn_tracing.work import WORKER, result_key
+>>> key = result_key("square", "demo", {"x": 3})
+>>> WORKER.run(key, "Squaring", lambda progress: 3 * 3)
+9
+>>> WORKER.lookup(key)
+9
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NoReturn, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from .progress import Progress
+
+__all__ = [
+    "WORKER",
+    "AnalysisWorker",
+    "Failed",
+    "Job",
+    "JobSnapshot",
+    "ResultStore",
+    "result_key",
+]
+
+T = TypeVar("T")
+
+#: Bytes of arrays the process-wide store keeps (features of large traces are big).
+STORE_BYTES = 1_500_000_000
+#: Entries the process-wide store keeps.
+STORE_ENTRIES = 96
+
+
+def result_key(what: str, trace_key: str, params: Any) -> str:
+    """The store key of ``what`` computed on the trace ``trace_key`` with ``params``.
+
+    Parameters
+    ----------
+    what
+        The kind of analysis (``"projection"``, ``"attribution"``…).
+    trace_key
+        The trace's sha256 digest (``live:<job>:<version>`` for a run still training); several
+        traces' keys joined when an analysis reads more than one.
+    params
+        Anything JSON can write (values it cannot are written with ``str``).
+    """
+    blob = json.dumps(params, sort_keys=True, default=str)
+    return f"{what}:{trace_key}:{hashlib.sha1(blob.encode()).hexdigest()[:20]}"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The stored outcome of a computation that raised ``error``."""
+
+    error: Exception
+    traceback: TracebackType | None
+
+    def raise_again(self) -> NoReturn:
+        """Raise the stored exception (with its original traceback, which does not grow)."""
+        raise self.error.with_traceback(self.traceback)
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of the arrays (and byte strings) ``value`` holds: itself, or its attributes one
+    level down; 1 KiB for anything else."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(deep=False).sum())
+    if isinstance(value, bytes):
+        return len(value)
+    total = 1024
+    for attribute in getattr(value, "__dict__", {}).values():
+        if isinstance(attribute, (np.ndarray, pd.DataFrame, bytes)):
+            total += _nbytes(attribute)
+    return total
+
+
+class ResultStore:
+    """A thread-safe LRU of results, bounded in entries and in bytes of arrays.
+
+    Parameters
+    ----------
+    max_entries
+        Most results kept; the least recently used goes first.
+    max_bytes
+        Most bytes of arrays kept (see ``_nbytes``); one result larger than this is still
+        kept, alone.
+    """
+
+    def __init__(self, *, max_entries: int = STORE_ENTRIES, max_bytes: int = STORE_BYTES) -> None:
+        self.max_entries = int(max_entries)
+        self.max_bytes = int(max_bytes)
+        self._values: OrderedDict[str, Any] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        """The value under ``key`` (a :class:`Failed` for an error), or ``None``; marks it as
+        recently used."""
+        with self._lock:
+            if key not in self._values:
+                return None
+            self._values.move_to_end(key)
+            return self._values[key]
+
+    def put(self, key: str, value: Any) -> None:
+        """Keep ``value`` under ``key``, dropping the least recently used when full."""
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            self._sizes[key] = _nbytes(value)
+            while len(self._values) > self.max_entries or (
+                sum(self._sizes.values()) > self.max_bytes and len(self._values) > 1
+            ):
+                old, _ = self._values.popitem(last=False)
+                self._sizes.pop(old, None)
+
+    def clear(self) -> None:
+        """Forget every result."""
+        with self._lock:
+            self._values.clear()
+            self._sizes.clear()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of arrays held now."""
+        with self._lock:
+            return sum(self._sizes.values())
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._values
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._values)
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """How far a job is, at one instant.
+
+    ``elapsed`` is ``None`` while the job waits behind another analysis.
+    """
+
+    label: str
+    fraction: float
+    message: str
+    elapsed: float | None
+    done: bool
+
+
+class Job:
+    """One computation on the worker: its future and how far it is.
+
+    :meth:`update` is the :data:`~nn_tracing.progress.Progress` callback the computation
+    receives.
+    """
+
+    def __init__(self, key: str, label: str) -> None:
+        self.key = key
+        self.label = label
+        self.future: Future[Any] = Future()
+        self._fraction = 0.0
+        self._message = "queued behind another analysis on this server"
+        self._started: float | None = None
+        self._lock = threading.Lock()
+
+    def update(self, fraction: float, message: str) -> None:
+        """Report progress: ``fraction`` in [0, 1] (clipped) and what is being done."""
+        with self._lock:
+            self._fraction = min(max(float(fraction), 0.0), 1.0)
+            self._message = str(message)
+
+    def _start(self) -> None:
+        with self._lock:
+            self._started = time.perf_counter()
+        self.update(0.0, "starting")
+
+    def snapshot(self) -> JobSnapshot:
+        """How far the job is now (never blocks the work for long)."""
+        with self._lock:
+            elapsed = None if self._started is None else time.perf_counter() - self._started
+            return JobSnapshot(
+                self.label, self._fraction, self._message, elapsed, self.future.done()
+            )
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has ended (with a result or an error)."""
+        return self.future.done()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job (at most ``timeout`` seconds) and return its result; its error is
+        raised again. ``TimeoutError`` when it is still running."""
+        value = self.future.result(timeout)
+        if isinstance(value, Failed):
+            value.raise_again()
+        return value
+
+
+class AnalysisWorker:
+    """One thread that runs analyses one at a time and keeps every outcome in :attr:`store`.
+
+    Parameters
+    ----------
+    store
+        Where results (and errors, as :class:`Failed`) go; a new :class:`ResultStore` by
+        default.
+    name
+        The worker thread's name prefix (it shows in profilers and thread dumps).
+    """
+
+    def __init__(
+        self, store: ResultStore | None = None, *, name: str = "nn_tracing-analysis"
+    ) -> None:
+        self.store = store if store is not None else ResultStore()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> Any:
+        """The stored result under ``key``, or ``None`` when there is none; a stored error is
+        raised again."""
+        value = self.store.get(key)
+        if isinstance(value, Failed):
+            value.raise_again()
+        return value
+
+    def running(self, key: str) -> Job | None:
+        """The job computing ``key`` now (queued or running), if any."""
+        with self._lock:
+            return self._jobs.get(key)
+
+    def submit(self, key: str, label: str, fn: Callable[[Progress], Any]) -> Job:
+        """The job that computes ``fn(progress)`` for ``key``: the one already in flight, one
+        already done (a stored result), or a new one queued on the worker.
+
+        ``fn`` must not touch Streamlit (it runs in another thread) and must not modify what
+        it reads; its result is stored under ``key`` — an :class:`Exception` it raises too,
+        as :class:`Failed`.
+        """
+        store = self.store
+        with self._lock:
+            running = self._jobs.get(key)
+            if running is not None:
+                return running
+            job = Job(key, label)
+            if key in store:  # computed between the caller's look-up and now
+                job.future.set_result(store.get(key))
+                return job
+            self._jobs[key] = job
+        self._executor.submit(self._run, job, store, fn)
+        return job
+
+    def run(self, key: str, label: str, fn: Callable[[Progress], T]) -> T:
+        """:meth:`submit` and wait: the result (stored or computed), or its error raised."""
+        found = self.lookup(key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        return self.submit(key, label, fn).result()  # type: ignore[no-any-return]
+
+    def _run(self, job: Job, store: ResultStore, fn: Callable[[Progress], Any]) -> None:
+        job._start()
+        outcome: Any
+        try:
+            outcome = fn(job.update)
+        except Exception as exc:
+            outcome = Failed(exc, exc.__traceback__)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: not a result
+            with self._lock:
+                self._jobs.pop(job.key, None)
+            job.future.set_exception(exc)
+            raise
+        store.put(job.key, outcome)
+        with self._lock:
+            self._jobs.pop(job.key, None)
+        job.future.set_result(outcome)
+
+
+#: The process-wide worker and its store, shared by every session of the app.
+WORKER = AnalysisWorker()

@@ -1,0 +1,147 @@
+"""The Dynamics page's builders (nn_tracing/views/dynamics.py), without Streamlit: the
+parameters each analysis runs with, the choice of k, the figures of the neuron-level model,
+the neuron tables and decision entropy at one epoch — against references computed here from
+the fitted models' own arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nn_tracing import NetworkTrace, load_trace
+from nn_tracing.analysis.entropy import DecisionEntropy
+from nn_tracing.analysis.hmm import NEURON_FEATURES, NeuronHMM
+from nn_tracing.views import dynamics as view
+
+
+@pytest.fixture(scope="module")
+def trace(tiny_trace_file: Path) -> NetworkTrace:
+    return load_trace(tiny_trace_file)
+
+
+@pytest.fixture(scope="module")
+def model(trace: NetworkTrace) -> NeuronHMM:
+    return view.NeuronParams.default(trace).estimator().fit(trace)
+
+
+@pytest.fixture(scope="module")
+def entropy(trace: NetworkTrace) -> DecisionEntropy:
+    return view.EntropyParams(n_permutations=20).estimator().fit(trace)
+
+
+def _layer_of(trace: NetworkTrace, neuron: int) -> str:
+    """The layer of a global neuron id, from the inclusive ranges of ``neural_index``."""
+    return next(name for name, (a, b) in trace.neural_index.items() if a <= neuron <= b)
+
+
+def test_the_parameters_make_the_estimators_the_page_runs(trace: NetworkTrace) -> None:
+    params = view.NeuronParams.default(trace)
+    assert params.layers == ("hidden_1", "hidden_2", "output")  # every layer but the inputs
+    assert view.hidden_layers(trace) == list(params.layers)
+    assert params.features == NEURON_FEATURES and params.k == "bic"
+    assert params.n_neurons(trace) == sum(
+        b - a + 1 for a, b in list(trace.neural_index.values())[1:]
+    )
+    hmm = params.estimator()
+    assert (hmm.layers, hmm.standardize, hmm.random_state) == (list(params.layers), "layer", 0)
+    assert params.fit_params() == {
+        "random_state": 0,
+        "features": list(NEURON_FEATURES),
+        "layers": ["hidden_1", "hidden_2", "output"],
+        "standardize": "layer",
+    }
+    fitted_map = view.MapParams(("loss",), k="aic", restarts=2, n_permutations=49, random_state=4)
+    training_map = fitted_map.estimator()
+    assert (training_map.features, training_map.n_restarts, training_map.n_permutations) == (
+        ["loss"],
+        2,
+        49,
+    )
+    assert training_map.random_state == 4 and fitted_map.criterion == "aic"
+    assert "k" not in fitted_map.fit_params()  # every k is fitted: k only picks one
+    entropy = view.EntropyParams(label="true", alpha=0.1).estimator()
+    assert (entropy.label, entropy.alpha, entropy.n_bins) == ("true", 0.1, 8)
+
+
+def test_a_choice_of_k_is_a_copy_with_that_many_states(model: NeuronHMM) -> None:
+    chosen = model.n_states_
+    other = next(k for k in model.state_model_.models_ if k != chosen)
+    assert model.choose_k("bic") == chosen
+    assert model.choose_k(str(other)) == other  # the page's choices are text
+    copy = view.with_states(model, other)
+    assert copy.n_states_ == other and copy.states_.max() < other
+    assert model.n_states_ == chosen  # the stored model is left alone
+    assert [view.k_label(c) for c in ("bic", "aic", "3")] == ["by BIC", "by AIC", "3 states"]
+    assert "1" in view.K_CHOICES and "1" not in view.NEURON_K_CHOICES
+
+
+def test_the_neuron_summary_is_the_mean_over_modelled_neurons(model: NeuronHMM) -> None:
+    summary = view.neuron_summary(model)
+    paths = np.asarray(model.paths_)
+    k = model.n_states_
+    switches = (np.diff(paths, axis=1) != 0).sum(axis=1)
+    shares = np.stack([(paths == j).mean(axis=1) for j in range(k)], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropies = -np.where(shares > 0, shares * np.log2(shares), 0.0).sum(axis=1)
+    assert summary.n_states == k
+    assert summary.switches == pytest.approx(switches.mean())
+    assert summary.occupancy_entropy == pytest.approx(entropies.mean())
+    assert summary.max_entropy_rate == pytest.approx(np.log2(k))
+    assert 0 <= summary.entropy_rate <= summary.max_entropy_rate + 1e-9
+
+
+def test_neuron_tables_carry_each_rows_signature(trace: NetworkTrace, model: NeuronHMM) -> None:
+    last = trace.epochs[-1]
+    every = view.every_neuron(trace, model)
+    table = model.neuron_table()
+    assert list(every.frame.columns) == [
+        "signature",
+        *[c for c in table.columns if c not in ("neuron", "layer")],
+    ]
+    assert len(every.signatures) == len(table) == len(model.neuron_ids_)
+    for signature, neuron in zip(every.signatures, table["neuron"], strict=True):
+        assert signature == f"E_{last}/L_{_layer_of(trace, int(neuron))}/n_{int(neuron)}"
+    assert every.frame["signature"].tolist() == every.signatures
+    unusual = view.unusual_neurons(trace, model)
+    assert "neuron" not in unusual.frame.columns
+    assert len(unusual.signatures) == len(model.unusual_neurons())
+
+
+def test_curves_offer_validation_accuracy_only_where_it_was_recorded() -> None:
+    path = pd.DataFrame({"loss": [1.0, 0.5], "val_acc": [np.nan, np.nan]})
+    assert list(view.training_curves(path)) == ["loss", "weight_norm"]
+    path["val_acc"] = [0.5, 0.9]
+    assert view.training_curves(path)["val_acc"] == "validation accuracy"
+    assert view.seed_stem("moons-seed3") == "moons" and view.seed_stem(None) == "run"
+
+
+def test_decision_entropy_at_one_epoch(trace: NetworkTrace, entropy: DecisionEntropy) -> None:
+    epoch = trace.epochs[2]
+    row = entropy.epochs_.index(epoch)
+    table = view.entropy_layer_table(entropy.layer_summary(), entropy.label, epoch)
+    assert list(table.columns) == [
+        "layer",
+        "median H(A)",
+        "median H(A | predicted)",
+        "median I(A; predicted)",
+        "null 95th percentile",
+        "significant",
+        "neurons",
+    ]
+    for _, line in table.iterrows():
+        in_layer = np.asarray(entropy.layers_) == line["layer"]
+        assert line["neurons"] == in_layer.sum()
+        assert line["median I(A; predicted)"] == pytest.approx(
+            np.median(entropy.mi_predicted_[row, in_layer])
+        )
+        assert line["significant"] == (entropy.qvalues_[row, in_layer] <= entropy.alpha).sum()
+    ranking = view.entropy_ranking(trace, entropy, epoch)
+    assert ranking.signatures[0].startswith(f"E_{epoch}/L_")
+    assert len(ranking.frame) == len(entropy.neuron_ids_)
+    n_significant = int((entropy.qvalues_[row] <= entropy.alpha).sum())
+    caption = view.significance_caption(entropy, epoch)
+    assert caption.startswith(f"{n_significant} of {len(entropy.neuron_ids_)} neurons")
+    assert f"at E_{epoch} (I(A; predicted)" in caption

@@ -1,0 +1,118 @@
+"""The analysis worker and its result store (nn_tracing/work.py)."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+
+import numpy as np
+import pytest
+
+from nn_tracing.work import AnalysisWorker, Failed, ResultStore, result_key
+
+
+def test_a_result_key_depends_on_what_trace_and_params_not_on_dict_order() -> None:
+    key = result_key("projection", "abc", {"method": "pca", "seed": 0})
+    assert key == result_key("projection", "abc", {"seed": 0, "method": "pca"})
+    assert key != result_key("projection", "abd", {"method": "pca", "seed": 0})
+    assert key != result_key("clusters", "abc", {"method": "pca", "seed": 0})
+    assert key != result_key("projection", "abc", {"method": "pca", "seed": 1})
+    assert key.startswith("projection:abc:")
+
+
+def test_the_store_forgets_the_least_recently_used_first() -> None:
+    store = ResultStore(max_entries=2)
+    store.put("a", 1)
+    store.put("b", 2)
+    assert store.get("a") == 1  # a is now the most recently used
+    store.put("c", 3)
+    assert "b" not in store and store.get("a") == 1 and store.get("c") == 3
+    assert len(store) == 2
+
+
+def test_the_store_is_bounded_in_bytes_of_arrays() -> None:
+    store = ResultStore(max_entries=10, max_bytes=10_000)
+    store.put("a", np.zeros(1000))  # 8000 bytes
+    store.put("b", np.zeros(1000))
+    assert "a" not in store and "b" in store
+    store.put("big", np.zeros(5000))  # larger than the bound: kept, alone
+    assert list(key for key in ("a", "b", "big") if key in store) == ["big"]
+    store.clear()
+    assert len(store) == 0 and store.nbytes == 0
+
+
+def test_the_worker_computes_once_and_reports_progress() -> None:
+    worker = AnalysisWorker()
+    calls = []
+
+    def square(progress):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        progress(0.5, "half way")
+        return 9
+
+    job = worker.submit("k", "Squaring", square)
+    assert job.result(timeout=10) == 9
+    snapshot = job.snapshot()
+    assert snapshot.done and snapshot.fraction == 0.5 and snapshot.message == "half way"
+    assert snapshot.elapsed is not None and snapshot.label == "Squaring"
+    assert worker.lookup("k") == 9
+    assert worker.run("k", "Squaring", square) == 9
+    assert calls == [1]
+
+
+def test_asking_again_while_it_runs_joins_the_job_in_flight() -> None:
+    worker = AnalysisWorker()
+    release = threading.Event()
+    calls = []
+
+    def slow(progress):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        release.wait(10)
+        return "done"
+
+    first = worker.submit("k", "Waiting", slow)
+    second = worker.submit("k", "Waiting", slow)
+    assert second is first and worker.running("k") is first
+    release.set()
+    assert first.result(timeout=10) == "done"
+    assert calls == [1] and worker.running("k") is None
+
+
+def test_one_analysis_at_a_time() -> None:
+    worker = AnalysisWorker()
+    release = threading.Event()
+    worker.submit("a", "first", lambda progress: release.wait(10))
+    queued = worker.submit("b", "second", lambda progress: "b")
+    snapshot = queued.snapshot()
+    assert snapshot.elapsed is None and not snapshot.done
+    assert "queued" in snapshot.message
+    release.set()
+    assert queued.result(timeout=10) == "b"
+
+
+def test_an_error_is_stored_as_the_result_and_raised_to_every_caller() -> None:
+    worker = AnalysisWorker()
+    calls = []
+
+    def fail(progress):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise ValueError("too few epochs")
+
+    job = worker.submit("k", "Failing", fail)
+    with pytest.raises(ValueError, match="too few epochs"):
+        job.result(timeout=10)
+    assert isinstance(worker.store.get("k"), Failed)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="too few epochs") as caught:
+            worker.run("k", "Failing", fail)
+    assert calls == [1]
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert len(frames) < 10  # raising it again does not grow its traceback
+
+
+def test_a_store_swapped_in_takes_the_next_results() -> None:
+    worker = AnalysisWorker()
+    assert worker.run("k", "One", lambda progress: 1) == 1
+    worker.store = ResultStore()
+    assert worker.lookup("k") is None
+    assert worker.run("k", "Two", lambda progress: 2) == 2
