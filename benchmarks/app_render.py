@@ -57,6 +57,36 @@ def timed_run(at, timeout: float = 600) -> float:
     return elapsed
 
 
+def measure(at, key: str, epochs: list[int], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each measured script run: the cold first runs, page switches, and the
+    Overview's epoch slider (``key``) on epochs not seen before and seen before."""
+    timings: dict[str, list[float]] = {
+        "cold": [timed_run(at)],
+        "neurons_cold": [timed_run(at.switch_page("pages/neurons.py"))],
+    }
+    timed_run(at.switch_page("pages/overview.py"))
+    timings["overview"], timings["neurons"] = [], []
+    for _ in range(repeats):
+        timings["neurons"].append(timed_run(at.switch_page("pages/neurons.py")))
+        timings["overview"].append(timed_run(at.switch_page("pages/overview.py")))
+    fresh_epochs = epochs[1 : 1 + repeats]
+    timings["first_visit"], timings["revisit"] = [], []
+    for epoch in fresh_epochs:
+        at.select_slider(key=key).set_value(epoch)
+        timings["first_visit"].append(timed_run(at))
+    for epoch in fresh_epochs:
+        at.select_slider(key=key).set_value(epoch)
+        timings["revisit"].append(timed_run(at))
+    return timings
+
+
+def show(label: str, values: list[float]) -> None:
+    print(
+        f"  {label:<44} median {statistics.median(values) * 1000:7.0f} ms   "
+        f"(min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}, n={len(values)})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=1024, help="neurons per hidden layer")
@@ -94,39 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         del trace
 
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
-        cold = timed_run(at)
-        neurons_cold = timed_run(at.switch_page("pages/neurons.py"))
-        timed_run(at.switch_page("pages/overview.py"))
-
-        switches: dict[str, list[float]] = {"overview": [], "neurons": []}
-        for _ in range(args.repeats):
-            switches["neurons"].append(timed_run(at.switch_page("pages/neurons.py")))
-            switches["overview"].append(timed_run(at.switch_page("pages/overview.py")))
-
-        epochs = nt.load_trace(target).epochs
         key = state.epoch_key(state.OVERVIEW_EPOCH, "run:bench")
-        fresh_epochs = epochs[1 : 1 + args.repeats]
-        first_visit, revisit = [], []
-        for epoch in fresh_epochs:
-            at.select_slider(key=key).set_value(epoch)
-            first_visit.append(timed_run(at))
-        for epoch in fresh_epochs:
-            at.select_slider(key=key).set_value(epoch)
-            revisit.append(timed_run(at))
+        timings = measure(at, key, nt.load_trace(target).epochs, args.repeats)
 
-        def show(label: str, values: list[float]) -> None:
-            print(
-                f"  {label:<44} median {statistics.median(values) * 1000:7.0f} ms   "
-                f"(min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}, n={len(values)})"
-            )
-
-        print("server-side script run time (AppTest), this machine:")
-        show("first run, Overview (cold: load + compute)", [cold])
-        show("first visit, Neurons (cold)", [neurons_cold])
-        show("switch to Overview (cached)", switches["overview"])
-        show("switch to Neurons (cached)", switches["neurons"])
-        show("epoch slider, epoch not seen before", first_visit)
-        show("epoch slider, epoch seen before (cached)", revisit)
+    print("server-side script run time (AppTest), this machine:")
+    show("first run, Overview (cold: load + compute)", timings["cold"])
+    show("first visit, Neurons (cold)", timings["neurons_cold"])
+    show("switch to Overview (cached)", timings["overview"])
+    show("switch to Neurons (cached)", timings["neurons"])
+    show("epoch slider, epoch not seen before", timings["first_visit"])
+    show("epoch slider, epoch seen before (cached)", timings["revisit"])
     return 0
 
 

@@ -40,6 +40,40 @@ def _median_ms(call: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
+def _ablation_section(model: Any, x: Any, hidden: Any, repeats: int) -> None:
+    """Ablating each neuron of layer ``hidden`` alone: the batched engine's paths against one
+    set per pass and against Captum, and whether their outputs agree."""
+    import numpy as np
+
+    from nn_tracing.analysis.attribution import neuron_attributions
+    from nn_tracing.analysis.intervention import batched_logits
+
+    n = x.shape[0]
+    sets = [[i] for i in hidden.ids]
+    print(f"ablating each of the {len(sets)} neurons of {hidden.name} alone ({n} samples):")
+    low_rank = _median_ms(lambda: batched_logits(model, x, sets), repeats)
+    batched = _median_ms(lambda: batched_logits(model, x, sets, fast=False), repeats)
+    single = _median_ms(lambda: batched_logits(model, x, sets, max_rows=n, fast=False), repeats)
+    captum = _median_ms(
+        lambda: neuron_attributions(model, x, 1, "ablation", layers=[hidden.name]), repeats
+    )
+    reference = batched_logits(model, x, sets, max_rows=n, fast=False)
+    same = np.allclose(batched_logits(model, x, sets), reference, atol=1e-4) and np.allclose(
+        batched_logits(model, x, sets, fast=False), reference, atol=1e-4
+    )
+
+    def rate(ms: float) -> str:
+        return f"{ms:9.1f} ms  ({len(sets) / ms * 1000:8.0f} sets/s)"
+
+    print(
+        f"  low-rank update of the next layer (default)   {rate(low_rank)}\n"
+        f"  whole network, 32768 rows a pass              {rate(batched)}\n"
+        f"  whole network, one set per pass               {rate(single)}\n"
+        f"  Captum LayerFeatureAblation (one class only)  {rate(captum)}\n"
+        f"  outputs equal: {same}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=128)
@@ -50,21 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
 
     import nn_tracing as nt
-    from nn_tracing.analysis.attribution import (
-        METHODS,
-        attribute,
-        breadcrumb_trail,
-        neuron_attributions,
-    )
+    from nn_tracing.analysis.attribution import METHODS, attribute, breadcrumb_trail
     from nn_tracing.analysis.intervention import (
         AblationCurves,
         Intervention,
         Pruning,
-        batched_logits,
         intervene,
         trail_check,
     )
@@ -112,32 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"  {method:<22} {ms:9.1f} ms")
 
-        sets = [[i] for i in hidden.ids]
-        print(f"ablating each of the {len(sets)} neurons of {hidden.name} alone ({n} samples):")
-        low_rank = _median_ms(lambda: batched_logits(model, x, sets), args.repeats)
-        batched = _median_ms(lambda: batched_logits(model, x, sets, fast=False), args.repeats)
-        single = _median_ms(
-            lambda: batched_logits(model, x, sets, max_rows=n, fast=False), args.repeats
-        )
-        captum = _median_ms(
-            lambda: neuron_attributions(model, x, 1, "ablation", layers=[hidden.name]),
-            args.repeats,
-        )
-        reference = batched_logits(model, x, sets, max_rows=n, fast=False)
-        same = np.allclose(batched_logits(model, x, sets), reference, atol=1e-4) and np.allclose(
-            batched_logits(model, x, sets, fast=False), reference, atol=1e-4
-        )
-
-        def rate(ms: float) -> str:
-            return f"{ms:9.1f} ms  ({len(sets) / ms * 1000:8.0f} sets/s)"
-
-        print(
-            f"  low-rank update of the next layer (default)   {rate(low_rank)}\n"
-            f"  whole network, 32768 rows a pass              {rate(batched)}\n"
-            f"  whole network, one set per pass               {rate(single)}\n"
-            f"  Captum LayerFeatureAblation (one class only)  {rate(captum)}\n"
-            f"  outputs equal: {same}"
-        )
+        _ablation_section(model, x, hidden, args.repeats)
 
         ms = _median_ms(
             lambda: AblationCurves(hidden.name, n_repeats=20).fit(model, x, y), args.repeats

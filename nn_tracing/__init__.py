@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "Progress": "training",
     "TracedRun": "training",
     "TrainingDiverged": "training",
+    "TrainingProgress": "training",
     "train": "training",
 }
 
@@ -93,4 +94,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .trace import HISTORY_COLUMNS, METRICS, STEP_COLUMNS, LayerInfo, NetworkTrace, NeuronTrace
     from .tracer import TraceableNN
-    from .training import Progress, TracedRun, TrainingDiverged, train
+    from .training import Progress, TracedRun, TrainingDiverged, TrainingProgress, train

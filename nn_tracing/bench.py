@@ -500,6 +500,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> int:
+    tensorboard = _announce(args, repeats, epochs, samples)
+    workloads = {"standard": STANDARD_HIDDEN}
+    if not args.no_wide:
+        workloads["wide"] = WIDE_HIDDEN
+    base = _config(STANDARD_HIDDEN, epochs, samples)
+    data = prepare_data(base, dataset=_dataset(samples))
+    variants, storage_runs = _measure(base, data, workloads, repeats, tensorboard)
+    summary = _summaries(variants)
+    goals = _goal_results(summary)
+    storage = {
+        w: {k: _median([r[k] for r in runs]) for k in runs[0]}
+        for w, runs in storage_runs.items()
+        if runs
+    }
+    _print_results(summary, goals, storage, workloads, tensorboard)
+    if args.json:
+        payload = {
+            "settings": {
+                "samples": samples,
+                "epochs": epochs,
+                "repeats": repeats,
+                "probe_size": PROBE_SIZE,
+                "threads": 1,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "quick": bool(args.quick),
+                "tensorboard": tensorboard,
+            },
+            "variants": list(summary.values()),
+            "storage": storage,
+            "storage_runs": storage_runs,
+            "goals": goals,
+        }
+        Path(args.json).write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _announce(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> bool:
+    """Print what is measured; returns whether the TensorBoard reference can run."""
     print(
         f"nn_tracing overhead benchmark: make_classification({samples}×20), batch 64, "
         f"{epochs} epochs, Adam lr 1e-3, probe {PROBE_SIZE}, torch {torch.__version__} "
@@ -511,22 +554,25 @@ def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> i
         print(f"note: {repeats} repetitions; the figures to quote need at least 5", flush=True)
     try:
         importlib.import_module("torch.utils.tensorboard")
-        tensorboard = True
     except ImportError as exc:
-        tensorboard = False
         print(
             f"note: TensorBoard reference skipped (torch.utils.tensorboard is not importable: "
             f"{exc}); install it with `pip install tensorboard`",
             flush=True,
         )
+        return False
+    return True
 
-    dataset = _dataset(samples)
-    workloads = {"standard": STANDARD_HIDDEN}
-    if not args.no_wide:
-        workloads["wide"] = WIDE_HIDDEN
-    base = _config(STANDARD_HIDDEN, epochs, samples)
-    data = prepare_data(base, dataset=dataset)
 
+def _measure(
+    base: TrainConfig,
+    data: DataSplits,
+    workloads: dict[str, tuple[int, ...]],
+    repeats: int,
+    tensorboard: bool,
+) -> tuple[list[_Variant], dict[str, list[dict[str, float]]]]:
+    """Run every variant ``repeats`` times, interleaved (after one warm-up run each); returns
+    the variants with their timings and the storage figures of each repetition."""
     with tempfile.TemporaryDirectory(prefix="nn-tracing-bench-") as tmpname:
         tmp = Path(tmpname)
         variants: list[_Variant] = []
@@ -559,15 +605,17 @@ def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> i
             traces.clear()
             elapsed = time.perf_counter() - started
             print(f"  repetition {rep + 1}/{repeats} done ({elapsed:.0f} s)", flush=True)
+    return variants, storage_runs
 
-    summary = _summaries(variants)
-    goals = _goal_results(summary)
-    storage = {
-        w: {k: _median([r[k] for r in runs]) for k in runs[0]}
-        for w, runs in storage_runs.items()
-        if runs
-    }
 
+def _print_results(
+    summary: dict[tuple[str, str], dict[str, Any]],
+    goals: list[dict[str, Any]],
+    storage: dict[str, dict[str, float]],
+    workloads: dict[str, tuple[int, ...]],
+    tensorboard: bool,
+) -> None:
+    """The timing table, the baselines' sanity check, the storage table and the goals."""
     print()
     print("\n".join(_table(summary, goals)))
     print()
@@ -597,28 +645,3 @@ def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> i
             f"  {g['result']}  {g['workload']:<8} {g['goal']}: {_fmt_ratio(g['ratio'])} "
             f"(per-rep {_fmt_ratio(g['per_rep_ratio'])})"
         )
-
-    if args.json:
-        payload = {
-            "settings": {
-                "samples": samples,
-                "epochs": epochs,
-                "repeats": repeats,
-                "probe_size": PROBE_SIZE,
-                "threads": 1,
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "cpus": os.cpu_count(),
-                "quick": bool(args.quick),
-                "tensorboard": tensorboard,
-            },
-            "variants": list(summary.values()),
-            "storage": storage,
-            "storage_runs": storage_runs,
-            "goals": goals,
-        }
-        Path(args.json).write_text(json.dumps(_json_ready(payload), indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0

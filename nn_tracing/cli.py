@@ -15,7 +15,12 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # the commands import these where they use them
+    from .config import TrainConfig
+    from .data import DataSplits
+    from .trace import NetworkTrace
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -213,14 +218,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _print_estimate(config)
         return 0
     from .data import prepare_data
-    from .store import save_trace
-    from .training import Progress, train
 
     try:
         data = prepare_data(config)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-
     out = (
         Path(args.out)
         if args.out
@@ -228,6 +230,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if out.exists() and out.is_dir():
         raise CLIError(f"--out {str(out)!r} is a directory; give a file name")
+    trace = _train_until_done_or_stopped(config, data, quiet=args.quiet)
+    return _save_trained(trace, out)
+
+
+def _train_until_done_or_stopped(
+    config: TrainConfig, data: DataSplits, *, quiet: bool
+) -> NetworkTrace:
+    """Train with a progress bar (none when ``quiet``); the first Ctrl-C stops after the
+    current batch, the second aborts. Returns the trace."""
+    from tqdm import tqdm
+
+    from .training import TrainingProgress, train
+
     stop = threading.Event()
 
     def on_sigint(signum, frame):  # first Ctrl-C: stop after the current batch
@@ -239,11 +254,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     bar = None
     try:
-        from tqdm import tqdm
-
         bar = (
             None
-            if args.quiet
+            if quiet
             else tqdm(
                 total=config.epochs,
                 unit="epoch",
@@ -253,7 +266,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         )
 
-        def on_progress(p: Progress) -> None:
+        def on_progress(p: TrainingProgress) -> None:
             if bar is None:
                 return
             done = p.epoch - 1 + p.step / max(p.steps_per_epoch, 1) if p.epoch else 0.0
@@ -269,8 +282,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
-    trace = run.trace
-    assert trace is not None
+    assert run.trace is not None
+    return run.trace
+
+
+def _save_trained(trace: NetworkTrace, out: Path) -> int:
+    """Save the trace, print a summary; the exit status says how training ended."""
+    from .store import save_trace
+
     try:
         save_trace(trace, out)
     except OSError as exc:

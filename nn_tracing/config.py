@@ -11,7 +11,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from .schedule import normalize_epoch_intervals
 
@@ -106,77 +106,21 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        def fail(name: str, why: str) -> None:
-            raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
-
-        def check_int(name: str, low: int, high: int) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                fail(name, "must be an integer")
-            if not low <= value <= high:
-                fail(name, f"must be between {low} and {high}")
-
-        def check_float(name: str, low: float, high: float, *, open_low: bool = False) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                fail(name, "must be a number")
-            if not math.isfinite(value):
-                fail(name, "must be finite")
-            if value < low or value > high or (open_low and value == low):
-                bracket = "(" if open_low else "["
-                fail(name, f"must be in {bracket}{low}, {high}]")
-            object.__setattr__(self, name, float(value))
-
-        if self.dataset not in DATASETS:
-            fail("dataset", f"unknown dataset; choose one of {', '.join(DATASETS)}")
-        if self.activation not in ACTIVATIONS:
-            fail("activation", f"unknown activation; choose one of {', '.join(ACTIVATIONS)}")
-        if self.optimizer not in OPTIMIZERS:
-            fail("optimizer", f"unknown optimizer; choose one of {', '.join(OPTIMIZERS)}")
-        if self.device not in DEVICES:
-            fail("device", f"choose one of {', '.join(DEVICES)}")
-
-        sizes = self.hidden_sizes
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-            fail("hidden_sizes", "must be a list of layer widths, e.g. [16, 16]")
-        sizes = tuple(sizes)
-        if not 1 <= len(sizes) <= MAX_HIDDEN_LAYERS:
-            fail("hidden_sizes", f"needs between 1 and {MAX_HIDDEN_LAYERS} hidden layers")
-        for width in sizes:
-            if not isinstance(width, int) or isinstance(width, bool):
-                fail("hidden_sizes", f"width {width!r} is not an integer")
-            if not 1 <= width <= MAX_LAYER_WIDTH:
-                fail("hidden_sizes", f"width {width} must be between 1 and {MAX_LAYER_WIDTH}")
-        object.__setattr__(self, "hidden_sizes", sizes)
-
-        check_int("epochs", 1, MAX_EPOCHS)
-        check_int("batch_size", 1, 1_000_000)
-        check_int("seed", 0, 2**32 - 1)
-        check_int("data_seed", 0, 2**32 - 1)
-        check_int("n_samples", 20, 5_000_000)
-        check_int("probe_size", 2, MAX_PROBE_SIZE)
-        check_float("lr", 0.0, 1e6, open_low=True)
-        check_float("dropout", 0.0, 0.95)
-        check_float("weight_decay", 0.0, 10.0)
-        check_float("momentum", 0.0, 0.999)
-        check_float("val_fraction", 0.05, 0.5)
+        _check_choices(self)
+        object.__setattr__(self, "hidden_sizes", _checked_hidden_sizes(self))
+        for name, low, high in _INT_FIELDS:
+            _check_int(self, name, low, high)
+        for name, low, high, open_low in _FLOAT_FIELDS:
+            object.__setattr__(self, name, _checked_float(self, name, low, high, open_low))
         for name in ("keep_weights", "drop_batches"):
             if not isinstance(getattr(self, name), bool):
-                fail(name, "must be true or false")
-
-        intervals = normalize_epoch_intervals(self.epoch_intervals)
-        if isinstance(intervals, tuple) and intervals[-1] > self.epochs:
-            fail(
-                "epoch_intervals",
-                f"lists epoch {intervals[-1]} but the run has only {self.epochs} epochs",
-            )
-        object.__setattr__(self, "epoch_intervals", intervals)
-
+                _fail(self, name, "must be true or false")
+        object.__setattr__(self, "epoch_intervals", _checked_epoch_intervals(self))
         if self.dataset == "csv":
             if not self.csv_path:
-                fail("csv_path", "dataset 'csv' needs the path of a CSV file")
+                _fail(self, "csv_path", "dataset 'csv' needs the path of a CSV file")
             if not self.label_column:
-                fail("label_column", "dataset 'csv' needs the name of the label column")
+                _fail(self, "label_column", "dataset 'csv' needs the name of the label column")
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -221,3 +165,86 @@ class TrainConfig:
     def architecture(self) -> str:
         """A short description like ``"MLP 16-16 relu"``."""
         return f"MLP {'-'.join(str(w) for w in self.hidden_sizes)} {self.activation}"
+
+
+# -- validation (in the order the errors are reported) -------------------------------------------
+#: Integer fields and their bounds (inclusive).
+_INT_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("epochs", 1, MAX_EPOCHS),
+    ("batch_size", 1, 1_000_000),
+    ("seed", 0, 2**32 - 1),
+    ("data_seed", 0, 2**32 - 1),
+    ("n_samples", 20, 5_000_000),
+    ("probe_size", 2, MAX_PROBE_SIZE),
+)
+#: Float fields, their bounds, and whether the lower bound is excluded.
+_FLOAT_FIELDS: tuple[tuple[str, float, float, bool], ...] = (
+    ("lr", 0.0, 1e6, True),
+    ("dropout", 0.0, 0.95, False),
+    ("weight_decay", 0.0, 10.0, False),
+    ("momentum", 0.0, 0.999, False),
+    ("val_fraction", 0.05, 0.5, False),
+)
+
+
+def _fail(config: TrainConfig, name: str, why: str) -> NoReturn:
+    raise ValueError(f"{name}={getattr(config, name)!r}: {why}")
+
+
+def _check_choices(config: TrainConfig) -> None:
+    if config.dataset not in DATASETS:
+        _fail(config, "dataset", f"unknown dataset; choose one of {', '.join(DATASETS)}")
+    if config.activation not in ACTIVATIONS:
+        _fail(config, "activation", f"unknown activation; choose one of {', '.join(ACTIVATIONS)}")
+    if config.optimizer not in OPTIMIZERS:
+        _fail(config, "optimizer", f"unknown optimizer; choose one of {', '.join(OPTIMIZERS)}")
+    if config.device not in DEVICES:
+        _fail(config, "device", f"choose one of {', '.join(DEVICES)}")
+
+
+def _checked_hidden_sizes(config: TrainConfig) -> tuple[int, ...]:
+    sizes = config.hidden_sizes
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        _fail(config, "hidden_sizes", "must be a list of layer widths, e.g. [16, 16]")
+    sizes = tuple(sizes)
+    if not 1 <= len(sizes) <= MAX_HIDDEN_LAYERS:
+        _fail(config, "hidden_sizes", f"needs between 1 and {MAX_HIDDEN_LAYERS} hidden layers")
+    for width in sizes:
+        if not isinstance(width, int) or isinstance(width, bool):
+            _fail(config, "hidden_sizes", f"width {width!r} is not an integer")
+        if not 1 <= width <= MAX_LAYER_WIDTH:
+            _fail(config, "hidden_sizes", f"width {width} must be between 1 and {MAX_LAYER_WIDTH}")
+    return sizes
+
+
+def _check_int(config: TrainConfig, name: str, low: int, high: int) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        _fail(config, name, "must be an integer")
+    if not low <= value <= high:
+        _fail(config, name, f"must be between {low} and {high}")
+
+
+def _checked_float(
+    config: TrainConfig, name: str, low: float, high: float, open_low: bool
+) -> float:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(config, name, "must be a number")
+    if not math.isfinite(value):
+        _fail(config, name, "must be finite")
+    if value < low or value > high or (open_low and value == low):
+        bracket = "(" if open_low else "["
+        _fail(config, name, f"must be in {bracket}{low}, {high}]")
+    return float(value)
+
+
+def _checked_epoch_intervals(config: TrainConfig) -> int | tuple[int, ...] | None:
+    intervals = normalize_epoch_intervals(config.epoch_intervals)
+    if isinstance(intervals, tuple) and intervals[-1] > config.epochs:
+        _fail(
+            config,
+            "epoch_intervals",
+            f"lists epoch {intervals[-1]} but the run has only {config.epochs} epochs",
+        )
+    return intervals

@@ -12,11 +12,14 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .config import TrainConfig
+
+if TYPE_CHECKING:  # pandas is imported only where it is used
+    import pandas as pd
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -226,31 +229,25 @@ def load_dataset(
     )
 
 
-def load_csv(source: str | os.PathLike | bytes, label_column: str) -> Dataset:
-    """Load a CSV file whose columns are numeric features and one label column.
-
-    Raises :class:`ValueError` with a specific message when the file is missing, too big, has
-    no such label column, non-numeric or missing feature values, or fewer than two classes.
-    """
-    import pandas as pd
-
+def _csv_source(source: str | os.PathLike | bytes) -> tuple[io.BytesIO | Path, str]:
+    """What ``pandas.read_csv`` reads and how messages name the file; refuses a missing or
+    too large one."""
     if isinstance(source, bytes):
         if len(source) > MAX_CSV_BYTES:
             raise ValueError(f"the CSV is larger than {MAX_CSV_BYTES // 2**20} MiB")
-        buffer: io.BytesIO | Path = io.BytesIO(source)
-        label = "uploaded CSV"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"CSV file {str(path)!r} does not exist")
-        if path.stat().st_size > MAX_CSV_BYTES:
-            raise ValueError(f"CSV file {str(path)!r} is larger than {MAX_CSV_BYTES // 2**20} MiB")
-        buffer = path
-        label = path.name
-    try:
-        frame = pd.read_csv(buffer)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{label} is not a readable CSV file: {exc}") from None
+        return io.BytesIO(source), "uploaded CSV"
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"CSV file {str(path)!r} does not exist")
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise ValueError(f"CSV file {str(path)!r} is larger than {MAX_CSV_BYTES // 2**20} MiB")
+    return path, path.name
+
+
+def _csv_features(frame: pd.DataFrame, label: str, label_column: str) -> pd.DataFrame:
+    """The feature columns of ``frame``: every column but the label, all numeric."""
+    from pandas.api.types import is_numeric_dtype
+
     if label_column not in frame.columns:
         raise ValueError(
             f"{label} has no column {label_column!r}; its columns are: "
@@ -259,14 +256,29 @@ def load_csv(source: str | os.PathLike | bytes, label_column: str) -> Dataset:
     features = frame.drop(columns=[label_column])
     if features.shape[1] == 0:
         raise ValueError(f"{label} has no feature columns besides {label_column!r}")
-    non_numeric = [
-        str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
-    ]
+    non_numeric = [str(c) for c in features.columns if not is_numeric_dtype(features[c])]
     if non_numeric:
         raise ValueError(
             f"{label}: feature column(s) {', '.join(non_numeric[:10])} are not numeric; "
             "encode them as numbers first"
         )
+    return features
+
+
+def load_csv(source: str | os.PathLike | bytes, label_column: str) -> Dataset:
+    """Load a CSV file whose columns are numeric features and one label column.
+
+    Raises :class:`ValueError` with a specific message when the file is missing, too big, has
+    no such label column, non-numeric or missing feature values, or fewer than two classes.
+    """
+    import pandas as pd
+
+    buffer, label = _csv_source(source)
+    try:
+        frame = pd.read_csv(buffer)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{label} is not a readable CSV file: {exc}") from None
+    features = _csv_features(frame, label, label_column)
     labels = frame[label_column]
     missing = int(features.isna().any(axis=1).sum() + labels.isna().sum())
     if missing:

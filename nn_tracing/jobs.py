@@ -29,7 +29,7 @@ from .estimate import RunEstimate, estimate_run
 from .runs import new_run_path, runs_dir, safe_stem
 from .store import save_trace
 from .trace import NetworkTrace
-from .training import Progress, train
+from .training import TrainingProgress, train
 
 __all__ = [
     "MAX_RUNNING_JOBS",
@@ -50,9 +50,9 @@ MAX_RUNNING_JOBS = 4
 #: Finished jobs kept in the registry (their snapshots stay readable for late readers).
 MAX_FINISHED_JOBS = 64
 #: Torch intra-op threads while jobs train. The MLPs trained from the app are small: one
-#: thread each is far faster than several fighting over the cores (on the 2-core machine
-#: of MEASURED.md, a 32x32 MLP on moons trained ~60x faster with 1 thread than with 2
-#: while other work ran), and concurrent runs then share the cores instead of spinning.
+#: thread each is far faster than several fighting over the cores (measured on a 2-core CPU
+#: machine: a 32x32 MLP on moons trained ~60x faster with 1 thread than with 2 while other
+#: work ran), and concurrent runs then share the cores instead of spinning.
 JOB_THREADS = 1
 
 
@@ -202,7 +202,7 @@ class TrainingJob:
         with self._lock:
             self._snapshot = replace(self._snapshot, **changes)  # type: ignore[arg-type]
 
-    def _on_progress(self, progress: Progress) -> None:
+    def _on_progress(self, progress: TrainingProgress) -> None:
         self._last_progress_at = time.monotonic()
         self._publish(
             state="running",

@@ -216,7 +216,7 @@ def save_trace(trace: NetworkTrace, path: str | os.PathLike) -> Path:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a trace is meant to be shared
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
@@ -227,14 +227,6 @@ def trace_to_bytes(trace: NetworkTrace) -> bytes:
     buffer = io.BytesIO()
     _write(trace, buffer)
     return buffer.getvalue()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return True
 
 
 # --------------------------------------------------------------------------- reading
@@ -397,29 +389,7 @@ def _parse_layers(raw: list[Any]) -> list[LayerInfo]:
     layers: list[LayerInfo] = []
     expected_first = 0
     for i, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) != fields:
-            raise _fail(f"layer {i} in manifest.json must have exactly the keys {sorted(fields)}")
-        name, kind = item["name"], item["kind"]
-        if not isinstance(name, str) or not 0 < len(name) <= 200 or "/" in name:
-            raise _fail(f"layer {i} has an invalid name {name!r}")
-        if kind not in LAYER_KINDS:
-            raise _fail(f"layer {name!r} has unknown kind {kind!r}")
-        for key in ("n_neurons", "first_id", "fan_in"):
-            value = item[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise _fail(f"layer {name!r}: {key} must be a non-negative integer")
-        if item["n_neurons"] < 1:
-            raise _fail(f"layer {name!r} has no neurons")
-        if item["first_id"] != expected_first:
-            raise _fail(
-                f"layer {name!r} starts at n_{item['first_id']}, expected n_{expected_first}: "
-                "neuron ids must be contiguous"
-            )
-        for key in ("activation", "weight_key", "bias_key"):
-            if item[key] is not None and not (isinstance(item[key], str) and len(item[key]) < 500):
-                raise _fail(f"layer {name!r}: {key} must be a short string or null")
-        if not isinstance(item["module"], str) or len(item["module"]) > 500:
-            raise _fail(f"layer {name!r}: module must be a short string")
+        _check_layer(i, item, fields, expected_first)
         expected_first += item["n_neurons"]
         layers.append(LayerInfo.from_dict(item))
     if not layers or layers[0].kind != "input":
@@ -430,6 +400,33 @@ def _parse_layers(raw: list[Any]) -> list[LayerInfo]:
     if expected_first > MAX_NEURONS:
         raise _fail(f"the trace claims {expected_first} neurons, over the limit of {MAX_NEURONS}")
     return layers
+
+
+def _check_layer(i: int, item: Any, fields: set[str], expected_first: int) -> None:
+    """Layer ``i`` of the manifest: its keys, name, kind, counts, ids and strings."""
+    if not isinstance(item, dict) or set(item) != fields:
+        raise _fail(f"layer {i} in manifest.json must have exactly the keys {sorted(fields)}")
+    name, kind = item["name"], item["kind"]
+    if not isinstance(name, str) or not 0 < len(name) <= 200 or "/" in name:
+        raise _fail(f"layer {i} has an invalid name {name!r}")
+    if kind not in LAYER_KINDS:
+        raise _fail(f"layer {name!r} has unknown kind {kind!r}")
+    for key in ("n_neurons", "first_id", "fan_in"):
+        value = item[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise _fail(f"layer {name!r}: {key} must be a non-negative integer")
+    if item["n_neurons"] < 1:
+        raise _fail(f"layer {name!r} has no neurons")
+    if item["first_id"] != expected_first:
+        raise _fail(
+            f"layer {name!r} starts at n_{item['first_id']}, expected n_{expected_first}: "
+            "neuron ids must be contiguous"
+        )
+    for key in ("activation", "weight_key", "bias_key"):
+        if item[key] is not None and not (isinstance(item[key], str) and len(item[key]) < 500):
+            raise _fail(f"layer {name!r}: {key} must be a short string or null")
+    if not isinstance(item["module"], str) or len(item["module"]) > 500:
+        raise _fail(f"layer {name!r}: module must be a short string")
 
 
 def _parse_epochs(raw: list[Any]) -> list[int]:
@@ -483,12 +480,44 @@ def _type_matches(arrow_type: Any, wanted: str) -> bool:
 
 
 def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.DataFrame | None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """Table ``name`` as a DataFrame (``None`` when the trace has none), validated against the
+    manifest and :data:`_TABLE_SCHEMAS` before it is read."""
     spec = manifest["tables"].get(name)
     if spec is None:
         return None
+    entry, rows = _table_entry(archive, name, spec)
+    data = archive.read(entry)
+    if _looks_like_pickle(data[:2]):
+        raise _fail(f"{entry} is a pickle; nn_tracing never unpickles trace files")
+    if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+        raise _fail(f"{entry} is not a Parquet file")
+    handle, metadata, schema = _parquet_file(data, entry)
+    _check_table_schema(name, entry, spec, schema)
+    if metadata.num_rows != rows:
+        raise _fail(f"table {name!r} has {metadata.num_rows} rows but the manifest says {rows}")
+    uncompressed = sum(
+        metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+    )
+    if uncompressed > archive.max_bytes:
+        raise _fail(f"table {name!r} would expand to {uncompressed} bytes, over the limit")
+    try:
+        table = handle.read()
+    except Exception as exc:
+        raise _fail(f"{entry} cannot be read: {exc}") from None
+    for column, wanted in _TABLE_SCHEMAS[name].items():
+        if wanted not in ("float", "float32") and table.column(column).null_count:
+            raise _fail(f"table {name!r}: column {column!r} has missing values")
+    try:
+        frame = table.replace_schema_metadata(None).to_pandas()
+    except Exception as exc:
+        raise _fail(f"{entry} cannot be read: {exc}") from None
+    if len(frame) != rows:
+        raise _fail(f"table {name!r} has {len(frame)} rows but the manifest says {rows}")
+    return frame
+
+
+def _table_entry(archive: _Archive, name: str, spec: Any) -> tuple[str, int]:
+    """The archive entry of table ``name`` and its row count, as the manifest describes it."""
     if not isinstance(spec, dict) or set(spec) != {"entry", "rows", "columns"}:
         raise _fail(f"manifest.json describes table {name!r} badly")
     entry = f"tables/{name}.parquet"
@@ -499,17 +528,23 @@ def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.Da
     rows = spec["rows"]
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
         raise _fail(f"table {name!r}: rows must be a non-negative integer")
-    data = archive.read(entry)
-    if _looks_like_pickle(data[:2]):
-        raise _fail(f"{entry} is a pickle; nn_tracing never unpickles trace files")
-    if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
-        raise _fail(f"{entry} is not a Parquet file")
+    return entry, rows
+
+
+def _parquet_file(data: bytes, entry: str) -> tuple[Any, Any, Any]:
+    """A ``pyarrow.parquet.ParquetFile`` over ``data``, its metadata and its Arrow schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         handle = pq.ParquetFile(pa.BufferReader(data))
-        metadata = handle.metadata
-        schema = handle.schema_arrow
+        return handle, handle.metadata, handle.schema_arrow
     except Exception as exc:  # pyarrow raises several types for bad files
         raise _fail(f"{entry} is not a readable Parquet file: {exc}") from None
+
+
+def _check_table_schema(name: str, entry: str, spec: dict[str, Any], schema: Any) -> None:
+    """The Parquet schema of table ``name`` against :data:`_TABLE_SCHEMAS` and the manifest."""
     expected = _TABLE_SCHEMAS[name]
     columns = list(schema.names)
     if columns == list(expected) and spec["columns"] != list(expected):
@@ -527,27 +562,6 @@ def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.Da
         arrow_type = schema.field(column).type
         if not _type_matches(arrow_type, wanted):
             raise _fail(f"table {name!r}: column {column!r} is {arrow_type}, expected {wanted}")
-    if metadata.num_rows != rows:
-        raise _fail(f"table {name!r} has {metadata.num_rows} rows but the manifest says {rows}")
-    uncompressed = sum(
-        metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
-    )
-    if uncompressed > archive.max_bytes:
-        raise _fail(f"table {name!r} would expand to {uncompressed} bytes, over the limit")
-    try:
-        table = handle.read()
-    except Exception as exc:
-        raise _fail(f"{entry} cannot be read: {exc}") from None
-    for column, wanted in expected.items():
-        if wanted not in ("float", "float32") and table.column(column).null_count:
-            raise _fail(f"table {name!r}: column {column!r} has missing values")
-    try:
-        frame = table.replace_schema_metadata(None).to_pandas()
-    except Exception as exc:
-        raise _fail(f"{entry} cannot be read: {exc}") from None
-    if len(frame) != rows:
-        raise _fail(f"table {name!r} has {len(frame)} rows but the manifest says {rows}")
-    return frame
 
 
 def _check_tensor_entry(archive: _Archive, entry: str, expected: Any) -> None:
@@ -557,6 +571,23 @@ def _check_tensor_entry(archive: _Archive, entry: str, expected: Any) -> None:
     if not isinstance(expected, dict) or not expected or len(expected) > 10_000:
         raise _fail(f"manifest.json describes {entry} badly")
     size = archive.infos[entry].file_size
+    header_len, header = _safetensors_header(archive, entry, size)
+    if set(header) != set(expected):
+        missing = sorted(set(expected) - set(header))[:5]
+        extra = sorted(set(header) - set(expected))[:5]
+        raise _fail(
+            f"{entry} does not hold the tensors the manifest lists (missing {missing}, "
+            f"unexpected {extra})"
+        )
+    end = 0
+    for key, info in header.items():
+        end = max(end, _tensor_end(entry, key, info, expected[key], archive.max_bytes))
+    if 8 + header_len + end != size:
+        raise _fail(f"{entry} is {size} bytes but its header describes {8 + header_len + end}")
+
+
+def _safetensors_header(archive: _Archive, entry: str, size: int) -> tuple[int, dict[str, Any]]:
+    """The length and the tensors (``__metadata__`` left out) of a safetensors header."""
     head = archive.read_head(entry, 8)
     if _looks_like_pickle(head[:2]):
         raise _fail(f"{entry} is a pickle; nn_tracing never unpickles trace files")
@@ -573,46 +604,39 @@ def _check_tensor_entry(archive: _Archive, entry: str, expected: Any) -> None:
     if not isinstance(header, dict):
         raise _fail(f"{entry} has an invalid header")
     header.pop("__metadata__", None)
-    if set(header) != set(expected):
-        missing = sorted(set(expected) - set(header))[:5]
-        extra = sorted(set(header) - set(expected))[:5]
+    return header_len, header
+
+
+def _tensor_end(entry: str, key: str, info: Any, want: Any, max_bytes: int) -> int:
+    """Tensor ``key``'s header entry against the manifest's; the end of its bytes."""
+    if not isinstance(info, dict) or not isinstance(want, dict):
+        raise _fail(f"{entry}: tensor {key!r} is described badly")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if dtype not in _SAFETENSORS_DTYPES:
+        raise _fail(f"{entry}: tensor {key!r} has dtype {dtype!r}, which traces do not use")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 8
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise _fail(f"{entry}: tensor {key!r} has an invalid shape {shape!r}")
+    if want.get("dtype") != dtype or want.get("shape") != shape:
         raise _fail(
-            f"{entry} does not hold the tensors the manifest lists (missing {missing}, "
-            f"unexpected {extra})"
+            f"{entry}: tensor {key!r} is {dtype}{shape} but the manifest says "
+            f"{want.get('dtype')}{want.get('shape')}"
         )
-    end = 0
-    for key, info in header.items():
-        want = expected[key]
-        if not isinstance(info, dict) or not isinstance(want, dict):
-            raise _fail(f"{entry}: tensor {key!r} is described badly")
-        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in _SAFETENSORS_DTYPES:
-            raise _fail(f"{entry}: tensor {key!r} has dtype {dtype!r}, which traces do not use")
-        if (
-            not isinstance(shape, list)
-            or len(shape) > 8
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise _fail(f"{entry}: tensor {key!r} has an invalid shape {shape!r}")
-        if want.get("dtype") != dtype or want.get("shape") != shape:
-            raise _fail(
-                f"{entry}: tensor {key!r} is {dtype}{shape} but the manifest says "
-                f"{want.get('dtype')}{want.get('shape')}"
-            )
-        n_bytes = math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize
-        if n_bytes > archive.max_bytes:
-            raise _fail(f"{entry}: tensor {key!r} is larger than the limit")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) for o in offsets)
-            or offsets[1] - offsets[0] != n_bytes
-            or offsets[0] < 0
-        ):
-            raise _fail(f"{entry}: tensor {key!r} has byte offsets that disagree with its shape")
-        end = max(end, offsets[1])
-    if 8 + header_len + end != size:
-        raise _fail(f"{entry} is {size} bytes but its header describes {8 + header_len + end}")
+    n_bytes = math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize
+    if n_bytes > max_bytes:
+        raise _fail(f"{entry}: tensor {key!r} is larger than the limit")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) for o in offsets)
+        or offsets[1] - offsets[0] != n_bytes
+        or offsets[0] < 0
+    ):
+        raise _fail(f"{entry}: tensor {key!r} has byte offsets that disagree with its shape")
+    return int(offsets[1])
 
 
 def _load_tensors(archive: _Archive, manifest: dict[str, Any], entry: str) -> dict[str, np.ndarray]:
@@ -644,27 +668,8 @@ def _source_bytes(
             raise _fail(f"the file is larger than the limit of {max_bytes / 2**20:.0f} MiB")
         return data, None, hashlib.sha256(data).hexdigest()
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise _fail(f"no such file: {str(path)!r}")
-        if not path.is_file():
-            raise _fail(f"{str(path)!r} is not a file")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise _fail(f"{path.name} is larger than the limit of {max_bytes / 2**20:.0f} MiB")
-        digest = hashlib.sha256()
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            raise _fail(f"{path.name} cannot be read: {exc}") from None
-        try:
-            if hash_file:
-                for block in iter(lambda: handle.read(2**20), b""):
-                    digest.update(block)
-        except OSError as exc:
-            handle.close()
-            raise _fail(f"{path.name} cannot be read: {exc}") from None
-        return None, handle, digest.hexdigest()
+        handle, digest = _open_path(Path(source), max_bytes, hash_file=hash_file)
+        return None, handle, digest
     if hasattr(source, "read"):
         data = source.read(max_bytes + 1)
         if not isinstance(data, (bytes, bytearray)):
@@ -673,6 +678,30 @@ def _source_bytes(
             raise _fail(f"the file is larger than the limit of {max_bytes / 2**20:.0f} MiB")
         return bytes(data), None, hashlib.sha256(data).hexdigest()
     raise TypeError(f"load_trace takes a path, bytes or a binary file, not {type(source).__name__}")
+
+
+def _open_path(path: Path, max_bytes: int, *, hash_file: bool) -> tuple[BinaryIO, str]:
+    """The open file at ``path`` and the sha256 of its bytes (of nothing unless ``hash_file``)."""
+    if not path.exists():
+        raise _fail(f"no such file: {str(path)!r}")
+    if not path.is_file():
+        raise _fail(f"{str(path)!r} is not a file")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise _fail(f"{path.name} is larger than the limit of {max_bytes / 2**20:.0f} MiB")
+    digest = hashlib.sha256()
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise _fail(f"{path.name} cannot be read: {exc}") from None
+    try:
+        if hash_file:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+    except OSError as exc:
+        handle.close()
+        raise _fail(f"{path.name} cannot be read: {exc}") from None
+    return handle, digest.hexdigest()
 
 
 def _check_start(data: bytes | None, handle: BinaryIO | None) -> None:
@@ -738,18 +767,7 @@ def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: i
     manifest = _parse_manifest(archive.read("manifest.json"))
     layers = _parse_layers(manifest["layers"])
     epochs = _parse_epochs(manifest["epochs"])
-
-    for required in ("neurons", "history"):
-        if required not in manifest["tables"]:
-            raise _fail(f"the manifest lists no {required!r} table")
-    unknown = sorted(set(manifest["tables"]) - set(_TABLE_SCHEMAS))
-    if unknown:
-        raise _fail(f"the manifest lists unknown tables: {', '.join(unknown)}")
-    listed = {"manifest.json"} | {f"tables/{t}.parquet" for t in manifest["tables"]}
-    listed |= set(manifest["tensors"])
-    extra = sorted(set(archive.infos) - listed)
-    if extra:
-        raise _fail(f"the archive holds entries the manifest does not list: {', '.join(extra[:5])}")
+    _check_inventory(archive, manifest)
 
     epoch_metrics = _read_neurons(archive, manifest, layers, epochs)
 
@@ -760,17 +778,7 @@ def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: i
     if steps is not None:
         steps["layer"] = steps["layer"].astype(str)
 
-    present: set[int] = set()
-    for entry, inventory in manifest["tensors"].items():
-        if not isinstance(entry, str) or not any(p.match(entry) for p in _ENTRY_PATTERNS[2:]):
-            raise _fail(f"the manifest lists an unknown tensor file {entry!r}")
-        _check_tensor_entry(archive, entry, inventory)
-        match = _ENTRY_PATTERNS[3].match(entry)
-        if match and int(match.group(1)) not in epoch_metrics:
-            raise _fail(f"{entry} belongs to an epoch the trace does not record")
-        if match:
-            present.add(int(match.group(1)))
-
+    present = _check_tensor_files(archive, manifest, epoch_metrics)
     meta = manifest["meta"]
     if meta.get("status", "complete") not in STATUSES:
         raise _fail(f"the trace's status {meta.get('status')!r} is not one nn_tracing knows")
@@ -807,6 +815,39 @@ def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: i
         final_weights=final_weights,
         digest=digest,
     )
+
+
+def _check_inventory(archive: _Archive, manifest: dict[str, Any]) -> None:
+    """The tables the manifest lists (the required ones, no unknown one) and no entry in the
+    archive that the manifest does not list."""
+    for required in ("neurons", "history"):
+        if required not in manifest["tables"]:
+            raise _fail(f"the manifest lists no {required!r} table")
+    unknown = sorted(set(manifest["tables"]) - set(_TABLE_SCHEMAS))
+    if unknown:
+        raise _fail(f"the manifest lists unknown tables: {', '.join(unknown)}")
+    listed = {"manifest.json"} | {f"tables/{t}.parquet" for t in manifest["tables"]}
+    listed |= set(manifest["tensors"])
+    extra = sorted(set(archive.infos) - listed)
+    if extra:
+        raise _fail(f"the archive holds entries the manifest does not list: {', '.join(extra[:5])}")
+
+
+def _check_tensor_files(
+    archive: _Archive, manifest: dict[str, Any], epoch_metrics: dict[int, np.ndarray]
+) -> set[int]:
+    """Every tensor file's header against the manifest; the epochs that have a tensor file."""
+    present: set[int] = set()
+    for entry, inventory in manifest["tensors"].items():
+        if not isinstance(entry, str) or not any(p.match(entry) for p in _ENTRY_PATTERNS[2:]):
+            raise _fail(f"the manifest lists an unknown tensor file {entry!r}")
+        _check_tensor_entry(archive, entry, inventory)
+        match = _ENTRY_PATTERNS[3].match(entry)
+        if match and int(match.group(1)) not in epoch_metrics:
+            raise _fail(f"{entry} belongs to an epoch the trace does not record")
+        if match:
+            present.add(int(match.group(1)))
+    return present
 
 
 def _read_neurons(

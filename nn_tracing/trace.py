@@ -10,7 +10,7 @@ only when asked for, so a trace loaded from a file does not hold every epoch in 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,10 +24,13 @@ __all__ = [
     "LayerInfo",
     "NetworkTrace",
     "NeuronTrace",
+    "format_signature",
     "parse_signature",
+    "signature_column",
 ]
 
-#: Metric columns of ``trace.frame`` (float32), in order. See DESIGN.md section 4.
+#: Metric columns of ``trace.frame`` (float32), in order; :data:`METRIC_DESCRIPTIONS` says
+#: what each measures.
 METRICS: tuple[str, ...] = (
     "w_mean",
     "w_std",
@@ -112,6 +115,47 @@ def parse_signature(signature: str) -> tuple[int, str, int]:
     return int(match.group(1)), match.group(2), int(match.group(3))
 
 
+def format_signature(epoch: int, layer: str, neuron_id: int) -> str:
+    """``E_<epoch>/L_<layer>/n_<id>``, the name of one neuron at one epoch.
+
+    The inverse of :func:`parse_signature`; every tooltip, table and deep link uses it.
+
+    >>> format_signature(30, "hidden_1", 20)
+    'E_30/L_hidden_1/n_20'
+    """
+    return f"E_{epoch}/L_{layer}/n_{neuron_id}"
+
+
+def _column(value: object) -> list[Any] | None:
+    """``value`` as a list when it is a column of values (not a string), else ``None``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return None
+    return list(value)
+
+
+def signature_column(epoch: Any, layer: Any, neuron_id: Any) -> list[str]:
+    """The ``signature`` column of a frame: one :func:`format_signature` per row.
+
+    Each argument is one value for every row or a column of values (a sequence, array or
+    Series); the columns must have one length, the number of rows.
+
+    >>> signature_column(3, "hidden_1", [4, 5])
+    ['E_3/L_hidden_1/n_4', 'E_3/L_hidden_1/n_5']
+    >>> signature_column([0, 1], ["input", "hidden_1"], 2)
+    ['E_0/L_input/n_2', 'E_1/L_hidden_1/n_2']
+    """
+    columns = [_column(value) for value in (epoch, layer, neuron_id)]
+    lengths = {len(column) for column in columns if column is not None}
+    if len(lengths) > 1:
+        raise ValueError(f"signature columns of different lengths: {sorted(lengths)}")
+    n = lengths.pop() if lengths else 1
+    rows = [
+        column if column is not None else [value] * n
+        for column, value in zip(columns, (epoch, layer, neuron_id), strict=True)
+    ]
+    return [format_signature(e, name, i) for e, name, i in zip(*rows, strict=True)]
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One traced layer.
@@ -171,7 +215,7 @@ class NeuronTrace:
 
     @property
     def signature(self) -> str:
-        return f"E_{self.epoch}/L_{self.layer}/n_{self.neuron_id}"
+        return format_signature(self.epoch, self.layer, self.neuron_id)
 
     @property
     def index_in_layer(self) -> int:
@@ -343,10 +387,41 @@ class NetworkTrace:
         raise KeyError(f"no neuron n_{neuron_id}; ids run from n_0 to n_{self.n_neurons - 1}")
 
     def signature(self, epoch: int, neuron_id: int) -> str:
-        return f"E_{epoch}/L_{self.layer_of(neuron_id).name}/n_{neuron_id}"
+        """The signature of global neuron ``neuron_id`` at ``epoch``."""
+        return format_signature(epoch, self.layer_of(neuron_id).name, neuron_id)
 
     def layer_names(self) -> list[str]:
         return [info.name for info in self.layers]
+
+    # -- names of the dataset's classes and features -------------------------------------
+    def _dataset_names(self, key: str, n: int) -> list[str] | None:
+        """``meta["dataset"][key]`` as strings when it names exactly ``n`` things."""
+        dataset = self.meta.get("dataset")
+        names = dataset.get(key) if isinstance(dataset, dict) else None
+        if isinstance(names, list) and len(names) == n:
+            return [str(name) for name in names]
+        return None
+
+    def class_name(self, label: int) -> str:
+        """The name of integer class ``label``: the dataset's, else ``class <label>``."""
+        names = self.class_names
+        return names[label] if 0 <= label < len(names) else f"class {label}"
+
+    @property
+    def class_names(self) -> list[str]:
+        """One name per output (class): the dataset's (``meta["dataset"]["class_names"]``) when
+        it names every output, else ``class 0``, ``class 1``, …"""
+        n = self.layers[-1].n_neurons if self.layers else 0
+        named = self._dataset_names("class_names", n)
+        return named if named is not None else [f"class {i}" for i in range(n)]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """One name per input feature: the dataset's (``meta["dataset"]["feature_names"]``)
+        when it names every input, else ``x0``, ``x1``, … (the built-in datasets' own)."""
+        n = self.layers[0].n_neurons if self.layers else 0
+        named = self._dataset_names("feature_names", n)
+        return named if named is not None else [f"x{i}" for i in range(n)]
 
     def neuron_layers(self) -> np.ndarray:
         """Layer name of every global neuron id, array of shape (n_neurons,)."""
@@ -502,10 +577,6 @@ class NetworkTrace:
     @property
     def has_probe(self) -> bool:
         return self.probe is not None
-
-    def invalidate(self) -> None:
-        """Forget the cached frame (after epochs were appended)."""
-        self._frame = None
 
     def __repr__(self) -> str:
         return (

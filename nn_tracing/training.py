@@ -2,9 +2,9 @@
 
 Builds the data and the MLP from a :class:`~nn_tracing.config.TrainConfig`, wraps the model in
 :class:`~nn_tracing.tracer.TraceableNN` and trains it with mini-batches, reporting
-:class:`Progress` and honouring a stop request between batches. A non-finite loss ends the run
-with status ``diverged``; a stop request ends it with status ``stopped`` and records the epoch in
-progress (``meta["partial_epoch"]``). Either way the trace so far is kept.
+:class:`TrainingProgress` and honouring a stop request between batches. A non-finite loss ends
+the run with status ``diverged``; a stop request ends it with status ``stopped`` and records the
+epoch in progress (``meta["partial_epoch"]``). Either way the trace so far is kept.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from .models import build_model
 from .trace import NetworkTrace
 from .tracer import TraceableNN
 
-__all__ = ["Progress", "TracedRun", "TrainingDiverged", "make_optimizer", "train"]
+__all__ = [
+    "Progress",
+    "TracedRun",
+    "TrainingDiverged",
+    "TrainingProgress",
+    "make_optimizer",
+    "train",
+]
 
 StopSignal = threading.Event | Callable[[], bool] | None
 
@@ -37,8 +44,10 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Progress:
-    """A snapshot of a training run, passed to the ``progress`` callback.
+class TrainingProgress:
+    """A snapshot of a training run, passed to :func:`train`'s ``progress`` callback.
+
+    (Analyses report a plain fraction and message instead: :data:`nn_tracing.progress.Progress`.)
 
     ``status`` is ``running`` until the end, then ``complete``, ``stopped`` or ``diverged``.
     """
@@ -68,6 +77,10 @@ class Progress:
         if fraction <= 0 or self.status != "running":
             return None if self.status == "running" else 0.0
         return self.elapsed * (1 - fraction) / fraction
+
+
+#: The old name of :class:`TrainingProgress` (``nt.Progress``), kept for old imports.
+Progress = TrainingProgress
 
 
 @dataclass
@@ -153,9 +166,226 @@ def _dataset_meta(data: DataSplits) -> dict[str, Any]:
     }
 
 
+def _tracer_for(
+    config: TrainConfig,
+    module: nn.Module,
+    data: DataSplits,
+    device: torch.device,
+    started_at: datetime,
+) -> TraceableNN:
+    """The :class:`TraceableNN` that records ``module``'s run of ``config``."""
+    return TraceableNN(
+        module,
+        epoch_intervals=config.epoch_intervals,
+        probe=(torch.from_numpy(data.X_probe), torch.from_numpy(data.y_probe)),
+        loss_fn=F.cross_entropy,
+        num_epochs=config.epochs,
+        keep_weights=config.keep_weights,
+        drop_batches=config.drop_batches,
+        meta={
+            "config": config.to_dict(),
+            "dataset": _dataset_meta(data),
+            "model": {"class": "MLP", "builtin": True, "architecture": config.architecture},
+            "device": str(device),
+            "created": started_at.isoformat(timespec="seconds"),
+        },
+    )
+
+
+@dataclass
+class _EpochSums:
+    """What one epoch's batches added up to, and why they ended (``""``: every batch ran)."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    ended: str = ""
+
+
+class _TrainingLoop:
+    """One run of :func:`train` in progress: the model, its data on the device, the tracer,
+    the optimizer, how the run ends (``status``, ``message``) and its progress reports."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: DataSplits,
+        *,
+        traced: bool,
+        progress: Callable[[TrainingProgress], None] | None,
+        progress_every: float,
+        started_at: datetime,
+        t0: float,
+    ) -> None:
+        self.config, self.data = config, data
+        self.progress, self.progress_every, self.t0 = progress, progress_every, t0
+        device = _resolve_device(config.device)
+        self.device = device
+        self.module = build_model(config, data.dataset.n_features, data.dataset.n_classes).to(
+            device
+        )
+        self.X = torch.from_numpy(data.X_train).to(device)
+        self.y = torch.from_numpy(data.y_train).to(device)
+        self.X_val = torch.from_numpy(data.X_val).to(device)
+        self.y_val = torch.from_numpy(data.y_val).to(device)
+        self.order = torch.Generator().manual_seed(config.seed)
+        self.optimizer = make_optimizer(config, self.module.parameters())
+        self.tracer: TraceableNN | None = None
+        self.model: nn.Module = self.module
+        if traced:
+            self.tracer = _tracer_for(config, self.module, data, device, started_at)
+            self.model = self.tracer
+            self._record_untrained(self.tracer)
+        self.steps_per_epoch = math.ceil(self.X.shape[0] / config.batch_size)
+        self.status, self.message = "complete", ""
+        self.extra_meta: dict[str, Any] = {}
+        self.last_report = time.perf_counter()
+        self.last_loss = float("nan")
+
+    def _record_untrained(self, tracer: TraceableNN) -> None:
+        """The untrained network's history row (E_0)."""
+        # the training loss on a fixed share of the training set (the full set would cost a
+        # noticeable part of a short run)
+        n0 = min(self.X.shape[0], max(self.X_val.shape[0], 4096))
+        train_loss0, train_acc0 = _evaluate(self.module, self.X[:n0], self.y[:n0])
+        val_loss0, val_acc0 = _evaluate(self.module, self.X_val, self.y_val)
+        tracer.set_history(
+            0,
+            train_loss=train_loss0,
+            train_acc=train_acc0,
+            val_loss=val_loss0,
+            val_acc=val_acc0,
+            lr=self.optimizer.param_groups[0]["lr"],
+            seconds=0.0,
+        )
+
+    def report(self, epoch: int, step: int, **kw: Any) -> None:
+        """Send a :class:`TrainingProgress` to the ``progress`` callback, if any."""
+        if self.progress is None:
+            return
+        tracer = self.tracer
+        self.progress(
+            TrainingProgress(
+                epoch=epoch,
+                epochs=self.config.epochs,
+                step=step,
+                steps_per_epoch=self.steps_per_epoch,
+                loss=self.last_loss,
+                elapsed=time.perf_counter() - self.t0,
+                recorded_epochs=tuple(tracer.recorded_epochs) if tracer is not None else (),
+                **kw,
+            )
+        )
+
+    def run_epochs(self, stop: StopSignal, on_trace: Callable[[NetworkTrace], None] | None) -> int:
+        """Train epoch after epoch until the last, a stop request or divergence; returns the
+        last epoch begun."""
+        epoch = 0
+        for epoch in range(1, self.config.epochs + 1):
+            if self.tracer is not None:
+                self.tracer.start_epoch(epoch)
+            sums = self._train_batches(epoch, stop)
+            if sums.ended == "diverged" or not self._end_epoch(epoch, sums, on_trace):
+                break
+            self.report(epoch, self.steps_per_epoch, epoch_done=True)
+        return epoch
+
+    def _train_batches(self, epoch: int, stop: StopSignal) -> _EpochSums:
+        """One epoch's mini-batches, in the order of the seeded permutation."""
+        config, device = self.config, self.device
+        self.module.train()
+        n, bs = self.X.shape[0], config.batch_size
+        perm = torch.randperm(n, generator=self.order).to(device)
+        sums = _EpochSums(
+            torch.zeros((), dtype=torch.float64, device=device),
+            torch.zeros((), dtype=torch.int64, device=device),
+        )
+        for step in range(self.steps_per_epoch):
+            idx = perm[step * bs : (step + 1) * bs]
+            xb, yb = self.X[idx], self.y[idx]
+            logits = self.model(xb)
+            loss = F.cross_entropy(logits, yb)
+            self.last_loss = loss.item()
+            if not math.isfinite(self.last_loss):
+                self._end_run("diverged", epoch, step)
+                sums.ended = "diverged"
+                return sums
+            if self.tracer is not None and not config.drop_batches:
+                self.tracer.log_step(loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            sums.loss_sum += loss.detach().to(torch.float64) * xb.shape[0]
+            sums.correct += (logits.detach().argmax(1) == yb).sum()
+            sums.seen += xb.shape[0]
+            if _stop_requested(stop):
+                self._end_run("stopped", epoch, step)
+                sums.ended = "stopped"
+                return sums
+            if self.progress is not None and (
+                time.perf_counter() - self.last_report >= self.progress_every
+            ):
+                self.last_report = time.perf_counter()
+                self.report(epoch, step + 1)
+        return sums
+
+    def _end_run(self, status: str, epoch: int, step: int) -> None:
+        """Record why the run ends early (``diverged`` or ``stopped``) at ``epoch``, ``step``."""
+        self.status = status
+        if status == "diverged":
+            self.message = (
+                f"the loss became {self.last_loss} at epoch {epoch}, step {step + 1}; training "
+                f"stopped and the trace keeps the epochs recorded before"
+            )
+            self.extra_meta["diverged_epoch"] = epoch
+        else:
+            self.message = f"stopped by the user at epoch {epoch}, step {step + 1}"
+            self.extra_meta["stopped_epoch"] = epoch
+
+    def _end_epoch(
+        self, epoch: int, sums: _EpochSums, on_trace: Callable[[NetworkTrace], None] | None
+    ) -> bool:
+        """The epoch's history row (and its record in the trace); whether training goes on."""
+        stopped = sums.ended == "stopped"
+        history = {"lr": float(self.optimizer.param_groups[0]["lr"])}
+        if sums.seen:
+            history["train_loss"] = float(sums.loss_sum) / sums.seen
+            history["train_acc"] = int(sums.correct) / sums.seen
+        val_loss, val_acc = _evaluate(self.module, self.X_val, self.y_val)
+        history.update(val_loss=val_loss, val_acc=val_acc)
+        if self.tracer is None:
+            return not stopped
+        if stopped and sums.seen:
+            self.extra_meta["partial_epoch"] = epoch
+        recorded = self.tracer.end_epoch(epoch, force=stopped and sums.seen > 0, **history)
+        if recorded and on_trace is not None and not stopped:
+            on_trace(self.tracer.network_trace)
+        return not stopped
+
+    def finish(self, tracer: TraceableNN, started_at: datetime) -> NetworkTrace:
+        """The finished trace: timings, status and the final validation accuracy."""
+        finished_at = datetime.now(UTC)
+        tracer.update_meta(
+            timings={
+                "train_seconds": round(time.perf_counter() - self.t0, 3),
+                "started": started_at.isoformat(timespec="seconds"),
+                "finished": finished_at.isoformat(timespec="seconds"),
+            },
+            **self.extra_meta,
+        )
+        trace = tracer.finish(self.status, self.message)
+        trace.meta["final_val_acc"] = (
+            float(trace.history["val_acc"].dropna().iloc[-1])
+            if len(trace.history["val_acc"].dropna())
+            else None
+        )
+        tracer.update_meta(final_val_acc=trace.meta["final_val_acc"])
+        return trace
+
+
 def train(
     config: TrainConfig,
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
     stop: StopSignal = None,
     *,
     traced: bool = True,
@@ -170,7 +400,7 @@ def train(
     config
         The run's settings.
     progress
-        Called with a :class:`Progress` after every epoch and at most every
+        Called with a :class:`TrainingProgress` after every epoch and at most every
         ``progress_every`` seconds within one.
     stop
         A :class:`threading.Event` (or a callable returning ``True``) that ends training after
@@ -189,157 +419,21 @@ def train(
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     data = data if data is not None else prepare_data(config)
-    device = _resolve_device(config.device)
-    module = build_model(config, data.dataset.n_features, data.dataset.n_classes).to(device)
-    X = torch.from_numpy(data.X_train).to(device)
-    y = torch.from_numpy(data.y_train).to(device)
-    X_val = torch.from_numpy(data.X_val).to(device)
-    y_val = torch.from_numpy(data.y_val).to(device)
-    order = torch.Generator().manual_seed(config.seed)
-    optimizer = make_optimizer(config, module.parameters())
-
-    model: nn.Module = module
-    tracer: TraceableNN | None = None
-    if traced:
-        tracer = TraceableNN(
-            module,
-            epoch_intervals=config.epoch_intervals,
-            probe=(torch.from_numpy(data.X_probe), torch.from_numpy(data.y_probe)),
-            loss_fn=F.cross_entropy,
-            num_epochs=config.epochs,
-            keep_weights=config.keep_weights,
-            drop_batches=config.drop_batches,
-            meta={
-                "config": config.to_dict(),
-                "dataset": _dataset_meta(data),
-                "model": {"class": "MLP", "builtin": True, "architecture": config.architecture},
-                "device": str(device),
-                "created": started_at.isoformat(timespec="seconds"),
-            },
-        )
-        model = tracer
-        # the untrained network's training loss, on a fixed share of the training set (the
-        # full set would cost a noticeable part of a short run)
-        n0 = min(X.shape[0], max(X_val.shape[0], 4096))
-        train_loss0, train_acc0 = _evaluate(module, X[:n0], y[:n0])
-        val_loss0, val_acc0 = _evaluate(module, X_val, y_val)
-        tracer.set_history(
-            0,
-            train_loss=train_loss0,
-            train_acc=train_acc0,
-            val_loss=val_loss0,
-            val_acc=val_acc0,
-            lr=optimizer.param_groups[0]["lr"],
-            seconds=0.0,
-        )
-
-    n = X.shape[0]
-    bs = config.batch_size
-    steps_per_epoch = math.ceil(n / bs)
-    status, message = "complete", ""
-    extra_meta: dict[str, Any] = {}
-    last_report = time.perf_counter()
-    last_loss = float("nan")
-
-    def report(epoch: int, step: int, **kw: Any) -> None:
-        if progress is None:
-            return
-        progress(
-            Progress(
-                epoch=epoch,
-                epochs=config.epochs,
-                step=step,
-                steps_per_epoch=steps_per_epoch,
-                loss=last_loss,
-                elapsed=time.perf_counter() - t0,
-                recorded_epochs=tuple(tracer.recorded_epochs) if tracer is not None else (),
-                **kw,
-            )
-        )
-
-    if tracer is not None and on_trace is not None:
-        on_trace(tracer.network_trace)
-    report(0, 0)
-    epoch = 0
-    for epoch in range(1, config.epochs + 1):
-        if tracer is not None:
-            tracer.start_epoch(epoch)
-        module.train()
-        perm = torch.randperm(n, generator=order).to(device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        stopped = diverged = False
-        for step in range(steps_per_epoch):
-            idx = perm[step * bs : (step + 1) * bs]
-            xb, yb = X[idx], y[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            last_loss = loss.item()
-            if not math.isfinite(last_loss):
-                diverged = True
-                status = "diverged"
-                message = (
-                    f"the loss became {last_loss} at epoch {epoch}, step {step + 1}; training "
-                    f"stopped and the trace keeps the epochs recorded before"
-                )
-                extra_meta["diverged_epoch"] = epoch
-                break
-            if tracer is not None and not config.drop_batches:
-                tracer.log_step(loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().to(torch.float64) * xb.shape[0]
-            correct += (logits.detach().argmax(1) == yb).sum()
-            seen += xb.shape[0]
-            if _stop_requested(stop):
-                stopped = True
-                status = "stopped"
-                message = f"stopped by the user at epoch {epoch}, step {step + 1}"
-                extra_meta["stopped_epoch"] = epoch
-                break
-            if progress is not None and time.perf_counter() - last_report >= progress_every:
-                last_report = time.perf_counter()
-                report(epoch, step + 1)
-        if diverged:
-            break
-        history = {"lr": float(optimizer.param_groups[0]["lr"])}
-        if seen:
-            history["train_loss"] = float(loss_sum) / seen
-            history["train_acc"] = int(correct) / seen
-        val_loss, val_acc = _evaluate(module, X_val, y_val)
-        history.update(val_loss=val_loss, val_acc=val_acc)
-        if tracer is not None:
-            complete_epoch = not stopped
-            if stopped and seen:
-                extra_meta["partial_epoch"] = epoch
-            recorded = tracer.end_epoch(epoch, force=stopped and seen > 0, **history)
-            if recorded and on_trace is not None and not stopped:
-                on_trace(tracer.network_trace)
-            if not complete_epoch:
-                break
-        elif stopped:
-            break
-        report(epoch, steps_per_epoch, epoch_done=True)
-
-    trace = None
-    if tracer is not None:
-        finished_at = datetime.now(UTC)
-        tracer.update_meta(
-            timings={
-                "train_seconds": round(time.perf_counter() - t0, 3),
-                "started": started_at.isoformat(timespec="seconds"),
-                "finished": finished_at.isoformat(timespec="seconds"),
-            },
-            **extra_meta,
-        )
-        trace = tracer.finish(status, message)
-        trace.meta["final_val_acc"] = (
-            float(trace.history["val_acc"].dropna().iloc[-1])
-            if len(trace.history["val_acc"].dropna())
-            else None
-        )
-        tracer.update_meta(final_val_acc=trace.meta["final_val_acc"])
-    report(epoch, steps_per_epoch, status=status, message=message, epoch_done=True)
-    return TracedRun(model=module, trace=trace, config=config, data=data)
+    loop = _TrainingLoop(
+        config,
+        data,
+        traced=traced,
+        progress=progress,
+        progress_every=progress_every,
+        started_at=started_at,
+        t0=t0,
+    )
+    if loop.tracer is not None and on_trace is not None:
+        on_trace(loop.tracer.network_trace)
+    loop.report(0, 0)
+    epoch = loop.run_epochs(stop, on_trace)
+    trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
+    loop.report(
+        epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True
+    )
+    return TracedRun(model=loop.module, trace=trace, config=config, data=data)

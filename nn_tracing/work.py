@@ -45,20 +45,19 @@ from typing import Any, NoReturn, TypeVar
 import numpy as np
 import pandas as pd
 
+from .progress import Progress
+
 __all__ = [
     "WORKER",
     "AnalysisWorker",
     "Failed",
     "Job",
     "JobSnapshot",
-    "Progress",
     "ResultStore",
     "result_key",
 ]
 
 T = TypeVar("T")
-#: ``progress(fraction in [0, 1], what is being done)``
-Progress = Callable[[float, str], None]
 
 #: Bytes of arrays the process-wide store keeps (features of large traces are big).
 STORE_BYTES = 1_500_000_000
@@ -189,7 +188,8 @@ class JobSnapshot:
 class Job:
     """One computation on the worker: its future and how far it is.
 
-    :meth:`update` is the :data:`Progress` callback the computation receives.
+    :meth:`update` is the :data:`~nn_tracing.progress.Progress` callback the computation
+    receives.
     """
 
     def __init__(self, key: str, label: str) -> None:

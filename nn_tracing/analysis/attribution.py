@@ -26,7 +26,7 @@ standardised features) to the sample. Nothing here imports Streamlit.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..trace import LayerInfo
+from ..progress import Progress, fraction, no_progress
+from ..trace import LayerInfo, format_signature, signature_column
 from ..tracer import as_positions
 from .neuron_model import OBJECTIVES, NeuronModel
 
@@ -70,12 +71,6 @@ METHOD_TITLES: dict[str, str] = {
     "conductance": "conductance",
     "ablation": "ablation",
 }
-
-Progress = Callable[[float, str], None]
-
-
-def _noop(fraction: float, message: str) -> None:
-    return None
 
 
 def _pool_sum(t: torch.Tensor, feature_dim: int) -> torch.Tensor:
@@ -133,7 +128,7 @@ def neuron_attributions(
     )
 
     _check_method(method)
-    report = progress or _noop
+    report = progress or no_progress
     x = torch.as_tensor(x).to(model.device)
     n = x.shape[0]
     targets = torch.as_tensor(target, dtype=torch.long).to(model.device)
@@ -175,7 +170,7 @@ def neuron_attributions(
         return out
 
     for i, info in enumerate(chosen):
-        report(i / len(chosen), f"{title}: layer {info.name} ({i + 1} of {len(chosen)})")
+        report(fraction(i, len(chosen)), f"{title}: layer {info.name} ({i + 1} of {len(chosen)})")
         point = model.point(info.name)
         if method in ("integrated_gradients", "conductance"):
             algorithm = (
@@ -285,7 +280,7 @@ class Attribution:
         """``E_<epoch>/L_<layer>/n_<id>`` of a neuron."""
         for info in self.layers:
             if info.first_id <= neuron <= info.last_id:
-                return f"E_{self.label_epoch}/L_{info.name}/n_{neuron}"
+                return format_signature(self.label_epoch, info.name, neuron)
         raise KeyError(f"no neuron n_{neuron}")
 
     @property
@@ -332,7 +327,7 @@ class Attribution:
                     {
                         "layer": info.name,
                         "neuron": ids,
-                        "signature": [f"E_{epoch}/L_{info.name}/n_{i}" for i in ids],
+                        "signature": signature_column(epoch, info.name, ids),
                         "score": block,
                         "magnitude": magnitude[ids],
                         "share": absolute / total if total > 0 else np.nan,
@@ -446,13 +441,13 @@ def attribution_history(
     Long frame: ``epoch``, ``neuron``, ``layer``, ``signature``, ``score``, ``magnitude``.
     Empty when the trace kept weights for fewer than two epochs.
     """
-    report = progress or _noop
+    report = progress or no_progress
     epochs = list(epochs) if epochs is not None else trace.epochs_with_weights
     rows = []
     ids = np.asarray(list(neurons), dtype=np.int64)
     layer_names = trace.neuron_layers()
     for i, epoch in enumerate(epochs):
-        report(i / max(len(epochs), 1), f"attribution at E_{epoch} ({i + 1} of {len(epochs)})")
+        report(fraction(i, len(epochs)), f"attribution at E_{epoch} ({i + 1} of {len(epochs)})")
         result = attribute(
             trace,
             epoch=epoch,
@@ -468,7 +463,7 @@ def attribution_history(
                     epoch,
                     int(neuron),
                     str(layer_names[neuron]),
-                    f"E_{epoch}/L_{layer_names[neuron]}/n_{neuron}",
+                    format_signature(epoch, layer_names[neuron], neuron),
                     float(result.scores[neuron]),
                     float(result.magnitude[neuron]),
                 )
@@ -519,7 +514,7 @@ def attribution_frame(
     Long frame, one row per (epoch, class, method, neuron): ``epoch``, ``class``, ``method``,
     ``layer``, ``neuron``, ``signature``, ``score``, ``magnitude``, ``share``, ``rank``.
     """
-    report = progress or _noop
+    report = progress or no_progress
     epochs = list(epochs) if epochs is not None else trace.epochs_with_weights
     n_classes = trace.layers[-1].n_neurons
     assert trace.probe is not None or not epochs
@@ -531,7 +526,7 @@ def attribution_frame(
     parts = []
     models: dict[int, NeuronModel] = {}
     for i, (epoch, cls, method) in enumerate(jobs):
-        report(i / max(len(jobs), 1), f"E_{epoch}, class {cls}, {METHOD_TITLES[method]}")
+        report(fraction(i, len(jobs)), f"E_{epoch}, class {cls}, {METHOD_TITLES[method]}")
         if epoch not in models:
             models = {epoch: NeuronModel.from_trace(trace, epoch, objective=objective)}
         result = attribute(

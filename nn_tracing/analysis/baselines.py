@@ -49,8 +49,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
+from ..progress import Progress, reporter
 from ..trace import NetworkTrace
 from .cost import chance_test_seconds
 from .embedding import (
@@ -96,8 +98,6 @@ _VERSION: dict[str, str] = {
 #: The nulls run unless chosen otherwise (``untrained`` becomes ``time_shuffled`` for
 #: trajectories).
 DEFAULT_NULLS: tuple[str, ...] = ("shuffled", "untrained")
-
-Progress = Callable[[int, int, str], None]
 
 
 # -- null data --------------------------------------------------------------------------------
@@ -292,13 +292,13 @@ class _Run:
     def scores(self, X: np.ndarray) -> dict[str, float]:
         data = X
         if self.projector is not None:
-            params = {**self.projector.get_params(), "random_state": self.seed}
+            params = {**self.projector.get_params(deep=False), "random_state": self.seed}
             data = NeuronProjector(**params).fit_transform(X)
         fitted = self.clusterer.clone(random_state=self.seed).fit(data)
         return partition_scores(data, fitted.labels_, fitted.method, fitted.probabilities_)
 
 
-class ChanceTest:
+class ChanceTest(BaseEstimator):
     """Score a clustering of the neurons against null models (see the module docstring).
 
     Parameters
@@ -315,8 +315,6 @@ class ChanceTest:
         Significance level of the verdict.
     random_state
         Seed of the sample, the permutations, the fresh initialisations and the fits.
-    progress
-        ``progress(done, total, what)`` after each fit.
 
     Attributes
     ----------
@@ -338,14 +336,12 @@ class ChanceTest:
         max_neurons: int | None = None,
         alpha: float = 0.05,
         random_state: int = 0,
-        progress: Progress | None = None,
     ) -> None:
         self.n_permutations = n_permutations
-        self.nulls = tuple(nulls)
+        self.nulls = nulls
         self.max_neurons = max_neurons
         self.alpha = alpha
         self.random_state = random_state
-        self.progress = progress
 
     @staticmethod
     def plan(
@@ -398,10 +394,6 @@ class ChanceTest:
             max_neurons=max_neurons,
         )
 
-    def _report(self, done: int, total: int, what: str) -> None:
-        if self.progress is not None:
-            self.progress(done, total, what)
-
     def fit(
         self,
         features: NeuronFeatures,
@@ -409,6 +401,7 @@ class ChanceTest:
         *,
         trace: NetworkTrace | None = None,
         projector: NeuronProjector | None = None,
+        progress: Progress | None = None,
     ) -> ChanceTest:
         """Run the test.
 
@@ -423,6 +416,8 @@ class ChanceTest:
         projector
             When the clusters were found on the 2-D map: the projector, which then projects
             every null version too.
+        progress
+            ``progress(fraction, what)`` before each fit (not kept on the fitted test).
         """
         started = time.perf_counter()
         P = int(self.n_permutations)
@@ -439,6 +434,7 @@ class ChanceTest:
         X = features.values[rows]
         run = _Run(clusterer, projector, int(self.random_state))
         total = 1 + P * len(nulls)
+        report = reporter(progress, total)
         # Many small fits: one thread each is far faster on a busy machine (k-means on 40 rows:
         # 150 ms with OpenMP threads fighting for two loaded cores, 22 ms with one). Large fits
         # gain from threads (20 000 rows: 33 s per null version on one thread), and projections
@@ -446,8 +442,8 @@ class ChanceTest:
         small = X.shape[0] < SMALL_FITS
         limits = threadpool_limits(1) if small and projector is None else contextlib.nullcontext()
         with limits:
-            results = self._run_nulls(features, X, nulls, run, trace, rng, unavailable, total)
-        self._report(total, total, "done")
+            results = self._run_nulls(features, X, nulls, run, trace, rng, unavailable, report)
+        report(total, "done")
         self.results_ = results
         self.unavailable_ = unavailable
         self.n_rows_ = int(X.shape[0])
@@ -467,10 +463,10 @@ class ChanceTest:
         trace: NetworkTrace | None,
         rng: np.random.Generator,
         unavailable: dict[str, str],
-        total: int,
+        report: Callable[[int, str], None],
     ) -> dict[str, NullResult]:
         P = int(self.n_permutations)
-        self._report(0, total, "clustering the real features")
+        report(0, "clustering the real features")
         self.observed_ = run.scores(X)
         self.score_name_ = _score_name(run.clusterer.method)
         results: dict[str, NullResult] = {}
@@ -482,7 +478,7 @@ class ChanceTest:
                 reference = self._recorded_e0(trace, features, run, X.shape[0], rng)
             try:
                 for i in range(P):
-                    self._report(done, total, f"{_VERSION[name]}: {i + 1} of {P}")
+                    report(done, f"{_VERSION[name]}: {i + 1} of {P}")
                     null_rows = self._null_version(name, features, X, trace, rng, i)
                     result = run.scores(null_rows)
                     scores["silhouette"][i] = result["silhouette"]

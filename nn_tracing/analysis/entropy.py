@@ -23,13 +23,17 @@ Also here: the entropy of probability vectors and the entropy rate of a Markov c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.special import xlogy
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
+from ..progress import Progress, reporter
 from ..trace import NetworkTrace
 
 __all__ = [
@@ -51,8 +55,6 @@ LABELS: tuple[str, ...] = ("predicted", "true")
 _LN2 = float(np.log(2.0))
 #: Bytes a block of the permutation product may take (joint counts of a block of neurons).
 _BLOCK_BYTES = 64 * 2**20
-
-Progress = Callable[[int, int, str], None]
 
 
 # -- entropies ----------------------------------------------------------------------------------
@@ -287,8 +289,68 @@ def benjamini_hochberg(pvalues: np.ndarray, alpha: float = 0.05) -> tuple[np.nda
     return reject.reshape(p.shape), q.reshape(p.shape)
 
 
+#: What :class:`DecisionEntropy` measures at every (epoch, neuron).
+_TERMS: tuple[str, ...] = (
+    "entropy",
+    "conditional_predicted",
+    "conditional_true",
+    "mi_predicted",
+    "mi_true",
+    "null_mean",
+    "null_q95",
+    "pvalues",
+    "gtest",
+)
+
+
+@dataclass(frozen=True)
+class _ProbeLabels:
+    """What decision entropy reads from a trace besides the activations: the neurons measured,
+    the true and predicted labels, and the first epoch's activations (for the bins)."""
+
+    labels_true: np.ndarray
+    ids: np.ndarray
+    layers: np.ndarray
+    first: np.ndarray
+    predictions: list[np.ndarray | None]
+    n_samples: int
+    n_classes: int
+
+    @classmethod
+    def of(cls, trace: NetworkTrace, layers: Sequence[str] | None) -> _ProbeLabels:
+        """Read them from ``trace`` (``layers``: default every layer but ``input``); a
+        :class:`ValueError` for a person when the trace has no probe set or activations."""
+        if trace.probe is None:
+            raise ValueError(
+                "decision entropy needs the probe set: this trace was recorded without one "
+                "(statistics streamed over training batches), so there are no per-sample "
+                "activations to discretise"
+            )
+        labels_true = np.asarray(trace.probe[1]).astype(np.int64).reshape(-1)
+        names = layers or [i.name for i in trace.layers if i.kind != "input"]
+        infos = [trace.layer(name) for name in names]
+        ids = np.concatenate([np.asarray(info.ids) for info in infos])
+        layer_of = np.concatenate([[info.name] * info.n_neurons for info in infos])
+        epochs = trace.epochs
+        first = trace.probe_activations(epochs[0])
+        if first is None:
+            raise ValueError(
+                f"decision entropy needs probe activations, and this trace keeps none at "
+                f"E_{epochs[0]}"
+            )
+        predictions = [trace.predictions(e) for e in epochs]
+        n_classes = int(
+            max(
+                labels_true.max(initial=0),
+                *(int(p.max(initial=0)) for p in predictions if p is not None),
+            )
+            + 1
+        )
+        return cls(labels_true, ids, layer_of, first, predictions, first.shape[0], n_classes)
+
+
 # -- the estimator ------------------------------------------------------------------------------
-class DecisionEntropy:
+class DecisionEntropy(BaseEstimator):
     """Entropy and mutual information of every neuron's activation with the decision.
 
     Parameters
@@ -374,86 +436,27 @@ class DecisionEntropy:
         set or no probe activations (statistics streamed over training batches).
         """
         self._check()
-        if trace.probe is None:
-            raise ValueError(
-                "decision entropy needs the probe set: this trace was recorded without one "
-                "(statistics streamed over training batches), so there are no per-sample "
-                "activations to discretise"
-            )
-        labels_true = np.asarray(trace.probe[1]).astype(np.int64).reshape(-1)
-        names = self.layers or [i.name for i in trace.layers if i.kind != "input"]
-        infos = [trace.layer(name) for name in names]
-        ids = np.concatenate([np.asarray(info.ids) for info in infos])
-        layer_of = np.concatenate([[info.name] * info.n_neurons for info in infos])
+        probe = _ProbeLabels.of(trace, self.layers)
         epochs = trace.epochs
-        first = trace.probe_activations(epochs[0])
-        if first is None:
-            raise ValueError(
-                f"decision entropy needs probe activations, and this trace keeps none at "
-                f"E_{epochs[0]}"
-            )
-        n_samples = first.shape[0]
-        predictions = [trace.predictions(e) for e in epochs]
-        n_classes = int(
-            max(
-                labels_true.max(initial=0),
-                *(int(p.max(initial=0)) for p in predictions if p is not None),
-            )
-            + 1
-        )
         rng = np.random.default_rng(self.random_state)
-        permutations = np.argsort(rng.random((self.n_permutations, n_samples)), axis=1)
-        shape = (len(epochs), ids.size)
-        arrays = {
-            name: np.full(shape, np.nan)
-            for name in (
-                "entropy",
-                "conditional_predicted",
-                "conditional_true",
-                "mi_predicted",
-                "mi_true",
-                "null_mean",
-                "null_q95",
-                "pvalues",
-                "gtest",
-            )
-        }
-        edges = quantile_edges(first[:, ids], self.n_bins) if self.binning == "E_0" else None
+        permutations = np.argsort(rng.random((self.n_permutations, probe.n_samples)), axis=1)
+        arrays = {name: np.full((len(epochs), probe.ids.size), np.nan) for name in _TERMS}
+        edges = (
+            quantile_edges(probe.first[:, probe.ids], self.n_bins)
+            if self.binning == "E_0"
+            else None
+        )
+        report = reporter(progress, len(epochs))
         for row, epoch in enumerate(epochs):
-            if progress is not None:
-                progress(
-                    row,
-                    len(epochs),
-                    f"E_{epoch}: binning and {self.n_permutations} label permutations",
-                )
+            report(row, f"E_{epoch}: binning and {self.n_permutations} label permutations")
             acts = trace.probe_activations(epoch)
-            predicted = predictions[row]
+            predicted = probe.predictions[row]
             if acts is None or predicted is None:
                 continue
-            acts = acts[:, ids]
-            bins = edges if edges is not None else quantile_edges(acts, self.n_bins)
-            codes = discretize(acts, bins)
-            predicted = np.asarray(predicted).astype(np.int64).reshape(-1)
-            tested = predicted if self.label == "predicted" else labels_true
-            # one pass: both labels, then the P permutations of the tested one
-            columns = np.concatenate(
-                [predicted[:, None], labels_true[:, None], tested[permutations.T]], axis=1
-            )
-            mi = _mi_columns(codes, columns, self.n_bins, n_classes)
-            entropy = _entropy_of_codes(codes, self.n_bins)
-            observed, null = mi[:, 0 if self.label == "predicted" else 1], mi[:, 2:]
-            arrays["entropy"][row] = entropy
-            arrays["mi_predicted"][row] = mi[:, 0]
-            arrays["mi_true"][row] = mi[:, 1]
-            arrays["conditional_predicted"][row] = entropy - mi[:, 0]
-            arrays["conditional_true"][row] = entropy - mi[:, 1]
-            exceed = (null >= observed[:, None] - 1e-12).sum(axis=1)
-            arrays["pvalues"][row] = (1.0 + exceed) / (1.0 + self.n_permutations)
-            arrays["null_mean"][row] = null.mean(axis=1)
-            arrays["null_q95"][row] = np.quantile(null, 0.95, axis=1)
-            arrays["gtest"][row] = _gtest(codes, tested, observed, n_samples, n_classes)
-        if progress is not None:
-            progress(len(epochs), len(epochs), "done")
+            terms = self._terms(acts[:, probe.ids], predicted, probe, permutations, edges)
+            for name, values in terms.items():
+                arrays[name][row] = values
+        report(len(epochs), "done")
         if self.fdr == "all":
             significant, qvalues = benjamini_hochberg(arrays["pvalues"], self.alpha)
         else:
@@ -461,10 +464,10 @@ class DecisionEntropy:
             significant = np.stack([r for r, _ in pairs])
             qvalues = np.stack([q for _, q in pairs])
         self.epochs_ = list(epochs)
-        self.neuron_ids_ = ids
-        self.layers_ = layer_of
-        self.n_classes_ = n_classes
-        self.n_samples_ = n_samples
+        self.neuron_ids_ = probe.ids
+        self.layers_ = probe.layers
+        self.n_classes_ = probe.n_classes
+        self.n_samples_ = probe.n_samples
         self.entropy_ = arrays["entropy"]
         self.conditional_predicted_ = arrays["conditional_predicted"]
         self.conditional_true_ = arrays["conditional_true"]
@@ -479,10 +482,49 @@ class DecisionEntropy:
         self.significant_since_ = _since(significant, np.asarray(epochs))
         return self
 
+    def _terms(
+        self,
+        acts: np.ndarray,
+        predicted: np.ndarray,
+        probe: _ProbeLabels,
+        permutations: np.ndarray,
+        edges: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """Every term of :data:`_TERMS` at one epoch: arrays of shape (N,).
+
+        ``acts``: the measured neurons' probe activations, shape (n_samples, N);
+        ``permutations``: the label permutations of the null, shape (P, n_samples).
+        """
+        bins = edges if edges is not None else quantile_edges(acts, self.n_bins)
+        codes = discretize(acts, bins)
+        predicted = np.asarray(predicted).astype(np.int64).reshape(-1)
+        labels_true = probe.labels_true
+        tested = predicted if self.label == "predicted" else labels_true
+        # one pass: both labels, then the P permutations of the tested one
+        columns = np.concatenate(
+            [predicted[:, None], labels_true[:, None], tested[permutations.T]], axis=1
+        )
+        mi = _mi_columns(codes, columns, self.n_bins, probe.n_classes)
+        entropy = _entropy_of_codes(codes, self.n_bins)
+        observed, null = mi[:, 0 if self.label == "predicted" else 1], mi[:, 2:]
+        exceed = (null >= observed[:, None] - 1e-12).sum(axis=1)
+        return {
+            "entropy": entropy,
+            "mi_predicted": mi[:, 0],
+            "mi_true": mi[:, 1],
+            "conditional_predicted": entropy - mi[:, 0],
+            "conditional_true": entropy - mi[:, 1],
+            "pvalues": (1.0 + exceed) / (1.0 + self.n_permutations),
+            "null_mean": null.mean(axis=1),
+            "null_q95": np.quantile(null, 0.95, axis=1),
+            "gtest": _gtest(codes, tested, observed, probe.n_samples, probe.n_classes),
+        }
+
     # -- views -------------------------------------------------------------------------------
     @property
     def tested_mi_(self) -> np.ndarray:
         """The mutual information the test is about, shape (E, N)."""
+        check_is_fitted(self)
         return self.mi_predicted_ if self.label == "predicted" else self.mi_true_
 
     def ranking(self, epoch: int) -> pd.DataFrame:
@@ -494,6 +536,7 @@ class DecisionEntropy:
         network was), ``p``, ``q``, ``G-test p``, ``significant``, ``significant since`` (epoch
         or ``None``).
         """
+        check_is_fitted(self)
         row = self.epochs_.index(epoch)
         tested = self.tested_mi_
         conditional = (
@@ -525,6 +568,7 @@ class DecisionEntropy:
     def layer_summary(self) -> pd.DataFrame:
         """Per layer and epoch: quartiles of the tested MI, the median null 95th percentile,
         and the number and share of significant neurons (long form, one row per pair)."""
+        check_is_fitted(self)
         rows = []
         tested = self.tested_mi_
         for layer in dict.fromkeys(self.layers_):
@@ -563,6 +607,7 @@ class DecisionEntropy:
 
     def describe(self) -> str:
         """One sentence on the test as run."""
+        check_is_fitted(self)
         return (
             f"{self.n_bins} quantile bins per neuron chosen "
             f"{'on E_0' if self.binning == 'E_0' else 'at each epoch'}; mutual information "

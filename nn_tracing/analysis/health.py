@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..trace import LayerInfo, NetworkTrace
+from ..progress import Progress, reporter
+from ..trace import LayerInfo, NetworkTrace, signature_column
 
 __all__ = [
     "BOUNDED",
@@ -426,7 +427,7 @@ class NeuronHealth:
         layer_of = names[codes]
         frame = pd.DataFrame(
             {
-                "signature": [f"E_{epoch}/L_{layer}/n_{i}" for i, layer in zip(ids, layer_of)],
+                "signature": signature_column(epoch, layer_of, ids),
                 "layer": layer_of,
                 "neuron": ids,
             }
@@ -496,12 +497,13 @@ def neuron_health(
     trace: NetworkTrace,
     thresholds: HealthThresholds | None = None,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> NeuronHealth:
     """Compute the four flags for every neuron of ``trace`` at every recorded epoch.
 
     The saturation flag reads each epoch's probe activations (one epoch at a time) and only
-    when some layer has a bounded activation; ``progress(done, total)`` is called after each.
+    when some layer has a bounded activation; ``progress(fraction, message)`` is called after
+    each.
     """
     thresholds = thresholds or HealthThresholds()
     layers = trace.layers
@@ -538,12 +540,12 @@ def neuron_health(
             saturated_applies[columns] = True
     saturation = np.full((len(epochs), n), np.nan)
     if saturated_applies.any():
+        report = reporter(progress, len(epochs))
         for row, epoch in enumerate(epochs):
             acts = trace.probe_activations(epoch)
             if acts is not None and acts.ndim == 2 and acts.shape[1] == n:
                 saturation[row] = saturation_share(acts, layers, thresholds.saturation_slope)
-            if progress is not None:
-                progress(row + 1, len(epochs))
+            report(row + 1, f"saturation at E_{epoch}")
     with np.errstate(invalid="ignore"):
         saturated = (saturation > thresholds.saturation_share) & saturated_applies[None, :]
 

@@ -315,24 +315,29 @@ def _set_status(**changes: object) -> None:
 def warm_up(
     rows: tuple[int, ...] = WARM_UP_ROWS,
     *,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, float]:
     """Import umap and run one small fit per entry of ``rows``, so that later fits in this
     process find every function compiled. Returns the seconds of each step.
 
     Runs under :data:`NUMBA_LOCK`: a fit asked for meanwhile waits for the warm-up rather
-    than compiling the same functions concurrently.
+    than compiling the same functions concurrently. ``progress(fraction, message)`` (a
+    :data:`nn_tracing.progress.Progress`; this leaf module imports nothing of the package)
+    before each step.
     """
+
+    def report(done: int, what: str) -> None:
+        if progress is not None:
+            progress(done / (1 + len(rows)), what)
+
     steps: dict[str, float] = {}
     started = time.perf_counter()
-    if progress is not None:
-        progress("importing umap")
+    report(0, "importing umap")
     umap_module()
     steps["import"] = time.perf_counter() - started
     rng = np.random.default_rng(0)
-    for n in rows:
-        if progress is not None:
-            progress(f"compiling UMAP with a fit of {n} rows")
+    for i, n in enumerate(rows, start=1):
+        report(i, f"compiling UMAP with a fit of {n} rows")
         data = rng.normal(size=(n, 8)).astype(np.float32)
         started = time.perf_counter()
         fit_umap(data, n_neighbors=10, n_epochs=20)  # the code path NeuronProjector runs

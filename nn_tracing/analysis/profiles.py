@@ -40,14 +40,14 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..trace import METRICS, LayerInfo, NetworkTrace
+from ..progress import Progress, reporter
+from ..trace import METRICS, LayerInfo, NetworkTrace, signature_column
 
 __all__ = [
     "TOP_COLUMNS",
@@ -87,7 +87,7 @@ def _dataset(trace: NetworkTrace) -> dict[str, Any]:
 
 
 def class_names(trace: NetworkTrace, labels: np.ndarray) -> list[str]:
-    """The name of each integer label (``meta["dataset"]["class_names"]``, else ``class <i>``).
+    """The name of each integer label (:meth:`NetworkTrace.class_name`).
 
     Parameters
     ----------
@@ -97,17 +97,7 @@ def class_names(trace: NetworkTrace, labels: np.ndarray) -> list[str]:
     -------
     list of n names
     """
-    names = _dataset(trace).get("class_names")
-    names = [str(n) for n in names] if isinstance(names, list) else []
-    return [names[i] if 0 <= i < len(names) else f"class {i}" for i in np.asarray(labels).tolist()]
-
-
-def _feature_names(trace: NetworkTrace) -> list[str]:
-    n = trace.layers[0].n_neurons if trace.layers else 0
-    names = _dataset(trace).get("feature_names")
-    if isinstance(names, list) and len(names) == n:
-        return [str(name) for name in names]
-    return [f"x_{i}" for i in range(n)]
+    return [trace.class_name(i) for i in np.asarray(labels).tolist()]
 
 
 def destandardise(trace: NetworkTrace, x: np.ndarray) -> np.ndarray:
@@ -319,9 +309,9 @@ def incoming_weights(trace: NetworkTrace, neuron_id: int, epoch: int) -> pd.Data
     index = np.arange(row.size)
     if source is not None:
         ids = source.first_id + index
-        signatures = [f"E_{epoch}/L_{source.name}/n_{i}" for i in ids]
+        signatures = signature_column(epoch, source.name, ids)
         if source.kind == "input":
-            names = _feature_names(trace)
+            names = trace.feature_names
             labels = [f"{names[i]} (n_{ids[i]})" for i in index]
         else:
             labels = [f"n_{i}" for i in ids]
@@ -379,11 +369,11 @@ def incoming_weight_history(
     trace: NetworkTrace,
     neuron_id: int,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The neuron's incoming weights at every recorded epoch whose weights were kept.
 
-    Reads each of those epochs' tensors once; ``progress(done, total)`` after each.
+    Reads each of those epochs' tensors once; ``progress(fraction, message)`` after each.
 
     Returns
     -------
@@ -405,10 +395,10 @@ def incoming_weight_history(
             "(--keep-weights) to see the incoming weights change over the recorded epochs"
         )
     parts = []
+    report = reporter(progress, len(epochs))
     for done, epoch in enumerate(epochs, start=1):
         parts.append(incoming_weights(trace, neuron_id, epoch))
-        if progress is not None:
-            progress(done, len(epochs))
+        report(done, f"incoming weights at E_{epoch}")
     return pd.concat(parts, ignore_index=True)
 
 
@@ -459,7 +449,7 @@ def outgoing_weights(trace: NetworkTrace, neuron_id: int, epoch: int) -> pd.Data
         {
             "target": ids.astype(np.int64),
             "target_layer": target.name,
-            "signature": [f"E_{epoch}/L_{target.name}/n_{i}" for i in ids],
+            "signature": signature_column(epoch, target.name, ids),
             "weight": values,
             "abs_weight": np.abs(values),
             "weight_e0": initial,
@@ -728,7 +718,7 @@ def selectivity_over_epochs(
     max_epochs: int = 30,
     include: list[int] | None = None,
     random_state: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The neuron's class selectivity index at every recorded epoch, against a shuffled-label
     null.
@@ -765,6 +755,7 @@ def selectivity_over_epochs(
     codes, n_classes = _class_codes(labels)
     counts = np.bincount(codes, minlength=n_classes)
     names = class_names(trace, np.unique(labels))
+    report = reporter(progress, len(tested))
     for done, epoch in enumerate(tested, start=1):
         acts = trace.probe_activations(epoch)
         if acts is not None:
@@ -781,8 +772,7 @@ def selectivity_over_epochs(
                 if np.isfinite(observed[row]):
                     beaten = np.sum(finite >= observed[row] - 1e-12)
                     p_values[row] = (1 + beaten) / (1 + finite.size)
-        if progress is not None:
-            progress(done, len(tested))
+        report(done, f"shuffled-label null at E_{epoch}")
     return pd.DataFrame(
         {
             "epoch": epochs,
@@ -835,7 +825,7 @@ def top_activating(
     top.insert(0, "rank", np.arange(1, len(top) + 1))
     assert trace.probe is not None
     raw = destandardise(trace, np.asarray(trace.probe[0])[order].reshape(len(order), -1))
-    names = [f"feature {n}" if n in TOP_COLUMNS else n for n in _feature_names(trace)]
+    names = [f"feature {n}" if n in TOP_COLUMNS else n for n in trace.feature_names]
     if raw.shape[1] == len(names):
         features = pd.DataFrame(raw, columns=names)
         top = pd.concat([top, features], axis=1)
@@ -951,11 +941,8 @@ def activation_field(
         For inputs that are not 2-D, without weights at ``epoch``, or for a custom model that
         was not attached (:func:`~nn_tracing.attach_model`).
     """
-    import torch
-
     from ..models import model_from_trace
     from ..store import TraceFormatError
-    from ..tracer import TraceableNN
 
     _check_neuron(trace, neuron_id)
     n_inputs = trace.layers[0].n_neurons if trace.layers else 0
@@ -969,35 +956,11 @@ def activation_field(
     except (ValueError, TraceFormatError) as exc:
         raise ProfileUnavailable(str(exc)) from None
 
-    probe_std = np.asarray(trace.probe[0], dtype=np.float64) if trace.probe is not None else None
-    if probe_std is not None and probe_std.ndim == 2 and probe_std.shape[1] == 2:
-        low, high = probe_std.min(axis=0), probe_std.max(axis=0)
-    else:
-        probe_std = None
-        low, high = np.full(2, -3.0), np.full(2, 3.0)
-    pad = margin * np.maximum(high - low, 1e-6)
-    gx = np.linspace(low[0] - pad[0], high[0] + pad[0], resolution)
-    gy = np.linspace(low[1] - pad[1], high[1] + pad[1], resolution)
+    gx, gy, probe_std = _field_axes(trace, resolution, margin)
     xx, yy = np.meshgrid(gx, gy)
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
     inputs = grid if probe_std is None else np.concatenate([grid, probe_std])
-    dtype = next((p.dtype for p in model.parameters()), torch.float32)
-    tensor = torch.from_numpy(inputs).to(dtype)
-    traced = TraceableNN(model, example_input=tensor[:2])
-    try:
-        widths = [info.n_neurons for info in traced.layers]
-        if widths != [info.n_neurons for info in trace.layers]:
-            raise ProfileUnavailable(
-                f"the rebuilt model's layer widths {widths} differ from the trace's"
-            )
-        acts = traced.activations(tensor).cpu().numpy().astype(np.float64)
-    finally:
-        traced.remove_hooks()
-    if acts.shape[1] != trace.n_neurons:
-        raise ProfileUnavailable(
-            f"the rebuilt model has {acts.shape[1]} neurons, the trace {trace.n_neurons}"
-        )
-    column = acts[:, neuron_id]
+    column = _rebuilt_activations(trace, model, inputs)[:, neuron_id]
     values = column[: grid.shape[0]].reshape(resolution, resolution)
     probe_values = None if probe_std is None else column[grid.shape[0] :]
     error = float("nan")
@@ -1006,7 +969,7 @@ def activation_field(
         if recorded is not None:
             error = float(np.nanmax(np.abs(probe_values - recorded[:, neuron_id])))
     corners = destandardise(trace, np.stack([gx, gy], axis=1))
-    names = _feature_names(trace)
+    names = trace.feature_names
     labels = None
     if trace.probe is not None:
         try:
@@ -1025,3 +988,48 @@ def activation_field(
         probe_values=probe_values,
         max_probe_error=error,
     )
+
+
+def _field_axes(
+    trace: NetworkTrace, resolution: int, margin: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The grid's two axes (standardised units, arrays of shape (resolution,)) covering the
+    probe set with ``margin`` on every side (``-3 … 3`` without a 2-D probe set), and the
+    probe inputs, array of shape (n_probe, 2), or ``None``."""
+    probe_std = np.asarray(trace.probe[0], dtype=np.float64) if trace.probe is not None else None
+    if probe_std is not None and probe_std.ndim == 2 and probe_std.shape[1] == 2:
+        low, high = probe_std.min(axis=0), probe_std.max(axis=0)
+    else:
+        probe_std = None
+        low, high = np.full(2, -3.0), np.full(2, 3.0)
+    pad = margin * np.maximum(high - low, 1e-6)
+    gx = np.linspace(low[0] - pad[0], high[0] + pad[0], resolution)
+    gy = np.linspace(low[1] - pad[1], high[1] + pad[1], resolution)
+    return gx, gy, probe_std
+
+
+def _rebuilt_activations(trace: NetworkTrace, model: Any, inputs: np.ndarray) -> np.ndarray:
+    """Every neuron's activation of the rebuilt ``model`` (an ``nn.Module``) on ``inputs``,
+    float64 array of shape (n_inputs, n_neurons); refuses a model whose layers differ from the
+    trace's."""
+    import torch
+
+    from ..tracer import TraceableNN
+
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    tensor = torch.from_numpy(inputs).to(dtype)
+    traced = TraceableNN(model, example_input=tensor[:2])
+    try:
+        widths = [info.n_neurons for info in traced.layers]
+        if widths != [info.n_neurons for info in trace.layers]:
+            raise ProfileUnavailable(
+                f"the rebuilt model's layer widths {widths} differ from the trace's"
+            )
+        acts = traced.activations(tensor).cpu().numpy().astype(np.float64)
+    finally:
+        traced.remove_hooks()
+    if acts.shape[1] != trace.n_neurons:
+        raise ProfileUnavailable(
+            f"the rebuilt model has {acts.shape[1]} neurons, the trace {trace.n_neurons}"
+        )
+    return acts

@@ -119,16 +119,8 @@ class TraceableNN(nn.Module):
         self.training = module.training
 
         device = module_device(module)
-        probe_xy: tuple[torch.Tensor, torch.Tensor] | None = None
-        if probe is not None:
-            px, py = probe
-            probe_xy = probe_tensors(px, py, device)
-        if example_input is None:
-            if probe_xy is None:
-                raise ValueError("TraceableNN needs example_input= (or a probe to take it from)")
-            example_input = probe_xy[0][:2]
-        args = example_input if isinstance(example_input, tuple) else (example_input,)
-        args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+        probe_xy = _probe_xy(probe, device)
+        args = _example_args(example_input, probe_xy, device)
         self._example_args = args
         self._layout = discover(module, args, layer_names)
         self._chunk_size = int(chunk_size)
@@ -145,7 +137,11 @@ class TraceableNN(nn.Module):
         self.keep_weights = bool(keep_weights)
         self.drop_batches = bool(drop_batches)
         self._meta_extra = dict(meta or {})
+        self._start_recording(module)
+        self._record(0)
 
+    def _start_recording(self, module: nn.Module) -> None:
+        """Empty records, the run's status, and the per-step recorder when asked for."""
         self._epoch_metrics: dict[int, np.ndarray] = {}
         self._epoch_tensors: dict[int, dict[str, np.ndarray]] = {}
         self._history: dict[int, dict[str, Any]] = {}
@@ -163,7 +159,6 @@ class TraceableNN(nn.Module):
         self._steps: StepRecorder | None = None
         if not self.drop_batches:
             self._steps = StepRecorder(module, self._layout.layers, self._measuring)
-        self._record(0)
 
     # -- behaving like the wrapped module --------------------------------------------------
     @property
@@ -478,3 +473,28 @@ def _versions() -> dict[str, str]:
         "pandas": pd.__version__,
         "python": platform.python_version(),
     }
+
+
+def _example_args(
+    example_input: Any,
+    probe_xy: tuple[torch.Tensor, torch.Tensor] | None,
+    device: torch.device,
+) -> tuple[Any, ...]:
+    """The positional arguments of the forward pass that discovers the layers, on ``device``
+    (two probe samples when no ``example_input`` is given)."""
+    if example_input is None:
+        if probe_xy is None:
+            raise ValueError("TraceableNN needs example_input= (or a probe to take it from)")
+        example_input = probe_xy[0][:2]
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    return tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _probe_xy(
+    probe: tuple[Any, Any] | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The probe ``(x, y)`` as checked tensors on ``device`` (``None`` without a probe)."""
+    if probe is None:
+        return None
+    px, py = probe
+    return probe_tensors(px, py, device)

@@ -17,7 +17,7 @@ import streamlit as st
 
 from .. import viz
 from ..analysis.health import NeuronHealth, neuron_health
-from ..trace import NetworkTrace
+from ..trace import NetworkTrace, signature_column
 
 __all__ = [
     "brain_scan",
@@ -103,7 +103,7 @@ def layer_quantiles(key: str, layer: str, _trace: NetworkTrace) -> np.ndarray:
 def signatures(key: str, epoch: int, _trace: NetworkTrace) -> list[str]:
     """The signature of every neuron at ``epoch``, in id order."""
     names = _trace.neuron_layers()
-    return [f"E_{epoch}/L_{layer}/n_{i}" for i, layer in enumerate(names)]
+    return signature_column(epoch, names, range(len(names)))
 
 
 def _flat_frame(trace: NetworkTrace) -> pd.DataFrame:

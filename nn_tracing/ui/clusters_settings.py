@@ -25,6 +25,7 @@ from ..analysis.embedding import (
     FeatureSpec,
     NeuronClusterer,
 )
+from ..analysis.standardise import ALIASES
 from ..trace import METRICS
 from ..views.clusters import CLUSTER_ON, COLORS, DISTANCES, LINKAGES
 from . import state, url
@@ -65,7 +66,9 @@ class Settings:
     )
     metric: str = url.param("metric", state.CLUSTERS_METRIC, choices=METRICS)
     metrics: tuple[str, ...] = url.param("metrics", state.CLUSTERS_METRICS, choices=METRICS)
-    scale: str = url.param("scale", state.CLUSTERS_SCALE, choices=("auto", *SCALES))
+    scale: str = url.param(  # old links say "column" for "global"
+        "scale", state.CLUSTERS_SCALE, choices=("auto", *SCALES), aliases=ALIASES
+    )
     projector: str = url.param("proj", state.CLUSTERS_PROJECTOR, choices=PROJECTORS)
     perplexity: float = url.param("perplexity", state.CLUSTERS_PERPLEXITY, low=2, high=200)
     n_neighbors: int = url.param("neighbors", state.CLUSTERS_NEIGHBORS, low=2, high=500)

@@ -30,11 +30,12 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from ..work import WORKER, Progress, result_key
+from ..progress import Progress
+from ..work import WORKER, result_key
 from . import state
 from .text import fmt_duration
 
-__all__ = ["AUTO_SECONDS", "Progress", "computed", "recall", "remember", "run_analysis"]
+__all__ = ["AUTO_SECONDS", "computed", "recall", "remember", "run_analysis"]
 
 #: Work estimated to take longer than this waits for a click on a button with the estimate.
 AUTO_SECONDS = 15.0  # the demo trace's test against chance (≈11 s) runs without a click

@@ -44,13 +44,15 @@ from ..analysis.hmm import (
     TimeShuffleTest,
     TrainingMap,
 )
+from ..analysis.standardise import ALIASES
+from ..progress import Progress
 from ..trace import METRICS, NetworkTrace
 from ..views import dynamics as view
 from ..viz import dynamics as vd
 from . import cache, state, url
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .compute import Progress, computed, run_analysis
+from .compute import computed, run_analysis
 from .dynamics_entropy import decision_entropy
 from .dynamics_runs import MAX_SEED_JOBS, runs_picker
 from .links import open_picked
@@ -102,13 +104,17 @@ class Settings:
         high=view.MAP_RESTARTS[1],
     )
     shuffles: int | None = url.param(
-        "shuffles", state.DYNAMICS_MAP_SHUFFLES, default=_MAP.shuffles, choices=view.TIME_SHUFFLES
+        "shuffles",
+        state.DYNAMICS_MAP_SHUFFLES,
+        default=_MAP.n_permutations,
+        choices=view.TIME_SHUFFLES,
     )
     zscore: str | None = url.param(
         "zscore",
         state.DYNAMICS_MAP_STANDARDIZE,
         default=_MAP.standardize,
         choices=view.MAP_STANDARDIZE,
+        aliases=ALIASES,  # "pooled", the old name of "global"
     )
     curve: str | None = url.param(
         "curve", state.DYNAMICS_MAP_CURVE, default="loss", choices=view.CURVES
@@ -200,20 +206,10 @@ def _publish(ref: str) -> None:
 _WHAT = "dynamics:"
 
 
-def _compute(
-    what: str,
-    trace_key: str,
-    params: Any,
-    label: str,
-    run: Callable[[Callable[[int, int, str], None]], T],
-) -> T:
+def _compute(what: str, trace_key: str, params: Any, label: str, run: Callable[[Progress], T]) -> T:
     """``run(progress)`` for ``(what, trace_key, params)`` through :func:`run_analysis` (a
-    progress bar; ``progress(done, total, what)``). Errors pass to the caller."""
-
-    def job(progress: Progress) -> T:
-        return run(lambda done, total, what: progress(done / total if total else 0.0, what))
-
-    return run_analysis(_WHAT + what, trace_key, params, job, label=label)  # type: ignore[return-value]
+    progress bar; ``progress(fraction, what)``). Errors pass to the caller."""
+    return run_analysis(_WHAT + what, trace_key, params, run, label=label)  # type: ignore[return-value]
 
 
 def _random_state() -> int:
@@ -250,7 +246,7 @@ def _time_test(test: TimeShuffleTest | None) -> None:
     left.metric(
         "p, shuffled time",
         f"{test.p_value:.3g}",
-        help=f"{test.n_shuffles} refits on copies with time shuffled within each sequence; the "
+        help=f"{test.n_permutations} refits on copies with time shuffled within each sequence; the "
         f"smallest possible p is {test.smallest_p:.3g}.",
     )
     (right.success if test.p_value <= 0.05 else right.warning)(md_escape(test.describe(), 600))
@@ -348,7 +344,7 @@ def _map_controls(
         sequence=sequence,
         k=str(state.get(state.DYNAMICS_MAP_K)),
         restarts=int(state.get(state.DYNAMICS_MAP_RESTARTS)),
-        shuffles=int(state.get(state.DYNAMICS_MAP_SHUFFLES)),
+        n_permutations=int(state.get(state.DYNAMICS_MAP_SHUFFLES)),
         standardize=str(standardize),
         random_state=_random_state(),
     )
@@ -364,7 +360,7 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: view.MapParams) 
         keys,
         [names, fit_params],
         f"Fitting the training map (k = 1…8, {params.restarts} restarts each, then "
-        f"{params.shuffles} time-shuffled refits)",
+        f"{params.n_permutations} time-shuffled refits)",
         lambda progress: params.fit(features, names, progress),
     )
     k = base.choose_k(params.k)

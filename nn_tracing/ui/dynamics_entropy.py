@@ -18,11 +18,12 @@ from typing import Any
 import streamlit as st
 
 from ..analysis.entropy import DecisionEntropy
+from ..progress import Progress
 from ..views import dynamics as view
 from ..viz import dynamics as vd
 from . import state
 from .charts import neuron_table, show_chart
-from .compute import Progress, run_analysis
+from .compute import run_analysis
 from .text import md_escape
 from .traces import ActiveTrace
 from .widgets import epoch_picker
@@ -158,9 +159,7 @@ def decision_entropy(active: ActiveTrace, *, epoch_key: str, random_state: int) 
     params = _controls(random_state)
 
     def measure(progress: Progress) -> DecisionEntropy:
-        return params.estimator().fit(
-            trace, progress=lambda done, total, what: progress(done / total if total else 0, what)
-        )
+        return params.estimator().fit(trace, progress=progress)
 
     try:
         result = run_analysis(

@@ -23,7 +23,7 @@ that are not 2-D) says why in its place, and the rest of the page keeps working.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +36,7 @@ from .. import viz
 from ..analysis import profiles
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
 from ..analysis.profiles import ActivationField, ProfileUnavailable
-from ..trace import NetworkTrace
+from ..trace import NetworkTrace, format_signature
 from ..views import health as health_view
 from ..views import neurons as views
 from ..views.neurons import TOP_ORDERS, resolve_neuron
@@ -44,7 +44,7 @@ from ..viz import profile as profile_viz
 from . import cache, state, url
 from .app import require_shell
 from .charts import neuron_table, show_chart
-from .compute import Progress, run_analysis
+from .compute import run_analysis
 from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
@@ -143,7 +143,7 @@ def _set_neuron_param(signature: str) -> None:
 
 def _epoch_changed(trace_ref: str, neuron: int, layer: str) -> None:
     epoch = state.get(state.epoch_key(state.NEURON_EPOCH, trace_ref))
-    _set_neuron_param(f"E_{epoch}/L_{layer}/n_{neuron}")
+    _set_neuron_param(format_signature(epoch, layer, neuron))
 
 
 def _neuron_changed() -> None:
@@ -163,7 +163,7 @@ def _pickers(active: ActiveTrace) -> tuple[int, int, str]:
     trace = active.trace
     epoch, neuron, notice = resolve_neuron(trace, st.query_params.get("neuron"))
     layer = trace.layer_of(neuron).name
-    signature = f"E_{epoch}/L_{layer}/n_{neuron}"
+    signature = format_signature(epoch, layer, neuron)
     if st.query_params.get("neuron") != signature:
         _set_neuron_param(signature)
     if notice:
@@ -252,20 +252,13 @@ def _health_rows(key: str, epoch: int, _health: NeuronHealth) -> pd.DataFrame:
 
 
 # -- computations on the analysis worker (slow, or with progress: see nn_tracing.ui.compute) --
-def _steps(progress: Progress, what: str) -> Callable[[int, int], None]:
-    """A library ``progress(done, total)`` callback reported as ``progress(fraction, text)``."""
-    return lambda done, total: progress(done / max(total, 1), f"{what} {done} of {total}")
-
-
 def _incoming_history(active: ActiveTrace, neuron: int) -> pd.DataFrame:
     trace = active.trace
     return run_analysis(  # type: ignore[return-value]
         "neurons:incoming-history",
         active.key,
         neuron,
-        lambda progress: profiles.incoming_weight_history(
-            trace, neuron, progress=_steps(progress, "epoch")
-        ),
+        lambda progress: profiles.incoming_weight_history(trace, neuron, progress=progress),
         label=f"Reading n_{neuron}'s incoming weights at every recorded epoch",
     )
 
@@ -282,7 +275,7 @@ def _selectivity(active: ActiveTrace, neuron: int) -> pd.DataFrame:
             neuron,
             n_permutations=N_PERMUTATIONS,
             max_epochs=MAX_NULL_EPOCHS,
-            progress=_steps(progress, "epoch"),
+            progress=progress,
         ),
         label=f"Class selectivity: {N_PERMUTATIONS} label shuffles at {n_tested} recorded "
         "epochs (reads each epoch's probe activations)",
@@ -671,7 +664,7 @@ def render_neurons() -> None:
         return
     URL.restore(active.ref)
     epoch, neuron, layer = _pickers(active)
-    signature = f"E_{epoch}/L_{layer}/n_{neuron}"
+    signature = format_signature(epoch, layer, neuron)
     st.code(signature, language=None)
     st.caption("Link to this view (opens the same neuron in any browser that reaches this app):")
     st.code(_link(active, signature), language=None)

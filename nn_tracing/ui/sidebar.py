@@ -98,9 +98,9 @@ def _runs_table(entries: list[RunEntry]) -> pd.DataFrame:
     )
 
 
-def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
-    st.subheader("Trace")
-    entries = catalogue()
+def _trace_labels(active: ActiveTrace | None, entries: list[RunEntry]) -> dict[str, str]:
+    """The traces one can pick, ``{ref: label}``: runs training now, this session's uploads,
+    the readable runs of the folder, and the active trace if it is none of those."""
     labels: dict[str, str] = {}
     for job in running_jobs():
         labels[f"job:{job.job_id}"] = f"● training now: {job.name}"
@@ -111,27 +111,28 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
             labels[run_ref(entry.name)] = _run_label(entry)
     if active is not None and active.ref not in labels:
         labels[active.ref] = active.label
-    if labels:
-        if state.get(state.ACTIVE_TRACE) in labels:
-            state.put(state.TRACE_PICKER, state.get(state.ACTIVE_TRACE))
-        st.selectbox(
-            "Active trace",
-            list(labels),
-            format_func=labels.__getitem__,
-            key=state.TRACE_PICKER,
-            on_change=_picked,
-            help="Traces in the runs folder, newest first, and those uploaded in this session.",
-        )
-    else:
-        st.info("No trace yet: train one below, or upload a .nntrace file.")
-    if problem:
-        st.error(md_escape(problem, max_length=600))
-    show_message(state.pop(state.TRACE_MESSAGE))
-    if active is not None:
-        status = active.trace.status
-        detail = next((e.describe() for e in entries if run_ref(e.name) == active.ref), None)
-        st.caption(md_escape(detail or f"{active.label} · {status}", max_length=300))
+    return labels
 
+
+def _trace_picker(labels: dict[str, str]) -> None:
+    """The "Active trace" picker (or a note that there is no trace yet)."""
+    if not labels:
+        st.info("No trace yet: train one below, or upload a .nntrace file.")
+        return
+    if state.get(state.ACTIVE_TRACE) in labels:
+        state.put(state.TRACE_PICKER, state.get(state.ACTIVE_TRACE))
+    st.selectbox(
+        "Active trace",
+        list(labels),
+        format_func=labels.__getitem__,
+        key=state.TRACE_PICKER,
+        on_change=_picked,
+        help="Traces in the runs folder, newest first, and those uploaded in this session.",
+    )
+
+
+def _runs_folder(entries: list[RunEntry]) -> None:
+    """The runs folder's table, in an expander."""
     with st.expander(f"Runs folder ({len(entries)})"):
         st.caption(md_escape(shown_runs_dir(), max_length=300))
         if entries:
@@ -139,6 +140,9 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
                 _runs_table(entries), hide_index=True, height=min(36 * len(entries) + 40, 300)
             )
 
+
+def _upload(active: ActiveTrace | None) -> None:
+    """The uploader, its message, and saving the active upload to the runs folder."""
     with st.expander("Upload a trace", expanded=state.get(state.UPLOAD_MESSAGE) is not None):
         st.file_uploader(
             "A .nntrace file",
@@ -154,6 +158,20 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
                 "Save upload to runs/", key="nnt.save_upload", on_click=_save_upload, args=(digest,)
             )
 
+
+def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
+    st.subheader("Trace")
+    entries = catalogue()
+    _trace_picker(_trace_labels(active, entries))
+    if problem:
+        st.error(md_escape(problem, max_length=600))
+    show_message(state.pop(state.TRACE_MESSAGE))
+    if active is not None:
+        status = active.trace.status
+        detail = next((e.describe() for e in entries if run_ref(e.name) == active.ref), None)
+        st.caption(md_escape(detail or f"{active.label} · {status}", max_length=300))
+    _runs_folder(entries)
+    _upload(active)
     if active is not None:
         with st.expander("Download"):
             _downloads(active)

@@ -24,8 +24,6 @@ UPLOADS = _PREFIX + "uploads"
 APPLIED_TRACE_PARAM = _PREFIX + "applied_trace_param"
 #: Set once the first run of the session has honoured a deep link.
 DEEP_LINK_DONE = _PREFIX + "deep_link_done"
-#: A neuron picked in a chart, waiting for the page switch: ``(trace name, signature)``.
-PENDING_NEURON = _PREFIX + "pending_neuron"
 
 # -- training ----------------------------------------------------------------------------------
 # (the session's runs live in the job registry, keyed by :func:`session_id`, not here)

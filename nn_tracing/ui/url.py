@@ -27,7 +27,8 @@ left out of the URL).
 **A URL is untrusted input.** Only the page's own parameters are read; every value is checked
 (type, ``choices``, ``low``/``high``, finite numbers, at most ``max_length`` characters and
 ``max_items`` items); a bad value is dropped and its widget falls back to its default (the key
-is removed from session state, so the page's own default applies). A URL is applied once:
+is removed from session state, so the page's own default applies). A value renamed since a link
+was made is read under its new name (``aliases``). A URL is applied once:
 when its page parameters (or the trace) change, not on every rerun, so the widgets stay free.
 """
 
@@ -80,6 +81,11 @@ class Param:
     max_items: int = MAX_ITEMS
     sep: str = ","
     keep_empty: bool = False
+    aliases: tuple[tuple[str, str], ...] = ()
+
+    def current(self, text: str) -> str:
+        """``text`` under its current name (an old name in :attr:`aliases` becomes the new)."""
+        return dict(self.aliases).get(text, text)
 
 
 def param(
@@ -95,6 +101,7 @@ def param(
     max_items: int = MAX_ITEMS,
     sep: str = ",",
     keep_empty: bool = False,
+    aliases: Mapping[str, str] | None = None,
 ) -> Any:
     """A dataclass field carried in the URL as ``name``, bound to the widget key ``key``.
 
@@ -121,6 +128,9 @@ def param(
     keep_empty
         An empty tuple stays in the URL (``name=``) instead of being left out: for a
         selection whose default is not empty, so that choosing nothing survives a link.
+    aliases
+        Old names of values, ``{old text: current text}``: links made before a value was
+        renamed keep working (the address bar then shows the current name).
     """
     meta = Param(
         name,
@@ -133,6 +143,7 @@ def param(
         max_items=int(max_items),
         sep=sep,
         keep_empty=keep_empty,
+        aliases=tuple(sorted((aliases or {}).items())),
     )
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata={_META: meta})
@@ -142,6 +153,7 @@ def param(
 # -- one value ------------------------------------------------------------------------------
 def _scalar(kind: Any, text: str, spec: Param) -> Any:
     """The value ``text`` means for the scalar type ``kind`` (``ValueError`` when it cannot)."""
+    text = spec.current(text)
     if kind is bool:
         lowered = text.strip().lower()
         if lowered not in _TRUE | _FALSE:

@@ -47,10 +47,10 @@ from ..analysis.intervention import (
 )
 from ..analysis.neuron_model import NeuronModel
 from ..export import pruned_config, pruned_files, pruned_trace
+from ..progress import Progress
 from ..store import trace_to_bytes
 from ..trace import LayerInfo, NetworkTrace
 from ..viz import breadcrumbs as crumbs
-from ..work import Progress
 
 __all__ = [
     "BOUNDARY_RESOLUTION",
@@ -69,12 +69,11 @@ __all__ = [
     "chance_accuracy",
     "check_trail",
     "clamp_default",
-    "class_names",
+    "class_phrase",
     "column_labels",
     "confusion_chart",
     "curves_charts",
     "default_prune_k",
-    "feature_names",
     "graph_labels",
     "hidden_layers",
     "intervention",
@@ -159,31 +158,18 @@ def _dataset(trace: NetworkTrace) -> dict[str, Any]:
     return dataset if isinstance(dataset, dict) else {}
 
 
-def class_names(trace: NetworkTrace) -> list[str]:
-    """One name per output neuron: the dataset's class names, or ``"0"``, ``"1"``, …"""
-    k = trace.layers[-1].n_neurons
-    names = _dataset(trace).get("class_names")
-    if isinstance(names, list) and len(names) == k:
-        return [str(n) for n in names]
-    return [str(i) for i in range(k)]
-
-
-def feature_names(trace: NetworkTrace) -> list[str]:
-    """One name per input neuron: the dataset's feature names, or ``"x0"``, ``"x1"``, …"""
-    n = trace.layers[0].n_neurons
-    names = _dataset(trace).get("feature_names")
-    if isinstance(names, list) and len(names) == n:
-        return [str(f) for f in names]
-    return [f"x{i}" for i in range(n)]
+def class_phrase(trace: NetworkTrace, label: int) -> str:
+    """``class setosa``: the class ``label`` in a sentence (``class 3`` for a class the dataset
+    does not name; names from :attr:`NetworkTrace.class_names`)."""
+    name = trace.class_name(label)
+    return name if name.startswith("class ") else f"class {name}"
 
 
 def graph_labels(trace: NetworkTrace) -> dict[int, str]:
     """Names of input features and classes by global id (for the trail graph)."""
-    labels = {i: name for i, name in enumerate(feature_names(trace))}
+    labels = dict(enumerate(trace.feature_names))
     output = trace.layers[-1]
-    labels.update(
-        {output.first_id + i: f"class {name}" for i, name in enumerate(class_names(trace))}
-    )
+    labels.update({output.first_id + i: class_phrase(trace, i) for i in range(output.n_neurons)})
     return labels
 
 
@@ -225,13 +211,12 @@ class Target:
 
     def describe(self, trace: NetworkTrace, n_samples: int) -> str:
         """One sentence: what is explained, at which state, by which method."""
-        names = class_names(trace)
         epoch = f"E_{self.epoch}" if self.epoch != FINAL else "the final weights"
         method = METHOD_TITLES[self.method]
         score = SCORE_NAMES[self.objective]
         if self.sample is not None:
             cls = (
-                f"class {names[self.target_class]}"
+                class_phrase(trace, self.target_class)
                 if self.target_class is not None
                 else "its predicted class"
             )
@@ -240,7 +225,7 @@ class Target:
                 f"by {method}."
             )
         return (
-            f"Explaining {score} of class {names[int(self.target_class or 0)]} over its "
+            f"Explaining {score} of {class_phrase(trace, int(self.target_class or 0))} over its "
             f"{n_samples} probe samples at {epoch}, by {method}."
         )
 
@@ -296,7 +281,7 @@ def ablation(trace: NetworkTrace, epoch: int, neurons: Sequence[int], fill: str)
     """The probe set's outputs with ``neurons`` (global ids) ablated by ``fill``."""
     x, y = probe(trace)
     model = model_at(trace, epoch)
-    return ablate(model, x, y, list(neurons), fill=fill, class_names=class_names(trace))
+    return ablate(model, x, y, list(neurons), fill=fill, class_names=trace.class_names)
 
 
 def ablation_curves(
@@ -601,7 +586,6 @@ def boundary_chart(trace: NetworkTrace, result: InterventionResult) -> alt.TopLe
     b = result.boundary
     if b is None:
         return None
-    names = class_names(trace)
     return crumbs.decision_boundary_chart(
         b.xs,
         b.ys,
@@ -612,6 +596,6 @@ def boundary_chart(trace: NetworkTrace, result: InterventionResult) -> alt.TopLe
         probe(trace)[0],
         result.labels,
         result.flipped,
-        names,
-        feature_names=feature_names(trace),
+        trace.class_names,
+        feature_names=trace.feature_names,
     )

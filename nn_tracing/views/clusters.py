@@ -17,7 +17,7 @@ on the analysis worker; everything it computes or shows is built here, without S
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,8 @@ from ..analysis.embedding import (
     joint_embedding,
 )
 from ..analysis.health import HEALTH_LABELS, NeuronHealth
-from ..trace import METRICS, NetworkTrace
+from ..progress import Progress
+from ..trace import METRICS, NetworkTrace, signature_column
 from ..viz import clusters as cviz
 
 __all__ = [
@@ -91,9 +92,6 @@ __all__ = [
     "verdict",
 ]
 
-#: A worker's progress callback: ``progress(fraction, message)``.
-Progress = Callable[[float, str], None]
-
 #: Most trails drawn through the joint embedding.
 MAX_TRAILS = 50
 #: Most points of the joint embedding (neurons × epochs).
@@ -121,7 +119,7 @@ COLORS: dict[str, str] = {
 # -- fits (run on the analysis worker) --------------------------------------------------------
 @dataclass(frozen=True)
 class Projection:
-    """A fitted projection, without the projector (which holds a progress callback).
+    """A fitted projection: what the page draws, without the projector.
 
     Attributes
     ----------
@@ -160,7 +158,7 @@ class Clustering:
 def project(values: np.ndarray, params: dict[str, Any], progress: Progress) -> Projection:
     """The 2-D map of the feature rows ``values`` (shape (n_rows, n_features)) by a
     :class:`NeuronProjector` with ``params``."""
-    projector = NeuronProjector(**params, progress=progress).fit(values)
+    projector = NeuronProjector(**params).fit(values, progress=progress)
     return Projection(
         embedding=projector.embedding_,
         explained=projector.explained_variance_ratio_,
@@ -235,21 +233,15 @@ def fit_chance_test(
     progress: Progress,
 ) -> ChanceTest:
     """The clustering of ``features`` against ``permutations`` versions of each null (the same
-    projection first when ``projector_params`` is given); the test keeps no callback."""
-    test = ChanceTest(
-        permutations,
-        nulls=nulls,
-        random_state=seed,
-        progress=lambda done, total, what: progress(done / max(total, 1), what),
-    )
-    test.fit(
+    projection first when ``projector_params`` is given)."""
+    test = ChanceTest(permutations, nulls=nulls, random_state=seed)
+    return test.fit(
         features,
         clusterer,
         trace=trace,
         projector=NeuronProjector(**projector_params) if projector_params else None,
+        progress=progress,
     )
-    test.progress = None  # the callback draws on a page: do not keep it
-    return test
 
 
 def summarise(features: NeuronFeatures, labels: np.ndarray) -> ClusterSummary:
@@ -379,9 +371,7 @@ def point_frame(
             "neuron": neuron_ids,
             "layer": layers,
             "epoch": epochs,
-            "signature": [
-                f"E_{e}/L_{layer}/n_{i}" for e, layer, i in zip(epochs, layers, neuron_ids)
-            ],
+            "signature": signature_column(epochs, layers, neuron_ids),
             "x": coords[:, 0],
             "y": coords[:, 1],
             "cluster": (
@@ -604,7 +594,7 @@ def summary_table(summary: ClusterSummary) -> pd.DataFrame:
 
 def profiles_chart(summary: ClusterSummary, spec: FeatureSpec) -> alt.TopLevelMixin:
     """Each cluster's mean feature profile, titled by the features' scaling."""
-    title = {"none": "value", "neuron": "z-score per neuron", "column": "standardised"}.get(
+    title = {"none": "value", "neuron": "z-score per neuron", "global": "standardised"}.get(
         spec.resolved_scale, "value"
     )
     return cviz.profiles_chart(summary.profiles, spec.kind, value_title=title)
@@ -675,8 +665,8 @@ def embed_through_time(
     trace: NetworkTrace, spec: FeatureSpec, params: dict[str, Any], progress: Progress
 ) -> JointEmbedding:
     """One projection (``params`` of a :class:`NeuronProjector`) of every (neuron, epoch)."""
-    projector = NeuronProjector(**params, progress=progress)
-    return joint_embedding(trace, spec, projector, max_points=MAX_JOINT_POINTS)
+    projector = NeuronProjector(**params)
+    return joint_embedding(trace, spec, projector, max_points=MAX_JOINT_POINTS, progress=progress)
 
 
 def joint_points(

@@ -17,7 +17,7 @@ The choices the page offers (and a URL may carry) are declared here once: :data:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from ..analysis.hmm import (
     model_features,
     step_features,
 )
+from ..progress import Progress
 from ..trace import NetworkTrace
 from ..viz import dynamics as vd
 from .neuron_states import modelled_layers
@@ -84,7 +85,7 @@ NEURON_K_CHOICES: tuple[str, ...] = tuple(c for c in K_CHOICES if c != "1")
 SEQUENCES: dict[str, str] = {"epochs": "recorded epochs", "steps": "training steps"}
 #: How the training map's features are z-scored when several runs are fitted.
 MAP_STANDARDIZE: dict[str, str] = {
-    "pooled": "over all runs together (Hu et al.: runs that differ in level visit "
+    "global": "over all runs together (Hu et al.: runs that differ in level visit "
     "different states)",
     "run": "within each run (states are phases the runs share)",
 }
@@ -121,8 +122,6 @@ ALPHAS: tuple[float, ...] = (0.01, 0.05, 0.1)
 FDR_SCOPES: dict[str, str] = {"all": "all epochs at once", "epoch": "each epoch"}
 
 Fitted = TypeVar("Fitted", TrainingMap, NeuronHMM)
-#: A library progress callback (what the estimators' ``fit`` take).
-Progress = Callable[..., None]
 
 
 def k_label(choice: str | int) -> str:
@@ -176,8 +175,8 @@ class MapParams:
     sequence: str = "epochs"
     k: str = "bic"
     restarts: int = 5
-    shuffles: int = 19
-    standardize: str = "pooled"
+    n_permutations: int = 19
+    standardize: str = "global"
     random_state: int = 0
 
     @property
@@ -192,7 +191,7 @@ class MapParams:
             "sequence": self.sequence,
             "features": list(self.features),
             "restarts": self.restarts,
-            "shuffles": self.shuffles,
+            "n_permutations": self.n_permutations,
             "standardize": self.standardize,
         }
 
@@ -203,7 +202,7 @@ class MapParams:
             sequence=self.sequence,
             standardize=self.standardize,
             n_restarts=self.restarts,
-            n_shuffles=self.shuffles,
+            n_permutations=self.n_permutations,
             random_state=self.random_state,
         )
 

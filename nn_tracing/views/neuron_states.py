@@ -8,12 +8,12 @@ settings of their own. Both ask the analysis worker for the same result: :data:`
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..analysis.hmm import NEURON_FEATURES, NeuronHMM
+from ..progress import Progress
 from ..trace import NetworkTrace
 
 __all__ = [
@@ -56,9 +56,7 @@ def fit_label(trace: NetworkTrace, layers: list[str]) -> str:
     return f"Fitting one HMM to {n:,} neurons × {len(trace.epochs)} epochs (k = 2…8 by BIC)"
 
 
-def fit_neuron_hmm(
-    trace: NetworkTrace, params: dict[str, Any], progress: Callable[[float, str], None]
-) -> NeuronHMM:
+def fit_neuron_hmm(trace: NetworkTrace, params: dict[str, Any], progress: Progress) -> NeuronHMM:
     """One :class:`NeuronHMM` over the neurons of ``params["layers"]`` (k = 2…8 by BIC).
 
     Parameters
@@ -75,7 +73,7 @@ def fit_neuron_hmm(
         layers=params["layers"],
         standardize=params["standardize"],
         random_state=params["random_state"],
-    ).fit(trace, progress=lambda done, total, what: progress(done / total if total else 0.0, what))
+    ).fit(trace, progress=progress)
 
 
 def state_matrix(model: NeuronHMM, trace: NetworkTrace) -> np.ndarray:

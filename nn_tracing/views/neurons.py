@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..analysis import profiles
 from ..analysis.profiles import ActivationField, ProfileUnavailable
-from ..trace import METRICS, NetworkTrace, parse_signature
+from ..trace import METRICS, NetworkTrace, parse_signature, signature_column
 from ..viz import profile as profile_viz
 from .text import md_escape
 
@@ -310,7 +310,7 @@ def neuron_rows(trace: NetworkTrace, neuron: int) -> pd.DataFrame:
     ``layer`` and one column per metric (one row per recorded epoch)."""
     layer = trace.layer_of(neuron).name
     rows = trace.frame.xs(neuron, level="neuron").reset_index()
-    rows.insert(0, "signature", [f"E_{e}/L_{layer}/n_{neuron}" for e in rows["epoch"]])
+    rows.insert(0, "signature", signature_column(rows["epoch"], layer, neuron))
     return rows
 
 

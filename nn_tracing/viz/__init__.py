@@ -2,6 +2,18 @@
 
 Every chart's tooltip carries a neuron signature (``E_<epoch>/L_<layer>/n_<id>``) or, for a
 whole layer or epoch, its prefix; charts above :data:`MARK_BUDGET` marks aggregate and say so.
+
+* :mod:`.common` — what every chart shares: mark budget, signatures, colour scales, binning.
+* :mod:`.curves` — training curves (loss and accuracy per epoch).
+* :mod:`.brain` — the brain scan: every neuron coloured by a metric, at one epoch and over time.
+* :mod:`.health` — dead, saturated and gradient-starved neurons per layer and epoch.
+* :mod:`.neuron` — one neuron's metrics over training and its activations at one epoch.
+* :mod:`.profile` — the Neurons page: weights, connections, responses and field of a neuron.
+* :mod:`.clusters` — the Clusters page: the neuron map, its nulls, what each cluster holds.
+* :mod:`.dynamics` — the Dynamics page: training maps, neuron states, decision entropy.
+* :mod:`.breadcrumbs` — the Breadcrumbs page: attribution, the trail, ablation, pruning.
+
+The builders of the Overview and Neurons pages' shared charts are re-exported here.
 """
 
 from .brain import (

@@ -22,7 +22,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ..trace import METRICS, NetworkTrace
+from ..trace import METRICS, NetworkTrace, signature_column
 from .common import (
     INTEGER_AXIS,
     MARK_BUDGET,
@@ -31,7 +31,6 @@ from .common import (
     bin_size_for,
     binned_means,
     color_scale,
-    signature,
     signature_range,
 )
 
@@ -141,7 +140,7 @@ def brain_scan_frame(
         ids = np.asarray(info.ids)[ordering]
         if size == 1:
             cell_values, cell_colors, picks = values, colors, ids
-            members: list[str] = [signature(epoch, info.name, int(i)) for i in ids]
+            members: list[str] = signature_column(epoch, info.name, ids.astype(np.int64))
             counts = np.ones(ids.size, dtype=int)
         else:
             cell_values = binned_means(values, size)
@@ -163,7 +162,7 @@ def brain_scan_frame(
                     "color": cell_colors,
                     "neuron": picks.astype(np.int64),
                     "epoch": epoch,
-                    "signature": [signature(epoch, info.name, int(i)) for i in picks],
+                    "signature": signature_column(epoch, info.name, picks.astype(np.int64)),
                     "neurons": members,
                     "n": counts,
                 }
@@ -412,12 +411,12 @@ def neuron_epoch_frame(
                     "epoch": epoch,
                     "value": cell_values,
                     "neuron": picks.astype(np.int64),
-                    "signature": [signature(epoch, layer, int(i)) for i in picks],
+                    "signature": signature_column(epoch, layer, picks.astype(np.int64)),
                     "neurons": [
                         signature_range(epoch, layer, ids[s : s + row_size]) for s in starts
                     ]
                     if row_size > 1
-                    else [signature(epoch, layer, int(i)) for i in picks],
+                    else signature_column(epoch, layer, picks.astype(np.int64)),
                 }
             )
         )

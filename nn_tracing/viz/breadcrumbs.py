@@ -17,6 +17,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..trace import signature_column
 from .brain import PICK
 from .common import INTEGER_AXIS, MARK_BUDGET
 
@@ -351,9 +352,7 @@ def ablation_curves_chart(
 
 def selectivity_effect_chart(neurons: pd.DataFrame, *, layer: str, epoch: int) -> alt.Chart:
     """Class selectivity against the rise in probe loss when the neuron alone is ablated."""
-    data = neurons.assign(
-        signature=[f"E_{epoch}/L_{layer}/n_{n}" for n in neurons["neuron"]], epoch=epoch
-    )
+    data = neurons.assign(signature=signature_column(epoch, layer, neurons["neuron"]), epoch=epoch)
     pick = alt.selection_point(name=PICK, fields=["neuron", "epoch"], on="click")
     return (
         alt.Chart(data.dropna(subset=["selectivity", "loss_rise"]))

@@ -12,7 +12,7 @@ import math
 import altair as alt
 import numpy as np
 
-from ..trace import METRIC_DESCRIPTIONS
+from ..trace import METRIC_DESCRIPTIONS, format_signature
 
 __all__ = [
     "MARK_BUDGET",
@@ -40,9 +40,9 @@ MISSING_COLOR = "#d9d9d9"
 INTEGER_AXIS = {"format": "d", "tickMinStep": 1}
 
 
-def signature(epoch: int, layer: str, neuron_id: int) -> str:
-    """``E_<epoch>/L_<layer>/n_<id>``, the neuron signature every tooltip carries."""
-    return f"E_{epoch}/L_{layer}/n_{neuron_id}"
+#: ``E_<epoch>/L_<layer>/n_<id>``, the neuron signature every tooltip carries (one helper for
+#: the whole package: :func:`nn_tracing.trace.format_signature`).
+signature = format_signature
 
 
 def signature_range(epoch: int, layer: str, ids: np.ndarray) -> str:
@@ -55,7 +55,7 @@ def signature_range(epoch: int, layer: str, ids: np.ndarray) -> str:
     """
     ids = np.asarray(ids)
     if ids.size == 1:
-        return signature(epoch, layer, int(ids[0]))
+        return format_signature(epoch, layer, int(ids[0]))
     if np.all(np.diff(ids) == 1):
         return f"E_{epoch}/L_{layer}/n_{ids[0]} … n_{ids[-1]} ({ids.size} neurons)"
     shown = ", ".join(f"n_{i}" for i in ids[:3])

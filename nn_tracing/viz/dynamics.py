@@ -24,8 +24,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..trace import signature_column
 from .brain import PICK, epoch_edges
-from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, signature, signature_range
+from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, signature_range
 
 __all__ = [
     "ROW_ORDERS",
@@ -447,10 +448,11 @@ def state_raster_frame(
             "share": share.reshape(-1),
             "neuron": picks[rows].astype(np.int64),
             "layer": pick_layers[rows],
-            "signature": [
-                signature(int(e), str(layer), int(i))
-                for e, layer, i in zip(epoch_values, pick_layers[rows], picks[rows])
-            ],
+            "signature": signature_column(
+                np.asarray(epoch_values).astype(np.int64),
+                pick_layers[rows].astype(str),
+                picks[rows].astype(np.int64),
+            ),
         }
     )
     if row_size > 1:

@@ -6,7 +6,8 @@ import altair as alt
 import pandas as pd
 
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
-from .common import INTEGER_AXIS, signature
+from ..trace import format_signature
+from .common import INTEGER_AXIS
 
 __all__ = ["health_chart", "health_frame"]
 
@@ -24,7 +25,9 @@ def health_frame(health: NeuronHealth, max_examples: int = 3) -> pd.DataFrame:
         info = layers[layer]
         mask = health.flags[flag][rows[epoch], info.first_id : info.last_id + 1]
         ids = info.first_id + mask.nonzero()[0][: max_examples + 1]
-        firsts.append(signature(epoch, layer, int(ids[0])) if ids.size else f"E_{epoch}/L_{layer}")
+        firsts.append(
+            format_signature(epoch, layer, int(ids[0])) if ids.size else f"E_{epoch}/L_{layer}"
+        )
         shown = ", ".join(f"n_{i}" for i in ids[:max_examples])
         examples.append(shown + (", …" if ids.size > max_examples else "") if ids.size else "—")
     return counts.assign(signature=firsts, examples=examples)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.profiles import layer_bands, metric_history
-from ..trace import METRICS, NetworkTrace
+from ..trace import METRICS, NetworkTrace, signature_column
 from .common import INTEGER_AXIS
 
 __all__ = [
@@ -46,7 +46,7 @@ def neuron_history_frame(
     """
     layer = trace.layer_of(neuron_id).name
     frame = metric_history(trace, neuron_id, quantiles)
-    frame["signature"] = [f"E_{e}/L_{layer}/n_{neuron_id}" for e in frame["epoch"]]
+    frame["signature"] = signature_column(frame["epoch"], layer, neuron_id)
     frame["selected"] = frame["epoch"] == selected_epoch
     return frame
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.profiles import ActivationField
+from ..trace import format_signature, parse_signature, signature_column
 from .brain import PICK
 from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, binned_means
 
@@ -137,6 +138,7 @@ def incoming_weight_heatmap(
     ``history`` is :func:`~nn_tracing.analysis.profiles.incoming_weight_history`. Above
     ``budget`` cells, neighbouring sources are averaged (the subtitle says so).
     """
+    _, layer, neuron_id = parse_signature(neuron_signature)
     epochs = sorted(history["epoch"].unique().tolist())
     n_sources = int(history["index"].max()) + 1 if len(history) else 0
     size = bin_size_for(len(epochs) * n_sources, budget)
@@ -159,14 +161,12 @@ def incoming_weight_heatmap(
                 "weight": means.ravel(),
             }
         )
-        rest = neuron_signature.split("/", 1)[1]
-        data["signature"] = [f"E_{e}/{rest}" for e in data["epoch"]]
+        data["signature"] = signature_column(data["epoch"], layer, neuron_id)
         subtitle.append(f"{n_sources} weights: each row is the mean of {size} neighbours")
     else:
         data = history[["epoch", "index", "label", "weight", "signature"]].copy()
-        rest = neuron_signature.split("/", 1)[1]
         data["signature"] = [
-            s if s else f"E_{e}/{rest}"
+            s if s else format_signature(e, layer, neuron_id)
             for s, e in zip(data["signature"], data["epoch"], strict=True)
         ]
     tooltip = [
@@ -222,7 +222,7 @@ def weight_image_frame(
             "weight": np.asarray(image, dtype=np.float64).ravel(),
             "neuron": ids,
             "epoch": epoch,
-            "signature": [f"E_{epoch}/L_input/n_{i}" for i in ids],
+            "signature": signature_column(epoch, "input", ids),
         }
     )
 
@@ -387,7 +387,7 @@ def selectivity_chart(
     filled points are epochs where the neuron beats the null (p < 0.05).
     """
     data = frame.copy()
-    data["signature"] = [f"E_{e}/L_{layer}/n_{neuron_id}" for e in data["epoch"]]
+    data["signature"] = signature_column(data["epoch"], layer, neuron_id)
     data["beats null"] = np.where(
         data["p_value"] < 0.05, "p < 0.05", np.where(data["tested"], "p ≥ 0.05", "not tested")
     )
@@ -526,7 +526,7 @@ def activation_field_chart(
     samples) get a thick outline. Above ``budget`` marks the probe points are subsampled
     evenly (the subtitle says so); the grid itself is sized by the caller.
     """
-    signature = f"E_{field.epoch}/L_{layer}/n_{field.neuron_id}"
+    signature = format_signature(field.epoch, layer, field.neuron_id)
     x0, x1 = _edges(field.x)
     y0, y1 = _edges(field.y)
     # cells overlap their neighbours by a sliver, which closes the anti-aliasing seams

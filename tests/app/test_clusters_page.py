@@ -255,7 +255,7 @@ def test_every_setting_changed_on_the_page_survives_a_link_per_epoch_features(
     at.multiselect(key=state.epoch_key(state.CLUSTERS_LAYERS, REF)).set_value(["hidden_2"])
     at.select_slider(key=state.epoch_key(state.CLUSTERS_EPOCH, REF)).set_value(2)
     at.multiselect(key=state.CLUSTERS_METRICS).set_value(["act_mean", "w_norm", "grad_norm"])
-    at.selectbox(key=state.CLUSTERS_SCALE).set_value("column")
+    at.selectbox(key=state.CLUSTERS_SCALE).set_value("global")
     at.number_input(key=state.CLUSTERS_PERPLEXITY).set_value(4.0)
     at.selectbox(key=state.CLUSTERS_DISTANCE).set_value("cosine")
     at.number_input(key=state.CLUSTERS_SEED).set_value(3)
@@ -275,7 +275,7 @@ def test_every_setting_changed_on_the_page_survives_a_link_per_epoch_features(
             "layers": "hidden_2",
             "epoch": "2",
             "metrics": "act_mean,w_norm,grad_norm",
-            "scale": "column",
+            "scale": "global",
             "proj": "tsne",
             "perplexity": "4.0",
             "distance": "cosine",
@@ -293,6 +293,17 @@ def test_every_setting_changed_on_the_page_survives_a_link_per_epoch_features(
             "time": "3",
         },
     )
+
+
+def test_a_link_made_before_the_scales_were_renamed_still_opens(
+    app: Callable[[], AppTest],
+) -> None:
+    """``scale=column`` (the old name of ``global``) restores ``global`` and the address bar
+    then says ``global``."""
+    at = _open(app, features="metrics", scale="column")
+    assert_healthy(at)
+    assert at.selectbox(key=state.CLUSTERS_SCALE).value == "global"
+    assert at.query_params["scale"] == "global"
 
 
 def test_every_setting_changed_on_the_page_survives_a_link_trajectories(

@@ -53,13 +53,33 @@ def own(at: AppTest) -> dict[str, str]:
     return {k: str(v) for k, v in at.query_params.items() if k in URL.names}
 
 
-def test_every_control_goes_into_the_url_and_a_new_session_shows_it(
-    app: Callable[[], AppTest], runs_dir: Path, second_seed: Path
-) -> None:
-    shutil.copy(second_seed, runs_dir / "tiny-seed1.nntrace")
-    at = open_page(app, {"trace": "tiny"})
-    # the defaults are in the URL from the start
-    assert own(at)["k"] == "bic" and own(at)["runs"] == "tiny-seed1" and own(at)["seed"] == "0"
+#: What the URL says once every control was changed (see :func:`_change_every_control`).
+CHANGED = {
+    "seed": "3",
+    "runs": "tiny-seed1",
+    "seq": "epochs",
+    "k": "2",
+    "restarts": "3",
+    "shuffles": "49",
+    "zscore": "run",
+    "curve": "weight_norm",
+    "new_seeds": "2",
+    "nlayers": "hidden_1",
+    "nstd": "global",
+    "nk": "3",
+    "order": "path",
+    "bins": "4",
+    "binning": "epoch",
+    "label": "true",
+    "perms": "20",
+    "alpha": "0.1",
+    "fdr": "epoch",
+    "epoch": "2",
+}
+
+
+def _change_every_control(at: AppTest) -> None:
+    """Set every control of the page to a value other than its default (not yet run)."""
     at.number_input(key=state.DYNAMICS_RANDOM_STATE).set_value(3)
     at.selectbox(key=state.DYNAMICS_MAP_K).set_value("2")
     at.number_input(key=state.DYNAMICS_MAP_RESTARTS).set_value(3)
@@ -78,39 +98,10 @@ def test_every_control_goes_into_the_url_and_a_new_session_shows_it(
     at.selectbox(key=state.DYNAMICS_ENTROPY_ALPHA).set_value(0.1)
     at.selectbox(key=state.DYNAMICS_ENTROPY_FDR).set_value("epoch")
     at.select_slider(key=state.epoch_key(state.DYNAMICS_ENTROPY_EPOCH, REF)).set_value(2)
-    at.run()
-    assert_healthy(at)
-    at.radio(key=state.DYNAMICS_MAP_CURVE).set_value("weight_norm").run()  # drawn after a fit
-    assert_healthy(at)
-    url = own(at)
-    expected = {
-        "seed": "3",
-        "runs": "tiny-seed1",
-        "seq": "epochs",
-        "k": "2",
-        "restarts": "3",
-        "shuffles": "49",
-        "zscore": "run",
-        "curve": "weight_norm",
-        "new_seeds": "2",
-        "nlayers": "hidden_1",
-        "nstd": "global",
-        "nk": "3",
-        "order": "path",
-        "bins": "4",
-        "binning": "epoch",
-        "label": "true",
-        "perms": "20",
-        "alpha": "0.1",
-        "fdr": "epoch",
-        "epoch": "2",
-    }
-    assert {k: url.get(k) for k in expected} == expected
-    assert set(url["nfeatures"].split(",")) == {"act_mean", "act_std"}
-    assert "features" in url and "step_features" not in url  # the epochs' features only
 
-    again = open_page(app, {"trace": "tiny", **url})
-    assert own(again) == url  # nothing lost, nothing added
+
+def _assert_every_control_restored(again: AppTest) -> None:
+    """The widgets of a new session show what :func:`_change_every_control` set."""
     assert again.number_input(key=state.DYNAMICS_RANDOM_STATE).value == 3
     assert again.multiselect(key=state.epoch_key(state.DYNAMICS_RUNS, REF)).value == ["tiny-seed1"]
     assert again.selectbox(key=state.DYNAMICS_MAP_K).value == "2"
@@ -139,6 +130,38 @@ def test_every_control_goes_into_the_url_and_a_new_session_shows_it(
     assert any(m.label == "States" and m.value == "3" for m in again.metric)
     assert "Neurons at E_2" in texts(again.markdown)
     assert "with the true class" in texts(again.caption)
+
+
+def test_every_control_goes_into_the_url_and_a_new_session_shows_it(
+    app: Callable[[], AppTest], runs_dir: Path, second_seed: Path
+) -> None:
+    shutil.copy(second_seed, runs_dir / "tiny-seed1.nntrace")
+    at = open_page(app, {"trace": "tiny"})
+    # the defaults are in the URL from the start
+    assert own(at)["k"] == "bic" and own(at)["runs"] == "tiny-seed1" and own(at)["seed"] == "0"
+    _change_every_control(at)
+    at.run()
+    assert_healthy(at)
+    at.radio(key=state.DYNAMICS_MAP_CURVE).set_value("weight_norm").run()  # drawn after a fit
+    assert_healthy(at)
+    url = own(at)
+    assert {k: url.get(k) for k in CHANGED} == CHANGED
+    assert set(url["nfeatures"].split(",")) == {"act_mean", "act_std"}
+    assert "features" in url and "step_features" not in url  # the epochs' features only
+
+    again = open_page(app, {"trace": "tiny", **url})
+    assert own(again) == url  # nothing lost, nothing added
+    _assert_every_control_restored(again)
+
+
+def test_an_old_link_with_pooled_runs_opens_them_z_scored_globally(
+    app: Callable[[], AppTest], runs_dir: Path, second_seed: Path
+) -> None:
+    """``zscore=pooled`` (the old name of ``global``) is read as ``global``."""
+    shutil.copy(second_seed, runs_dir / "tiny-seed1.nntrace")
+    at = open_page(app, {"trace": "tiny", "zscore": "pooled"})
+    assert at.radio(key=state.DYNAMICS_MAP_STANDARDIZE).value == "global"
+    assert own(at)["zscore"] == "global"
 
 
 def test_leaving_every_other_run_out_survives_a_link(

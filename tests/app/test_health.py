@@ -84,9 +84,9 @@ def test_a_saturating_tanh_trace_is_flagged_from_its_probe_activations(
     tanh_trace_file: Path,
 ) -> None:
     trace = load_trace(tanh_trace_file)
-    seen: list[tuple[int, int]] = []
-    health = neuron_health(trace, progress=lambda done, total: seen.append((done, total)))
-    assert seen[-1] == (len(trace.epochs), len(trace.epochs))
+    seen: list[float] = []
+    health = neuron_health(trace, progress=lambda fraction, _: seen.append(fraction))
+    assert len(seen) == len(trace.epochs) and seen[-1] == 1.0
     last = trace.epochs[-1]
     acts = trace.probe_activations(last)
     expected = (np.abs(acts) > np.sqrt(0.95)).mean(axis=0) > 0.5

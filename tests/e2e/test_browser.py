@@ -24,13 +24,17 @@ MAP = '[class*="st-key-' + re.sub(r"[^a-zA-Z0-9_-]", "-", CLUSTERS_MAP_CHART) + 
 def test_every_page_and_an_upload_in_a_real_browser(
     server: Server, browser, tmp_path: Path, tiny_trace_file: Path
 ) -> None:
-    from playwright.sync_api import expect
-
     url = server.url
-    bad = tmp_path / "bad.nntrace"
-    bad.write_bytes(b"definitely not a trace")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
+    _overview_and_a_click_on_the_brain_scan(page, url)
+    _neurons_and_two_uploads(page, url, tmp_path, tiny_trace_file)
+    _clusters_dynamics_and_breadcrumbs(page, url)
+    _deep_link_in_a_fresh_page(browser, url)
+
+
+def _overview_and_a_click_on_the_brain_scan(page, url: str) -> None:
+    from playwright.sync_api import expect
 
     # Overview: summary, curves, brain scan, health
     page.goto(url)
@@ -52,6 +56,10 @@ def test_every_page_and_an_upload_in_a_real_browser(
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator(SCAN)).to_be_visible()
 
+
+def _neurons_and_two_uploads(page, url: str, tmp_path: Path, tiny_trace_file: Path) -> None:
+    from playwright.sync_api import expect
+
     # Neurons, through the sidebar navigation
     page.get_by_role("link", name="Neurons").click()
     expect(page.get_by_role("heading", name="Neurons")).to_be_visible()
@@ -60,6 +68,8 @@ def test_every_page_and_an_upload_in_a_real_browser(
     assert page.locator(EXCEPTION).count() == 0
 
     # A malformed upload: a specific error, and the app goes on
+    bad = tmp_path / "bad.nntrace"
+    bad.write_bytes(b"definitely not a trace")
     page.get_by_text("Upload a trace").click()
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploader.set_input_files(str(bad))
@@ -73,6 +83,10 @@ def test_every_page_and_an_upload_in_a_real_browser(
     expect(page.get_by_text("Opened shared-run")).to_be_visible()
     expect(page.locator(CHART).first).to_be_visible()
     assert page.locator(EXCEPTION).count() == 0
+
+
+def _clusters_dynamics_and_breadcrumbs(page, url: str) -> None:
+    from playwright.sync_api import expect
 
     # Clusters: the verdict against chance, the map, a click lists and shares a neuron
     page.goto(f"{url}/clusters?trace=tiny&perms=19")
@@ -91,6 +105,10 @@ def test_every_page_and_an_upload_in_a_real_browser(
         expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
         expect(page.locator(CHART).first).to_be_visible()
         assert page.locator(EXCEPTION).count() == 0
+
+
+def _deep_link_in_a_fresh_page(browser, url: str) -> None:
+    from playwright.sync_api import expect
 
     # A deep link pasted into a fresh page opens the same neuron
     fresh = browser.new_page(viewport={"width": 1400, "height": 1000})

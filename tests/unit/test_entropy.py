@@ -140,11 +140,11 @@ def _synthetic_trace(n_samples: int = 300, n_classes: int = 3, seed: int = 0) ->
 
 def test_a_label_copying_neuron_carries_the_class_entropy_and_noise_is_not_significant() -> None:
     trace = _synthetic_trace()
-    seen: list[tuple[int, int]] = []
+    seen: list[float] = []
     result = DecisionEntropy(n_bins=3, n_permutations=99, random_state=0).fit(
-        trace, progress=lambda done, total, _: seen.append((done, total))
+        trace, progress=lambda fraction, _: seen.append(fraction)
     )
-    assert seen[-1] == (4, 4)
+    assert seen == [0.0, 0.25, 0.5, 0.75, 1.0]  # before each of the 4 epochs, then done
     assert result.neuron_ids_.tolist() == [2, 3, 4]
     copier, noise, late = 0, 1, 2
     assert result.mi_predicted_[:, copier] == pytest.approx(np.log2(3))  # = H(class)

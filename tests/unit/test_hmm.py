@@ -134,12 +134,12 @@ def test_our_initialisation_recovers_planted_states_where_hmmlearns_default_coll
 def test_the_shuffled_time_test_sees_structure_only_where_there_is_some() -> None:
     X, _ = planted(n=60, t=20)
     n, t, d = X.shape
-    structured = shuffled_time_test(X.reshape(-1, d), np.full(n, t), 2, n_shuffles=19)
+    structured = shuffled_time_test(X.reshape(-1, d), np.full(n, t), 2, n_permutations=19)
     assert structured.p_value == pytest.approx(1 / 20)  # the real order beats every shuffle
     assert "beyond chance" in structured.describe()
     rng = np.random.default_rng(5)
     noise = rng.normal(size=(n * t, d))
-    flat = shuffled_time_test(noise, np.full(n, t), 2, n_shuffles=19, random_state=1)
+    flat = shuffled_time_test(noise, np.full(n, t), 2, n_permutations=19, random_state=1)
     assert flat.p_value > 0.05
     assert "no evidence" in flat.describe()
     with pytest.raises(ValueError, match="at least 2 states"):
@@ -263,8 +263,8 @@ def _without_kept_weights(trace):  # type: ignore[no-untyped-def]
 def test_the_training_map_joint_fit_over_two_seeds(seeds: list[Path]) -> None:
     traces = [load_trace(p) for p in seeds]
     steps: list[str] = []
-    fitted = TrainingMap(k_range=(1, 4), n_shuffles=9).fit(
-        traces, names=["seed0", "seed1"], progress=lambda d, t, m: steps.append(m)
+    fitted = TrainingMap(k_range=(1, 4), n_permutations=9).fit(
+        traces, names=["seed0", "seed1"], progress=lambda fraction, m: steps.append(m)
     )
     assert fitted.lengths_.tolist() == [11, 11]
     assert set(fitted.path_["run"]) == {"seed0", "seed1"}
@@ -286,7 +286,7 @@ def test_the_training_map_joint_fit_over_two_seeds(seeds: list[Path]) -> None:
         assert epoch is None or 0 <= epoch <= 10
     assert len(fitted.descriptions_) == fitted.n_states_
     assert all(":" in text for text in fitted.descriptions_)
-    assert fitted.time_test_ is not None and fitted.time_test_.n_shuffles == 9
+    assert fitted.time_test_ is not None and fitted.time_test_.n_permutations == 9
     assert any("model-level features" in m for m in steps)
     other = fitted.selection_[fitted.selection_["restarts"] > 0]["k"].max()
     fitted.select(int(other))
@@ -302,7 +302,9 @@ def test_per_step_sequences_come_from_the_step_table(seeds: list[Path]) -> None:
     row = features.frame.iloc[-1]
     for _, layer_row in last.iterrows():
         assert row[f"{layer_row['layer']}.w_norm"] == pytest.approx(layer_row["w_norm"])
-    fitted = TrainingMap(sequence="steps", k_range=(1, 3), n_restarts=2, n_shuffles=0).fit(trace)
+    fitted = TrainingMap(sequence="steps", k_range=(1, 3), n_restarts=2, n_permutations=0).fit(
+        trace
+    )
     assert len(fitted.path_) == n_steps and "step" in fitted.path_
     assert fitted.state_model_.engine_ == "hmmlearn"  # one long sequence
 

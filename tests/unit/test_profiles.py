@@ -224,12 +224,12 @@ def test_selectivity_over_epochs_spreads_its_tests_and_seeds_each_epoch(kept) ->
     assert (full["null_p05"] <= full["null_median"]).all()
     assert (full["null_median"] <= full["null_p95"]).all()
     assert ((full["p_value"] > 0) & (full["p_value"] <= 1)).all()
-    seen: list[tuple[int, int]] = []
+    seen: list[float] = []
     some = profiles.selectivity_over_epochs(
-        kept, 12, n_permutations=50, max_epochs=2, include=[2], progress=lambda *a: seen.append(a)
+        kept, 12, n_permutations=50, max_epochs=2, include=[2], progress=lambda f, _: seen.append(f)
     )
     assert some.loc[some["tested"], "epoch"].tolist() == [0, 2, 4]
-    assert seen[-1] == (3, 3)
+    assert seen == [1 / 3, 2 / 3, 1.0]  # after each of the 3 tested epochs
     tested = some["tested"].to_numpy()
     columns = ["null_p05", "null_median", "null_p95", "p_value"]
     np.testing.assert_allclose(some.loc[tested, columns], full.loc[tested, columns])

@@ -1,4 +1,5 @@
-"""epoch_intervals semantics (DESIGN.md section 4) and every invalid form."""
+"""epoch_intervals semantics (None: every epoch; n > 0: every n-th and the last; -1: the last
+only; a list: those epochs) and every invalid form."""
 
 import pytest
 

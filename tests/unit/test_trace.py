@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from nn_tracing import METRICS, TraceableNN
-from nn_tracing.trace import parse_signature
+from nn_tracing.trace import format_signature, parse_signature, signature_column
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,26 @@ def test_parse_signature():
     assert parse_signature("E_30/L_features.0/n_20") == (30, "features.0", 20)
 
 
+def test_format_signature_is_the_inverse_of_parse_signature(trace):
+    assert format_signature(30, "features.0", 20) == "E_30/L_features.0/n_20"
+    assert parse_signature(format_signature(30, "features.0", 20)) == (30, "features.0", 20)
+    assert trace.signature(30, 5) == format_signature(30, "hidden_1", 5)
+    assert trace.neuron("E_30/L_hidden_1/n_5").signature == "E_30/L_hidden_1/n_5"
+
+
+def test_signature_column_broadcasts_single_values_over_the_rows():
+    epochs = np.array([0, 5], dtype=np.int64)
+    assert signature_column(epochs, "hidden_1", 3) == ["E_0/L_hidden_1/n_3", "E_5/L_hidden_1/n_3"]
+    assert signature_column(2, ["input", "output"], range(2)) == [
+        "E_2/L_input/n_0",
+        "E_2/L_output/n_1",
+    ]
+    assert signature_column(1, "output", 7) == ["E_1/L_output/n_7"]
+    assert signature_column(1, "output", []) == []
+    with pytest.raises(ValueError, match="different lengths"):
+        signature_column([0, 1], "output", [1, 2, 3])
+
+
 def test_metric_over_time(trace):
     values = trace.metric("w_norm")
     assert values.shape == (2, 20)
@@ -143,3 +163,23 @@ def test_malformed_lookup_keys_raise_key_error_listing_what_exists(trace, key, m
 def test_membership_of_a_malformed_epoch_key_is_false(trace):
     assert f"E_{HUGE}" not in trace
     assert "E_٣٠" not in trace
+
+
+def test_class_and_feature_names_come_from_the_dataset_or_one_fallback(trace):
+    meta = trace.meta
+    try:
+        trace.meta = {
+            **meta,
+            "dataset": {"class_names": ["no", "yes"], "feature_names": ["a", "b"]},
+        }
+        assert trace.class_names == ["no", "yes"] and trace.feature_names == ["a", "b"]
+        assert trace.class_name(1) == "yes" and trace.class_name(5) == "class 5"
+        # names that do not name every output or input are not used
+        trace.meta = {**meta, "dataset": {"class_names": ["no"], "feature_names": ["a"]}}
+        assert trace.class_names == ["class 0", "class 1"]
+        assert trace.feature_names == ["x0", "x1"]
+        trace.meta = {k: v for k, v in meta.items() if k != "dataset"}
+        assert trace.class_names == ["class 0", "class 1"] and trace.class_name(0) == "class 0"
+        assert trace.feature_names == ["x0", "x1"]
+    finally:
+        trace.meta = meta

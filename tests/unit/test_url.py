@@ -87,6 +87,30 @@ def test_an_empty_selection_that_keeps_its_place_survives_the_url() -> None:
     assert picked.params(Picked(runs=()), hidden={"runs"}) == {}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Renamed:
+    mode: str = url.param(
+        "mode",
+        "demo.mode",
+        default="global",
+        choices=("global", "run"),
+        aliases={"pooled": "global"},
+    )
+    modes: tuple[str, ...] = url.param(
+        "modes", "demo.modes", default=(), choices=("global", "run"), aliases={"pooled": "global"}
+    )
+
+
+def test_a_renamed_value_in_an_old_link_is_read_under_its_new_name() -> None:
+    renamed = url.PageURL(Renamed, page="renamed")
+    assert renamed.read({"mode": "pooled", "modes": "run,pooled"}) == {
+        "mode": "global",
+        "modes": ("run", "global"),
+    }
+    assert renamed.params(Renamed(mode="global")) == {"mode": "global"}  # written as the new
+    assert renamed.read({"mode": "column"}) == {}  # not an alias here: a bad value
+
+
 @pytest.mark.parametrize(
     "name, text",
     [

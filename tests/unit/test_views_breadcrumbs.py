@@ -29,15 +29,13 @@ def trace(tiny_trace_file: Path) -> NetworkTrace:
 def test_names_come_from_the_dataset_or_fall_back(trace: NetworkTrace) -> None:
     trace.meta["dataset"]["class_names"] = ["left", "right"]
     trace.meta["dataset"]["feature_names"] = ["a", "b"]
-    assert views.class_names(trace) == ["left", "right"]
-    assert views.feature_names(trace) == ["a", "b"]
     assert views.graph_labels(trace) == {0: "a", 1: "b", 18: "class left", 19: "class right"}
+    assert views.class_phrase(trace, 1) == "class right"
     trace.meta["dataset"]["class_names"] = ["only one"]  # wrong length: not used
     trace.meta["dataset"]["feature_names"] = None
-    assert views.class_names(trace) == ["0", "1"]
-    assert views.feature_names(trace) == ["x0", "x1"]
+    assert views.graph_labels(trace) == {0: "x0", 1: "x1", 18: "class 0", 19: "class 1"}
     trace.meta["dataset"] = "not a dict"
-    assert views.class_names(trace) == ["0", "1"]
+    assert views.class_phrase(trace, 0) == "class 0"  # not "class class 0"
 
 
 def test_neurons_and_signatures_at_a_model_state(trace: NetworkTrace) -> None:

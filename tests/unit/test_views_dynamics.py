@@ -53,9 +53,9 @@ def test_the_parameters_make_the_estimators_the_page_runs(trace: NetworkTrace) -
         "layers": ["hidden_1", "hidden_2", "output"],
         "standardize": "layer",
     }
-    fitted_map = view.MapParams(("loss",), k="aic", restarts=2, shuffles=49, random_state=4)
+    fitted_map = view.MapParams(("loss",), k="aic", restarts=2, n_permutations=49, random_state=4)
     training_map = fitted_map.estimator()
-    assert (training_map.features, training_map.n_restarts, training_map.n_shuffles) == (
+    assert (training_map.features, training_map.n_restarts, training_map.n_permutations) == (
         ["loss"],
         2,
         49,

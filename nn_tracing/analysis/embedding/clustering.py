@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from ..cost import AGGLOMERATIVE_MAX, PCA_FIRST
 from .features import _check_rows
@@ -100,7 +101,7 @@ SCORE_NAMES: dict[str, str] = {
 }
 
 
-class NeuronClusterer:
+class NeuronClusterer(BaseEstimator):
     """Cluster feature rows (or the 2-D map) with k-means, HDBSCAN or agglomerative clustering.
 
     Parameters
@@ -162,14 +163,9 @@ class NeuronClusterer:
         self.max_agglomerative = max_agglomerative
         self.pca_first = pca_first
 
-    def get_params(self) -> dict[str, Any]:
-        keys = ("method", "n_clusters", "min_cluster_size", "min_samples", "linkage")
-        keys += ("random_state", "max_agglomerative", "pca_first")
-        return {key: getattr(self, key) for key in keys}
-
     def clone(self, **changes: Any) -> NeuronClusterer:
         """A new, unfitted clusterer with these parameters (and ``changes``)."""
-        return NeuronClusterer(**{**self.get_params(), **changes})
+        return type(self)(**{**self.get_params(deep=False), **changes})
 
     def fit(self, X: np.ndarray) -> NeuronClusterer:
         """Cluster rows ``X`` of shape (n_rows, n_features)."""

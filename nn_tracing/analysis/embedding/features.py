@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...trace import METRICS, NetworkTrace
+from ...trace import METRICS, NetworkTrace, signature_column
+from ..standardise import ALIASES, constant_columns, constant_rows, zscore
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -40,15 +41,16 @@ FEATURE_SETS: dict[str, str] = {
 }
 #: Feature sets defined at one epoch (the joint embedding over epochs applies to these).
 PER_EPOCH: frozenset[str] = frozenset({"metrics", "response", "activations", "weights"})
-#: How features are scaled before projecting and clustering.
+#: How features are scaled before projecting and clustering (modes of
+#: :mod:`nn_tracing.analysis.standardise`; the old name ``column`` is still accepted).
 SCALES: dict[str, str] = {
     "none": "raw values",
     "neuron": "z-scored per neuron (its shape, not its size)",
-    "column": "each feature standardised over the neurons",
+    "global": "each feature standardised over the neurons",
 }
 DEFAULT_SCALE: dict[str, str] = {
     "trajectory": "neuron",
-    "metrics": "column",
+    "metrics": "global",
     "response": "none",
     "activations": "neuron",
     "weights": "none",
@@ -88,7 +90,8 @@ class FeatureSpec:
     metrics
         The metrics of ``metrics``.
     scale
-        One of :data:`SCALES`; ``"auto"`` picks :data:`DEFAULT_SCALE` for the kind.
+        One of :data:`SCALES` (``"column"``, the old name of ``"global"``, becomes
+        ``"global"``); ``"auto"`` picks :data:`DEFAULT_SCALE` for the kind.
     """
 
     kind: str = "activations"
@@ -104,8 +107,10 @@ class FeatureSpec:
             raise FeatureError(
                 f"feature set {self.kind!r} does not exist; use one of {', '.join(FEATURE_SETS)}"
             )
-        if self.scale != "auto" and self.scale not in SCALES:
-            raise FeatureError(f"scale {self.scale!r}: use auto or one of {', '.join(SCALES)}")
+        if self.scale != "auto":
+            if ALIASES.get(self.scale, self.scale) not in SCALES:
+                raise FeatureError(f"scale {self.scale!r}: use auto or one of {', '.join(SCALES)}")
+            object.__setattr__(self, "scale", ALIASES.get(self.scale, self.scale))
         if self.metric not in METRICS:
             raise FeatureError(f"no metric {self.metric!r}; metrics: {', '.join(METRICS)}")
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -236,10 +241,7 @@ class NeuronFeatures:
 
     def signatures(self) -> list[str]:
         """``E_<epoch>/L_<layer>/n_<id>`` of every row."""
-        return [
-            f"E_{e}/L_{layer}/n_{i}"
-            for e, layer, i in zip(self.epochs, self.layers, self.neuron_ids, strict=True)
-        ]
+        return signature_column(self.epochs, self.layers, self.neuron_ids)
 
     def subset(self, rows: np.ndarray) -> NeuronFeatures:
         """The same features for a subset of the rows (an index or boolean mask)."""
@@ -274,14 +276,7 @@ def _probe_labels(trace: NetworkTrace) -> tuple[np.ndarray, list[str]]:
     y = np.asarray(trace.probe[1])
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise FeatureError("the probe labels are not class labels: no per-class profile")
-    classes = np.unique(y)
-    dataset = trace.meta.get("dataset") if isinstance(trace.meta.get("dataset"), dict) else {}
-    names = dataset.get("class_names") if isinstance(dataset.get("class_names"), list) else None
-    labels = [
-        str(names[c]) if names is not None and 0 <= c < len(names) else f"class {c}"
-        for c in classes
-    ]
-    return y, labels
+    return y, [trace.class_name(int(c)) for c in np.unique(y)]
 
 
 def _activations(trace: NetworkTrace, epoch: int) -> np.ndarray:
@@ -363,10 +358,8 @@ def _clean(
         first = names[int(np.flatnonzero(~finite[row])[0])]
         reasons[row] = f"undefined (NaN) feature: {first}"
     ok = ~bad_rows
-    if scale == "column" and block.shape[0]:
-        with np.errstate(all="ignore"):
-            std = np.nanstd(np.where(ok[:, None], block, np.nan), axis=0)
-        constant = ~(std > 1e-12)
+    if scale == "global" and block.shape[0]:
+        constant = constant_columns(block, rows=ok)
         if constant.all():
             raise FeatureError("every feature is constant over these neurons: nothing to compare")
         if constant.any():
@@ -375,10 +368,7 @@ def _clean(
             keep_columns[np.flatnonzero(keep_columns)[constant]] = False
             block = block[:, ~constant]
     elif block.shape[1]:
-        filled = np.where(finite, block, 0.0)
-        span = np.ptp(filled, axis=1)
-        size = np.max(np.abs(filled), axis=1)
-        constant = ok & (span <= 1e-9 * np.maximum(size, 1e-12))
+        constant = ok & constant_rows(np.where(finite, block, 0.0))
         for row in np.flatnonzero(constant):
             value = block[row, 0]
             reasons[row] = (
@@ -388,15 +378,8 @@ def _clean(
             )
         ok &= ~constant
     values = block.copy()
-    kept = values[ok]
-    if scale == "neuron" and kept.size:
-        mean = kept.mean(axis=1, keepdims=True)
-        std = kept.std(axis=1, keepdims=True)
-        values[ok] = (kept - mean) / np.where(std > 0, std, 1.0)
-    elif scale == "column" and kept.size:
-        mean = kept.mean(axis=0, keepdims=True)
-        std = kept.std(axis=0, keepdims=True)
-        values[ok] = (kept - mean) / np.where(std > 0, std, 1.0)
+    if scale in ("neuron", "global") and ok.any() and values.shape[1]:
+        values = zscore(values, axis=1 if scale == "neuron" else 0, groups=[ok])
     return values, ok, keep_columns, reasons, notes
 
 
@@ -416,7 +399,7 @@ def neuron_features(
         What describes a neuron (default: probe activations at the last epoch).
     epochs
         For a per-epoch feature set, build one row per (neuron, epoch) for each of these
-        epochs instead of one row per neuron at ``spec.epoch``; ``column`` scaling then pools
+        epochs instead of one row per neuron at ``spec.epoch``; ``global`` scaling then pools
         every epoch, so rows of different epochs share one space.
 
     Returns
@@ -472,9 +455,9 @@ def neuron_features(
             "neuron": row_ids[excluded_rows],
             "layer": row_layers[excluded_rows],
             "epoch": row_epochs[excluded_rows],
-            "signature": [
-                f"E_{row_epochs[r]}/L_{row_layers[r]}/n_{row_ids[r]}" for r in excluded_rows
-            ],
+            "signature": signature_column(
+                row_epochs[excluded_rows], row_layers[excluded_rows], row_ids[excluded_rows]
+            ),
             "reason": [reasons[r] for r in excluded_rows],
         }
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ...progress import Progress
 from ...trace import NetworkTrace
 from .features import FeatureError, FeatureSpec, neuron_features
 from .projection import NeuronProjector
@@ -59,6 +60,7 @@ def joint_embedding(
     *,
     epochs: Sequence[int] | None = None,
     max_points: int = 20000,
+    progress: Progress | None = None,
 ) -> JointEmbedding:
     """Embed every (neuron, epoch) of a per-epoch feature set in one space.
 
@@ -71,6 +73,8 @@ def joint_embedding(
     epochs
         Epochs to embed (default: every recorded one), thinned out evenly so that
         (neurons × epochs) stays within ``max_points``.
+    progress
+        ``progress(fraction, what)`` while the projector fits.
     """
     resolved = spec.resolve(trace)
     if not resolved.per_epoch:
@@ -96,7 +100,7 @@ def joint_embedding(
             )
         thinned = kept
     features = neuron_features(trace, resolved, epochs=thinned)
-    coords = projector.fit_transform(features.values)
+    coords = projector.fit_transform(features.values, progress)
     frame = pd.DataFrame(
         {
             "neuron": features.neuron_ids,

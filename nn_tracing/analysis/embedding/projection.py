@@ -9,12 +9,13 @@ components (standard practice for t-SNE and UMAP).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
+from ...progress import Progress, no_progress
 from .. import numba_guard
 from ..cost import OPENTSNE_FROM, PCA_FIRST, available_threads
 from .features import _check_rows
@@ -23,10 +24,15 @@ __all__ = ["PROJECTORS", "NeuronProjector"]
 
 PROJECTORS: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
-Progress = Callable[[float, str], None]
+
+def _clamped(progress: Progress | None) -> Progress | None:
+    """``progress`` with the fraction clamped to [0, 1] (``None`` stays ``None``)."""
+    if progress is None:
+        return None
+    return lambda fraction, what: progress(min(max(fraction, 0.0), 1.0), what)
 
 
-class NeuronProjector:
+class NeuronProjector(BaseEstimator):
     """Project feature rows to two dimensions with PCA, t-SNE or UMAP.
 
     Parameters
@@ -55,8 +61,6 @@ class NeuronProjector:
     pca_first
         Features wider than this are reduced to this many principal components before t-SNE
         and UMAP (``0``: never).
-    progress
-        ``progress(fraction, what)`` while fitting.
 
     Attributes
     ----------
@@ -84,7 +88,6 @@ class NeuronProjector:
         n_epochs: int = 200,
         tsne_backend: str = "auto",
         pca_first: int = PCA_FIRST,
-        progress: Progress | None = None,
     ) -> None:
         self.method = method
         self.n_components = n_components
@@ -97,19 +100,12 @@ class NeuronProjector:
         self.n_epochs = n_epochs
         self.tsne_backend = tsne_backend
         self.pca_first = pca_first
-        self.progress = progress
 
-    def get_params(self) -> dict[str, Any]:
-        keys = ("method", "n_components", "perplexity", "n_neighbors", "min_dist", "metric")
-        keys += ("random_state", "n_jobs", "n_epochs", "tsne_backend", "pca_first")
-        return {key: getattr(self, key) for key in keys}
-
-    def _report(self, fraction: float, what: str) -> None:
-        if self.progress is not None:
-            self.progress(min(max(fraction, 0.0), 1.0), what)
-
-    def fit(self, X: np.ndarray) -> NeuronProjector:
-        """Fit on feature rows ``X`` of shape (n_rows, n_features)."""
+    def fit(self, X: np.ndarray, progress: Progress | None = None) -> NeuronProjector:
+        """Fit on feature rows ``X`` of shape (n_rows, n_features); ``progress(fraction, what)``
+        while fitting (not kept on the fitted projector)."""
+        report = _clamped(progress)
+        say = report or no_progress
         if self.method not in PROJECTORS:
             raise ValueError(f"method={self.method!r}: use one of {', '.join(PROJECTORS)}")
         X = _check_rows(X, 5, PROJECTORS[self.method])
@@ -119,31 +115,33 @@ class NeuronProjector:
         self.perplexity_ = float("nan")
         seed = 0 if self.random_state is None else int(self.random_state)
         if self.method == "pca":
-            self.embedding_ = self._pca(X, seed)
+            self.embedding_ = self._pca(X, seed, say)
         else:
             if self.pca_first and X.shape[1] > self.pca_first < X.shape[0]:
                 from sklearn.decomposition import PCA
 
-                self._report(0.02, f"reducing {X.shape[1]} features to {self.pca_first} by PCA")
+                say(0.02, f"reducing {X.shape[1]} features to {self.pca_first} by PCA")
                 X = PCA(self.pca_first, random_state=seed).fit_transform(X).astype(np.float32)
                 self.notes_.append(
                     f"features reduced to their first {self.pca_first} principal components "
                     f"before {PROJECTORS[self.method]}"
                 )
-            self.embedding_ = self._tsne(X, seed) if self.method == "tsne" else self._umap(X)
+            self.embedding_ = (
+                self._tsne(X, seed, report) if self.method == "tsne" else self._umap(X, say)
+            )
         self.embedding_ = np.asarray(self.embedding_, dtype=np.float32)
         self.seconds_ = time.perf_counter() - started
-        self._report(1.0, "done")
+        say(1.0, "done")
         return self
 
-    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+    def fit_transform(self, X: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Fit and return ``embedding_``, array of shape (n_rows, n_components)."""
-        return self.fit(X).embedding_
+        return self.fit(X, progress).embedding_
 
-    def _pca(self, X: np.ndarray, seed: int) -> np.ndarray:
+    def _pca(self, X: np.ndarray, seed: int, report: Progress) -> np.ndarray:
         from sklearn.decomposition import PCA
 
-        self._report(0.1, "PCA")
+        report(0.1, "PCA")
         shown = min(10, X.shape[0], X.shape[1])
         model = PCA(max(shown, self.n_components), random_state=seed).fit(X)
         self.explained_variance_ratio_ = model.explained_variance_ratio_[:shown].copy()
@@ -153,7 +151,7 @@ class NeuronProjector:
             coords = np.pad(coords, ((0, 0), (0, self.n_components - coords.shape[1])))
         return coords
 
-    def _tsne(self, X: np.ndarray, seed: int) -> np.ndarray:
+    def _tsne(self, X: np.ndarray, seed: int, report: Progress | None) -> np.ndarray:
         n = X.shape[0]
         perplexity = float(min(self.perplexity, max(1.0, (n - 1) / 3.0)))
         if perplexity < self.perplexity:
@@ -167,12 +165,12 @@ class NeuronProjector:
         if backend == "auto":
             backend = "opentsne" if n >= OPENTSNE_FROM else "sklearn"
         if backend == "opentsne":
-            return self._opentsne(X, perplexity, seed)
+            return self._opentsne(X, perplexity, seed, report)
         if backend != "sklearn":
             raise ValueError(f"tsne_backend={self.tsne_backend!r}: auto, sklearn or opentsne")
         from sklearn.manifold import TSNE
 
-        self._report(0.1, f"t-SNE (scikit-learn) on {n} rows")
+        (report or no_progress)(0.1, f"t-SNE (scikit-learn) on {n} rows")
         self.backend_ = "sklearn"
         threads = self._threads()
         model = TSNE(
@@ -192,7 +190,9 @@ class NeuronProjector:
         self.n_jobs_ = int(self.n_jobs) if self.n_jobs else available_threads()
         return self.n_jobs_
 
-    def _opentsne(self, X: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
+    def _opentsne(
+        self, X: np.ndarray, perplexity: float, seed: int, report: Progress | None
+    ) -> np.ndarray:
         from openTSNE import TSNE
 
         self.backend_ = "openTSNE"
@@ -201,10 +201,12 @@ class NeuronProjector:
 
         def callback(iteration: int, error: float, embedding: Any) -> bool:
             done[0] += 10
-            self._report(0.1 + 0.9 * done[0] / total, f"t-SNE (openTSNE) on {X.shape[0]} rows")
+            if report is not None:
+                report(0.1 + 0.9 * done[0] / total, f"t-SNE (openTSNE) on {X.shape[0]} rows")
             return False
 
-        self._report(0.05, f"t-SNE (openTSNE): nearest neighbours of {X.shape[0]} rows")
+        if report is not None:
+            report(0.05, f"t-SNE (openTSNE): nearest neighbours of {X.shape[0]} rows")
         model = TSNE(
             n_components=self.n_components,
             perplexity=perplexity,
@@ -216,12 +218,12 @@ class NeuronProjector:
             random_state=seed,
             n_jobs=self._threads(),
             verbose=False,
-            callbacks=callback if self.progress is not None else None,
+            callbacks=callback if report is not None else None,
             callbacks_every_iters=10,
         )
         return np.asarray(model.fit(X))
 
-    def _umap(self, X: np.ndarray) -> np.ndarray:
+    def _umap(self, X: np.ndarray, report: Progress) -> np.ndarray:
         n = X.shape[0]
         self.backend_ = "umap-learn"
         n_neighbors = int(min(max(self.n_neighbors, 2), n - 1))
@@ -237,5 +239,5 @@ class NeuronProjector:
             random_state=int(self.random_state) if seeded else None,
             n_jobs=1 if seeded else (self.n_jobs or -1),
             n_epochs=self.n_epochs,
-            progress=self._report,
+            progress=report,
         )

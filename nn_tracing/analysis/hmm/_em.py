@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +35,6 @@ __all__ = [
     "Fit",
     "FlooredGaussianHMM",
     "Params",
-    "Progress",
     "Sequences",
     "check_sequences",
     "em_default",
@@ -54,8 +53,6 @@ __all__ = [
     "viterbi",
 ]
 
-#: ``progress(done, total, message)``: what every fit of this package reports through.
-Progress = Callable[[int, int, str], None]
 
 #: The smallest positive float64: a floor for scales, variances and masses.
 _TINY = np.finfo(np.float64).tiny

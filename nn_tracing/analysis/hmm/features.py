@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...progress import Progress, reporter
 from ...trace import METRICS, NetworkTrace
-from ._em import Progress
 
 __all__ = [
     "FRAME_FEATURES",
@@ -171,9 +171,9 @@ def model_features(trace: NetworkTrace, progress: Progress | None = None) -> Mod
     kept = bool(trace.meta.get("keep_weights"))
     final_epoch = trace.meta.get("final_weights_epoch")
     rows = []
+    report = reporter(progress, len(epochs))
     for i, epoch in enumerate(epochs):
-        if progress is not None:
-            progress(i, len(epochs), f"weight statistics at E_{epoch}")
+        report(i, f"weight statistics at E_{epoch}")
         row: dict[str, float] = {name: np.nan for name in MODEL_FEATURES}
         row.update(_features_from_frame(trace, epoch))
         weights = None
@@ -215,8 +215,7 @@ def model_features(trace: NetworkTrace, progress: Progress | None = None) -> Mod
         },
         index=frame.index,
     )
-    if progress is not None:
-        progress(len(epochs), len(epochs), "done")
+    report(len(epochs), "done")
     return ModelFeatures(frame, usable, source, notes, descriptors, convergence_epoch(trace))
 
 

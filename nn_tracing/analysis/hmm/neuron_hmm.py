@@ -12,13 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted
 
+from ..._renamed import renamed_keyword
+from ...progress import Progress
 from ...trace import METRICS, NetworkTrace
 from ..entropy import entropy_bits, entropy_rate, stationary_distribution
-from ._em import Progress, Sequences, forward_backward, from_model, viterbi
+from ..standardise import canonical_mode, zscore
+from ._em import Sequences, forward_backward, from_model, viterbi
 from .describe import describe_levels, state_label, when_words
 from .nulls import TimeShuffleTest, shuffled_time_test
 from .states import StateModel, _FittedStates
@@ -90,13 +95,13 @@ def neuron_sequences(
     standardize
         ``"layer"``: each feature z-scored over the neurons and epochs of each layer (layers on
         different scales compare), ``"global"``: over all neurons, ``"neuron"``: over each
-        neuron's own epochs (states then mean "above / below its own average").
+        neuron's own epochs (states then mean "above / below its own average"); the modes of
+        :mod:`nn_tracing.analysis.standardise`.
     """
     unknown = [f for f in features if f not in METRICS]
     if unknown or not features:
         raise ValueError(f"unknown feature(s) {unknown}; features: {', '.join(METRICS)}")
-    if standardize not in ("layer", "global", "neuron"):
-        raise ValueError(f"standardize={standardize!r}: use 'layer', 'global' or 'neuron'")
+    standardize = canonical_mode(standardize, ("layer", "global", "neuron"), "standardize")
     names = list(layers) if layers else [i.name for i in trace.layers if i.kind != "input"]
     infos = [trace.layer(name) for name in names]
     ids = np.concatenate([np.asarray(i.ids) for i in infos])
@@ -127,21 +132,12 @@ def neuron_sequences(
             values[:, :, j] = np.log10(np.maximum(column, 0.0) + eps)
     if logged:
         notes.append(f"on a log scale: {', '.join(logged)}.")
-    groups: list[np.ndarray]
-    if standardize == "layer":
-        groups = [layer_of == name for name in dict.fromkeys(layer_of)]
-        axes: tuple[int, ...] = (0, 1)
-    elif standardize == "global":
-        groups = [np.ones(ids.size, dtype=bool)]
-        axes = (0, 1)
-    else:
-        groups = [np.ones(ids.size, dtype=bool)]
-        axes = (1,)
-    for group in groups:
-        block = values[group]
-        mean = block.mean(axis=axes, keepdims=True)
-        std = block.std(axis=axes, keepdims=True)
-        values[group] = (block - mean) / np.where(std > 0, std, 1.0)
+    groups = (
+        [layer_of == name for name in dict.fromkeys(layer_of)]
+        if standardize == "layer"
+        else [np.ones(ids.size, dtype=bool)]
+    )
+    values = zscore(values, axis=(1,) if standardize == "neuron" else (0, 1), groups=groups)
     notes.append(
         {
             "layer": "each feature z-scored within each layer (over its neurons and epochs).",
@@ -343,6 +339,7 @@ class NeuronHMM(_FittedStates):
     def state_table(self) -> pd.DataFrame:
         """Per state: share of neuron-epochs, neurons that visit it, neurons for which it is
         dominant, probability of staying, stationary share, description."""
+        check_is_fitted(self)
         k = self.n_states_
         paths = self.paths_
         transmat = self.model_.transmat_
@@ -364,6 +361,7 @@ class NeuronHMM(_FittedStates):
     def neuron_table(self) -> pd.DataFrame:
         """Per modelled neuron: ``neuron``, ``layer``, ``dominant``, ``switches``, ``occupancy
         entropy``, ``log-likelihood per epoch``, and the occupancy of each state (``S0`` …)."""
+        check_is_fitted(self)
         ids = self.neuron_ids_
         t = self.paths_.shape[1]
         frame = pd.DataFrame(
@@ -382,6 +380,7 @@ class NeuronHMM(_FittedStates):
 
     def path_summary(self, neuron: int) -> str:
         """``"S0 (E_0–E_12) → S2 (E_13–E_30)"``: the path of neuron ``neuron`` (global id)."""
+        check_is_fitted(self)
         path = self.states_[neuron]
         if path[0] < 0:
             return "not modelled"
@@ -400,6 +399,7 @@ class NeuronHMM(_FittedStates):
         """Neurons whose paths are unusual: they visit a state that fewer than ``rare_share`` of
         the neurons visit, or their trajectory is among the 5 % least likely under the shared
         model. Most unusual first (rare visits, then log-likelihood)."""
+        check_is_fitted(self)
         paths = self.paths_
         n, t = paths.shape
         k = self.n_states_
@@ -428,14 +428,21 @@ class NeuronHMM(_FittedStates):
             }
         )
 
-    def time_test(self, n_shuffles: int = 19, progress: Progress | None = None) -> TimeShuffleTest:
-        """The shuffled-time test of the fitted model's k (at least 2) on the fitted data."""
+    def time_test(
+        self, n_permutations: int = 19, progress: Progress | None = None, **old: Any
+    ) -> TimeShuffleTest:
+        """The shuffled-time test of the fitted model's k (at least 2) on the fitted data, with
+        ``n_permutations`` time-shuffled refits (``n_shuffles``, its old name, still works)."""
+        n_permutations = renamed_keyword(
+            old, "n_shuffles", "n_permutations", n_permutations, "NeuronHMM.time_test"
+        )
+        check_is_fitted(self)
         n, t, d = self.X_.shape
         return shuffled_time_test(
             self.X_.reshape(n * t, d),
             np.full(n, t),
             max(self.n_states_, 2),
-            n_shuffles=n_shuffles,
+            n_permutations=n_permutations,
             progress=progress,
             **self._model_params(),
         )

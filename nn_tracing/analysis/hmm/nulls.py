@@ -7,13 +7,16 @@ the sequences with time shuffled within each sequence and compares log-likelihoo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ._em import Progress, check_sequences
+from ..._renamed import renamed_keyword
+from ...progress import Progress, reporter
+from ._em import check_sequences
 from .states import StateModel
 
 __all__ = ["TimeShuffleTest", "shuffled_time_test"]
@@ -30,11 +33,21 @@ class TimeShuffleTest:
     """
 
     n_states: int
-    n_shuffles: int
+    n_permutations: int
     loglik: float
     null: np.ndarray = field(repr=False)
     p_value: float
     n_obs: int
+
+    @property
+    def n_shuffles(self) -> int:
+        """The old name of :attr:`n_permutations` (deprecated)."""
+        warnings.warn(
+            "TimeShuffleTest.n_shuffles is deprecated: use n_permutations",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.n_permutations
 
     @property
     def gain_per_obs(self) -> float:
@@ -43,15 +56,15 @@ class TimeShuffleTest:
 
     @property
     def smallest_p(self) -> float:
-        """The smallest p-value this many shuffles can give, ``1 / (n_shuffles + 1)``."""
-        return 1.0 / (self.n_shuffles + 1)
+        """The smallest p-value this many shuffles can give, ``1 / (n_permutations + 1)``."""
+        return 1.0 / (self.n_permutations + 1)
 
     def describe(self) -> str:
         if self.p_value <= 0.05:
             verdict = "temporal structure beyond chance"
         elif self.p_value <= self.smallest_p + 1e-12:
             verdict = (
-                f"the real order beats every shuffle, but {self.n_shuffles} shuffles cannot "
+                f"the real order beats every shuffle, but {self.n_permutations} shuffles cannot "
                 "give p ≤ 0.05: run more"
             )
         else:
@@ -59,7 +72,7 @@ class TimeShuffleTest:
         floor = " (the smallest possible)" if self.p_value <= self.smallest_p + 1e-12 else ""
         return (
             f"{self.n_states}-state HMM: log-likelihood {self.loglik:.1f} on the real order vs "
-            f"median {np.median(self.null):.1f} on {self.n_shuffles} time-shuffled copies "
+            f"median {np.median(self.null):.1f} on {self.n_permutations} time-shuffled copies "
             f"(gain {self.gain_per_obs:.3f} nats per observation); p = {self.p_value:.3g}"
             f"{floor} — {verdict}."
         )
@@ -70,7 +83,7 @@ def shuffled_time_test(
     lengths: Sequence[int] | np.ndarray | None,
     n_states: int,
     *,
-    n_shuffles: int = 19,
+    n_permutations: int = 19,
     random_state: int | None = 0,
     progress: Progress | None = None,
     **model_params: Any,
@@ -81,9 +94,15 @@ def shuffled_time_test(
     ----------
     X, lengths : the sequences, as for :meth:`StateModel.fit`
     n_states : k of the HMM (at least 2: a 1-state model does not see order)
-    n_shuffles : refits on shuffled copies; the smallest p is ``1 / (n_shuffles + 1)``
+    n_permutations : refits on shuffled copies; the smallest p is ``1 / (n_permutations + 1)``
+        (``n_shuffles``, its old name, is still accepted)
     model_params : further :class:`StateModel` parameters (``n_restarts``, ``engine``, …)
     """
+    if "n_shuffles" in model_params:
+        old = {"n_shuffles": model_params.pop("n_shuffles")}
+        n_permutations = renamed_keyword(
+            old, "n_shuffles", "n_permutations", n_permutations, "shuffled_time_test"
+        )
     if n_states < 2:
         raise ValueError("the shuffled-time test needs at least 2 states")
     seqs = check_sequences(X, lengths)
@@ -99,17 +118,17 @@ def shuffled_time_test(
             .iloc[0]
         )
 
-    if progress is not None:
-        progress(0, n_shuffles + 1, "fitting the real sequences")
+    report = reporter(progress, n_permutations + 1)
+    report(0, "fitting the real sequences")
     real = fitted(seqs.X)
-    null = np.empty(n_shuffles)
-    for i in range(n_shuffles):
-        if progress is not None:
-            progress(i + 1, n_shuffles + 1, f"time-shuffled copy {i + 1} of {n_shuffles}")
+    null = np.empty(n_permutations)
+    for i in range(n_permutations):
+        report(i + 1, f"time-shuffled copy {i + 1} of {n_permutations}")
         # one random key per observation, sorted within each sequence: every sequence shuffled
         keys = rng.random(seqs.n_obs) + seqs.seq_index
         null[i] = fitted(seqs.X[np.argsort(keys, kind="stable")])
-    if progress is not None:
-        progress(n_shuffles + 1, n_shuffles + 1, "done")
-    p_value = (1.0 + float((null >= real).sum())) / (1.0 + n_shuffles)
-    return TimeShuffleTest(int(n_states), int(n_shuffles), float(real), null, p_value, seqs.n_obs)
+    report(n_permutations + 1, "done")
+    p_value = (1.0 + float((null >= real).sum())) / (1.0 + n_permutations)
+    return TimeShuffleTest(
+        int(n_states), int(n_permutations), float(real), null, p_value, seqs.n_obs
+    )

@@ -25,12 +25,14 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from ...progress import Progress, reporter
 from ._em import (
     Fit,
     Params,
-    Progress,
     Sequences,
     check_sequences,
     em_default,
@@ -73,7 +75,7 @@ def choose_k(selection: pd.DataFrame, choice: str | int) -> int:
     return min(fitted["k"].astype(int).tolist(), key=lambda k: (abs(k - wanted), k))
 
 
-class StateModel:
+class StateModel(BaseEstimator):
     """A Gaussian HMM whose number of states is chosen by BIC (or AIC), fitted robustly.
 
     Parameters
@@ -217,7 +219,7 @@ class StateModel:
         ----------
         X : array of shape (n_observations, n_features), the sequences concatenated
         lengths : array of shape (n_sequences,), the length of each sequence (default: one)
-        progress : ``progress(done, total, message)``, called before each fit
+        progress : ``progress(fraction, message)``, called before each fit
         """
         if self.criterion not in ("bic", "aic"):
             raise ValueError(f"criterion={self.criterion!r}: use 'bic' or 'aic'")
@@ -233,6 +235,7 @@ class StateModel:
         rows, models, fits, messages = [], {}, {}, []
         todo = [k for k in ks if k not in skipped]
         total, done = len(todo) * restarts, 0
+        report = reporter(progress, total)
         with threadpool_limits(1):
             for k in ks:
                 if k in skipped:
@@ -243,8 +246,7 @@ class StateModel:
                 best: Fit | None = None
                 n_converged = 0
                 for r in range(restarts):
-                    if progress is not None:
-                        progress(done, total, f"k = {k}, start {r + 1} of {restarts}")
+                    report(done, f"k = {k}, start {r + 1} of {restarts}")
                     fit = self._fit_one(seqs, k, directions[r], engine, tol)
                     done += 1
                     n_converged += fit.converged
@@ -278,8 +280,7 @@ class StateModel:
                         "note": "" if best.converged else f"did not converge in {best.n_iter}",
                     }
                 )
-        if progress is not None:
-            progress(total, total, "done")
+        report(total, "done")
         selection = pd.DataFrame(rows)
         chosen = choose_k(selection, self.criterion)
         selection.loc[selection["k"] == chosen, "chosen"] = True
@@ -303,6 +304,7 @@ class StateModel:
     def select(self, n_states: int) -> StateModel:
         """Make the fitted model with ``n_states`` states the current one (a manual override
         of the criterion's choice); returns ``self``."""
+        check_is_fitted(self, "models_")
         if n_states not in self.models_:
             raise ValueError(
                 f"no fitted model with {n_states} states; fitted: {sorted(self.models_)}"
@@ -314,6 +316,7 @@ class StateModel:
 
     # -- using the fitted model ------------------------------------------------------------------
     def _params(self) -> Params:
+        check_is_fitted(self)
         return from_model(self.model_)
 
     def predict(
@@ -343,6 +346,7 @@ class StateModel:
 
     def convergence_note(self) -> str | None:
         """A sentence when the chosen fit did not converge (or the likelihood fell), else None."""
+        check_is_fitted(self)
         fit = self.fits_[self.n_states_]
         parts = []
         if not fit["converged"]:
@@ -356,7 +360,7 @@ class StateModel:
 
 
 # -- what TrainingMap and NeuronHMM share ------------------------------------------------------
-class _FittedStates:
+class _FittedStates(BaseEstimator):
     """What :class:`TrainingMap` and :class:`NeuronHMM` share: the fitting parameters they pass
     to their :class:`StateModel` (``state_model_``), its fitted views, and choosing another k."""
 
@@ -381,24 +385,29 @@ class _FittedStates:
         }
 
     @property
+    def _fitted_states(self) -> StateModel:
+        check_is_fitted(self, "state_model_")
+        return self.state_model_
+
+    @property
     def model_(self) -> Any:
-        return self.state_model_.model_
+        return self._fitted_states.model_
 
     @property
     def n_states_(self) -> int:
-        return self.state_model_.n_states_
+        return self._fitted_states.n_states_
 
     @property
     def selection_(self) -> pd.DataFrame:
-        return self.state_model_.selection_
+        return self._fitted_states.selection_
 
     @property
     def converged_(self) -> bool:
-        return self.state_model_.converged_
+        return self._fitted_states.converged_
 
     @property
     def log_messages_(self) -> list[str]:
-        return self.state_model_.log_messages_
+        return self._fitted_states.log_messages_
 
     def choose_k(self, choice: str | int | None = None) -> int:
         """The k a choice means: ``"bic"``/``"aic"``, or the fitted k nearest a number (see
@@ -407,7 +416,7 @@ class _FittedStates:
 
     def select(self, n_states: int) -> Self:
         """Use the fitted model with ``n_states`` states instead of the criterion's choice."""
-        self.state_model_.select(n_states)
+        self._fitted_states.select(n_states)
         self._derive()
         return self
 

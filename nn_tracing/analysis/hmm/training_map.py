@@ -14,13 +14,16 @@ some runs visit, with the epoch at which each run converged. Per-step tables
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..._renamed import renamed_keyword
+from ...progress import Progress
 from ...trace import NetworkTrace
 from ..entropy import entropy_bits
-from ._em import Progress
+from ..standardise import canonical_mode, constant_columns, zscore
 from .describe import describe_levels, state_label, trend_words, when_words
 from .features import ModelFeatures, model_features, step_features
 from .nulls import shuffled_time_test
@@ -46,14 +49,16 @@ class TrainingMap(_FittedStates):
     sequence
         ``"epochs"`` (one observation per recorded epoch) or ``"steps"`` (per training step).
     standardize
-        ``"pooled"`` (Hu et al.): every feature z-scored over all runs together, so that runs
-        that differ in level (e.g. seeds with larger weights) visit different states;
-        ``"run"``: z-scored within each run, so that states are phases the runs share.
+        ``"global"`` (Hu et al.; also accepted under its old name ``"pooled"``): every feature
+        z-scored over all runs together, so that runs that differ in level (e.g. seeds with
+        larger weights) visit different states; ``"run"``: z-scored within each run, so that
+        states are phases the runs share (modes of :mod:`nn_tracing.analysis.standardise`).
     n_states, k_range, criterion, n_restarts, sticky, tol_per_obs, n_iter, engine
         As for :class:`StateModel` (default k = 1…8 by BIC, 5 restarts).
-    n_shuffles
+    n_permutations
         Refits on time-shuffled copies for the shuffled-time test (0: no test), at the chosen
-        k (at least 2), with at most 2 restarts for the real order and every copy alike.
+        k (at least 2), with at most 2 restarts for the real order and every copy alike
+        (``n_shuffles``, its old name, is still accepted).
     random_state
         Seeds the restarts and the shuffles.
 
@@ -82,7 +87,7 @@ class TrainingMap(_FittedStates):
         features: Sequence[str] | None = None,
         *,
         sequence: str = "epochs",
-        standardize: str = "pooled",
+        standardize: str = "global",
         n_states: int | None = None,
         k_range: tuple[int, int] = (1, 8),
         criterion: str = "bic",
@@ -91,8 +96,9 @@ class TrainingMap(_FittedStates):
         tol_per_obs: float = 1e-4,
         n_iter: int = 200,
         engine: str = "auto",
-        n_shuffles: int = 19,
+        n_permutations: int = 19,
         random_state: int | None = 0,
+        **old: Any,
     ) -> None:
         self.features = features
         self.sequence = sequence
@@ -105,7 +111,9 @@ class TrainingMap(_FittedStates):
         self.tol_per_obs = tol_per_obs
         self.n_iter = n_iter
         self.engine = engine
-        self.n_shuffles = n_shuffles
+        self.n_permutations = renamed_keyword(
+            old, "n_shuffles", "n_permutations", n_permutations, "TrainingMap"
+        )
         self.random_state = random_state
 
     def fit(
@@ -127,60 +135,18 @@ class TrainingMap(_FittedStates):
         names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(runs))]
         if self.sequence not in ("epochs", "steps"):
             raise ValueError(f"sequence={self.sequence!r}: use 'epochs' or 'steps'")
-        if self.standardize not in ("pooled", "run"):
-            raise ValueError(f"standardize={self.standardize!r}: use 'pooled' or 'run'")
-        report = (lambda d, t, m: progress(d, t, m)) if progress is not None else None
-        per_run = []
-        for i, run in enumerate(runs):
-            if isinstance(run, ModelFeatures):
-                per_run.append(run)
-                continue
-            if report is not None:
-                report(0, 1, f"model-level features of {names[i]}")
-            per_run.append(model_features(run) if self.sequence == "epochs" else step_features(run))
+        standardize = canonical_mode(self.standardize, ("global", "run"), "standardize")
+        per_run = self._run_features(runs, names, progress)
         time_column = "epoch" if self.sequence == "epochs" else "step"
-        usable = [c for c in per_run[0].frame.columns if all(c in f.usable for f in per_run)]
         notes = list(dict.fromkeys(n for f in per_run for n in f.notes))
-        if self.features is not None:
-            unknown = [c for c in self.features if c not in usable]
-            if unknown:
-                raise ValueError(
-                    f"feature(s) {', '.join(unknown)} cannot be fitted on "
-                    f"{'this run' if len(runs) == 1 else 'every run'}; usable: {', '.join(usable)}"
-                )
-            chosen = list(self.features)
-        else:
-            chosen = usable
-        for name, f in zip(names, per_run):
-            if len(f.frame) < 3:
-                raise ValueError(
-                    f"{name} has {len(f.frame)} recorded {time_column}s; a training map needs at "
-                    "least 3"
-                )
-        values = np.concatenate([f.frame[chosen].to_numpy(dtype=np.float64) for f in per_run])
-        spread = values.std(axis=0)
-        constant = [
-            c for c, s in zip(chosen, spread) if not s > 1e-12 * max(1.0, np.abs(values).max())
-        ]
-        if constant:
-            notes.append(f"constant over every {time_column}, left out: {', '.join(constant)}.")
-        chosen = [c for c in chosen if c not in constant]
-        if not chosen:
-            raise ValueError("no feature varies over training; nothing to fit")
+        chosen = self._chosen_features(per_run, time_column, names, notes)
         lengths = np.array([len(f.frame) for f in per_run])
         values = np.concatenate([f.frame[chosen].to_numpy(dtype=np.float64) for f in per_run])
-        if self.standardize == "run":
-            blocks = np.split(values, np.cumsum(lengths)[:-1])
-            z = np.concatenate(
-                [
-                    (v - v.mean(axis=0)) / np.where(v.std(axis=0) > 0, v.std(axis=0), 1.0)
-                    for v in blocks
-                ]
-            )
-        else:
-            z = (values - values.mean(axis=0)) / values.std(axis=0)
+        ends = np.cumsum(lengths)
+        runs_rows = [slice(end - n, end) for n, end in zip(lengths, ends, strict=True)]
+        z = zscore(values, axis=0, groups=runs_rows if standardize == "run" else None)
         state_model = StateModel(self.n_states, k_range=self.k_range, **self._model_params())
-        state_model.fit(z, lengths, progress=report)
+        state_model.fit(z, lengths, progress=progress)
         self.run_names_ = names
         self.feature_names_ = chosen
         self.feature_source_ = (
@@ -192,25 +158,11 @@ class TrainingMap(_FittedStates):
         self.z_ = z
         self.lengths_ = lengths
         self.time_column_ = time_column
-        features = []
-        for name, f in zip(names, per_run):
-            frame = f.frame.reset_index()
-            frame.insert(0, "run", name)
-            features.append(frame)
-        self.features_ = pd.concat(features, ignore_index=True)
-        # what the derived views need from the runs (the fitted object keeps no trace, so that
-        # it pickles small)
-        self._descriptors = pd.concat([f.descriptors for f in per_run], ignore_index=True)
+        self._keep_runs(names, per_run)
         self.state_model_ = state_model
-        self.convergence_ = pd.DataFrame(
-            {"run": names, "convergence_epoch": [f.convergence[0] for f in per_run]}
-        )
-        self.convergence_definition_ = next(
-            (f.convergence[1] for f in per_run if f.convergence[1]), ""
-        )
         self._derive()
         self.time_test_ = None
-        if self.n_shuffles > 0:
+        if self.n_permutations > 0:
             # the real order and every shuffle are refitted the same way, with at most 2
             # restarts each (the test stays exact; it only costs less)
             params = {**self._model_params(), "n_restarts": min(self.n_restarts, 2)}
@@ -218,11 +170,78 @@ class TrainingMap(_FittedStates):
                 z,
                 lengths,
                 max(self.n_states_, 2),
-                n_shuffles=self.n_shuffles,
-                progress=report,
+                n_permutations=self.n_permutations,
+                progress=progress,
                 **params,
             )
         return self
+
+    def _run_features(
+        self,
+        runs: list[NetworkTrace | ModelFeatures],
+        names: list[str],
+        progress: Progress | None,
+    ) -> list[ModelFeatures]:
+        """Each run's features (computed from its trace unless given)."""
+        per_run = []
+        for i, run in enumerate(runs):
+            if isinstance(run, ModelFeatures):
+                per_run.append(run)
+                continue
+            if progress is not None:
+                progress(0.0, f"model-level features of {names[i]}")
+            per_run.append(model_features(run) if self.sequence == "epochs" else step_features(run))
+        return per_run
+
+    def _chosen_features(
+        self, per_run: list[ModelFeatures], time_column: str, names: list[str], notes: list[str]
+    ) -> list[str]:
+        """The features to fit: those asked for (or every one usable in every run), less those
+        constant over every run (said in ``notes``). Refuses runs shorter than 3."""
+        usable = [c for c in per_run[0].frame.columns if all(c in f.usable for f in per_run)]
+        if self.features is not None:
+            unknown = [c for c in self.features if c not in usable]
+            if unknown:
+                raise ValueError(
+                    f"feature(s) {', '.join(unknown)} cannot be fitted on "
+                    f"{'this run' if len(per_run) == 1 else 'every run'}; usable: "
+                    f"{', '.join(usable)}"
+                )
+            chosen = list(self.features)
+        else:
+            chosen = usable
+        for name, f in zip(names, per_run):
+            if len(f.frame) < 3:
+                raise ValueError(
+                    f"{name} has {len(f.frame)} recorded {time_column}s; a training map needs at "
+                    "least 3"
+                )
+        values = np.concatenate([f.frame[chosen].to_numpy(dtype=np.float64) for f in per_run])
+        flat = constant_columns(values, 1e-12 * max(1.0, np.abs(values).max()))
+        constant = [c for c, k in zip(chosen, flat, strict=True) if k]
+        if constant:
+            notes.append(f"constant over every {time_column}, left out: {', '.join(constant)}.")
+        chosen = [c for c in chosen if c not in constant]
+        if not chosen:
+            raise ValueError("no feature varies over training; nothing to fit")
+        return chosen
+
+    def _keep_runs(self, names: list[str], per_run: list[ModelFeatures]) -> None:
+        """What the fitted map keeps of the runs: their raw features, descriptors and
+        convergence (no trace, so that it pickles small)."""
+        features = []
+        for name, f in zip(names, per_run):
+            frame = f.frame.reset_index()
+            frame.insert(0, "run", name)
+            features.append(frame)
+        self.features_ = pd.concat(features, ignore_index=True)
+        self._descriptors = pd.concat([f.descriptors for f in per_run], ignore_index=True)
+        self.convergence_ = pd.DataFrame(
+            {"run": names, "convergence_epoch": [f.convergence[0] for f in per_run]}
+        )
+        self.convergence_definition_ = next(
+            (f.convergence[1] for f in per_run if f.convergence[1]), ""
+        )
 
     # -- derived views ---------------------------------------------------------------------------
     def _derive(self) -> None:
@@ -230,49 +249,61 @@ class TrainingMap(_FittedStates):
         z, lengths = self.z_, self.lengths_
         states = model.predict(z, lengths)
         posteriors = model.predict_proba(z, lengths)
-        k = model.n_states_
-        names = self.run_names_
-        run_of = np.repeat(np.arange(len(names)), lengths)
-        path = pd.DataFrame({"run": np.asarray(names, dtype=object)[run_of]})
+        run_of = np.repeat(np.arange(len(self.run_names_)), lengths)
+        self.path_ = self._path(states, posteriors, run_of)
+        self.transitions_ = self._transitions(states, run_of)
+        visits = np.zeros((model.n_states_, len(self.run_names_)), dtype=bool)
+        visits[states, run_of] = True
+        self.states_ = self._state_table(states, run_of, visits)
+        self.descriptions_ = self.states_["description"].tolist()
+        self.detours_ = self._detours(visits)
+
+    def _path(self, states: np.ndarray, posteriors: np.ndarray, run_of: np.ndarray) -> pd.DataFrame:
+        """Per run and epoch (or step): state, posteriors, their entropy and the descriptors."""
+        path = pd.DataFrame({"run": np.asarray(self.run_names_, dtype=object)[run_of]})
         path[self.time_column_] = self.features_[self.time_column_].to_numpy()
         path["state"] = states
         path["label"] = [state_label(s) for s in states]
-        for j in range(k):
+        for j in range(posteriors.shape[1]):
             path[f"p_{state_label(j)}"] = posteriors[:, j]
         path["entropy"] = entropy_bits(posteriors, axis=1)
         descriptors = self._descriptors
         for column in descriptors.columns:
             if column != self.time_column_:
                 path[column] = descriptors[column].to_numpy()
-        self.path_ = path
+        return path
 
-        # observed transitions between different states, within runs
+    def _transitions(self, states: np.ndarray, run_of: np.ndarray) -> pd.DataFrame:
+        """The observed moves between different states within runs, with the fitted
+        transition probability of each."""
         same_run = run_of[1:] == run_of[:-1]
         source, target = states[:-1][same_run], states[1:][same_run]
         moved = source != target
         counts = pd.DataFrame({"source": source[moved], "target": target[moved]})
-        transmat = model.model_.transmat_
-        if len(counts):
-            counted = counts.value_counts().rename("count").reset_index()
-            counted["probability"] = transmat[counted["source"], counted["target"]]
-            counted = counted.sort_values(["source", "target"]).reset_index(drop=True)
-        else:
-            counted = pd.DataFrame(columns=["source", "target", "count", "probability"])
-        self.transitions_ = counted
+        if not len(counts):
+            return pd.DataFrame(columns=["source", "target", "count", "probability"])
+        transmat = self.state_model_.model_.transmat_
+        counted = counts.value_counts().rename("count").reset_index()
+        counted["probability"] = transmat[counted["source"], counted["target"]]
+        return counted.sort_values(["source", "target"]).reset_index(drop=True)
 
-        # per state
-        n_runs = len(names)
-        visits = np.zeros((k, n_runs), dtype=bool)
-        visits[states, run_of] = True
-        means = model.model_.means_
-        time_values = path[self.time_column_].to_numpy(dtype=np.float64)
-        positions = np.concatenate([np.linspace(0, 1, n) if n > 1 else [0.0] for n in lengths])
-        rate_w = self._rates(path["weight_norm"].to_numpy(), run_of, time_values)
-        rate_l = self._rates(path["loss"].to_numpy(), run_of, time_values)
+    def _state_table(
+        self, states: np.ndarray, run_of: np.ndarray, visits: np.ndarray
+    ) -> pd.DataFrame:
+        """One row per state: how often and when it is visited, by how many runs, and what it
+        is, in words (``visits``: bool array of shape (n_states, n_runs))."""
+        model = self.state_model_.model_
+        n_runs = visits.shape[1]
+        time_values = self.path_[self.time_column_].to_numpy(dtype=np.float64)
+        positions = np.concatenate(
+            [np.linspace(0, 1, n) if n > 1 else [0.0] for n in self.lengths_]
+        )
+        rate_w = self._rates(self.path_["weight_norm"].to_numpy(), run_of, time_values)
+        rate_l = self._rates(self.path_["loss"].to_numpy(), run_of, time_values)
         scale_w = np.nanmedian(np.abs(rate_w)) if np.isfinite(rate_w).any() else np.nan
         scale_l = np.nanmedian(np.abs(rate_l)) if np.isfinite(rate_l).any() else np.nan
         rows = []
-        for j in range(k):
+        for j in range(visits.shape[0]):
             here = states == j
             if here.any():
                 weights = trend_words(
@@ -293,7 +324,7 @@ class TrainingMap(_FittedStates):
             description = (
                 f"{when}: "
                 + (f"{dynamics}; " if dynamics else "")
-                + describe_levels(means[j], self.feature_names_)
+                + describe_levels(model.means_[j], self.feature_names_)
             )
             rows.append(
                 {
@@ -304,17 +335,20 @@ class TrainingMap(_FittedStates):
                     "runs": int(visits[j].sum()),
                     "first": float(time_values[here].min()) if here.any() else np.nan,
                     "last": float(time_values[here].max()) if here.any() else np.nan,
-                    "stay": float(transmat[j, j]),
+                    "stay": float(model.transmat_[j, j]),
                     "detour": bool(n_runs > 1 and 0 < visits[j].sum() < n_runs),
                     "description": description,
                 }
             )
-        self.states_ = pd.DataFrame(rows)
-        self.descriptions_ = [r["description"] for r in rows]
+        return pd.DataFrame(rows)
 
+    def _detours(self, visits: np.ndarray) -> pd.DataFrame:
+        """States visited by some runs only, with the mean convergence epoch of the runs that
+        visit each and of those that do not."""
+        n_states, n_runs = visits.shape
         detours = []
         conv = self.convergence_["convergence_epoch"].to_numpy(dtype=np.float64)
-        for j in range(k):
+        for j in range(n_states):
             if not (n_runs > 1 and 0 < visits[j].sum() < n_runs):
                 continue
             inside, outside = conv[visits[j]], conv[~visits[j]]
@@ -324,7 +358,7 @@ class TrainingMap(_FittedStates):
                 {
                     "state": j,
                     "label": state_label(j),
-                    "runs visiting": ", ".join(np.asarray(names)[visits[j]]),
+                    "runs visiting": ", ".join(np.asarray(self.run_names_)[visits[j]]),
                     "n visiting": int(visits[j].sum()),
                     "n runs": n_runs,
                     "convergence (visiting)": mean_in,
@@ -332,7 +366,7 @@ class TrainingMap(_FittedStates):
                     "slower by": mean_in - mean_out,
                 }
             )
-        self.detours_ = pd.DataFrame(
+        return pd.DataFrame(
             detours,
             columns=[
                 "state",

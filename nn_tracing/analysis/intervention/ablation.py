@@ -10,13 +10,13 @@
 * :func:`layer_importance` — every neuron's mean |attribution| to each sample's own class,
   the order in which the curves and pruning remove neurons.
 
-The helpers shared by the package (``Progress``, the fill values, the per-set accuracy and
-loss) live here too.
+The helpers shared by the package (the fill values, the per-set accuracy and loss) live here
+too; ``Progress`` is :data:`nn_tracing.progress.Progress`, re-exported for old imports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ...progress import Progress, fraction, no_progress
 from ..attribution import neuron_attributions
 from ..neuron_model import NeuronModel, edits_from_sets
 from .chain import _ChainAblation
@@ -44,12 +45,6 @@ FILLS: dict[str, str] = {
     "zero": "zero",
     "mean": "its mean activation on the probe set",
 }
-#: A progress callback: the fraction done (0 to 1) and what is being done.
-Progress = Callable[[float, str], None]
-
-
-def _noop(fraction: float, message: str) -> None:
-    return None
 
 
 def _as_tensor(x: torch.Tensor | np.ndarray, model: NeuronModel) -> torch.Tensor:
@@ -151,7 +146,7 @@ def batched_logits(
     -------
     array of shape (n_sets, n_samples, n_classes), float32.
     """
-    report = progress or _noop
+    report = progress or no_progress
     x = _as_tensor(x, model)
     values = _fill_values(model, x, fill, means)
     out = np.empty((len(sets), x.shape[0], model.layers[-1].n_neurons), dtype=np.float32)
@@ -159,7 +154,7 @@ def batched_logits(
     for indices, logits in _iter_chunks(model, x, sets, values, max_rows, fast):
         out[indices] = logits.cpu().numpy()
         done += len(indices)
-        report(done / max(len(sets), 1), f"ablation sets: {done} of {len(sets)}")
+        report(fraction(done, len(sets)), f"ablation sets: {done} of {len(sets)}")
     return out
 
 
@@ -186,7 +181,7 @@ def _reduce_sets(
             F.cross_entropy(flat, target, reduction="none").reshape(s, -1).mean(1).cpu().numpy()
         )
         done += s
-        progress(done / max(len(sets), 1), f"{what}: {done} of {len(sets)} sets")
+        progress(fraction(done, len(sets)), f"{what}: {done} of {len(sets)} sets")
     return accuracy, loss
 
 

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
 
+from ...progress import Progress, no_progress
 from ...tracer import class_selectivity
 from ..attribution import spearman
 from ..neuron_model import NeuronModel
-from .ablation import Progress, _as_tensor, _fill_values, _noop, _reduce_sets, layer_importance
+from .ablation import _as_tensor, _fill_values, _reduce_sets, layer_importance
 
 __all__ = ["ORDERS", "AblationCurves", "selectivity_sentence"]
 
@@ -91,7 +93,7 @@ def selectivity_sentence(
     )
 
 
-class AblationCurves:
+class AblationCurves(BaseEstimator):
     """Accuracy against the number of a layer's neurons ablated, in four orders.
 
     Parameters
@@ -168,7 +170,7 @@ class AblationCurves:
         default to :func:`layer_importance` and the class selectivity index of the
         activations on ``x`` (the trace's definition).
         """
-        report = progress or _noop
+        report = progress or no_progress
         unknown = sorted(set(self.orders) - set(ORDERS))
         if unknown:
             raise ValueError(f"unknown orders {unknown}; use {', '.join(ORDERS)}")

@@ -13,16 +13,17 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ...progress import Progress, no_progress
 from ...trace import LayerInfo
 from ...tracer import logits_of
 from ..neuron_model import NeuronModel
 from .ablation import (
-    Progress,
     _as_tensor,
     _fill_values,
-    _noop,
     _reduce_sets,
     batched_logits,
     layer_importance,
@@ -102,7 +103,7 @@ def prune_model(
     return module.eval()
 
 
-class Pruning:
+class Pruning(BaseEstimator):
     """Remove the ``k`` least important neurons of every hidden layer; compare with random.
 
     Parameters
@@ -174,7 +175,7 @@ class Pruning:
     ) -> Pruning:
         """Prune on the probe ``(x, y)``; ``importance`` (array of shape (n_neurons,), by
         global id) defaults to :func:`layer_importance` of every hidden neuron."""
-        report = progress or _noop
+        report = progress or no_progress
         reason = prunable(model)
         if reason is not None:
             raise ValueError(reason)
@@ -266,6 +267,7 @@ class Pruning:
 
     @property
     def parameters_saved_(self) -> int:
+        check_is_fitted(self)
         return self.parameters_before_ - self.parameters_after_
 
 

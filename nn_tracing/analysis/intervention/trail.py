@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...progress import Progress
 from ..attribution import Trail
 from ..neuron_model import NeuronModel
-from .ablation import Progress, _as_tensor, batched_logits, neuron_means
+from .ablation import _as_tensor, batched_logits, neuron_means
 
 __all__ = ["trail_check"]
 

@@ -55,7 +55,7 @@ def intervention_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any]
     show_metrics(views.intervention_metrics(result), 3)
     st.markdown("**What changed, layer by layer** (activations on the probe set)")
     st.dataframe(result.layer_changes(trace.layers), hide_index=True)
-    names = views.class_names(trace)
+    names = trace.class_names
     comparison = result.comparison(names)
     boundary = views.boundary_chart(trace, result)
     if boundary is not None:

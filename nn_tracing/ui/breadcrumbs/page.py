@@ -19,7 +19,6 @@ import streamlit as st
 from ...analysis.attribution import METHOD_TITLES, METHODS, OBJECTIVES
 from ...analysis.intervention import FILLS
 from ...trace import NetworkTrace
-from ...views import breadcrumbs as views
 from ...views.breadcrumbs import FINAL, Target
 from .. import state, url
 from ..app import require_shell
@@ -198,7 +197,7 @@ def _epoch_control(active: ActiveTrace) -> tuple[int, bool]:
 
 def _explained_controls(trace: NetworkTrace) -> tuple[str, int | None, int | None]:
     """What is explained: ``(mode, class, sample)``."""
-    names = views.class_names(trace)
+    names = trace.class_names
     mode = str(
         st.segmented_control(
             "Explain", list(MODES), key=state.BREADCRUMBS_MODE, default=MODES[0], required=True
