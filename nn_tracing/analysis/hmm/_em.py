@@ -499,6 +499,11 @@ def em_hmmlearn(
     model.transmat_ = init.transmat.copy()
     model.means_ = init.means.copy()
     model.covars_ = init.covars.copy()
+    return _fit_hmmlearn(model, seqs, tol)
+
+
+def _fit_hmmlearn(model: GaussianHMM, seqs: Sequences, tol: float) -> Fit:
+    """Run hmmlearn's own EM on ``model`` (its log collected, not printed) and read the fit."""
     with hmmlearn_logs() as messages:
         model.fit(seqs.X, seqs.lengths)
         loglik = float(model.score(seqs.X, seqs.lengths))
@@ -522,20 +527,7 @@ def em_default(
     model = GaussianHMM(
         n_components=k, covariance_type="diag", n_iter=n_iter, tol=tol, random_state=random_state
     )
-    with hmmlearn_logs() as messages:
-        model.fit(seqs.X, seqs.lengths)
-        loglik = float(model.score(seqs.X, seqs.lengths))
-    history = list(model.monitor_.history)
-    return Fit(
-        from_model(model),
-        loglik,
-        history,
-        model.monitor_.iter,
-        _converged(history, tol),
-        _decreased(history),
-        list(messages),
-        model.monitor_,
-    )
+    return _fit_hmmlearn(model, seqs, tol)
 
 
 def check_sequences(X: np.ndarray, lengths: Sequence[int] | np.ndarray | None) -> Sequences:
