@@ -1,0 +1,77 @@
+"""A neuron's metrics over time: every metric at every recorded epoch against its layer's
+median and interquartile band."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ...trace import METRICS, NetworkTrace
+from ._common import _check_neuron
+
+__all__ = ["layer_bands", "metric_history"]
+
+
+def layer_bands(trace: NetworkTrace, layer: str) -> np.ndarray:
+    """25th, 50th and 75th percentile of every metric over a layer's neurons, per epoch.
+
+    Returns
+    -------
+    array of shape (len(METRICS), n_epochs, 3); NaN where no neuron has a value.
+    """
+    info = trace.layer(layer)
+    out = np.full((len(METRICS), len(trace.epochs), 3), np.nan)
+    for m, name in enumerate(METRICS):
+        block = trace.metric(name)[:, info.first_id : info.last_id + 1].astype(np.float64)
+        finite_rows = np.isfinite(block).any(axis=1)
+        if finite_rows.any():
+            with np.errstate(all="ignore"):
+                q = np.nanpercentile(block[finite_rows], [25, 50, 75], axis=1)
+            out[m, finite_rows] = q.T
+    return out
+
+
+def metric_history(
+    trace: NetworkTrace, neuron_id: int, bands: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Every metric of one neuron at every recorded epoch, against its layer.
+
+    Parameters
+    ----------
+    neuron_id : global id
+    bands : the layer's :func:`layer_bands` (computed when not given)
+
+    Returns
+    -------
+    DataFrame with one row per (metric, epoch): ``epoch``, ``metric``, ``value``, ``p25``,
+    ``median``, ``p75`` (the layer's quartiles) and ``percentile`` (share of the layer's
+    neurons with a smaller value, ties counted half, in [0, 1]; NaN where undefined).
+    """
+    info = _check_neuron(trace, neuron_id)
+    if bands is None:
+        bands = layer_bands(trace, info.name)
+    epochs = np.asarray(trace.epochs)
+    parts = []
+    for m, name in enumerate(METRICS):
+        block = trace.metric(name)[:, info.first_id : info.last_id + 1].astype(np.float64)
+        own = block[:, neuron_id - info.first_id]
+        finite = np.isfinite(block)
+        with np.errstate(invalid="ignore"):
+            below = ((block < own[:, None]) & finite).sum(axis=1)
+            equal = ((block == own[:, None]) & finite).sum(axis=1)
+            percentile = (below + 0.5 * equal) / finite.sum(axis=1)
+        percentile = np.where(np.isfinite(own), percentile, np.nan)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "epoch": epochs,
+                    "metric": name,
+                    "value": own,
+                    "p25": bands[m, :, 0],
+                    "median": bands[m, :, 1],
+                    "p75": bands[m, :, 2],
+                    "percentile": percentile,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
