@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .store import MAX_NEURONS, TraceFormatError
+from .store_archive import TraceFormatError
+from .store_checks import MAX_NEURONS
 from .trace import LayerInfo
 
 __all__ = [

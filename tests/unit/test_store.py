@@ -32,7 +32,7 @@ import pytest
 from safetensors.numpy import save as safetensors_save
 
 import nn_tracing
-from nn_tracing import store
+from nn_tracing import store, store_archive
 from nn_tracing.store import (
     FORMAT_VERSION,
     TraceFormatError,
@@ -871,7 +871,7 @@ def test_duplicate_manifest(valid: bytes) -> None:
 
 
 def test_too_many_entries(valid: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store, "MAX_ENTRIES", 5)
+    monkeypatch.setattr(store_archive, "MAX_ENTRIES", 5)
     with pytest.raises(TraceFormatError, match=r"has 9 entries; a trace has at most 5"):
         load_trace(valid)
 
