@@ -246,6 +246,105 @@ def _budget_line() -> str:
         return f"The server's memory budget is misconfigured: {exc}"
 
 
+def _network_fields(errors: Mapping[str, str]) -> None:
+    """Dataset, architecture and optimisation."""
+    _field(
+        st.selectbox,
+        "dataset",
+        "Dataset",
+        errors,
+        options=_DATASETS,
+        format_func=lambda d: f"{d} — {BUILTIN_DATASETS.get(d, '')}",
+    )
+    _field(
+        st.text_input,
+        "hidden",
+        "Hidden layer sizes",
+        errors,
+        help="Widths of the hidden layers, comma-separated: 16, 16 is two layers of 16.",
+    )
+    left, right = st.columns(2)
+    with left:
+        _field(st.selectbox, "activation", "Activation", errors, options=ACTIVATIONS)
+        _field(st.number_input, "epochs", "Epochs", errors, step=1)
+        _field(st.number_input, "lr", "Learning rate", errors, step=0.001, format="%.5g")
+        _field(st.number_input, "seed", "Seed", errors, step=1)
+    with right:
+        _field(st.selectbox, "optimizer", "Optimizer", errors, options=OPTIMIZERS)
+        _field(st.number_input, "batch_size", "Batch size", errors, step=1)
+        _field(
+            st.number_input,
+            "probe_size",
+            "Probe size",
+            errors,
+            step=1,
+            help="Held-out samples on which every recorded epoch is measured.",
+        )
+
+
+def _recording_fields(errors: Mapping[str, str]) -> None:
+    """Which epochs are traced, and what is kept of them."""
+    _field(
+        st.selectbox,
+        "record_mode",
+        "Record",
+        errors,
+        options=list(RECORD_MODES),
+        format_func=RECORD_MODES.__getitem__,
+        help="Which epochs are traced; E_0 (the untrained network) always is.",
+    )
+    _field(
+        st.text_input,
+        "record_value",
+        "n, or the epochs to record",
+        errors,
+        help="For 'every n-th epoch': n (e.g. 5). For 'a list of epochs': e.g. 1, 5, "
+        "10, 30. Ignored otherwise.",
+    )
+    _field(st.checkbox, "keep_weights", "Keep weights at every recorded epoch", errors)
+    _field(
+        st.checkbox,
+        "keep_batches",
+        "Keep per-batch statistics",
+        errors,
+        help="Also stream statistics of every training batch (costs some speed).",
+    )
+
+
+def _advanced_fields(errors: Mapping[str, str]) -> None:
+    """The folded settings: data size and split, regularisation, seed, device, name."""
+    with st.expander("More settings", expanded=any(f in errors for f in _ADVANCED)):
+        _field(st.number_input, "n_samples", "Samples (synthetic datasets)", errors, step=100)
+        _field(
+            st.number_input,
+            "val_fraction",
+            "Validation share",
+            errors,
+            step=0.05,
+            format="%.2f",
+        )
+        _field(st.number_input, "dropout", "Dropout", errors, step=0.05, format="%.2f")
+        _field(st.number_input, "weight_decay", "Weight decay", errors, step=0.0001, format="%.5g")
+        _field(
+            st.number_input,
+            "momentum",
+            "Momentum (SGD, RMSprop)",
+            errors,
+            step=0.05,
+            format="%.3f",
+        )
+        _field(st.number_input, "data_seed", "Data seed", errors, step=1)
+        _field(st.selectbox, "device", "Device", errors, options=("cpu", "auto", "cuda"))
+        _field(
+            st.text_input,
+            "name",
+            "Run name",
+            errors,
+            placeholder="automatic",
+            help="File name in runs/ (letters, digits, . _ -).",
+        )
+
+
 def render_form(busy: bool) -> None:
     """Draw the form (fields, their errors, and the Run button)."""
     for field, default in DEFAULTS.items():
@@ -253,95 +352,9 @@ def render_form(busy: bool) -> None:
             state.put(_key(field), default)
     errors: dict[str, str] = state.get(state.FORM_ERRORS, {})
     with st.form("nnt.train_form", border=False):
-        _field(
-            st.selectbox,
-            "dataset",
-            "Dataset",
-            errors,
-            options=_DATASETS,
-            format_func=lambda d: f"{d} — {BUILTIN_DATASETS.get(d, '')}",
-        )
-        _field(
-            st.text_input,
-            "hidden",
-            "Hidden layer sizes",
-            errors,
-            help="Widths of the hidden layers, comma-separated: 16, 16 is two layers of 16.",
-        )
-        left, right = st.columns(2)
-        with left:
-            _field(st.selectbox, "activation", "Activation", errors, options=ACTIVATIONS)
-            _field(st.number_input, "epochs", "Epochs", errors, step=1)
-            _field(st.number_input, "lr", "Learning rate", errors, step=0.001, format="%.5g")
-            _field(st.number_input, "seed", "Seed", errors, step=1)
-        with right:
-            _field(st.selectbox, "optimizer", "Optimizer", errors, options=OPTIMIZERS)
-            _field(st.number_input, "batch_size", "Batch size", errors, step=1)
-            _field(
-                st.number_input,
-                "probe_size",
-                "Probe size",
-                errors,
-                step=1,
-                help="Held-out samples on which every recorded epoch is measured.",
-            )
-        _field(
-            st.selectbox,
-            "record_mode",
-            "Record",
-            errors,
-            options=list(RECORD_MODES),
-            format_func=RECORD_MODES.__getitem__,
-            help="Which epochs are traced; E_0 (the untrained network) always is.",
-        )
-        _field(
-            st.text_input,
-            "record_value",
-            "n, or the epochs to record",
-            errors,
-            help="For 'every n-th epoch': n (e.g. 5). For 'a list of epochs': e.g. 1, 5, "
-            "10, 30. Ignored otherwise.",
-        )
-        _field(st.checkbox, "keep_weights", "Keep weights at every recorded epoch", errors)
-        _field(
-            st.checkbox,
-            "keep_batches",
-            "Keep per-batch statistics",
-            errors,
-            help="Also stream statistics of every training batch (costs some speed).",
-        )
-        with st.expander("More settings", expanded=any(f in errors for f in _ADVANCED)):
-            _field(st.number_input, "n_samples", "Samples (synthetic datasets)", errors, step=100)
-            _field(
-                st.number_input,
-                "val_fraction",
-                "Validation share",
-                errors,
-                step=0.05,
-                format="%.2f",
-            )
-            _field(st.number_input, "dropout", "Dropout", errors, step=0.05, format="%.2f")
-            _field(
-                st.number_input, "weight_decay", "Weight decay", errors, step=0.0001, format="%.5g"
-            )
-            _field(
-                st.number_input,
-                "momentum",
-                "Momentum (SGD, RMSprop)",
-                errors,
-                step=0.05,
-                format="%.3f",
-            )
-            _field(st.number_input, "data_seed", "Data seed", errors, step=1)
-            _field(st.selectbox, "device", "Device", errors, options=("cpu", "auto", "cuda"))
-            _field(
-                st.text_input,
-                "name",
-                "Run name",
-                errors,
-                placeholder="automatic",
-                help="File name in runs/ (letters, digits, . _ -).",
-            )
+        _network_fields(errors)
+        _recording_fields(errors)
+        _advanced_fields(errors)
         submitted = st.form_submit_button(
             "Run training", type="primary", on_click=_submit, disabled=busy, width="stretch"
         )
