@@ -60,16 +60,16 @@ from .store_checks import (
     _check_inventory,
     _check_tensor_files,
     _load_tensors,
+    _neuron_metrics,
     _parse_epochs,
     _parse_layers,
     _parse_manifest,
-    _read_neurons,
     _read_table,
 )
 from .store_checks import LAYER_KINDS as LAYER_KINDS
 from .store_checks import MAX_NEURONS as MAX_NEURONS
 from .store_checks import MAX_SAFETENSORS_HEADER as MAX_SAFETENSORS_HEADER
-from .trace import HISTORY_COLUMNS, METRICS, STEP_COLUMNS, NetworkTrace
+from .trace import HISTORY_COLUMNS, METRICS, STEP_COLUMNS, LayerInfo, NetworkTrace
 
 __all__ = [
     "FORMAT_NAME",
@@ -252,7 +252,13 @@ def load_trace(
 
     Everything is validated before use (see the module docstring); any problem raises
     :class:`TraceFormatError` with a specific message. Per-epoch tensors are read on demand.
+    A path to a directory is read as a run directory (:mod:`nn_tracing.rundir`), with the
+    same checks and limits.
     """
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        from .rundir import load_run_directory
+
+        return load_run_directory(source, max_bytes=max_bytes)
     data, handle, digest = _source_bytes(source, max_bytes)
     try:
         return _load(data, handle, digest, max_bytes)
@@ -273,13 +279,30 @@ def _load(data: bytes | None, handle: BinaryIO | None, digest: str, max_bytes: i
     layers = _parse_layers(manifest["layers"])
     epochs = _parse_epochs(manifest["epochs"])
     _check_inventory(archive, manifest)
-
-    epoch_metrics = _read_neurons(archive, manifest, layers, epochs)
-
+    neurons = _read_table(archive, manifest, "neurons")
     history = _read_table(archive, manifest, "history")
-    assert history is not None
-    history["epoch"] = history["epoch"].astype("int64")
+    assert neurons is not None and history is not None
     steps = _read_table(archive, manifest, "steps")
+    return _assemble(archive, manifest, layers, epochs, (neurons, history, steps), digest)
+
+
+def _assemble(
+    archive: Any,
+    manifest: dict[str, Any],
+    layers: list[LayerInfo],
+    epochs: list[int],
+    tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None],
+    digest: str,
+) -> NetworkTrace:
+    """The trace from a parsed manifest and its read tables, whatever the container.
+
+    ``archive`` is the zip's :class:`_Archive` or a run directory's reader (``infos``,
+    ``read``, ``read_head``, ``max_bytes``); ``tables`` are the neurons, history and steps
+    tables (steps ``None`` when absent). Every part is checked against every other here.
+    """
+    neurons, history, steps = tables
+    epoch_metrics = _neuron_metrics(neurons, layers, epochs)
+    history["epoch"] = history["epoch"].astype("int64")
     if steps is not None:
         steps["layer"] = steps["layer"].astype(str)
 

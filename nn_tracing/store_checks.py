@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 MAX_SAFETENSORS_HEADER = 16 * 2**20
 MAX_NEURONS = 50_000_000
 LAYER_KINDS = ("input", "linear", "conv1d", "conv2d")
-STATUSES = ("complete", "stopped", "diverged", "running")
+STATUSES = ("complete", "stopped", "diverged", "running", "interrupted")
 
 _SAFETENSORS_DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
@@ -187,9 +187,19 @@ def _type_matches(arrow_type: Any, wanted: str) -> bool:
     return False
 
 
-def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.DataFrame | None:
+def _read_table(
+    archive: _Archive,
+    manifest: dict[str, Any],
+    name: str,
+    schema: dict[str, str] | None = None,
+) -> pd.DataFrame | None:
     """Table ``name`` as a DataFrame (``None`` when the trace has none), validated against the
-    manifest and :data:`_TABLE_SCHEMAS` before it is read."""
+    manifest and ``schema`` (default: :data:`_TABLE_SCHEMAS` of ``name``) before it is read.
+
+    ``archive`` is anything with ``infos`` (entry -> object with ``file_size``), ``read``,
+    ``read_head`` and ``max_bytes``: the zip's :class:`_Archive` or a run directory's.
+    """
+    schema = _TABLE_SCHEMAS[name] if schema is None else schema
     spec = manifest["tables"].get(name)
     if spec is None:
         return None
@@ -199,8 +209,8 @@ def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.Da
         raise _fail(f"{entry} is a pickle; nn_tracing never unpickles trace files")
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
         raise _fail(f"{entry} is not a Parquet file")
-    handle, metadata, schema = _parquet_file(data, entry)
-    _check_table_schema(name, entry, spec, schema)
+    handle, metadata, arrow_schema = _parquet_file(data, entry)
+    _check_table_schema(name, entry, spec, arrow_schema, schema)
     if metadata.num_rows != rows:
         raise _fail(f"table {name!r} has {metadata.num_rows} rows but the manifest says {rows}")
     uncompressed = sum(
@@ -212,7 +222,7 @@ def _read_table(archive: _Archive, manifest: dict[str, Any], name: str) -> pd.Da
         table = handle.read()
     except Exception as exc:
         raise _fail(f"{entry} cannot be read: {exc}") from None
-    for column, wanted in _TABLE_SCHEMAS[name].items():
+    for column, wanted in schema.items():
         if wanted not in ("float", "float32") and table.column(column).null_count:
             raise _fail(f"table {name!r}: column {column!r} has missing values")
     try:
@@ -251,9 +261,10 @@ def _parquet_file(data: bytes, entry: str) -> tuple[Any, Any, Any]:
         raise _fail(f"{entry} is not a readable Parquet file: {exc}") from None
 
 
-def _check_table_schema(name: str, entry: str, spec: dict[str, Any], schema: Any) -> None:
-    """The Parquet schema of table ``name`` against :data:`_TABLE_SCHEMAS` and the manifest."""
-    expected = _TABLE_SCHEMAS[name]
+def _check_table_schema(
+    name: str, entry: str, spec: dict[str, Any], schema: Any, expected: dict[str, str]
+) -> None:
+    """The Parquet schema of table ``name`` against ``expected`` and the manifest."""
     columns = list(schema.names)
     if columns == list(expected) and spec["columns"] != list(expected):
         raise _fail(f"manifest.json lists other columns for table {name!r} than {entry} holds")
@@ -400,9 +411,17 @@ def _read_neurons(
 ) -> dict[int, np.ndarray]:
     """The neurons table, checked row by row against the layers and epochs: ``{epoch: array
     of shape (n_neurons, len(METRICS))}``."""
-    n_neurons = sum(info.n_neurons for info in layers)
     neurons = _read_table(archive, manifest, "neurons")
     assert neurons is not None
+    return _neuron_metrics(neurons, layers, epochs)
+
+
+def _neuron_metrics(
+    neurons: pd.DataFrame, layers: list[LayerInfo], epochs: list[int]
+) -> dict[int, np.ndarray]:
+    """The neurons table (read from either container), checked row by row against the layers
+    and epochs: ``{epoch: array of shape (n_neurons, len(METRICS))}``."""
+    n_neurons = sum(info.n_neurons for info in layers)
     expected_rows = len(epochs) * n_neurons
     if len(neurons) != expected_rows:
         raise _fail(

@@ -1,0 +1,422 @@
+"""The run directory: a trace written epoch by epoch while training, crash-safe.
+
+A run directory (``runs/<name>/``) holds the same content as a ``.nntrace`` zip, one file per
+part, so that a training run can add each recorded epoch as it goes::
+
+    manifest.json                            format, version, meta, layers, epochs, inventory
+    neurons/epoch=<E>/part.parquet           the neuron table's rows of recorded epoch E
+    history/epoch=<e>/part.parquet           the history row of trained epoch e
+    steps/epoch=<e>/part.parquet             per-step statistics of epoch e (optional)
+    tensors/probe.safetensors                probe inputs x and labels y (optional)
+    tensors/epoch_<E>.safetensors            activations, logits, predictions (, weights/<key>)
+    tensors/final_weights.safetensors        the final state_dict (written by ``close``)
+
+The tables are Hive-partitioned by ``epoch`` (the column lives in the path, not in the part),
+so DuckDB, Spark and pandas (``pyarrow.dataset``) read them in place. Every file is written to
+a temporary name, fsynced and renamed, its directory fsynced, and only then is
+``manifest.json`` replaced the same way with the epoch added: a reader never sees half an
+epoch, and a killed writer leaves every epoch whose manifest was written. A manifest whose
+status is still ``running`` is read as ``interrupted``, the last complete epoch named.
+
+Reading treats the directory as untrusted input, with the checks of the zip
+(:mod:`nn_tracing.store_checks`, :mod:`nn_tracing.store_shapes`): it opens only the files the
+manifest names, at paths built from validated names, never through a symlink or ``..``,
+within the same limits on count and size. Files the manifest does not name are ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .store import _assemble, _json_ready, _parquet_bytes, _safetensors_bytes
+from .store_archive import (
+    _ENTRY_PATTERNS,
+    MAX_ENTRIES,
+    MAX_MANIFEST_BYTES,
+    MAX_TRACE_BYTES,
+    _fail,
+)
+from .store_checks import (
+    _TABLE_SCHEMAS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    _parse_epochs,
+    _parse_layers,
+    _parse_manifest,
+    _read_table,
+)
+from .trace import METRICS, NetworkTrace
+
+__all__ = ["LAYOUT", "RunWriter", "load_run_directory"]
+
+#: The ``layout`` a run directory's manifest names (a zip's manifest has none).
+LAYOUT = "run-directory"
+_TABLES = ("neurons", "history", "steps")
+_EPOCH_KEY = re.compile(r"^(0|[1-9][0-9]{0,8})$")
+#: The columns of a table's part: the table's, less ``epoch`` (it is the partition).
+_PART_SCHEMAS: dict[str, dict[str, str]] = {
+    name: {k: v for k, v in _TABLE_SCHEMAS[name].items() if k != "epoch"} for name in _TABLES
+}
+
+
+def _part_name(table: str, epoch: int) -> str:
+    return f"{table}/epoch={epoch}/part.parquet"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot open a directory
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` at ``path``: a temporary file, fsync, rename, then the directory fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
+
+
+class RunWriter:
+    """Write ``trace`` to the run directory ``directory`` as its epochs are recorded.
+
+    The probe set is written at once; :meth:`write_epoch` adds one recorded epoch (its neuron
+    rows, its tensors and the history rows up to it) and then replaces the manifest;
+    :meth:`close` writes what is left (unwritten epochs, history, final weights) and the final
+    status. Until then the manifest says ``running``.
+
+    Parameters
+    ----------
+    directory
+        The run directory; created if missing. It must not hold a run already.
+    trace
+        The trace being filled (e.g. ``TraceableNN.network_trace``); read, never changed.
+    """
+
+    def __init__(self, directory: str | os.PathLike, trace: NetworkTrace) -> None:
+        self.directory = Path(directory)
+        self.trace = trace
+        if (self.directory / "manifest.json").exists():
+            raise FileExistsError(f"{str(self.directory)!r} holds a run already")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.epochs: list[int] = []
+        self.closed = False
+        self._tables: dict[str, dict[str, Any]] = {}
+        self._tensors: dict[str, Any] = {}
+        self._written: dict[str, set[int]] = {name: set() for name in _TABLES}
+        if trace.probe is not None:
+            self._write_tensors("probe", {"x": trace.probe[0], "y": trace.probe[1]})
+
+    def _write_tensors(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        entry = f"tensors/{name}.safetensors"
+        data, inventory = _safetensors_bytes(arrays)
+        _write_atomic(self.directory / entry, data)
+        self._tensors[entry] = inventory
+
+    def _write_part(self, table: str, epoch: int, frame: pd.DataFrame) -> None:
+        part = frame[list(_PART_SCHEMAS[table])].reset_index(drop=True)
+        _write_atomic(self.directory / _part_name(table, epoch), _parquet_bytes(part))
+        spec = self._tables.setdefault(table, {"columns": list(part.columns), "parts": {}})
+        spec["parts"][str(epoch)] = len(part)
+        self._written[table].add(epoch)
+
+    def _neurons_part(self, epoch: int) -> pd.DataFrame:
+        trace = self.trace
+        frame = pd.DataFrame(
+            {
+                "layer": pd.Categorical(trace.neuron_layers(), categories=trace.layer_names()),
+                "neuron": np.arange(trace.n_neurons, dtype=np.int32),
+            }
+        )
+        values = trace.metrics_at(epoch)
+        for i, name in enumerate(METRICS):
+            frame[name] = values[:, i].astype(np.float32)
+        return frame
+
+    def _write_rows(self, table: str, frame: pd.DataFrame | None, up_to: int | None) -> None:
+        """The rows of ``frame`` of each epoch not written yet (up to ``up_to``), one part
+        per epoch."""
+        if frame is None or not len(frame):
+            return
+        for epoch, rows in frame.groupby("epoch", sort=True):
+            epoch = int(epoch)
+            if epoch in self._written[table] or (up_to is not None and epoch > up_to):
+                continue
+            self._write_part(table, epoch, rows)
+
+    def write_epoch(self, epoch: int) -> None:
+        """Add recorded ``epoch``: its files first, then the manifest that names them."""
+        if self.closed:
+            raise RuntimeError("the run directory is closed")
+        if epoch not in self.trace.epochs:
+            raise ValueError(f"epoch {epoch} is not recorded in the trace")
+        if self.epochs and epoch <= self.epochs[-1]:
+            raise ValueError(f"epoch {epoch} is not after the last written ({self.epochs[-1]})")
+        self._write_part("neurons", epoch, self._neurons_part(epoch))
+        arrays = self.trace.epoch_tensors(epoch)
+        if arrays:
+            self._write_tensors(f"epoch_{epoch}", arrays)
+        self._write_rows("history", self.trace.history, epoch)
+        self._write_rows("steps", self.trace.steps, epoch)
+        self.epochs.append(epoch)
+        self._write_manifest("running")
+
+    def close(self, status: str | None = None) -> None:
+        """Write every epoch not written yet, the rest of the history and steps, the final
+        weights, and the manifest with ``status`` (default: the trace's own)."""
+        if self.closed:
+            return
+        for epoch in self.trace.epochs:
+            if not self.epochs or epoch > self.epochs[-1]:
+                self.write_epoch(epoch)
+        self._write_rows("history", self.trace.history, None)
+        self._write_rows("steps", self.trace.steps, None)
+        if self.trace.final_weights:
+            self._write_tensors("final_weights", self.trace.final_weights)
+        self._write_manifest(status or self.trace.status)
+        self.closed = True
+
+    def _write_manifest(self, status: str) -> None:
+        tables = {name: spec for name, spec in self._tables.items()}
+        tables.setdefault("history", {"columns": list(_PART_SCHEMAS["history"]), "parts": {}})
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "layout": LAYOUT,
+            "layers": [info.to_dict() for info in self.trace.layers],
+            "epochs": list(self.epochs),
+            "metrics": list(METRICS),
+            "tables": tables,
+            "tensors": dict(self._tensors),
+            "meta": _json_ready({**self.trace.meta, "status": status}),
+        }
+        data = json.dumps(manifest, indent=1, allow_nan=False).encode()
+        _write_atomic(self.directory / "manifest.json", data)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class _FileInfo:
+    """What the checks need to know of a file before reading it."""
+
+    file_size: int
+
+
+class _DirArchive:
+    """The files of a run directory that its manifest names, read like zip entries.
+
+    Every name is checked (one of the names a run directory has, no ``..``), every path is
+    walked component by component and refused if any is a symlink or not a regular file, and
+    the count and total size are bounded, before anything is read.
+    """
+
+    def __init__(self, root: Path, names: list[str], max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        if len(names) > MAX_ENTRIES:
+            raise _fail(f"the manifest names {len(names)} files; a trace has at most {MAX_ENTRIES}")
+        self.infos: dict[str, _FileInfo] = {}
+        self._paths: dict[str, Path] = {}
+        total = 0
+        for name in names:
+            path = _safe_path(root, name)
+            size = path.lstat().st_size
+            total += size
+            self.infos[name], self._paths[name] = _FileInfo(size), path
+        if total > max_bytes:
+            raise _fail(
+                f"the trace would take {total / 2**20:.0f} MiB, over the limit of "
+                f"{max_bytes / 2**20:.0f} MiB"
+            )
+
+    def alias(self, alias: str, name: str) -> _DirArchive:
+        """A view in which file ``name`` is entry ``alias`` (a part read as a whole table)."""
+        view = object.__new__(_DirArchive)
+        view.root, view.max_bytes = self.root, self.max_bytes
+        view.infos, view._paths = {alias: self.infos[name]}, {alias: self._paths[name]}
+        return view
+
+    def read_head(self, name: str, n: int) -> bytes:
+        try:
+            fd = os.open(self._paths[name], os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read(n)
+        except OSError as exc:
+            raise _fail(f"{name} cannot be read: {exc}") from None
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        size = self.infos[name].file_size
+        data = self.read_head(name, min(size, limit) if limit is not None else size + 1)
+        if limit is None and len(data) != size:
+            raise _fail(f"{name} changed size while it was read; the run directory is damaged")
+        return data
+
+    def close(self) -> None:
+        """Nothing is held open between reads."""
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise _fail(f"the manifest names an invalid file {name!r}")
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        raise _fail(f"the manifest names an absolute path ({name!r}); refusing to read it")
+    if ".." in re.split(r"[\\/]", name):
+        raise _fail(f"the manifest names a path outside the run directory ({name!r})")
+    part = re.match(r"^(neurons|history|steps)/epoch=(0|[1-9][0-9]{0,8})/part\.parquet$", name)
+    if not part and not any(p.match(name) for p in _ENTRY_PATTERNS[2:]):
+        raise _fail(f"the manifest names a file a run directory does not have: {name!r}")
+    return name
+
+
+def _safe_path(root: Path, name: str) -> Path:
+    """``root / name``, refused if any component is a symlink or the file is not regular."""
+    path = root
+    for component in _check_name(name).split("/"):
+        path = path / component
+        try:
+            mode = path.lstat().st_mode
+        except OSError:
+            raise _fail(f"{name} is missing from the run directory") from None
+        if stat.S_ISLNK(mode):
+            raise _fail(f"{name} in the run directory is a symlink; refusing to follow it")
+    if not stat.S_ISREG(mode):
+        raise _fail(f"{name} in the run directory is not a regular file")
+    return path
+
+
+def _parse_parts(manifest: dict[str, Any], epochs: list[int]) -> dict[str, dict[int, int]]:
+    """``{table: {epoch: rows}}`` from the manifest's tables, each checked."""
+    tables = manifest["tables"]
+    unknown = sorted(set(tables) - set(_TABLES))
+    if unknown:
+        raise _fail(f"the manifest lists unknown tables: {', '.join(map(str, unknown))}")
+    parsed: dict[str, dict[int, int]] = {}
+    for name, spec in tables.items():
+        if not isinstance(spec, dict) or set(spec) != {"columns", "parts"}:
+            raise _fail(f"manifest.json describes table {name!r} badly")
+        if spec["columns"] != list(_PART_SCHEMAS[name]) or not isinstance(spec["parts"], dict):
+            raise _fail(f"manifest.json lists other columns for table {name!r} than it has")
+        parts: dict[int, int] = {}
+        for key, rows in spec["parts"].items():
+            if not _EPOCH_KEY.match(key):
+                raise _fail(f"table {name!r} has a part for an invalid epoch {key!r}")
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+                raise _fail(f"table {name!r}: rows must be a non-negative integer")
+            parts[int(key)] = rows
+        parsed[name] = dict(sorted(parts.items()))
+    for required in ("neurons", "history"):
+        if required not in parsed:
+            raise _fail(f"the manifest lists no {required!r} table")
+    if list(parsed["neurons"]) != epochs:
+        raise _fail("the neurons table's parts are not the epochs the manifest lists")
+    return parsed
+
+
+def _read_parts(archive: _DirArchive, name: str, parts: dict[int, int]) -> pd.DataFrame:
+    """Table ``name`` from its parts, each validated as a table, ``epoch`` put back."""
+    frames = []
+    for epoch, rows in parts.items():
+        alias = f"tables/{name}.parquet"
+        view = archive.alias(alias, _part_name(name, epoch))
+        spec = {"entry": alias, "rows": rows, "columns": list(_PART_SCHEMAS[name])}
+        frame = _read_table(view, {"tables": {name: spec}}, name, _PART_SCHEMAS[name])
+        assert frame is not None
+        frame.insert(0, "epoch", np.full(len(frame), epoch, dtype=np.int64))
+        frames.append(frame)
+    columns = list(_TABLE_SCHEMAS[name])
+    if not frames:
+        return pd.DataFrame({c: pd.Series([], dtype="float64") for c in columns})
+    frame = pd.concat(frames, ignore_index=True)
+    if "layer" in frame:
+        frame["layer"] = frame["layer"].astype(str)
+    return frame[columns]
+
+
+def load_run_directory(
+    directory: str | os.PathLike, *, max_bytes: int = MAX_TRACE_BYTES
+) -> NetworkTrace:
+    """Read a run directory (see the module docstring) as a :class:`NetworkTrace`.
+
+    Only the epochs the manifest lists are read. A run whose writer never closed (status
+    ``running`` in the manifest) is reported as ``interrupted``, its last complete epoch named
+    in ``meta["status_message"]``. Any problem raises :class:`~nn_tracing.TraceFormatError`.
+    """
+    root = Path(directory)
+    manifest_raw = _read_manifest_bytes(root)
+    manifest = _parse_manifest(manifest_raw)
+    if manifest.get("layout") != LAYOUT:
+        raise _fail(f"manifest.json of a run directory must say layout {LAYOUT!r}")
+    manifest = {k: v for k, v in manifest.items() if k != "layout"}
+    layers = _parse_layers(manifest["layers"])
+    epochs = _parse_epochs(manifest["epochs"])
+    parts = _parse_parts(manifest, epochs)
+    names = [_part_name(t, e) for t, table in parts.items() for e in table]
+    names += [_check_name(entry) for entry in manifest["tensors"]]
+    archive = _DirArchive(root, names, max_bytes)
+    tables = {name: _read_parts(archive, name, p) for name, p in parts.items()}
+    digest = hashlib.sha256(manifest_raw).hexdigest()
+    trace = _assemble(
+        archive,
+        manifest,
+        layers,
+        epochs,
+        (tables["neurons"], tables["history"], tables.get("steps")),
+        digest,
+    )
+    if trace.meta.get("status") == "running":
+        trace.meta["status"] = "interrupted"
+        trace.meta["status_message"] = (
+            f"the run was interrupted (its writer never finished); the last complete epoch "
+            f"is E_{epochs[-1]}"
+        )
+    return trace
+
+
+def _read_manifest_bytes(root: Path) -> bytes:
+    path = root / "manifest.json"
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        raise _fail(
+            f"{str(root)!r} has no manifest.json: it is not a run directory, or its run has "
+            "not recorded an epoch yet"
+        ) from None
+    if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
+        raise _fail("manifest.json of the run directory is not a regular file")
+    archive = _DirArchive.__new__(_DirArchive)
+    archive._paths = {"manifest.json": path}
+    raw = archive.read_head("manifest.json", MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise _fail("manifest.json is larger than a manifest can be")
+    return raw
