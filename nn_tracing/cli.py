@@ -1,4 +1,4 @@
-"""The ``nn-tracing`` command: ``train``, ``estimate``, ``info``, ``export`` and ``bench``.
+"""The ``nn-tracing`` command: ``train``, ``estimate``, ``info``, ``export``, ``pack``, ``bench``.
 
 Every user error (bad arguments, a bad config, an unreadable trace) prints one line starting
 with ``nn-tracing: error:`` and exits non-zero; no traceback reaches the terminal.
@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
     export.add_argument("--out", metavar="FILE", help="output file (default: next to the trace)")
     export.add_argument("--epoch", type=int, help="only this recorded epoch")
+
+    pack = sub.add_parser("pack", help="make one .nntrace file of a run directory (to share)")
+    pack.add_argument("run", metavar="DIR", help="the run directory, e.g. runs/<name>")
+    pack.add_argument("--out", metavar="FILE", help="output file (default: DIR.nntrace)")
 
     bench = sub.add_parser("bench", help="measure the tracing overhead (see benchmarks/)")
     bench.add_argument("--repeats", type=int, default=5)
@@ -398,6 +402,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from .store import save_trace
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise CLIError(f"{args.run!r} is not a run directory")
+    out = Path(args.out) if args.out else run.parent / f"{run.name}.nntrace"
+    if out.is_dir():
+        raise CLIError(f"--out {str(out)!r} is a directory; give a file name")
+    trace = _load(args.run)
+    try:
+        save_trace(trace, out)
+    except OSError as exc:
+        raise CLIError(f"cannot write {str(out)!r}: {exc}") from None
+    print(f"packed {args.run} into {out} ({trace.status}; epochs {trace.epochs})")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
@@ -415,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "estimate": _cmd_estimate,
         "info": _cmd_info,
         "export": _cmd_export,
+        "pack": _cmd_pack,
         "bench": _cmd_bench,
     }
     try:

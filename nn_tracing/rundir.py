@@ -409,8 +409,8 @@ def _read_manifest_bytes(root: Path) -> bytes:
         mode = path.lstat().st_mode
     except OSError:
         raise _fail(
-            f"{str(root)!r} has no manifest.json: it is not a run directory, or its run has "
-            "not recorded an epoch yet"
+            f"{str(root)!r} is not a file, nor a run directory with a manifest.json (or its "
+            "run has not recorded an epoch yet)"
         ) from None
     if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
         raise _fail("manifest.json of the run directory is not a regular file")
