@@ -82,7 +82,8 @@ def meta_section(meta: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def status_notice(trace: NetworkTrace, live: bool) -> Notice | None:
-    """The notice a run that is training, was stopped or diverged gets (``None``: complete)."""
+    """The notice a run that is training, was stopped, diverged or interrupted gets (``None``:
+    complete)."""
     message = str(trace.meta.get("status_message") or "")
     if live:
         return Notice("info", "Training now: this page updates as epochs are recorded.", "⏳")
@@ -96,6 +97,12 @@ def status_notice(trace: NetworkTrace, live: bool) -> Notice | None:
         return Notice(
             "warning",
             f"Diverged: {md_escape(message or 'non-finite loss')}",
+            ":material/warning:",
+        )
+    if trace.status == "interrupted":
+        return Notice(
+            "warning",
+            f"Interrupted: {md_escape(message or 'the run ended before its writer finished')}",
             ":material/warning:",
         )
     return None

@@ -62,6 +62,10 @@ def test_a_stopped_or_diverged_run_gets_a_warning_with_its_message_escaped(
     diverged = status_notice(trace, live=False)
     assert diverged is not None and diverged.icon == ":material/warning:"
     assert diverged.text == r"Diverged: loss \*\*nan\*\* at E\_3"
+    trace.meta.update(status="interrupted", status_message="the last complete epoch is E_2")
+    interrupted = status_notice(trace, live=False)
+    assert interrupted is not None and interrupted.kind == "warning"
+    assert interrupted.text == r"Interrupted: the last complete epoch is E\_2"
 
 
 def test_the_details_list_layers_dataset_and_meta(trace: nt.NetworkTrace) -> None:
