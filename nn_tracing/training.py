@@ -10,12 +10,13 @@ epoch in progress (``meta["partial_epoch"]``). Either way the trace so far is ke
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,9 @@ from .data import DataSplits, prepare_data
 from .models import build_model
 from .trace import NetworkTrace
 from .tracer import TraceableNN
+
+if TYPE_CHECKING:  # imported where it is used: most runs write no directory
+    from .rundir import RunWriter
 
 __all__ = [
     "Progress",
@@ -383,6 +387,43 @@ class _TrainingLoop:
         return trace
 
 
+class _DirectoryWriter:
+    """The run directory of :func:`train`'s ``out``: each recorded epoch written as it comes."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = directory
+        self.writer: RunWriter | None = None
+
+    def follow(
+        self, on_trace: Callable[[NetworkTrace], None] | None
+    ) -> Callable[[NetworkTrace], None]:
+        """A callback that writes the new epochs, then calls ``on_trace``."""
+
+        def write_then_call(trace: NetworkTrace) -> None:
+            self._write_new(trace)
+            if on_trace is not None:
+                on_trace(trace)
+
+        return write_then_call
+
+    def _write_new(self, trace: NetworkTrace) -> None:
+        if self.writer is None:
+            from .rundir import RunWriter
+
+            self.writer = RunWriter(self.directory, trace)
+        self.writer.trace = trace
+        for epoch in trace.epochs:
+            if not self.writer.epochs or epoch > self.writer.epochs[-1]:
+                self.writer.write_epoch(epoch)
+
+    def close(self, trace: NetworkTrace) -> None:
+        """The rest of the run (epochs, history, final weights) and its final status."""
+        self._write_new(trace)
+        assert self.writer is not None
+        self.writer.trace = trace
+        self.writer.close()
+
+
 def train(
     config: TrainConfig,
     progress: Callable[[TrainingProgress], None] | None = None,
@@ -392,6 +433,7 @@ def train(
     data: DataSplits | None = None,
     progress_every: float = 0.25,
     on_trace: Callable[[NetworkTrace], None] | None = None,
+    out: str | os.PathLike | None = None,
 ) -> TracedRun:
     """Train the MLP that ``config`` describes, tracing it; return a :class:`TracedRun`.
 
@@ -415,7 +457,16 @@ def train(
     on_trace
         Called with the trace so far after every recorded epoch (for live views); the final
         trace is ``run.trace``.
+    out
+        A run directory to write as training goes (:class:`~nn_tracing.rundir.RunWriter`):
+        every recorded epoch is added as it is recorded, and the final status and weights at
+        the end. A run that never ends this way reads as ``interrupted``. Needs ``traced``.
     """
+    if out is not None and not traced:
+        raise ValueError("out= writes the trace as it is recorded; it needs traced=True")
+    writer = _DirectoryWriter(out) if out is not None else None
+    if writer is not None:
+        on_trace = writer.follow(on_trace)
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     data = data if data is not None else prepare_data(config)
@@ -433,6 +484,8 @@ def train(
     loop.report(0, 0)
     epoch = loop.run_epochs(stop, on_trace)
     trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
+    if writer is not None and trace is not None:
+        writer.close(trace)
     loop.report(
         epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True
     )

@@ -203,3 +203,34 @@ def test_the_tables_read_in_place_as_hive_partitioned_datasets(tmp_path, trace):
     np.testing.assert_array_equal(at_two["act_mean"].to_numpy(), trace.metric("act_mean")[1])
     history = pd.read_parquet(tmp_path / "run/history", partitioning="hive")
     assert sorted(history["epoch"].tolist()) == trace.history["epoch"].tolist()
+
+
+def test_train_writes_its_run_directory_as_it_goes(tmp_path):
+    seen: list[list[int]] = []
+
+    def on_trace(trace: NetworkTrace) -> None:
+        seen.append(json.loads((tmp_path / "run/manifest.json").read_text())["epochs"])
+
+    config = TINY_CONFIG.replace(epochs=3, keep_weights=True)
+    run = train(config, out=tmp_path / "run", on_trace=on_trace)
+    assert run.trace is not None
+    assert seen[:3] == [[0], [0, 1], [0, 1, 2]]
+    loaded = load_trace(tmp_path / "run")
+    assert loaded.status == "complete" and loaded.epochs == [0, 1, 2, 3]
+    pd.testing.assert_frame_equal(loaded.frame, run.trace.frame)
+    pd.testing.assert_frame_equal(loaded.history, run.trace.history)
+    for key, value in run.trace.final_weights.items():
+        np.testing.assert_array_equal(loaded.final_weights[key], value)
+
+
+def test_a_training_run_killed_after_two_epochs_loads_as_interrupted(tmp_path):
+    def crash_at_epoch_two(trace: NetworkTrace) -> None:
+        if trace.epochs[-1] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY_CONFIG, out=tmp_path / "run", on_trace=crash_at_epoch_two)
+    loaded = load_trace(tmp_path / "run")
+    assert loaded.status == "interrupted" and loaded.epochs == [0, 1, 2]
+    assert loaded.meta["status_message"].endswith("E_2")
+    assert loaded.history["epoch"].tolist() == [0, 1, 2]
