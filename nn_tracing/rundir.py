@@ -268,12 +268,13 @@ class _DirArchive:
         return view
 
     def read_head(self, name: str, n: int) -> bytes:
-        try:
-            fd = os.open(self._paths[name], os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(fd, "rb") as handle:
-                return handle.read(n)
-        except OSError as exc:
-            raise _fail(f"{name} cannot be read: {exc}") from None
+        return _read_head(self._paths[name], name, n)
+
+    def fingerprint(self) -> bytes:
+        """Where the files are and their sizes and times: part of a run directory's digest."""
+        stats = [(name, self._paths[name].lstat()) for name in sorted(self._paths)]
+        lines = [f"{n} {st.st_size} {st.st_mtime_ns}" for n, st in stats]
+        return "\n".join([str(self.root.resolve()), *lines]).encode()
 
     def read(self, name: str, limit: int | None = None) -> bytes:
         size = self.infos[name].file_size
@@ -284,6 +285,16 @@ class _DirArchive:
 
     def close(self) -> None:
         """Nothing is held open between reads."""
+
+
+def _read_head(path: Path, name: str, n: int) -> bytes:
+    """The first ``n`` bytes of the file at ``path`` (never through a symlink)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(n)
+    except OSError as exc:
+        raise _fail(f"{name} cannot be read: {exc}") from None
 
 
 def _check_name(name: Any) -> str:
@@ -385,7 +396,8 @@ def load_run_directory(
     names += [_check_name(entry) for entry in manifest["tensors"]]
     archive = _DirArchive(root, names, max_bytes)
     tables = {name: _read_parts(archive, name, p) for name, p in parts.items()}
-    digest = hashlib.sha256(manifest_raw).hexdigest()
+    # the manifest changes with every epoch; the files' sizes and times with any rewrite
+    digest = hashlib.sha256(manifest_raw + b"\0" + archive.fingerprint()).hexdigest()
     trace = _assemble(
         archive,
         manifest,
@@ -414,9 +426,7 @@ def _read_manifest_bytes(root: Path) -> bytes:
         ) from None
     if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
         raise _fail("manifest.json of the run directory is not a regular file")
-    archive = _DirArchive.__new__(_DirArchive)
-    archive._paths = {"manifest.json": path}
-    raw = archive.read_head("manifest.json", MAX_MANIFEST_BYTES + 1)
+    raw = _read_head(path, "manifest.json", MAX_MANIFEST_BYTES + 1)
     if len(raw) > MAX_MANIFEST_BYTES:
         raise _fail("manifest.json is larger than a manifest can be")
     return raw

@@ -234,3 +234,18 @@ def test_a_training_run_killed_after_two_epochs_loads_as_interrupted(tmp_path):
     assert loaded.status == "interrupted" and loaded.epochs == [0, 1, 2]
     assert loaded.meta["status_message"].endswith("E_2")
     assert loaded.history["epoch"].tolist() == [0, 1, 2]
+
+
+def test_the_digest_is_stable_and_changes_when_an_epoch_is_added(tmp_path, trace):
+    writer = _write(tmp_path / "run", trace, epochs=[0])
+    first = load_trace(tmp_path / "run").digest
+    assert load_trace(tmp_path / "run").digest == first
+    writer.write_epoch(2)
+    assert load_trace(tmp_path / "run").digest != first
+
+
+def test_a_zip_manifest_in_a_directory_is_not_a_run_directory(tmp_path, trace):
+    _write(tmp_path / "run", trace)
+    _edit_manifest(tmp_path / "run", lambda m: m.pop("layout"))
+    with pytest.raises(TraceFormatError, match="layout"):
+        load_trace(tmp_path / "run")
