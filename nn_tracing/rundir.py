@@ -60,7 +60,7 @@ from .store_checks import (
 )
 from .trace import METRICS, NetworkTrace
 
-__all__ = ["LAYOUT", "RunWriter", "load_run_directory"]
+__all__ = ["LAYOUT", "RunWriter", "load_run_directory", "read_run_manifest"]
 
 #: The ``layout`` a run directory's manifest names (a zip's manifest has none).
 LAYOUT = "run-directory"
@@ -385,10 +385,7 @@ def load_run_directory(
     """
     root = Path(directory)
     manifest_raw = _read_manifest_bytes(root)
-    manifest = _parse_manifest(manifest_raw)
-    if manifest.get("layout") != LAYOUT:
-        raise _fail(f"manifest.json of a run directory must say layout {LAYOUT!r}")
-    manifest = {k: v for k, v in manifest.items() if k != "layout"}
+    manifest = _parse_run_manifest(manifest_raw)
     layers = _parse_layers(manifest["layers"])
     epochs = _parse_epochs(manifest["epochs"])
     parts = _parse_parts(manifest, epochs)
@@ -406,13 +403,34 @@ def load_run_directory(
         (tables["neurons"], tables["history"], tables.get("steps")),
         digest,
     )
-    if trace.meta.get("status") == "running":
-        trace.meta["status"] = "interrupted"
-        trace.meta["status_message"] = (
+    _mark_interrupted(trace.meta, epochs)
+    return trace
+
+
+def read_run_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """Only the validated manifest of a run directory (fast: no table is read), its status
+    reported as :func:`load_run_directory` reports it."""
+    manifest = _parse_run_manifest(_read_manifest_bytes(Path(directory)))
+    _mark_interrupted(manifest["meta"], _parse_epochs(manifest["epochs"]))
+    return manifest
+
+
+def _parse_run_manifest(raw: bytes) -> dict[str, Any]:
+    """The manifest checked as a zip's is, and as a run directory's; ``layout`` left out."""
+    manifest = _parse_manifest(raw)
+    if manifest.get("layout") != LAYOUT:
+        raise _fail(f"manifest.json of a run directory must say layout {LAYOUT!r}")
+    return {k: v for k, v in manifest.items() if k != "layout"}
+
+
+def _mark_interrupted(meta: dict[str, Any], epochs: list[int]) -> None:
+    """A run whose writer never closed (``running`` in the file) is ``interrupted``."""
+    if meta.get("status") == "running":
+        meta["status"] = "interrupted"
+        meta["status_message"] = (
             f"the run was interrupted (its writer never finished); the last complete epoch "
             f"is E_{epochs[-1]}"
         )
-    return trace
 
 
 def _read_manifest_bytes(root: Path) -> bytes:

@@ -229,7 +229,11 @@ def trace_to_bytes(trace: NetworkTrace) -> bytes:
 
 
 def read_manifest(source: str | os.PathLike | bytes | IO[bytes]) -> dict[str, Any]:
-    """Only the validated manifest of a trace file (fast: no table is read)."""
+    """Only the validated manifest of a trace file or run directory (fast: no table is read)."""
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        from .rundir import read_run_manifest
+
+        return read_run_manifest(source)
     data, handle, _ = _source_bytes(source, MAX_TRACE_BYTES, hash_file=False)
     try:
         _check_start(data, handle)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nn_tracing import NetworkTrace, TraceFormatError, load_trace, train
+from nn_tracing import NetworkTrace, TraceFormatError, load_trace, read_manifest, train
 from nn_tracing.cli import main
 from nn_tracing.rundir import RunWriter
 from tests.conftest import TINY_CONFIG
@@ -249,3 +249,11 @@ def test_a_zip_manifest_in_a_directory_is_not_a_run_directory(tmp_path, trace):
     _edit_manifest(tmp_path / "run", lambda m: m.pop("layout"))
     with pytest.raises(TraceFormatError, match="layout"):
         load_trace(tmp_path / "run")
+
+
+def test_read_manifest_reads_a_run_directory_without_its_tables(tmp_path, trace):
+    writer = _write(tmp_path / "run", trace, epochs=[0, 2])
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest["epochs"] == [0, 2] and manifest["meta"]["status"] == "interrupted"
+    writer.close()
+    assert read_manifest(tmp_path / "run")["meta"]["status"] == trace.status
