@@ -89,8 +89,12 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` at ``path``: a temporary file, fsync, rename, then the directory fsynced."""
+    """``data`` at ``path``: a temporary file, fsync, rename, then the directory fsynced (and
+    the parent of every directory made for it, so that the new entries are durable too)."""
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
+    for directory in reversed(made):
+        _fsync_directory(directory.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -241,31 +245,37 @@ class _DirArchive:
     the count and total size are bounded, before anything is read.
     """
 
-    def __init__(self, root: Path, names: list[str], max_bytes: int) -> None:
-        self.root = root
-        self.max_bytes = max_bytes
+    def __init__(
+        self, root: Path, max_bytes: int, infos: dict[str, _FileInfo], paths: dict[str, Path]
+    ) -> None:
+        self.root, self.max_bytes = root, max_bytes
+        self.infos, self._paths = infos, paths
+
+    @classmethod
+    def open(cls, root: Path, names: list[str], max_bytes: int) -> _DirArchive:
+        """The files ``names`` of ``root``, each checked, within the limits."""
         if len(names) > MAX_ENTRIES:
             raise _fail(f"the manifest names {len(names)} files; a trace has at most {MAX_ENTRIES}")
-        self.infos: dict[str, _FileInfo] = {}
-        self._paths: dict[str, Path] = {}
+        infos: dict[str, _FileInfo] = {}
+        paths: dict[str, Path] = {}
         total = 0
         for name in names:
             path = _safe_path(root, name)
             size = path.lstat().st_size
             total += size
-            self.infos[name], self._paths[name] = _FileInfo(size), path
+            infos[name], paths[name] = _FileInfo(size), path
         if total > max_bytes:
             raise _fail(
                 f"the trace would take {total / 2**20:.0f} MiB, over the limit of "
                 f"{max_bytes / 2**20:.0f} MiB"
             )
+        return cls(root, max_bytes, infos, paths)
 
     def alias(self, alias: str, name: str) -> _DirArchive:
         """A view in which file ``name`` is entry ``alias`` (a part read as a whole table)."""
-        view = object.__new__(_DirArchive)
-        view.root, view.max_bytes = self.root, self.max_bytes
-        view.infos, view._paths = {alias: self.infos[name]}, {alias: self._paths[name]}
-        return view
+        return _DirArchive(
+            self.root, self.max_bytes, {alias: self.infos[name]}, {alias: self._paths[name]}
+        )
 
     def read_head(self, name: str, n: int) -> bytes:
         return _read_head(self._paths[name], name, n)
@@ -391,7 +401,7 @@ def load_run_directory(
     parts = _parse_parts(manifest, epochs)
     names = [_part_name(t, e) for t, table in parts.items() for e in table]
     names += [_check_name(entry) for entry in manifest["tensors"]]
-    archive = _DirArchive(root, names, max_bytes)
+    archive = _DirArchive.open(root, names, max_bytes)
     tables = {name: _read_parts(archive, name, p) for name, p in parts.items()}
     # the manifest changes with every epoch; the files' sizes and times with any rewrite
     digest = hashlib.sha256(manifest_raw + b"\0" + archive.fingerprint()).hexdigest()
