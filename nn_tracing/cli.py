@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a built-in MLP and save its trace")
     _add_run_options(train)
     train.add_argument("--out", metavar="FILE", help="where to write the trace (.nntrace)")
+    train.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help="also write a run directory as it trains, epoch by epoch (crash-safe)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
         "--dry-run",
@@ -234,15 +239,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if out.exists() and out.is_dir():
         raise CLIError(f"--out {str(out)!r} is a directory; give a file name")
-    trace = _train_until_done_or_stopped(config, data, quiet=args.quiet)
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None and (run_dir.exists() and not run_dir.is_dir()):
+        raise CLIError(f"--run-dir {str(run_dir)!r} is a file; give a directory")
+    if run_dir is not None and (run_dir / "manifest.json").exists():
+        raise CLIError(f"--run-dir {str(run_dir)!r} holds a run already")
+    trace = _train_until_done_or_stopped(config, data, quiet=args.quiet, run_dir=run_dir)
     return _save_trained(trace, out)
 
 
 def _train_until_done_or_stopped(
-    config: TrainConfig, data: DataSplits, *, quiet: bool
+    config: TrainConfig, data: DataSplits, *, quiet: bool, run_dir: Path | None = None
 ) -> NetworkTrace:
     """Train with a progress bar (none when ``quiet``); the first Ctrl-C stops after the
-    current batch, the second aborts. Returns the trace."""
+    current batch, the second aborts. Returns the trace; ``run_dir`` (when given) is written
+    as it trains."""
     from tqdm import tqdm
 
     from .training import TrainingProgress, train
@@ -279,9 +290,11 @@ def _train_until_done_or_stopped(
             bar.refresh()
 
         try:
-            run = train(config, progress=on_progress, stop=stop, data=data)
+            run = train(config, progress=on_progress, stop=stop, data=data, out=run_dir)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
+        except OSError as exc:
+            raise CLIError(f"cannot write the run directory {str(run_dir)!r}: {exc}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
         if bar is not None:

@@ -257,3 +257,14 @@ def test_read_manifest_reads_a_run_directory_without_its_tables(tmp_path, trace)
     assert manifest["epochs"] == [0, 2] and manifest["meta"]["status"] == "interrupted"
     writer.close()
     assert read_manifest(tmp_path / "run")["meta"]["status"] == trace.status
+
+
+def test_the_train_command_writes_a_run_directory_too(tmp_path, capsys):
+    args = ["train", "--dataset", "moons", "--hidden", "4", "--epochs", "2", "--n-samples", "200"]
+    args += ["--quiet", "--out", str(tmp_path / "x.nntrace"), "--run-dir", str(tmp_path / "x")]
+    assert main(args) == 0
+    from_dir, from_file = load_trace(tmp_path / "x"), load_trace(tmp_path / "x.nntrace")
+    assert from_dir.status == "complete"
+    pd.testing.assert_frame_equal(from_dir.frame, from_file.frame)
+    assert main(args) == 2
+    assert "holds a run already" in capsys.readouterr().err
