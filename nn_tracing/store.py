@@ -22,7 +22,8 @@ first asked for, and their values (predictions within the classes) checked then.
 
 This module is the public face: writing (:func:`save_trace`, :func:`trace_to_bytes`) and
 reading (:func:`load_trace`, :func:`read_manifest`); the format's constants and limits are
-importable from here too.
+importable from here too. Both readers also take a run directory (the same content one file per
+part, written while training: :mod:`nn_tracing.rundir`), checked by the same code.
 """
 
 from __future__ import annotations
