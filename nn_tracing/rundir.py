@@ -199,6 +199,9 @@ class RunWriter:
         weights, and the manifest with ``status`` (default: the trace's own)."""
         if self.closed:
             return
+        final = status or self.trace.status
+        if final not in ("complete", "stopped", "diverged"):
+            raise ValueError(f"status={final!r}: a run ends complete, stopped or diverged")
         for epoch in self.trace.epochs:
             if not self.epochs or epoch > self.epochs[-1]:
                 self.write_epoch(epoch)
@@ -206,7 +209,7 @@ class RunWriter:
         self._write_rows("steps", self.trace.steps, None)
         if self.trace.final_weights:
             self._write_tensors("final_weights", self.trace.final_weights)
-        self._write_manifest(status or self.trace.status)
+        self._write_manifest(final)
         self.closed = True
 
     def _write_manifest(self, status: str) -> None:

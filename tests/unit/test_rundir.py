@@ -268,3 +268,13 @@ def test_the_train_command_writes_a_run_directory_too(tmp_path, capsys):
     pd.testing.assert_frame_equal(from_dir.frame, from_file.frame)
     assert main(args) == 2
     assert "holds a run already" in capsys.readouterr().err
+
+
+def test_close_takes_only_a_final_status(tmp_path, trace):
+    writer = _write(tmp_path / "run", trace, epochs=[0])
+    with pytest.raises(ValueError, match="running"):
+        writer.close("running")
+    writer.close("stopped")
+    assert load_trace(tmp_path / "run").status == "stopped"
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.write_epoch(5)
