@@ -12,6 +12,7 @@ check off (the owner's own machine, on purpose).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -40,8 +41,10 @@ DEFAULT_SHARE = 0.5
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
+@functools.cache
 def machine_memory() -> int:
-    """Bytes of memory of this machine (``MemTotal``; a cgroup limit when lower)."""
+    """Bytes of memory of this machine (``MemTotal``; a cgroup limit when lower). Read once per
+    process: the training form shows the budget on every rerun."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
