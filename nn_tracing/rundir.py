@@ -10,13 +10,16 @@ part, so that a training run can add each recorded epoch as it goes::
     tensors/probe.safetensors                probe inputs x and labels y (optional)
     tensors/epoch_<E>.safetensors            activations, logits, predictions (, weights/<key>)
     tensors/final_weights.safetensors        the final state_dict (written by ``close``)
+    writer.json                              who writes the run, and its heartbeat
 
 The tables are Hive-partitioned by ``epoch`` (the column lives in the path, not in the part),
 so DuckDB, Spark and pandas (``pyarrow.dataset``) read them in place. Every file is written to
 a temporary name, fsynced and renamed, its directory fsynced, and only then is
 ``manifest.json`` replaced the same way with the epoch added: a reader never sees half an
 epoch, and a killed writer leaves every epoch whose manifest was written. A manifest whose
-status is still ``running`` is read as ``interrupted``, the last complete epoch named.
+status is still ``running`` is read as ``running`` while its writer lives and as
+``interrupted`` once it is gone (``writer.json``, :mod:`nn_tracing.rundir_live`), the last
+complete epoch named.
 
 Reading treats the directory as untrusted input, with the checks of the zip
 (:mod:`nn_tracing.store_checks`, :mod:`nn_tracing.store_shapes`): it opens only the files the
@@ -41,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .rundir_live import Heartbeat, liveness
 from .store import _assemble, _json_ready, _parquet_bytes, _safetensors_bytes
 from .store_archive import (
     _ENTRY_PATTERNS,
@@ -132,6 +136,9 @@ class RunWriter:
         if (self.directory / "manifest.json").exists():
             raise FileExistsError(f"{str(self.directory)!r} holds a run already")
         self.directory.mkdir(parents=True, exist_ok=True)
+        #: Keeps ``writer.json`` fresh: readers tell a live run from a dead one by it.
+        self.heartbeat = Heartbeat(self.directory)
+        self.heartbeat.beat(force=True)
         self.epochs: list[int] = []
         self.closed = False
         self._tables: dict[str, dict[str, Any]] = {}
@@ -193,6 +200,7 @@ class RunWriter:
         self._write_rows("steps", self.trace.steps, epoch)
         self.epochs.append(epoch)
         self._write_manifest("running")
+        self.heartbeat.beat(force=True, epoch=epoch)
 
     def close(self, status: str | None = None) -> None:
         """Write every epoch not written yet, the rest of the history and steps, the final
@@ -416,15 +424,16 @@ def load_run_directory(
         (tables["neurons"], tables["history"], tables.get("steps")),
         digest,
     )
-    _mark_interrupted(trace.meta, epochs)
+    _mark_interrupted(trace.meta, epochs, root)
     return trace
 
 
 def read_run_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """Only the validated manifest of a run directory (fast: no table is read), its status
     reported as :func:`load_run_directory` reports it."""
-    manifest = _parse_run_manifest(_read_manifest_bytes(Path(directory)))
-    _mark_interrupted(manifest["meta"], _parse_epochs(manifest["epochs"]))
+    root = Path(directory)
+    manifest = _parse_run_manifest(_read_manifest_bytes(root))
+    _mark_interrupted(manifest["meta"], _parse_epochs(manifest["epochs"]), root)
     return manifest
 
 
@@ -436,14 +445,21 @@ def _parse_run_manifest(raw: bytes) -> dict[str, Any]:
     return {k: v for k, v in manifest.items() if k != "layout"}
 
 
-def _mark_interrupted(meta: dict[str, Any], epochs: list[int]) -> None:
-    """A run whose writer never closed (``running`` in the file) is ``interrupted``."""
-    if meta.get("status") == "running":
+def _mark_interrupted(meta: dict[str, Any], epochs: list[int], root: Path) -> None:
+    """A run whose writer never closed (``running`` in the file) and is gone is
+    ``interrupted``; one whose writer lives stays ``running`` (see
+    :func:`~nn_tracing.rundir_live.liveness`)."""
+    if meta.get("status") != "running":
+        return
+    alive = liveness(root, "running", epochs[-1] if epochs else None)
+    if alive.state == "interrupted":
         meta["status"] = "interrupted"
         meta["status_message"] = (
-            f"the run was interrupted (its writer never finished); the last complete epoch "
-            f"is E_{epochs[-1]}"
+            f"the run was interrupted (its writer never finished: {alive.detail}); the last "
+            f"complete epoch is E_{epochs[-1]}"
         )
+    elif alive.state == "stalled":
+        meta["status_message"] = f"the run is stalled: {alive.detail}"
 
 
 def _read_manifest_bytes(root: Path) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,20 @@ def _write(directory: Path, trace: NetworkTrace, epochs: list[int] | None = None
     if epochs is None:
         writer.close()
     return writer
+
+
+def _writer_gone(directory: Path) -> None:
+    """Make ``writer.json`` name a process that has ended (as after a ``kill -9``)."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    path = directory / "writer.json"
+    data = json.loads(path.read_text())
+    data["pid"] = int(ended.stdout)
+    path.write_text(json.dumps(data))
 
 
 def _assert_same(loaded: NetworkTrace, trace: NetworkTrace) -> None:
@@ -68,6 +84,8 @@ def test_a_run_written_epoch_by_epoch_loads_as_the_trace_in_memory(tmp_path, tra
 
 def test_a_writer_that_never_closed_reads_as_interrupted_with_its_epochs(tmp_path, trace):
     _write(tmp_path / "run", trace, epochs=[0, 2])
+    assert load_trace(tmp_path / "run").status == "running"  # its writer (this test) lives
+    _writer_gone(tmp_path / "run")
     loaded = load_trace(str(tmp_path / "run"))
     assert loaded.status == "interrupted"
     assert loaded.epochs == [0, 2]
@@ -177,6 +195,7 @@ def test_pack_makes_a_trace_file_equal_to_the_directory(tmp_path, trace, capsys)
 
 def test_pack_of_an_interrupted_run_keeps_its_status(tmp_path, trace):
     _write(tmp_path / "run", trace, epochs=[0, 2])
+    _writer_gone(tmp_path / "run")
     assert main(["pack", str(tmp_path / "run")]) == 0
     packed = load_trace(tmp_path / "run.nntrace")
     assert packed.status == "interrupted" and packed.epochs == [0, 2]
@@ -230,6 +249,7 @@ def test_a_training_run_killed_after_two_epochs_loads_as_interrupted(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(TINY_CONFIG, out=tmp_path / "run", on_trace=crash_at_epoch_two)
+    _writer_gone(tmp_path / "run")
     loaded = load_trace(tmp_path / "run")
     assert loaded.status == "interrupted" and loaded.epochs == [0, 1, 2]
     assert loaded.meta["status_message"].endswith("E_2")
@@ -253,6 +273,8 @@ def test_a_zip_manifest_in_a_directory_is_not_a_run_directory(tmp_path, trace):
 
 def test_read_manifest_reads_a_run_directory_without_its_tables(tmp_path, trace):
     writer = _write(tmp_path / "run", trace, epochs=[0, 2])
+    assert read_manifest(tmp_path / "run")["meta"]["status"] == "running"
+    _writer_gone(tmp_path / "run")
     manifest = read_manifest(tmp_path / "run")
     assert manifest["epochs"] == [0, 2] and manifest["meta"]["status"] == "interrupted"
     writer.close()
