@@ -406,6 +406,31 @@ class _DirectoryWriter:
 
         return write_then_call
 
+    def follow_progress(
+        self, progress: Callable[[TrainingProgress], None] | None
+    ) -> Callable[[TrainingProgress], None]:
+        """A callback that keeps the run directory's heartbeat (``writer.json``) fresh with
+        the run's progress (at most once a second), then calls ``progress``."""
+
+        def beat_then_call(p: TrainingProgress) -> None:
+            if self.writer is not None:
+                self.writer.heartbeat.beat(
+                    force=p.epoch_done,
+                    epoch=p.epoch,
+                    epochs=p.epochs,
+                    step=p.step,
+                    steps_per_epoch=p.steps_per_epoch,
+                    loss=p.loss,
+                    fraction=p.fraction,
+                    eta=p.eta,
+                    elapsed=p.elapsed,
+                    message=p.message,
+                )
+            if progress is not None:
+                progress(p)
+
+        return beat_then_call
+
     def _write_new(self, trace: NetworkTrace) -> None:
         if self.writer is None:
             from .rundir import RunWriter
@@ -467,6 +492,7 @@ def train(
     writer = _DirectoryWriter(out) if out is not None else None
     if writer is not None:
         on_trace = writer.follow(on_trace)
+        progress = writer.follow_progress(progress)
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     data = data if data is not None else prepare_data(config)
