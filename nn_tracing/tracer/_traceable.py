@@ -270,7 +270,7 @@ class TraceableNN(nn.Module):
         self._last_epoch = max(self._last_epoch, epoch)
         self._epoch = None
         self._epoch_started = None
-        self._write_log()
+        self._write_log(force=True)
         return record
 
     def set_history(self, epoch: int, **values: float) -> None:
@@ -376,8 +376,9 @@ class TraceableNN(nn.Module):
         log.open(self.network_trace)
         return log
 
-    def _write_log(self) -> None:
-        """The recorded epochs not in the run directory yet, written; the heartbeat kept."""
+    def _write_log(self, *, force: bool = False) -> None:
+        """The recorded epochs not in the run directory yet, written; the heartbeat kept
+        (written now if ``force``: once an epoch, at its end)."""
         log = self._log
         if log is None or not log.writing:
             return
@@ -385,7 +386,7 @@ class TraceableNN(nn.Module):
         written = writer.epochs[-1] if writer is not None and writer.epochs else -1
         if self._epoch_metrics and max(self._epoch_metrics) > written:
             log.sync(self.network_trace)
-        log.beat(epoch=self._epoch or self._last_epoch, epochs=self.num_epochs)
+        log.beat(force=force, epoch=self._epoch or self._last_epoch, epochs=self.num_epochs)
 
     # -- recording -------------------------------------------------------------------------
     def _check_open(self) -> None:
