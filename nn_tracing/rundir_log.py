@@ -4,9 +4,10 @@
 :class:`RunLog` wraps a :class:`~nn_tracing.rundir.RunWriter` with what a training loop needs:
 the writer made at the first write (the trace's probe set and ``E_0`` are known by then), every
 recorded epoch not yet written added at each :meth:`RunLog.sync`, a heartbeat cheap enough to
-call on every training step (:meth:`RunLog.tick`: one ``time.monotonic()`` comparison between
-two writes), the final status and weights at :meth:`RunLog.close` — and what happens when the
-disk refuses a write (full, read-only, no permission: :class:`~nn_tracing.rundir.RunWriteError`):
+check on every training step (``time.monotonic() >= log.next_beat`` before
+:meth:`RunLog.beat`), the final status and weights at :meth:`RunLog.close` — and what happens
+when the disk refuses a write (full, read-only, no permission:
+:class:`~nn_tracing.rundir.RunWriteError`):
 
 * ``on_write_error="stop"`` (the default): the error is raised, once; the caller's training
   stops there. The epochs already written stay readable.
@@ -66,7 +67,8 @@ class RunLog:
         self.writer: RunWriter | None = None
         #: The write error that ended the writing, if one did.
         self.error: RunWriteError | None = None
-        #: ``time.monotonic()`` before which :meth:`tick` writes no heartbeat.
+        #: ``time.monotonic()`` before which :meth:`beat` would write no heartbeat (a caller
+        #: on the hot path compares the clock with it before calling).
         self.next_beat = 0.0
 
     @property
@@ -93,8 +95,8 @@ class RunLog:
             for epoch in trace.epochs:
                 if not writer.epochs or epoch > writer.epochs[-1]:
                     writer.write_epoch(epoch)
-        except RunWriteError as exc:
-            self._failed(exc)
+        except OSError as exc:
+            self._failed(self._as_write_error(exc, trace))
 
     def close(self, trace: NetworkTrace, status: str | None = None) -> None:
         """Write the rest of the run (epochs, history, final weights) and its final status
@@ -106,8 +108,8 @@ class RunLog:
         writer.trace = trace
         try:
             writer.close(status)
-        except RunWriteError as exc:
-            self._failed(exc)
+        except OSError as exc:
+            self._failed(self._as_write_error(exc, trace))
         self.next_beat = math.inf
 
     def beat(self, *, force: bool = False, **progress: Any) -> None:
@@ -121,10 +123,16 @@ class RunLog:
         with contextlib.suppress(OSError):
             writer.heartbeat.beat(force=force, **progress)
 
-    def tick(self, **progress: Any) -> None:
-        """:meth:`beat` if its interval has passed; otherwise one clock comparison."""
-        if time.monotonic() >= self.next_beat:
-            self.beat(**progress)
+    def _as_write_error(self, error: OSError, trace: NetworkTrace) -> RunWriteError:
+        """``error`` as a :class:`RunWriteError` (one that is not names the first epoch the
+        directory lacks)."""
+        if isinstance(error, RunWriteError):
+            return error
+        kept = list(self.writer.epochs) if self.writer is not None else []
+        missing = [e for e in trace.epochs if not kept or e > kept[-1]]
+        wrapped = RunWriteError(self.directory, missing[0] if missing else None, kept, error)
+        wrapped.__cause__ = error
+        return wrapped
 
     def _failed(self, error: RunWriteError) -> None:
         self.error = error
@@ -141,7 +149,7 @@ def _mark_stopped(directory: Path, error: RunWriteError) -> None:
     """If the disk still takes it, the last manifest again with status ``stopped`` and the
     error as its message (the epochs it lists do not change)."""
     path = directory / "manifest.json"
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+    with contextlib.suppress(OSError, ValueError, LookupError, TypeError, AttributeError):
         manifest = json.loads(path.read_bytes())
         meta = manifest["meta"]
         if meta.get("status") != "running":

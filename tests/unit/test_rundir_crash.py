@@ -56,7 +56,7 @@ CONFIG = TINY_CONFIG.replace(
 )
 SEED = int(os.environ.get("NN_TRACING_CRASH_SEED") or random.SystemRandom().randrange(2**32))
 PHASES = ("batches", "files", "manifest")
-N_KILLS = 24
+N_KILLS = 21
 #: Seconds the child sleeps in the chosen phase: after each batch, after each file, and on
 #: both sides of the manifest's rename.
 SLOW = {"batches": 0.012, "files": 0.05, "manifest": 0.1}
@@ -203,10 +203,21 @@ class Crash:
     run_dir: Path
     markers: list[list[str]]
     returncode: int
+    log: Path
 
     def why(self) -> str:
         lines = "\n".join(" ".join(m) for m in self.markers[-8:])
-        return f"seed {SEED}, kill {self.plan.name}; last markers:\n{lines}"
+        errors = "\n".join(self.log.read_text(errors="replace").splitlines()[-5:])
+        return f"seed {SEED}, kill {self.plan.name}; last markers:\n{lines}\nstderr:\n{errors}"
+
+
+@dataclass
+class Runs:
+    """The uninterrupted run (a ``.nntrace`` and its run directory) and every kill."""
+
+    reference_file: Path
+    reference_dir: Path
+    crashes: dict[int, Crash]
 
 
 def _spawn(child: Path, plan: dict, log: Path) -> subprocess.Popen:
@@ -230,7 +241,8 @@ def _kill_one(child: Path, folder: Path, plan: Plan) -> Crash:
         "target": plan.target,
         "slow": SLOW[plan.phase],
     }
-    proc = _spawn(child, spec, folder / f"child-{plan.index:02d}.log")
+    log = folder / f"child-{plan.index:02d}.log"
+    proc = _spawn(child, spec, log)
     assert proc.stdout is not None
     markers: list[list[str]] = []
     try:
@@ -249,22 +261,22 @@ def _kill_one(child: Path, folder: Path, plan: Plan) -> Crash:
         proc.stdout.close()
         if proc.stdin is not None:
             proc.stdin.close()
-    return Crash(plan, run_dir, markers, proc.returncode)
+    return Crash(plan, run_dir, markers, proc.returncode, log)
 
 
-def _reference(child: Path, folder: Path) -> Path:
-    """The uninterrupted run of the same config, saved as a ``.nntrace``."""
-    saved = folder / "reference.nntrace"
-    spec = {"config": CONFIG.to_dict(), "out": str(folder / "reference"), "save": str(saved)}
+def _reference(child: Path, folder: Path) -> tuple[Path, Path]:
+    """The uninterrupted run of the same config: its ``.nntrace`` and its run directory."""
+    saved, run_dir = folder / "reference.nntrace", folder / "reference"
+    spec = {"config": CONFIG.to_dict(), "out": str(run_dir), "save": str(saved)}
     proc = _spawn(child, spec, folder / "reference.log")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, (folder / "reference.log").read_text()
     assert out.decode().split()[-1] == "DONE"
-    return saved
+    return saved, run_dir
 
 
 @pytest.fixture(scope="module")
-def crashes(tmp_path_factory) -> dict[int, Crash]:
+def runs(tmp_path_factory) -> Runs:
     """Every kill of :data:`PLANS`, two children at a time, and the reference run."""
     print(f"\ncrash test seed {SEED} (NN_TRACING_CRASH_SEED={SEED} repeats it)")
     folder = tmp_path_factory.mktemp("crash")
@@ -273,14 +285,13 @@ def crashes(tmp_path_factory) -> dict[int, Crash]:
     with ThreadPoolExecutor(max_workers=2) as pool:
         reference = pool.submit(_reference, child, folder)
         killed = [pool.submit(_kill_one, child, folder, plan) for plan in PLANS]
-        results = {future.result().plan.index: future.result() for future in killed}
-    results[-1] = Crash(Plan(-1, "none", "end", 0.0), reference.result(), [], 0)
-    return results
+        crashes = {crash.plan.index: crash for crash in (future.result() for future in killed)}
+    return Runs(*reference.result(), crashes)
 
 
 @pytest.fixture(scope="module")
-def reference(crashes) -> NetworkTrace:
-    return load_trace(crashes[-1].run_dir)
+def reference(runs) -> NetworkTrace:
+    return load_trace(runs.reference_file)
 
 
 def _manifest_choices(markers: list[list[str]]) -> list[tuple[list[int], str]]:
@@ -328,9 +339,9 @@ def _assert_values_equal(trace: NetworkTrace, reference: NetworkTrace, why: str)
 
 @pytest.mark.parametrize("plan", PLANS, ids=[plan.name for plan in PLANS])
 def test_a_run_killed_at_a_random_moment_loads_its_committed_epochs(
-    crashes, reference, plan, tmp_path
+    runs, reference, plan, tmp_path
 ):
-    crash = crashes[plan.index]
+    crash = runs.crashes[plan.index]
     why = crash.why()
     assert crash.returncode == -signal.SIGKILL, why
     assert any(m[0] == "T" for m in crash.markers), f"the kill missed its phase: {why}"
@@ -354,11 +365,11 @@ def test_a_run_killed_at_a_random_moment_loads_its_committed_epochs(
     pd.testing.assert_frame_equal(from_zip.frame, trace.frame)
 
 
-def test_the_kills_covered_every_phase_and_both_sides_of_the_rename(crashes):
-    killed = [crashes[plan.index] for plan in PLANS]
+def test_the_kills_covered_every_phase_and_both_sides_of_the_rename(runs):
+    killed = [runs.crashes[plan.index] for plan in PLANS]
     assert len(killed) >= 20
     by_phase = {phase: [c for c in killed if c.plan.phase == phase] for phase in PHASES}
-    assert all(len(found) >= 6 for found in by_phase.values())
+    assert all(len(found) == N_KILLS // len(PHASES) for found in by_phase.values())
     renamed = []
     for crash in by_phase["manifest"]:
         chosen = next(m for m in crash.markers if m[0] == "T")[1:]
@@ -366,7 +377,7 @@ def test_the_kills_covered_every_phase_and_both_sides_of_the_rename(crashes):
     assert True in renamed and False in renamed, f"seed {SEED}: {renamed}"
 
 
-def test_the_uninterrupted_run_directory_equals_its_trace(crashes, reference):
-    directory = load_trace(crashes[-1].run_dir.with_name("reference"))
+def test_the_uninterrupted_run_directory_equals_its_trace(runs, reference):
+    directory = load_trace(runs.reference_dir)
     assert directory.status == "complete" and directory.epochs == list(range(CONFIG.epochs + 1))
     _assert_values_equal(directory, reference, "the reference run")

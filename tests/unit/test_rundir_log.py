@@ -32,6 +32,7 @@ import nn_tracing
 from nn_tracing import NetworkTrace, RunWriteError, TraceableNN, TraceFormatError, load_trace
 from nn_tracing import train as train_run
 from nn_tracing.cli import main
+from nn_tracing.rundir import RunWriter
 from nn_tracing.rundir_live import read_writer
 from nn_tracing.rundir_log import RunLog, RunWriteWarning
 from tests.conftest import ROOT, TINY_CONFIG
@@ -189,6 +190,24 @@ def test_continue_warns_once_and_trains_on_untraced_to_disk(tmp_path, monkeypatc
     loaded = load_trace(run_dir)
     assert loaded.epochs == [0, 1] and loaded.status == "interrupted"
     _assert_epochs_equal(loaded, reference)
+
+
+def test_an_os_error_the_writer_raises_itself_is_named_like_any_write_error(tmp_path, monkeypatch):
+    """As from a writer that writes in the background and reports at its next call."""
+    real = RunWriter.write_epoch
+
+    def write_epoch(self, epoch):
+        if epoch == 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(self, epoch)
+
+    monkeypatch.setattr(RunWriter, "write_epoch", write_epoch)
+    with pytest.raises(RunWriteError) as caught:
+        train_run(CONFIG, out=tmp_path / "run")
+    assert str(caught.value) == (
+        f"cannot write epoch E_2 to {tmp_path / 'run'}: Input/output error; the run keeps E_0…E_1"
+    )
+    assert isinstance(caught.value.__cause__, OSError)
 
 
 # -- the command ---------------------------------------------------------------------------------
