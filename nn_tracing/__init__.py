@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "normalize_epoch_intervals": "schedule",
     "recorded_epochs": "schedule",
     "should_record": "schedule",
+    "RunWriteError": "rundir",
     "MAX_TRACE_BYTES": "store",
     "TraceFormatError": "store",
     "load_trace": "store",
@@ -83,6 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data import BUILTIN_DATASETS, Dataset, DataSplits, load_csv, load_dataset, prepare_data
     from .estimate import RunEstimate, RunTooLarge, check_budget, estimate_run
     from .models import MLP, attach_model, build_model, model_from_trace
+    from .rundir import RunWriteError
     from .schedule import normalize_epoch_intervals, recorded_epochs, should_record
     from .store import (
         MAX_TRACE_BYTES,

@@ -3,16 +3,19 @@
 Every user error (bad arguments, a bad config, an unreadable trace) prints one line starting
 with ``nn-tracing: error:`` and exits non-zero; no traceback reaches the terminal.
 
-Exit codes: 0 done; 2 bad input; 3 training diverged (trace saved); 130 stopped (trace saved).
+Exit codes: 0 done; 2 bad input; 3 training diverged (trace saved); 4 the run directory could
+not be written (the epochs written before are kept); 130 stopped (trace saved).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -24,11 +27,16 @@ if TYPE_CHECKING:  # the commands import these where they use them
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_WRITE_ERROR = 4
 EXIT_STOPPED = 130
 
 
 class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
+    """A user error: printed as one line, exit code 2 (or ``exit_code``)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
         "--run-dir",
         metavar="DIR",
         help="also write a run directory as it trains, epoch by epoch (crash-safe)",
+    )
+    train.add_argument(
+        "--on-write-error",
+        choices=("stop", "continue"),
+        default="stop",
+        help="when the run directory cannot be written (full disk, read-only folder): stop "
+        "training (default; the epochs written are kept) or warn once and train on",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
@@ -244,18 +259,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--run-dir {str(run_dir)!r} is a file; give a directory")
     if run_dir is not None and (run_dir / "manifest.json").exists():
         raise CLIError(f"--run-dir {str(run_dir)!r} holds a run already")
-    trace = _train_until_done_or_stopped(config, data, quiet=args.quiet, run_dir=run_dir)
+    trace = _train_until_done_or_stopped(
+        config, data, quiet=args.quiet, run_dir=run_dir, on_write_error=args.on_write_error
+    )
     return _save_trained(trace, out)
 
 
+@contextlib.contextmanager
+def _write_warnings_as_lines() -> Iterator[None]:
+    """While training, a :class:`~nn_tracing.rundir_log.RunWriteWarning` is one line
+    ``nn-tracing: warning: …`` (other warnings show as usual)."""
+    from tqdm import tqdm
+
+    from .rundir_log import RunWriteWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RunWriteWarning)  # one a run, and one a run only
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, RunWriteWarning):  # on a line of its own, above the bar
+                tqdm.write(f"nn-tracing: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def _train_until_done_or_stopped(
-    config: TrainConfig, data: DataSplits, *, quiet: bool, run_dir: Path | None = None
+    config: TrainConfig,
+    data: DataSplits,
+    *,
+    quiet: bool,
+    run_dir: Path | None = None,
+    on_write_error: str = "stop",
 ) -> NetworkTrace:
     """Train with a progress bar (none when ``quiet``); the first Ctrl-C stops after the
     current batch, the second aborts. Returns the trace; ``run_dir`` (when given) is written
-    as it trains."""
+    as it trains, and a write that fails stops training (``on_write_error="stop"``: one
+    error line, exit code 4) or is warned about once (``"continue"``)."""
     from tqdm import tqdm
 
+    from .rundir import RunWriteError
     from .training import TrainingProgress, train
 
     stop = threading.Event()
@@ -290,9 +336,19 @@ def _train_until_done_or_stopped(
             bar.refresh()
 
         try:
-            run = train(config, progress=on_progress, stop=stop, data=data, out=run_dir)
+            with _write_warnings_as_lines():
+                run = train(
+                    config,
+                    progress=on_progress,
+                    stop=stop,
+                    data=data,
+                    out=run_dir,
+                    on_write_error=on_write_error,
+                )
         except ValueError as exc:
             raise CLIError(str(exc)) from None
+        except RunWriteError as exc:
+            raise CLIError(str(exc), EXIT_WRITE_ERROR) from None
         except OSError as exc:
             raise CLIError(f"cannot write the run directory {str(run_dir)!r}: {exc}") from None
     finally:
@@ -457,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except CLIError as exc:
         print(f"nn-tracing: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exc.exit_code
     except KeyboardInterrupt:
         print("nn-tracing: aborted", file=sys.stderr)
         return EXIT_STOPPED

@@ -64,7 +64,7 @@ from .store_checks import (
 )
 from .trace import METRICS, NetworkTrace
 
-__all__ = ["LAYOUT", "RunWriter", "load_run_directory", "read_run_manifest"]
+__all__ = ["LAYOUT", "RunWriteError", "RunWriter", "load_run_directory", "read_run_manifest"]
 
 #: The ``layout`` a run directory's manifest names (a zip's manifest has none).
 LAYOUT = "run-directory"
@@ -81,6 +81,58 @@ def _part_name(table: str, epoch: int) -> str:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def _epochs_text(epochs: list[int] | tuple[int, ...]) -> str:
+    if not epochs:
+        return "no epoch"
+    if len(epochs) == 1:
+        return f"E_{epochs[0]}"
+    return f"E_{epochs[0]}…E_{epochs[-1]}"
+
+
+class RunWriteError(OSError):
+    """A run directory could not be written: a full disk, a read-only folder, no permission,
+    any ``OSError`` of the file system.
+
+    The message names the directory, what could not be written and the epochs kept::
+
+        cannot write epoch E_5 to runs/x: No space left on device; the run keeps E_0…E_4
+
+    Attributes
+    ----------
+    directory
+        The run directory.
+    epoch
+        The recorded epoch that could not be written; ``None`` when the end of the run (the
+        final weights and status) could not.
+    kept
+        The epochs the directory's manifest lists: they load (the run reads as
+        ``interrupted`` once its writer is gone).
+    errno, strerror
+        Those of the error that caused it (``errno.ENOSPC``, ``errno.EROFS``, …).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        epoch: int | None,
+        kept: list[int] | tuple[int, ...],
+        cause: OSError,
+    ) -> None:
+        what = f"epoch E_{epoch}" if epoch is not None else "the end of the run"
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        self.message = (
+            f"cannot write {what} to {directory}: {reason}; the run keeps {_epochs_text(kept)}"
+        )
+        super().__init__(self.message)
+        self.errno, self.strerror = cause.errno, cause.strerror
+        self.directory = Path(directory)
+        self.epoch = epoch
+        self.kept = tuple(kept)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -120,7 +172,9 @@ class RunWriter:
     The probe set is written at once; :meth:`write_epoch` adds one recorded epoch (its neuron
     rows, its tensors and the history rows up to it) and then replaces the manifest;
     :meth:`close` writes what is left (unwritten epochs, history, final weights) and the final
-    status. Until then the manifest says ``running``.
+    status. Until then the manifest says ``running``. A write that fails raises
+    :class:`RunWriteError` (the epochs written before stay readable); the epoch may be written
+    again.
 
     Parameters
     ----------
@@ -135,17 +189,21 @@ class RunWriter:
         self.trace = trace
         if (self.directory / "manifest.json").exists():
             raise FileExistsError(f"{str(self.directory)!r} holds a run already")
-        self.directory.mkdir(parents=True, exist_ok=True)
         #: Keeps ``writer.json`` fresh: readers tell a live run from a dead one by it.
         self.heartbeat = Heartbeat(self.directory)
-        self.heartbeat.beat(force=True)
         self.epochs: list[int] = []
         self.closed = False
         self._tables: dict[str, dict[str, Any]] = {}
         self._tensors: dict[str, Any] = {}
         self._written: dict[str, set[int]] = {name: set() for name in _TABLES}
-        if trace.probe is not None:
-            self._write_tensors("probe", {"x": trace.probe[0], "y": trace.probe[1]})
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.heartbeat.beat(force=True)
+            if trace.probe is not None:
+                self._write_tensors("probe", {"x": trace.probe[0], "y": trace.probe[1]})
+        except OSError as exc:
+            first = trace.epochs[0] if trace.epochs else None
+            raise RunWriteError(self.directory, first, [], exc) from exc
 
     def _write_tensors(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
         entry = f"tensors/{name}.safetensors"
@@ -192,15 +250,19 @@ class RunWriter:
             raise ValueError(f"epoch {epoch} is not recorded in the trace")
         if self.epochs and epoch <= self.epochs[-1]:
             raise ValueError(f"epoch {epoch} is not after the last written ({self.epochs[-1]})")
-        self._write_part("neurons", epoch, self._neurons_part(epoch))
-        arrays = self.trace.epoch_tensors(epoch)
-        if arrays:
-            self._write_tensors(f"epoch_{epoch}", arrays)
-        self._write_rows("history", self.trace.history, epoch)
-        self._write_rows("steps", self.trace.steps, epoch)
+        try:
+            self._write_part("neurons", epoch, self._neurons_part(epoch))
+            arrays = self.trace.epoch_tensors(epoch)
+            if arrays:
+                self._write_tensors(f"epoch_{epoch}", arrays)
+            self._write_rows("history", self.trace.history, epoch)
+            self._write_rows("steps", self.trace.steps, epoch)
+            self._write_manifest("running", [*self.epochs, epoch])
+        except OSError as exc:
+            raise RunWriteError(self.directory, epoch, self.epochs, exc) from exc
         self.epochs.append(epoch)
-        self._write_manifest("running")
-        self.heartbeat.beat(force=True, epoch=epoch)
+        with contextlib.suppress(OSError):  # the epoch is kept; a lost heartbeat only ages
+            self.heartbeat.beat(force=True, epoch=epoch)
 
     def close(self, status: str | None = None) -> None:
         """Write every epoch not written yet, the rest of the history and steps, the final
@@ -213,14 +275,17 @@ class RunWriter:
         for epoch in self.trace.epochs:
             if not self.epochs or epoch > self.epochs[-1]:
                 self.write_epoch(epoch)
-        self._write_rows("history", self.trace.history, None)
-        self._write_rows("steps", self.trace.steps, None)
-        if self.trace.final_weights:
-            self._write_tensors("final_weights", self.trace.final_weights)
-        self._write_manifest(final)
+        try:
+            self._write_rows("history", self.trace.history, None)
+            self._write_rows("steps", self.trace.steps, None)
+            if self.trace.final_weights:
+                self._write_tensors("final_weights", self.trace.final_weights)
+            self._write_manifest(final, self.epochs)
+        except OSError as exc:
+            raise RunWriteError(self.directory, None, self.epochs, exc) from exc
         self.closed = True
 
-    def _write_manifest(self, status: str) -> None:
+    def _write_manifest(self, status: str, epochs: list[int]) -> None:
         tables = {name: spec for name, spec in self._tables.items()}
         tables.setdefault("history", {"columns": list(_PART_SCHEMAS["history"]), "parts": {}})
         manifest = {
@@ -228,7 +293,7 @@ class RunWriter:
             "format_version": FORMAT_VERSION,
             "layout": LAYOUT,
             "layers": [info.to_dict() for info in self.trace.layers],
-            "epochs": list(self.epochs),
+            "epochs": list(epochs),
             "metrics": list(METRICS),
             "tables": tables,
             "tensors": dict(self._tensors),

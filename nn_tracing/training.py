@@ -29,7 +29,7 @@ from .trace import NetworkTrace
 from .tracer import TraceableNN
 
 if TYPE_CHECKING:  # imported where it is used: most runs write no directory
-    from .rundir import RunWriter
+    from .rundir_log import RunLog
 
 __all__ = [
     "Progress",
@@ -387,66 +387,43 @@ class _TrainingLoop:
         return trace
 
 
-class _DirectoryWriter:
-    """The run directory of :func:`train`'s ``out``: each recorded epoch written as it comes."""
+def _write_then(
+    log: RunLog, on_trace: Callable[[NetworkTrace], None] | None
+) -> Callable[[NetworkTrace], None]:
+    """A callback that writes the trace's new epochs to the run directory, then calls
+    ``on_trace``."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
-        self.directory = directory
-        self.writer: RunWriter | None = None
+    def write_then_call(trace: NetworkTrace) -> None:
+        log.sync(trace)
+        if on_trace is not None:
+            on_trace(trace)
 
-    def follow(
-        self, on_trace: Callable[[NetworkTrace], None] | None
-    ) -> Callable[[NetworkTrace], None]:
-        """A callback that writes the new epochs, then calls ``on_trace``."""
+    return write_then_call
 
-        def write_then_call(trace: NetworkTrace) -> None:
-            self._write_new(trace)
-            if on_trace is not None:
-                on_trace(trace)
 
-        return write_then_call
+def _beat_then(
+    log: RunLog, progress: Callable[[TrainingProgress], None] | None
+) -> Callable[[TrainingProgress], None]:
+    """A callback that keeps the run directory's heartbeat (``writer.json``) fresh with the
+    run's progress (at most once a second), then calls ``progress``."""
 
-    def follow_progress(
-        self, progress: Callable[[TrainingProgress], None] | None
-    ) -> Callable[[TrainingProgress], None]:
-        """A callback that keeps the run directory's heartbeat (``writer.json``) fresh with
-        the run's progress (at most once a second), then calls ``progress``."""
+    def beat_then_call(p: TrainingProgress) -> None:
+        log.beat(
+            force=p.epoch_done,
+            epoch=p.epoch,
+            epochs=p.epochs,
+            step=p.step,
+            steps_per_epoch=p.steps_per_epoch,
+            loss=p.loss,
+            fraction=p.fraction,
+            eta=p.eta,
+            elapsed=p.elapsed,
+            message=p.message,
+        )
+        if progress is not None:
+            progress(p)
 
-        def beat_then_call(p: TrainingProgress) -> None:
-            if self.writer is not None:
-                self.writer.heartbeat.beat(
-                    force=p.epoch_done,
-                    epoch=p.epoch,
-                    epochs=p.epochs,
-                    step=p.step,
-                    steps_per_epoch=p.steps_per_epoch,
-                    loss=p.loss,
-                    fraction=p.fraction,
-                    eta=p.eta,
-                    elapsed=p.elapsed,
-                    message=p.message,
-                )
-            if progress is not None:
-                progress(p)
-
-        return beat_then_call
-
-    def _write_new(self, trace: NetworkTrace) -> None:
-        if self.writer is None:
-            from .rundir import RunWriter
-
-            self.writer = RunWriter(self.directory, trace)
-        self.writer.trace = trace
-        for epoch in trace.epochs:
-            if not self.writer.epochs or epoch > self.writer.epochs[-1]:
-                self.writer.write_epoch(epoch)
-
-    def close(self, trace: NetworkTrace) -> None:
-        """The rest of the run (epochs, history, final weights) and its final status."""
-        self._write_new(trace)
-        assert self.writer is not None
-        self.writer.trace = trace
-        self.writer.close()
+    return beat_then_call
 
 
 def train(
@@ -459,6 +436,7 @@ def train(
     progress_every: float = 0.25,
     on_trace: Callable[[NetworkTrace], None] | None = None,
     out: str | os.PathLike | None = None,
+    on_write_error: str = "stop",
 ) -> TracedRun:
     """Train the MLP that ``config`` describes, tracing it; return a :class:`TracedRun`.
 
@@ -486,13 +464,22 @@ def train(
         A run directory to write as training goes (:class:`~nn_tracing.rundir.RunWriter`):
         every recorded epoch is added as it is recorded, and the final status and weights at
         the end. A run that never ends this way reads as ``interrupted``. Needs ``traced``.
+    on_write_error
+        What a failed write of ``out`` does (a full disk, a read-only folder): ``"stop"``
+        raises :class:`~nn_tracing.rundir.RunWriteError` (one error naming the directory,
+        the epoch and the epochs kept, which stay readable) and training stops there;
+        ``"continue"`` warns once (:class:`~nn_tracing.rundir_log.RunWriteWarning`) and
+        trains on without writing the directory (``run.trace`` has every epoch).
     """
     if out is not None and not traced:
         raise ValueError("out= writes the trace as it is recorded; it needs traced=True")
-    writer = _DirectoryWriter(out) if out is not None else None
-    if writer is not None:
-        on_trace = writer.follow(on_trace)
-        progress = writer.follow_progress(progress)
+    log = None
+    if out is not None:
+        from .rundir_log import RunLog
+
+        log = RunLog(out, on_write_error=on_write_error)
+        on_trace = _write_then(log, on_trace)
+        progress = _beat_then(log, progress)
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     data = data if data is not None else prepare_data(config)
@@ -505,14 +492,32 @@ def train(
         started_at=started_at,
         t0=t0,
     )
+    try:
+        trace, epoch = _run(loop, stop, on_trace, started_at, log)
+    except OSError:  # the run directory cannot be written (RunWriteError): training stops
+        if loop.tracer is not None:
+            loop.tracer.remove_hooks()
+        raise
+    loop.report(
+        epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True
+    )
+    return TracedRun(model=loop.module, trace=trace, config=config, data=data)
+
+
+def _run(
+    loop: _TrainingLoop,
+    stop: StopSignal,
+    on_trace: Callable[[NetworkTrace], None] | None,
+    started_at: datetime,
+    log: RunLog | None,
+) -> tuple[NetworkTrace | None, int]:
+    """Train ``loop`` to its end; the finished trace (written to ``log`` too) and the last
+    epoch begun."""
     if loop.tracer is not None and on_trace is not None:
         on_trace(loop.tracer.network_trace)
     loop.report(0, 0)
     epoch = loop.run_epochs(stop, on_trace)
     trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
-    if writer is not None and trace is not None:
-        writer.close(trace)
-    loop.report(
-        epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True
-    )
-    return TracedRun(model=loop.module, trace=trace, config=config, data=data)
+    if log is not None and trace is not None:
+        log.close(trace)
+    return trace, epoch

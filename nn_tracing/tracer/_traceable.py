@@ -10,10 +10,11 @@ statistics when ``drop_batches=False``. It assembles what they measured into a
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from ._probe import ProbeMeasurement, pooled_activations, probe_tensors
 from ._stats import WeightColumns
 from ._steps import StepRecorder
 from ._streaming import BatchStream, measure_example
+
+if TYPE_CHECKING:  # imported where it is used: most tracers write no directory
+    from ..rundir_log import RunLog
 
 __all__ = ["TraceableNN"]
 
@@ -71,6 +75,18 @@ class TraceableNN(nn.Module):
         Extra JSON-ready metadata for ``network_trace.meta`` (config, dataset, ...).
     chunk_size
         Samples per forward when the tracer runs the model itself (probe, :meth:`activations`).
+    log_dir
+        A run directory (e.g. ``"runs/my-run"``) to write as training goes
+        (:class:`~nn_tracing.rundir_log.RunLog`): every recorded epoch at its ``end_epoch``
+        (``E_0`` at the first ``start_epoch``), a heartbeat while training, the final status
+        and weights at :meth:`finish`. A script that never calls :meth:`finish` leaves a run
+        that reads as ``interrupted`` once its process ends. History values are written with
+        their epoch: give them to :meth:`end_epoch` (or :meth:`set_history` before the next
+        epoch starts). It must not hold a run already.
+    on_write_error
+        What a failed write of ``log_dir`` does (a full disk, a read-only folder): ``"stop"``
+        raises :class:`~nn_tracing.rundir.RunWriteError` from the call that wrote (the epochs
+        written before stay readable); ``"continue"`` warns once and writes no more.
 
     Examples
     --------
@@ -105,6 +121,8 @@ class TraceableNN(nn.Module):
         layer_names: Mapping[str, str] | None = None,
         meta: Mapping[str, Any] | None = None,
         chunk_size: int = 8192,
+        log_dir: str | os.PathLike | None = None,
+        on_write_error: str = "stop",
     ) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
@@ -139,6 +157,8 @@ class TraceableNN(nn.Module):
         self._meta_extra = dict(meta or {})
         self._start_recording(module)
         self._record(0)
+        if log_dir is not None:
+            self._log = self._open_log(log_dir, on_write_error)
 
     def _start_recording(self, module: nn.Module) -> None:
         """Empty records, the run's status, and the per-step recorder when asked for."""
@@ -157,6 +177,7 @@ class TraceableNN(nn.Module):
         self._final_weights: dict[str, np.ndarray] | None = None
         self._final_epoch: int | None = None
         self._steps: StepRecorder | None = None
+        self._log: RunLog | None = None
         if not self.drop_batches:
             self._steps = StepRecorder(module, self._layout.layers, self._measuring)
 
@@ -182,6 +203,9 @@ class TraceableNN(nn.Module):
             self._stream.before_forward(args)
         if self._steps is not None:
             self._steps.before_forward()
+        log = self._log
+        if log is not None and time.monotonic() >= log.next_beat:
+            log.beat(epoch=self._epoch, epochs=self.num_epochs)
         return self._wrapped(*args, **kwargs)
 
     # -- public API ------------------------------------------------------------------------
@@ -217,6 +241,7 @@ class TraceableNN(nn.Module):
         if self._probe is None and self.will_record(epoch):
             self._stop_streaming()
             self._stream = BatchStream(self._wrapped, self._layout, self._measuring)
+        self._write_log()
 
     def end_epoch(self, epoch: int, *, force: bool = False, **history: float) -> bool:
         """Call after the last batch of ``epoch``; records it if the schedule says so.
@@ -245,6 +270,7 @@ class TraceableNN(nn.Module):
         self._last_epoch = max(self._last_epoch, epoch)
         self._epoch = None
         self._epoch_started = None
+        self._write_log(force=True)
         return record
 
     def set_history(self, epoch: int, **values: float) -> None:
@@ -257,6 +283,9 @@ class TraceableNN(nn.Module):
         """Record the loss of the current training step (``drop_batches=False`` only)."""
         if self._steps is not None:
             self._steps.log_loss(loss)
+        log = self._log
+        if log is not None and time.monotonic() >= log.next_beat:
+            log.beat(epoch=self._epoch, epochs=self.num_epochs)
 
     def finish(self, status: str = "complete", message: str = "") -> NetworkTrace:
         """End tracing: record the last epoch if due, keep the final weights, remove hooks.
@@ -290,7 +319,10 @@ class TraceableNN(nn.Module):
             self._finished = True
         self._status = status
         self._status_message = message
-        return self.network_trace
+        trace = self.network_trace
+        if self._log is not None:
+            self._log.close(trace, status)
+        return trace
 
     @property
     def network_trace(self) -> NetworkTrace:
@@ -333,6 +365,28 @@ class TraceableNN(nn.Module):
     def update_meta(self, **values: Any) -> None:
         """Add JSON-ready metadata to the trace (``config=…``, ``dataset=…``, ``timings=…``)."""
         self._meta_extra.update(values)
+
+    # -- the run directory (log_dir) ------------------------------------------------------
+    def _open_log(self, log_dir: str | os.PathLike, on_write_error: str) -> RunLog:
+        """The run directory made at once (probe set, heartbeat), so that a folder that holds
+        a run or cannot be written fails before training does."""
+        from ..rundir_log import RunLog
+
+        log = RunLog(log_dir, on_write_error=on_write_error)
+        log.open(self.network_trace)
+        return log
+
+    def _write_log(self, *, force: bool = False) -> None:
+        """The recorded epochs not in the run directory yet, written; the heartbeat kept
+        (written now if ``force``: once an epoch, at its end)."""
+        log = self._log
+        if log is None or not log.writing:
+            return
+        writer = log.writer
+        written = writer.epochs[-1] if writer is not None and writer.epochs else -1
+        if self._epoch_metrics and max(self._epoch_metrics) > written:
+            log.sync(self.network_trace)
+        log.beat(force=force, epoch=self._epoch or self._last_epoch, epochs=self.num_epochs)
 
     # -- recording -------------------------------------------------------------------------
     def _check_open(self) -> None:
