@@ -167,7 +167,8 @@ def _downloads(active: ActiveTrace) -> None:
     path = active.path
 
     def trace_bytes() -> bytes:
-        return path.read_bytes() if path is not None else trace_to_bytes(trace)
+        # a file as it is; a run directory (or a job's trace) packed into one .nntrace
+        return path.read_bytes() if path is not None and path.is_file() else trace_to_bytes(trace)
 
     downloads = (
         ("Trace (.nntrace)", trace_bytes, ".nntrace", "application/zip"),
