@@ -420,6 +420,8 @@ def refresh_entry(entry: RunEntry, now: float | None = None) -> RunEntry:
     ``running`` while it lives."""
     if not entry.is_directory or entry.error is not None:
         return entry
+    if entry.status in FINAL_STATUSES and entry.liveness is not None:
+        return entry  # closed by its writer: nothing more to learn
     alive = liveness(entry.path, entry.status, entry.last_epoch, now)
     status = entry.status
     if status is not None and status not in FINAL_STATUSES:

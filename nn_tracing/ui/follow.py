@@ -48,9 +48,9 @@ def _followed(ref: str, body: Callable[[ActiveTrace], None]) -> None:
     """The body of a followed run, with its live mark; one full rerun once it stops growing
     (or another trace became active), so that the app draws it without polling."""
     active, _ = resolve_active()
-    if active is None or active.ref != ref or not active.following:
+    if active is None or active.ref != ref or active.entry is None or not active.following:
         st.rerun()
-    assert active is not None and active.entry is not None
+        return
     st.caption(
         f"{md_escape(active.entry.mark())} · this page follows the run as it is written "
         f"(checked every {POLL_SECONDS:g} s)"
