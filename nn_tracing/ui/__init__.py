@@ -8,6 +8,8 @@
   the pages (each imports leaves, never another page); :mod:`.clusters_settings` — the
   Clusters page's settings and their widgets;
 * :mod:`.traces` — the active trace and where it comes from; :mod:`.cache` — cached frames;
+* :mod:`.runs_folder` — the runs folder's table, rename and delete; :mod:`.follow` — pages
+  that follow a run directory still being written (a polling fragment);
 * :mod:`.compute` — slow work through the library's analysis worker, with a progress bar;
 * :mod:`.url` — every page's settings in the address bar;
 * :mod:`.links`, :mod:`.widgets`, :mod:`.charts`, :mod:`.neuron_states` — leaves every page

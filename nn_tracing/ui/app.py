@@ -134,7 +134,7 @@ def shell(current: Any, *, on_start: Sequence[Callable[[], None]] = ()) -> None:
     poll_job()
     active, problem = resolve_active()
     publish_trace_param(active)
-    if active is not None and active.live:
+    if active is not None and active.source == "live":
         state.put(state.JOB_SEEN_VERSION, int(active.key.rsplit(":", 1)[1]))
     with guarded("drawing the sidebar"):
         render_sidebar(active, problem)

@@ -57,6 +57,7 @@ from .clusters_settings import (
     selected,
 )
 from .compute import AUTO_SECONDS, recall, remember, run_analysis
+from .follow import live_note
 from .links import open_neuron
 from .neuron_states import neuron_states
 from .text import fmt_duration, guarded, md_escape
@@ -589,11 +590,7 @@ def render_clusters() -> None:
     if active is None:
         st.info(md_escape(no_trace_message(), max_length=400))
         return
-    if active.live:
-        st.info(
-            "This run is still training: the map describes the epochs recorded so far.",
-            icon="⏳",
-        )
+    live_note(active, "the map describes the epochs recorded so far")
     status = numba_guard.warm_up_status()
     if status.state == "running":
         st.caption(

@@ -55,6 +55,7 @@ from .charts import neuron_table, show_chart
 from .compute import computed, run_analysis
 from .dynamics_entropy import decision_entropy
 from .dynamics_runs import MAX_SEED_JOBS, runs_picker
+from .follow import live_note
 from .links import open_picked
 from .neuron_states import neuron_states  # the shared fit, kept importable from here
 from .text import guarded, md_escape
@@ -736,10 +737,7 @@ def render_dynamics() -> None:
         "are less random when the network decides — each against a null: shuffled time, "
         "label permutations."
     )
-    if active.live:
-        st.info(
-            "This run is still training: the analyses use the epochs recorded so far.", icon="⏳"
-        )
+    live_note(active, "the analyses use the epochs recorded so far")
     with st.columns([4, 1])[1]:
         _random_state()
         st.number_input(

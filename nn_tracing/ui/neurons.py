@@ -45,6 +45,7 @@ from . import cache, state, url
 from .app import require_shell
 from .charts import neuron_table, show_chart
 from .compute import run_analysis
+from .follow import follow
 from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
@@ -662,6 +663,12 @@ def render_neurons() -> None:
     if active is None:
         st.info(md_escape(no_trace_message(), max_length=400))
         return
+    follow(active, _page)  # a run still being written: redrawn as its epochs arrive
+
+
+def _page(active: ActiveTrace) -> None:
+    """Everything under the title: the URL's settings first, the settings into the address
+    bar last."""
     URL.restore(active.ref)
     epoch, neuron, layer = _pickers(active)
     signature = format_signature(epoch, layer, neuron)

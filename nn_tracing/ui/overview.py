@@ -30,6 +30,7 @@ from ..views.overview import (
 from . import cache, state, url
 from .app import require_shell
 from .charts import neuron_table, show_chart
+from .follow import follow
 from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
@@ -71,7 +72,6 @@ URL = url.PageURL(Settings, page="overview")
 # -- sections -----------------------------------------------------------------------------------
 def _summary(active: ActiveTrace) -> None:
     trace = active.trace
-    st.title("Overview")
     st.caption(md_escape(active.label, max_length=300))
     notice = status_notice(trace, active.live)
     if notice is not None:
@@ -254,11 +254,16 @@ def render_overview() -> None:
     require_shell()
     if "neuron" in st.query_params:
         del st.query_params["neuron"]
+    st.title("Overview")
     active, _ = resolve_active()
     if active is None:
-        st.title("Overview")
         st.info(md_escape(no_trace_message(), max_length=400))
         return
+    follow(active, _page)  # a run still being written: redrawn as its epochs arrive
+
+
+def _page(active: ActiveTrace) -> None:
+    """Everything under the title."""
     with guarded("drawing the run summary"):
         _summary(active)
     st.header("Training curves")

@@ -7,13 +7,13 @@ training section (how recent runs ended, and the form).
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from ..runs import RunEntry, display_name
 from ..store import trace_to_bytes
 from . import cache, state
 from .live_runs import poll_jobs, render_ended, render_live, running_jobs
+from .runs_folder import render_runs_folder
 from .text import md_escape, show_message
 from .traces import (
     ActiveTrace,
@@ -21,15 +21,19 @@ from .traces import (
     catalogue,
     run_ref,
     save_upload_to_runs,
-    scrub_paths,
     set_active,
-    shown_runs_dir,
 )
 from .training_form import load_settings, render_form
 
 __all__ = ["poll_job", "render_sidebar"]
 
-_STATUS_MARK = {"complete": "✓", "stopped": "■ stopped", "diverged": "⚠ diverged"}
+_STATUS_MARK = {
+    "complete": "✓",
+    "stopped": "■ stopped",
+    "diverged": "⚠ diverged",
+    "running": "running",
+    "interrupted": "⚠ interrupted",
+}
 
 #: Kept for the app shell: take notice of the session's runs that ended.
 poll_job = poll_jobs
@@ -54,13 +58,19 @@ def _training_section(active: ActiveTrace | None) -> None:
 
 # -- traces -------------------------------------------------------------------------------------
 def _run_label(entry: RunEntry) -> str:
-    """The picker's line for a run; names and manifest strings with invisible characters
-    escaped (:func:`~nn_tracing.runs.display_name`), so every line reads as it is."""
+    """The picker's line for a run; a run directory being written shows its live mark right
+    after its name (``● live · E_12 · 3 s ago``, ``stalled …``, ``interrupted · E_12``).
+    Names and manifest strings with invisible characters are escaped
+    (:func:`~nn_tracing.runs.display_name`), so every line reads as it is."""
+    mark = entry.mark()
     status = _STATUS_MARK.get(entry.status or "", display_name(entry.status or "?"))
-    return (
-        f"{entry.shown_name} · {display_name(entry.dataset or '?')} · "
-        f"{display_name(entry.architecture or '?')} · {entry.epochs} ep · {status}"
+    described = (
+        f"{display_name(entry.dataset or '?')} · {display_name(entry.architecture or '?')} · "
+        f"{entry.epochs} ep"
     )
+    if mark:
+        return f"{entry.shown_name} · {mark} · {described}"
+    return f"{entry.shown_name} · {described} · {status}"
 
 
 def _picked() -> None:
@@ -80,22 +90,6 @@ def _uploaded() -> None:
 def _save_upload(digest: str) -> None:
     result = save_upload_to_runs(digest)
     state.put(state.UPLOAD_MESSAGE, ("success" if result.ok else "error", result.message))
-
-
-def _runs_table(entries: list[RunEntry]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "name": [e.shown_name for e in entries],
-            "dataset": [display_name(e.dataset or "") for e in entries],
-            "architecture": [display_name(e.architecture or "") for e in entries],
-            "epochs": [e.epochs for e in entries],
-            "recorded": [e.n_recorded for e in entries],
-            "status": [display_name(e.status or "unreadable") for e in entries],
-            "date": [e.date for e in entries],
-            "MB": [round(e.size / 2**20, 2) for e in entries],
-            "problem": [scrub_paths(display_name(e.error or "")) for e in entries],
-        }
-    )
 
 
 def _trace_labels(active: ActiveTrace | None, entries: list[RunEntry]) -> dict[str, str]:
@@ -131,16 +125,6 @@ def _trace_picker(labels: dict[str, str]) -> None:
     )
 
 
-def _runs_folder(entries: list[RunEntry]) -> None:
-    """The runs folder's table, in an expander."""
-    with st.expander(f"Runs folder ({len(entries)})"):
-        st.caption(md_escape(shown_runs_dir(), max_length=300))
-        if entries:
-            st.dataframe(
-                _runs_table(entries), hide_index=True, height=min(36 * len(entries) + 40, 300)
-            )
-
-
 def _upload(active: ActiveTrace | None) -> None:
     """The uploader, its message, and saving the active upload to the runs folder."""
     with st.expander("Upload a trace", expanded=state.get(state.UPLOAD_MESSAGE) is not None):
@@ -170,7 +154,7 @@ def _trace_section(active: ActiveTrace | None, problem: str | None) -> None:
         status = active.trace.status
         detail = next((e.describe() for e in entries if run_ref(e.name) == active.ref), None)
         st.caption(md_escape(detail or f"{active.label} · {status}", max_length=300))
-    _runs_folder(entries)
+    render_runs_folder(entries)
     _upload(active)
     if active is not None:
         with st.expander("Download"):
@@ -183,7 +167,8 @@ def _downloads(active: ActiveTrace) -> None:
     path = active.path
 
     def trace_bytes() -> bytes:
-        return path.read_bytes() if path is not None else trace_to_bytes(trace)
+        # a file as it is; a run directory (or a job's trace) packed into one .nntrace
+        return path.read_bytes() if path is not None and path.is_file() else trace_to_bytes(trace)
 
     downloads = (
         ("Trace (.nntrace)", trace_bytes, ".nntrace", "application/zip"),

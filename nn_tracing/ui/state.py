@@ -36,6 +36,16 @@ FORM_ERRORS = _PREFIX + "form_errors"
 #: Prefix of the training form's widget keys (``nnt.form.<field>``).
 FORM_FIELD = _PREFIX + "form."
 
+# -- the runs folder (nn_tracing.ui.runs_folder, nn_tracing.ui.follow) ------------------------
+#: The run the runs-folder view manages (its reference), the action waiting for confirmation
+#: (``("delete" | "rename", ref)``), the new name typed, and the outcome ``(kind, text)``.
+RUNS_MANAGED = _PREFIX + "runs.managed"
+RUNS_PENDING = _PREFIX + "runs.pending"
+RUNS_NEW_NAME = _PREFIX + "runs.new_name"
+RUNS_MESSAGE = _PREFIX + "runs.message"
+#: The button of a page that does not follow a growing run: load its newer epochs.
+LIVE_REFRESH = _PREFIX + "live_refresh"
+
 # -- messages shown once, next to where they belong: ``(kind, text)`` ------------------------
 TRACE_MESSAGE = _PREFIX + "trace_message"
 UPLOAD_MESSAGE = _PREFIX + "upload_message"

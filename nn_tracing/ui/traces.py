@@ -2,17 +2,23 @@
 
 A trace is referred to by a short string kept in session state:
 
-* ``run:<name>`` — ``<runs folder>/<name>.nntrace``, whatever characters the file's name
-  holds, with ``<name>`` spelled as :func:`~nn_tracing.runs.display_name` spells it
-  (invisible characters and surrogates escaped, so the reference is safe in widget keys and
-  URLs; :func:`run_ref`). The app shows that spelling and a deep link's ``trace=`` carries it;
+* ``run:<name>`` — the run ``<name>`` of the runs folder: the run directory
+  ``<runs folder>/<name>/`` (written by any process, perhaps still growing) or else the file
+  ``<runs folder>/<name>.nntrace`` (:func:`~nn_tracing.runs.find_run`), whatever characters
+  the name holds, spelled as :func:`~nn_tracing.runs.display_name` spells it (invisible
+  characters and surrogates escaped, so the reference is safe in widget keys and URLs;
+  :func:`run_ref`). The app shows that spelling and a deep link's ``trace=`` carries it;
 * ``upload:<digest>`` — a file uploaded in this session, validated by
   :func:`~nn_tracing.store.load_trace` and kept in the server's bounded upload folder
   (:mod:`nn_tracing.ui.uploads`; not in ``runs/`` unless the user saves it there);
 * ``job:<id>`` — the trace a running job has recorded so far.
 
-Loaded traces are shared by all sessions through ``st.cache_resource`` keyed by the file's
-path, size and modification time; every frame derived from a trace is cached with
+Loaded traces are shared by all sessions: a file through ``st.cache_resource`` keyed by its
+path, size and modification time; a run directory by the stamp of its ``manifest.json``
+(inode, ``mtime_ns``, size — a new epoch replaces the manifest, so it is a new load), only its
+newest version kept (:class:`_RunVersions`). The catalogue caches each run's entry by the same
+stamps and checks a run directory's writer on every listing
+(:func:`~nn_tracing.runs.refresh_entry`). Every frame derived from a trace is cached with
 ``st.cache_data`` keyed by the trace's sha256 digest (see :mod:`nn_tracing.ui.cache`).
 
 The server's absolute runs-folder path is shown only to a visitor on the server's own machine;
@@ -22,6 +28,9 @@ others see it relative to the working directory, or just its name (:func:`shown_
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -30,13 +39,15 @@ import streamlit as st
 
 from .. import jobs
 from ..runs import (
+    MANIFEST_FILE,
     RunEntry,
     display_name,
     find_run,
     import_trace_file,
     parse_display_name,
     read_entry,
-    run_files,
+    refresh_entry,
+    run_paths,
     runs_dir,
     safe_stem,
 )
@@ -67,10 +78,13 @@ __all__ = [
 class ActiveTrace:
     """The trace a page draws.
 
-    ``key`` identifies its content for caches: the sha256 digest of a file, or
-    ``live:<job>:<version>`` for a run still training. ``name`` is the name a deep link uses
-    (``None`` for a live trace, which has no file yet): for a run, its file stem as
+    ``key`` identifies its content for caches: the sha256 digest of a file or of a run
+    directory's current manifest and files (a new epoch, a new key), or
+    ``live:<job>:<version>`` for a run still training in this process. ``name`` is the name a
+    deep link uses (``None`` for a job's trace, which has no file yet): for a run, its name as
     :func:`~nn_tracing.runs.display_name` spells it. ``label`` is safe to show as text.
+    ``entry`` is the runs folder's entry of a run (``source == "runs"``): for a run directory
+    it says whether its writer lives (:attr:`following`).
     """
 
     ref: str
@@ -80,10 +94,19 @@ class ActiveTrace:
     name: str | None
     path: Path | None
     source: str  # "runs", "upload" or "live"
+    entry: RunEntry | None = None
+
+    @property
+    def following(self) -> bool:
+        """A run directory whose writer lives (or may: stalled): it may still grow, so the
+        Overview and Neurons pages poll its manifest (:mod:`nn_tracing.ui.follow`)."""
+        return self.entry is not None and self.entry.writing
 
     @property
     def live(self) -> bool:
-        return self.source == "live"
+        """Still being recorded and training: this session's job, or a run directory whose
+        writer is live."""
+        return self.source == "live" or (self.entry is not None and self.entry.state == "live")
 
 
 # -- what a visitor may see of the server's folders ----------------------------------------------
@@ -135,19 +158,35 @@ def run_ref(name: str) -> str:
 # Paths are cache keys as bytes: a file name that is not UTF-8 is a str with surrogates, which
 # Streamlit's cache hashing cannot encode.
 @st.cache_data(max_entries=2000, show_spinner=False)
-def _entry(path: bytes, mtime_ns: int, size: int) -> RunEntry:
+def _entry(path: bytes, stamp: tuple[int, int, int]) -> RunEntry:
     return read_entry(Path(os.fsdecode(path)))
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a run's content does: a file's (inode, mtime_ns, size); a run
+    directory's manifest's (each epoch replaces it); ``None`` when there is none (yet)."""
+    target = path / MANIFEST_FILE if path.is_dir() else path
+    try:
+        info = target.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def run_entry(path: Path) -> RunEntry | None:
+    """The runs folder's entry of the run at ``path`` (cached by its stamp, its writer checked
+    now); ``None`` if it went away. A run directory without a manifest yet (starting) is
+    read as it is, uncached: there is nothing to read but its ``writer.json``."""
+    stamp = _stamp(path)
+    if stamp is None:
+        return read_entry(path) if path.is_dir() else None
+    return refresh_entry(_entry(os.fsencode(path), stamp))
+
+
 def catalogue() -> list[RunEntry]:
-    """The traces in the runs folder, newest first (manifests cached by file stamp)."""
-    entries = []
-    for path in run_files():
-        try:
-            stat = path.stat()
-        except OSError:  # removed meanwhile
-            continue
-        entries.append(_entry(os.fsencode(path), stat.st_mtime_ns, stat.st_size))
+    """The runs in the runs folder — run directories and trace files — newest first
+    (manifests cached by their stamp, run directories' writers checked on every call)."""
+    entries = [entry for path in run_paths() if (entry := run_entry(path)) is not None]
     return sorted(entries, key=lambda e: (e.mtime_ns, e.name), reverse=True)
 
 
@@ -156,7 +195,50 @@ def _load(path: bytes, mtime_ns: int, size: int) -> NetworkTrace:
     return load_trace(Path(os.fsdecode(path)))
 
 
+class _RunVersions:
+    """The newest loaded version of each run directory, shared by all sessions.
+
+    A run being written makes a new version with every epoch (its manifest's stamp); keeping
+    only the newest per directory (and at most ``max_runs`` directories) bounds memory however
+    long a run trains. One lock per directory: sessions that ask for the same new version at
+    once load it once.
+    """
+
+    def __init__(self, max_runs: int = 6) -> None:
+        self.max_runs = max_runs
+        self._lock = threading.Lock()
+        self._loaded: OrderedDict[bytes, tuple[tuple[int, int, int], NetworkTrace]] = OrderedDict()
+        self._loading: dict[bytes, threading.Lock] = {}
+
+    def get(self, path: Path, stamp: tuple[int, int, int]) -> NetworkTrace:
+        key = os.fsencode(path)
+        with self._lock:
+            lock = self._loading.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                held = self._loaded.get(key)
+                if held is not None and held[0] == stamp:
+                    self._loaded.move_to_end(key)
+                    return held[1]
+            trace = load_trace(path)
+            with self._lock:
+                self._loaded[key] = (stamp, trace)
+                self._loaded.move_to_end(key)
+                while len(self._loaded) > self.max_runs:
+                    self._loaded.popitem(last=False)
+            return trace
+
+
+_run_versions = _RunVersions()
+
+
 def load_trace_file(path: Path) -> NetworkTrace:
+    """The trace of a file or run directory, loaded once per version (see the module)."""
+    if path.is_dir():
+        stamp = _stamp(path)
+        if stamp is None:
+            raise TraceFormatError("the run has not recorded an epoch yet (no manifest.json)")
+        return _run_versions.get(path, stamp)
     stat = path.stat()
     return _load(os.fsencode(path), stat.st_mtime_ns, stat.st_size)
 
@@ -282,18 +364,29 @@ def _open(ref: str) -> ActiveTrace | None:
             label = f"{name} (uploaded)"
             return ActiveTrace(ref, label, trace, trace.digest or ident, name, path, "upload")
         if kind == "run":
-            shown = ident
-            parsed = parse_display_name(ident)
-            path = find_run(parsed) if parsed is not None else None
-            if path is None:
-                raise _Unavailable(f"The trace {shown} is no longer in {shown_runs_dir()}.")
-            trace = load_trace_file(path)
-            return ActiveTrace(ref, shown, trace, trace.digest or shown, shown, path, "runs")
+            return _open_run(ref, ident)
     except TraceFormatError as exc:
         raise _Unavailable(f"{ident} cannot be opened: {scrub_paths(str(exc))}") from None
     except OSError as exc:
         raise _Unavailable(f"{ident} cannot be read: {_os_problem(exc)}") from None
     raise _Unavailable(f"Unknown trace reference {display_name(ref)}.")
+
+
+def _open_run(ref: str, shown: str) -> ActiveTrace:
+    """The run ``shown`` (a name as :func:`~nn_tracing.runs.display_name` spells it) of the
+    runs folder: a run directory (perhaps still growing) or a trace file."""
+    parsed = parse_display_name(shown)
+    path = find_run(parsed) if parsed is not None else None
+    if path is None:
+        raise _Unavailable(f"The trace {shown} is no longer in {shown_runs_dir()}.")
+    entry = run_entry(path)
+    if entry is not None and entry.starting:
+        raise _Unavailable(
+            f"The run {shown} has started but not recorded its first epoch (E_0) yet; it "
+            "opens as soon as it has."
+        )
+    trace = load_trace_file(path)
+    return ActiveTrace(ref, shown, trace, trace.digest or shown, shown, path, "runs", entry)
 
 
 def resolve_active() -> tuple[ActiveTrace | None, str | None]:
@@ -303,10 +396,8 @@ def resolve_active() -> tuple[ActiveTrace | None, str | None]:
     becomes active. Never raises for a bad file: the problem names it.
     """
     ref = state.get(state.ACTIVE_TRACE)
-    candidates = [ref] if ref else []
-    candidates += [run_ref(e.name) for e in catalogue() if e.readable and run_ref(e.name) != ref]
     problem = None
-    for candidate in candidates:
+    for candidate in _candidates(ref):
         try:
             active = _open(candidate)
         except _Unavailable as exc:
@@ -316,6 +407,16 @@ def resolve_active() -> tuple[ActiveTrace | None, str | None]:
         return active, problem
     state.pop(state.ACTIVE_TRACE)
     return None, problem
+
+
+def _candidates(ref: str | None) -> Iterator[str]:
+    """The active reference, then (only if it does not open) every readable run, newest
+    first: the folder is listed only when it is needed."""
+    if ref:
+        yield ref
+    for entry in catalogue():
+        if entry.readable and run_ref(entry.name) != ref:
+            yield run_ref(entry.name)
 
 
 def starting_job() -> str | None:

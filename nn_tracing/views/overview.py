@@ -82,8 +82,8 @@ def meta_section(meta: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def status_notice(trace: NetworkTrace, live: bool) -> Notice | None:
-    """The notice a run that is training, was stopped, diverged or interrupted gets (``None``:
-    complete)."""
+    """The notice a run that is training, stalled, was stopped, diverged or interrupted gets
+    (``None``: complete)."""
     message = str(trace.meta.get("status_message") or "")
     if live:
         return Notice("info", "Training now: this page updates as epochs are recorded.", "⏳")
@@ -98,6 +98,12 @@ def status_notice(trace: NetworkTrace, live: bool) -> Notice | None:
             "warning",
             f"Diverged: {md_escape(message or 'non-finite loss')}",
             ":material/warning:",
+        )
+    if trace.status == "running":  # its writer lives but has stopped writing (stalled)
+        return Notice(
+            "warning",
+            f"Not finished: {md_escape(message or 'its writer has not closed the run')}",
+            ":material/hourglass_empty:",
         )
     if trace.status == "interrupted":
         return Notice(

@@ -73,6 +73,7 @@ SHARED_UI = (
     "url",
     "cache",
     "neuron_states",
+    "follow",
 )
 
 

@@ -22,6 +22,7 @@ from ...trace import NetworkTrace
 from ...views.breadcrumbs import FINAL, Target
 from .. import state, url
 from ..app import require_shell
+from ..follow import live_note
 from ..text import guarded, md_escape
 from ..traces import ActiveTrace, no_trace_message, resolve_active
 from .ablation import ablation_tab
@@ -299,6 +300,7 @@ def render_breadcrumbs() -> None:
         st.info(md_escape(no_trace_message(), max_length=400))
         return
     st.caption(md_escape(active.label, max_length=300))
+    live_note(active, "the analyses use the epochs recorded so far")
     problem = model_problem(active.key, active.trace)
     if problem is not None:
         _explain_problem(active, problem)
