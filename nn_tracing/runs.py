@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "find_run",
     "import_trace_file",
     "list_runs",
+    "new_run_dir",
     "new_run_path",
     "parse_display_name",
     "read_entry",
@@ -291,21 +293,52 @@ def find_run(name: str, directory: Path | None = None) -> Path | None:
     return path if _is_trace_file(path, root) else None
 
 
+def _name_taken(directory: Path, name: str) -> bool:
+    """Whether run ``name`` exists in ``directory``: as ``<name>.nntrace`` or ``<name>/`` (or
+    anything else under either name, a broken symbolic link included)."""
+    return any(os.path.lexists(directory / entry) for entry in (name, f"{name}{TRACE_SUFFIX}"))
+
+
+def _free_names(stem: str) -> Iterator[str]:
+    """``stem``, ``stem-2``, ``stem-3`` …"""
+    yield stem
+    counter = 2
+    while True:
+        yield f"{stem}-{counter}"
+        counter += 1
+
+
 def new_run_path(stem: str, directory: Path | None = None) -> Path:
     """A path in the runs folder for a new trace, ``<stem>.nntrace`` or ``<stem>-2.nntrace`` …
+    whose name no run holds (neither a trace file nor a run directory).
 
     The folder is created if needed. The name is only reserved once the file is written, so
     callers write promptly (and atomically, with :func:`~nn_tracing.store.save_trace`).
     """
     directory = directory or runs_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    stem = safe_stem(stem)
-    candidate = directory / f"{stem}{TRACE_SUFFIX}"
-    counter = 2
-    while candidate.exists():
-        candidate = directory / f"{stem}-{counter}{TRACE_SUFFIX}"
-        counter += 1
-    return candidate
+    name = next(n for n in _free_names(safe_stem(stem)) if not _name_taken(directory, n))
+    return directory / f"{name}{TRACE_SUFFIX}"
+
+
+def new_run_dir(stem: str, directory: Path | None = None) -> Path:
+    """A new, empty run directory in the runs folder, ``<stem>/`` or ``<stem>-2/`` …, whose
+    name no run holds (neither a trace file nor a run directory); returns its path.
+
+    The directory is made here (``mkdir``, which fails if it exists), so the name is reserved
+    at once, even against another process choosing a name at the same moment.
+    """
+    directory = directory or runs_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in _free_names(safe_stem(stem)):
+        if _name_taken(directory, name):
+            continue
+        try:
+            (directory / name).mkdir()
+        except FileExistsError:
+            continue
+        return directory / name
+    raise AssertionError("unreachable")  # pragma: no cover - _free_names never ends
 
 
 def import_trace_file(source: Path, stem: str, directory: Path | None = None) -> Path:
