@@ -78,7 +78,7 @@ def ended_message(job: jobs.TrainingJob) -> tuple[str, str]:
             if snap.saved_name
             else ""
         )
-        return "error", f"Training {job.name} failed: {snap.error}.{kept}"
+        return "error", f"Training {job.name} failed: {(snap.error or '').rstrip('.')}.{kept}"
     if snap.status == "complete":
         return "success", f"Run {name} finished; its run directory is {name}/ in the runs folder."
     return "warning", (

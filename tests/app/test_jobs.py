@@ -72,8 +72,9 @@ def test_the_live_trace_grows_with_the_manifest(tmp_path: Path) -> None:
         assert first is not None and first.status == "running"
         version = job.snapshot().trace_version
         _wait(lambda: job.snapshot().trace_version > version, 60, "another epoch")
+        _wait(lambda: job.live_trace is not first, 60, "the trace loaded again")
         later = job.live_trace
-        assert later is not None and later is not first
+        assert later is not None
         assert later.epochs[: len(first.epochs)] == first.epochs
         assert len(later.epochs) > len(first.epochs)
         snap = job.snapshot()
@@ -133,11 +134,9 @@ def test_a_killed_child_leaves_its_epochs_and_reads_as_interrupted(tmp_path: Pat
 
 def test_stop_takes_effect_within_one_batch(tmp_path: Path) -> None:
     job = start_job(MANY_BATCHES, tmp_path, name="stop")
-    _wait(
-        lambda: job.snapshot().epoch >= 2 and 0 < job.snapshot().step < 1875,
-        120,
-        "the run inside its second epoch",
-    )
+    # (the heartbeat shows the epoch at least at every epoch's end; a stop at a random time
+    # falls inside one of the 1875 batches of an epoch, or between two epochs)
+    _wait(lambda: job.snapshot().epoch >= 2, 120, "the run in its second epoch")
     job.stop()
     assert job.snapshot().stop_requested
     assert job.join(60)
