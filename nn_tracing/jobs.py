@@ -84,8 +84,11 @@ class JobSnapshot:
     ``state`` is ``starting``, ``running``, ``saving`` (the run is closing its directory),
     ``finished`` or ``failed``; ``status`` is the trace's: ``running``, then ``complete``,
     ``stopped`` or ``diverged`` — or ``interrupted`` when the process ended without closing
-    its directory (killed, crashed). ``trace_version`` grows with every recorded epoch (and
-    once more when the run ends). ``saved_path`` is the run directory once it holds a trace.
+    its directory (killed, crashed). ``recorded_epochs`` are those on disk now;
+    ``trace_version`` is the version of the trace :attr:`TrainingJob.live_trace` gives now (its
+    recorded epochs, plus one once the run ended: ``0`` until it is first loaded), so that a
+    cache keyed by it always holds that very trace. ``saved_path`` is the run directory once it
+    holds a trace.
     """
 
     job_id: str
@@ -217,6 +220,7 @@ class TrainingJob:
         self._writer: WriterInfo | None = None
         self._trace_key: tuple[Any, ...] | None = None
         self._next_load = 0.0
+        self._published_version = 0
         self._live_trace: NetworkTrace | None = None
 
     # -- control ---------------------------------------------------------------------------
@@ -341,13 +345,8 @@ class TrainingJob:
         if writer is not None:
             snap = _with_progress(snap, writer)
         if manifest is not None:
-            ended = code is not None or manifest.status in FINAL_STATUSES
-            snap = replace(
-                snap,
-                recorded_epochs=manifest.epochs,
-                trace_version=len(manifest.epochs) + int(ended),
-                saved_path=self.run_dir,
-            )
+            snap = replace(snap, recorded_epochs=manifest.epochs, saved_path=self.run_dir)
+        snap = replace(snap, trace_version=self._published_version)
         return _with_state(snap, code, manifest, error)
 
     def _elapsed(self) -> float:
@@ -394,6 +393,7 @@ class TrainingJob:
                 self._next_load = started + took * (1 + RELOAD_PACE)
                 if loaded is not None:
                     self._live_trace, self._trace_key = loaded, key
+                    self._published_version = _content_version(loaded)
             return self._live_trace
 
     def _load(self) -> NetworkTrace | None:
@@ -405,6 +405,12 @@ class TrainingJob:
         except (TraceFormatError, OSError) as exc:  # keep what was shown; say so in the log
             logger.warning("run directory %s cannot be read now: %s", self.run_dir, exc)
             return None
+
+
+def _content_version(trace: NetworkTrace) -> int:
+    """A version that only a change of a live run's trace changes: its recorded epochs (each
+    epoch written adds its rows, tensors and history) and whether the run has ended."""
+    return len(trace.epochs) + int(trace.status != "running")
 
 
 def _with_progress(snap: JobSnapshot, writer: WriterInfo) -> JobSnapshot:

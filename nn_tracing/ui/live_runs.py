@@ -125,11 +125,14 @@ def _live_panel_body() -> None:
     if not running:
         st.rerun()
     for job in running:
+        watching = _watching(job)
+        if watching:
+            job.live_trace  # noqa: B018 (loads the run's new epochs, when there are any)
         snap = job.snapshot()
         _progress(job, snap)
         seen = state.get(state.JOB_SEEN_VERSION, 0)
-        if _watching(job) and snap.trace_version > seen:
-            st.rerun()  # a new epoch was recorded: redraw the page that shows it
+        if watching and snap.trace_version > seen:
+            st.rerun()  # a new epoch was loaded: redraw the page that shows it
 
 
 def render_live() -> None:

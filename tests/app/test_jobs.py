@@ -50,7 +50,7 @@ def test_a_job_trains_in_a_child_process_into_its_run_directory(tmp_path: Path) 
     assert snap.exit_code == 0 and snap.error is None
     assert snap.epoch == 3 and snap.fraction == 1.0 and snap.remaining == 0.0
     assert snap.recorded_epochs == (0, 1, 2, 3)
-    assert snap.trace_version == 5  # one per recorded epoch, one for the end
+    assert snap.trace_version == 0  # nobody has loaded the trace yet
     assert snap.saved_path == tmp_path / "unit" and snap.saved_name == "unit"
     assert [p.name for p in tmp_path.iterdir()] == ["unit"]  # the directory is the trace
     trace = load_trace(snap.saved_path)
@@ -61,6 +61,7 @@ def test_a_job_trains_in_a_child_process_into_its_run_directory(tmp_path: Path) 
     assert "saved" in (tmp_path / "unit/train.log").read_text()
     live = job.live_trace
     assert live is not None and live.status == "complete" and live.epochs == [0, 1, 2, 3]
+    assert job.snapshot().trace_version == 5  # one per recorded epoch, one for the end
     assert job.live_trace is live  # not loaded again: the manifest did not change
 
 
@@ -71,10 +72,10 @@ def test_the_live_trace_grows_with_the_manifest(tmp_path: Path) -> None:
         first = job.live_trace
         assert first is not None and first.status == "running"
         version = job.snapshot().trace_version
-        _wait(lambda: job.snapshot().trace_version > version, 60, "another epoch")
+        assert version == len(first.epochs)  # the version of the trace given
         _wait(lambda: job.live_trace is not first, 60, "the trace loaded again")
         later = job.live_trace
-        assert later is not None
+        assert later is not None and job.snapshot().trace_version == len(later.epochs) > version
         assert later.epochs[: len(first.epochs)] == first.epochs
         assert len(later.epochs) > len(first.epochs)
         snap = job.snapshot()
