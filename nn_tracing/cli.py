@@ -5,15 +5,22 @@ with ``nn-tracing: error:`` and exits non-zero; no traceback reaches the termina
 
 Exit codes: 0 done; 2 bad input; 3 training diverged (trace saved); 4 the run directory could
 not be written (the epochs written before are kept); 130 stopped (trace saved).
+
+``train --out runs/x/`` (a trailing slash, an existing directory, or a name without the
+``.nntrace`` suffix) writes a run directory as it trains (:mod:`nn_tracing.rundir`), and nothing
+else; ``--out x.nntrace`` writes one file at the end (with ``--run-dir`` also a run directory).
+The first Ctrl-C — or SIGTERM — stops training after the current batch and keeps the trace
+(status ``stopped``, with ``meta["stop_requested_at"]`` and ``meta["stopped_epoch"]``); a
+second one aborts.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -23,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:  # the commands import these where they use them
     from .config import TrainConfig
     from .data import DataSplits
+    from .stopping import StopRequest
     from .trace import NetworkTrace
 
 EXIT_BAD_INPUT = 2
@@ -55,7 +63,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The TrainConfig options that ``train`` and ``estimate`` share."""
     from .config import ACTIVATIONS, DATASETS, OPTIMIZERS
 
-    parser.add_argument("--config", metavar="FILE.toml", help="TOML file of TrainConfig fields")
+    parser.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="TrainConfig fields in a TOML file (or a JSON object, in a .json file)",
+    )
     parser.add_argument("--dataset", choices=DATASETS)
     parser.add_argument("--csv", metavar="FILE", help="train on a CSV file (needs --label-column)")
     parser.add_argument("--label-column", metavar="NAME")
@@ -106,11 +118,19 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a built-in MLP and save its trace")
     _add_run_options(train)
-    train.add_argument("--out", metavar="FILE", help="where to write the trace (.nntrace)")
+    train.add_argument(
+        "--out",
+        metavar="FILE|DIR/",
+        help="where to write the trace: FILE.nntrace at the end, or DIR/ (a run directory) "
+        "epoch by epoch as it trains (crash-safe)",
+    )
     train.add_argument(
         "--run-dir",
         metavar="DIR",
-        help="also write a run directory as it trains, epoch by epoch (crash-safe)",
+        help="with --out FILE.nntrace: also write a run directory as it trains",
+    )
+    train.add_argument(
+        "--threads", type=int, metavar="N", help="torch threads (default: torch's choice)"
     )
     train.add_argument(
         "--on-write-error",
@@ -156,15 +176,7 @@ def _config_from_args(args: argparse.Namespace):
 
     values: dict[str, Any] = {}
     if args.config:
-        import tomllib
-
-        path = Path(args.config)
-        try:
-            values.update(tomllib.loads(path.read_text()))
-        except FileNotFoundError:
-            raise CLIError(f"config file {args.config!r} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise CLIError(f"config file {args.config!r} is not valid TOML: {exc}") from None
+        values.update(_read_config_file(Path(args.config)))
     flags = {
         "dataset": args.dataset,
         "hidden_sizes": tuple(args.hidden) if args.hidden else None,
@@ -201,6 +213,26 @@ def _config_from_args(args: argparse.Namespace):
         return TrainConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The fields of a TOML config file, or of a JSON one (``.json``: a JSON object)."""
+    import json
+    import tomllib
+
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+    try:
+        text = path.read_text()
+        values = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except FileNotFoundError:
+        raise CLIError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise CLIError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError, JSONDecodeError
+        raise CLIError(f"config file {str(path)!r} is not valid {kind}: {exc}") from None
+    if not isinstance(values, dict):
+        raise CLIError(f"config file {str(path)!r} must hold an object of config fields")
+    return values
 
 
 def _estimate(config):
@@ -241,28 +273,100 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_estimate(config)
         return 0
-    from .data import prepare_data
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be at least 1, not {args.threads}")
+    out, run_dir = _train_outputs(args, config)
+    from .stopping import StopRequest
 
+    stop = StopRequest()
+    # before torch is imported and the data made: a stop asked for in the meantime ends the
+    # run after its first batch, with E_0 kept
+    previous = _install_stop_handlers(stop)
     try:
-        data = prepare_data(config)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("runs") / (f"{config.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.nntrace")
-    )
-    if out.exists() and out.is_dir():
-        raise CLIError(f"--out {str(out)!r} is a directory; give a file name")
-    run_dir = Path(args.run_dir) if args.run_dir else None
-    if run_dir is not None and (run_dir.exists() and not run_dir.is_dir()):
-        raise CLIError(f"--run-dir {str(run_dir)!r} is a file; give a directory")
-    if run_dir is not None and (run_dir / "manifest.json").exists():
-        raise CLIError(f"--run-dir {str(run_dir)!r} holds a run already")
-    trace = _train_until_done_or_stopped(
-        config, data, quiet=args.quiet, run_dir=run_dir, on_write_error=args.on_write_error
-    )
-    return _save_trained(trace, out)
+        from .data import prepare_data
+
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        try:
+            data = prepare_data(config)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        trace = _train_until_done_or_stopped(
+            config,
+            data,
+            quiet=args.quiet,
+            run_dir=run_dir,
+            stop=stop,
+            on_write_error=args.on_write_error,
+        )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if out is not None:
+        _save_trained(trace, out)
+    return _report_trained(trace, out if out is not None else run_dir)
+
+
+def _is_run_directory_target(text: str) -> bool:
+    """Whether ``--out text`` names a run directory: a trailing separator, an existing
+    directory, or a name without the ``.nntrace`` suffix."""
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        return True
+    return Path(text).suffix.lower() != ".nntrace"
+
+
+def _train_outputs(
+    args: argparse.Namespace, config: TrainConfig
+) -> tuple[Path | None, Path | None]:
+    """``(trace file, run directory)`` that ``train`` writes (either may be ``None``)."""
+    if args.out and _is_run_directory_target(args.out):
+        if args.run_dir:
+            raise CLIError(
+                f"--out {args.out!r} is a run directory already; --run-dir goes with "
+                "--out FILE.nntrace"
+            )
+        out, run_dir = None, Path(args.out)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out) if args.out else Path("runs") / f"{config.dataset}-{stamp}.nntrace"
+        run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None:
+        _check_run_directory(run_dir, "--out" if out is None else "--run-dir")
+    return out, run_dir
+
+
+def _check_run_directory(run_dir: Path, flag: str) -> None:
+    """Refuse a run directory that is a file, holds a run, or is a runs folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CLIError(f"{flag} {str(run_dir)!r} is a file; give a directory")
+    if (run_dir / "manifest.json").exists():
+        raise CLIError(f"{flag} {str(run_dir)!r} holds a run already")
+    if run_dir.is_dir() and any(
+        p.suffix == ".nntrace" or (p / "manifest.json").exists() for p in run_dir.iterdir()
+    ):
+        raise CLIError(
+            f"{flag} {str(run_dir)!r} is a runs folder (it holds traces); give a new directory "
+            f"in it, such as {run_dir / 'my-run'!s}/"
+        )
+
+
+def _install_stop_handlers(stop: StopRequest) -> dict[int, Any]:
+    """SIGINT (Ctrl-C) and SIGTERM: the first stops after the current batch, a second
+    aborts. Returns the handlers they replace."""
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(
+            f"\n{name}: stopping after the current batch (Ctrl-C again to abort)…",
+            file=sys.stderr,
+        )
+
+    return {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 @contextlib.contextmanager
@@ -293,82 +397,76 @@ def _train_until_done_or_stopped(
     *,
     quiet: bool,
     run_dir: Path | None = None,
+    stop: StopRequest | None = None,
     on_write_error: str = "stop",
 ) -> NetworkTrace:
-    """Train with a progress bar (none when ``quiet``); the first Ctrl-C stops after the
-    current batch, the second aborts. Returns the trace; ``run_dir`` (when given) is written
-    as it trains, and a write that fails stops training (``on_write_error="stop"``: one
-    error line, exit code 4) or is warned about once (``"continue"``)."""
+    """Train with a progress bar (none when ``quiet``) until the end or ``stop``. Returns the
+    trace; ``run_dir`` (when given) is written as it trains, and a write that fails stops
+    training (``on_write_error="stop"``: one error line, exit code 4) or is warned about once
+    (``"continue"``)."""
     from tqdm import tqdm
 
     from .rundir import RunWriteError
     from .training import TrainingProgress, train
 
-    stop = threading.Event()
-
-    def on_sigint(signum, frame):  # first Ctrl-C: stop after the current batch
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after the current batch (Ctrl-C again to abort)…", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    bar = None
-    try:
-        bar = (
-            None
-            if quiet
-            else tqdm(
-                total=config.epochs,
-                unit="epoch",
-                desc=f"{config.dataset} {config.architecture}",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
+    bar = (
+        None
+        if quiet
+        else tqdm(
+            total=config.epochs,
+            unit="epoch",
+            desc=f"{config.dataset} {config.architecture}",
+            file=sys.stderr,
+            dynamic_ncols=True,
         )
+    )
 
-        def on_progress(p: TrainingProgress) -> None:
-            if bar is None:
-                return
-            done = p.epoch - 1 + p.step / max(p.steps_per_epoch, 1) if p.epoch else 0.0
-            bar.n = round(min(done, config.epochs), 2)
-            bar.set_postfix(loss=f"{p.loss:.4f}", recorded=len(p.recorded_epochs), refresh=False)
-            bar.refresh()
+    def on_progress(p: TrainingProgress) -> None:
+        if bar is None:
+            return
+        done = p.epoch - 1 + p.step / max(p.steps_per_epoch, 1) if p.epoch else 0.0
+        bar.n = round(min(done, config.epochs), 2)
+        bar.set_postfix(loss=f"{p.loss:.4f}", recorded=len(p.recorded_epochs), refresh=False)
+        bar.refresh()
 
-        try:
-            with _write_warnings_as_lines():
-                run = train(
-                    config,
-                    progress=on_progress,
-                    stop=stop,
-                    data=data,
-                    out=run_dir,
-                    on_write_error=on_write_error,
-                )
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
-        except RunWriteError as exc:
-            raise CLIError(str(exc), EXIT_WRITE_ERROR) from None
-        except OSError as exc:
-            raise CLIError(f"cannot write the run directory {str(run_dir)!r}: {exc}") from None
+    try:
+        with _write_warnings_as_lines():
+            run = train(
+                config,
+                progress=on_progress,
+                stop=stop,
+                data=data,
+                out=run_dir,
+                on_write_error=on_write_error,
+            )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    except RunWriteError as exc:
+        raise CLIError(str(exc), EXIT_WRITE_ERROR) from None
+    except OSError as exc:
+        raise CLIError(f"cannot write the run directory {str(run_dir)!r}: {exc}") from None
     finally:
-        signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
     assert run.trace is not None
     return run.trace
 
 
-def _save_trained(trace: NetworkTrace, out: Path) -> int:
-    """Save the trace, print a summary; the exit status says how training ended."""
+def _save_trained(trace: NetworkTrace, out: Path) -> None:
+    """Save the trace as one file."""
     from .store import save_trace
 
     try:
         save_trace(trace, out)
     except OSError as exc:
         raise CLIError(f"cannot write {str(out)!r}: {exc}") from None
+
+
+def _report_trained(trace: NetworkTrace, where: Path | None) -> int:
+    """Print a summary; the exit status says how training ended."""
     acc = trace.meta.get("final_val_acc")
-    summary = f"saved {out} ({trace.status}; epochs {trace.epochs}"
+    shown = f"{where}/" if where is not None and where.is_dir() else str(where)
+    summary = f"saved {shown} ({trace.status}; epochs {trace.epochs}"
     summary += f"; val accuracy {acc:.3f})" if acc is not None else ")"
     print(summary)
     if trace.status == "diverged":

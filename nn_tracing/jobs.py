@@ -1,11 +1,17 @@
-"""Background training jobs: a thread per run, a stop event and a progress snapshot.
+"""Training jobs: a child process per run, followed through the run directory it writes.
 
-A :class:`TrainingJob` runs :func:`~nn_tracing.training.train` in a daemon thread, so that a
-run outlives the page (or the browser tab) that started it. The thread publishes a
-:class:`JobSnapshot` (epoch k of n, loss, elapsed and remaining time, the recorded epochs) and
-the trace recorded so far; readers take a snapshot under a lock and never block training. When
-training ends — complete, stopped by :meth:`TrainingJob.stop`, or diverged — the trace is saved
-atomically to the runs folder under a name that says how it ended.
+A :class:`TrainingJob` starts ``python -m nn_tracing train … --out runs/<name>/``
+(:func:`~nn_tracing.run_process.spawn_training`): the run directory *is* the trace, written
+epoch by epoch, so a heavy or crashing run cannot take the server down, and the server can
+stop and start again without losing it — the child keeps training (or stops gracefully when
+asked, :meth:`TrainingJob.stop`), and keeps every epoch it recorded. Nothing waits for the
+children when the server exits.
+
+Everything a reader learns of a job comes from that directory, cheaply enough to poll every
+second (:meth:`TrainingJob.snapshot`): a ``stat`` of ``manifest.json`` (read again only when it
+changed), the writer's heartbeat ``writer.json`` (progress: epoch, step, loss, time left) and
+the child's exit code. :attr:`TrainingJob.live_trace` loads the directory only when its
+manifest changed.
 
 Jobs are kept in a process-wide registry by id (:func:`start_job`, :func:`get_job`), so a
 Streamlit session needs to remember only the id. Nothing here imports Streamlit.
@@ -13,25 +19,29 @@ Streamlit session needs to remember only the id. Nothing here imports Streamlit.
 
 from __future__ import annotations
 
-import atexit
-import concurrent.futures.thread  # noqa: F401 (registers its exit hook before ours: see below)
+import contextlib
 import logging
+import signal
+import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .budget import MemoryBudget, admit, server_budget
 from .config import TrainConfig
 from .estimate import RunEstimate, estimate_run
-from .runs import new_run_path, runs_dir, safe_stem
-from .store import save_trace
+from .run_process import CONFIG_FILE, LOG_FILE, STOP_SIGNAL, error_line, spawn_training
+from .rundir_live import FINAL_STATUSES, WRITER_FILE, WriterInfo, read_writer
+from .runs import new_run_directory, runs_dir, safe_stem
+from .store import TraceFormatError
 from .trace import NetworkTrace
-from .training import TrainingProgress, train
 
 __all__ = [
+    "JOB_THREADS",
     "MAX_RUNNING_JOBS",
     "JobLimitError",
     "JobSnapshot",
@@ -45,15 +55,22 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Runs that may train at once in one process (each takes CPU from the others).
+#: Runs that may train at once from one server (each takes CPU from the others).
 MAX_RUNNING_JOBS = 4
 #: Finished jobs kept in the registry (their snapshots stay readable for late readers).
 MAX_FINISHED_JOBS = 64
-#: Torch intra-op threads while jobs train. The MLPs trained from the app are small: one
-#: thread each is far faster than several fighting over the cores (measured on a 2-core CPU
-#: machine: a 32x32 MLP on moons trained ~60x faster with 1 thread than with 2 while other
-#: work ran), and concurrent runs then share the cores instead of spinning.
+#: Torch threads of each run's process. The MLPs trained from the app are small: one thread
+#: each is far faster than several fighting over the cores (measured on a 2-core CPU machine:
+#: a 32x32 MLP on moons trained ~60x faster with 1 thread than with 2 while other work ran),
+#: and concurrent runs then share the cores instead of spinning.
 JOB_THREADS = 1
+#: A live trace is loaded again no sooner than this many times the last load's duration
+#: after it: loading a run directory reads every epoch (about 5 ms per recorded epoch of a
+#: 132-neuron MLP with a 256-sample probe), so a fast run with many epochs would otherwise keep
+#: the server loading. Small traces load in milliseconds and follow every epoch.
+RELOAD_PACE = 2.0
+#: Exit codes of ``nn-tracing train`` that end a run with its directory closed.
+_CLOSED_EXITS = (0, 3, 130)
 
 
 class JobLimitError(RuntimeError):
@@ -64,9 +81,14 @@ class JobLimitError(RuntimeError):
 class JobSnapshot:
     """What a job is doing, at one instant.
 
-    ``state`` is ``starting``, ``running``, ``saving``, ``finished`` or ``failed``;
-    ``status`` is the trace's: ``running``, then ``complete``, ``stopped`` or ``diverged``.
-    ``trace_version`` counts the traces published so far (it grows with every recorded epoch).
+    ``state`` is ``starting``, ``running``, ``saving`` (the run is closing its directory),
+    ``finished`` or ``failed``; ``status`` is the trace's: ``running``, then ``complete``,
+    ``stopped`` or ``diverged`` — or ``interrupted`` when the process ended without closing
+    its directory (killed, crashed). ``recorded_epochs`` are those on disk now;
+    ``trace_version`` is the version of the trace :attr:`TrainingJob.live_trace` gives now (its
+    recorded epochs, plus one once the run ended: ``0`` until it is first loaded), so that a
+    cache keyed by it always holds that very trace. ``saved_path`` is the run directory once it
+    holds a trace.
     """
 
     job_id: str
@@ -87,30 +109,74 @@ class JobSnapshot:
     saved_path: Path | None = None
     error: str | None = None
     stop_requested: bool = False
+    exit_code: int | None = None
 
     @property
     def done(self) -> bool:
-        """Whether the job has ended (its trace saved, or failed)."""
+        """Whether the job has ended (its process has exited)."""
         return self.state in ("finished", "failed")
 
     @property
     def saved_name(self) -> str | None:
-        """The run name of the saved trace (its file stem)."""
-        return self.saved_path.stem if self.saved_path is not None else None
+        """The run's name: its directory's name (``None`` while it holds no trace)."""
+        return self.saved_path.name if self.saved_path is not None else None
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    """``(mtime_ns, size, inode)`` of ``path`` (not followed if a link), or ``None`` if
+    missing: an atomic replace (a new file renamed over it) changes at least its inode."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    """What the job needs of a run directory's manifest."""
+
+    epochs: tuple[int, ...]
+    status: str
+    message: str
+
+
+def _read_manifest(run_dir: Path) -> _Manifest | None:
+    """The validated manifest's epochs and status (``None`` if missing or unreadable)."""
+    from .rundir import read_run_manifest
+
+    try:
+        manifest = read_run_manifest(run_dir)
+    except (TraceFormatError, OSError):
+        return None
+    meta = manifest.get("meta") or {}
+    return _Manifest(
+        tuple(int(e) for e in manifest["epochs"]),
+        str(meta.get("status") or "running"),
+        str(meta.get("status_message") or ""),
+    )
+
+
+def _exit_description(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"it was killed by {signal.Signals(-code).name}"
+        return f"it was killed by signal {-code}"
+    return f"it exited with code {code}"
 
 
 class TrainingJob:
-    """One training run in a background thread.
+    """One training run in a child process, writing the run directory ``runs/<name>/``.
 
     Parameters
     ----------
     config
         The run's settings (already validated: it is a :class:`TrainConfig`).
     directory
-        Where the finished trace is saved (default :func:`~nn_tracing.runs.runs_dir`).
+        The runs folder the run directory is made in (default :func:`~nn_tracing.runs.runs_dir`).
     name
-        Stem of the file name; by default ``<dataset>-<widths>-<activation>-<time>``.
-        A run that did not complete gets ``-stopped`` or ``-diverged`` appended.
+        The run directory's name; by default ``<dataset>-<widths>-<activation>-<time>``. A
+        name that a run holds already (a trace file or a run directory) gets ``-2``, ``-3`` …
     owner
         Who started it (the app passes its session id), so that whoever started a run can
         find it again from the registry alone (:func:`jobs_of`).
@@ -135,37 +201,95 @@ class TrainingJob:
         self.directory = directory or runs_dir()
         widths = "x".join(str(w) for w in config.hidden_sizes)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        #: The run's name: the run directory's once started (a taken name gets ``-2`` …).
         self.name = (
             safe_stem(name) if name else (f"{config.dataset}-{widths}-{config.activation}-{stamp}")
         )
-        self._stop = threading.Event()
+        #: The run directory (``None`` until :meth:`start`).
+        self.run_dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
-        self._snapshot = JobSnapshot(job_id=self.job_id, config=config, epochs=config.epochs)
-        self._live_trace: NetworkTrace | None = None
+        self._load_lock = threading.Lock()
         self._started = 0.0
-        self._last_progress_at = 0.0
-        self._thread = threading.Thread(
-            target=self._run, name=f"nn-tracing-job-{self.job_id}", daemon=True
-        )
+        self._ended_at: float | None = None
+        self._stop_requested = False
+        self._error: str | None = None
+        self._manifest_key: tuple[int, int, int] | None = None
+        self._manifest: _Manifest | None = None
+        self._writer_key: tuple[int, int, int] | None = None
+        self._writer: WriterInfo | None = None
+        self._trace_key: tuple[Any, ...] | None = None
+        self._next_load = 0.0
+        self._published_version = 0
+        self._live_trace: NetworkTrace | None = None
 
     # -- control ---------------------------------------------------------------------------
     def start(self) -> TrainingJob:
-        """Start the thread; returns ``self``."""
+        """Make the run directory and start the child that trains into it; returns ``self``.
+
+        Raises :class:`OSError` when the directory cannot be made or the process started
+        (the directory is then removed again).
+        """
+        run_dir = new_run_directory(self.name, self.directory)
+        try:
+            self._process = spawn_training(self.config, run_dir, threads=JOB_THREADS)
+        except BaseException:
+            _remove_empty_run(run_dir)
+            raise
+        self.run_dir, self.name = run_dir, run_dir.name
         self._started = time.monotonic()
-        self._thread.start()
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (``None`` before :meth:`start`)."""
+        return self._process.pid if self._process is not None else None
+
+    def is_running(self) -> bool:
+        """Whether the child is still running (cheap: no file is read)."""
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
-        """Ask training to stop after the current batch; the trace so far is saved."""
-        self._stop.set()
+        """Ask the run to stop after the current batch: it records the epoch in progress
+        and closes its directory with status ``stopped``.
+
+        A child that is still starting (no heartbeat yet: its stop handler may not be in place)
+        is asked as soon as it has started training, from a small thread that waits for it.
+        """
         with self._lock:
-            self._snapshot = replace(self._snapshot, stop_requested=True)
+            if self._stop_requested:
+                return
+            self._stop_requested = True
+        if self._ready():
+            self._signal_stop()
+        else:
+            threading.Thread(
+                target=self._stop_when_ready, name=f"nn-tracing-stop-{self.job_id}", daemon=True
+            ).start()
+
+    def _ready(self) -> bool:
+        """Whether the child trains (its heartbeat exists: its stop handler is in place)."""
+        return self.run_dir is not None and (self.run_dir / WRITER_FILE).exists()
+
+    def _signal_stop(self) -> None:
+        with self._lock:
+            if self.is_running():
+                assert self._process is not None
+                with contextlib.suppress(ProcessLookupError):
+                    # the child is unreaped while poll() says it runs: its pid is still its own
+                    self._process.send_signal(STOP_SIGNAL)
+
+    def _stop_when_ready(self, poll: float = 0.05) -> None:
+        while self.is_running() and not self._ready():
+            time.sleep(poll)
+        self._signal_stop()
 
     def acknowledge_end(self) -> bool:
         """Mark the end of the run as noticed; returns whether it was noticed just now
         (``False`` while it runs, or when it was noticed before)."""
+        done = self.snapshot().done
         with self._lock:
-            if not self._snapshot.done or self.end_acknowledged:
+            if not done or self.end_acknowledged:
                 return False
             self.end_acknowledged = True
             return True
@@ -175,96 +299,174 @@ class TrainingJob:
         self.dismissed = True
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the job to end; returns whether it has."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait for the child to exit; returns whether it has."""
+        if self._process is None:
+            return False
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     # -- reading ---------------------------------------------------------------------------
+    def _refresh(self) -> tuple[int | None, _Manifest | None, WriterInfo | None]:
+        """The exit code, manifest and heartbeat, each read again only if it changed."""
+        code = self._process.poll() if self._process is not None else None
+        run_dir = self.run_dir
+        if run_dir is None:
+            return code, None, None
+        if code is not None and self._ended_at is None:
+            self._ended_at = time.monotonic()
+        key = _stat_key(run_dir / "manifest.json")
+        if key != self._manifest_key:
+            self._manifest_key, self._manifest = key, _read_manifest(run_dir)
+        key = _stat_key(run_dir / WRITER_FILE)
+        if key != self._writer_key:
+            self._writer_key, self._writer = key, read_writer(run_dir)
+        return code, self._manifest, self._writer
+
     def snapshot(self) -> JobSnapshot:
-        """The latest progress, with elapsed and remaining time brought up to now."""
+        """What the run is doing now, from its directory and its process (cheap: two
+        ``stat`` calls, and a small file read when it changed)."""
         with self._lock:
-            snap = self._snapshot
-        if snap.done or not self._started:
-            return snap
-        now = time.monotonic()
-        since_report = now - self._last_progress_at if self._last_progress_at else 0.0
-        remaining = None if snap.remaining is None else max(snap.remaining - since_report, 0.0)
-        return replace(snap, elapsed=now - self._started, remaining=remaining)
+            code, manifest, writer = self._refresh()
+            stop_requested = self._stop_requested
+            if code is not None and self._error is None:
+                self._error = self._failure(code, manifest)
+            error = self._error
+        snap = JobSnapshot(
+            job_id=self.job_id,
+            config=self.config,
+            epochs=self.config.epochs,
+            stop_requested=stop_requested,
+            exit_code=code,
+            elapsed=self._elapsed(),
+        )
+        if writer is not None:
+            snap = _with_progress(snap, writer)
+        if manifest is not None:
+            snap = replace(snap, recorded_epochs=manifest.epochs, saved_path=self.run_dir)
+        snap = replace(snap, trace_version=self._published_version)
+        return _with_state(snap, code, manifest, error)
+
+    def _elapsed(self) -> float:
+        if not self._started:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return end - self._started
+
+    def _failure(self, code: int, manifest: _Manifest | None) -> str:
+        """``""`` when the run closed its directory; else why it failed, in one line."""
+        if code in _CLOSED_EXITS and manifest is not None and manifest.status in FINAL_STATUSES:
+            return ""
+        assert self.run_dir is not None
+        said = error_line(self.run_dir) if code >= 0 else None
+        if manifest is None:  # nothing recorded: the log's line is all there is to keep
+            _remove_empty_run(self.run_dir)
+        if said:
+            return said
+        what = _exit_description(code)
+        if manifest is not None:
+            return (
+                f"the training process ended before the run was closed ({what}); its run "
+                f"directory keeps every epoch recorded before, up to E_{manifest.epochs[-1]}"
+            )
+        if self._stop_requested:
+            return f"the run was stopped before it recorded anything ({what})"
+        return f"the training process ended before it recorded anything ({what})"
 
     @property
     def live_trace(self) -> NetworkTrace | None:
-        """The trace recorded so far (``None`` before ``E_0`` is measured)."""
-        with self._lock:
+        """The trace recorded so far, loaded from the run directory (``None`` before ``E_0``
+        is recorded). Loaded again only when the manifest changed (at most at the pace
+        :data:`RELOAD_PACE` allows while the run trains), and once when the run ended."""
+        with self._load_lock:
+            snap = self.snapshot()
+            key = (self._manifest_key, snap.done)
+            if self.run_dir is None or self._manifest_key is None:
+                return None
+            due = snap.done or self._live_trace is None or time.monotonic() >= self._next_load
+            if key != self._trace_key and due:
+                started = time.monotonic()
+                loaded = self._load()
+                took = time.monotonic() - started
+                self._next_load = started + took * (1 + RELOAD_PACE)
+                if loaded is not None:
+                    self._live_trace, self._trace_key = loaded, key
+                    self._published_version = _content_version(loaded)
             return self._live_trace
 
-    # -- the thread ------------------------------------------------------------------------
-    def _publish(self, **changes: object) -> None:
-        with self._lock:
-            self._snapshot = replace(self._snapshot, **changes)  # type: ignore[arg-type]
+    def _load(self) -> NetworkTrace | None:
+        from .store import load_trace
 
-    def _on_progress(self, progress: TrainingProgress) -> None:
-        self._last_progress_at = time.monotonic()
-        self._publish(
-            state="running",
-            epoch=progress.epoch,
-            epochs=progress.epochs,
-            step=progress.step,
-            steps_per_epoch=progress.steps_per_epoch,
-            loss=progress.loss,
-            fraction=progress.fraction,
-            remaining=progress.eta,
-            recorded_epochs=tuple(progress.recorded_epochs),
-            message=progress.message,
-        )
-
-    def _on_trace(self, trace: NetworkTrace) -> None:
-        with self._lock:
-            self._live_trace = trace
-            self._snapshot = replace(
-                self._snapshot,
-                trace_version=self._snapshot.trace_version + 1,
-                recorded_epochs=tuple(trace.epochs),
-            )
-
-    def _run(self) -> None:
+        assert self.run_dir is not None
         try:
-            import torch
+            return load_trace(self.run_dir)
+        except (TraceFormatError, OSError) as exc:  # keep what was shown; say so in the log
+            logger.warning("run directory %s cannot be read now: %s", self.run_dir, exc)
+            return None
 
-            torch.set_num_threads(JOB_THREADS)  # process-wide: see JOB_THREADS
-            run = train(
-                self.config,
-                progress=self._on_progress,
-                stop=self._stop,
-                progress_every=0.2,
-                on_trace=self._on_trace,
-            )
-            trace = run.trace
-            assert trace is not None
-            self._publish(state="saving", status=trace.status)
-            suffix = "" if trace.status == "complete" else f"-{trace.status}"
-            path = save_trace(trace, new_run_path(self.name + suffix, self.directory))
-            with self._lock:
-                self._live_trace = trace
-                self._snapshot = replace(
-                    self._snapshot,
-                    state="finished",
-                    status=trace.status,
-                    message=str(trace.meta.get("status_message") or ""),
-                    saved_path=path,
-                    recorded_epochs=tuple(trace.epochs),
-                    trace_version=self._snapshot.trace_version + 1,
-                    elapsed=time.monotonic() - self._started,
-                    remaining=0.0,
-                    fraction=1.0 if trace.status == "complete" else self._snapshot.fraction,
-                )
-        except Exception as exc:  # reported to the user through the snapshot
-            logger.exception("training job %s failed", self.job_id)
-            self._publish(
-                state="failed",
-                error=f"{type(exc).__name__}: {exc}",
-                elapsed=time.monotonic() - self._started,
-                remaining=None,
-            )
+
+def _content_version(trace: NetworkTrace) -> int:
+    """A version that only a change of a live run's trace changes: its recorded epochs (each
+    epoch written adds its rows, tensors and history) and whether the run has ended."""
+    return len(trace.epochs) + int(trace.status != "running")
+
+
+def _with_progress(snap: JobSnapshot, writer: WriterInfo) -> JobSnapshot:
+    """``snap`` with the progress of the run's heartbeat (time left brought up to now)."""
+    progress = writer.progress
+    eta = progress.get("eta")
+    remaining = None if eta is None else max(float(eta) - (time.time() - writer.heartbeat), 0.0)
+    return replace(
+        snap,
+        state="running",
+        epoch=int(progress.get("epoch", snap.epoch)),
+        epochs=int(progress.get("epochs", snap.epochs)),
+        step=int(progress.get("step", 0)),
+        steps_per_epoch=int(progress.get("steps_per_epoch", 0)),
+        loss=float(progress.get("loss", snap.loss)),
+        fraction=float(progress.get("fraction", 0.0)),
+        remaining=remaining,
+        message=str(progress.get("message", "")),
+    )
+
+
+def _with_state(
+    snap: JobSnapshot, code: int | None, manifest: _Manifest | None, error: str | None
+) -> JobSnapshot:
+    """``snap`` with the state and status that the process and the manifest say."""
+    if code is None:
+        if manifest is not None and manifest.status in FINAL_STATUSES:
+            return replace(snap, state="saving", status=manifest.status)
+        return snap
+    if not error:
+        assert manifest is not None
+        return replace(
+            snap,
+            state="finished",
+            status=manifest.status,
+            message=manifest.message,
+            remaining=0.0,
+            fraction=1.0 if manifest.status == "complete" else snap.fraction,
+        )
+    return replace(
+        snap,
+        state="failed",
+        status="interrupted" if manifest is not None else snap.status,
+        error=error,
+        remaining=None,
+    )
+
+
+def _remove_empty_run(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but what a job put there before its child
+    recorded anything (its config, log and heartbeat); anything else keeps it."""
+    for name in (CONFIG_FILE, LOG_FILE, WRITER_FILE):
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink()
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
 
 
 _registry: dict[str, TrainingJob] = {}
@@ -272,10 +474,10 @@ _registry_lock = threading.Lock()
 
 
 def running_jobs() -> list[TrainingJob]:
-    """Jobs of this process that have not ended."""
+    """Jobs of this process whose child is still running."""
     with _registry_lock:
         jobs = list(_registry.values())
-    return [job for job in jobs if not job.snapshot().done]
+    return [job for job in jobs if job.is_running()]
 
 
 def start_job(
@@ -293,10 +495,10 @@ def start_job(
     :class:`~nn_tracing.estimate.RunTooLarge` when the run's estimated peak memory, with that
     of the runs training now, is over ``budget`` (default :func:`~nn_tracing.budget.server_budget`)
     or its trace over the runs folder's free disk; the message gives the figures and the
-    setting to lower.
+    setting to lower. :class:`OSError` when the run directory or the process cannot be made.
     """
     with _registry_lock:
-        active = [job for job in _registry.values() if not job.snapshot().done]
+        active = [job for job in _registry.values() if job.is_running()]
         if len(active) >= max_running:
             raise JobLimitError(
                 f"{len(active)} runs are training on this server already (the limit is "
@@ -309,11 +511,12 @@ def start_job(
             budget if budget is not None else server_budget(),
             job.directory,
         )
-        finished = [job_id for job_id, job in _registry.items() if job.snapshot().done]
+        job.start()
+        finished = [job_id for job_id, job in _registry.items() if not job.is_running()]
         for job_id in finished[: max(len(finished) - MAX_FINISHED_JOBS + 1, 0)]:
             del _registry[job_id]
         _registry[job.job_id] = job
-    return job.start()
+    return job
 
 
 def jobs_of(owner: str) -> list[TrainingJob]:
@@ -334,34 +537,3 @@ def get_job(job_id: str | None) -> TrainingJob | None:
         return None
     with _registry_lock:
         return _registry.get(job_id)
-
-
-def _stop_running_jobs(timeout: float = 30.0) -> None:
-    """When the server stops (Ctrl-C, SIGTERM), stop every run and wait until each has saved
-    its trace as ``stopped`` instead of dying inside a torch call."""
-    running = running_jobs()
-    for job in running:
-        job.stop()
-    deadline = time.monotonic() + timeout
-    for job in running:
-        job.join(max(deadline - time.monotonic(), 0.0))
-
-
-def _register_exit_hook() -> None:
-    """Run :func:`_stop_running_jobs` before the interpreter starts tearing down.
-
-    Plain ``atexit`` handlers run too late: by then ``threading`` has told every
-    ``concurrent.futures`` pool to refuse work ("cannot schedule new futures after interpreter
-    shutdown"), and saving a trace may use one (pyarrow converts wide frames in a pool).
-    ``threading``'s own exit hooks run first, newest first, so ours — registered after
-    ``concurrent.futures.thread`` is imported — runs while pools still take work. Where that
-    private hook does not exist, ``atexit`` is the fallback.
-    """
-    register = getattr(threading, "_register_atexit", None)
-    if register is None:  # pragma: no cover - CPython has had it since 3.9
-        atexit.register(_stop_running_jobs)
-        return
-    register(_stop_running_jobs)
-
-
-_register_exit_hook()

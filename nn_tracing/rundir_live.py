@@ -233,10 +233,15 @@ class Heartbeat:
         if not force and now - self._last < self.interval:
             return False
         self._last = now
-        clean = {k: v for k, v in progress.items() if k in _PROGRESS_FIELDS and v is not None}
-        self.info = replace(
-            self.info, heartbeat=time.time(), progress={**self.info.progress, **clean}
-        )
+        merged = {**self.info.progress}
+        for key, value in progress.items():
+            if key not in _PROGRESS_FIELDS or value is None:
+                continue
+            if isinstance(value, float) and not math.isfinite(value):  # a diverged loss
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        self.info = replace(self.info, heartbeat=time.time(), progress=merged)
         data = json.dumps(self.info.to_dict(), allow_nan=False, default=str).encode()
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".writer.", suffix=".tmp", dir=self.directory)

@@ -25,6 +25,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import DataSplits, prepare_data
 from .models import build_model
+from .stopping import StopRequest
 from .trace import NetworkTrace
 from .tracer import TraceableNN
 
@@ -40,7 +41,7 @@ __all__ = [
     "train",
 ]
 
-StopSignal = threading.Event | Callable[[], bool] | None
+StopSignal = threading.Event | StopRequest | Callable[[], bool] | None
 
 
 class TrainingDiverged(RuntimeError):
@@ -304,6 +305,7 @@ class _TrainingLoop:
             torch.zeros((), dtype=torch.float64, device=device),
             torch.zeros((), dtype=torch.int64, device=device),
         )
+        tracked = stop if isinstance(stop, StopRequest) else None
         for step in range(self.steps_per_epoch):
             idx = perm[step * bs : (step + 1) * bs]
             xb, yb = self.X[idx], self.y[idx]
@@ -322,8 +324,10 @@ class _TrainingLoop:
             sums.loss_sum += loss.detach().to(torch.float64) * xb.shape[0]
             sums.correct += (logits.detach().argmax(1) == yb).sum()
             sums.seen += xb.shape[0]
+            if tracked is not None:
+                tracked.position = (epoch, step + 1)
             if _stop_requested(stop):
-                self._end_run("stopped", epoch, step)
+                self._end_run("stopped", epoch, step, stop)
                 sums.ended = "stopped"
                 return sums
             if self.progress is not None and (
@@ -333,8 +337,9 @@ class _TrainingLoop:
                 self.report(epoch, step + 1)
         return sums
 
-    def _end_run(self, status: str, epoch: int, step: int) -> None:
-        """Record why the run ends early (``diverged`` or ``stopped``) at ``epoch``, ``step``."""
+    def _end_run(self, status: str, epoch: int, step: int, stop: StopSignal = None) -> None:
+        """Record why the run ends early (``diverged`` or ``stopped``) at ``epoch``, ``step``
+        (and, for a :class:`~nn_tracing.stopping.StopRequest`, where the stop was asked for)."""
         self.status = status
         if status == "diverged":
             self.message = (
@@ -345,6 +350,10 @@ class _TrainingLoop:
         else:
             self.message = f"stopped by the user at epoch {epoch}, step {step + 1}"
             self.extra_meta["stopped_epoch"] = epoch
+            self.extra_meta["stopped_step"] = step + 1
+            requested = stop.requested_meta() if isinstance(stop, StopRequest) else None
+            if requested is not None:
+                self.extra_meta["stop_requested_at"] = requested
 
     def _end_epoch(
         self, epoch: int, sums: _EpochSums, on_trace: Callable[[NetworkTrace], None] | None
@@ -449,7 +458,10 @@ def train(
         ``progress_every`` seconds within one.
     stop
         A :class:`threading.Event` (or a callable returning ``True``) that ends training after
-        the current batch; the trace is kept with status ``stopped``.
+        the current batch; the trace is kept with status ``stopped`` (``meta["stopped_epoch"]``
+        and ``meta["stopped_step"]`` say where). A :class:`~nn_tracing.stopping.StopRequest`
+        also records where training was when the stop was asked for
+        (``meta["stop_requested_at"]``).
     traced
         ``False`` trains the same model in the same way without tracing (for benchmarks and
         for the bitwise-identity test); ``run.trace`` is then ``None``.

@@ -1,5 +1,8 @@
 """The session's training runs in the sidebar: live progress while they train, how they ended.
 
+Each run is a child process writing its run directory (:mod:`nn_tracing.jobs`); the panel
+follows it through that directory (the manifest's ``stat``, the heartbeat's progress), so a
+refresh costs a few small reads, and the trace is loaded again only when an epoch was recorded.
 What a session has started is read from the process-wide job registry
 (:func:`nn_tracing.jobs.jobs_of`, keyed by the Streamlit session id), not from session state: a
 page switch in the same instant as a click, or a script run cut short, cannot make a run vanish
@@ -15,6 +18,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import jobs
+from ..runs import find_run
 from . import state
 from .text import fmt_duration, guarded, md_escape, show_message
 from .traces import set_active
@@ -33,8 +37,8 @@ def session_jobs() -> list[jobs.TrainingJob]:
 
 
 def running_jobs() -> list[jobs.TrainingJob]:
-    """The session's runs that are still training."""
-    return [job for job in session_jobs() if not job.snapshot().done]
+    """The session's runs that are still training (their process runs)."""
+    return [job for job in session_jobs() if job.is_running()]
 
 
 def _watching(job: jobs.TrainingJob) -> bool:
@@ -44,8 +48,10 @@ def _watching(job: jobs.TrainingJob) -> bool:
 def poll_jobs() -> bool:
     """Take notice of the session's runs that ended; returns whether one just did.
 
-    A run whose live trace the session was looking at hands over to its saved trace (or, if
-    it failed, to none).
+    A run the session was looking at stays shown when it ended with a trace (complete,
+    stopped, diverged, or interrupted with the epochs it recorded): by its name in the runs
+    folder where the folder lists it, else still through the job. One that recorded nothing
+    is no longer shown.
     """
     ended = False
     for job in session_jobs():
@@ -53,30 +59,35 @@ def poll_jobs() -> bool:
             continue
         ended = True
         if _watching(job):
-            snap = job.snapshot()
-            if snap.state == "failed" or snap.saved_name is None:
+            name = job.snapshot().saved_name
+            if name is None:
                 state.pop(state.ACTIVE_TRACE)
-            else:
-                set_active(f"run:{snap.saved_name}")
+            elif find_run(name) is not None:
+                set_active(f"run:{name}")
     return ended
 
 
 def ended_message(job: jobs.TrainingJob) -> tuple[str, str]:
     """How a run ended, as a ``(kind, text)`` message."""
     snap = job.snapshot()
-    if snap.state == "failed":
-        return "error", f"Training {job.name} failed: {snap.error}"
     name = snap.saved_name or job.name
+    if snap.state == "failed":
+        kept = (
+            f" Its run directory {name}/ keeps the {len(snap.recorded_epochs)} epochs it "
+            f"recorded (status '{snap.status}')."
+            if snap.saved_name
+            else ""
+        )
+        return "error", f"Training {job.name} failed: {(snap.error or '').rstrip('.')}.{kept}"
     if snap.status == "complete":
-        return "success", f"Run {name} finished; saved in the runs folder as {name}.nntrace."
+        return "success", f"Run {name} finished; its run directory is {name}/ in the runs folder."
     return "warning", (
         f"Run {name} {snap.status}: {snap.message or 'training ended early'}. The trace so far "
-        f"is saved in the runs folder as {name}.nntrace (status '{snap.status}')."
+        f"is kept in the runs folder as {name}/ (status '{snap.status}')."
     )
 
 
-def _progress(job: jobs.TrainingJob) -> None:
-    snap = job.snapshot()
+def _progress(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     st.caption(f"Training **{md_escape(job.name)}**")
     loss = f"{snap.loss:.4g}" if snap.loss == snap.loss else "–"
     starting = snap.epoch == 0 and not snap.recorded_epochs
@@ -114,10 +125,14 @@ def _live_panel_body() -> None:
     if not running:
         st.rerun()
     for job in running:
-        _progress(job)
+        watching = _watching(job)
+        if watching:
+            job.live_trace  # noqa: B018 (loads the run's new epochs, when there are any)
+        snap = job.snapshot()
+        _progress(job, snap)
         seen = state.get(state.JOB_SEEN_VERSION, 0)
-        if _watching(job) and job.snapshot().trace_version > seen:
-            st.rerun()  # a new epoch was recorded: redraw the page that shows it
+        if watching and snap.trace_version > seen:
+            st.rerun()  # a new epoch was loaded: redraw the page that shows it
 
 
 def render_live() -> None:
@@ -135,7 +150,7 @@ def _dismiss(job_id: str) -> None:
 
 def render_ended() -> None:
     """How the session's recent runs ended, each with a button to dismiss it."""
-    ended = [job for job in session_jobs() if job.snapshot().done][-MAX_ENDED_SHOWN:]
+    ended = [job for job in session_jobs() if not job.is_running()][-MAX_ENDED_SHOWN:]
     for job in ended:
         show_message(ended_message(job))
         st.button(

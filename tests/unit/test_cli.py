@@ -1,5 +1,6 @@
 """The nn-tracing command, run for real through subprocess."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,11 +15,19 @@ import nn_tracing as nt
 from nn_tracing.cli import main
 from nn_tracing.estimate import format_bytes
 
+ROOT = Path(__file__).resolve().parents[2]
+#: A child process imports this checkout's nn_tracing, whatever its working directory.
+CHILD_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+}
+
 
 def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "nn_tracing.cli", *args],
         cwd=cwd,
+        env=CHILD_ENV,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -131,6 +140,12 @@ def test_config_file_and_schedule_flags(tmp_path):
         (["train", "--config", "missing.toml"], "does not exist"),
         (["train", "--config", "bad.toml"], "not valid TOML"),
         (["train", "--config", "unknown.toml"], "unknown config key"),
+        (["train", "--config", "bad.json"], "not valid JSON"),
+        (["train", "--config", "list.json"], "must hold an object"),
+        (["train", "--out", "folder"], "is a runs folder"),
+        (["train", "--out", "done/"], "holds a run already"),
+        (["train", "--out", "new/", "--run-dir", "other"], "--run-dir goes with"),
+        (["train", "--threads", "0"], "--threads must be at least 1"),
         (["train", "--csv", "nope.csv", "--label-column", "y"], "does not exist"),
         (["info", "nothing.nntrace"], "no such file"),
         (["info", "garbage.nntrace"], "not a .nntrace"),
@@ -146,7 +161,13 @@ def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(
 ):
     (tmp_path / "bad.toml").write_text("epochs = [")
     (tmp_path / "unknown.toml").write_text("layers = 3\n")
+    (tmp_path / "bad.json").write_text('{"epochs": ')
+    (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "garbage.nntrace").write_bytes(b"\x00garbage" * 100)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.nntrace").write_bytes(b"")
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "manifest.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
     assert main([*args, "--quiet"] if args[0] == "train" else args) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -261,6 +282,7 @@ def test_ctrl_c_stops_after_the_current_batch_and_saves(tmp_path):
             "stopped.nntrace",
         ],
         cwd=tmp_path,
+        env=CHILD_ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -284,3 +306,98 @@ def test_console_script_is_installed():
     assert script.exists()
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_out_dir_writes_a_run_directory_and_nothing_else(tmp_path):
+    """``--out runs/x/`` (and a name without .nntrace) is a run directory, read from a JSON
+    config file holding exactly a TrainConfig (``null`` included)."""
+    config = nt.TrainConfig(
+        dataset="moons", hidden_sizes=(5,), epochs=2, n_samples=200, probe_size=40, lr=0.0123
+    )
+    (tmp_path / "cfg.json").write_text(json.dumps(config.to_dict()))
+    result = cli("train", "--config", "cfg.json", "--out", "runs/x/", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "saved runs/x/ (complete; epochs [0, 1, 2]" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["x"]
+    trace = nt.load_trace(tmp_path / "runs" / "x")
+    assert trace.status == "complete" and trace.epochs == [0, 1, 2]
+    assert nt.TrainConfig.from_dict(trace.meta["config"]) == config
+    assert (
+        main(
+            ["train", "--dataset", "iris", "--epochs", "1", "--quiet", "--out", str(tmp_path / "y")]
+        )
+        == 0
+    )
+    assert nt.load_trace(tmp_path / "y").epochs == [0, 1]
+
+
+def _global_batch(epoch: int, step: int, steps_per_epoch: int) -> int:
+    """Batches trained before position (epoch, batches done in it); epoch 0 is before any."""
+    return 0 if epoch == 0 else (epoch - 1) * steps_per_epoch + step
+
+
+def assert_stopped_within_one_batch(trace: nt.NetworkTrace, steps_per_epoch: int) -> None:
+    """The stop took effect at most one batch after it was asked for, and the trace says so."""
+    asked = trace.meta["stop_requested_at"]
+    stopped = (trace.meta["stopped_epoch"], trace.meta["stopped_step"])
+    gap = _global_batch(*stopped, steps_per_epoch) - _global_batch(
+        asked["epoch"], asked["step"], steps_per_epoch
+    )
+    assert 0 <= gap <= 1, (asked, stopped)
+    assert trace.status == "stopped"
+    assert trace.meta["partial_epoch"] == stopped[0] == trace.epochs[-1]
+    assert f"epoch {stopped[0]}, step {stopped[1]}" in trace.meta["status_message"]
+
+
+#: Many small batches per epoch (15000 training samples / 8), so that a stop is easy to place
+#: in the middle of an epoch; only the last epoch is recorded (plus E_0 and the stopped one).
+MANY_BATCHES = ("--dataset", "moons", "--hidden", "8", "--epochs", "50", "--n-samples", "20000",
+                "--batch-size", "8", "--probe-size", "64", "--last")  # fmt: skip
+MANY_BATCHES_PER_EPOCH = 1875
+
+
+def _wait_for_progress(run_dir: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
+    """The heartbeat's progress once the run is in its second epoch or later (the heartbeat
+    shows the epoch at least at every epoch's end)."""
+    from nn_tracing.rundir_live import read_writer
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        writer = read_writer(run_dir)
+        progress = writer.progress if writer is not None else {}
+        if progress.get("epoch", 0) >= 2:
+            return progress
+        time.sleep(0.05)
+    raise AssertionError("the run did not get under way")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_takes_effect_within_one_batch(tmp_path, signum):
+    """SIGTERM behaves as the first Ctrl-C: the run finishes its batch, records the epoch in
+    progress and closes its directory as ``stopped``; where the request came and where the
+    run stopped are recorded, at most one batch apart."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nn_tracing", "train", *MANY_BATCHES, "--quiet", "--out", "run/"],
+        cwd=tmp_path,
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        progress = _wait_for_progress(tmp_path / "run", proc)
+        assert progress["steps_per_epoch"] == MANY_BATCHES_PER_EPOCH
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "stopping after the current batch" in err
+    assert "saved run/ (stopped" in out
+    trace = nt.load_trace(tmp_path / "run")
+    assert_stopped_within_one_batch(trace, MANY_BATCHES_PER_EPOCH)
+    assert trace.meta["stop_requested_at"]["epoch"] >= progress["epoch"]
+    assert trace.epochs == [0, trace.meta["stopped_epoch"]]

@@ -55,6 +55,14 @@ def test_a_heartbeat_is_rate_limited_and_carries_progress(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != WRITER_FILE]  # no temporary left
 
 
+def test_a_non_finite_progress_value_is_dropped_not_written(tmp_path):
+    """A diverged loss (inf, nan) cannot go into JSON: the heartbeat leaves it out."""
+    beat = Heartbeat(tmp_path)
+    beat.beat(force=True, epoch=1, loss=0.5)
+    assert beat.beat(force=True, epoch=2, loss=float("inf"), eta=float("nan")) is True
+    assert read_writer(tmp_path).progress == {"epoch": 2}
+
+
 def test_live_stalled_interrupted_and_finished_on_this_machine(tmp_path):
     Heartbeat(tmp_path).beat(force=True)
     now = time.time()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import nn_tracing as nt
+from nn_tracing.stopping import StopRequest
 
 TINY = dict(hidden_sizes=(8, 8), epochs=4, n_samples=300, probe_size=64, batch_size=32)
 
@@ -100,6 +101,26 @@ def test_a_stop_request_ends_after_the_current_batch_and_records_the_partial_epo
     assert trace.epochs == [0, 2]
     assert steps[-1].status == "stopped"
     assert nt.load_trace(nt.save_trace(trace, tmp_path / "s.nntrace")).status == "stopped"
+
+
+def test_a_stop_request_records_where_it_came_and_where_training_stopped():
+    """A StopRequest set after batch 5 of epoch 2 (from the progress report that follows it):
+    training stops after the next batch, and the trace names both places."""
+    stop = StopRequest()
+
+    def progress(p: nt.Progress) -> None:
+        if (p.epoch, p.step) == (2, 5) and not p.epoch_done:
+            stop.set()
+
+    cfg = nt.TrainConfig(
+        dataset="moons", epoch_intervals=-1, hidden_sizes=(8,), epochs=50, n_samples=2000
+    )
+    trace = nt.train(cfg, progress=progress, stop=stop, progress_every=0.0).trace
+    assert stop.requested_at == (2, 5)
+    assert trace.meta["stop_requested_at"] == {"epoch": 2, "step": 5}
+    assert (trace.meta["stopped_epoch"], trace.meta["stopped_step"]) == (2, 6)
+    assert trace.meta["status_message"] == "stopped by the user at epoch 2, step 6"
+    assert trace.status == "stopped" and trace.epochs == [0, 2]
 
 
 def test_progress_reports_every_epoch_and_a_final_status():
