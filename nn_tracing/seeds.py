@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .runs import run_files, runs_dir
+from .runs import run_name, run_paths, runs_dir
 from .store import TraceFormatError, read_manifest
 
 __all__ = [
@@ -65,8 +65,9 @@ def find_replicates(
     key = replicate_key(config)
     skip = set(exclude)
     out = []
-    for path in run_files(directory or runs_dir()):
-        if path.stem in skip:
+    for path in run_paths(directory or runs_dir()):
+        name = run_name(path)
+        if name in skip:
             continue
         meta = _meta_of(path)
         other = meta.get("config")
@@ -75,7 +76,7 @@ def find_replicates(
         seed = other.get("seed")
         out.append(
             Replicate(
-                path.stem,
+                name,
                 path,
                 seed if isinstance(seed, int) else None,
                 str(meta.get("status", "complete")),

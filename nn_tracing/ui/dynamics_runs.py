@@ -19,14 +19,14 @@ from typing import Any
 import streamlit as st
 
 from .. import jobs
-from ..runs import display_name, parse_display_name, run_files, runs_dir
+from ..runs import display_name, parse_display_name, run_paths, runs_dir
 from ..seeds import Replicate, find_replicates, free_seeds, replicate_config
 from ..store import TraceFormatError
 from ..trace import NetworkTrace
 from ..views import dynamics as view
 from . import state
 from .text import guarded, md_escape, show_message
-from .traces import ActiveTrace, load_trace_file
+from .traces import ActiveTrace, load_trace_file, run_stamp
 
 __all__ = ["MAX_JOINT_RUNS", "MAX_SEED_JOBS", "runs_picker"]
 
@@ -42,15 +42,14 @@ def _ensure(key: str, valid: Callable[[Any], bool], default: Any) -> None:
         state.put(key, default)
 
 
-def _stamps() -> tuple[tuple[bytes, int, int], ...]:
+def _stamps() -> tuple[tuple[bytes, int, int, int], ...]:
+    """What changes when a run of the folder changes (a file or a run directory's manifest)."""
     out = []
-    for path in run_files():
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        # bytes: a file name that is not UTF-8 is a str Streamlit's cache key cannot hash
-        out.append((os.fsencode(path), stat.st_mtime_ns, stat.st_size))
+    for path in run_paths():
+        stamp = run_stamp(path)
+        if stamp is not None:
+            # bytes: a file name that is not UTF-8 is a str Streamlit's cache key cannot hash
+            out.append((os.fsencode(path), *stamp))
     return tuple(sorted(out))
 
 

@@ -42,6 +42,8 @@ def running_jobs() -> list[jobs.TrainingJob]:
 
 
 def _watching(job: jobs.TrainingJob) -> bool:
+    """Whether the session shows the run through its job (before its run directory opens);
+    afterwards the page follows the run directory itself (:mod:`nn_tracing.ui.follow`)."""
     return state.get(state.ACTIVE_TRACE) == f"job:{job.job_id}"
 
 

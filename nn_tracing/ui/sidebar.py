@@ -96,8 +96,10 @@ def _trace_labels(active: ActiveTrace | None, entries: list[RunEntry]) -> dict[s
     """The traces one can pick, ``{ref: label}``: runs training now, this session's uploads,
     the readable runs of the folder, and the active trace if it is none of those."""
     labels: dict[str, str] = {}
-    for job in running_jobs():
-        labels[f"job:{job.job_id}"] = f"● training now: {job.name}"
+    listed = {entry.name for entry in entries if entry.readable}
+    for job in running_jobs():  # until its run directory opens; then it is listed as a run
+        if job.snapshot().saved_name not in listed:
+            labels[f"job:{job.job_id}"] = f"● training now: {job.name}"
     for upload in state.get(state.UPLOADS, []):
         labels[f"upload:{upload['digest']}"] = f"{upload['name']} · uploaded in this session"
     for entry in entries:

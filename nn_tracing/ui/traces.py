@@ -11,7 +11,8 @@ A trace is referred to by a short string kept in session state:
 * ``upload:<digest>`` — a file uploaded in this session, validated by
   :func:`~nn_tracing.store.load_trace` and kept in the server's bounded upload folder
   (:mod:`nn_tracing.ui.uploads`; not in ``runs/`` unless the user saves it there);
-* ``job:<id>`` — the trace a running job has recorded so far.
+* ``job:<id>`` — the session's own run until its run directory has recorded ``E_0``; from
+  then on the reference becomes that directory's ``run:<name>``, followed like any live run.
 
 Loaded traces are shared by all sessions: a file through ``st.cache_resource`` keyed by its
 path, size and modification time; a run directory by the stamp of its ``manifest.json``
@@ -162,7 +163,7 @@ def _entry(path: bytes, stamp: tuple[int, int, int]) -> RunEntry:
     return read_entry(Path(os.fsdecode(path)))
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def run_stamp(path: Path) -> tuple[int, int, int] | None:
     """What changes when a run's content does: a file's (inode, mtime_ns, size); a run
     directory's manifest's (each epoch replaces it); ``None`` when there is none (yet)."""
     target = path / MANIFEST_FILE if path.is_dir() else path
@@ -177,7 +178,7 @@ def run_entry(path: Path) -> RunEntry | None:
     """The runs folder's entry of the run at ``path`` (cached by its stamp, its writer checked
     now); ``None`` if it went away. A run directory without a manifest yet (starting) is
     read as it is, uncached: there is nothing to read but its ``writer.json``."""
-    stamp = _stamp(path)
+    stamp = run_stamp(path)
     if stamp is None:
         return read_entry(path) if path.is_dir() else None
     return refresh_entry(_entry(os.fsencode(path), stamp))
@@ -235,7 +236,7 @@ _run_versions = _RunVersions()
 def load_trace_file(path: Path) -> NetworkTrace:
     """The trace of a file or run directory, loaded once per version (see the module)."""
     if path.is_dir():
-        stamp = _stamp(path)
+        stamp = run_stamp(path)
         if stamp is None:
             raise TraceFormatError("the run has not recorded an epoch yet (no manifest.json)")
         return _run_versions.get(path, stamp)
@@ -346,6 +347,9 @@ def _open(ref: str) -> ActiveTrace | None:
             job = jobs.get_job(ident)
             if job is None:
                 raise _Unavailable("The training run this session started is no longer known.")
+            handed_over = _job_run(job)
+            if handed_over is not None:  # followed through its run directory, like any run
+                return handed_over
             trace, snap = job.live_trace, job.snapshot()
             if trace is None:
                 return None
@@ -370,6 +374,18 @@ def _open(ref: str) -> ActiveTrace | None:
     except OSError as exc:
         raise _Unavailable(f"{ident} cannot be read: {_os_problem(exc)}") from None
     raise _Unavailable(f"Unknown trace reference {display_name(ref)}.")
+
+
+def _job_run(job: jobs.TrainingJob) -> ActiveTrace | None:
+    """The run directory of the session's own run, opened as ``run:<name>`` once the runs
+    folder lists it with ``E_0`` recorded (``None`` before, or if it cannot be opened)."""
+    name = job.snapshot().saved_name
+    if name is None or find_run(name) is None:
+        return None
+    try:
+        return _open_run(run_ref(name), display_name(name))
+    except _Unavailable:
+        return None
 
 
 def _open_run(ref: str, shown: str) -> ActiveTrace:
@@ -403,7 +419,7 @@ def resolve_active() -> tuple[ActiveTrace | None, str | None]:
         except _Unavailable as exc:
             problem = problem or str(exc)
             continue
-        set_active(candidate)
+        set_active(active.ref if active is not None else candidate)
         return active, problem
     state.pop(state.ACTIVE_TRACE)
     return None, problem

@@ -96,10 +96,10 @@ def test_more_seeds_train_in_the_background_and_join_the_fit(
     assert_healthy(at)
     assert load_trace(runs_dir / "tiny-seed1").meta["config"]["seed"] == 1  # its run directory
     assert "trained and saved" in texts(at.main.success)
-    # the new run joins the fit where the runs folder lists run directories (issue 13, item 4)
-    if find_run("tiny-seed1") is not None:
-        picker = at.multiselect(key=state.epoch_key(state.DYNAMICS_RUNS, "run:tiny"))
-        assert picker.options == ["tiny-seed1 (seed 1)"]
+    # the new run (a run directory) joins the fit
+    assert find_run("tiny-seed1") == runs_dir / "tiny-seed1"
+    picker = at.multiselect(key=state.epoch_key(state.DYNAMICS_RUNS, "run:tiny"))
+    assert picker.options == ["tiny-seed1 (seed 1)"]
 
 
 def test_the_controls_redraw_their_section(app: Callable[[], AppTest]) -> None:

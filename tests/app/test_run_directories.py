@@ -221,17 +221,17 @@ def test_a_run_being_written_cannot_be_renamed_or_deleted(
 def test_each_version_of_a_run_directory_is_loaded_once_and_only_the_newest_kept(
     runs_dir: Path, trace: NetworkTrace
 ) -> None:
-    from nn_tracing.ui.traces import _RunVersions, _stamp
+    from nn_tracing.ui.traces import _RunVersions, run_stamp
 
     growing, other = runs_dir / "growing", runs_dir / "other"
     writer = _writing(growing, trace, 2)
     _writing(other, trace, 1)
     versions = _RunVersions(max_runs=1)
-    first = versions.get(growing, _stamp(growing))
-    assert versions.get(growing, _stamp(growing)) is first  # same manifest: no new load
+    first = versions.get(growing, run_stamp(growing))
+    assert versions.get(growing, run_stamp(growing)) is first  # same manifest: no new load
     writer.write_epoch(trace.epochs[2])
-    second = versions.get(growing, _stamp(growing))
+    second = versions.get(growing, run_stamp(growing))
     assert second is not first and second.epochs == trace.epochs[:3]
     assert first.epochs == trace.epochs[:2]
-    versions.get(other, _stamp(other))  # one run at most: "growing" is dropped
-    assert versions.get(growing, _stamp(growing)) is not second
+    versions.get(other, run_stamp(other))  # one run at most: "growing" is dropped
+    assert versions.get(growing, run_stamp(growing)) is not second

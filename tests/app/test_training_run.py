@@ -59,16 +59,12 @@ def _finish(at: AppTest, timeout: float = 120) -> jobs.JobSnapshot:
     return job.snapshot()
 
 
-def _shown_after_the_end(at: AppTest, job: jobs.TrainingJob, name: str) -> bool:
+def _shown_after_the_end(at: AppTest, job: jobs.TrainingJob, name: str) -> None:
     """Assert that the session still shows run ``name`` after it ended: by its name in the
-    runs folder where the folder lists run directories, else through its job. Returns
-    whether it is shown by name (a page then reads it as any saved run)."""
-    listed = find_run(name) is not None
-    expected = f"run:{name}" if listed else f"job:{job.job_id}"
-    assert at.session_state[state.ACTIVE_TRACE] == expected
-    if listed:
-        assert at.query_params["trace"] == name
-    return listed
+    runs folder (its run directory), as any saved run."""
+    assert find_run(name) is not None and job.snapshot().saved_name == name
+    assert at.session_state[state.ACTIVE_TRACE] == f"run:{name}"
+    assert at.query_params["trace"] == name
 
 
 def _wait_for_epochs(job: jobs.TrainingJob, n: int, timeout: float = 120) -> None:
@@ -138,8 +134,9 @@ def test_stop_saves_the_trace_so_far_labelled_stopped(
     deadline = time.monotonic() + 60
     while job.live_trace is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    at.run()  # the page draws the run while it trains
+    at.run()  # the page draws the run while it trains, through its run directory
     assert_healthy(at)
+    assert at.session_state[state.ACTIVE_TRACE] == "run:long"
     assert "Training now" in texts(at.main.info)
     assert at.sidebar.get("progress")
     at.sidebar.button(key=f"nnt.stop.{job.job_id}").click().run()
@@ -150,8 +147,8 @@ def test_stop_saves_the_trace_so_far_labelled_stopped(
     assert trace.status == "stopped" and trace.meta["partial_epoch"] == trace.epochs[-1]
     assert "stop_requested_at" in trace.meta
     assert "stopped" in texts(at.sidebar.warning)
-    if _shown_after_the_end(at, job, "long"):
-        assert "Stopped before the end" in texts(at.main.warning)
+    _shown_after_the_end(at, job, "long")
+    assert "Stopped before the end" in texts(at.main.warning)
     assert_healthy(at)
 
 
