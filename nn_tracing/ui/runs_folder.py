@@ -11,6 +11,12 @@ the runs folder only (a symbolic link is removed as a link, never its target) an
 whose writer lives — the buttons are disabled for such a run, and the library checks again.
 A renamed active trace stays active under its new name; a deleted one gives way to the
 newest run.
+
+A run being written by ``nn-tracing train`` on this machine — the sidebar's runs, also those
+started before the server restarted — offers *Stop training…* instead: once confirmed it sends
+the graceful stop (:func:`~nn_tracing.run_process.stop_run`, which signals only the verified
+writer: pid, process start time and command line), and the run records the epoch in progress
+and ends ``stopped``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ..run_process import stop_run, writer_pid
 from ..runs import RunEntry, RunRefused, delete_run, display_name, parse_display_name, rename_run
 from . import state
 from .text import md_escape, show_message
@@ -86,6 +93,25 @@ def _delete(ref: str) -> None:
     state.put(state.RUNS_MESSAGE, ("success", f"Deleted {display_name(name or '')}."))
 
 
+def _stop(ref: str, path: str) -> None:
+    state.pop(state.RUNS_PENDING)
+    name = display_name(_name_of(ref) or "")
+    if stop_run(path):
+        state.put(
+            state.RUNS_MESSAGE,
+            ("success", f"Asked {name} to stop after its current batch (status 'stopped')."),
+        )
+    else:
+        state.put(
+            state.RUNS_MESSAGE,
+            (
+                "error",
+                f"{name} could not be stopped from here: its training process has ended "
+                "or is not an nn-tracing run on this machine.",
+            ),
+        )
+
+
 def _rename(ref: str) -> None:
     name = _name_of(ref) or ""
     new_name = str(state.get(state.RUNS_NEW_NAME) or "").strip()
@@ -110,6 +136,24 @@ def _confirm(entry: RunEntry, action: str) -> None:
     """The confirmation step of ``action`` on ``entry``."""
     ref = run_ref(entry.name)
     what = "folder" if entry.is_directory else "file"
+    if action == "stop":
+        st.warning(
+            md_escape(
+                f"Stop training {entry.shown_name}? It finishes its current batch, records the "
+                "epoch in progress and ends with status 'stopped'.",
+                max_length=600,
+            )
+        )
+        left, right = st.columns(2)
+        left.button(
+            "Stop training",
+            key="nnt.runs.confirm_stop",
+            type="primary",
+            on_click=_stop,
+            args=(ref, str(entry.path)),
+        )
+        right.button("Cancel", key="nnt.runs.cancel", on_click=_cancel)
+        return
     if action == "delete":
         st.warning(
             md_escape(
@@ -164,11 +208,15 @@ def _manage(entries: list[RunEntry]) -> None:
                 max_length=400,
             )
         )
+    stoppable = busy and entry.is_directory and writer_pid(entry.path) is not None
     left, right = st.columns(2)
     left.button("Rename…", key="nnt.runs.rename", on_click=_ask, args=("rename",), disabled=busy)
     right.button("Delete…", key="nnt.runs.delete", on_click=_ask, args=("delete",), disabled=busy)
+    if stoppable:
+        st.button("Stop training…", key="nnt.runs.stop", on_click=_ask, args=("stop",))
     pending = state.get(state.RUNS_PENDING)
-    if pending and pending[1] == run_ref(entry.name) and not busy:
+    allowed = stoppable if pending and pending[0] == "stop" else not busy
+    if pending and pending[1] == run_ref(entry.name) and allowed:
         _confirm(entry, pending[0])
     elif pending:
         state.pop(state.RUNS_PENDING)

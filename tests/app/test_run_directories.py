@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -235,3 +236,40 @@ def test_each_version_of_a_run_directory_is_loaded_once_and_only_the_newest_kept
     assert first.epochs == trace.epochs[:2]
     versions.get(other, run_stamp(other))  # one run at most: "growing" is dropped
     assert versions.get(growing, run_stamp(growing)) is not second
+
+
+def test_a_run_training_in_its_own_process_is_stopped_from_the_runs_folder(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    """As after a server restart: a run no session of this server started, stopped from the
+    runs folder (confirmed first), ends ``stopped`` with its epochs."""
+    from nn_tracing.run_process import spawn_training
+    from tests.conftest import TINY_CONFIG
+
+    run_dir = runs_dir / "elsewhere"
+    run_dir.mkdir()
+    child = spawn_training(TINY_CONFIG.replace(epochs=100_000), run_dir)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "manifest.json").exists():
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        at = app().run()
+        at.sidebar.selectbox(key=state.RUNS_MANAGED).set_value("run:elsewhere").run()
+        assert at.sidebar.button(key="nnt.runs.rename").disabled  # being written
+        at.sidebar.button(key="nnt.runs.stop").click().run()
+        assert child.poll() is None  # asked first, not stopped yet
+        assert "Stop training elsewhere?" in texts(at.sidebar.warning)
+        at.sidebar.button(key="nnt.runs.confirm_stop").click().run()
+        assert_healthy(at)
+        assert "Asked elsewhere to stop" in texts(at.sidebar.success)
+        assert child.wait(60) == 130  # the CLI's exit code for a stopped run
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    trace = load_trace(run_dir)
+    assert trace.status == "stopped" and "stop_requested_at" in trace.meta
+    at.run()
+    assert "stopped" in _table(at)["elsewhere"]["status"]
+    assert not at.sidebar.button(key="nnt.runs.rename").disabled
