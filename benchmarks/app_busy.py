@@ -4,8 +4,8 @@ Starts the real app (``streamlit run streamlit_app.py`` on a free loopback port,
 folder holding one trace to browse), opens six browser sessions in Debian's headless Chromium
 (six contexts: six Streamlit sessions) and has them visit pages round-robin, all at once. Each
 visit is timed from navigation until the page is drawn: its heading and first chart
-visible. Then two training runs are started in their own processes, as the sidebar starts
-them (``python -m nn_tracing train … --run-dir runs/<name>``), and the same visits are timed
+visible. Then two training runs are started in their own processes exactly as the sidebar starts
+them (``python -m nn_tracing train … --out runs/<name>/``), and the same visits are timed
 again while both train.
 
     .venv/bin/python benchmarks/app_busy.py                 # prints a table of medians
@@ -61,16 +61,22 @@ def build_trace(path: Path, width: int) -> None:
 
 
 def start_training(runs: Path, name: str, width: int) -> subprocess.Popen:
-    """A long run in its own process, writing ``runs/<name>/`` as the sidebar's runs do."""
-    command = [
-        sys.executable, "-m", "nn_tracing", "train", "--dataset", "classification",
-        "--hidden", str(width), str(width), "--epochs", "100000", "--n-samples", "8000",
-        "--quiet", "--run-dir", str(runs / name), "--out", str(runs.parent / f"{name}.nntrace"),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    """A long run in its own process, started exactly as the sidebar starts one
+    (:func:`nn_tracing.run_process.spawn_training`: ``python -m nn_tracing train --out
+    runs/<name>/ --threads 1``)."""
+    import nn_tracing as nt
+    from nn_tracing.run_process import spawn_training
+
+    config = nt.TrainConfig(
+        dataset="classification",
+        hidden_sizes=(width, width),
+        epochs=100_000,
+        n_samples=8000,
+        seed=0,
     )
+    run_dir = runs / name
+    run_dir.mkdir()
+    return spawn_training(config, run_dir)
 
 
 def recorded(run_dir: Path) -> int:
