@@ -29,7 +29,7 @@ from .trace import NetworkTrace
 from .tracer import TraceableNN
 
 if TYPE_CHECKING:  # imported where it is used: most runs write no directory
-    from .rundir import RunWriter
+    from .rundir_async import BackgroundRunWriter
 
 __all__ = [
     "Progress",
@@ -388,20 +388,25 @@ class _TrainingLoop:
 
 
 class _DirectoryWriter:
-    """The run directory of :func:`train`'s ``out``: each recorded epoch written as it comes."""
+    """The run directory of :func:`train`'s ``out``: each recorded epoch handed, as it comes,
+    to a thread that writes it (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`), so
+    that training does not wait on the disk."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = directory
-        self.writer: RunWriter | None = None
+        self.writer: BackgroundRunWriter | None = None
 
     def follow(
         self, on_trace: Callable[[NetworkTrace], None] | None
     ) -> Callable[[NetworkTrace], None]:
-        """A callback that writes the new epochs, then calls ``on_trace``."""
+        """A callback that writes the new epochs, then calls ``on_trace`` — once they are on
+        disk, so that ``on_trace`` may read the run directory."""
 
         def write_then_call(trace: NetworkTrace) -> None:
             self._write_new(trace)
             if on_trace is not None:
+                assert self.writer is not None
+                self.writer.flush()
                 on_trace(trace)
 
         return write_then_call
@@ -433,20 +438,26 @@ class _DirectoryWriter:
 
     def _write_new(self, trace: NetworkTrace) -> None:
         if self.writer is None:
-            from .rundir import RunWriter
+            from .rundir_async import BackgroundRunWriter
 
-            self.writer = RunWriter(self.directory, trace)
+            self.writer = BackgroundRunWriter(self.directory, trace)
         self.writer.trace = trace
         for epoch in trace.epochs:
-            if not self.writer.epochs or epoch > self.writer.epochs[-1]:
+            if not self.writer.queued or epoch > self.writer.queued[-1]:
                 self.writer.write_epoch(epoch)
 
     def close(self, trace: NetworkTrace) -> None:
-        """The rest of the run (epochs, history, final weights) and its final status."""
+        """The rest of the run (epochs, history, final weights) and its final status; returns
+        once all of it is on disk."""
         self._write_new(trace)
         assert self.writer is not None
         self.writer.trace = trace
         self.writer.close()
+
+    def abandon(self) -> None:
+        """After an error in training: what was handed over is written, no final status."""
+        if self.writer is not None:
+            self.writer.abandon()
 
 
 def train(
@@ -484,8 +495,10 @@ def train(
         trace is ``run.trace``.
     out
         A run directory to write as training goes (:class:`~nn_tracing.rundir.RunWriter`):
-        every recorded epoch is added as it is recorded, and the final status and weights at
-        the end. A run that never ends this way reads as ``interrupted``. Needs ``traced``.
+        every recorded epoch is added as it is recorded — by a background thread
+        (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`); ``on_trace`` is called once
+        the epoch is on disk — and the final status and weights at the end, before ``train``
+        returns. A run that never ends this way reads as ``interrupted``. Needs ``traced``.
     """
     if out is not None and not traced:
         raise ValueError("out= writes the trace as it is recorded; it needs traced=True")
@@ -505,13 +518,18 @@ def train(
         started_at=started_at,
         t0=t0,
     )
-    if loop.tracer is not None and on_trace is not None:
-        on_trace(loop.tracer.network_trace)
-    loop.report(0, 0)
-    epoch = loop.run_epochs(stop, on_trace)
-    trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
-    if writer is not None and trace is not None:
-        writer.close(trace)
+    try:
+        if loop.tracer is not None and on_trace is not None:
+            on_trace(loop.tracer.network_trace)
+        loop.report(0, 0)
+        epoch = loop.run_epochs(stop, on_trace)
+        trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
+        if writer is not None and trace is not None:
+            writer.close(trace)
+    except BaseException:
+        if writer is not None:  # the epochs handed over are written; the run stays "running"
+            writer.abandon()
+        raise
     loop.report(
         epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True
     )

@@ -1,0 +1,200 @@
+"""A run directory written by a background thread, so that training does not wait on the disk.
+
+:class:`BackgroundRunWriter` has the interface of :class:`~nn_tracing.rundir.RunWriter`
+(``write_epoch``, ``close``, ``epochs``, ``closed``, ``heartbeat``) and writes the same files
+with the same guarantees, because one writing thread runs a ``RunWriter``: every file of an
+epoch is written to a temporary name, fsynced and renamed, and only then is the manifest that
+names them replaced. A reader never sees half an epoch; a killed run keeps every epoch whose
+manifest was written. What a killed run may lose, beyond ``RunWriter``, are the epochs handed
+over but not written yet (at most ``max_pending`` + 1).
+
+* :meth:`~BackgroundRunWriter.write_epoch` returns at once: the training thread only checks
+  the epoch and queues it with the trace it belongs to. It blocks while ``max_pending``
+  epochs already wait, so memory stays bounded. The trace handed over must not change
+  afterwards (``TraceableNN.network_trace`` is a new snapshot at every call, whose recorded
+  arrays never change).
+* :attr:`~BackgroundRunWriter.epochs` lists the epochs whose manifest was written,
+  :attr:`~BackgroundRunWriter.queued` the epochs handed over (written or not).
+* An error of the writing thread (a full disk, a read-only folder) is raised — the same
+  exception — by the next ``write_epoch``, ``flush`` or ``close``; nothing handed over after
+  it is written, and the manifest keeps the last epoch written before it.
+* :meth:`~BackgroundRunWriter.flush` waits until everything handed over is written;
+  :meth:`~BackgroundRunWriter.close` waits too, and leaves the final status in the manifest.
+  :meth:`~BackgroundRunWriter.abandon` (after an error in training) waits for what was handed
+  over and stops, the status left ``running`` (read as ``interrupted`` once the process ends).
+* At interpreter exit, every writer still open is flushed (as by ``abandon``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from functools import partial
+
+from .rundir import RunWriter
+from .rundir_live import FINAL_STATUSES, Heartbeat
+from .trace import NetworkTrace
+
+__all__ = ["BackgroundRunWriter"]
+
+#: Epochs that may wait for the writing thread before ``write_epoch`` blocks.
+MAX_PENDING = 2
+
+
+class _WritingThread:
+    """One daemon thread that runs the jobs it is given, in order; the first error stops the
+    rest (they are skipped) and is kept in :attr:`error`."""
+
+    def __init__(self, name: str, max_pending: int) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max_pending)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    job()
+            except BaseException as exc:  # kept, and raised in the thread that hands over work
+                self.error = exc
+            finally:
+                self._jobs.task_done()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job`` (blocks while the queue is full)."""
+        self._jobs.put(job)
+
+    def wait(self) -> None:
+        """Until every job queued so far has run (or been skipped after an error)."""
+        self._jobs.join()
+
+    def stop(self) -> None:
+        """Run what is queued, then end the thread."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+
+#: Writers not closed yet, flushed at interpreter exit.
+_OPEN: weakref.WeakSet[BackgroundRunWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_writers() -> None:
+    for writer in list(_OPEN):
+        with contextlib.suppress(Exception):
+            writer.abandon()
+
+
+class BackgroundRunWriter:
+    """Write ``trace`` to the run directory ``directory`` from a background thread.
+
+    Parameters
+    ----------
+    directory
+        The run directory; created if missing. It must not hold a run already.
+    trace
+        The trace so far (e.g. ``TraceableNN.network_trace``): its probe set is written at
+        once, before this returns. Set :attr:`trace` to a newer snapshot before each
+        :meth:`write_epoch` (or pass it there).
+    max_pending
+        Epochs that may wait for the writing thread before :meth:`write_epoch` blocks.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike, trace: NetworkTrace, *, max_pending: int = MAX_PENDING
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending={max_pending}: at least one epoch must be able to wait")
+        self._writer = RunWriter(directory, trace)  # touched by the writing thread only
+        self.directory = self._writer.directory
+        self.trace = trace
+        self.queued: list[int] = []
+        self.closed = False
+        self._thread = _WritingThread(f"nn_tracing run writer {self.directory.name}", max_pending)
+        _OPEN.add(self)
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """Keeps ``writer.json`` fresh (see :class:`~nn_tracing.rundir_live.Heartbeat`)."""
+        return self._writer.heartbeat
+
+    @property
+    def epochs(self) -> list[int]:
+        """The epochs whose manifest was written, ascending."""
+        return list(self._writer.epochs)
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that stopped the writing thread, if any."""
+        return self._thread.error
+
+    def _raise_error(self) -> None:
+        if self._thread.error is not None:
+            raise self._thread.error
+
+    def write_epoch(self, epoch: int, trace: NetworkTrace | None = None) -> None:
+        """Hand recorded ``epoch`` of ``trace`` (default :attr:`trace`) to the writing thread:
+        its files, then the manifest that names them. Raises the writing thread's error, if
+        one happened since the last call."""
+        if self.closed:
+            raise RuntimeError("the run directory is closed")
+        self._raise_error()
+        trace = self.trace if trace is None else trace
+        if epoch not in trace.epochs:
+            raise ValueError(f"epoch {epoch} is not recorded in the trace")
+        if self.queued and epoch <= self.queued[-1]:
+            raise ValueError(f"epoch {epoch} is not after the last written ({self.queued[-1]})")
+        self.queued.append(epoch)
+        self._thread.submit(partial(self._write_epoch, trace, epoch))
+
+    def _write_epoch(self, trace: NetworkTrace, epoch: int) -> None:
+        self._writer.trace = trace
+        self._writer.write_epoch(epoch)
+
+    def flush(self) -> None:
+        """Wait until every epoch handed over is written (its manifest too); raise the
+        writing thread's error if there was one."""
+        self._thread.wait()
+        self._raise_error()
+
+    def close(self, status: str | None = None) -> None:
+        """Write every epoch not written yet, the rest of the history and steps, the final
+        weights, and the manifest with ``status`` (default: the trace's own); wait for it
+        all. Raises the writing thread's error if there was one (the writer is closed all
+        the same)."""
+        if self.closed:
+            return
+        trace = self.trace
+        final = status or trace.status
+        if final not in FINAL_STATUSES:
+            raise ValueError(f"status={final!r}: a run ends complete, stopped or diverged")
+        self._thread.submit(partial(self._close, trace, final))
+        self._end()
+        self._raise_error()
+
+    def _close(self, trace: NetworkTrace, status: str) -> None:
+        self._writer.trace = trace
+        self._writer.close(status)
+
+    def abandon(self) -> None:
+        """Stop without a final status (after an error in training): wait for what was
+        handed over, end the thread. The manifest says ``running``; once this process is
+        gone the run reads as ``interrupted``. Errors of the writing thread are not raised
+        (:attr:`error` keeps them)."""
+        if not self.closed:
+            self._end()
+
+    def _end(self) -> None:
+        self.closed = True
+        _OPEN.discard(self)
+        self._thread.stop()
