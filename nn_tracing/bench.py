@@ -665,7 +665,8 @@ def _measure(
         configs = {}
         for workload, hidden in workloads.items():
             configs[workload] = base.replace(hidden_sizes=hidden)
-            variants += _select(_variants(workload, configs[workload], data, tensorboard, tmp), only)
+            every = _variants(workload, configs[workload], data, tensorboard, tmp)
+            variants += _select(every, only)
 
         # warm-up: one short run of every variant (first-call costs, lazy imports)
         warm = {w: c.replace(epochs=1) for w, c in configs.items()}

@@ -165,16 +165,23 @@ class RunWriter:
         if trace.probe is not None:
             self._write_tensors("probe", {"x": trace.probe[0], "y": trace.probe[1]})
 
+    def _write_file(self, entry: str, data: bytes) -> None:
+        """File ``entry`` (a part or tensors), complete and durable. A subclass may defer it
+        as long as it is done before the next manifest names it
+        (:class:`~nn_tracing.rundir_async.BackgroundRunWriter` writes an epoch's files
+        together)."""
+        _write_atomic(self.directory / entry, data)
+
     def _write_tensors(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
         entry = f"tensors/{name}.safetensors"
         data, inventory = _safetensors_bytes(arrays)
-        _write_atomic(self.directory / entry, data)
+        self._write_file(entry, data)
         self._tensors[entry] = inventory
 
     def _write_part(self, table: str, epoch: int, part: Any) -> None:
         """Part ``epoch`` of ``table`` from ``part``, a ``pyarrow.Table`` of the part's
         columns in :data:`_PART_SCHEMAS` order."""
-        _write_atomic(self.directory / _part_name(table, epoch), _part_bytes(part))
+        self._write_file(_part_name(table, epoch), _part_bytes(part))
         spec = self._tables.setdefault(table, {"columns": list(part.column_names), "parts": {}})
         spec["parts"][str(epoch)] = part.num_rows
         self._written[table].add(epoch)

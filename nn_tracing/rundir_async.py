@@ -23,6 +23,11 @@ over but not written yet (at most ``max_pending`` + 1).
   :meth:`~BackgroundRunWriter.abandon` (after an error in training) waits for what was handed
   over and stops, the status left ``running`` (read as ``interrupted`` once the process ends).
 * At interpreter exit, every writer still open is flushed (as by ``abandon``).
+
+The writing thread also writes an epoch's files *together* (:class:`_StagedRunWriter`): all
+of them to temporary files, fsynced at once (a few threads, so that the file system commits
+them in one go rather than one after the other), renamed, and each folder they changed
+fsynced once; then the manifest. Same guarantees, fewer waits for the disk.
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ import atexit
 import contextlib
 import os
 import queue
+import tempfile
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
+from typing import Any
 
-from .rundir import RunWriter
+from .rundir import RunWriter, _fsync_directory
 from .rundir_live import FINAL_STATUSES, Heartbeat
 from .trace import NetworkTrace
 
@@ -84,6 +93,115 @@ class _WritingThread:
             self._thread.join()
 
 
+#: Threads that fsync an epoch's files at once.
+FSYNC_THREADS = 4
+
+
+def _each(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any]) -> None:
+    """``fn`` on every item, in ``pool``'s threads (one after the other if the pool no
+    longer takes work, as at interpreter exit); the first error is raised."""
+    items = list(items)
+    if len(items) > 1:
+        try:
+            futures = [pool.submit(fn, item) for item in items]
+        except RuntimeError:  # the pool is shut down
+            futures = None
+        if futures is not None:
+            for future in futures:
+                future.result()
+            return
+    for item in items:
+        fn(item)
+
+
+def _made_for(path: Path) -> set[Path]:
+    """Make the folder of ``path``; returns the folders whose entries changed for it (the
+    parent of every folder made), to be fsynced."""
+    if path.parent.is_dir():
+        return set()
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {d.parent for d in made}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _close_all(staged: list[tuple[int, str, Path]]) -> None:
+    """Close the descriptors of ``staged`` (each once: they are marked closed with -1)."""
+    for i, (fd, tmp, path) in enumerate(staged):
+        if fd >= 0:
+            staged[i] = (-1, tmp, path)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _write_together(files: list[tuple[Path, bytes]], pool: ThreadPoolExecutor) -> None:
+    """Every ``(path, data)`` complete and durable at ``path``, as ``rundir._write_atomic``
+    writes one file, but together: all to temporary files, fsynced at once, renamed, then
+    every folder whose entries changed fsynced once."""
+    folders: set[Path] = set()
+    staged: list[tuple[int, str, Path]] = []
+    renamed = 0
+    try:
+        for path, data in files:
+            folders |= _made_for(path)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((fd, tmp, path))
+            _write_all(fd, data)
+            os.fchmod(fd, 0o644)
+        _each(pool, os.fsync, [fd for fd, _, _ in staged])
+        _close_all(staged)
+        for _, tmp, path in staged:
+            os.replace(tmp, path)
+            renamed += 1
+            folders.add(path.parent)
+    except BaseException:
+        _close_all(staged)
+        for _, tmp, _ in staged[renamed:]:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    _each(pool, _fsync_directory, folders)
+
+
+class _StagedRunWriter(RunWriter):
+    """A :class:`~nn_tracing.rundir.RunWriter` that keeps the files of an epoch and writes
+    them together (:func:`_write_together`) just before the manifest that names them."""
+
+    def __init__(self, directory: str | os.PathLike, trace: NetworkTrace) -> None:
+        self._staged: list[tuple[Path, bytes]] = []
+        #: The epochs the manifest on disk lists (``epochs`` gains an epoch before that).
+        self.in_manifest: list[int] = []
+        self._pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="nn_tracing fsync")
+        try:
+            super().__init__(directory, trace)
+            self._commit()  # the probe set, at once
+        except BaseException:
+            self._pool.shutdown()
+            raise
+
+    def _write_file(self, entry: str, data: bytes) -> None:
+        self._staged.append((self.directory / entry, data))
+
+    def _write_manifest(self, status: str) -> None:
+        self._commit()
+        super()._write_manifest(status)
+        self.in_manifest = list(self.epochs)
+
+    def _commit(self) -> None:
+        files, self._staged = self._staged, []
+        if files:
+            _write_together(files, self._pool)
+
+    def shutdown(self) -> None:
+        """End the fsync threads."""
+        self._pool.shutdown()
+
+
 #: Writers not closed yet, flushed at interpreter exit.
 _OPEN: weakref.WeakSet[BackgroundRunWriter] = weakref.WeakSet()
 
@@ -115,7 +233,7 @@ class BackgroundRunWriter:
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending={max_pending}: at least one epoch must be able to wait")
-        self._writer = RunWriter(directory, trace)  # touched by the writing thread only
+        self._writer = _StagedRunWriter(directory, trace)  # the writing thread's only
         self.directory = self._writer.directory
         self.trace = trace
         self.queued: list[int] = []
@@ -131,7 +249,7 @@ class BackgroundRunWriter:
     @property
     def epochs(self) -> list[int]:
         """The epochs whose manifest was written, ascending."""
-        return list(self._writer.epochs)
+        return list(self._writer.in_manifest)
 
     @property
     def error(self) -> BaseException | None:
@@ -198,3 +316,4 @@ class BackgroundRunWriter:
         self.closed = True
         _OPEN.discard(self)
         self._thread.stop()
+        self._writer.shutdown()
