@@ -267,6 +267,10 @@ class RunWriter:
         self.closed = True
 
     def _write_manifest(self, status: str) -> None:
+        _write_atomic(self.directory / "manifest.json", self._manifest_bytes(status))
+
+    def _manifest_bytes(self, status: str) -> bytes:
+        """The manifest naming every file written so far, with ``status``."""
         tables = {name: spec for name, spec in self._tables.items()}
         tables.setdefault("history", {"columns": list(_PART_SCHEMAS["history"]), "parts": {}})
         manifest = {
@@ -281,8 +285,7 @@ class RunWriter:
             "meta": _json_ready({**self.trace.meta, "status": status}),
         }
         # one line: without indent, json uses its C encoder (the manifest grows with the run)
-        data = json.dumps(manifest, allow_nan=False).encode()
-        _write_atomic(self.directory / "manifest.json", data)
+        return json.dumps(manifest, allow_nan=False).encode()
 
 
 # --------------------------------------------------------------------------- reading
