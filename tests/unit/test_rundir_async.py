@@ -197,3 +197,29 @@ def test_a_reader_never_sees_a_manifest_naming_a_missing_or_incomplete_file(tmp_
     final = load_trace(directory)
     assert final.status == "complete" and final.epochs == list(range(13))
     assert all(epochs == final.epochs[: len(epochs)] for epochs in seen)
+
+
+_EXIT_SCRIPT = """
+import sys
+import nn_tracing as nt
+from nn_tracing.rundir_async import BackgroundRunWriter
+config = nt.TrainConfig(dataset="moons", hidden_sizes=(8,), epochs=6, n_samples=300,
+                        probe_size=64, seed=0)
+trace = nt.train(config).trace
+writer = BackgroundRunWriter(sys.argv[1], trace)
+for epoch in trace.epochs:
+    writer.write_epoch(epoch)
+# no close: the interpreter exits with epochs still queued
+"""
+
+
+def test_epochs_handed_over_are_written_when_the_interpreter_exits(tmp_path):
+    directory = tmp_path / "run"
+    subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT, str(directory)], cwd=ROOT, check=True, timeout=300
+    )
+    manifest = _manifest(directory)
+    assert manifest["epochs"] == list(range(7)) and manifest["meta"]["status"] == "running"
+    loaded = load_trace(directory)
+    assert loaded.status == "interrupted" and loaded.epochs == list(range(7))
+    assert not [p for p in directory.rglob("*.tmp")]
