@@ -18,6 +18,11 @@ over but not written yet (at most ``max_pending`` + 1).
 * An error of the writing thread (a full disk, a read-only folder) is raised — the same
   exception — by the next ``write_epoch``, ``flush`` or ``close``; nothing handed over after
   it is written, and the manifest keeps the last epoch written before it.
+* :meth:`~BackgroundRunWriter.due` says whether :data:`WRITE_INTERVAL` has passed since the
+  last hand-over. A caller that takes a snapshot of the trace only when it is due
+  (``train(out=...)``) writes the epochs of a fast run a few at a time — each epoch still in
+  its own files, the manifest replaced once for them — and at once those of a run whose
+  recorded epochs are further apart. ``write_epoch`` itself never waits.
 * :meth:`~BackgroundRunWriter.flush` waits until everything handed over is written;
   :meth:`~BackgroundRunWriter.close` waits too, and leaves the final status in the manifest.
   :meth:`~BackgroundRunWriter.abandon` (after an error in training) waits for what was handed
@@ -36,12 +41,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import queue
 import tempfile
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -55,6 +62,8 @@ __all__ = ["BackgroundRunWriter"]
 
 #: Epochs that may wait for the writing thread before ``write_epoch`` blocks.
 MAX_PENDING = 2
+#: Seconds between two hand-overs that :meth:`BackgroundRunWriter.due` asks for.
+WRITE_INTERVAL = 0.5
 
 
 class _WritingThread:
@@ -204,6 +213,8 @@ class _StagedRunWriter(RunWriter):
         self._staged: list[tuple[Path, bytes]] = []
         #: The epochs the manifest on disk lists (``epochs`` gains an epoch before that).
         self.in_manifest: list[int] = []
+        #: Whether a ``running`` manifest waits (its files kept) for the next one.
+        self.hold_manifest = False
         self._pool = ThreadPoolExecutor(FSYNC_THREADS - 1, thread_name_prefix="nn_tracing fsync")
         try:
             super().__init__(directory, trace)
@@ -215,6 +226,8 @@ class _StagedRunWriter(RunWriter):
         self._staged.append((self.directory / entry, data))
 
     def _write_manifest(self, status: str) -> None:
+        if self.hold_manifest and status == "running":
+            return
         files, self._staged = self._staged, []
         manifest = (self.directory / "manifest.json", self._manifest_bytes(status))
         _write_together(files, manifest, self._pool, durable=status != "running")
@@ -249,10 +262,18 @@ class BackgroundRunWriter:
         :meth:`write_epoch` (or pass it there).
     max_pending
         Epochs that may wait for the writing thread before :meth:`write_epoch` blocks.
+    interval
+        Seconds between two hand-overs that :meth:`due` asks for (default
+        :data:`WRITE_INTERVAL`, read when the writer is made; 0: every time).
     """
 
     def __init__(
-        self, directory: str | os.PathLike, trace: NetworkTrace, *, max_pending: int = MAX_PENDING
+        self,
+        directory: str | os.PathLike,
+        trace: NetworkTrace,
+        *,
+        max_pending: int = MAX_PENDING,
+        interval: float | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending={max_pending}: at least one epoch must be able to wait")
@@ -261,8 +282,14 @@ class BackgroundRunWriter:
         self.trace = trace
         self.queued: list[int] = []
         self.closed = False
+        self.interval = WRITE_INTERVAL if interval is None else interval
+        self._handed_at = -math.inf
         self._thread = _WritingThread(f"nn_tracing run writer {self.directory.name}", max_pending)
         _OPEN.add(self)
+
+    def due(self) -> bool:
+        """Whether :attr:`interval` seconds have passed since the last :meth:`write_epoch`."""
+        return time.monotonic() - self._handed_at >= self.interval
 
     @property
     def heartbeat(self) -> Heartbeat:
@@ -287,20 +314,37 @@ class BackgroundRunWriter:
         """Hand recorded ``epoch`` of ``trace`` (default :attr:`trace`) to the writing thread:
         its files, then the manifest that names them. Raises the writing thread's error, if
         one happened since the last call."""
+        self.write_epochs([epoch], trace)
+
+    def write_epochs(self, epochs: Sequence[int], trace: NetworkTrace | None = None) -> None:
+        """Hand recorded ``epochs`` of ``trace`` (default :attr:`trace`) to the writing thread
+        at once: each epoch's files, then one manifest that names them all."""
         if self.closed:
             raise RuntimeError("the run directory is closed")
         self._raise_error()
         trace = self.trace if trace is None else trace
-        if epoch not in trace.epochs:
-            raise ValueError(f"epoch {epoch} is not recorded in the trace")
-        if self.queued and epoch <= self.queued[-1]:
-            raise ValueError(f"epoch {epoch} is not after the last written ({self.queued[-1]})")
-        self.queued.append(epoch)
-        self._thread.submit(partial(self._write_epoch, trace, epoch))
+        last = self.queued[-1] if self.queued else None
+        for epoch in epochs:
+            if epoch not in trace.epochs:
+                raise ValueError(f"epoch {epoch} is not recorded in the trace")
+            if last is not None and epoch <= last:
+                raise ValueError(f"epoch {epoch} is not after the last written ({last})")
+            last = epoch
+        if not epochs:
+            return
+        self.queued.extend(epochs)
+        self._thread.submit(partial(self._write_epochs, trace, list(epochs)))
+        self._handed_at = time.monotonic()
 
-    def _write_epoch(self, trace: NetworkTrace, epoch: int) -> None:
-        self._writer.trace = trace
-        self._writer.write_epoch(epoch)
+    def _write_epochs(self, trace: NetworkTrace, epochs: list[int]) -> None:
+        writer = self._writer
+        writer.trace = trace
+        try:
+            for i, epoch in enumerate(epochs):
+                writer.hold_manifest = i < len(epochs) - 1
+                writer.write_epoch(epoch)
+        finally:
+            writer.hold_manifest = False
 
     def flush(self) -> None:
         """Wait until every epoch handed over is written (its manifest too); raise the
@@ -324,8 +368,13 @@ class BackgroundRunWriter:
         self._raise_error()
 
     def _close(self, trace: NetworkTrace, status: str) -> None:
-        self._writer.trace = trace
-        self._writer.close(status)
+        writer = self._writer
+        writer.trace = trace
+        writer.hold_manifest = True  # the epochs close adds share the final manifest
+        try:
+            writer.close(status)
+        finally:
+            writer.hold_manifest = False
 
     def abandon(self) -> None:
         """Stop without a final status (after an error in training): wait for what was

@@ -9,6 +9,7 @@ epoch in progress (``meta["partial_epoch"]``). Either way the trace so far is ke
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -281,7 +282,7 @@ class _TrainingLoop:
             )
         )
 
-    def run_epochs(self, stop: StopSignal, on_trace: Callable[[NetworkTrace], None] | None) -> int:
+    def run_epochs(self, stop: StopSignal, share: _Share) -> int:
         """Train epoch after epoch until the last, a stop request or divergence; returns the
         last epoch begun."""
         epoch = 0
@@ -289,7 +290,7 @@ class _TrainingLoop:
             if self.tracer is not None:
                 self.tracer.start_epoch(epoch)
             sums = self._train_batches(epoch, stop)
-            if sums.ended == "diverged" or not self._end_epoch(epoch, sums, on_trace):
+            if sums.ended == "diverged" or not self._end_epoch(epoch, sums, share):
                 break
             self.report(epoch, self.steps_per_epoch, epoch_done=True)
         return epoch
@@ -346,9 +347,7 @@ class _TrainingLoop:
             self.message = f"stopped by the user at epoch {epoch}, step {step + 1}"
             self.extra_meta["stopped_epoch"] = epoch
 
-    def _end_epoch(
-        self, epoch: int, sums: _EpochSums, on_trace: Callable[[NetworkTrace], None] | None
-    ) -> bool:
+    def _end_epoch(self, epoch: int, sums: _EpochSums, share: _Share) -> bool:
         """The epoch's history row (and its record in the trace); whether training goes on."""
         stopped = sums.ended == "stopped"
         history = {"lr": float(self.optimizer.param_groups[0]["lr"])}
@@ -362,8 +361,8 @@ class _TrainingLoop:
         if stopped and sums.seen:
             self.extra_meta["partial_epoch"] = epoch
         recorded = self.tracer.end_epoch(epoch, force=stopped and sums.seen > 0, **history)
-        if recorded and on_trace is not None and not stopped:
-            on_trace(self.tracer.network_trace)
+        if recorded and not stopped and share.due():
+            share(self.tracer.network_trace)
         return not stopped
 
     def finish(self, tracer: TraceableNN, started_at: datetime) -> NetworkTrace:
@@ -388,28 +387,30 @@ class _TrainingLoop:
 
 
 class _DirectoryWriter:
-    """The run directory of :func:`train`'s ``out``: each recorded epoch handed, as it comes,
-    to a thread that writes it (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`), so
-    that training does not wait on the disk."""
+    """The run directory of :func:`train`'s ``out``: the recorded epochs handed to a thread
+    that writes them (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`), so that training
+    does not wait on the disk — a fast run's a few at a time (:meth:`due`)."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = directory
         self.writer: BackgroundRunWriter | None = None
 
-    def follow(
-        self, on_trace: Callable[[NetworkTrace], None] | None
-    ) -> Callable[[NetworkTrace], None]:
-        """A callback that writes the new epochs, then calls ``on_trace`` — once they are on
-        disk, so that ``on_trace`` may read the run directory."""
+    def due(self) -> bool:
+        """Whether the epochs recorded since the last hand-over should be handed over now."""
+        return self.writer is None or self.writer.due()
 
-        def write_then_call(trace: NetworkTrace) -> None:
-            self._write_new(trace)
-            if on_trace is not None:
-                assert self.writer is not None
-                self.writer.flush()
-                on_trace(trace)
+    def write(self, trace: NetworkTrace, *, wait: bool = False) -> None:
+        """Hand over the epochs of ``trace`` not handed over yet (and with ``wait``, return
+        once they are on disk)."""
+        if self.writer is None:
+            from .rundir_async import BackgroundRunWriter
 
-        return write_then_call
+            self.writer = BackgroundRunWriter(self.directory, trace)
+        self.writer.trace = trace
+        last = self.writer.queued[-1] if self.writer.queued else -1
+        self.writer.write_epochs([e for e in trace.epochs if e > last])
+        if wait:
+            self.writer.flush()
 
     def follow_progress(
         self, progress: Callable[[TrainingProgress], None] | None
@@ -436,28 +437,42 @@ class _DirectoryWriter:
 
         return beat_then_call
 
-    def _write_new(self, trace: NetworkTrace) -> None:
-        if self.writer is None:
-            from .rundir_async import BackgroundRunWriter
-
-            self.writer = BackgroundRunWriter(self.directory, trace)
-        self.writer.trace = trace
-        for epoch in trace.epochs:
-            if not self.writer.queued or epoch > self.writer.queued[-1]:
-                self.writer.write_epoch(epoch)
-
     def close(self, trace: NetworkTrace) -> None:
         """The rest of the run (epochs, history, final weights) and its final status; returns
         once all of it is on disk."""
-        self._write_new(trace)
+        self.write(trace)
         assert self.writer is not None
-        self.writer.trace = trace
         self.writer.close()
 
-    def abandon(self) -> None:
-        """After an error in training: what was handed over is written, no final status."""
+    def abandon(self, tracer: TraceableNN | None) -> None:
+        """After an error in training: the epochs ``tracer`` recorded are handed over and
+        written; the run keeps no final status (it reads as interrupted)."""
+        if self.writer is None:
+            return
+        if tracer is not None:
+            with contextlib.suppress(Exception):
+                self.write(tracer.network_trace)
+        self.writer.abandon()
+
+
+class _Share:
+    """Where the trace goes after a recorded epoch: to ``on_trace`` every time, and to the run
+    directory when its writer is due (every time too when there is an ``on_trace``, which
+    then sees the epoch on disk). The trace is snapshot only when one of them takes it."""
+
+    def __init__(
+        self, on_trace: Callable[[NetworkTrace], None] | None, writer: _DirectoryWriter | None
+    ) -> None:
+        self.on_trace, self.writer = on_trace, writer
+
+    def due(self) -> bool:
+        return self.on_trace is not None or (self.writer is not None and self.writer.due())
+
+    def __call__(self, trace: NetworkTrace) -> None:
         if self.writer is not None:
-            self.writer.abandon()
+            self.writer.write(trace, wait=self.on_trace is not None)
+        if self.on_trace is not None:
+            self.on_trace(trace)
 
 
 def train(
@@ -495,16 +510,18 @@ def train(
         trace is ``run.trace``.
     out
         A run directory to write as training goes (:class:`~nn_tracing.rundir.RunWriter`):
-        every recorded epoch is added as it is recorded — by a background thread
-        (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`); ``on_trace`` is called once
-        the epoch is on disk — and the final status and weights at the end, before ``train``
-        returns. A run that never ends this way reads as ``interrupted``. Needs ``traced``.
+        every recorded epoch is added as it is recorded, by a background thread
+        (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`) — those of a fast run a few
+        at a time, at most every ``WRITE_INTERVAL`` (0.5 s); with ``on_trace``, each epoch
+        before ``on_trace`` sees it — and the final status and weights at the end, before
+        ``train`` returns. After an error, every recorded epoch is written; a run that never
+        ends reads as ``interrupted``. Needs ``traced``.
     """
     if out is not None and not traced:
         raise ValueError("out= writes the trace as it is recorded; it needs traced=True")
     writer = _DirectoryWriter(out) if out is not None else None
+    share = _Share(on_trace, writer)
     if writer is not None:
-        on_trace = writer.follow(on_trace)
         progress = writer.follow_progress(progress)
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -519,16 +536,16 @@ def train(
         t0=t0,
     )
     try:
-        if loop.tracer is not None and on_trace is not None:
-            on_trace(loop.tracer.network_trace)
+        if loop.tracer is not None and share.due():
+            share(loop.tracer.network_trace)
         loop.report(0, 0)
-        epoch = loop.run_epochs(stop, on_trace)
+        epoch = loop.run_epochs(stop, share)
         trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
         if writer is not None and trace is not None:
             writer.close(trace)
     except BaseException:
-        if writer is not None:  # the epochs handed over are written; the run stays "running"
-            writer.abandon()
+        if writer is not None:  # what was recorded is written; the run stays "running"
+            writer.abandon(loop.tracer)
         raise
     loop.report(
         epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True

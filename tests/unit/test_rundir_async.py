@@ -89,6 +89,21 @@ def test_flush_waits_until_the_manifest_names_every_epoch_handed_over(tmp_path, 
     assert load_trace(tmp_path / "run").status == "stopped"
 
 
+def test_several_epochs_handed_over_at_once_share_a_manifest(tmp_path, trace):
+    writer = BackgroundRunWriter(tmp_path / "run", trace, interval=3600)
+    assert writer.due()
+    writer.write_epochs([0, 2])
+    assert not writer.due()  # train(out=) then waits before the next snapshot
+    writer.flush()
+    assert writer.epochs == [0, 2] and _manifest(tmp_path / "run")["epochs"] == [0, 2]
+    writer.close()
+    assert load_trace(tmp_path / "run").epochs == trace.epochs
+    every_time = BackgroundRunWriter(tmp_path / "other", trace, interval=0)
+    every_time.write_epoch(0)
+    assert every_time.due()
+    every_time.close()
+
+
 def test_epochs_are_checked_when_handed_over(tmp_path, trace):
     writer = BackgroundRunWriter(tmp_path / "run", trace)
     writer.write_epoch(2)
@@ -154,6 +169,8 @@ def test_train_hands_over_what_it_recorded_before_an_error(tmp_path):
 _TRAIN_SCRIPT = """
 import sys
 import nn_tracing as nt
+from nn_tracing import rundir_async
+rundir_async.WRITE_INTERVAL = 0.0  # every epoch handed over as it is recorded
 config = nt.TrainConfig(dataset="moons", hidden_sizes=(16, 16), epochs=12, n_samples=1000,
                         probe_size=64, batch_size=32, seed=0, keep_weights=True)
 nt.train(config, out=sys.argv[1])
