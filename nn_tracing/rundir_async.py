@@ -93,6 +93,14 @@ class _WritingThread:
         """Queue ``job`` (blocks while the queue is full)."""
         self._jobs.put(job)
 
+    def offer(self, job: Callable[[], None]) -> bool:
+        """Queue ``job`` if there is room; returns whether it was queued."""
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
     def wait(self) -> None:
         """Until every job queued so far has run (or been skipped after an error)."""
         self._jobs.join()
@@ -284,6 +292,9 @@ class BackgroundRunWriter:
         self.closed = False
         self.interval = WRITE_INTERVAL if interval is None else interval
         self._handed_at = -math.inf
+        self._beat_at = -math.inf
+        self._beat_queued = False
+        self._progress: dict[str, Any] = {}
         self._thread = _WritingThread(f"nn_tracing run writer {self.directory.name}", max_pending)
         _OPEN.add(self)
 
@@ -293,8 +304,32 @@ class BackgroundRunWriter:
 
     @property
     def heartbeat(self) -> Heartbeat:
-        """Keeps ``writer.json`` fresh (see :class:`~nn_tracing.rundir_live.Heartbeat`)."""
+        """Keeps ``writer.json`` fresh (see :class:`~nn_tracing.rundir_live.Heartbeat`); the
+        writing thread beats after every manifest. From the training thread, use
+        :meth:`beat`."""
         return self._writer.heartbeat
+
+    def beat(self, *, force: bool = False, **progress: Any) -> None:
+        """Have the writing thread refresh ``writer.json`` with ``progress`` — at most every
+        ``heartbeat.interval`` seconds unless ``force`` (as
+        :meth:`~nn_tracing.rundir_live.Heartbeat.beat`). Never waits for the disk: while a
+        heartbeat waits for the thread, later progress joins it (and a heartbeat that finds
+        no room in the queue is dropped: the next one carries newer progress)."""
+        now = time.monotonic()
+        if self.closed or (not force and now - self._beat_at < self.heartbeat.interval):
+            return
+        self._beat_at = now
+        # a heartbeat is JSON without NaN: a loss not known yet is left out
+        self._progress.update(
+            (k, v) for k, v in progress.items() if not isinstance(v, float) or math.isfinite(v)
+        )
+        if not self._beat_queued:
+            self._beat_queued = self._thread.offer(self._beat)
+
+    def _beat(self) -> None:
+        self._beat_queued = False
+        progress, self._progress = self._progress, {}
+        self._writer.heartbeat.beat(force=True, **progress)
 
     @property
     def epochs(self) -> list[int]:

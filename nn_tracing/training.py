@@ -416,11 +416,12 @@ class _DirectoryWriter:
         self, progress: Callable[[TrainingProgress], None] | None
     ) -> Callable[[TrainingProgress], None]:
         """A callback that keeps the run directory's heartbeat (``writer.json``) fresh with
-        the run's progress (at most once a second), then calls ``progress``."""
+        the run's progress (at most once a second, written by the writing thread), then calls
+        ``progress``."""
 
         def beat_then_call(p: TrainingProgress) -> None:
             if self.writer is not None:
-                self.writer.heartbeat.beat(
+                self.writer.beat(
                     force=p.epoch_done,
                     epoch=p.epoch,
                     epochs=p.epochs,

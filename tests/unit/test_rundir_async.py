@@ -15,6 +15,7 @@ import pytest
 from nn_tracing import NetworkTrace, TraceFormatError, load_trace, read_manifest, train
 from nn_tracing.rundir import RunWriter
 from nn_tracing.rundir_async import BackgroundRunWriter
+from nn_tracing.rundir_live import read_writer
 from tests.conftest import TINY_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,6 +221,7 @@ _EXIT_SCRIPT = """
 import sys
 import nn_tracing as nt
 from nn_tracing.rundir_async import BackgroundRunWriter
+from nn_tracing.rundir_live import read_writer
 config = nt.TrainConfig(dataset="moons", hidden_sizes=(8,), epochs=6, n_samples=300,
                         probe_size=64, seed=0)
 trace = nt.train(config).trace
@@ -240,3 +242,18 @@ def test_epochs_handed_over_are_written_when_the_interpreter_exits(tmp_path):
     loaded = load_trace(directory)
     assert loaded.status == "interrupted" and loaded.epochs == list(range(7))
     assert not [p for p in directory.rglob("*.tmp")]
+
+
+def test_the_heartbeat_is_written_by_the_writing_thread(tmp_path, trace):
+    writer = BackgroundRunWriter(tmp_path / "run", trace)
+    writer.beat(force=True, epoch=3, step=5, loss=float("nan"))  # a loss not known yet
+    writer.flush()
+    assert read_writer(tmp_path / "run").progress == {"epoch": 3, "step": 5}
+    writer.beat(epoch=4)  # within a second of the last: skipped
+    writer.flush()
+    assert read_writer(tmp_path / "run").progress["epoch"] == 3
+    writer.beat(force=True, epoch=4, loss=0.25)
+    writer.flush()
+    assert read_writer(tmp_path / "run").progress == {"epoch": 4, "step": 5, "loss": 0.25}
+    writer.close()  # which beats after every epoch it writes
+    assert read_writer(tmp_path / "run").progress["epoch"] == trace.epochs[-1]
