@@ -62,8 +62,9 @@ __all__ = ["BackgroundRunWriter"]
 
 #: Epochs that may wait for the writing thread before ``write_epoch`` blocks.
 MAX_PENDING = 2
-#: Seconds between two hand-overs that :meth:`BackgroundRunWriter.due` asks for.
-WRITE_INTERVAL = 0.5
+#: Seconds between two hand-overs that :meth:`BackgroundRunWriter.due` asks for (as often as
+#: the heartbeat: a fast run's directory is brought up to date once a second).
+WRITE_INTERVAL = 1.0
 
 
 class _WritingThread:
@@ -398,6 +399,8 @@ class BackgroundRunWriter:
         final = status or trace.status
         if final not in FINAL_STATUSES:
             raise ValueError(f"status={final!r}: a run ends complete, stopped or diverged")
+        last = self.queued[-1] if self.queued else -1
+        self.queued.extend(epoch for epoch in trace.epochs if epoch > last)
         self._thread.submit(partial(self._close, trace, final))
         self._end()
         self._raise_error()

@@ -439,10 +439,12 @@ class _DirectoryWriter:
         return beat_then_call
 
     def close(self, trace: NetworkTrace) -> None:
-        """The rest of the run (epochs, history, final weights) and its final status; returns
-        once all of it is on disk."""
-        self.write(trace)
+        """The rest of the run (epochs, history, final weights) and its final status, with
+        one manifest; returns once all of it is on disk."""
+        if self.writer is None:
+            self.write(trace)
         assert self.writer is not None
+        self.writer.trace = trace
         self.writer.close()
 
     def abandon(self, tracer: TraceableNN | None) -> None:
@@ -513,7 +515,7 @@ def train(
         A run directory to write as training goes (:class:`~nn_tracing.rundir.RunWriter`):
         every recorded epoch is added as it is recorded, by a background thread
         (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`) — those of a fast run a few
-        at a time, at most every ``WRITE_INTERVAL`` (0.5 s); with ``on_trace``, each epoch
+        at a time, at most every ``WRITE_INTERVAL`` (1 s); with ``on_trace``, each epoch
         before ``on_trace`` sees it — and the final status and weights at the end, before
         ``train`` returns. After an error, every recorded epoch is written; a run that never
         ends reads as ``interrupted``. Needs ``traced``.
