@@ -162,6 +162,7 @@ class RunWriter:
         self._tensors: dict[str, Any] = {}
         self._written: dict[str, set[int]] = {name: set() for name in _TABLES}
         self._layout_columns: list[Any] | None = None
+        self._columns_cache: dict[str, tuple[Any, ...]] = {}
         if trace.probe is not None:
             self._write_tensors("probe", {"x": trace.probe[0], "y": trace.probe[1]})
 
@@ -214,21 +215,31 @@ class RunWriter:
             return
         import pyarrow as pa
 
-        epochs = frame["epoch"].to_numpy()
+        epochs, present, columns = self._row_columns(table, frame)
         todo = [
             epoch
-            for epoch in np.unique(epochs).tolist()
+            for epoch in present
             if epoch not in self._written[table] and (up_to is None or epoch <= up_to)
         ]
-        if not todo:
-            return
-        columns = {name: frame[name].to_numpy() for name in _PART_SCHEMAS[table]}
         for epoch in todo:
             rows = epochs == epoch
             part = pa.Table.from_arrays(
                 [pa.array(values[rows]) for values in columns.values()], names=list(columns)
             )
             self._write_part(table, int(epoch), part)
+
+    def _row_columns(
+        self, table: str, frame: pd.DataFrame
+    ) -> tuple[np.ndarray, list[int], dict[str, np.ndarray]]:
+        """``frame``'s epoch of each row, its epochs, and its part columns as arrays (kept
+        while the same frame comes back, as for several epochs written from one trace)."""
+        cached = self._columns_cache.get(table)
+        if cached is None or cached[0] is not frame:
+            epochs = frame["epoch"].to_numpy()
+            columns = {name: frame[name].to_numpy() for name in _PART_SCHEMAS[table]}
+            cached = (frame, epochs, np.unique(epochs).tolist(), columns)
+            self._columns_cache[table] = cached
+        return cached[1], cached[2], cached[3]
 
     def write_epoch(self, epoch: int) -> None:
         """Add recorded ``epoch``: its files first, then the manifest that names them."""

@@ -214,6 +214,23 @@ def _write_together(
         _fsync_directory(manifest[0].parent)
 
 
+class _QuietHeartbeat(Heartbeat):
+    """A :class:`~nn_tracing.rundir_live.Heartbeat` that says nothing while :attr:`quiet`
+    (while its writer holds a manifest back, the beat after each epoch would only say what
+    the one after the manifest says)."""
+
+    quiet = False
+
+    @classmethod
+    def taking_over(cls, heartbeat: Heartbeat) -> _QuietHeartbeat:
+        quiet = cls(heartbeat.directory, heartbeat.interval)
+        quiet.info, quiet._last = heartbeat.info, heartbeat._last
+        return quiet
+
+    def beat(self, *, force: bool = False, **progress: Any) -> bool:
+        return False if self.quiet else super().beat(force=force, **progress)
+
+
 class _StagedRunWriter(RunWriter):
     """A :class:`~nn_tracing.rundir.RunWriter` that keeps the files of an epoch (and the
     probe set) and writes them with the manifest that names them (:func:`_write_together`)."""
@@ -230,6 +247,12 @@ class _StagedRunWriter(RunWriter):
         except BaseException:
             self._pool.shutdown()
             raise
+        self.heartbeat = self._quiet = _QuietHeartbeat.taking_over(self.heartbeat)
+
+    def hold(self, held: bool) -> None:
+        """Whether ``running`` manifests (and the heartbeat after each epoch) wait for the
+        next manifest, the files they would name kept for it."""
+        self.hold_manifest = self._quiet.quiet = held
 
     def _write_file(self, entry: str, data: bytes) -> None:
         self._staged.append((self.directory / entry, data))
@@ -377,10 +400,10 @@ class BackgroundRunWriter:
         writer.trace = trace
         try:
             for i, epoch in enumerate(epochs):
-                writer.hold_manifest = i < len(epochs) - 1
+                writer.hold(i < len(epochs) - 1)
                 writer.write_epoch(epoch)
         finally:
-            writer.hold_manifest = False
+            writer.hold(False)
 
     def flush(self) -> None:
         """Wait until every epoch handed over is written (its manifest too); raise the
@@ -408,11 +431,12 @@ class BackgroundRunWriter:
     def _close(self, trace: NetworkTrace, status: str) -> None:
         writer = self._writer
         writer.trace = trace
-        writer.hold_manifest = True  # the epochs close adds share the final manifest
+        # the epochs close adds share the final manifest (and the heartbeat after it)
+        writer.hold(True)
         try:
             writer.close(status)
         finally:
-            writer.hold_manifest = False
+            writer.hold(False)
 
     def abandon(self) -> None:
         """Stop without a final status (after an error in training): wait for what was

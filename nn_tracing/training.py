@@ -420,9 +420,8 @@ class _DirectoryWriter:
         ``progress``."""
 
         def beat_then_call(p: TrainingProgress) -> None:
-            if self.writer is not None:
+            if self.writer is not None:  # the writing thread beats after each manifest too
                 self.writer.beat(
-                    force=p.epoch_done,
                     epoch=p.epoch,
                     epochs=p.epochs,
                     step=p.step,
