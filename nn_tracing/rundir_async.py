@@ -6,13 +6,13 @@ with the same guarantees, because one writing thread runs a ``RunWriter``: every
 epoch is written to a temporary name, fsynced and renamed, and only then is the manifest that
 names them replaced. A reader never sees half an epoch; a killed run keeps every epoch whose
 manifest was written. What a killed run may lose, beyond ``RunWriter``, are the epochs handed
-over but not written yet (at most ``max_pending`` + 1).
+over but not written yet (at most ``max_pending`` + 1 hand-overs).
 
-* :meth:`~BackgroundRunWriter.write_epoch` returns at once: the training thread only checks
-  the epoch and queues it with the trace it belongs to. It blocks while ``max_pending``
-  epochs already wait, so memory stays bounded. The trace handed over must not change
-  afterwards (``TraceableNN.network_trace`` is a new snapshot at every call, whose recorded
-  arrays never change).
+* :meth:`~BackgroundRunWriter.write_epoch` (and ``write_epochs``, several at once) returns at
+  once: the training thread only checks the epochs and queues them with the trace they
+  belong to. It blocks while ``max_pending`` hand-overs already wait, so memory stays
+  bounded. The trace handed over must not change afterwards (``TraceableNN.network_trace``
+  is a new snapshot at every call, whose recorded arrays never change).
 * :attr:`~BackgroundRunWriter.epochs` lists the epochs whose manifest was written,
   :attr:`~BackgroundRunWriter.queued` the epochs handed over (written or not).
 * An error of the writing thread (a full disk, a read-only folder) is raised — the same
@@ -60,7 +60,7 @@ from .trace import NetworkTrace
 
 __all__ = ["BackgroundRunWriter"]
 
-#: Epochs that may wait for the writing thread before ``write_epoch`` blocks.
+#: Hand-overs that may wait for the writing thread before ``write_epoch`` blocks.
 MAX_PENDING = 2
 #: Seconds between two hand-overs that :meth:`BackgroundRunWriter.due` asks for (as often as
 #: the heartbeat: a fast run's directory is brought up to date once a second).
@@ -289,11 +289,11 @@ class BackgroundRunWriter:
     directory
         The run directory; created if missing. It must not hold a run already.
     trace
-        The trace so far (e.g. ``TraceableNN.network_trace``): its probe set is written at
-        once, before this returns. Set :attr:`trace` to a newer snapshot before each
+        The trace so far (e.g. ``TraceableNN.network_trace``); its probe set is written with
+        the first manifest. Set :attr:`trace` to a newer snapshot before each
         :meth:`write_epoch` (or pass it there).
     max_pending
-        Epochs that may wait for the writing thread before :meth:`write_epoch` blocks.
+        Hand-overs that may wait for the writing thread before :meth:`write_epoch` blocks.
     interval
         Seconds between two hand-overs that :meth:`due` asks for (default
         :data:`WRITE_INTERVAL`, read when the writer is made; 0: every time).
