@@ -146,11 +146,14 @@ def _each(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[An
 def _made_for(path: Path) -> set[Path]:
     """Make the folder of ``path``; returns the folders whose entries changed for it (the
     parent of every folder made), to be fsynced."""
-    if path.parent.is_dir():
-        return set()
-    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return {d.parent for d in made}
+    missing = []
+    folder = path.parent
+    while not folder.is_dir() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return {d.parent for d in missing}
 
 
 def _write_all(fd: int, data: bytes) -> None:
