@@ -48,14 +48,17 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .rundir import RunWriter, _fsync_directory
 from .rundir_live import FINAL_STATUSES, Heartbeat
+from .store import _st_dtype
 from .trace import NetworkTrace
 
 __all__ = ["BackgroundRunWriter"]
@@ -171,8 +174,30 @@ def _close_all(staged: list[tuple[int, str, Path]]) -> None:
                 os.close(fd)
 
 
+#: What a staged file holds: its bytes, or arrays that safetensors writes itself.
+Staged = bytes | dict[str, np.ndarray]
+
+
+def _write_staged(staged: list[tuple[int, str, Path]], data: Staged) -> None:
+    """``data`` into the last temporary file of ``staged`` (its descriptor is replaced if the
+    file is). Arrays are written by safetensors from their own memory, without the
+    interpreter lock (its ``save`` holds it while it copies them into bytes)."""
+    fd, tmp, path = staged[-1]
+    if isinstance(data, bytes):
+        _write_all(fd, data)
+    else:
+        from safetensors.numpy import save_file
+
+        staged[-1] = (-1, tmp, path)
+        os.close(fd)
+        save_file(data, tmp)  # a new file at tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        staged[-1] = (fd, tmp, path)
+    os.fchmod(fd, 0o644)
+
+
 def _write_together(
-    files: list[tuple[Path, bytes]],
+    files: list[tuple[Path, Staged]],
     manifest: tuple[Path, bytes],
     pool: ThreadPoolExecutor,
     *,
@@ -196,8 +221,7 @@ def _write_together(
             folders |= _made_for(path)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             staged.append((fd, tmp, path))
-            _write_all(fd, data)
-            os.fchmod(fd, 0o644)
+            _write_staged(staged, data)
         _each(pool, os.fsync, [fd for fd, _, _ in staged])
         _close_all(staged)
         for _, tmp, path in staged[:-1]:
@@ -239,7 +263,7 @@ class _StagedRunWriter(RunWriter):
     probe set) and writes them with the manifest that names them (:func:`_write_together`)."""
 
     def __init__(self, directory: str | os.PathLike, trace: NetworkTrace) -> None:
-        self._staged: list[tuple[Path, bytes]] = []
+        self._staged: list[tuple[Path, Staged]] = []
         #: The epochs the manifest on disk lists (``epochs`` gains an epoch before that).
         self.in_manifest: list[int] = []
         #: Whether a ``running`` manifest waits (its files kept) for the next one.
@@ -259,6 +283,16 @@ class _StagedRunWriter(RunWriter):
 
     def _write_file(self, entry: str, data: bytes) -> None:
         self._staged.append((self.directory / entry, data))
+
+    def _write_tensors(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """As ``RunWriter``'s, but the arrays are kept, not their bytes: safetensors writes
+        them when the epoch is committed (the same file, byte for byte)."""
+        entry = f"tensors/{name}.safetensors"
+        contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        self._staged.append((self.directory / entry, contiguous))
+        self._tensors[entry] = {
+            k: {"dtype": _st_dtype(v), "shape": list(v.shape)} for k, v in contiguous.items()
+        }
 
     def _write_manifest(self, status: str) -> None:
         if self.hold_manifest and status == "running":

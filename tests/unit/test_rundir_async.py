@@ -64,6 +64,10 @@ def test_close_leaves_everything_written_as_the_synchronous_writer_does(tmp_path
     assert background.closed and background.epochs == trace.epochs
 
     assert _files(tmp_path / "async") == _files(tmp_path / "sync")
+    for path in (tmp_path / "sync").rglob("*.safetensors"):  # the same bytes
+        assert (tmp_path / "async" / path.relative_to(tmp_path / "sync")).read_bytes() == (
+            path.read_bytes()
+        )
     manifest = _manifest(tmp_path / "async")
     assert manifest["epochs"] == trace.epochs and manifest["meta"]["status"] == trace.status
     assert manifest["tables"] == _manifest(tmp_path / "sync")["tables"]
