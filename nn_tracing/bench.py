@@ -13,14 +13,21 @@ Two baselines:
 
 * ``untraced`` — ``nn_tracing.train(cfg, traced=False)``; the library variants (every epoch,
   ``epoch_intervals=-1``, ``drop_batches=False``) are ``nn_tracing.train(cfg)`` and their
-  ratios are to it.
+  ratios are to it — except ``every epoch, written to a run directory``
+  (``train(cfg, out=<a fresh folder each repetition>)``), whose ratio is to the in-memory
+  ``every epoch``: what writing as it goes adds.
 * ``untraced (bench loop)`` — a copy of ``train``'s loop in this module; the reference points
   (TensorBoard histograms once per epoch, hooks copying every batch's activations to the host)
   add their work to that loop and their ratios are to it.
 
 Goals (printed PASS/MISS; a miss never makes the exit status non-zero): recording every epoch
-costs ≤ 1.05× untraced on the standard workload (and less on the wide one), and
-``drop_batches=False`` costs ≤ 1.3×.
+costs ≤ 1.05× untraced on the standard workload (and less on the wide one),
+``drop_batches=False`` costs ≤ 1.3×, and writing every epoch to a run directory as it goes
+costs ≤ 1.02× recording it in memory (standard workload).
+
+The storage table gives, per workload, the every-epoch trace's ``.nntrace`` size and the
+seconds to save and load it, and the run directory that training wrote: its size (the sum of
+its files), its file count, its size against the zip of the same trace, and its load time.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -63,8 +71,11 @@ BASE_LOOP = "untraced (bench loop)"
 EVERY = "every epoch"
 LAST_ONLY = "epoch_intervals=-1"
 STEPS = "every epoch, drop_batches=False"
+RUNDIR = "every epoch, written to a run directory"
 TENSORBOARD = "TensorBoard add_histogram / epoch"
 HOST_COPY = "hooks copy every batch to host"
+#: Every variant, in the order of the table.
+VARIANTS = (BASE_TRAIN, EVERY, RUNDIR, LAST_ONLY, STEPS, BASE_LOOP, TENSORBOARD, HOST_COPY)
 
 #: (workload, variant, limit, description); judged on the ratio of medians.
 GOALS: tuple[tuple[str, str, float, str], ...] = (
@@ -72,6 +83,7 @@ GOALS: tuple[tuple[str, str, float, str], ...] = (
     ("wide", EVERY, 1.05, "every-epoch recording ≤ 1.05× untraced (and less than standard)"),
     ("standard", STEPS, 1.3, "drop_batches=False ≤ 1.3× untraced"),
     ("wide", STEPS, 1.3, "drop_batches=False ≤ 1.3× untraced"),
+    ("standard", RUNDIR, 1.02, "writing every epoch to a run directory ≤ 1.02× in memory"),
 )
 
 
@@ -274,6 +286,14 @@ class _Variant:
         return (self.workload, self.name)
 
 
+@dataclass
+class _Written:
+    """What the run-directory variant returns: the run and the folder it wrote."""
+
+    trace: Any
+    directory: Path
+
+
 def _variants(
     workload: str, config: TrainConfig, data: DataSplits, tensorboard: bool, tmp: Path
 ) -> list[_Variant]:
@@ -281,9 +301,14 @@ def _variants(
         cfg = config.replace(**changes)
         return lambda: train(cfg, data=data)
 
+    def written() -> _Written:
+        directory = Path(tempfile.mkdtemp(prefix=f"run-{workload}-", dir=tmp))
+        return _Written(train(config, data=data, out=directory).trace, directory)
+
     out = [
         _Variant(workload, BASE_TRAIN, BASE_TRAIN, lambda: train(config, traced=False, data=data)),
         _Variant(workload, EVERY, BASE_TRAIN, traced(epoch_intervals=None)),
+        _Variant(workload, RUNDIR, EVERY, written),
         _Variant(workload, LAST_ONLY, BASE_TRAIN, traced(epoch_intervals=-1)),
         _Variant(workload, STEPS, BASE_TRAIN, traced(epoch_intervals=None, drop_batches=False)),
         _Variant(workload, BASE_LOOP, BASE_LOOP, lambda: _bench_loop(config, data)),
@@ -300,6 +325,20 @@ def _variants(
         _Variant(workload, HOST_COPY, BASE_LOOP, lambda: _bench_loop(config, data, _HostCopy()))
     )
     return out
+
+
+def _select(variants: list[_Variant], only: Sequence[str] | None) -> list[_Variant]:
+    """The variants named in ``only`` and the baselines they are compared with (all when
+    ``only`` is empty)."""
+    if not only:
+        return variants
+    by_name = {v.name: v for v in variants}
+    keep: set[str] = set()
+    for name in only:
+        while name in by_name and name not in keep:
+            keep.add(name)
+            name = by_name[name].baseline
+    return [v for v in variants if v.name in keep]
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -336,6 +375,33 @@ def _storage(trace: Any, tmp: Path) -> dict[str, float]:
     del loaded, frame
     path.unlink()
     return {"bytes": size, "save_s": save_s, "load_s": load_s, "frame_s": frame_s, "rows": rows}
+
+
+def _directory_storage(written: _Written, tmp: Path) -> dict[str, float]:
+    """Size of the run directory (the sum of its files) and of the ``.nntrace`` zip of the
+    same trace, and the seconds to load the directory; the directory is then removed."""
+    from .store import load_trace, save_trace
+
+    sizes = [
+        os.lstat(os.path.join(root, name)).st_size
+        for root, _, names in os.walk(written.directory)
+        for name in names
+    ]
+    zipped = tmp / "run-directory.nntrace"
+    save_trace(written.trace, zipped)
+    zip_size = zipped.stat().st_size
+    zipped.unlink()
+    gc.collect()
+    t0 = time.perf_counter()
+    load_trace(written.directory)
+    load_s = time.perf_counter() - t0
+    shutil.rmtree(written.directory)
+    return {
+        "dir_bytes": sum(sizes),
+        "dir_files": len(sizes),
+        "dir_zip_bytes": zip_size,
+        "dir_load_s": load_s,
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -432,14 +498,23 @@ def _table(
 
 def _storage_table(storage: dict[str, dict[str, float]]) -> list[str]:
     lines = [
-        "| workload | every-epoch trace | rows | save s | load s | frame s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| workload | every-epoch trace | rows | save s | load s | frame s | run directory | "
+        "files | directory / zip | directory load s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload, row in storage.items():
+        directory = ["n/a"] * 4
+        if "dir_bytes" in row:
+            directory = [
+                f"{row['dir_bytes'] / 2**20:.2f} MiB ({int(row['dir_bytes'])} B)",
+                str(int(row["dir_files"])),
+                _fmt_ratio(row["dir_bytes"] / row["dir_zip_bytes"]),
+                f"{row['dir_load_s']:.3f}",
+            ]
         lines.append(
             f"| {workload} | {row['bytes'] / 2**20:.2f} MiB ({int(row['bytes'])} B) | "
             f"{int(row['rows'])} | {row['save_s']:.3f} | {row['load_s']:.3f} | "
-            f"{row['frame_s']:.4f} |"
+            f"{row['frame_s']:.4f} | {' | '.join(directory)} |"
         )
     return lines
 
@@ -467,6 +542,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     parser.add_argument("--samples", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-wide", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME",
+        help="measure only this variant (and the baselines it is compared with); repeatable",
+    )
     return parser
 
 
@@ -491,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats, epochs, samples = _settings(args)
     if repeats < 1 or epochs < 1 or samples < 100:
         parser.error("--repeats and --epochs must be ≥ 1 (and --samples ≥ 100)")
+    unknown = sorted(set(args.variant or ()) - set(VARIANTS))
+    if unknown:
+        parser.error(f"no variant {unknown[0]!r}; variants: {', '.join(VARIANTS)}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -506,7 +590,7 @@ def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> i
         workloads["wide"] = WIDE_HIDDEN
     base = _config(STANDARD_HIDDEN, epochs, samples)
     data = prepare_data(base, dataset=_dataset(samples))
-    variants, storage_runs = _measure(base, data, workloads, repeats, tensorboard)
+    variants, storage_runs = _measure(base, data, workloads, repeats, tensorboard, args.variant)
     summary = _summaries(variants)
     goals = _goal_results(summary)
     storage = {
@@ -570,22 +654,27 @@ def _measure(
     workloads: dict[str, tuple[int, ...]],
     repeats: int,
     tensorboard: bool,
+    only: Sequence[str] | None = None,
 ) -> tuple[list[_Variant], dict[str, list[dict[str, float]]]]:
-    """Run every variant ``repeats`` times, interleaved (after one warm-up run each); returns
-    the variants with their timings and the storage figures of each repetition."""
+    """Run every variant (or those named in ``only``, with their baselines) ``repeats``
+    times, interleaved (after one warm-up run each); returns the variants with their timings
+    and the storage figures of each repetition."""
     with tempfile.TemporaryDirectory(prefix="nn-tracing-bench-") as tmpname:
         tmp = Path(tmpname)
         variants: list[_Variant] = []
         configs = {}
         for workload, hidden in workloads.items():
             configs[workload] = base.replace(hidden_sizes=hidden)
-            variants += _variants(workload, configs[workload], data, tensorboard, tmp)
+            every = _variants(workload, configs[workload], data, tensorboard, tmp)
+            variants += _select(every, only)
 
         # warm-up: one short run of every variant (first-call costs, lazy imports)
         warm = {w: c.replace(epochs=1) for w, c in configs.items()}
         for workload in workloads:
-            for v in _variants(workload, warm[workload], data, tensorboard, tmp):
-                v.run()
+            for v in _select(_variants(workload, warm[workload], data, tensorboard, tmp), only):
+                result = v.run()
+                if isinstance(result, _Written):
+                    shutil.rmtree(result.directory)
 
         storage_runs: dict[str, list[dict[str, float]]] = {w: [] for w in workloads}
         started = time.perf_counter()
@@ -593,15 +682,21 @@ def _measure(
             shift = rep % len(variants)
             order = variants[shift:] + variants[:shift]
             traces: dict[str, Any] = {}
+            written: dict[str, _Written] = {}
             for v in order:
                 wall, cpu, result = _timed(v.run)
                 v.wall.append(wall)
                 v.cpu.append(cpu)
                 if v.name == EVERY:
                     traces[v.workload] = result.trace
+                elif v.name == RUNDIR:
+                    written[v.workload] = result
                 del result
             for workload, trace in traces.items():
-                storage_runs[workload].append(_storage(trace, tmp))
+                row = _storage(trace, tmp)
+                if workload in written:
+                    row.update(_directory_storage(written.pop(workload), tmp))
+                storage_runs[workload].append(row)
             traces.clear()
             elapsed = time.perf_counter() - started
             print(f"  repetition {rep + 1}/{repeats} done ({elapsed:.0f} s)", flush=True)
@@ -628,6 +723,8 @@ def _print_results(
         f"reference points. standard = MLP 20-128-128-2, wide = MLP 20-512-512-2."
     )
     for workload in workloads:
+        if (workload, BASE_LOOP) not in summary:
+            continue
         a, b = summary[(workload, BASE_LOOP)], summary[(workload, BASE_TRAIN)]
         print(
             f"sanity ({workload}): the two baselines run the same loop; bench loop / train() = "

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .rundir_live import Heartbeat, liveness
-from .store import _assemble, _json_ready, _parquet_bytes, _safetensors_bytes
+from .store import _assemble, _json_ready, _safetensors_bytes
 from .store_archive import (
     _ENTRY_PATTERNS,
     MAX_ENTRIES,
@@ -144,13 +144,30 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
+def _part_bytes(table: Any) -> bytes:
+    """A table part as Parquet bytes. Snappy, not the zip's zstd: a part is small and written
+    while training waits, and zstd costs ~3× the time for ~6 % less."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    # dictionary encoding only for the layer names, and no min/max statistics: a part is one
+    # epoch, read whole; both would cost more time than they save
+    dictionary = [name for name in ("layer",) if name in table.column_names]
+    pq.write_table(
+        table, buffer, compression="snappy", use_dictionary=dictionary, write_statistics=False
+    )
+    return buffer.getvalue().to_pybytes()
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """``data`` at ``path``: a temporary file, fsync, rename, then the directory fsynced (and
     the parent of every directory made for it, so that the new entries are durable too)."""
-    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for directory in reversed(made):
-        _fsync_directory(directory.parent)
+    if not path.parent.is_dir():
+        made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for directory in reversed(made):
+            _fsync_directory(directory.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -191,11 +208,16 @@ class RunWriter:
             raise FileExistsError(f"{str(self.directory)!r} holds a run already")
         #: Keeps ``writer.json`` fresh: readers tell a live run from a dead one by it.
         self.heartbeat = Heartbeat(self.directory)
+        #: The epochs written (their manifest may wait, in a subclass that holds it).
         self.epochs: list[int] = []
+        #: The epochs the manifest on disk lists.
+        self.in_manifest: list[int] = []
         self.closed = False
         self._tables: dict[str, dict[str, Any]] = {}
         self._tensors: dict[str, Any] = {}
         self._written: dict[str, set[int]] = {name: set() for name in _TABLES}
+        self._layout_columns: list[Any] | None = None
+        self._columns_cache: dict[str, tuple[Any, ...]] = {}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.heartbeat.beat(force=True)
@@ -205,42 +227,80 @@ class RunWriter:
             first = trace.epochs[0] if trace.epochs else None
             raise RunWriteError(self.directory, first, [], exc) from exc
 
+    def _write_file(self, entry: str, data: bytes) -> None:
+        """File ``entry`` (a part or tensors), complete and durable. A subclass may defer it
+        as long as it is done before the next manifest names it
+        (:class:`~nn_tracing.rundir_async.BackgroundRunWriter` writes an epoch's files
+        together)."""
+        _write_atomic(self.directory / entry, data)
+
     def _write_tensors(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
         entry = f"tensors/{name}.safetensors"
         data, inventory = _safetensors_bytes(arrays)
-        _write_atomic(self.directory / entry, data)
+        self._write_file(entry, data)
         self._tensors[entry] = inventory
 
-    def _write_part(self, table: str, epoch: int, frame: pd.DataFrame) -> None:
-        part = frame[list(_PART_SCHEMAS[table])].reset_index(drop=True)
-        _write_atomic(self.directory / _part_name(table, epoch), _parquet_bytes(part))
-        spec = self._tables.setdefault(table, {"columns": list(part.columns), "parts": {}})
-        spec["parts"][str(epoch)] = len(part)
+    def _write_part(self, table: str, epoch: int, part: Any) -> None:
+        """Part ``epoch`` of ``table`` from ``part``, a ``pyarrow.Table`` of the part's
+        columns in :data:`_PART_SCHEMAS` order."""
+        self._write_file(_part_name(table, epoch), _part_bytes(part))
+        spec = self._tables.setdefault(table, {"columns": list(part.column_names), "parts": {}})
+        spec["parts"][str(epoch)] = part.num_rows
         self._written[table].add(epoch)
 
-    def _neurons_part(self, epoch: int) -> pd.DataFrame:
-        trace = self.trace
-        frame = pd.DataFrame(
-            {
-                "layer": pd.Categorical(trace.neuron_layers(), categories=trace.layer_names()),
-                "neuron": np.arange(trace.n_neurons, dtype=np.int32),
-            }
+    def _neurons_part(self, epoch: int) -> Any:
+        """The neuron rows of ``epoch`` as a ``pyarrow.Table`` (no pandas on the way: the
+        layer and neuron columns are built once, the metrics are the trace's own arrays)."""
+        import pyarrow as pa
+
+        if self._layout_columns is None:
+            trace = self.trace
+            codes = np.concatenate(
+                [np.full(info.n_neurons, i, dtype=np.int32) for i, info in enumerate(trace.layers)]
+            )
+            layer = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(trace.layer_names()))
+            self._layout_columns = [layer, pa.array(np.arange(trace.n_neurons, dtype=np.int32))]
+        values = self.trace.metrics_at(epoch)
+        metrics = [
+            pa.array(np.ascontiguousarray(values[:, i], dtype=np.float32))
+            for i in range(len(METRICS))
+        ]
+        return pa.Table.from_arrays(
+            [*self._layout_columns, *metrics], names=list(_PART_SCHEMAS["neurons"])
         )
-        values = trace.metrics_at(epoch)
-        for i, name in enumerate(METRICS):
-            frame[name] = values[:, i].astype(np.float32)
-        return frame
 
     def _write_rows(self, table: str, frame: pd.DataFrame | None, up_to: int | None) -> None:
         """The rows of ``frame`` of each epoch not written yet (up to ``up_to``), one part
         per epoch."""
         if frame is None or not len(frame):
             return
-        for epoch, rows in frame.groupby("epoch", sort=True):
-            epoch = int(epoch)
-            if epoch in self._written[table] or (up_to is not None and epoch > up_to):
-                continue
-            self._write_part(table, epoch, rows)
+        import pyarrow as pa
+
+        epochs, present, columns = self._row_columns(table, frame)
+        todo = [
+            epoch
+            for epoch in present
+            if epoch not in self._written[table] and (up_to is None or epoch <= up_to)
+        ]
+        for epoch in todo:
+            rows = epochs == epoch
+            part = pa.Table.from_arrays(
+                [pa.array(values[rows]) for values in columns.values()], names=list(columns)
+            )
+            self._write_part(table, int(epoch), part)
+
+    def _row_columns(
+        self, table: str, frame: pd.DataFrame
+    ) -> tuple[np.ndarray, list[int], dict[str, np.ndarray]]:
+        """``frame``'s epoch of each row, its epochs, and its part columns as arrays (kept
+        while the same frame comes back, as for several epochs written from one trace)."""
+        cached = self._columns_cache.get(table)
+        if cached is None or cached[0] is not frame:
+            epochs = frame["epoch"].to_numpy()
+            columns = {name: frame[name].to_numpy() for name in _PART_SCHEMAS[table]}
+            cached = (frame, epochs, np.unique(epochs).tolist(), columns)
+            self._columns_cache[table] = cached
+        return cached[1], cached[2], cached[3]
 
     def write_epoch(self, epoch: int) -> None:
         """Add recorded ``epoch``: its files first, then the manifest that names them."""
@@ -257,10 +317,10 @@ class RunWriter:
                 self._write_tensors(f"epoch_{epoch}", arrays)
             self._write_rows("history", self.trace.history, epoch)
             self._write_rows("steps", self.trace.steps, epoch)
-            self._write_manifest("running", [*self.epochs, epoch])
+            self.epochs.append(epoch)
+            self._write_manifest("running")
         except OSError as exc:
-            raise RunWriteError(self.directory, epoch, self.epochs, exc) from exc
-        self.epochs.append(epoch)
+            raise self._write_error(exc, epoch) from exc
         with contextlib.suppress(OSError):  # the epoch is kept; a lost heartbeat only ages
             self.heartbeat.beat(force=True, epoch=epoch)
 
@@ -280,12 +340,33 @@ class RunWriter:
             self._write_rows("steps", self.trace.steps, None)
             if self.trace.final_weights:
                 self._write_tensors("final_weights", self.trace.final_weights)
-            self._write_manifest(final, self.epochs)
+            self._write_manifest(final)
         except OSError as exc:
-            raise RunWriteError(self.directory, None, self.epochs, exc) from exc
+            raise self._write_error(exc, None) from exc
         self.closed = True
 
-    def _write_manifest(self, status: str, epochs: list[int]) -> None:
+    def _write_error(self, error: OSError, epoch: int | None) -> RunWriteError:
+        """``error`` as a :class:`RunWriteError` naming the first epoch the manifest on disk
+        lacks (``epoch``'s, or one written before whose manifest waited); the writer is set
+        back to that manifest, so that those epochs may be written again."""
+        pending = [e for e in [*self.epochs, epoch] if e is not None and e not in self.in_manifest]
+        for table in _TABLES:
+            self._written[table] -= set(pending)
+            for e in pending:
+                self._tables.get(table, {}).get("parts", {}).pop(str(e), None)
+        for e in pending:
+            self._tensors.pop(f"tensors/epoch_{e}.safetensors", None)
+        self.epochs = list(self.in_manifest)
+        return RunWriteError(
+            self.directory, pending[0] if pending else epoch, self.in_manifest, error
+        )
+
+    def _write_manifest(self, status: str) -> None:
+        _write_atomic(self.directory / "manifest.json", self._manifest_bytes(status))
+        self.in_manifest = list(self.epochs)
+
+    def _manifest_bytes(self, status: str) -> bytes:
+        """The manifest naming every file written so far, with ``status``."""
         tables = {name: spec for name, spec in self._tables.items()}
         tables.setdefault("history", {"columns": list(_PART_SCHEMAS["history"]), "parts": {}})
         manifest = {
@@ -293,14 +374,14 @@ class RunWriter:
             "format_version": FORMAT_VERSION,
             "layout": LAYOUT,
             "layers": [info.to_dict() for info in self.trace.layers],
-            "epochs": list(epochs),
+            "epochs": list(self.epochs),
             "metrics": list(METRICS),
             "tables": tables,
             "tensors": dict(self._tensors),
             "meta": _json_ready({**self.trace.meta, "status": status}),
         }
-        data = json.dumps(manifest, indent=1, allow_nan=False).encode()
-        _write_atomic(self.directory / "manifest.json", data)
+        # one line: without indent, json uses its C encoder (the manifest grows with the run)
+        return json.dumps(manifest, allow_nan=False).encode()
 
 
 # --------------------------------------------------------------------------- reading

@@ -1,16 +1,21 @@
 """A training run's run directory, written as it goes: by ``train(out=…)`` and by
 ``TraceableNN(log_dir=…)`` alike.
 
-:class:`RunLog` wraps a :class:`~nn_tracing.rundir.RunWriter` with what a training loop needs:
-the writer made at the first write (the trace's probe set and ``E_0`` are known by then), every
-recorded epoch not yet written added at each :meth:`RunLog.sync`, a heartbeat cheap enough to
-check on every training step (``time.monotonic() >= log.next_beat`` before
-:meth:`RunLog.beat`), the final status and weights at :meth:`RunLog.close` — and what happens
-when the disk refuses a write (full, read-only, no permission:
-:class:`~nn_tracing.rundir.RunWriteError`):
+:class:`RunLog` wraps a :class:`~nn_tracing.rundir_async.BackgroundRunWriter` (a
+:class:`~nn_tracing.rundir.RunWriter` run by a background thread) with what a training loop
+needs: the writer made at the first write (the trace's probe set and ``E_0`` are known by
+then), every recorded epoch not yet handed over added at each :meth:`RunLog.sync` (which may
+wait until they are on disk, or not: :meth:`RunLog.due` says when a caller that does not wait
+should hand over, once a second), a heartbeat cheap enough to check on every training step
+(``time.monotonic() >= log.next_beat`` before :meth:`RunLog.beat`), the final status and
+weights at :meth:`RunLog.close` — and what happens when the disk refuses a write (full,
+read-only, no permission: :class:`~nn_tracing.rundir.RunWriteError`). Epochs handed over
+together share one manifest, so a failed write loses them together: the error names the first
+epoch the directory lacks and the epochs it keeps.
 
-* ``on_write_error="stop"`` (the default): the error is raised, once; the caller's training
-  stops there. The epochs already written stay readable.
+* ``on_write_error="stop"`` (the default): the error is raised, once, by the call that
+  handed the epoch over if it waits, by the next one otherwise; the caller's training stops
+  there. The epochs already written stay readable.
 * ``on_write_error="continue"``: one :class:`RunWriteWarning`, and training goes on without
   writing the directory again (the trace in memory keeps recording).
 
@@ -28,10 +33,14 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .rundir import RunWriteError, RunWriter, _write_atomic
+from .rundir import RunWriteError, _write_atomic
 from .trace import NetworkTrace
+
+if TYPE_CHECKING:
+    from .rundir_async import BackgroundRunWriter
+    from .tracer import TraceableNN
 
 __all__ = ["WRITE_ERROR_POLICIES", "RunLog", "RunWriteWarning"]
 
@@ -45,7 +54,8 @@ class RunWriteWarning(RuntimeWarning):
 
 
 class RunLog:
-    """The run directory ``directory`` of one training run, written as the run records.
+    """The run directory ``directory`` of one training run, written as the run records, by a
+    background thread (:class:`~nn_tracing.rundir_async.BackgroundRunWriter`).
 
     Parameters
     ----------
@@ -64,7 +74,7 @@ class RunLog:
             )
         self.directory = Path(directory)
         self.on_write_error = on_write_error
-        self.writer: RunWriter | None = None
+        self.writer: BackgroundRunWriter | None = None
         #: The write error that ended the writing, if one did.
         self.error: RunWriteError | None = None
         #: ``time.monotonic()`` before which :meth:`beat` would write no heartbeat (a caller
@@ -76,32 +86,49 @@ class RunLog:
         """Whether the directory is still being written (no error, not closed)."""
         return self.error is None and not (self.writer is not None and self.writer.closed)
 
+    @property
+    def last_handed(self) -> int:
+        """The last epoch handed to the writer (written or on its way), ``-1`` before any."""
+        if self.writer is None or not self.writer.queued:
+            return -1
+        return self.writer.queued[-1]
+
+    def due(self) -> bool:
+        """Whether the epochs recorded since the last :meth:`sync` should be handed over now
+        (:meth:`~nn_tracing.rundir_async.BackgroundRunWriter.due`: at most once a second),
+        so that a caller takes a snapshot of its trace only then."""
+        return self.writing and (self.writer is None or self.writer.due())
+
     def open(self, trace: NetworkTrace) -> None:
-        """Make the directory (probe set, heartbeat) if not done yet; no epoch is written."""
+        """Make the directory (heartbeat) if not done yet; no epoch is written."""
         if self.writer is None and self.error is None:
+            from .rundir_async import BackgroundRunWriter
+
             try:
-                self.writer = RunWriter(self.directory, trace)
+                self.writer = BackgroundRunWriter(self.directory, trace)
             except RunWriteError as exc:
                 self._failed(exc)
 
-    def sync(self, trace: NetworkTrace) -> None:
-        """Write every epoch of ``trace`` not written yet (each with its history rows)."""
+    def sync(self, trace: NetworkTrace, *, wait: bool = False) -> None:
+        """Hand over every epoch of ``trace`` not handed over yet (each with its history
+        rows); with ``wait``, return once they are on disk. An error of an earlier write is
+        raised (or warned) here."""
         self.open(trace)
         writer = self.writer
         if writer is None or not self.writing:
             return
         writer.trace = trace
         try:
-            for epoch in trace.epochs:
-                if not writer.epochs or epoch > writer.epochs[-1]:
-                    writer.write_epoch(epoch)
+            writer.write_epochs([e for e in trace.epochs if e > self.last_handed])
+            if wait:
+                writer.flush()
         except OSError as exc:
             self._failed(self._as_write_error(exc, trace))
 
     def close(self, trace: NetworkTrace, status: str | None = None) -> None:
         """Write the rest of the run (epochs, history, final weights) and its final status
-        (default: the trace's)."""
-        self.sync(trace)
+        (default: the trace's); returns once it is on disk."""
+        self.open(trace)
         writer = self.writer
         if writer is None or not self.writing:
             return
@@ -112,16 +139,31 @@ class RunLog:
             self._failed(self._as_write_error(exc, trace))
         self.next_beat = math.inf
 
+    def abandon(self, tracer: TraceableNN | None) -> None:
+        """After an error in training: the epochs ``tracer`` recorded are handed over and
+        written, and no final status (the run reads as ``interrupted`` once its process has
+        ended). Write errors are not raised."""
+        writer = self.writer
+        if writer is None or not self.writing:
+            return
+        if tracer is not None:
+            with contextlib.suppress(Exception):
+                trace = tracer.network_trace
+                writer.trace = trace
+                writer.write_epochs([e for e in trace.epochs if e > self.last_handed])
+        writer.abandon()
+        self.next_beat = math.inf
+
     def beat(self, *, force: bool = False, **progress: Any) -> None:
-        """Refresh the heartbeat (``writer.json``) with ``progress``, at most every
-        :data:`~nn_tracing.rundir_live.HEARTBEAT_SECONDS` unless ``force``. A heartbeat that
-        cannot be written is let go: it only makes the writer look older."""
+        """Have the writer refresh the heartbeat (``writer.json``) with ``progress``, at most
+        every :data:`~nn_tracing.rundir_live.HEARTBEAT_SECONDS` unless ``force``; never waits
+        for the disk. A heartbeat that cannot be written is let go: it only makes the writer
+        look older."""
         writer = self.writer
         if writer is None or not self.writing:
             return
         self.next_beat = time.monotonic() + writer.heartbeat.interval
-        with contextlib.suppress(OSError):
-            writer.heartbeat.beat(force=force, **progress)
+        writer.beat(force=force, **progress)
 
     def _as_write_error(self, error: OSError, trace: NetworkTrace) -> RunWriteError:
         """``error`` as a :class:`RunWriteError` (one that is not names the first epoch the
@@ -137,6 +179,8 @@ class RunLog:
     def _failed(self, error: RunWriteError) -> None:
         self.error = error
         self.next_beat = math.inf
+        if self.writer is not None:
+            self.writer.abandon()  # its thread skips what is left, and ends
         _mark_stopped(self.directory, error)
         if self.on_write_error == "stop":
             raise error

@@ -282,7 +282,7 @@ class _TrainingLoop:
             )
         )
 
-    def run_epochs(self, stop: StopSignal, on_trace: Callable[[NetworkTrace], None] | None) -> int:
+    def run_epochs(self, stop: StopSignal, share: _Share) -> int:
         """Train epoch after epoch until the last, a stop request or divergence; returns the
         last epoch begun."""
         epoch = 0
@@ -290,7 +290,7 @@ class _TrainingLoop:
             if self.tracer is not None:
                 self.tracer.start_epoch(epoch)
             sums = self._train_batches(epoch, stop)
-            if sums.ended == "diverged" or not self._end_epoch(epoch, sums, on_trace):
+            if sums.ended == "diverged" or not self._end_epoch(epoch, sums, share):
                 break
             self.report(epoch, self.steps_per_epoch, epoch_done=True)
         return epoch
@@ -355,9 +355,7 @@ class _TrainingLoop:
             if requested is not None:
                 self.extra_meta["stop_requested_at"] = requested
 
-    def _end_epoch(
-        self, epoch: int, sums: _EpochSums, on_trace: Callable[[NetworkTrace], None] | None
-    ) -> bool:
+    def _end_epoch(self, epoch: int, sums: _EpochSums, share: _Share) -> bool:
         """The epoch's history row (and its record in the trace); whether training goes on."""
         stopped = sums.ended == "stopped"
         history = {"lr": float(self.optimizer.param_groups[0]["lr"])}
@@ -371,8 +369,8 @@ class _TrainingLoop:
         if stopped and sums.seen:
             self.extra_meta["partial_epoch"] = epoch
         recorded = self.tracer.end_epoch(epoch, force=stopped and sums.seen > 0, **history)
-        if recorded and on_trace is not None and not stopped:
-            on_trace(self.tracer.network_trace)
+        if recorded and not stopped and share.due():
+            share(self.tracer.network_trace)
         return not stopped
 
     def finish(self, tracer: TraceableNN, started_at: datetime) -> NetworkTrace:
@@ -396,29 +394,15 @@ class _TrainingLoop:
         return trace
 
 
-def _write_then(
-    log: RunLog, on_trace: Callable[[NetworkTrace], None] | None
-) -> Callable[[NetworkTrace], None]:
-    """A callback that writes the trace's new epochs to the run directory, then calls
-    ``on_trace``."""
-
-    def write_then_call(trace: NetworkTrace) -> None:
-        log.sync(trace)
-        if on_trace is not None:
-            on_trace(trace)
-
-    return write_then_call
-
-
 def _beat_then(
     log: RunLog, progress: Callable[[TrainingProgress], None] | None
 ) -> Callable[[TrainingProgress], None]:
     """A callback that keeps the run directory's heartbeat (``writer.json``) fresh with the
-    run's progress (at most once a second), then calls ``progress``."""
+    run's progress (at most once a second, written by the writing thread), then calls
+    ``progress``."""
 
     def beat_then_call(p: TrainingProgress) -> None:
         log.beat(
-            force=p.epoch_done,
             epoch=p.epoch,
             epochs=p.epochs,
             step=p.step,
@@ -433,6 +417,24 @@ def _beat_then(
             progress(p)
 
     return beat_then_call
+
+
+class _Share:
+    """Where the trace goes after a recorded epoch: to ``on_trace`` every time, and to the run
+    directory when its writer is due (every time too when there is an ``on_trace``, which
+    then sees the epoch on disk). The trace is snapshot only when one of them takes it."""
+
+    def __init__(self, on_trace: Callable[[NetworkTrace], None] | None, log: RunLog | None) -> None:
+        self.on_trace, self.log = on_trace, log
+
+    def due(self) -> bool:
+        return self.on_trace is not None or (self.log is not None and self.log.due())
+
+    def __call__(self, trace: NetworkTrace) -> None:
+        if self.log is not None:
+            self.log.sync(trace, wait=self.on_trace is not None)
+        if self.on_trace is not None:
+            self.on_trace(trace)
 
 
 def train(
@@ -474,14 +476,19 @@ def train(
         trace is ``run.trace``.
     out
         A run directory to write as training goes (:class:`~nn_tracing.rundir.RunWriter`):
-        every recorded epoch is added as it is recorded, and the final status and weights at
-        the end. A run that never ends this way reads as ``interrupted``. Needs ``traced``.
+        every recorded epoch is added as it is recorded, by a background thread
+        (:class:`~nn_tracing.rundir_log.RunLog`) — those of a fast run a few at a time, at
+        most every ``WRITE_INTERVAL`` (1 s); with ``on_trace``, each epoch before
+        ``on_trace`` sees it — and the final status and weights at the end, before ``train``
+        returns. After an error in training, every recorded epoch is written; a run that
+        never ends reads as ``interrupted``. Needs ``traced``.
     on_write_error
         What a failed write of ``out`` does (a full disk, a read-only folder): ``"stop"``
         raises :class:`~nn_tracing.rundir.RunWriteError` (one error naming the directory,
-        the epoch and the epochs kept, which stay readable) and training stops there;
-        ``"continue"`` warns once (:class:`~nn_tracing.rundir_log.RunWriteWarning`) and
-        trains on without writing the directory (``run.trace`` has every epoch).
+        the epoch and the epochs kept, which stay readable) and training stops there (at the
+        next hand-over of epochs: the writing is in the background); ``"continue"`` warns
+        once (:class:`~nn_tracing.rundir_log.RunWriteWarning`) and trains on without
+        writing the directory (``run.trace`` has every epoch).
     """
     if out is not None and not traced:
         raise ValueError("out= writes the trace as it is recorded; it needs traced=True")
@@ -490,8 +497,8 @@ def train(
         from .rundir_log import RunLog
 
         log = RunLog(out, on_write_error=on_write_error)
-        on_trace = _write_then(log, on_trace)
         progress = _beat_then(log, progress)
+    share = _Share(on_trace, log)
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     data = data if data is not None else prepare_data(config)
@@ -505,31 +512,23 @@ def train(
         t0=t0,
     )
     try:
-        trace, epoch = _run(loop, stop, on_trace, started_at, log)
-    except OSError:  # the run directory cannot be written (RunWriteError): training stops
         if loop.tracer is not None:
+            if log is not None:  # the directory made before training (or its error raised)
+                log.open(loop.tracer.network_trace)
+            if share.due():
+                share(loop.tracer.network_trace)
+        loop.report(0, 0)
+        epoch = loop.run_epochs(stop, share)
+        trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
+        if log is not None and trace is not None:
+            log.close(trace)
+    except BaseException as exc:
+        if log is not None:  # what was recorded is written; the run stays "running"
+            log.abandon(loop.tracer)
+        if isinstance(exc, OSError) and loop.tracer is not None:  # RunWriteError
             loop.tracer.remove_hooks()
         raise
     loop.report(
         epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True
     )
     return TracedRun(model=loop.module, trace=trace, config=config, data=data)
-
-
-def _run(
-    loop: _TrainingLoop,
-    stop: StopSignal,
-    on_trace: Callable[[NetworkTrace], None] | None,
-    started_at: datetime,
-    log: RunLog | None,
-) -> tuple[NetworkTrace | None, int]:
-    """Train ``loop`` to its end; the finished trace (written to ``log`` too) and the last
-    epoch begun."""
-    if loop.tracer is not None and on_trace is not None:
-        on_trace(loop.tracer.network_trace)
-    loop.report(0, 0)
-    epoch = loop.run_epochs(stop, on_trace)
-    trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
-    if log is not None and trace is not None:
-        log.close(trace)
-    return trace, epoch

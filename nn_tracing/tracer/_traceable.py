@@ -377,15 +377,14 @@ class TraceableNN(nn.Module):
         return log
 
     def _write_log(self, *, force: bool = False) -> None:
-        """The recorded epochs not in the run directory yet, written; the heartbeat kept
+        """The recorded epochs not in the run directory yet, written (``end_epoch`` returns
+        once its epoch is on disk, so a script killed after it keeps it); the heartbeat kept
         (written now if ``force``: once an epoch, at its end)."""
         log = self._log
         if log is None or not log.writing:
             return
-        writer = log.writer
-        written = writer.epochs[-1] if writer is not None and writer.epochs else -1
-        if self._epoch_metrics and max(self._epoch_metrics) > written:
-            log.sync(self.network_trace)
+        if self._epoch_metrics and max(self._epoch_metrics) > log.last_handed:
+            log.sync(self.network_trace, wait=True)
         log.beat(force=force, epoch=self._epoch or self._last_epoch, epochs=self.num_epochs)
 
     # -- recording -------------------------------------------------------------------------

@@ -4,14 +4,16 @@
 Each kill lands at a random moment inside one of three phases of a chosen epoch:
 
 * ``batches``: while the epoch's mini-batches run;
-* ``files``: while the epoch's files are written (from its first part file to its manifest);
+* ``files``: while the epoch's files are renamed into place (from its first part file to its
+  manifest);
 * ``manifest``: while the manifest is replaced (its temporary file written, before the rename,
   or right after it).
 
 The child program (written below to the test's folder) runs ``train(config, out=DIR)`` with one
 torch thread, so that its numbers are bitwise those of an uninterrupted run. To reach the
-phases without hooks in the library, it wraps ``nn_tracing.rundir._write_atomic`` and
-``os.replace`` to print markers on stdout and sleep a little inside the chosen phase, and it
+phases without hooks in the library, it wraps ``os.replace`` (every file of an epoch, then its
+manifest, is renamed into place by the writing thread: nn_tracing/rundir_async.py) to print
+markers on stdout and sleep a little inside the chosen phase, and it
 blocks at the phase's end (reading stdin, which the parent never answers): the kill, at a
 seeded random delay after the phase's first marker, always falls inside the phase. After each
 kill: the directory loads, reads as ``interrupted`` with its last complete epoch named, holds
@@ -73,7 +75,7 @@ import torch
 
 torch.set_num_threads(1)
 
-import nn_tracing.rundir as rundir
+import nn_tracing.rundir_async as rundir_async
 from nn_tracing import TrainConfig, save_trace, train
 
 plan = json.loads(sys.argv[1])
@@ -92,33 +94,30 @@ def hold():
     os._exit(3)
 
 
+# each recorded epoch handed over alone, so that every epoch's phases can be reached
+rundir_async.WRITE_INTERVAL = 0.0
 in_files = False
-real_write = rundir._write_atomic
-
-
-def write_atomic(path, data):
-    global in_files
-    name = Path(path).relative_to(out).as_posix()
-    if phase == "files" and not in_files:
-        first = "tensors/final_weights.safetensors" if target == "end" else (
-            f"neurons/epoch={target}/part.parquet"
-        )
-        if name == first:
-            in_files = True
-            mark("T", name)
-    if in_files and name == "manifest.json":
-        hold()
-    real_write(path, data)
-    if in_files:
-        time.sleep(slow)
-
-
+first = "tensors/final_weights.safetensors" if target == "end" else (
+    f"neurons/epoch={target}/part.parquet"
+)
 real_replace = os.replace
 
 
 def replace(src, dst):
-    if Path(dst).name != "manifest.json":
+    global in_files
+    if Path(dst).parent == out.parent:  # the reference's .nntrace
         return real_replace(src, dst)
+    if Path(dst).name != "manifest.json":
+        name = Path(dst).relative_to(out).as_posix()
+        if phase == "files" and not in_files and name == first:
+            in_files = True
+            mark("T", name)
+        real_replace(src, dst)
+        if in_files:
+            time.sleep(slow)
+        return
+    if in_files:
+        hold()
     manifest = json.loads(Path(src).read_bytes())
     epochs, status = manifest["epochs"], manifest["meta"]["status"]
     key = json.dumps(epochs, separators=(",", ":")) + " " + status
@@ -145,7 +144,6 @@ def progress(p):
             hold()
 
 
-rundir._write_atomic = write_atomic
 os.replace = replace
 run = train(TrainConfig.from_dict(plan["config"]), progress=progress, progress_every=0.0, out=out)
 if plan.get("save"):
