@@ -117,9 +117,8 @@ class RunLog:
         writer = self.writer
         if writer is None or not self.writing:
             return
-        writer.trace = trace
         try:
-            writer.write_epochs([e for e in trace.epochs if e > self.last_handed])
+            self._hand_over(trace)
             if wait:
                 writer.flush()
         except OSError as exc:
@@ -148,9 +147,7 @@ class RunLog:
             return
         if tracer is not None:
             with contextlib.suppress(Exception):
-                trace = tracer.network_trace
-                writer.trace = trace
-                writer.write_epochs([e for e in trace.epochs if e > self.last_handed])
+                self._hand_over(tracer.network_trace)
         writer.abandon()
         self.next_beat = math.inf
 
@@ -164,6 +161,12 @@ class RunLog:
             return
         self.next_beat = time.monotonic() + writer.heartbeat.interval
         writer.beat(force=force, **progress)
+
+    def _hand_over(self, trace: NetworkTrace) -> None:
+        """The epochs of ``trace`` not handed to the writer yet, handed over."""
+        assert self.writer is not None
+        self.writer.trace = trace
+        self.writer.write_epochs([e for e in trace.epochs if e > self.last_handed])
 
     def _as_write_error(self, error: OSError, trace: NetworkTrace) -> RunWriteError:
         """``error`` as a :class:`RunWriteError` (one that is not names the first epoch the

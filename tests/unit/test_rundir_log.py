@@ -10,7 +10,6 @@ and always injected at the OS boundary (``os.replace`` / ``os.fsync`` raising ``
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
@@ -43,6 +42,7 @@ from nn_tracing.rundir import RunWriter
 from nn_tracing.rundir_live import read_writer
 from nn_tracing.rundir_log import RunLog, RunWriteWarning
 from tests.conftest import ROOT, TINY_CONFIG
+from tests.unit.test_rundir import _writer_gone
 
 CONFIG = TINY_CONFIG.replace(epochs=5, keep_weights=True)
 
@@ -78,20 +78,6 @@ def _refuse(monkeypatch, directory: Path, code: int, *, at: str = "", from_then_
         return real(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", replace)
-
-
-def _writer_gone(directory: Path) -> None:
-    """Make ``writer.json`` name a process that has ended (as when the script exits)."""
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        text=True,
-        capture_output=True,
-        check=True,
-    )
-    path = directory / "writer.json"
-    data = json.loads(path.read_text())
-    data["pid"] = int(ended.stdout)
-    path.write_text(json.dumps(data))
 
 
 def _assert_epochs_equal(loaded: NetworkTrace, reference: NetworkTrace) -> None:
