@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from ._capture import ActivationCapture
 from ._discovery import Layout, first_tensor
 from ._hooks import GradientHook, Measuring, hooks, preserved_state
 from ._stats import Accumulator, WeightColumns
+
+if TYPE_CHECKING:
+    from ._distributed import Collective
 
 __all__ = ["BatchStream", "measure_example"]
 
@@ -92,15 +95,27 @@ class BatchStream:
         """Remove the hooks."""
         self._hooks.close()
 
-    def measure(self, weights: WeightColumns, device: torch.device) -> np.ndarray:
-        """The epoch's metrics: float32 array (n_neurons, n_metrics) in ``METRICS`` order."""
+    def measure(
+        self, weights: WeightColumns, device: torch.device, collective: Collective | None = None
+    ) -> np.ndarray:
+        """The epoch's metrics: float32 array (n_neurons, n_metrics) in ``METRICS`` order.
+
+        With a ``collective``, merged over its ranks' batches (:mod:`._distributed`).
+        """
+        accumulators = [self.inputs, *self.capture.accumulators]
+        if collective is not None:
+            from ._distributed import merge_stream
+
+            squares = {i: (s.total, s.count) for i, s in self.gradients.items()}
+            accumulators, grad_norms, block = merge_stream(
+                collective, self._layout, accumulators, squares, weights, device
+            )
+            return _metrics(self._layout, accumulators, grad_norms, weights, device, block)
         grad_norms = []
         for index in range(len(self._layout.layers)):
             squares = self.gradients.get(index)
             grad_norms.append(squares.rms() if squares is not None else None)
-        return _metrics(
-            self._layout, self.inputs, self.capture.accumulators, grad_norms, weights, device
-        )
+        return _metrics(self._layout, accumulators, grad_norms, weights, device)
 
 
 def measure_example(
@@ -119,25 +134,28 @@ def measure_example(
     inputs = Accumulator()
     inputs.add(layout.input_positions(first_tensor(example_args)), False)
     grad_norms: list[torch.Tensor | None] = [None] * len(layout.layers)
-    return _metrics(layout, inputs, capture.accumulators, grad_norms, weights, device)
+    return _metrics(layout, [inputs, *capture.accumulators], grad_norms, weights, device)
 
 
 def _metrics(
     layout: Layout,
-    inputs: Accumulator,
     accumulators: list[Accumulator],
     grad_norms: list[torch.Tensor | None],
     weights: WeightColumns,
     device: torch.device,
+    weight_block: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Weight columns, accumulated activation columns and a NaN ``selectivity``, on the host."""
+    """Weight columns, accumulated activation columns (the input's accumulator first) and a
+    NaN ``selectivity``, on the host; ``weight_block`` replaces the weight columns."""
     nan_column = torch.full((layout.n_neurons, 1), float("nan"), device=device)
     act_blocks = []
-    for info, acc in zip(layout.infos, [inputs, *accumulators], strict=True):
+    for info, acc in zip(layout.infos, accumulators, strict=True):
         if acc.count:
             act_blocks.append(acc.block())
         else:
             act_blocks.append(torch.full((info.n_neurons, 5), float("nan"), device=device))
-    weight_block = weights.all(layout, grad_norms, device)
-    metrics = torch.cat([weight_block, torch.cat(act_blocks), nan_column], dim=1)
-    return metrics.cpu().numpy()
+    if weight_block is None:
+        weight_block = weights.all(layout, grad_norms, device)
+    act_block = torch.cat(act_blocks).to(weight_block.dtype)
+    metrics = torch.cat([weight_block, act_block, nan_column.to(weight_block.dtype)], dim=1)
+    return metrics.float().cpu().numpy()
