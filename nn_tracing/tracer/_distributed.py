@@ -39,7 +39,7 @@ the collectives above run inside ``__init__`` (``E_0``), ``end_epoch`` and ``fin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -182,7 +182,7 @@ def resolve_collective(process_group: Any = None) -> Collective | None:
 
 
 # -- accumulators as sums and maxima -------------------------------------------------------
-def _put(
+def put_accumulator(
     sums: Tensors,
     maxima: Tensors,
     key: str,
@@ -203,8 +203,8 @@ def _put(
     maxima[key + "/max"], maxima[key + "/neg_min"] = top, bottom
 
 
-def _take(sums: Tensors, maxima: Tensors, key: str, positions: int = 1) -> Accumulator:
-    """The merged :class:`Accumulator` stored under ``key`` by :func:`_put`."""
+def take_accumulator(sums: Tensors, maxima: Tensors, key: str, positions: int = 1) -> Accumulator:
+    """The merged :class:`Accumulator` stored under ``key`` by :func:`put_accumulator`."""
     return Accumulator(
         count=round(float(sums[key + "/count"][0])),
         positions=positions,
@@ -244,7 +244,7 @@ class ShardedProbe(ProbeMeasurement):
         x, y = self.x[part], self.y[part]
         wanted = [p for p in (layer.weight for layer in layout.layers) if _differentiable(p)]
         capture = ActivationCapture(self._module, layout.layers, keep_pooled=True)
-        with hooks(capture.forward_hooks()):
+        with hooks(capture.forward_hooks(), forward_pre=self._gathered_weights(wanted)):
             n_chunks = coll.n_chunks(n, self._chunk_size)
             logits, loss, grads = self._run(capture, wanted, device, x, y, n, n_chunks)
         acts = pooled_matrix(layout, capture.accumulators, x, device)
@@ -253,7 +253,7 @@ class ShardedProbe(ProbeMeasurement):
         classes = logits.dim() == 2 and not y.dtype.is_floating_point
         if classes:
             sums["correct"] = (logits.argmax(1) == y).double().sum().reshape(1)
-        _put_gradients(sums, layout.layers, wanted, grads, device)
+        _put_gradients(sums, layout.layers, grads, device)
         sums["weights"] = owned_weight_block(self._weights, layout, coll.rank, device)
         sums, maxima = coll.merge(sums, maxima)
 
@@ -262,6 +262,29 @@ class ShardedProbe(ProbeMeasurement):
         if classes:
             extra["probe_acc"] = float(sums["correct"][0]) / n
         return metrics.float().cpu().numpy(), self._gathered(acts, logits), extra
+
+    def _gathered_weights(
+        self, wanted: list[torch.Tensor]
+    ) -> list[tuple[nn.Module, Callable[[nn.Module, Any], None]]]:
+        """Forward pre-hooks that put the weight each forward uses into ``wanted``.
+
+        A sharded weight (FSDP2) is gathered for each forward into a plain tensor, and only
+        that tensor is in the graph: the probe-loss gradient is taken with respect to it (the
+        full weight: each rank's part of the gradient, summed over the ranks like DDP's).
+        Nothing for replicated weights.
+        """
+        if not any(_is_dtensor(weight) for weight in wanted):
+            return []
+        modules = dict(self._module.named_modules())
+        differentiable = [layer for layer in self._layout.layers if _differentiable(layer.weight)]
+        pre_hooks = []
+        for index, layer in enumerate(differentiable):
+
+            def take(module: nn.Module, inputs: Any, index: int = index) -> None:
+                wanted[index] = module.weight
+
+            pre_hooks.append((modules[layer.info.module], take))
+        return pre_hooks
 
     def _local_statistics(
         self,
@@ -274,7 +297,7 @@ class ShardedProbe(ProbeMeasurement):
         layout, sums, maxima = self._layout, {}, {}
         pooled = Accumulator()
         pooled.add(acts[:, None, :], keep_pooled=False)
-        _put(sums, maxima, "pooled", pooled, layout.n_neurons, device)
+        put_accumulator(sums, maxima, "pooled", pooled, layout.n_neurons, device)
         onehot = self._class_onehot()
         if onehot is not None and onehot.shape[1] >= 2:
             local = onehot[self._collective.shard(self.x.shape[0])].double()
@@ -282,16 +305,16 @@ class ShardedProbe(ProbeMeasurement):
         if x.dim() > 2:
             inputs = Accumulator()
             inputs.add(layout.input_positions(x), keep_pooled=False)
-            _put(sums, maxima, "input", inputs, layout.input_info.n_neurons, device)
+            put_accumulator(sums, maxima, "input", inputs, layout.input_info.n_neurons, device)
         for index, (layer, acc) in enumerate(zip(layout.layers, accumulators, strict=True)):
             if acc.positions > 1:
-                _put(sums, maxima, f"layer{index}", acc, layer.info.n_neurons, device)
+                put_accumulator(sums, maxima, f"layer{index}", acc, layer.info.n_neurons, device)
         return sums, maxima
 
     def _act_block(self, sums: Tensors, maxima: Tensors) -> torch.Tensor:
         """``act_mean … selectivity`` of every neuron from the merged statistics: (N, 6)."""
         layout = self._layout
-        pooled = _take(sums, maxima, "pooled").stats()
+        pooled = take_accumulator(sums, maxima, "pooled").stats()
         block = torch.stack([pooled[name] for name in ACT_COLUMNS], dim=1)
         if "class_sums" in sums:
             counts = self._class_onehot().double().sum(0)  # type: ignore[union-attr]
@@ -301,11 +324,13 @@ class ShardedProbe(ProbeMeasurement):
             selectivity = torch.full_like(pooled["act_mean"], float("nan"))
         block = torch.cat([block, selectivity[:, None]], dim=1)
         if "input/count" in sums:
-            block[: layout.input_info.n_neurons, :5] = _take(sums, maxima, "input").block()
+            inputs = take_accumulator(sums, maxima, "input")
+            block[: layout.input_info.n_neurons, :5] = inputs.block()
         for index, layer in enumerate(layout.layers):
             if f"layer{index}/count" in sums:
                 ids = layer.info.ids
-                block[ids.start : ids.stop, :5] = _take(sums, maxima, f"layer{index}").block()
+                positions = take_accumulator(sums, maxima, f"layer{index}")
+                block[ids.start : ids.stop, :5] = positions.block()
         return block
 
     def _gathered(self, acts: torch.Tensor, logits: torch.Tensor) -> dict[str, np.ndarray]:
@@ -335,17 +360,19 @@ def _differentiable(weight: torch.Tensor | None) -> bool:
 def _put_gradients(
     sums: Tensors,
     layers: list[TracedLayer],
-    wanted: list[torch.Tensor],
     grads: list[torch.Tensor | None],
     device: torch.device,
 ) -> None:
-    """Each traced weight's probe-loss gradient (zeros where none) and whether it had one."""
-    grad_of = {id(p): g for p, g in zip(wanted, grads, strict=True)}
+    """Each traced weight's probe-loss gradient (zeros where none) and whether it had one.
+
+    ``grads`` holds one entry per layer with a differentiable weight, in layer order.
+    """
+    differentiable = iter(grads)
     present = []
     for index, layer in enumerate(layers):
         if not _differentiable(layer.weight):
             continue
-        grad = grad_of.get(id(layer.weight))
+        grad = next(differentiable)
         shape = _full_shape(layer.weight)  # type: ignore[arg-type]
         sums[f"grad{index}"] = (
             _local(grad).double() if grad is not None else torch.zeros(shape, device=device)
@@ -479,14 +506,15 @@ def merge_stream(
     sums: Tensors = {}
     maxima: Tensors = {}
     for index, (info, acc) in enumerate(zip(layout.infos, accumulators, strict=True)):
-        _put(sums, maxima, f"acc{index}", acc, info.n_neurons, device)
+        put_accumulator(sums, maxima, f"acc{index}", acc, info.n_neurons, device)
     for index, (total, count) in squares.items():
         sums[f"squares{index}"] = total
         sums[f"batches{index}"] = torch.tensor([float(count)], dtype=torch.float64, device=device)
     sums["weights"] = owned_weight_block(weights, layout, collective.rank, device)
     sums, maxima = collective.merge(sums, maxima)
     merged = [
-        _take(sums, maxima, f"acc{index}", acc.positions) for index, acc in enumerate(accumulators)
+        take_accumulator(sums, maxima, f"acc{index}", acc.positions)
+        for index, acc in enumerate(accumulators)
     ]
     grad_norms: list[torch.Tensor | None] = []
     block = sums["weights"].clone()

@@ -34,6 +34,7 @@ GradientHook = Callable[[torch.Tensor], None]
 def hooks(
     forward: Iterable[tuple[nn.Module, ForwardHook]] = (),
     gradient: Iterable[tuple[torch.Tensor, GradientHook]] = (),
+    forward_pre: Iterable[tuple[nn.Module, Callable[[nn.Module, Any], None]]] = (),
 ) -> Iterator[None]:
     """Register hooks for the body of a ``with`` block; remove every one of them on exit.
 
@@ -44,6 +45,8 @@ def hooks(
     gradient
         ``(tensor, hook)`` pairs: gradient hooks on tensors (a layer's weight), registered after
         the forward hooks.
+    forward_pre
+        ``(module, hook)`` pairs: forward pre-hooks, ``hook(module, inputs)``, registered last.
 
     Examples
     --------
@@ -61,6 +64,8 @@ def hooks(
             handles.append(module.register_forward_hook(forward_hook))
         for tensor, gradient_hook in gradient:
             handles.append(tensor.register_hook(gradient_hook))
+        for module, pre_hook in forward_pre:
+            handles.append(module.register_forward_pre_hook(pre_hook))
         yield
     finally:
         for handle in handles:
