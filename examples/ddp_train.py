@@ -4,11 +4,11 @@ Runs offline on CPU (the ``gloo`` backend), two processes::
 
     torchrun --nproc_per_node 2 examples/ddp_train.py --out runs/ddp-demo
 
-then ``nn-tracing app`` (or ``streamlit run streamlit_app.py``) and pick ``ddp-demo``. Every
-rank wraps the same DDP model in :class:`nn_tracing.TraceableNN` with the same probe set; each
-measures its shard of the probe at every recorded epoch, the ranks merge the statistics
-(``all_reduce``), and rank 0 writes the run directory. ``--no-probe`` streams the statistics
-over every rank's training batches instead.
+then ``make run`` (the app) lists ``runs/ddp-demo`` and ``nn-tracing info runs/ddp-demo`` sums
+it up. Every rank wraps the same DDP model in :class:`nn_tracing.TraceableNN` with the same
+probe set; each measures its shard of the probe at every recorded epoch, the ranks merge the
+statistics (``all_reduce``), and rank 0 writes the run directory. ``--no-probe`` streams the
+statistics over every rank's training batches instead.
 
 The functions here are also the test's reference (tests/unit/test_distributed.py), so that this
 example keeps working.

@@ -104,13 +104,8 @@ class BatchStream:
         """
         accumulators = [self.inputs, *self.capture.accumulators]
         if collective is not None:
-            from ._distributed import merge_stream
-
             squares = {i: (s.total, s.count) for i, s in self.gradients.items()}
-            accumulators, grad_norms, block = merge_stream(
-                collective, self._layout, accumulators, squares, weights, device
-            )
-            return _metrics(self._layout, accumulators, grad_norms, weights, device, block)
+            return _merged(collective, self._layout, accumulators, squares, weights, device)
         grad_norms = []
         for index in range(len(self._layout.layers)):
             squares = self.gradients.get(index)
@@ -124,17 +119,37 @@ def measure_example(
     example_args: tuple[Any, ...],
     weights: WeightColumns,
     device: torch.device,
+    collective: Collective | None = None,
 ) -> np.ndarray:
     """Metrics measured on the example input in inference mode (no gradient): see
-    :meth:`BatchStream.measure`."""
+    :meth:`BatchStream.measure` (with a ``collective``, over every rank's example input)."""
     capture = ActivationCapture(module, layout.layers, keep_pooled=False)
     with hooks(capture.forward_hooks()), preserved_state(module, device), torch.no_grad():
         capture.new_forward()
         module(*example_args)
     inputs = Accumulator()
     inputs.add(layout.input_positions(first_tensor(example_args)), False)
+    if collective is not None:
+        return _merged(collective, layout, [inputs, *capture.accumulators], {}, weights, device)
     grad_norms: list[torch.Tensor | None] = [None] * len(layout.layers)
     return _metrics(layout, [inputs, *capture.accumulators], grad_norms, weights, device)
+
+
+def _merged(
+    collective: Collective,
+    layout: Layout,
+    accumulators: list[Accumulator],
+    squares: dict[int, tuple[torch.Tensor, int]],
+    weights: WeightColumns,
+    device: torch.device,
+) -> np.ndarray:
+    """:func:`_metrics` of statistics merged over the ranks (:mod:`._distributed`)."""
+    from ._distributed import merge_stream
+
+    merged, grad_norms, block = merge_stream(
+        collective, layout, accumulators, squares, weights, device
+    )
+    return _metrics(layout, merged, grad_norms, weights, device, block)
 
 
 def _metrics(

@@ -429,7 +429,12 @@ class TraceableNN(nn.Module):
             elif epoch == 0 or self._stream is None:
                 # E_0 (or an epoch forced without streaming): measured on example_input.
                 metrics = measure_example(
-                    self._inner, self._layout, self._example_args, self._weights, device
+                    self._inner,
+                    self._layout,
+                    self._example_args,
+                    self._weights,
+                    device,
+                    self._collective,
                 )
             else:
                 metrics = self._stream.measure(self._weights, device, self._collective)

@@ -30,7 +30,7 @@ EXAMPLE = ROOT / "examples" / "ddp_train.py"
 WORLD_SIZE = 2
 SHARDS = (37, 64)  # the uneven merge: rank 0's rows, rank 1's rows
 
-DRIVER = r'''
+DRIVER = r"""
 import json, sys, traceback
 from pathlib import Path
 
@@ -129,7 +129,7 @@ except Exception:
     if rank == 0:
         (base / "fsdp_error.txt").write_text(traceback.format_exc())
 dist.destroy_process_group()
-'''
+"""
 
 
 def _example() -> ModuleType:
