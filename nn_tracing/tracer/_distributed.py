@@ -56,7 +56,9 @@ from ._stats import ACT_COLUMNS, Accumulator, WeightColumns, selectivity_of_mean
 
 __all__ = [
     "Collective",
+    "GatheredGradientHooks",
     "ShardedProbe",
+    "is_dtensor",
     "merge_stream",
     "resolve_collective",
     "state_arrays",
@@ -273,7 +275,7 @@ class ShardedProbe(ProbeMeasurement):
         full weight: each rank's part of the gradient, summed over the ranks like DDP's).
         Nothing for replicated weights.
         """
-        if not any(_is_dtensor(weight) for weight in wanted):
+        if not any(is_dtensor(weight) for weight in wanted):
             return []
         modules = dict(self._module.named_modules())
         differentiable = [layer for layer in self._layout.layers if _differentiable(layer.weight)]
@@ -424,7 +426,7 @@ def owned_weight_block(
     return torch.cat(blocks)
 
 
-def _is_dtensor(value: Any) -> bool:
+def is_dtensor(value: Any) -> bool:
     try:
         from torch.distributed.tensor import DTensor
     except ImportError:  # pragma: no cover - torch without DTensor
@@ -432,8 +434,53 @@ def _is_dtensor(value: Any) -> bool:
     return isinstance(value, DTensor)
 
 
+class GatheredGradientHooks:
+    """Gradient hooks on the weights that FSDP2 gathers for each forward.
+
+    A sharded weight (a DTensor) never receives a gradient in autograd: the forward uses the
+    full weight gathered into a plain parameter, and FSDP2 reduce-scatters that parameter's
+    gradient into the shard itself. A forward pre-hook (run after FSDP2's own, which gathers)
+    puts the gradient hook on that gathered parameter once — FSDP2 keeps the same object from
+    one forward to the next — and :meth:`close` removes every such hook. The hook sees the
+    rank's full-weight gradient of its batch, before any reduction, as under DDP.
+
+    Parameters
+    ----------
+    module
+        The model.
+    targets
+        ``(qualified name of the traced layer's module, gradient hook)`` pairs.
+    """
+
+    def __init__(
+        self, module: nn.Module, targets: list[tuple[str, Callable[[torch.Tensor], None]]]
+    ) -> None:
+        self._modules = dict(module.named_modules())
+        self._targets = targets
+        self._handles: dict[int, Any] = {}
+
+    def pre_hooks(self) -> list[tuple[nn.Module, Callable[[nn.Module, Any], None]]]:
+        """``(module, pre-hook)`` pairs for :func:`~._hooks.hooks`."""
+        return [(self._modules[name], self._pre_hook(hook)) for name, hook in self._targets]
+
+    def _pre_hook(self, hook: Callable[[torch.Tensor], None]) -> Callable[[nn.Module, Any], None]:
+        def take(module: nn.Module, inputs: Any) -> None:
+            weight = module.weight
+            plain = isinstance(weight, torch.Tensor) and not is_dtensor(weight)
+            if plain and weight.requires_grad and id(weight) not in self._handles:
+                self._handles[id(weight)] = weight.register_hook(hook)
+
+        return take
+
+    def close(self) -> None:
+        """Remove the gradient hooks put on gathered weights."""
+        for handle in self._handles.values():
+            handle.remove()
+        self._handles.clear()
+
+
 def _local(value: torch.Tensor) -> torch.Tensor:
-    return value.full_tensor() if _is_dtensor(value) else value
+    return value.full_tensor() if is_dtensor(value) else value
 
 
 def _full_shape(value: torch.Tensor) -> torch.Size:
@@ -450,7 +497,7 @@ def _local_layer(layer: TracedLayer) -> tuple[TracedLayer, int] | None:
         For a DTensor weight sharded in any other way than ``Shard(0)`` on a 1-D mesh.
     """
     weight = layer.weight
-    if not _is_dtensor(weight):
+    if not is_dtensor(weight):
         return None
     from torch.distributed.tensor import Shard
 
@@ -468,7 +515,7 @@ def _local_layer(layer: TracedLayer) -> tuple[TracedLayer, int] | None:
     rows = int(local.shape[0])
     if rows != min(total, offset + chunk) - offset:
         raise NotImplementedError(f"layer {layer.info.name!r}: unexpected shard of {rows} rows")
-    bias = layer.bias.to_local() if _is_dtensor(layer.bias) else layer.bias  # type: ignore[union-attr]
+    bias = layer.bias.to_local() if is_dtensor(layer.bias) else layer.bias  # type: ignore[union-attr]
     info = replace_info_rows(layer, rows)
     return replace(layer, info=info, weight=local, bias=bias), offset
 

@@ -3,9 +3,10 @@
 Every forward hook and gradient hook the tracer puts on a model lives inside :func:`hooks`, a
 context manager in the manner of TransformerLens's ``HookedRootModule.hooks``: it registers the
 hooks on entry and removes every handle in ``finally``, whatever happens in between. Nothing else
-in the tracer removes a hook handle. Hooks that outlive one call — streaming over the batches of
-an epoch, per-step statistics over a whole run — are held open by their owner in a
-:class:`contextlib.ExitStack` and end when it closes.
+in the tracer removes a hook handle, except the gradient hooks that FSDP2's gathered weights get
+during a forward (:class:`~._distributed.GatheredGradientHooks`, closed with their owner). Hooks
+that outlive one call — streaming over the batches of an epoch, per-step statistics over a whole
+run — are held open by their owner in a :class:`contextlib.ExitStack` and end when it closes.
 
 :func:`preserved_state` puts the model in eval mode with a forked RNG for one of the tracer's own
 passes, and :class:`Measuring` tells hooks that watch training batches to ignore those passes.

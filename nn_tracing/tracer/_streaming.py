@@ -19,6 +19,7 @@ from torch import nn
 
 from ._capture import ActivationCapture
 from ._discovery import Layout, first_tensor
+from ._distributed import GatheredGradientHooks, is_dtensor, merge_stream
 from ._hooks import GradientHook, Measuring, hooks, preserved_state
 from ._stats import Accumulator, WeightColumns
 
@@ -74,15 +75,24 @@ class BatchStream:
         self.inputs = Accumulator()
         self.gradients: dict[int, _GradientSquares] = {}
         gradient_hooks: list[tuple[torch.Tensor, GradientHook]] = []
+        gathered: list[tuple[str, GradientHook]] = []  # FSDP2: hooked at each forward
         for index, layer in enumerate(layout.layers):
             weight = layer.weight
             if weight is None or not weight.requires_grad:
                 continue
             squares = _GradientSquares(layer.info.n_neurons, weight.device, measuring)
             self.gradients[index] = squares
-            gradient_hooks.append((weight, squares.hook))
+            if is_dtensor(weight):
+                gathered.append((layer.info.module, squares.hook))
+            else:
+                gradient_hooks.append((weight, squares.hook))
         self._hooks = contextlib.ExitStack()
-        self._hooks.enter_context(hooks(self.capture.forward_hooks(), gradient_hooks))
+        forward_pre = []
+        if gathered:
+            gathered_hooks = GatheredGradientHooks(module, gathered)
+            self._hooks.callback(gathered_hooks.close)
+            forward_pre = gathered_hooks.pre_hooks()
+        self._hooks.enter_context(hooks(self.capture.forward_hooks(), gradient_hooks, forward_pre))
 
     def before_forward(self, args: Sequence[Any]) -> None:
         """A forward starts: count module calls afresh and take a training batch's inputs."""
@@ -144,8 +154,6 @@ def _merged(
     device: torch.device,
 ) -> np.ndarray:
     """:func:`_metrics` of statistics merged over the ranks (:mod:`._distributed`)."""
-    from ._distributed import merge_stream
-
     merged, grad_norms, block = merge_stream(
         collective, layout, accumulators, squares, weights, device
     )

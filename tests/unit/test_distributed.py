@@ -27,6 +27,7 @@ import nn_tracing as nt
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ddp_train.py"
+MODELS = Path(__file__).with_name("distributed_models.py")
 WORLD_SIZE = 2
 SHARDS = (37, 64)  # the uneven merge: rank 0's rows, rank 1's rows
 
@@ -46,10 +47,17 @@ from nn_tracing.tracer._distributed import (
 )
 from nn_tracing.tracer._stats import Accumulator
 
-ex_path, base = sys.argv[1], Path(sys.argv[2])
-spec = __import__("importlib.util").util.spec_from_file_location("ddp_train", ex_path)
-ex = __import__("importlib.util").util.module_from_spec(spec)
-spec.loader.exec_module(ex)
+ex_path, base, models_path = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+
+
+def load(name, path):
+    spec = __import__("importlib.util").util.spec_from_file_location(name, path)
+    module = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ex, models = load("ddp_train", ex_path), load("distributed_models", models_path)
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -104,10 +112,11 @@ try:
                 fully_shard(module)
         return fully_shard(net)
 
-    def fsdp_train(out):
+    def fsdp_train(out, probe=True):
         net = sharded()
         model = net if out is None else nt.TraceableNN(
-            net, example_input=x[:2], probe=(xp, yp), num_epochs=2, log_dir=out)
+            net, example_input=x[:2], probe=(xp, yp) if probe else None, num_epochs=2,
+            log_dir=out)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         for epoch in (1, 2):
             if out is not None:
@@ -125,9 +134,18 @@ try:
 
     save("fsdp_untraced.npz", fsdp_train(None))
     save("fsdp_traced.npz", fsdp_train(str(base / "fsdp")))
+    save("fsdp_streamed.npz", fsdp_train(str(base / "fsdp_stream"), probe=False))
 except Exception:
     if rank == 0:
         (base / "fsdp_error.txt").write_text(traceback.format_exc())
+
+# 6. a convolution (positions, a conv input) and a regression (float targets), DDP, untrained
+for name, probe in models.probes().items():
+    tracer = nt.TraceableNN(DistributedDataParallel(models.MODELS[name]()), probe=probe,
+                            log_dir=base / name)
+    tracer.start_epoch(1)
+    tracer.end_epoch(1, force=True)
+    tracer.finish()
 dist.destroy_process_group()
 """
 
@@ -175,7 +193,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _torchrun(EXAMPLE, "--out", str(base / "ddp"), "--save-weights", str(base / "ddp.npz"))
     driver = base / "driver.py"
     driver.write_text(DRIVER)
-    _torchrun(driver, str(EXAMPLE), str(base))
+    _torchrun(driver, str(EXAMPLE), str(base), str(MODELS))
     return base
 
 
@@ -316,3 +334,32 @@ def test_fsdp2_trace_equals_the_unsharded_trace(runs: Path) -> None:
     for key, value in _state(net).items():
         np.testing.assert_allclose(traced[key], value, rtol=1e-5, atol=1e-6)
     assert json.loads((runs / "fsdp" / "manifest.json").read_text())["meta"]["distributed"]
+
+
+def test_fsdp2_streaming_trace_equals_the_unsharded_trace(runs: Path) -> None:
+    if (runs / "fsdp_error.txt").exists():
+        pytest.skip("FSDP2 did not run (see test_fsdp2_trace_equals_the_unsharded_trace)")
+    run = nt.load_trace(runs / "fsdp_stream")
+    single, _ = _single_process(probe=False, epochs=2)
+    assert not np.isnan(run.frame.loc[2, "grad_norm"].drop("input", level="layer")).any()
+    _assert_same_trace(run, single)
+    streamed, untraced = np.load(runs / "fsdp_streamed.npz"), np.load(runs / "fsdp_untraced.npz")
+    for key in streamed.files:
+        assert np.array_equal(streamed[key], untraced[key]), key
+
+
+@pytest.mark.parametrize("name", ["conv", "regression"])
+def test_conv_and_regression_probes_merge_like_one_process(runs: Path, name: str) -> None:
+    spec = importlib.util.spec_from_file_location("distributed_models", MODELS)
+    assert spec is not None and spec.loader is not None
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    model = nt.TraceableNN(models.MODELS[name](), probe=models.probes()[name])
+    model.start_epoch(1)
+    model.end_epoch(1, force=True)
+    single, run = model.finish(), nt.load_trace(runs / name)
+    _assert_same_trace(run, single)
+    if name == "conv":  # statistics over every position, not the per-sample means
+        assert run.frame.loc[(1, "0"), "act_std"].to_numpy().min() > 0
+    else:
+        assert np.isnan(run.history["probe_acc"]).all()
