@@ -31,7 +31,10 @@ same merged metrics and probe history but no per-epoch tensors, and writes nothi
 
 Weight columns need no gather either way: under DDP every rank holds the same weights and rank
 0 contributes them; under FSDP2 (``fully_shard``), which shards ``Linear.weight`` along dim 0,
-each rank holds whole output neurons and contributes the columns of its own rows.
+each rank holds whole output neurons and contributes the columns of its own rows. A sharded
+weight is never in autograd's graph (each forward uses a gathered copy), so under FSDP2 the
+probe gradient, and the gradient hooks of batch streaming, take that gathered weight instead
+(:class:`GatheredGradientHooks`); FSDP2 runs on CPU with gloo and is tested there.
 
 Every rank must construct :class:`~nn_tracing.tracer.TraceableNN` and record the same epochs:
 the collectives above run inside ``__init__`` (``E_0``), ``end_epoch`` and ``finish``.
@@ -49,7 +52,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ._capture import ActivationCapture
-from ._discovery import Layout, TracedLayer
+from ._discovery import Layout, TracedLayer, replace_info
 from ._hooks import hooks
 from ._probe import ProbeMeasurement, pooled_matrix
 from ._stats import ACT_COLUMNS, Accumulator, WeightColumns, selectivity_of_means, weight_rows
@@ -90,11 +93,13 @@ class Collective:
     backend: str
 
     # -- who measures what ----------------------------------------------------------------
-    def shard(self, n: int) -> slice:
-        """This rank's contiguous share of ``n`` samples (sizes differ by at most one)."""
+    def shard(self, n: int, rank: int | None = None) -> slice:
+        """This rank's (or ``rank``'s) contiguous share of ``n`` samples, in rank order;
+        sizes differ by at most one."""
+        rank = self.rank if rank is None else rank
         base, extra = divmod(n, self.world_size)
-        start = self.rank * base + min(self.rank, extra)
-        return slice(start, start + base + (1 if self.rank < extra else 0))
+        start = rank * base + min(rank, extra)
+        return slice(start, start + base + (1 if rank < extra else 0))
 
     def n_chunks(self, n: int, chunk_size: int) -> int:
         """Forwards per rank over a shard of ``n`` samples: the same number on every rank (a
@@ -147,18 +152,13 @@ class Collective:
             return None
         pieces = []
         for rank, buffer in enumerate(receive):
-            part = replace_rank(self, rank).shard(n)
+            part = self.shard(n, rank)
             pieces.append(buffer[: part.stop - part.start])
-        return torch.cat(pieces)
+        return torch.cat(pieces).cpu()
 
     def _device(self, device: torch.device) -> torch.device:
         """Where a buffer must live for this backend (gloo: the host)."""
         return torch.device("cpu") if self.backend == "gloo" else device
-
-
-def replace_rank(collective: Collective, rank: int) -> Collective:
-    """The same group seen from ``rank`` (to compute another rank's shard)."""
-    return replace(collective, rank=rank)
 
 
 def resolve_collective(process_group: Any = None) -> Collective | None:
@@ -375,7 +375,7 @@ def _put_gradients(
         if not _differentiable(layer.weight):
             continue
         grad = next(differentiable)
-        shape = _full_shape(layer.weight)  # type: ignore[arg-type]
+        shape = layer.weight.shape  # type: ignore[union-attr]  # a DTensor's: the global one
         sums[f"grad{index}"] = (
             _local(grad).double() if grad is not None else torch.zeros(shape, device=device)
         )
@@ -483,10 +483,6 @@ def _local(value: torch.Tensor) -> torch.Tensor:
     return value.full_tensor() if is_dtensor(value) else value
 
 
-def _full_shape(value: torch.Tensor) -> torch.Size:
-    return value.shape  # a DTensor's shape is its global shape
-
-
 def _local_layer(layer: TracedLayer) -> tuple[TracedLayer, int] | None:
     """A view of ``layer`` on this rank's rows of a dim-0-sharded weight, and their offset;
     ``None`` for a replicated weight.
@@ -516,15 +512,8 @@ def _local_layer(layer: TracedLayer) -> tuple[TracedLayer, int] | None:
     if rows != min(total, offset + chunk) - offset:
         raise NotImplementedError(f"layer {layer.info.name!r}: unexpected shard of {rows} rows")
     bias = layer.bias.to_local() if is_dtensor(layer.bias) else layer.bias  # type: ignore[union-attr]
-    info = replace_info_rows(layer, rows)
+    info = replace_info(layer.info, n_neurons=rows)  # the same first_id: it keys w_drift
     return replace(layer, info=info, weight=local, bias=bias), offset
-
-
-def replace_info_rows(layer: TracedLayer, rows: int) -> Any:
-    """``layer.info`` with ``rows`` neurons (the same ``first_id``: it keys ``w_drift``)."""
-    from ._discovery import replace_info
-
-    return replace_info(layer.info, n_neurons=rows)
 
 
 # -- streaming over the training batches ---------------------------------------------------
