@@ -234,6 +234,21 @@ class ShardedProbe(ProbeMeasurement):
                 f"the probe has {self.x.shape[0]} samples for {collective.world_size} ranks; "
                 "give every rank at least one"
             )
+        self._check_same_probe()
+
+    def _check_same_probe(self) -> None:
+        """``ValueError`` on every rank unless every rank was given the same probe (compared
+        by size and sums, to rounding: one small ``all_reduce`` at construction)."""
+        x, y = self.x.detach().double(), self.y.detach().double()
+        summary = torch.stack([torch.tensor(float(x.shape[0])), x.sum(), (x * x).sum(), y.sum()])
+        summary = summary.to(torch.float64)
+        _, extremes = self._collective.merge({}, {"probe": torch.cat([summary, -summary])})
+        top, bottom = extremes["probe"].chunk(2)
+        if not torch.allclose(top, -bottom, rtol=1e-6, atol=1e-9):  # sums may round apart
+            raise ValueError(
+                "the ranks were given different probe sets; give every rank the whole probe "
+                "(each rank measures its own shard of it)"
+            )
 
     def measure(
         self, device: torch.device

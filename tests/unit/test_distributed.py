@@ -146,6 +146,12 @@ for name, probe in models.probes().items():
     tracer.start_epoch(1)
     tracer.end_epoch(1, force=True)
     tracer.finish()
+
+# 7. a probe that differs between the ranks is refused on every rank
+try:
+    nt.TraceableNN(DistributedDataParallel(ex.make_model()), probe=(xp + rank, yp))
+except ValueError as error:
+    (base / f"refused_rank{rank}.txt").write_text(str(error))
 dist.destroy_process_group()
 """
 
@@ -363,3 +369,8 @@ def test_conv_and_regression_probes_merge_like_one_process(runs: Path, name: str
         assert run.frame.loc[(1, "0"), "act_std"].to_numpy().min() > 0
     else:
         assert np.isnan(run.history["probe_acc"]).all()
+
+
+def test_a_probe_that_differs_between_ranks_is_refused_on_every_rank(runs: Path) -> None:
+    for rank in range(WORLD_SIZE):
+        assert "different probe sets" in (runs / f"refused_rank{rank}.txt").read_text()
