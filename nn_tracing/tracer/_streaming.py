@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,12 +19,9 @@ from torch import nn
 
 from ._capture import ActivationCapture
 from ._discovery import Layout, first_tensor
-from ._distributed import GatheredGradientHooks, is_dtensor, merge_stream
+from ._distributed import Collective, GatheredGradientHooks, is_dtensor, merge_stream
 from ._hooks import GradientHook, Measuring, hooks, preserved_state
 from ._stats import Accumulator, WeightColumns
-
-if TYPE_CHECKING:
-    from ._distributed import Collective
 
 __all__ = ["BatchStream", "measure_example"]
 
