@@ -15,6 +15,10 @@ How it works
 * **Batch streaming** (:mod:`._streaming`). Without a probe, hooks stream the statistics over
   the training batches of each recorded epoch and weight-gradient hooks accumulate the
   root-mean-square gradient norm.
+* **Distributed** (:mod:`._distributed`). On the ranks of a ``torch.distributed`` job (DDP,
+  FSDP2) each rank measures its shard of the probe (or its own batches) and the ranks merge
+  sufficient statistics in one ``all_reduce`` per recorded epoch (plus one for the maxima);
+  rank 0 gathers the probe activations and writes the run directory.
 * **Per-step recording** (:mod:`._steps`). ``drop_batches=False`` adds per-step statistics per
   layer, kept on the device and copied to the host once per epoch.
 

@@ -34,6 +34,7 @@ __all__ = [
     "logits_of",
     "module_device",
     "replace_info",
+    "traceable_kind",
 ]
 
 TRACEABLE_TYPES: dict[type[nn.Module], str] = {
@@ -221,6 +222,19 @@ def _traced_layer(
     return TracedLayer(info, name, 0, 1 if conv else -1, weight, bias)
 
 
+def traceable_kind(mod: nn.Module) -> str | None:
+    """The module's :data:`TRACEABLE_TYPES` kind, ``None`` if it is not traced.
+
+    The type must match exactly (a subclass may compute something else), except the class that
+    FSDP2's ``fully_shard`` swaps in, ``FSDP<Linear>``, which is read as its original class.
+    """
+    kind = TRACEABLE_TYPES.get(type(mod))
+    if kind is None and type(mod).__name__.startswith("FSDP"):
+        for base in type(mod).__bases__:
+            kind = kind or TRACEABLE_TYPES.get(base)
+    return kind
+
+
 def discover_layers(
     module: nn.Module,
     args: tuple[Any, ...],
@@ -231,7 +245,7 @@ def discover_layers(
     layers: list[TracedLayer] = []
     tails: dict[int, int] = {}  # id(tensor) -> index into layers
     for name, mod, call, inputs, output in _record_calls(module, args, kwargs):
-        kind = TRACEABLE_TYPES.get(type(mod))
+        kind = traceable_kind(mod)
         if kind is not None and call == 0 and isinstance(output, torch.Tensor):
             tails[id(output)] = len(layers)
             layers.append(_traced_layer(name, mod, kind, layer_names))

@@ -3,9 +3,10 @@
 Every forward hook and gradient hook the tracer puts on a model lives inside :func:`hooks`, a
 context manager in the manner of TransformerLens's ``HookedRootModule.hooks``: it registers the
 hooks on entry and removes every handle in ``finally``, whatever happens in between. Nothing else
-in the tracer removes a hook handle. Hooks that outlive one call — streaming over the batches of
-an epoch, per-step statistics over a whole run — are held open by their owner in a
-:class:`contextlib.ExitStack` and end when it closes.
+in the tracer removes a hook handle, except the gradient hooks that FSDP2's gathered weights get
+during a forward (:class:`~._distributed.GatheredGradientHooks`, closed with their owner). Hooks
+that outlive one call — streaming over the batches of an epoch, per-step statistics over a whole
+run — are held open by their owner in a :class:`contextlib.ExitStack` and end when it closes.
 
 :func:`preserved_state` puts the model in eval mode with a forked RNG for one of the tracer's own
 passes, and :class:`Measuring` tells hooks that watch training batches to ignore those passes.
@@ -34,6 +35,7 @@ GradientHook = Callable[[torch.Tensor], None]
 def hooks(
     forward: Iterable[tuple[nn.Module, ForwardHook]] = (),
     gradient: Iterable[tuple[torch.Tensor, GradientHook]] = (),
+    forward_pre: Iterable[tuple[nn.Module, Callable[[nn.Module, Any], None]]] = (),
 ) -> Iterator[None]:
     """Register hooks for the body of a ``with`` block; remove every one of them on exit.
 
@@ -44,6 +46,8 @@ def hooks(
     gradient
         ``(tensor, hook)`` pairs: gradient hooks on tensors (a layer's weight), registered after
         the forward hooks.
+    forward_pre
+        ``(module, hook)`` pairs: forward pre-hooks, ``hook(module, inputs)``, registered last.
 
     Examples
     --------
@@ -61,6 +65,8 @@ def hooks(
             handles.append(module.register_forward_hook(forward_hook))
         for tensor, gradient_hook in gradient:
             handles.append(tensor.register_hook(gradient_hook))
+        for module, pre_hook in forward_pre:
+            handles.append(module.register_forward_pre_hook(pre_hook))
         yield
     finally:
         for handle in handles:

@@ -142,7 +142,7 @@ class ProbeMeasurement:
         wanted = [p for p in params if p is not None and p.requires_grad]
         capture = ActivationCapture(self._module, layers, keep_pooled=True)
         with hooks(capture.forward_hooks()):
-            logits, loss_total, grads = self._run(capture, wanted, device)
+            logits, loss_total, grads = self._run(capture, wanted, device, x, y, n)
         grad_of = {id(p): g for p, g in zip(wanted, grads) if g is not None}
 
         acts = pooled_matrix(self._layout, capture.accumulators, x, device)
@@ -172,17 +172,32 @@ class ProbeMeasurement:
         return metrics.cpu().numpy(), tensors, extra
 
     def _run(
-        self, capture: ActivationCapture, wanted: list[torch.Tensor], device: torch.device
+        self,
+        capture: ActivationCapture,
+        wanted: list[torch.Tensor],
+        device: torch.device,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        n: int,
+        n_chunks: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
-        """Forward and backward over the probe in chunks: logits, mean loss, weight gradients."""
-        x, y, n = self.x, self.y, self.x.shape[0]
+        """Forward and backward over ``x`` in chunks: logits, loss, weight gradients.
+
+        Each chunk's mean loss is weighted by its share of ``n`` samples: with ``x`` the whole
+        probe (``n`` its length) that is the mean probe loss; with one rank's shard of it, the
+        rank's part of that mean, which the ranks then sum. ``n_chunks`` fixes the number of
+        forwards (the same on every rank); ``None``: chunks of ``chunk_size``.
+        """
         grads: list[torch.Tensor | None] = [None] * len(wanted)
         logits_chunks = []
         loss_total = torch.zeros((), device=device)
+        if n_chunks is None:
+            starts = list(range(0, x.shape[0], self._chunk_size))
+        else:
+            starts = [int(s[0]) for s in torch.arange(x.shape[0]).tensor_split(n_chunks)]
         with preserved_state(self._module, device), torch.enable_grad():
-            for start in range(0, n, self._chunk_size):
-                xc = x[start : start + self._chunk_size]
-                yc = y[start : start + self._chunk_size]
+            for start, stop in zip(starts, [*starts[1:], x.shape[0]]):
+                xc, yc = x[start:stop], y[start:stop]
                 capture.new_forward()
                 logits = logits_of(self._module(xc))
                 loss = self._loss(logits, yc) * (xc.shape[0] / n)

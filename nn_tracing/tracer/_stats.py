@@ -23,6 +23,7 @@ __all__ = [
     "class_selectivity",
     "mean_std",
     "selectivity_index",
+    "selectivity_of_means",
     "weight_rows",
 ]
 
@@ -141,9 +142,15 @@ def selectivity_index(acts: torch.Tensor, onehot: torch.Tensor, low: torch.Tenso
     low : tensor of shape (n_neurons,), each neuron's lowest activation
     """
     means = (onehot.T @ acts) / onehot.sum(0)[:, None]  # (K, N) class means
+    return selectivity_of_means(means, low)
+
+
+def selectivity_of_means(means: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """:func:`class_selectivity` from the class means (K, N), K >= 2, and each neuron's
+    minimum (N,): what ranks that merged their per-class sums compute."""
     means = means - low.clamp_max(0)
     top = means.amax(0)
-    rest = (means.sum(0) - top) / (onehot.shape[1] - 1)
+    rest = (means.sum(0) - top) / (means.shape[0] - 1)
     denom = top + rest
     return torch.where(denom > 1e-12, (top - rest) / denom, torch.nan)
 

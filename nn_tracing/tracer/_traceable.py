@@ -24,6 +24,7 @@ from torch import nn
 from ..schedule import EpochIntervals, normalize_epoch_intervals, should_record
 from ..trace import HISTORY_COLUMNS, METRICS, LayerInfo, NetworkTrace
 from ._discovery import discover, module_device
+from ._distributed import ShardedProbe, resolve_collective, state_arrays, unwrap_data_parallel
 from ._hooks import Measuring
 from ._probe import ProbeMeasurement, pooled_activations, probe_tensors
 from ._stats import WeightColumns
@@ -87,6 +88,13 @@ class TraceableNN(nn.Module):
         What a failed write of ``log_dir`` does (a full disk, a read-only folder): ``"stop"``
         raises :class:`~nn_tracing.rundir.RunWriteError` from the call that wrote (the epochs
         written before stay readable); ``"continue"`` warns once and writes no more.
+    process_group
+        The ``torch.distributed`` group whose ranks share the measuring (see
+        :mod:`._distributed`); ``None``: the default group when ``torch.distributed`` is
+        initialised with more than one rank; ``False``: trace this process alone. Every rank
+        measures its shard of the probe (or its own batches) and the ranks merge statistics;
+        only rank 0 writes ``log_dir`` and keeps the probe activations. A
+        ``DistributedDataParallel`` module is traced through its ``.module``.
 
     Examples
     --------
@@ -123,6 +131,7 @@ class TraceableNN(nn.Module):
         chunk_size: int = 8192,
         log_dir: str | os.PathLike | None = None,
         on_write_error: str = "stop",
+        process_group: Any = None,
     ) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
@@ -130,24 +139,30 @@ class TraceableNN(nn.Module):
         intervals = _checked_schedule(epoch_intervals, num_epochs, has_probe=probe is not None)
         # Share the module's dictionaries: same parameters(), state_dict() keys, .to().
         object.__setattr__(self, "_wrapped", module)
+        inner = unwrap_data_parallel(module)  # DDP's .module: measured and hooked
+        object.__setattr__(self, "_inner", inner)
+        self._collective = resolve_collective(process_group)
         self._parameters = module._parameters
         self._buffers = module._buffers
         self._modules = module._modules
         self._non_persistent_buffers_set = module._non_persistent_buffers_set
         self.training = module.training
 
-        device = module_device(module)
+        device = module_device(inner)
         probe_xy = _probe_xy(probe, device)
         args = _example_args(example_input, probe_xy, device)
         self._example_args = args
-        self._layout = discover(module, args, layer_names)
+        self._layout = discover(inner, args, layer_names)
         self._chunk_size = int(chunk_size)
         self._measuring = Measuring()
         self._weights = WeightColumns()
         self._probe: ProbeMeasurement | None = None
         if probe_xy is not None:
-            self._probe = ProbeMeasurement(
-                module, self._layout, *probe_xy, loss_fn, self._chunk_size, self._weights
+            probe_args = (inner, self._layout, *probe_xy, loss_fn, self._chunk_size, self._weights)
+            self._probe = (
+                ShardedProbe(*probe_args, collective=self._collective)
+                if self._collective is not None
+                else ProbeMeasurement(*probe_args)
             )
 
         self.epoch_intervals = intervals
@@ -155,9 +170,9 @@ class TraceableNN(nn.Module):
         self.keep_weights = bool(keep_weights)
         self.drop_batches = bool(drop_batches)
         self._meta_extra = dict(meta or {})
-        self._start_recording(module)
+        self._start_recording(inner)
         self._record(0)
-        if log_dir is not None:
+        if log_dir is not None and (self._collective is None or self._collective.rank == 0):
             self._log = self._open_log(log_dir, on_write_error)
 
     def _start_recording(self, module: nn.Module) -> None:
@@ -240,7 +255,7 @@ class TraceableNN(nn.Module):
         self._epoch_started = time.perf_counter()
         if self._probe is None and self.will_record(epoch):
             self._stop_streaming()
-            self._stream = BatchStream(self._wrapped, self._layout, self._measuring)
+            self._stream = BatchStream(self._inner, self._layout, self._measuring)
         self._write_log()
 
     def end_epoch(self, epoch: int, *, force: bool = False, **history: float) -> bool:
@@ -357,10 +372,10 @@ class TraceableNN(nn.Module):
         averaged over positions), computed without gradients and without touching the model's
         state. Used to evaluate a neuron anywhere in input space (activation fields).
         """
-        device = module_device(self._wrapped)
+        device = module_device(self._inner)
         x = torch.as_tensor(x).to(device)
         with self._measuring():
-            return pooled_activations(self._wrapped, self._layout, x, self._chunk_size, device)
+            return pooled_activations(self._inner, self._layout, x, self._chunk_size, device)
 
     def update_meta(self, **values: Any) -> None:
         """Add JSON-ready metadata to the trace (``config=…``, ``dataset=…``, ``timings=…``)."""
@@ -405,7 +420,7 @@ class TraceableNN(nn.Module):
 
     def _record(self, epoch: int) -> None:
         started = time.perf_counter()
-        device = module_device(self._wrapped)
+        device = module_device(self._inner)
         tensors: dict[str, np.ndarray] = {}
         extra: dict[str, float] = {}
         with self._measuring():
@@ -414,10 +429,15 @@ class TraceableNN(nn.Module):
             elif epoch == 0 or self._stream is None:
                 # E_0 (or an epoch forced without streaming): measured on example_input.
                 metrics = measure_example(
-                    self._wrapped, self._layout, self._example_args, self._weights, device
+                    self._inner,
+                    self._layout,
+                    self._example_args,
+                    self._weights,
+                    device,
+                    self._collective,
                 )
             else:
-                metrics = self._stream.measure(self._weights, device)
+                metrics = self._stream.measure(self._weights, device, self._collective)
         if self.keep_weights:
             for key, value in self._state_numpy().items():
                 tensors["weights/" + key] = value
@@ -427,11 +447,7 @@ class TraceableNN(nn.Module):
         self._trace_seconds += time.perf_counter() - started
 
     def _state_numpy(self) -> dict[str, np.ndarray]:
-        return {
-            key: value.detach().cpu().numpy().copy()
-            for key, value in self._wrapped.state_dict().items()
-            if isinstance(value, torch.Tensor)
-        }
+        return state_arrays(self._inner)
 
     # -- assembling the trace --------------------------------------------------------------
     def _build_meta(self) -> dict[str, Any]:
@@ -439,9 +455,9 @@ class TraceableNN(nn.Module):
         probe = self._probe
         meta: dict[str, Any] = {
             "model": {
-                "class": type(self._wrapped).__name__,
+                "class": type(self._inner).__name__,
                 "builtin": False,
-                "n_parameters": int(sum(p.numel() for p in self._wrapped.parameters())),
+                "n_parameters": int(sum(p.numel() for p in self._inner.parameters())),
             },
             "layers": [info.to_dict() for info in self._layout.infos],
             "metrics": list(METRICS),
@@ -458,6 +474,8 @@ class TraceableNN(nn.Module):
             "versions": _versions(),
             "timings": {"trace_seconds": round(self._trace_seconds, 4)},
         }
+        if self._collective is not None:
+            meta["distributed"] = self._collective.meta()
         for key, value in self._meta_extra.items():
             if key in ("model",) and isinstance(value, dict):
                 meta[key] = {**meta[key], **value}
