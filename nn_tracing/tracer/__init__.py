@@ -15,6 +15,9 @@ How it works
 * **Batch streaming** (:mod:`._streaming`). Without a probe, hooks stream the statistics over
   the training batches of each recorded epoch and weight-gradient hooks accumulate the
   root-mean-square gradient norm.
+* **Storage and budget** (:mod:`._storage`, :mod:`._budget`). What a recorded epoch keeps of
+  the probe's per-sample tensors (a seeded subset of samples, float16), and the trace budget
+  ``max_trace_bytes`` checked before every recorded epoch.
 * **Per-step recording** (:mod:`._steps`). ``drop_batches=False`` adds per-step statistics per
   layer, kept on the device and copied to the host once per epoch.
 
@@ -35,6 +38,8 @@ from ._discovery import module_device as module_device
 from ._stats import as_positions as as_positions
 from ._stats import class_onehot as class_onehot
 from ._stats import class_selectivity as class_selectivity
+from ._storage import kept_rows as kept_rows
 from ._traceable import TraceableNN as TraceableNN
+from ._traceable import TraceBudgetWarning as TraceBudgetWarning
 
-__all__ = ["ACTIVATION_TYPES", "TRACEABLE_TYPES", "TraceableNN"]
+__all__ = ["ACTIVATION_TYPES", "TRACEABLE_TYPES", "TraceBudgetWarning", "TraceableNN", "kept_rows"]
