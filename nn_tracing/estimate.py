@@ -25,7 +25,7 @@ data is generated and nothing is trained):
 once (the interpreter, the imports and PyTorch's one-time set-up are not counted). It assumes
 the CPU; on a CUDA device the model and the working memory of training live on the device and
 host memory is lower. ``trace_bytes`` is the ``.nntrace`` file: safetensors entries are raw
-bytes; the neuron table is Parquet with zstd, about 4.5 bytes per float32 value.
+bytes; the neuron table is Parquet with zstd, about 3.3 bytes per float32 value.
 ``rundir_bytes`` is the run directory that ``train(out=…)`` writes: the same tensors, one
 Parquet part per recorded epoch (neurons) and per trained epoch (history), and a manifest that
 is not compressed. Both were checked against real runs (``tests/unit/test_estimate_knobs.py``:
@@ -60,9 +60,9 @@ N_METRICS = 13
 MMAP_CEILING = 32 * 2**20
 #: Rows of the probe (and of an evaluation pass) that the tracer / trainer run at once.
 CHUNK_ROWS = 8192
-#: Parquet (zstd) bytes per row of the neuron table (13 float32 metrics at about 4.5 bytes
+#: Parquet (zstd) bytes per row of the neuron table (13 float32 metrics at about 3.3 bytes
 #: each, measured on real traces, and the run-length coded ids) and per file.
-NEURON_ROW_FILE_BYTES = 60
+NEURON_ROW_FILE_BYTES = 45
 PARQUET_FILE_BYTES = 12_288
 #: A run directory's Parquet parts: a neuron part's fixed bytes and bytes per row (measured:
 #: 1.7 kB + 48 B per neuron), a history part (one row), a steps part's fixed bytes.

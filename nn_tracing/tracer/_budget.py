@@ -22,7 +22,7 @@ __all__ = ["NEURON_ROW_BYTES", "RecordingBudget", "directory_bytes"]
 
 #: Bytes on disk per row of the neuron table (13 float32 metrics, zstd Parquet; as
 #: :data:`nn_tracing.estimate.NEURON_ROW_FILE_BYTES`) and per safetensors entry's header.
-NEURON_ROW_BYTES = 60
+NEURON_ROW_BYTES = 45
 HEADER_BYTES = 96
 
 
