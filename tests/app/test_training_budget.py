@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from apptest_support import assert_healthy, texts
 from streamlit.testing.v1 import AppTest
 
@@ -108,3 +109,57 @@ def test_estimate_lines_of_the_default_form_fit_and_of_a_bad_field_say_nothing()
     line, refusal = estimate_lines(DEFAULTS)
     assert line.startswith("Estimate: about ") and refusal == ""
     assert estimate_lines({**DEFAULTS, "hidden": "sixteen"}) == ("", "")
+
+
+PAGES = [
+    "pages/overview.py",
+    "pages/neurons.py",
+    "pages/clusters.py",
+    "pages/dynamics.py",
+    "pages/breadcrumbs.py",
+]
+
+
+@pytest.fixture
+def half_trace(runs_dir: Path) -> str:
+    """A run directory that keeps 24 of 64 probe samples, float16, with weights kept."""
+    from nn_tracing import train
+
+    config = TrainConfig(
+        dataset="moons",
+        hidden_sizes=(8, 8),
+        epochs=4,
+        n_samples=300,
+        probe_size=64,
+        activation_samples=24,
+        activation_dtype="float16",
+        keep_weights=True,
+    )
+    run = train(config, out=runs_dir / "half")
+    assert run.trace.epoch_tensors(4)["activations"].dtype == np.float16
+    return "half"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_reads_a_float16_trace_of_kept_samples(
+    app: Callable[[], AppTest], half_trace: str, page: str
+) -> None:
+    at = app()
+    at.query_params["trace"] = half_trace
+    at.run()
+    at.switch_page(page).run()
+    assert_healthy(at)
+    assert at.get("vega_lite_chart"), f"{page} draws no chart"
+    assert at.query_params["trace"] == half_trace
+
+
+def test_a_neurons_profile_of_a_float16_trace_has_every_section(
+    app: Callable[[], AppTest], half_trace: str
+) -> None:
+    at = app()
+    at.query_params["trace"] = half_trace
+    at.query_params["neuron"] = "E_3/L_hidden_2/n_12"
+    at.run()
+    assert_healthy(at)
+    assert at.selectbox(key=state.NEURON_PICK).value == "E_3/L_hidden_2/n_12"
+    assert len(at.get("vega_lite_chart")) >= 4
