@@ -116,6 +116,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
     """What a recorded epoch keeps, and the trace budget (``TrainConfig`` fields)."""
     parser.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="NAME",
+        help="trace only these hidden layers (hidden_1 … hidden_k); the input and output "
+        "layers always are (default: every layer)",
+    )
+    parser.add_argument(
         "--activation-samples",
         type=int,
         metavar="N",
@@ -226,6 +233,7 @@ def _config_from_args(args: argparse.Namespace):
         "keep_weights": args.keep_weights,
         "device": args.device,
         "label_column": args.label_column,
+        "traced_layers": tuple(args.layers) if args.layers else None,
         "activation_samples": args.activation_samples,
         "activation_dtype": args.activation_dtype,
         "on_budget": args.on_budget,
@@ -318,9 +326,15 @@ def _knobs_line(config, estimate) -> str:
         if config.max_trace_bytes is not None
         else ""
     )
+    layers = (
+        "every layer"
+        if config.traced_layers is None
+        else "layers " + ", ".join(("input", *config.traced_layers, "output"))
+    )
     return (
-        f"kept         activations of {kept} probe samples, {config.activation_dtype}; "
-        f"schedule {_schedule_text(config.epoch_intervals)}{budget}"
+        f"kept         {layers}, {estimate.n_neurons} neurons; activations of {kept} probe "
+        f"samples, {config.activation_dtype}; schedule {_schedule_text(config.epoch_intervals)}"
+        f"{budget}"
     )
 
 

@@ -84,6 +84,10 @@ class TrainConfig:
         Keep the full weights at every recorded epoch (the final weights are always kept).
     drop_batches
         ``False`` also streams per-step statistics of the training batches.
+    traced_layers
+        The hidden layers to trace, by name (``hidden_1`` … ``hidden_k``); the input and the
+        output layer are always traced. ``None``: every layer. A layer left out costs nothing
+        and is absent from the trace (its neurons have no ids).
     activation_samples
         How many probe samples keep their activations, logits and predictions at every
         recorded epoch (``None``: all). The statistics still use the whole probe; the kept
@@ -123,6 +127,7 @@ class TrainConfig:
     epoch_intervals: int | tuple[int, ...] | None = None
     keep_weights: bool = False
     drop_batches: bool = True
+    traced_layers: tuple[str, ...] | None = None
     activation_samples: int | None = None
     activation_dtype: str = "float32"
     max_trace_bytes: int | None = None
@@ -142,6 +147,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 _fail(self, name, "must be true or false")
         object.__setattr__(self, "epoch_intervals", _checked_epoch_intervals(self))
+        object.__setattr__(self, "traced_layers", _checked_traced_layers(self))
         _check_optional_int(self, "activation_samples", 1, MAX_PROBE_SIZE)
         _check_optional_int(self, "max_trace_bytes", 1, 2**50)
         if self.dataset == "csv":
@@ -181,8 +187,9 @@ class TrainConfig:
         values = dict(data)
         if isinstance(values.get("hidden_sizes"), list):
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
-        if isinstance(values.get("epoch_intervals"), list):
-            values["epoch_intervals"] = tuple(values["epoch_intervals"])
+        for name in ("epoch_intervals", "traced_layers"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -255,6 +262,25 @@ def _check_int(config: TrainConfig, name: str, low: int, high: int) -> None:
         _fail(config, name, "must be an integer")
     if not low <= value <= high:
         _fail(config, name, f"must be between {low} and {high}")
+
+
+def _checked_traced_layers(config: TrainConfig) -> tuple[str, ...] | None:
+    """The traced hidden layers in model order, each once (``output`` dropped: always traced)."""
+    names = config.traced_layers
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+        _fail(config, "traced_layers", "must be a list of layer names, e.g. [hidden_2]")
+    hidden = [f"hidden_{i}" for i in range(1, len(config.hidden_sizes) + 1)]
+    names = tuple(names)
+    unknown = [n for n in names if n not in (*hidden, "output")]
+    if unknown:
+        _fail(
+            config,
+            "traced_layers",
+            f"unknown layer {unknown[0]!r}; choose among {', '.join(hidden)}",
+        )
+    return tuple(name for name in hidden if name in names)
 
 
 def _check_optional_int(config: TrainConfig, name: str, low: int, high: int) -> None:

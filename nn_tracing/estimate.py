@@ -192,6 +192,7 @@ class _Shapes:
     n_val: int
     n_probe: int
     widths: tuple[int, ...]  # hidden layers
+    traced_widths: tuple[int, ...]  # the hidden layers traced (traced_layers)
     n_recorded: int
     steps_per_epoch: int
     n_kept: int  # probe samples whose tensors are stored
@@ -205,7 +206,8 @@ class _Shapes:
 
     @property
     def n_neurons(self) -> int:
-        return self.n_features + sum(self.widths) + self.n_classes
+        """Traced neurons: the inputs, the traced hidden layers, the outputs."""
+        return self.n_features + sum(self.traced_widths) + self.n_classes
 
     @property
     def n_parameters(self) -> int:
@@ -234,10 +236,22 @@ def _shapes(config: TrainConfig) -> _Shapes:
         n_val=n_val,
         n_probe=n_probe,
         widths=tuple(config.hidden_sizes),
+        traced_widths=_traced_widths(config),
         n_recorded=len(recorded_epochs(config.epoch_intervals, config.epochs)),
         steps_per_epoch=math.ceil(n_train / config.batch_size),
         n_kept=min(config.activation_samples or n_probe, n_probe),
         act_bytes=STORED_BYTES[config.activation_dtype],
+    )
+
+
+def _traced_widths(config: TrainConfig) -> tuple[int, ...]:
+    """Widths of the hidden layers that are traced."""
+    if config.traced_layers is None:
+        return tuple(config.hidden_sizes)
+    return tuple(
+        width
+        for index, width in enumerate(config.hidden_sizes, start=1)
+        if f"hidden_{index}" in config.traced_layers
     )
 
 
@@ -278,7 +292,7 @@ def _held(s: _Shapes, config: TrainConfig) -> dict[str, int]:
     model = s.n_parameters * F32 * (3 + optimizer) + s.n_weights * F32
     steps = 0
     if not config.drop_batches:
-        rows = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+        rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
         steps = rows * STEP_ROW_BYTES + s.steps_per_epoch * STEP_BUFFER_BYTES
     return {
         "dataset": dataset,
@@ -296,7 +310,7 @@ def _recording_phase(s: _Shapes, config: TrainConfig) -> _Phase:
     p, n_neurons = s.n_probe, s.n_neurons
     chunk = min(p, CHUNK_ROWS)
     per_hidden = 2 if config.activation in SAVES_INPUT else 1
-    pooled = [p * w * F32 for w in (s.n_features, *s.widths, s.n_classes)]
+    pooled = [p * w * F32 for w in (s.n_features, *s.traced_widths, s.n_classes)]
     # forward and backward over one chunk: the graph keeps the activations, backward makes
     # two gradients of the widest layer at a time
     graph = [chunk * w * F32 for w in s.widths for _ in range(per_hidden)]
@@ -347,10 +361,10 @@ def _file_entries(s: _Shapes, config: TrainConfig) -> dict[str, int]:
     entries["neuron table"] = PARQUET_FILE_BYTES + rows * NEURON_ROW_FILE_BYTES
     entries["history"] = PARQUET_FILE_BYTES // 2 + (config.epochs + 1) * 40
     if not config.drop_batches:
-        step_rows = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+        step_rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
         entries["steps"] = PARQUET_FILE_BYTES // 2 + step_rows * STEP_ROW_FILE_BYTES
     # the manifest (deflated): layers, inventory, meta with feature names and statistics
-    entries["manifest"] = 1_536 + 64 * (len(s.widths) + recorded) + 16 * s.n_features
+    entries["manifest"] = 1_536 + 64 * (len(s.traced_widths) + recorded) + 16 * s.n_features
     return entries
 
 
@@ -362,7 +376,7 @@ def _saving_phase(s: _Shapes, config: TrainConfig, entries: dict[str, int]) -> _
     """
     tables = ARROW_POOL_BYTES + s.n_recorded * s.n_neurons * NEURON_TABLE_BUILD_BYTES
     if not config.drop_batches:
-        step_rows = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+        step_rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
         tables += step_rows * STEP_ROW_SAVE_BYTES
     return _Phase().add(tables, *entries.values(), max(entries.values()))
 
@@ -440,11 +454,11 @@ def _rundir_bytes(s: _Shapes, config: TrainConfig, entries: dict[str, int]) -> i
     history = (config.epochs + 1) * RUNDIR_HISTORY_PART_BYTES
     steps = 0
     if not config.drop_batches:
-        step_rows = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+        step_rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
         steps = config.epochs * RUNDIR_STEPS_PART_BYTES + step_rows * STEP_ROW_FILE_BYTES
     # the manifest: layers, meta (feature names, means and scales), an inventory line per
     # tensor and per part
-    n_layers = len(s.widths) + 2
+    n_layers = len(s.traced_widths) + 2
     weights_per_epoch = 2 * (len(s.widths) + 1) if config.keep_weights else 0
     manifest = (
         2_600
@@ -464,7 +478,7 @@ def _details(s: _Shapes, config: TrainConfig, held: dict[str, int]) -> dict[str,
         " or store float16 (activation_dtype)" if config.activation_dtype == "float32" else ""
     )
     per_epoch = held["probe activations"] // max(recorded, 1)
-    steps = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+    steps = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
     if config.dataset == "csv":
         smaller = "use a smaller CSV file"
     elif config.dataset in ("classification", "moons", "circles", "blobs"):
@@ -476,7 +490,7 @@ def _details(s: _Shapes, config: TrainConfig, held: dict[str, int]) -> dict[str,
         "probe activations": (
             f"{format_bytes(per_epoch)} per recorded epoch ({s.n_kept} probe samples kept × "
             f"{s.n_neurons} neurons, {config.activation_dtype}) × {recorded} epochs — "
-            f"{stored}, lower probe_size or {fewer}"
+            f"{stored}, trace fewer layers (traced_layers), lower probe_size or {fewer}"
         ),
         "logits and predictions": (
             f"{s.n_kept} probe samples kept × {recorded} epochs — {stored}, lower probe_size "
@@ -486,7 +500,10 @@ def _details(s: _Shapes, config: TrainConfig, held: dict[str, int]) -> dict[str,
             f"{format_bytes(s.n_parameters * F32)} per recorded epoch × {recorded} epochs — "
             f"turn off keep_weights or {fewer}"
         ),
-        "neuron metrics": f"{s.n_neurons} neurons × {recorded} epochs — {fewer}",
+        "neuron metrics": (
+            f"{s.n_neurons} neurons × {recorded} epochs — {fewer} or trace fewer layers "
+            "(traced_layers)"
+        ),
         "per-step table": (
             f"{steps} step rows — keep drop_batches=True (no --keep-batches) or raise batch_size"
         ),

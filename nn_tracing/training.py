@@ -194,6 +194,7 @@ def _tracer_for(
         activation_seed=config.data_seed,
         activation_dtype=config.activation_dtype,
         max_trace_bytes=config.max_trace_bytes,
+        layers=None if config.traced_layers is None else [*config.traced_layers, "output"],
         meta={
             **({"budget": budget_meta} if budget_meta else {}),
             "config": config.to_dict(),

@@ -14,7 +14,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from ._budget import RecordingBudget
 from ._discovery import discover, module_device
 from ._hooks import Measuring
 from ._probe import ProbeMeasurement, pooled_activations, probe_tensors
+from ._selection import select_layers
 from ._stats import WeightColumns
 from ._steps import StepRecorder
 from ._storage import STORED_DTYPES, kept_rows, stored_tensors
@@ -94,6 +95,10 @@ class TraceableNN(nn.Module):
         What a failed write of ``log_dir`` does (a full disk, a read-only folder): ``"stop"``
         raises :class:`~nn_tracing.rundir.RunWriteError` from the call that wrote (the epochs
         written before stay readable); ``"continue"`` warns once and writes no more.
+    layers
+        The layers to trace, by name (after ``layer_names``) or module qualified name;
+        ``None``: every traceable layer. The input layer is always traced; the others keep
+        their order and their neurons are numbered without gaps.
     activation_samples
         How many probe samples keep their activations, logits and predictions at every
         recorded epoch (``None``: all); the statistics use the whole probe. The kept samples
@@ -150,6 +155,7 @@ class TraceableNN(nn.Module):
         activation_seed: int = 0,
         activation_dtype: str = "float32",
         max_trace_bytes: int | None = None,
+        layers: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
@@ -167,7 +173,9 @@ class TraceableNN(nn.Module):
         probe_xy = _probe_xy(probe, device)
         args = _example_args(example_input, probe_xy, device)
         self._example_args = args
-        self._layout = discover(module, args, layer_names)
+        self._layout = select_layers(discover(module, args, layer_names), layers)
+        #: the names asked for (``None``: every layer), as the meta records them
+        self._selected = [layers] if isinstance(layers, str) else layers and list(layers)
         self._chunk_size = int(chunk_size)
         self._measuring = Measuring()
         self._weights = WeightColumns()
@@ -547,6 +555,7 @@ class TraceableNN(nn.Module):
             "recorded_epochs": sorted(self._epoch_metrics),
             "keep_weights": self.keep_weights,
             "drop_batches": self.drop_batches,
+            "traced_layers": self._selected,
             "statistics_source": "probe" if probe is not None else "training batches",
             "n_probe": int(probe.x.shape[0]) if probe is not None else 0,
             "activation_samples": self._n_kept(),

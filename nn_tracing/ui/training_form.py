@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "record_value": "5",
     "keep_weights": False,
     "keep_batches": False,
+    "traced": "",
     "activation_samples": 0,
     "float16": False,
     "max_trace_mib": 0.0,
@@ -82,6 +83,7 @@ _FIELD_OF: dict[str, str] = {
     "drop_batches": "keep_batches",
     "activation_dtype": "float16",
     "max_trace_bytes": "max_trace_mib",
+    "traced_layers": "traced",
 }
 #: Form fields that are ``TrainConfig`` fields of the same name and value.
 _SAME_NAME = (
@@ -138,7 +140,9 @@ def _storage_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
     """The storage knobs and the budget: ``0`` kept samples is all, ``0`` MiB is no budget."""
     kept = values["activation_samples"]
     mib = values["max_trace_mib"]
+    traced = [name for name in re.split(r"[,\s;]+", str(values["traced"]).strip()) if name]
     return {
+        "traced_layers": tuple(traced) if traced else None,
         "activation_samples": None if kept == 0 else kept,
         "activation_dtype": "float16" if values["float16"] else "float32",
         "max_trace_bytes": None if not mib else round(float(mib) * 2**20),
@@ -241,6 +245,7 @@ def load_settings(config: Mapping[str, Any]) -> None:
         record_value=value,
         keep_weights=cfg.keep_weights,
         keep_batches=not cfg.drop_batches,
+        traced=", ".join(cfg.traced_layers) if cfg.traced_layers is not None else "",
         activation_samples=cfg.activation_samples or 0,
         float16=cfg.activation_dtype == "float16",
         max_trace_mib=round(cfg.max_trace_bytes / 2**20, 3) if cfg.max_trace_bytes else 0.0,
@@ -294,7 +299,8 @@ def estimate_lines(values: Mapping[str, Any]) -> tuple[str, str]:
     line = (
         f"Estimate: about {format_bytes(estimate.peak_bytes)} of memory and a run directory "
         f"of {format_bytes(estimate.rundir_bytes)} ({estimate.n_recorded} recorded epochs, "
-        f"activations of {kept} probe samples in {estimate.activation_dtype})."
+        f"{estimate.n_neurons} neurons, activations of {kept} probe samples in "
+        f"{estimate.activation_dtype})."
     )
     if plan.adapted:
         line += " " + plan.describe()
@@ -375,7 +381,16 @@ def _recording_fields(errors: Mapping[str, str]) -> None:
 
 
 def _storage_fields(errors: Mapping[str, str]) -> None:
-    """What a recorded epoch keeps of the probe, and the trace budget."""
+    """Which layers are traced, what a recorded epoch keeps of the probe, the trace budget."""
+    _field(
+        st.text_input,
+        "traced",
+        "Hidden layers traced",
+        errors,
+        placeholder="all",
+        help="e.g. hidden_2 (comma-separated); the input and output layers always are. "
+        "Empty: every layer.",
+    )
     left, right = st.columns(2)
     with left:
         _field(

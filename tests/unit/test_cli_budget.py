@@ -32,12 +32,23 @@ def test_dry_run_prints_the_knobs_and_the_estimate_they_give(capsys):
     estimate = estimate_run(config)
     assert estimate.n_recorded == 5 and estimate.n_kept == 100
     assert (
-        "kept         activations of 100 of 400 probe samples, float16; schedule every 5th "
-        "epoch and the last" in out
+        "kept         every layer, 586 neurons; activations of 100 of 400 probe samples, "
+        "float16; schedule every 5th epoch and the last" in out
     )
     assert f"trace file   {format_bytes(estimate.trace_bytes)}" in out
     assert f"run dir      {format_bytes(estimate.rundir_bytes)}" in out
     assert format_bytes(estimate.trace_bytes) != format_bytes(estimate_run(CONFIG).trace_bytes)
+
+
+def test_layers_trace_only_the_hidden_layers_named(capsys):
+    assert main(["estimate", *RUN, "--layers", "hidden_2"]) == 0
+    out = capsys.readouterr().out
+    estimate = estimate_run(CONFIG.replace(traced_layers=("hidden_2",)))
+    assert estimate.n_neurons == 64 + 256 + 10
+    assert "kept         layers input, hidden_2, output, 330 neurons;" in out
+    assert f"trace file   {format_bytes(estimate.trace_bytes)}" in out
+    assert main(["estimate", *RUN, "--layers", "hidden_7"]) == 2
+    assert "traced_layers=('hidden_7',): unknown layer 'hidden_7'" in capsys.readouterr().err
 
 
 def test_estimate_over_the_budget_is_refused_with_exit_code_5_and_the_knobs(capsys):
