@@ -140,17 +140,38 @@ def half_trace(runs_dir: Path) -> str:
     return "half"
 
 
+@pytest.fixture
+def selected_trace(runs_dir: Path) -> str:
+    """A run that traces one of its three hidden layers (hidden_2), weights kept."""
+    from nn_tracing import train
+
+    config = TrainConfig(
+        dataset="moons",
+        hidden_sizes=(8, 6, 8),
+        epochs=4,
+        n_samples=300,
+        probe_size=64,
+        traced_layers=("hidden_2",),
+        keep_weights=True,
+    )
+    run = train(config, out=runs_dir / "selected")
+    assert run.trace.layer_names() == ["input", "hidden_2", "output"]
+    return "selected"
+
+
+@pytest.mark.parametrize("kind", ["half", "selected"])
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_reads_a_float16_trace_of_kept_samples(
-    app: Callable[[], AppTest], half_trace: str, page: str
+def test_every_page_reads_a_float16_trace_of_kept_samples_and_a_layer_selection(
+    app: Callable[[], AppTest], request: pytest.FixtureRequest, page: str, kind: str
 ) -> None:
+    name = request.getfixturevalue(f"{kind}_trace")
     at = app()
-    at.query_params["trace"] = half_trace
+    at.query_params["trace"] = name
     at.run()
     at.switch_page(page).run()
     assert_healthy(at)
     assert at.get("vega_lite_chart"), f"{page} draws no chart"
-    assert at.query_params["trace"] == half_trace
+    assert at.query_params["trace"] == name
 
 
 def test_a_neurons_profile_of_a_float16_trace_has_every_section(

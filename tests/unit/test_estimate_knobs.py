@@ -31,6 +31,11 @@ CASES = {
         "epoch_intervals": -1,
         "keep_weights": True,
     },
+    "one of three hidden layers traced": {
+        "hidden_sizes": (96, 256, 48),
+        "traced_layers": ("hidden_2",),
+        "epoch_intervals": 2,
+    },
     "a wide layer, 200 samples": {
         "dataset": "moons",
         "hidden_sizes": (512,),
@@ -110,3 +115,38 @@ def test_each_knob_lowers_the_estimate_as_it_says():
     assert full.trace_bytes > half.trace_bytes > kept.trace_bytes
     assert "activation_samples" in full.details["probe activations"]
     assert "float16" in full.details["probe activations"]
+
+
+def test_a_layer_selection_traces_those_layers_with_the_same_statistics(tmp_path):
+    config = nt.TrainConfig(**{**BASE, "epochs": 2, "hidden_sizes": (32, 24, 16)})
+    full = nt.train(config).trace
+    run = nt.train(config.replace(traced_layers=("hidden_2",)), out=tmp_path / "run")
+    trace = run.trace
+    assert trace.layer_names() == ["input", "hidden_2", "output"]
+    assert trace.neural_index == {"input": (0, 63), "hidden_2": (64, 87), "output": (88, 97)}
+    assert trace.meta["traced_layers"] == ["hidden_2", "output"]
+    # the same neurons as in the full trace, renumbered: same statistics, same activations
+    columns = list(range(64)) + list(range(64 + 32, 64 + 32 + 24)) + list(range(136, 146))
+    for epoch in trace.epochs:
+        # (float32 reductions over a matrix of another width: equal to rounding)
+        np.testing.assert_allclose(
+            trace.metrics_at(epoch), full.metrics_at(epoch)[columns], rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            trace.probe_activations(epoch), full.probe_activations(epoch)[:, columns], rtol=1e-6
+        )
+    assert estimate_run(run.config).n_neurons == 98
+    loaded = nt.load_trace(tmp_path / "run")  # a built-in trace of a selection validates
+    assert loaded.layer_names() == trace.layer_names()
+
+
+def test_an_unknown_layer_is_refused_with_the_layers_listed():
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    with pytest.raises(ValueError, match=r"no such traceable layer; the layers are 0, 2"):
+        nt.TraceableNN(net, probe=(x, y), layers=["1"])
+    traced = nt.TraceableNN(net, probe=(x, y), layers=["2"])
+    assert traced.neural_index == {"input": (0, 3), "2": (4, 6)}
