@@ -39,6 +39,11 @@ CASES = {
         "epoch_intervals": -1,
         "keep_weights": True,
     },
+    "1 of 3 hidden layers traced": {
+        "hidden_sizes": (96, 256, 48),
+        "traced_layers": ("hidden_2",),
+        "epoch_intervals": 2,
+    },
     "wide layer, 200 samples": {
         "dataset": "moons",
         "hidden_sizes": (512,),
