@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from apptest_support import assert_healthy, texts
 from streamlit.testing.v1 import AppTest
+from test_pages import PAGES
 
 from nn_tracing import TrainConfig, jobs, load_trace
 from nn_tracing.estimate import estimate_run, format_bytes
@@ -109,15 +110,11 @@ def test_estimate_lines_of_the_default_form_fit_and_of_a_bad_field_say_nothing()
     line, refusal = estimate_lines(DEFAULTS)
     assert line.startswith("Estimate: about ") and refusal == ""
     assert estimate_lines({**DEFAULTS, "hidden": "sixteen"}) == ("", "")
-
-
-PAGES = [
-    "pages/overview.py",
-    "pages/neurons.py",
-    "pages/clusters.py",
-    "pages/dynamics.py",
-    "pages/breadcrumbs.py",
-]
+    # the default MLP (moons, 16-16): 2 + 16 + 16 + 2 neurons, 20 with one hidden layer traced
+    assert "36 neurons" in line
+    selected, _ = estimate_lines({**DEFAULTS, "traced": "hidden_2"})
+    assert "20 neurons" in selected
+    assert estimate_lines({**DEFAULTS, "traced": "hidden_5"}) == ("", "")
 
 
 @pytest.fixture

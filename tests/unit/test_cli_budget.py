@@ -20,6 +20,19 @@ CHILD_ENV = {
     "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
 }
 
+
+def _cli(cwd, *args: str) -> subprocess.CompletedProcess:
+    """``nn-tracing ARGS`` in a real process, in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "nn_tracing.cli", *args],
+        cwd=cwd,
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 RUN = ("--dataset", "digits", "--hidden", "256", "256", "--epochs", "20", "--probe-size", "400")
 CONFIG = nt.TrainConfig(dataset="digits", hidden_sizes=(256, 256), epochs=20, probe_size=400)
 
@@ -78,24 +91,8 @@ def test_a_bad_size_is_one_clear_line(size, capsys):
 
 
 def test_train_refused_through_a_real_process_writes_nothing(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nn_tracing.cli",
-            "train",
-            *RUN,
-            "--max-trace-bytes",
-            "1MiB",
-            "--out",
-            "runs/x/",
-            "--quiet",
-        ],
-        cwd=tmp_path,
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = _cli(
+        tmp_path, "train", *RUN, "--max-trace-bytes", "1MiB", "--out", "runs/x/", "--quiet"
     )
     assert result.returncode == EXIT_OVER_BUDGET, result.stderr
     assert "Traceback" not in result.stderr
@@ -105,28 +102,19 @@ def test_train_refused_through_a_real_process_writes_nothing(tmp_path):
 
 def test_train_with_the_knobs_writes_them_into_the_trace(tmp_path):
     args = ("--dataset", "moons", "--hidden", "16", "--epochs", "3", "--probe-size", "100")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nn_tracing.cli",
-            "train",
-            *args,
-            "--activation-samples",
-            "20",
-            "--activation-dtype",
-            "float16",
-            "--max-trace-bytes",
-            "50MiB",
-            "--out",
-            "run/",
-            "--quiet",
-        ],
-        cwd=tmp_path,
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = _cli(
+        tmp_path,
+        "train",
+        *args,
+        "--activation-samples",
+        "20",
+        "--activation-dtype",
+        "float16",
+        "--max-trace-bytes",
+        "50MiB",
+        "--out",
+        "run/",
+        "--quiet",
     )
     assert result.returncode == 0, result.stderr
     trace = nt.load_trace(tmp_path / "run")
