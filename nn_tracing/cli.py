@@ -4,7 +4,9 @@ Every user error (bad arguments, a bad config, an unreadable trace) prints one l
 with ``nn-tracing: error:`` and exits non-zero; no traceback reaches the terminal.
 
 Exit codes: 0 done; 2 bad input; 3 training diverged (trace saved); 4 the run directory could
-not be written (the epochs written before are kept); 130 stopped (trace saved).
+not be written (the epochs written before are kept); 5 over ``--max-trace-bytes`` (the run was
+refused before it started, or stopped recording when its trace reached the budget: the trace so
+far is saved); 130 stopped (trace saved).
 
 ``train --out runs/x/`` (a trailing slash, an existing directory, or a name without the
 ``.nntrace`` suffix) writes a run directory as it trains (:mod:`nn_tracing.rundir`), and nothing
@@ -36,6 +38,7 @@ if TYPE_CHECKING:  # the commands import these where they use them
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_WRITE_ERROR = 4
+EXIT_OVER_BUDGET = 5
 EXIT_STOPPED = 130
 
 
@@ -107,6 +110,42 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="also record per-step statistics (drop_batches=False)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"))
+    _add_storage_options(parser)
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """What a recorded epoch keeps, and the trace budget (``TrainConfig`` fields)."""
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="NAME",
+        help="trace only these hidden layers (hidden_1 … hidden_k); the input and output "
+        "layers always are (default: every layer)",
+    )
+    parser.add_argument(
+        "--activation-samples",
+        type=int,
+        metavar="N",
+        help="keep the activations of N probe samples (a seeded subset) at every recorded "
+        "epoch; statistics still use the whole probe (default: all)",
+    )
+    parser.add_argument(
+        "--activation-dtype",
+        choices=("float32", "float16"),
+        help="stored precision of activations and logits (float16: half the size)",
+    )
+    parser.add_argument(
+        "--max-trace-bytes",
+        metavar="SIZE",
+        help="a budget for the trace, e.g. 200MiB, 2GiB or 5e8: a run estimated over it is "
+        "refused (exit code 5) or adapted (--on-budget adapt); recording stops if it is reached",
+    )
+    parser.add_argument(
+        "--on-budget",
+        choices=("refuse", "adapt"),
+        help="over --max-trace-bytes: refuse (default), or lower float16, kept samples, then "
+        "recorded epochs until the estimate fits",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,7 +233,13 @@ def _config_from_args(args: argparse.Namespace):
         "keep_weights": args.keep_weights,
         "device": args.device,
         "label_column": args.label_column,
+        "traced_layers": tuple(args.layers) if args.layers else None,
+        "activation_samples": args.activation_samples,
+        "activation_dtype": args.activation_dtype,
+        "on_budget": args.on_budget,
     }
+    if args.max_trace_bytes is not None:
+        values["max_trace_bytes"] = _size_arg(args.max_trace_bytes)
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.keep_batches:
         values["drop_batches"] = False
@@ -213,6 +258,18 @@ def _config_from_args(args: argparse.Namespace):
         return TrainConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+
+
+def _size_arg(text: str) -> int | None:
+    """``--max-trace-bytes``: a size such as ``200MiB``, ``2GiB``, ``5e8`` (``off``: none)."""
+    from .budget import parse_size
+
+    if "%" not in text:
+        try:
+            return parse_size(text, 0)
+        except ValueError:
+            pass
+    raise CLIError(f"--max-trace-bytes {text!r} is not a size: use e.g. 200MiB, 2GiB or 5e8")
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -244,15 +301,68 @@ def _estimate(config):
         raise CLIError(str(exc)) from None
 
 
-def _print_estimate(config) -> None:
+def _plan(config, *, run_directory: bool = False):
+    """The budget plan of ``config`` (:func:`~nn_tracing.trace_budget.plan_budget`); a refusal
+    is one error line and exit code 5."""
+    from .trace_budget import TraceBudgetExceeded, plan_budget
+
+    try:
+        return plan_budget(config, run_directory=run_directory)
+    except TraceBudgetExceeded as exc:
+        raise CLIError(str(exc), EXIT_OVER_BUDGET) from None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _knobs_line(config, estimate) -> str:
+    """What each recorded epoch keeps, and the budget."""
     from .estimate import format_bytes
 
+    kept = (
+        f"{estimate.n_kept} of {estimate.n_probe}" if estimate.n_kept < estimate.n_probe else "all"
+    )
+    budget = (
+        f", budget {format_bytes(config.max_trace_bytes)} ({config.on_budget})"
+        if config.max_trace_bytes is not None
+        else ""
+    )
+    layers = (
+        "every layer"
+        if config.traced_layers is None
+        else "layers " + ", ".join(("input", *config.traced_layers, "output"))
+    )
+    return (
+        f"kept         {layers}, {estimate.n_neurons} neurons; activations of {kept} probe "
+        f"samples, {config.activation_dtype}; schedule {_schedule_text(config.epoch_intervals)}"
+        f"{budget}"
+    )
+
+
+def _schedule_text(intervals) -> str:
+    if intervals is None:
+        return "every epoch"
+    if intervals == -1:
+        return "last epoch only"
+    if isinstance(intervals, int):
+        return f"every {intervals}th epoch and the last"
+    return "epochs " + ", ".join(map(str, intervals))
+
+
+def _print_estimate(config, *, run_directory: bool = False) -> None:
+    from .estimate import format_bytes
+
+    plan = _plan(config, run_directory=run_directory) if config.max_trace_bytes else None
+    if plan is not None and plan.adapted:
+        print(plan.describe())
+        config = plan.config
     estimate = _estimate(config)
     lines = [
         f"run          {config.dataset} {config.architecture}, {config.epochs} epochs, "
         f"{estimate.n_recorded} recorded, probe {estimate.n_probe}",
+        _knobs_line(config, estimate),
         f"peak memory  {format_bytes(estimate.peak_bytes)} (added to a process with torch loaded)",
         f"trace file   {format_bytes(estimate.trace_bytes)}",
+        f"run dir      {format_bytes(estimate.rundir_bytes)}",
         "breakdown",
     ]
     width = max(len(name) for name in estimate.breakdown)
@@ -271,11 +381,15 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     if args.dry_run:
-        _print_estimate(config)
+        _print_estimate(config, run_directory=_writes_run_directory(args))
         return 0
     if args.threads is not None and args.threads < 1:
         raise CLIError(f"--threads must be at least 1, not {args.threads}")
     out, run_dir = _train_outputs(args, config)
+    if config.max_trace_bytes is not None:  # refused here, before the data is made
+        plan = _plan(config, run_directory=run_dir is not None)
+        if plan.adapted:
+            print(f"nn-tracing: {plan.describe()}", file=sys.stderr)
     from .stopping import StopRequest
 
     stop = StopRequest()
@@ -307,6 +421,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if out is not None:
         _save_trained(trace, out)
     return _report_trained(trace, out if out is not None else run_dir)
+
+
+def _writes_run_directory(args: argparse.Namespace) -> bool:
+    """Whether ``train`` with these arguments writes a run directory."""
+    return bool(args.run_dir) or (args.out is not None and _is_run_directory_target(args.out))
 
 
 def _is_run_directory_target(text: str) -> bool:
@@ -407,6 +526,7 @@ def _train_until_done_or_stopped(
     from tqdm import tqdm
 
     from .rundir import RunWriteError
+    from .trace_budget import TraceBudgetExceeded
     from .training import TrainingProgress, train
 
     bar = (
@@ -439,6 +559,8 @@ def _train_until_done_or_stopped(
                 out=run_dir,
                 on_write_error=on_write_error,
             )
+    except TraceBudgetExceeded as exc:
+        raise CLIError(str(exc), EXIT_OVER_BUDGET) from None
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     except RunWriteError as exc:
@@ -472,6 +594,9 @@ def _report_trained(trace: NetworkTrace, where: Path | None) -> int:
     if trace.status == "diverged":
         print(f"nn-tracing: warning: {trace.meta.get('status_message')}", file=sys.stderr)
         return EXIT_DIVERGED
+    if trace.status == "stopped" and trace.meta.get("stopped_by") == "max_trace_bytes":
+        print(f"nn-tracing: warning: {trace.meta.get('status_message')}", file=sys.stderr)
+        return EXIT_OVER_BUDGET
     if trace.status == "stopped":
         return EXIT_STOPPED
     return 0

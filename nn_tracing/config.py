@@ -17,6 +17,8 @@ from .schedule import normalize_epoch_intervals
 
 __all__ = [
     "ACTIVATIONS",
+    "ACTIVATION_DTYPES",
+    "BUDGET_MODES",
     "DATASETS",
     "OPTIMIZERS",
     "TrainConfig",
@@ -36,6 +38,11 @@ DATASETS: tuple[str, ...] = (
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+#: How the stored probe activations and logits are kept (statistics are float32 either way).
+ACTIVATION_DTYPES: tuple[str, ...] = ("float32", "float16")
+#: What a run whose estimated trace is over ``max_trace_bytes`` does (see
+#: :mod:`nn_tracing.trace_budget`).
+BUDGET_MODES: tuple[str, ...] = ("refuse", "adapt")
 
 # Bounds that keep a run (and its trace) within what one machine can hold.
 MAX_HIDDEN_LAYERS = 16
@@ -77,6 +84,25 @@ class TrainConfig:
         Keep the full weights at every recorded epoch (the final weights are always kept).
     drop_batches
         ``False`` also streams per-step statistics of the training batches.
+    traced_layers
+        The hidden layers to trace, by name (``hidden_1`` … ``hidden_k``); the input and the
+        output layer are always traced. ``None``: every layer. A layer left out costs nothing
+        and is absent from the trace (its neurons have no ids).
+    activation_samples
+        How many probe samples keep their activations, logits and predictions at every
+        recorded epoch (``None``: all). The statistics still use the whole probe; the kept
+        samples are a seeded subset (``data_seed``) of it, in probe order, and the trace's
+        probe set is that subset (see :func:`nn_tracing.tracer.kept_rows`).
+    activation_dtype
+        ``"float32"`` or ``"float16"``: how those activations and logits are stored.
+    max_trace_bytes
+        A budget for the trace (``None``: none). A run whose estimated ``.nntrace`` is larger
+        is refused or adapted (``on_budget``) before it starts; one whose recorded data grows
+        past it stops recording (:mod:`nn_tracing.trace_budget`).
+    on_budget
+        ``"refuse"`` (a :class:`~nn_tracing.trace_budget.TraceBudgetExceeded` naming the knobs)
+        or ``"adapt"`` (the run lowers its knobs until the estimate fits, and says so in
+        ``meta["budget"]``).
     csv_path, label_column
         A user CSV file and the name of its label column (``dataset="csv"``).
     device
@@ -101,6 +127,11 @@ class TrainConfig:
     epoch_intervals: int | tuple[int, ...] | None = None
     keep_weights: bool = False
     drop_batches: bool = True
+    traced_layers: tuple[str, ...] | None = None
+    activation_samples: int | None = None
+    activation_dtype: str = "float32"
+    max_trace_bytes: int | None = None
+    on_budget: str = "refuse"
     csv_path: str | None = None
     label_column: str | None = None
     device: str = "cpu"
@@ -116,6 +147,9 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 _fail(self, name, "must be true or false")
         object.__setattr__(self, "epoch_intervals", _checked_epoch_intervals(self))
+        object.__setattr__(self, "traced_layers", _checked_traced_layers(self))
+        _check_optional_int(self, "activation_samples", 1, MAX_PROBE_SIZE)
+        _check_optional_int(self, "max_trace_bytes", 1, 2**50)
         if self.dataset == "csv":
             if not self.csv_path:
                 _fail(self, "csv_path", "dataset 'csv' needs the path of a CSV file")
@@ -153,8 +187,9 @@ class TrainConfig:
         values = dict(data)
         if isinstance(values.get("hidden_sizes"), list):
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
-        if isinstance(values.get("epoch_intervals"), list):
-            values["epoch_intervals"] = tuple(values["epoch_intervals"])
+        for name in ("epoch_intervals", "traced_layers"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -200,6 +235,10 @@ def _check_choices(config: TrainConfig) -> None:
         _fail(config, "optimizer", f"unknown optimizer; choose one of {', '.join(OPTIMIZERS)}")
     if config.device not in DEVICES:
         _fail(config, "device", f"choose one of {', '.join(DEVICES)}")
+    if config.activation_dtype not in ACTIVATION_DTYPES:
+        _fail(config, "activation_dtype", f"choose one of {', '.join(ACTIVATION_DTYPES)}")
+    if config.on_budget not in BUDGET_MODES:
+        _fail(config, "on_budget", f"choose one of {', '.join(BUDGET_MODES)}")
 
 
 def _checked_hidden_sizes(config: TrainConfig) -> tuple[int, ...]:
@@ -223,6 +262,30 @@ def _check_int(config: TrainConfig, name: str, low: int, high: int) -> None:
         _fail(config, name, "must be an integer")
     if not low <= value <= high:
         _fail(config, name, f"must be between {low} and {high}")
+
+
+def _checked_traced_layers(config: TrainConfig) -> tuple[str, ...] | None:
+    """The traced hidden layers in model order, each once (``output`` dropped: always traced)."""
+    names = config.traced_layers
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+        _fail(config, "traced_layers", "must be a list of layer names, e.g. [hidden_2]")
+    hidden = [f"hidden_{i}" for i in range(1, len(config.hidden_sizes) + 1)]
+    names = tuple(names)
+    unknown = [n for n in names if n not in (*hidden, "output")]
+    if unknown:
+        _fail(
+            config,
+            "traced_layers",
+            f"unknown layer {unknown[0]!r}; choose among {', '.join(hidden)}",
+        )
+    return tuple(name for name in hidden if name in names)
+
+
+def _check_optional_int(config: TrainConfig, name: str, low: int, high: int) -> None:
+    if getattr(config, name) is not None:
+        _check_int(config, name, low, high)
 
 
 def _checked_float(

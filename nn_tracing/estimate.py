@@ -8,7 +8,8 @@ data is generated and nothing is trained):
 
 * **held to the end** — the dataset and its splits, the model with its gradients and optimizer
   state (and the tracer's copies of the weights), and the trace: every recorded epoch's probe
-  activations ``(n_probe, n_neurons)`` float32, logits and predictions, the full weights when
+  activations ``(n_kept, n_neurons)`` (float32, or float16 with ``activation_dtype``; the
+  ``activation_samples`` kept of the probe), logits and predictions, the full weights when
   ``keep_weights``, the neuron metrics and their frame, the per-step table when
   ``drop_batches=False``. The trace keeps *every* recorded epoch in memory until it is saved,
   so this grows with the number of recorded epochs.
@@ -24,7 +25,11 @@ data is generated and nothing is trained):
 once (the interpreter, the imports and PyTorch's one-time set-up are not counted). It assumes
 the CPU; on a CUDA device the model and the working memory of training live on the device and
 host memory is lower. ``trace_bytes`` is the ``.nntrace`` file: safetensors entries are raw
-bytes; the neuron table is Parquet with zstd, about 4.5 bytes per float32 value.
+bytes; the neuron table is Parquet with zstd, about 3.3 bytes per float32 value.
+``rundir_bytes`` is the run directory that ``train(out=…)`` writes: the same tensors, one
+Parquet part per recorded epoch (neurons) and per trained epoch (history), and a manifest that
+is not compressed. Both were checked against real runs (``tests/unit/test_estimate_knobs.py``:
+within 10 % for every knob combination there).
 
 >>> from nn_tracing import TrainConfig
 >>> estimate = estimate_run(TrainConfig(dataset="moons", hidden_sizes=(16, 16), epochs=10))
@@ -46,6 +51,8 @@ __all__ = ["RunEstimate", "RunTooLarge", "check_budget", "estimate_run", "format
 
 F32 = 4
 I64 = 8
+#: Bytes per stored activation or logit, by ``activation_dtype``.
+STORED_BYTES = {"float32": 4, "float16": 2}
 #: Number of metric columns of the neuron table (``len(trace.METRICS)``).
 N_METRICS = 13
 #: glibc's largest dynamic mmap threshold on 64-bit Linux: blocks this size or larger are
@@ -53,10 +60,16 @@ N_METRICS = 13
 MMAP_CEILING = 32 * 2**20
 #: Rows of the probe (and of an evaluation pass) that the tracer / trainer run at once.
 CHUNK_ROWS = 8192
-#: Parquet (zstd) bytes per row of the neuron table (13 float32 metrics at about 4.5 bytes
+#: Parquet (zstd) bytes per row of the neuron table (13 float32 metrics at about 3.3 bytes
 #: each, measured on real traces, and the run-length coded ids) and per file.
-NEURON_ROW_FILE_BYTES = 60
+NEURON_ROW_FILE_BYTES = 45
 PARQUET_FILE_BYTES = 12_288
+#: A run directory's Parquet parts: a neuron part's fixed bytes and bytes per row (measured:
+#: 1.7 kB + 48 B per neuron), a history part (one row), a steps part's fixed bytes.
+RUNDIR_NEURON_PART_BYTES = 1_700
+RUNDIR_NEURON_ROW_BYTES = 48
+RUNDIR_HISTORY_PART_BYTES = 1_733
+RUNDIR_STEPS_PART_BYTES = 3_000
 #: Bytes per row of the per-step table: in memory (9 columns, ~56 B, twice: the tracer's
 #: per-epoch tables and the trace's concatenation of them), while saving (the column selection,
 #: Arrow and Parquet buffers; measured) and in the file.
@@ -96,7 +109,9 @@ class RunEstimate:
     peak_bytes
         Peak resident memory the run adds to a process (training, then saving the trace).
     trace_bytes
-        Size of the saved ``.nntrace`` file.
+        Size of the saved ``.nntrace`` file (what ``max_trace_bytes`` is checked against).
+    rundir_bytes
+        Size of the run directory ``train(out=…)`` writes (a few kB per epoch more).
     breakdown
         ``{component: bytes}`` of the peak, largest first; the values add up to ``peak_bytes``.
     details
@@ -104,16 +119,21 @@ class RunEstimate:
     n_recorded, n_neurons, n_probe, n_parameters
         Recorded epochs (``E_0`` included), neurons (inputs included), probe samples and
         model parameters.
+    n_kept, activation_dtype
+        Probe samples whose activations every recorded epoch keeps, and their stored dtype.
     """
 
     peak_bytes: int
     trace_bytes: int
+    rundir_bytes: int = 0
     breakdown: dict[str, int] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
     n_recorded: int = 0
     n_neurons: int = 0
     n_probe: int = 0
     n_parameters: int = 0
+    n_kept: int = 0
+    activation_dtype: str = "float32"
 
     @property
     def dominant(self) -> str:
@@ -172,8 +192,11 @@ class _Shapes:
     n_val: int
     n_probe: int
     widths: tuple[int, ...]  # hidden layers
+    traced_widths: tuple[int, ...]  # the hidden layers traced (traced_layers)
     n_recorded: int
     steps_per_epoch: int
+    n_kept: int  # probe samples whose tensors are stored
+    act_bytes: int  # bytes per stored activation or logit
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
@@ -183,7 +206,8 @@ class _Shapes:
 
     @property
     def n_neurons(self) -> int:
-        return self.n_features + sum(self.widths) + self.n_classes
+        """Traced neurons: the inputs, the traced hidden layers, the outputs."""
+        return self.n_features + sum(self.traced_widths) + self.n_classes
 
     @property
     def n_parameters(self) -> int:
@@ -203,16 +227,31 @@ def _shapes(config: TrainConfig) -> _Shapes:
     # the split and the probe exactly as prepare_data makes them
     n_val = max(round(shape.n_samples * config.val_fraction), shape.n_classes)
     n_train = max(shape.n_samples - n_val, 1)
+    n_probe = min(config.probe_size, n_val)
     return _Shapes(
         n_samples=shape.n_samples,
         n_features=shape.n_features,
         n_classes=shape.n_classes,
         n_train=n_train,
         n_val=n_val,
-        n_probe=min(config.probe_size, n_val),
+        n_probe=n_probe,
         widths=tuple(config.hidden_sizes),
+        traced_widths=_traced_widths(config),
         n_recorded=len(recorded_epochs(config.epoch_intervals, config.epochs)),
         steps_per_epoch=math.ceil(n_train / config.batch_size),
+        n_kept=min(config.activation_samples or n_probe, n_probe),
+        act_bytes=STORED_BYTES[config.activation_dtype],
+    )
+
+
+def _traced_widths(config: TrainConfig) -> tuple[int, ...]:
+    """Widths of the hidden layers that are traced."""
+    if config.traced_layers is None:
+        return tuple(config.hidden_sizes)
+    return tuple(
+        width
+        for index, width in enumerate(config.hidden_sizes, start=1)
+        if f"hidden_{index}" in config.traced_layers
     )
 
 
@@ -239,6 +278,7 @@ class _Phase:
 def _held(s: _Shapes, config: TrainConfig) -> dict[str, int]:
     """Bytes held when training ends, by component."""
     f, p, n_neurons, recorded = s.n_features, s.n_probe, s.n_neurons, s.n_recorded
+    kept, act = s.n_kept, s.act_bytes
     dataset = (
         s.n_samples * (f * F32 + I64)  # the dataset as loaded
         + (s.n_train + s.n_val) * (f * F32 + I64)  # the standardised splits
@@ -252,13 +292,13 @@ def _held(s: _Shapes, config: TrainConfig) -> dict[str, int]:
     model = s.n_parameters * F32 * (3 + optimizer) + s.n_weights * F32
     steps = 0
     if not config.drop_batches:
-        rows = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+        rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
         steps = rows * STEP_ROW_BYTES + s.steps_per_epoch * STEP_BUFFER_BYTES
     return {
         "dataset": dataset,
         "model and optimizer": model,
-        "probe activations": recorded * p * n_neurons * F32,
-        "logits and predictions": recorded * p * (s.n_classes * F32 + I64),
+        "probe activations": recorded * kept * n_neurons * act,
+        "logits and predictions": recorded * kept * (s.n_classes * act + I64),
         "kept weights": recorded * s.n_parameters * F32 if config.keep_weights else 0,
         "neuron metrics": recorded * n_neurons * (2 * N_METRICS * F32 + FRAME_INDEX_BYTES),
         "per-step table": steps,
@@ -270,7 +310,7 @@ def _recording_phase(s: _Shapes, config: TrainConfig) -> _Phase:
     p, n_neurons = s.n_probe, s.n_neurons
     chunk = min(p, CHUNK_ROWS)
     per_hidden = 2 if config.activation in SAVES_INPUT else 1
-    pooled = [p * w * F32 for w in (s.n_features, *s.widths, s.n_classes)]
+    pooled = [p * w * F32 for w in (s.n_features, *s.traced_widths, s.n_classes)]
     # forward and backward over one chunk: the graph keeps the activations, backward makes
     # two gradients of the widest layer at a time
     graph = [chunk * w * F32 for w in s.widths for _ in range(per_hidden)]
@@ -306,13 +346,13 @@ def _training_phase(s: _Shapes, config: TrainConfig) -> _Phase:
 
 def _file_entries(s: _Shapes, config: TrainConfig) -> dict[str, int]:
     """Bytes of every entry of the ``.nntrace`` file (safetensors, Parquet, manifest)."""
-    p, recorded = s.n_probe, s.n_recorded
+    kept, recorded = s.n_kept, s.n_recorded
     header = 96  # a safetensors entry's JSON header, per tensor
     entries = {
-        "probe": p * (s.n_features * F32 + I64) + 2 * header,
+        "probe": kept * (s.n_features * F32 + I64) + 2 * header,
         "final weights": s.n_parameters * F32 + 2 * header * (len(s.widths) + 1),
     }
-    per_epoch = p * (s.n_neurons + s.n_classes) * F32 + p * I64 + 3 * header
+    per_epoch = kept * (s.n_neurons + s.n_classes) * s.act_bytes + kept * I64 + 3 * header
     if config.keep_weights:
         per_epoch += s.n_parameters * F32 + 2 * header * (len(s.widths) + 1)
     for index in range(recorded):
@@ -321,10 +361,10 @@ def _file_entries(s: _Shapes, config: TrainConfig) -> dict[str, int]:
     entries["neuron table"] = PARQUET_FILE_BYTES + rows * NEURON_ROW_FILE_BYTES
     entries["history"] = PARQUET_FILE_BYTES // 2 + (config.epochs + 1) * 40
     if not config.drop_batches:
-        step_rows = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+        step_rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
         entries["steps"] = PARQUET_FILE_BYTES // 2 + step_rows * STEP_ROW_FILE_BYTES
     # the manifest (deflated): layers, inventory, meta with feature names and statistics
-    entries["manifest"] = 1_536 + 64 * (len(s.widths) + recorded) + 16 * s.n_features
+    entries["manifest"] = 1_536 + 64 * (len(s.traced_widths) + recorded) + 16 * s.n_features
     return entries
 
 
@@ -336,7 +376,7 @@ def _saving_phase(s: _Shapes, config: TrainConfig, entries: dict[str, int]) -> _
     """
     tables = ARROW_POOL_BYTES + s.n_recorded * s.n_neurons * NEURON_TABLE_BUILD_BYTES
     if not config.drop_batches:
-        step_rows = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+        step_rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
         tables += step_rows * STEP_ROW_SAVE_BYTES
     return _Phase().add(tables, *entries.values(), max(entries.values()))
 
@@ -394,21 +434,51 @@ def estimate_run(config: TrainConfig) -> RunEstimate:
     return RunEstimate(
         peak_bytes=sum(breakdown.values()),
         trace_bytes=int(trace_bytes),
+        rundir_bytes=_rundir_bytes(s, config, entries),
         breakdown=breakdown,
         details=_details(s, config, held),
         n_recorded=s.n_recorded,
         n_neurons=s.n_neurons,
         n_probe=s.n_probe,
         n_parameters=s.n_parameters,
+        n_kept=s.n_kept,
+        activation_dtype=config.activation_dtype,
     )
+
+
+def _rundir_bytes(s: _Shapes, config: TrainConfig, entries: dict[str, int]) -> int:
+    """Bytes of the run directory: the zip's tensors, a Parquet part per recorded epoch
+    (neurons) and per trained epoch (history, steps), an uncompressed manifest, writer.json."""
+    tensors = sum(v for k, v in entries.items() if k.startswith(("epoch ", "probe", "final")))
+    neurons = s.n_recorded * (RUNDIR_NEURON_PART_BYTES + s.n_neurons * RUNDIR_NEURON_ROW_BYTES)
+    history = (config.epochs + 1) * RUNDIR_HISTORY_PART_BYTES
+    steps = 0
+    if not config.drop_batches:
+        step_rows = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
+        steps = config.epochs * RUNDIR_STEPS_PART_BYTES + step_rows * STEP_ROW_FILE_BYTES
+    # the manifest: layers, meta (feature names, means and scales), an inventory line per
+    # tensor and per part
+    n_layers = len(s.traced_widths) + 2
+    weights_per_epoch = 2 * (len(s.widths) + 1) if config.keep_weights else 0
+    manifest = (
+        2_600
+        + 220 * n_layers
+        + 60 * s.n_features
+        + (240 + 90 * weights_per_epoch) * s.n_recorded
+        + 24 * (config.epochs + 1)
+    )
+    return int(tensors + neurons + history + steps + manifest + 400)  # writer.json
 
 
 def _details(s: _Shapes, config: TrainConfig, held: dict[str, int]) -> dict[str, str]:
     """How each component is made up, and the config field that lowers it."""
     recorded = s.n_recorded
     fewer = "record fewer epochs (epoch_intervals)"
+    stored = "lower activation_samples (statistics still use the whole probe)" + (
+        " or store float16 (activation_dtype)" if config.activation_dtype == "float32" else ""
+    )
     per_epoch = held["probe activations"] // max(recorded, 1)
-    steps = config.epochs * s.steps_per_epoch * (len(s.widths) + 1)
+    steps = config.epochs * s.steps_per_epoch * (len(s.traced_widths) + 1)
     if config.dataset == "csv":
         smaller = "use a smaller CSV file"
     elif config.dataset in ("classification", "moons", "circles", "blobs"):
@@ -418,17 +488,22 @@ def _details(s: _Shapes, config: TrainConfig, held: dict[str, int]) -> dict[str,
     dataset = f"{s.n_samples} samples × {s.n_features} features — {smaller}"
     return {
         "probe activations": (
-            f"{format_bytes(per_epoch)} per recorded epoch ({s.n_probe} probe samples × "
-            f"{s.n_neurons} neurons) × {recorded} epochs — lower probe_size or {fewer}"
+            f"{format_bytes(per_epoch)} per recorded epoch ({s.n_kept} probe samples kept × "
+            f"{s.n_neurons} neurons, {config.activation_dtype}) × {recorded} epochs — "
+            f"{stored}, trace fewer layers (traced_layers), lower probe_size or {fewer}"
         ),
         "logits and predictions": (
-            f"{s.n_probe} probe samples × {recorded} epochs — lower probe_size or {fewer}"
+            f"{s.n_kept} probe samples kept × {recorded} epochs — {stored}, lower probe_size "
+            f"or {fewer}"
         ),
         "kept weights": (
             f"{format_bytes(s.n_parameters * F32)} per recorded epoch × {recorded} epochs — "
             f"turn off keep_weights or {fewer}"
         ),
-        "neuron metrics": f"{s.n_neurons} neurons × {recorded} epochs — {fewer}",
+        "neuron metrics": (
+            f"{s.n_neurons} neurons × {recorded} epochs — {fewer} or trace fewer layers "
+            "(traced_layers)"
+        ),
         "per-step table": (
             f"{steps} step rows — keep drop_batches=True (no --keep-batches) or raise batch_size"
         ),

@@ -33,12 +33,13 @@ from typing import Any
 
 from .budget import MemoryBudget, admit, server_budget
 from .config import TrainConfig
-from .estimate import RunEstimate, estimate_run
+from .estimate import RunEstimate
 from .run_process import CONFIG_FILE, LOG_FILE, STOP_SIGNAL, error_line, spawn_training
 from .rundir_live import FINAL_STATUSES, WRITER_FILE, WriterInfo, read_writer
 from .runs import new_run_directory, runs_dir, safe_stem
 from .store import TraceFormatError
 from .trace import NetworkTrace
+from .trace_budget import plan_budget
 
 __all__ = [
     "JOB_THREADS",
@@ -193,7 +194,9 @@ class TrainingJob:
         self.config = config
         self.owner = owner
         #: What the run was estimated to take before it started (see :mod:`nn_tracing.budget`).
-        self.estimate: RunEstimate = estimate_run(config)
+        #: A run over its ``max_trace_bytes`` is refused here (``TraceBudgetExceeded``), or
+        #: estimated as adapted (the child process adapts it the same way).
+        self.estimate: RunEstimate = plan_budget(config, run_directory=True).estimate
         #: Set once the owner has taken notice that the run ended (see :meth:`acknowledge_end`).
         self.end_acknowledged = False
         #: Set when the owner no longer wants to see the run (see :meth:`dismiss`).

@@ -160,24 +160,45 @@ def mlp_state_shapes(
     return shapes
 
 
+def _traced_hidden(meta: Mapping[str, Any]) -> set[str] | None:
+    """The hidden layers a built-in run traced (``config.traced_layers``); ``None``: all."""
+    config = meta.get("config")
+    traced = config.get("traced_layers") if isinstance(config, dict) else None
+    if traced is None:
+        return None
+    if not isinstance(traced, list) or not all(isinstance(name, str) for name in traced):
+        raise _fail(
+            "the trace's config is invalid: meta.config.traced_layers must be a list of "
+            f"layer names, got {_shown(traced)}"
+        )
+    return set(traced)
+
+
 def _check_mlp(
     layers: Sequence[LayerInfo],
     architecture: tuple[int, tuple[int, ...], int],
     inventory: Mapping[str, Inventory],
+    traced: set[str] | None = None,
 ) -> None:
     n_features, hidden, n_classes = architecture
+    names = ["input", *(f"hidden_{i}" for i in range(1, len(hidden) + 1)), "output"]
+    keep = [
+        i
+        for i, name in enumerate(names)
+        if traced is None or name in ("input", "output") or name in traced
+    ]
     sizes = [n_features, *hidden, n_classes]
     stored = [info.n_neurons for info in layers]
-    if stored != sizes:
+    if stored != [sizes[i] for i in keep]:
         raise _fail(
             f"the trace's config describes an MLP {describe_sizes(sizes)}, but its stored "
             f"layers are {describe_sizes(stored)}"
         )
-    names = ["input", *(f"hidden_{i}" for i in range(1, len(hidden) + 1)), "output"]
     expected = [("input", "input", 0, None, None)] + [
         (name, "linear", width, f"{name}.weight", f"{name}.bias")
         for name, width in zip(names[1:], sizes[:-1], strict=True)
     ]
+    expected = [expected[i] for i in keep]
     got = [(i.name, i.kind, i.fan_in, i.weight_key, i.bias_key) for i in layers]
     if got != expected:
         raise _fail(
@@ -395,7 +416,7 @@ def check_trace_shapes(
     _check_steps(steps, layers)
     architecture = mlp_architecture(meta)
     if architecture is not None:
-        _check_mlp(layers, architecture, inventory)
+        _check_mlp(layers, architecture, inventory, _traced_hidden(meta))
     n_probe = _check_probe(inventory, layers)
     samples = _samples(inventory, epochs, n_probe)
     n_neurons = sum(info.n_neurons for info in layers)

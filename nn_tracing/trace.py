@@ -543,11 +543,16 @@ class NetworkTrace:
         return source.get(epoch, {})
 
     def probe_activations(self, epoch: int) -> np.ndarray | None:
-        """Probe activations at ``epoch``, array of shape (n_probe, n_neurons), or ``None``."""
-        return self.epoch_tensors(epoch).get("activations")
+        """Probe activations at ``epoch``, array of shape (n_probe, n_neurons), or ``None``.
+
+        float32 (or float64 if stored so) even when the trace stores them as float16
+        (``activation_dtype="float16"``): every analysis sums over them.
+        """
+        return _upcast(self.epoch_tensors(epoch).get("activations"))
 
     def logits(self, epoch: int) -> np.ndarray | None:
-        return self.epoch_tensors(epoch).get("logits")
+        """Logits at ``epoch``, (n_probe, n_outputs), float32 at least (as activations)."""
+        return _upcast(self.epoch_tensors(epoch).get("logits"))
 
     def predictions(self, epoch: int) -> np.ndarray | None:
         return self.epoch_tensors(epoch).get("predictions")
@@ -583,6 +588,13 @@ class NetworkTrace:
             f"NetworkTrace({len(self.layers)} layers, {self.n_neurons} neurons, epochs "
             f"{self.epochs[:1]}…{self.epochs[-1:]}, status={self.status!r})"
         )
+
+
+def _upcast(values: np.ndarray | None) -> np.ndarray | None:
+    """float16 values as float32 (a stored half-precision tensor); anything else unchanged."""
+    if values is not None and values.dtype == np.float16:
+        return values.astype(np.float32)
+    return values
 
 
 def _empty_history() -> pd.DataFrame:

@@ -5,6 +5,8 @@ Builds the data and the MLP from a :class:`~nn_tracing.config.TrainConfig`, wrap
 :class:`TrainingProgress` and honouring a stop request between batches. A non-finite loss ends
 the run with status ``diverged``; a stop request ends it with status ``stopped`` and records the
 epoch in progress (``meta["partial_epoch"]``). Either way the trace so far is kept.
+A run with ``max_trace_bytes`` is planned against it first (:mod:`nn_tracing.trace_budget`:
+refused or adapted), and ends with status ``stopped`` if its recorded data reaches it.
 """
 
 from __future__ import annotations
@@ -177,6 +179,7 @@ def _tracer_for(
     data: DataSplits,
     device: torch.device,
     started_at: datetime,
+    budget_meta: dict[str, Any] | None = None,
 ) -> TraceableNN:
     """The :class:`TraceableNN` that records ``module``'s run of ``config``."""
     return TraceableNN(
@@ -187,7 +190,13 @@ def _tracer_for(
         num_epochs=config.epochs,
         keep_weights=config.keep_weights,
         drop_batches=config.drop_batches,
+        activation_samples=config.activation_samples,
+        activation_seed=config.data_seed,
+        activation_dtype=config.activation_dtype,
+        max_trace_bytes=config.max_trace_bytes,
+        layers=None if config.traced_layers is None else [*config.traced_layers, "output"],
         meta={
+            **({"budget": budget_meta} if budget_meta else {}),
             "config": config.to_dict(),
             "dataset": _dataset_meta(data),
             "model": {"class": "MLP", "builtin": True, "architecture": config.architecture},
@@ -221,6 +230,7 @@ class _TrainingLoop:
         progress_every: float,
         started_at: datetime,
         t0: float,
+        budget_meta: dict[str, Any] | None = None,
     ) -> None:
         self.config, self.data = config, data
         self.progress, self.progress_every, self.t0 = progress, progress_every, t0
@@ -238,7 +248,7 @@ class _TrainingLoop:
         self.tracer: TraceableNN | None = None
         self.model: nn.Module = self.module
         if traced:
-            self.tracer = _tracer_for(config, self.module, data, device, started_at)
+            self.tracer = _tracer_for(config, self.module, data, device, started_at, budget_meta)
             self.model = self.tracer
             self._record_untrained(self.tracer)
         self.steps_per_epoch = math.ceil(self.X.shape[0] / config.batch_size)
@@ -371,7 +381,21 @@ class _TrainingLoop:
         recorded = self.tracer.end_epoch(epoch, force=stopped and sums.seen > 0, **history)
         if recorded and not stopped and share.due():
             share(self.tracer.network_trace)
+        if self.tracer.recording_stopped is not None and not stopped:
+            return self._stop_for_budget(epoch)
         return not stopped
+
+    def _stop_for_budget(self, epoch: int) -> bool:
+        """End the run: the trace reached ``max_trace_bytes`` (the tracer stopped recording)."""
+        budget = self.tracer.network_trace.meta.get("budget", {}) if self.tracer else {}
+        stopped = budget.get("recording_stopped", {})
+        self.status = "stopped"
+        self.message = (
+            f"stopped after epoch {epoch}: {stopped.get('message', 'max_trace_bytes reached')}"
+        )
+        self.extra_meta["stopped_epoch"] = epoch
+        self.extra_meta["stopped_by"] = "max_trace_bytes"
+        return False
 
     def finish(self, tracer: TraceableNN, started_at: datetime) -> NetworkTrace:
         """The finished trace: timings, status and the final validation accuracy."""
@@ -489,9 +513,24 @@ def train(
         next hand-over of epochs: the writing is in the background); ``"continue"`` warns
         once (:class:`~nn_tracing.rundir_log.RunWriteWarning`) and trains on without
         writing the directory (``run.trace`` has every epoch).
+
+    Raises
+    ------
+    nn_tracing.trace_budget.TraceBudgetExceeded
+        Before anything is made, when ``config.max_trace_bytes`` is set, the estimated trace
+        is over it and ``config.on_budget`` is ``"refuse"`` (or nothing fits). With
+        ``"adapt"`` the run trains the adapted config (``run.config``; the trace's
+        ``meta["budget"]`` says what changed). A run whose recorded data reaches the budget
+        while training ends with status ``stopped`` (``meta["stopped_by"]``).
     """
     if out is not None and not traced:
         raise ValueError("out= writes the trace as it is recorded; it needs traced=True")
+    plan = None
+    if traced and config.max_trace_bytes is not None:
+        from .trace_budget import plan_budget
+
+        plan = plan_budget(config, run_directory=out is not None)  # may refuse
+        config = plan.config
     log = None
     if out is not None:
         from .rundir_log import RunLog
@@ -510,11 +549,13 @@ def train(
         progress_every=progress_every,
         started_at=started_at,
         t0=t0,
+        budget_meta=plan.meta() if plan is not None else None,
     )
     try:
         if loop.tracer is not None:
             if log is not None:  # the directory made before training (or its error raised)
                 log.open(loop.tracer.network_trace)
+                loop.tracer.watch_directory(log.directory)
             if share.due():
                 share(loop.tracer.network_trace)
         loop.report(0, 0)

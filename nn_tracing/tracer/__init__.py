@@ -19,6 +19,9 @@ How it works
   FSDP2) each rank measures its shard of the probe (or its own batches) and the ranks merge
   sufficient statistics in one ``all_reduce`` per recorded epoch (plus one for the maxima);
   rank 0 gathers the probe activations and writes the run directory.
+* **Storage and budget** (:mod:`._storage`, :mod:`._budget`). What a recorded epoch keeps of
+  the probe's per-sample tensors (a seeded subset of samples, float16), and the trace budget
+  ``max_trace_bytes`` checked before every recorded epoch.
 * **Per-step recording** (:mod:`._steps`). ``drop_batches=False`` adds per-step statistics per
   layer, kept on the device and copied to the host once per epoch.
 
@@ -39,6 +42,8 @@ from ._discovery import module_device as module_device
 from ._stats import as_positions as as_positions
 from ._stats import class_onehot as class_onehot
 from ._stats import class_selectivity as class_selectivity
+from ._storage import kept_rows as kept_rows
 from ._traceable import TraceableNN as TraceableNN
+from ._traceable import TraceBudgetWarning as TraceBudgetWarning
 
-__all__ = ["ACTIVATION_TYPES", "TRACEABLE_TYPES", "TraceableNN"]
+__all__ = ["ACTIVATION_TYPES", "TRACEABLE_TYPES", "TraceBudgetWarning", "TraceableNN", "kept_rows"]

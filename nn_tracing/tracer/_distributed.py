@@ -134,6 +134,15 @@ class Collective:
             offset += part.numel()
         return merged
 
+    def rank0_decides(self, value: bool, device: torch.device) -> bool:
+        """Rank 0's ``value`` on every rank (one ``broadcast`` of a single flag): a choice
+        only rank 0 can make, such as the trace budget measured on the run directory it
+        writes, taken by every rank so that all of them go on calling the same collectives."""
+        flag = torch.tensor([1.0 if value else 0.0], device=self._device(device))
+        src = 0 if self.group is None else dist.get_global_rank(self.group, 0)
+        dist.broadcast(flag, src=src, group=self.group)
+        return bool(flag.item() > 0.5)
+
     def gather_rows(self, rows: torch.Tensor, n: int) -> torch.Tensor | None:
         """Every rank's rows of a (shard, width) float32 matrix, on rank 0: (n, width).
 

@@ -13,7 +13,8 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,18 +24,25 @@ from torch import nn
 
 from ..schedule import EpochIntervals, normalize_epoch_intervals, should_record
 from ..trace import HISTORY_COLUMNS, METRICS, LayerInfo, NetworkTrace
+from ._budget import RecordingBudget
 from ._discovery import discover, module_device
 from ._distributed import ShardedProbe, resolve_collective, state_arrays, unwrap_data_parallel
 from ._hooks import Measuring
 from ._probe import ProbeMeasurement, pooled_activations, probe_tensors
+from ._selection import select_layers
 from ._stats import WeightColumns
 from ._steps import StepRecorder
+from ._storage import STORED_DTYPES, kept_rows, stored_tensors
 from ._streaming import BatchStream, measure_example
 
 if TYPE_CHECKING:  # imported where it is used: most tracers write no directory
     from ..rundir_log import RunLog
 
-__all__ = ["TraceableNN"]
+__all__ = ["TraceBudgetWarning", "TraceableNN"]
+
+
+class TraceBudgetWarning(UserWarning):
+    """Recording stopped because the trace would have grown past ``max_trace_bytes``."""
 
 
 class TraceableNN(nn.Module):
@@ -95,6 +103,26 @@ class TraceableNN(nn.Module):
         measures its shard of the probe (or its own batches) and the ranks merge statistics;
         only rank 0 writes ``log_dir`` and keeps the probe activations. A
         ``DistributedDataParallel`` module is traced through its ``.module``.
+    layers
+        The layers to trace, by name (after ``layer_names``) or module qualified name;
+        ``None``: every traceable layer. The input layer is always traced; the others keep
+        their order and their neurons are numbered without gaps.
+    activation_samples
+        How many probe samples keep their activations, logits and predictions at every
+        recorded epoch (``None``: all); the statistics use the whole probe. The kept samples
+        are a seeded subset (:func:`~._storage.kept_rows` with ``activation_seed``) in probe
+        order, and ``network_trace.probe`` is that subset.
+    activation_seed
+        Seeds that subset.
+    activation_dtype
+        ``"float32"`` or ``"float16"``: the stored precision of activations and logits.
+    max_trace_bytes
+        A budget for the trace: before an epoch is recorded, if one more epoch the size of
+        the largest so far would take what the trace holds (counted, or the ``log_dir`` on
+        disk if larger) over it, recording stops for the rest of the run — a
+        :class:`TraceBudgetWarning` once, ``meta["budget"]["recording_stopped"]`` says where
+        and why, and :attr:`recording_stopped` is set. Training itself goes on (it is the
+        caller's loop); :func:`nn_tracing.train` ends the run there with status ``stopped``.
 
     Examples
     --------
@@ -132,6 +160,11 @@ class TraceableNN(nn.Module):
         log_dir: str | os.PathLike | None = None,
         on_write_error: str = "stop",
         process_group: Any = None,
+        activation_samples: int | None = None,
+        activation_seed: int = 0,
+        activation_dtype: str = "float32",
+        max_trace_bytes: int | None = None,
+        layers: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
@@ -152,7 +185,9 @@ class TraceableNN(nn.Module):
         probe_xy = _probe_xy(probe, device)
         args = _example_args(example_input, probe_xy, device)
         self._example_args = args
-        self._layout = discover(inner, args, layer_names)
+        self._layout = select_layers(discover(inner, args, layer_names), layers)
+        #: the names asked for (``None``: every layer), as the meta records them
+        self._selected = [layers] if isinstance(layers, str) else layers and list(layers)
         self._chunk_size = int(chunk_size)
         self._measuring = Measuring()
         self._weights = WeightColumns()
@@ -170,10 +205,78 @@ class TraceableNN(nn.Module):
         self.keep_weights = bool(keep_weights)
         self.drop_batches = bool(drop_batches)
         self._meta_extra = dict(meta or {})
+        self._storage(activation_samples, activation_seed, activation_dtype, max_trace_bytes)
         self._start_recording(inner)
         self._record(0)
         if log_dir is not None and (self._collective is None or self._collective.rank == 0):
             self._log = self._open_log(log_dir, on_write_error)
+            if self._budget is not None:
+                self._budget.directory = self._log.directory
+
+    def _storage(
+        self, samples: int | None, seed: int, dtype: str, max_trace_bytes: int | None
+    ) -> None:
+        """What every recorded epoch keeps of the probe's tensors, and the trace budget."""
+        if dtype not in STORED_DTYPES:
+            raise ValueError(
+                f"activation_dtype={dtype!r}: choose one of {', '.join(STORED_DTYPES)}"
+            )
+        if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
+            raise ValueError(f"activation_samples={samples!r} must be a positive integer")
+        n_probe = int(self._probe.x.shape[0]) if self._probe is not None else 0
+        self._kept_rows = kept_rows(n_probe, samples, seed) if self._probe is not None else None
+        self._activation_seed = int(seed)
+        self.activation_dtype = dtype
+        self._budget: RecordingBudget | None = None
+        if max_trace_bytes is not None:
+            if isinstance(max_trace_bytes, bool) or int(max_trace_bytes) < 1:
+                raise ValueError(f"max_trace_bytes={max_trace_bytes!r} must be a positive size")
+            probe = self._stored_probe()
+            fixed = sum(p.numel() * p.element_size() for p in self._wrapped.parameters())
+            fixed += sum(a.nbytes for a in probe) if probe is not None else 0
+            self._budget = RecordingBudget(int(max_trace_bytes), fixed_bytes=int(fixed) + 16_384)
+
+    def watch_directory(self, directory: str | os.PathLike) -> None:
+        """Measure ``directory`` (the run directory another writer fills with this trace)
+        for ``max_trace_bytes`` too; nothing without a budget."""
+        if self._budget is not None:
+            from pathlib import Path
+
+            self._budget.directory = Path(directory)
+
+    @property
+    def recording_stopped(self) -> int | None:
+        """The epoch at which recording stopped for ``max_trace_bytes`` (``None``: it did not)."""
+        return self._budget.stopped_at if self._budget is not None else None
+
+    def _stored_probe(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The probe ``(x, y)`` as the trace keeps it: the kept samples only."""
+        probe = self._probe
+        if probe is None:
+            return None
+        x, y = probe.x.detach().cpu().numpy(), probe.y.detach().cpu().numpy()
+        rows = self._kept_rows
+        return (x, y) if rows is None else (x[rows], y[rows])
+
+    def _budget_allows(self, epoch: int) -> bool:
+        """Whether ``epoch`` may be recorded under ``max_trace_bytes``; the first time it may
+        not, recording stops (a warning, and ``meta["budget"]`` says why)."""
+        budget = self._budget
+        if budget is None:
+            return True
+        fits = budget.stopped_at is not None or budget.next_fits()
+        if self._collective is not None and budget.stopped_at is None:
+            fits = self._collective.rank0_decides(fits, module_device(self._inner))
+        if budget.stopped_at is None and not fits:
+            budget.stopped_at = epoch
+            message = budget.message(epoch)
+            warnings.warn(message, TraceBudgetWarning, stacklevel=3)
+            self._meta_extra.setdefault("budget", {})
+            self._meta_extra["budget"] = {
+                **self._meta_extra["budget"],
+                "recording_stopped": {"epoch": epoch, "message": message},
+            }
+        return budget.stopped_at is None
 
     def _start_recording(self, module: nn.Module) -> None:
         """Empty records, the run's status, and the per-step recorder when asked for."""
@@ -274,7 +377,7 @@ class TraceableNN(nn.Module):
             else float("nan")
         )
         self._flush_steps(epoch)
-        record = force or self.will_record(epoch)
+        record = (force or self.will_record(epoch)) and self._budget_allows(epoch)
         if record:
             self._record(epoch)
         self._stop_streaming()
@@ -342,18 +445,13 @@ class TraceableNN(nn.Module):
     @property
     def network_trace(self) -> NetworkTrace:
         """The trace so far (a new, cheap view over the recorded data at every call)."""
-        probe = self._probe
         return NetworkTrace(
             layers=self._layout.infos,
             epoch_metrics=dict(self._epoch_metrics),
             meta=self._build_meta(),
             history=_history_frame(self._history, self._epoch_metrics),
             steps=pd.concat(self._step_tables, ignore_index=True) if self._step_tables else None,
-            probe=(
-                (probe.x.detach().cpu().numpy(), probe.y.detach().cpu().numpy())
-                if probe is not None
-                else None
-            ),
+            probe=self._stored_probe(),
             epoch_tensors=dict(self._epoch_tensors),
             final_weights=self._final_weights,
         )
@@ -426,6 +524,7 @@ class TraceableNN(nn.Module):
         with self._measuring():
             if self._probe is not None:
                 metrics, tensors, extra = self._probe.measure(device)
+                tensors = stored_tensors(tensors, self._kept_rows, self.activation_dtype)
             elif epoch == 0 or self._stream is None:
                 # E_0 (or an epoch forced without streaming): measured on example_input.
                 metrics = measure_example(
@@ -443,8 +542,17 @@ class TraceableNN(nn.Module):
                 tensors["weights/" + key] = value
         self._epoch_metrics[epoch] = metrics
         self._epoch_tensors[epoch] = tensors
+        if self._budget is not None:
+            self._budget.add(epoch, tensors, self._layout.n_neurons)
         self._history.setdefault(epoch, {}).update(extra)
         self._trace_seconds += time.perf_counter() - started
+
+    def _n_kept(self) -> int:
+        """Probe samples whose tensors every recorded epoch keeps."""
+        if self._probe is None:
+            return 0
+        rows = self._kept_rows
+        return int(self._probe.x.shape[0]) if rows is None else len(rows)
 
     def _state_numpy(self) -> dict[str, np.ndarray]:
         return state_arrays(self._inner)
@@ -466,8 +574,11 @@ class TraceableNN(nn.Module):
             "recorded_epochs": sorted(self._epoch_metrics),
             "keep_weights": self.keep_weights,
             "drop_batches": self.drop_batches,
+            "traced_layers": self._selected,
             "statistics_source": "probe" if probe is not None else "training batches",
             "n_probe": int(probe.x.shape[0]) if probe is not None else 0,
+            "activation_samples": self._n_kept(),
+            "activation_dtype": self.activation_dtype,
             "status": self._status,
             "status_message": self._status_message,
             "final_weights_epoch": self._final_epoch,
@@ -476,9 +587,13 @@ class TraceableNN(nn.Module):
         }
         if self._collective is not None:
             meta["distributed"] = self._collective.meta()
+        if self._kept_rows is not None:
+            meta["activation_subset"] = {"seed": self._activation_seed, "method": "kept_rows"}
+        if self._budget is not None:
+            meta["budget"] = {"max_trace_bytes": self._budget.max_bytes}
         for key, value in self._meta_extra.items():
-            if key in ("model",) and isinstance(value, dict):
-                meta[key] = {**meta[key], **value}
+            if key in ("model", "budget") and isinstance(value, dict):
+                meta[key] = {**meta.get(key, {}), **value}
             elif key == "timings" and isinstance(value, dict):
                 meta["timings"] = {**meta["timings"], **value}
             else:

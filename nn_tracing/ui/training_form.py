@@ -20,13 +20,21 @@ from .. import jobs
 from ..budget import server_budget
 from ..config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
 from ..data import BUILTIN_DATASETS
-from ..estimate import RunTooLarge
+from ..estimate import RunTooLarge, format_bytes
 from ..runs import runs_dir
+from ..trace_budget import plan_budget
 from . import state
 from .text import md_escape
 from .traces import set_active
 
-__all__ = ["DEFAULTS", "RECORD_MODES", "config_from_form", "load_settings", "render_form"]
+__all__ = [
+    "DEFAULTS",
+    "RECORD_MODES",
+    "config_from_form",
+    "estimate_lines",
+    "load_settings",
+    "render_form",
+]
 
 logger = logging.getLogger("nn_tracing.ui")
 
@@ -53,6 +61,11 @@ DEFAULTS: dict[str, Any] = {
     "record_value": "5",
     "keep_weights": False,
     "keep_batches": False,
+    "traced": "",
+    "activation_samples": 0,
+    "float16": False,
+    "max_trace_mib": 0.0,
+    "on_budget": "refuse",
     "n_samples": 2000,
     "dropout": 0.0,
     "weight_decay": 0.0,
@@ -68,6 +81,9 @@ _FIELD_OF: dict[str, str] = {
     "hidden_sizes": "hidden",
     "epoch_intervals": "record_value",
     "drop_batches": "keep_batches",
+    "activation_dtype": "float16",
+    "max_trace_bytes": "max_trace_mib",
+    "traced_layers": "traced",
 }
 #: Form fields that are ``TrainConfig`` fields of the same name and value.
 _SAME_NAME = (
@@ -86,6 +102,7 @@ _SAME_NAME = (
     "data_seed",
     "val_fraction",
     "device",
+    "on_budget",
 )
 FORM_LEVEL = "_form"
 _DATASETS = [d for d in DATASETS if d != "csv"]  # CSV training needs a file path: CLI only
@@ -119,6 +136,19 @@ def _epoch_intervals(mode: str, value: str) -> int | tuple[int, ...] | None:
     raise ValueError(f"record_mode: unknown choice {mode!r}")
 
 
+def _storage_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The storage knobs and the budget: ``0`` kept samples is all, ``0`` MiB is no budget."""
+    kept = values["activation_samples"]
+    mib = values["max_trace_mib"]
+    traced = [name for name in re.split(r"[,\s;]+", str(values["traced"]).strip()) if name]
+    return {
+        "traced_layers": tuple(traced) if traced else None,
+        "activation_samples": None if kept == 0 else kept,
+        "activation_dtype": "float16" if values["float16"] else "float32",
+        "max_trace_bytes": None if not mib else round(float(mib) * 2**20),
+    }
+
+
 def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dict[str, str]]:
     """Turn the form's values into a config, or say what is wrong with which field.
 
@@ -141,6 +171,7 @@ def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dic
     kwargs.update({field: values[field] for field in _SAME_NAME})
     kwargs["keep_weights"] = bool(values["keep_weights"])
     kwargs["drop_batches"] = not values["keep_batches"]
+    kwargs.update(_storage_kwargs(values))
     try:
         return TrainConfig(**kwargs), {}
     except (TypeError, ValueError) as exc:
@@ -214,6 +245,10 @@ def load_settings(config: Mapping[str, Any]) -> None:
         record_value=value,
         keep_weights=cfg.keep_weights,
         keep_batches=not cfg.drop_batches,
+        traced=", ".join(cfg.traced_layers) if cfg.traced_layers is not None else "",
+        activation_samples=cfg.activation_samples or 0,
+        float16=cfg.activation_dtype == "float16",
+        max_trace_mib=round(cfg.max_trace_bytes / 2**20, 3) if cfg.max_trace_bytes else 0.0,
     )
     for field, value_ in fields.items():
         state.put(_key(field), value_)
@@ -237,6 +272,39 @@ def _field(widget: Any, field: str, label: str, errors: Mapping[str, str], **kwa
     widget(label, key=_key(field), **kwargs)
     if field in errors:
         st.error(md_escape(errors[field], max_length=400))
+
+
+def estimate_lines(values: Mapping[str, Any]) -> tuple[str, str]:
+    """What the form's settings would take, for the caption under it: ``(estimate, refusal)``.
+
+    The estimate names the knobs' effect (kept samples, dtype, recorded epochs) and, when the
+    run would be adapted to its budget, what would change; the refusal (empty when none) is
+    the budget's message, naming each knob and what it would bring the trace to.
+    """
+    config, errors = config_from_form(values)
+    if config is None or errors:
+        return "", ""
+    try:
+        plan = plan_budget(config, run_directory=True)
+    except RunTooLarge as exc:
+        return "", str(exc)
+    except ValueError:  # the dataset's size cannot be known
+        return "", ""
+    estimate = plan.estimate
+    kept = (
+        f"{estimate.n_kept} of {estimate.n_probe}"
+        if estimate.n_kept < estimate.n_probe
+        else f"all {estimate.n_probe}"
+    )
+    line = (
+        f"Estimate: about {format_bytes(estimate.peak_bytes)} of memory and a run directory "
+        f"of {format_bytes(estimate.rundir_bytes)} ({estimate.n_recorded} recorded epochs, "
+        f"{estimate.n_neurons} neurons, activations of {kept} probe samples in "
+        f"{estimate.activation_dtype})."
+    )
+    if plan.adapted:
+        line += " " + plan.describe()
+    return line, ""
 
 
 def _budget_line() -> str:
@@ -309,6 +377,59 @@ def _recording_fields(errors: Mapping[str, str]) -> None:
         errors,
         help="Also stream statistics of every training batch (costs some speed).",
     )
+    _storage_fields(errors)
+
+
+def _storage_fields(errors: Mapping[str, str]) -> None:
+    """Which layers are traced, what a recorded epoch keeps of the probe, the trace budget."""
+    _field(
+        st.text_input,
+        "traced",
+        "Hidden layers traced",
+        errors,
+        placeholder="all",
+        help="e.g. hidden_2 (comma-separated); the input and output layers always are. "
+        "Empty: every layer.",
+    )
+    left, right = st.columns(2)
+    with left:
+        _field(
+            st.number_input,
+            "activation_samples",
+            "Probe samples kept",
+            errors,
+            step=1,
+            min_value=0,
+            help="Probe samples whose activations every recorded epoch stores (a seeded "
+            "subset); 0 keeps all. Statistics always use the whole probe.",
+        )
+        _field(
+            st.number_input,
+            "max_trace_mib",
+            "Trace budget (MiB)",
+            errors,
+            step=10.0,
+            min_value=0.0,
+            format="%.1f",
+            help="The most the run directory may take; 0: no budget.",
+        )
+    with right:
+        _field(
+            st.checkbox,
+            "float16",
+            "Store activations as float16",
+            errors,
+            help="Half the size; about three significant digits.",
+        )
+        _field(
+            st.selectbox,
+            "on_budget",
+            "Over the budget",
+            errors,
+            options=("refuse", "adapt"),
+            format_func={"refuse": "refuse the run", "adapt": "adapt the run"}.__getitem__,
+            help="Adapt: float16, then fewer kept samples, then fewer recorded epochs.",
+        )
 
 
 def _advanced_fields(errors: Mapping[str, str]) -> None:
@@ -360,6 +481,11 @@ def render_form(busy: bool) -> None:
         )
         if FORM_LEVEL in errors:
             st.error(md_escape(errors[FORM_LEVEL], max_length=800))
+    estimate, refusal = estimate_lines(_values())
+    if estimate:
+        st.caption(md_escape(estimate, max_length=600))
+    if refusal:
+        st.warning(md_escape(refusal, max_length=800))
     st.caption(md_escape(_budget_line(), max_length=400))
     # Streamlit skips a callback whose widget it has not registered in the run before (a click
     # that lands while another page starts): the click still reaches the script, so start here.

@@ -57,3 +57,40 @@ def test_csv_needs_path_and_label():
 def test_unknown_keys_are_rejected_with_the_known_ones_listed():
     with pytest.raises(ValueError, match=r"unknown config key\(s\) hidden.*known keys"):
         TrainConfig.from_dict({"hidden": [4]})
+
+
+def test_the_storage_and_budget_fields_round_trip_through_json_and_toml():
+    import tomllib
+
+    cfg = TrainConfig(
+        activation_samples=64,
+        activation_dtype="float16",
+        max_trace_bytes=50 * 2**20,
+        on_budget="adapt",
+        epoch_intervals=5,
+    )
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # TOML has no null: a config file leaves the unset fields out
+    lines = []
+    for key, value in cfg.to_dict().items():
+        if value is not None:
+            lines.append(f"{key} = {json.dumps(value)}")
+    assert TrainConfig.from_dict(tomllib.loads("\n".join(lines))) == cfg
+    assert TrainConfig().activation_samples is None and TrainConfig().on_budget == "refuse"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("activation_samples", 0, "between 1"),
+        ("activation_samples", 2.5, "integer"),
+        ("activation_dtype", "bfloat16", "float32, float16"),
+        ("max_trace_bytes", 0, "between 1"),
+        ("max_trace_bytes", "1GiB", "integer"),
+        ("on_budget", "shrink", "refuse, adapt"),
+    ],
+)
+def test_invalid_storage_and_budget_fields_name_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message) as info:
+        TrainConfig(**{field: value})
+    assert str(info.value).startswith(field)

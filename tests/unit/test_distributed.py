@@ -30,6 +30,7 @@ EXAMPLE = ROOT / "examples" / "ddp_train.py"
 MODELS = Path(__file__).with_name("distributed_models.py")
 WORLD_SIZE = 2
 SHARDS = (37, 64)  # the uneven merge: rank 0's rows, rank 1's rows
+BUDGET = 60_000  # max_trace_bytes of scenario 8: met within 12 epochs on rank 0's directory
 
 DRIVER = r"""
 import json, sys, traceback
@@ -152,6 +153,23 @@ try:
     nt.TraceableNN(DistributedDataParallel(ex.make_model()), probe=(xp + rank, yp))
 except ValueError as error:
     (base / f"refused_rank{rank}.txt").write_text(str(error))
+
+# 8. kept samples in float16 under a trace budget: rank 0 (which measures the run directory it
+# writes) decides when recording stops, and every rank stops there
+import warnings
+
+tracer = nt.TraceableNN(DistributedDataParallel(ex.make_model()), probe=(xp, yp),
+                        activation_samples=10, activation_dtype="float16",
+                        max_trace_bytes=int(sys.argv[4]), log_dir=base / "budget" / str(rank))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for epoch in range(1, 13):
+        tracer.start_epoch(epoch)
+        tracer.end_epoch(epoch, force=True)
+trace = tracer.finish()
+(base / f"budget_rank{rank}.json").write_text(json.dumps(
+    {"stopped": tracer.recording_stopped, "epochs": trace.epochs,
+     "counted": tracer._budget.fixed_bytes + sum(tracer._budget.epoch_bytes.values())}))
 dist.destroy_process_group()
 """
 
@@ -199,7 +217,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _torchrun(EXAMPLE, "--out", str(base / "ddp"), "--save-weights", str(base / "ddp.npz"))
     driver = base / "driver.py"
     driver.write_text(DRIVER)
-    _torchrun(driver, str(EXAMPLE), str(base), str(MODELS))
+    _torchrun(driver, str(EXAMPLE), str(base), str(MODELS), str(BUDGET))
     return base
 
 
@@ -374,3 +392,19 @@ def test_conv_and_regression_probes_merge_like_one_process(runs: Path, name: str
 def test_a_probe_that_differs_between_ranks_is_refused_on_every_rank(runs: Path) -> None:
     for rank in range(WORLD_SIZE):
         assert "different probe sets" in (runs / f"refused_rank{rank}.txt").read_text()
+
+
+def test_a_trace_budget_stops_every_rank_at_rank_0s_epoch(runs: Path) -> None:
+    """Rank 0 measures the run directory it writes, so it would stop before rank 1 (which
+    only counts): every rank takes rank 0's decision, or rank 1 would wait in a collective."""
+    rank0 = json.loads((runs / "budget_rank0.json").read_text())
+    rank1 = json.loads((runs / "budget_rank1.json").read_text())
+    assert rank0["stopped"] is not None and 1 <= rank0["stopped"] <= 12
+    assert rank1["stopped"] == rank0["stopped"]
+    assert rank0["epochs"] == rank1["epochs"] == list(range(rank0["stopped"]))
+    assert rank1["counted"] < BUDGET  # rank 1 alone would have gone on
+    run = nt.load_trace(runs / "budget" / "0")
+    assert run.epochs == rank0["epochs"]
+    assert run.meta["budget"]["recording_stopped"]["epoch"] == rank0["stopped"]
+    stored = run.epoch_tensors(run.epochs[-1])["activations"]
+    assert stored.shape[0] == 10 and stored.dtype == np.float16

@@ -116,7 +116,9 @@ def test_activations_are_probe_samples_times_neurons_times_recorded_epochs():
 
 
 def test_peak_and_trace_grow_linearly_with_probe_size():
-    sizes = (100, 200, 300)
+    # sizes at which one epoch's tensors stay the largest entry of the file (saving holds the
+    # largest twice, so the peak has a kink where another entry becomes the largest)
+    sizes = (250, 325, 400)  # below the validation split (449 samples)
     peaks = [estimate_run(BASE.replace(probe_size=p)).peak_bytes for p in sizes]
     traces = [estimate_run(BASE.replace(probe_size=p)).trace_bytes for p in sizes]
     assert peaks[0] < peaks[1] < peaks[2]

@@ -45,7 +45,10 @@ def prunable(model: NeuronModel) -> str | None:
             )
     traced = [info.module for info in model.layers[1:]]
     if traced != linears:
-        return "the traced layers are not the model's Linear layers in order"
+        return (
+            "the traced layers are not the model's Linear layers in order (a run that traced "
+            "only some of its layers, traced_layers, cannot be pruned)"
+        )
     for up, down in zip(model.layers[1:-1], model.layers[2:], strict=True):
         if down.fan_in != up.n_neurons:
             return f"{down.name} does not read the {up.n_neurons} neurons of {up.name}"
