@@ -309,7 +309,7 @@ def neuron_rows(trace: NetworkTrace, neuron: int) -> pd.DataFrame:
     """Every metric of ``neuron`` at every recorded epoch: ``signature``, ``epoch``,
     ``layer`` and one column per metric (one row per recorded epoch)."""
     layer = trace.layer_of(neuron).name
-    rows = trace.frame.xs(neuron, level="neuron").reset_index()
+    rows = trace.neuron_history(neuron)
     rows.insert(0, "signature", signature_column(rows["epoch"], layer, neuron))
     return rows
 
