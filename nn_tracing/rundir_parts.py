@@ -26,6 +26,8 @@ from .store_checks import _check_table_schema
 
 __all__ = ["EpochMetrics", "check_part_footer"]
 
+#: The largest footer a part may have (a part's is a few kilobytes).
+MAX_FOOTER_BYTES = 16 * 2**20
 #: Epochs whose metrics an :class:`EpochMetrics` keeps (pages move between neighbours).
 KEPT_EPOCHS = 8
 
@@ -37,23 +39,14 @@ def check_part_footer(
     magic bytes, schema (``columns``: name -> kind, as
     :func:`~nn_tracing.store_checks._check_table_schema` takes them), row count ``rows`` and
     uncompressed size (at most ``max_bytes``). Reads only the footer."""
+    footer = _read_footer(path, entry)
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as handle:
-            head = handle.read(4)
-            if _looks_like_pickle(head[:2]):
-                raise _fail(f"{entry} is a pickle; nn_tracing never unpickles trace files")
-            if head != b"PAR1":
-                raise _fail(f"{entry} is not a Parquet file")
-            metadata = pq.read_metadata(handle)
-            schema = metadata.schema.to_arrow_schema()
-    except OSError as exc:
-        raise _fail(f"{entry} cannot be read: {exc}") from None
+        metadata = pq.read_metadata(pa.BufferReader(footer))
+        schema = metadata.schema.to_arrow_schema()
     except Exception as exc:  # pyarrow raises several types for a bad footer
-        if type(exc).__name__ == "TraceFormatError":
-            raise
         raise _fail(f"{entry} is not a readable Parquet file: {exc}") from None
     spec = {"columns": list(columns)}
     _check_table_schema("neurons", entry, spec, schema, columns)
@@ -64,6 +57,30 @@ def check_part_footer(
     )
     if uncompressed > max_bytes:
         raise _fail(f"{entry} would expand to {uncompressed} bytes, over the limit")
+
+
+def _read_footer(path: Path, entry: str) -> bytes:
+    """The footer of the Parquet file at ``path`` with its length and magic bytes (what a
+    Parquet reader needs to parse it), after checking the leading magic bytes: a few
+    kilobytes, whatever the size of the part."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            head = handle.read(4)
+            if _looks_like_pickle(head[:2]):
+                raise _fail(f"{entry} is a pickle; nn_tracing never unpickles trace files")
+            size = handle.seek(0, os.SEEK_END)
+            if head != b"PAR1" or size < 12:
+                raise _fail(f"{entry} is not a Parquet file")
+            handle.seek(size - 8)
+            tail = handle.read(8)
+            length = int.from_bytes(tail[:4], "little")
+            if tail[4:] != b"PAR1" or not 0 < length <= min(size - 12, MAX_FOOTER_BYTES):
+                raise _fail(f"{entry} is not a Parquet file (its footer is damaged)")
+            handle.seek(size - 8 - length)
+            return handle.read(length) + tail
+    except OSError as exc:
+        raise _fail(f"{entry} cannot be read: {exc}") from None
 
 
 class EpochMetrics(Mapping[int, np.ndarray]):
