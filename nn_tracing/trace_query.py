@@ -87,15 +87,16 @@ class NeuronQuery:
             cursor.close()
 
     def _source(self) -> str:
-        """The neuron table as a subquery: ``epoch``, ``neuron`` (the row's position),
-        ``layer_index`` and the metrics. Bound parameters: ``files``, ``epochs``."""
+        """The neuron table as a subquery: ``file`` (the part's position in the bound list
+        ``$files``), ``epoch`` (from the bound list ``$epochs``), ``neuron`` (the row's
+        position in its part), ``layer_index`` and the metrics."""
         return (
-            "(SELECT e.epoch, p.file_row_number::INTEGER AS neuron, "
+            "(SELECT p.file_index::INTEGER AS file, $epochs[p.file_index::BIGINT + 1] AS epoch, "
+            f"p.file_row_number::INTEGER AS neuron, "
             f"{self._layer_case('p.file_row_number')} AS layer_index, "
             f"{', '.join('p.' + m for m in METRICS)} "
-            "FROM read_parquet($files, file_row_number = true, filename = true) p "
-            "JOIN (SELECT unnest($files) AS filename, unnest($epochs) AS epoch) e "
-            f"USING (filename) WHERE p.file_row_number < {int(self.n_neurons)})"
+            "FROM read_parquet($files, file_row_number = true) p "
+            f"WHERE p.file_row_number < {int(self.n_neurons)})"
         )
 
     def _layer_case(self, column: str) -> str:
@@ -120,10 +121,6 @@ class NeuronQuery:
     def _fetch(self, sql: str, params: dict[str, Any]) -> dict[str, np.ndarray]:
         with self._cursor() as cursor:
             return cursor.execute(sql, params).fetchnumpy()
-
-    def _epoch_rows(self, epochs: np.ndarray) -> np.ndarray:
-        """Row of each epoch in ``self.epochs``."""
-        return np.searchsorted(np.asarray(self.epochs), epochs)
 
     def _ids(self, first: int, last: int | None) -> tuple[int, int]:
         last = self.n_neurons - 1 if last is None else last
@@ -155,14 +152,12 @@ class NeuronQuery:
         _check_metric(metric)
         first, last = self._ids(first, last)
         sql = (
-            f"SELECT epoch, neuron, {metric} AS value FROM {self._source()} "
+            f"SELECT file, neuron, {metric} AS value FROM {self._source()} "
             f"WHERE neuron BETWEEN {first} AND {last}"
         )
         data = self._fetch(sql, self._params())
         out = np.full((len(self.epochs), last - first + 1), np.nan, dtype=np.float32)
-        out[self._epoch_rows(data["epoch"]), data["neuron"].astype(np.int64) - first] = data[
-            "value"
-        ]
+        out[data["file"], data["neuron"].astype(np.int64) - first] = data["value"]
         return out
 
     def neuron_history(self, neuron: int) -> pd.DataFrame:
@@ -199,11 +194,9 @@ class NeuronQuery:
         group_of = {int(e): g for g, members in enumerate(groups) for e in members}
         qs = ", ".join(repr(float(q)) for q in quantiles)
         sql = (
-            f"SELECT layer_index, g.grp AS grp, count(*) AS n, "
+            "SELECT layer_index, $groups[file + 1] AS grp, count(*) AS n, "
             f"quantile_cont({metric}::DOUBLE, [{qs}]) AS q "
-            f"FROM {self._source()} s "
-            "JOIN (SELECT unnest($epochs) AS epoch, unnest($groups) AS grp) g USING (epoch) "
-            f"WHERE isfinite({metric}) GROUP BY layer_index, g.grp"
+            f"FROM {self._source()} WHERE isfinite({metric}) GROUP BY ALL"
         )
         params = self._params()
         params["groups"] = [group_of[e] for e in self.epochs]
@@ -238,43 +231,43 @@ class NeuronQuery:
             for m in METRICS
         )
         sql = (
-            f"SELECT epoch, {arms} FROM {self._source()} "
-            f"WHERE neuron BETWEEN {info.first_id} AND {info.last_id} GROUP BY epoch"
+            f"SELECT file, {arms} FROM {self._source()} "
+            f"WHERE neuron BETWEEN {info.first_id} AND {info.last_id} GROUP BY file"
         )
         data = self._fetch(sql, self._params())
         out = np.full((len(METRICS), len(self.epochs), 3), np.nan)
-        rows = self._epoch_rows(data["epoch"])
+        rows = data["file"]
         for m, name in enumerate(METRICS):
             for r, q, finite in zip(rows, data[f"q_{name}"], data[f"f_{name}"], strict=True):
                 if finite and q is not None:
                     out[m, r] = np.asarray(list(q), dtype=np.float64)
         return out
 
-    def neuron_percentiles(self, neuron: int, layer_index: int) -> np.ndarray:
+    def neuron_percentiles(
+        self, neuron: int, layer_index: int, own: pd.DataFrame | None = None
+    ) -> np.ndarray:
         """Share of the layer's neurons whose value is below ``neuron``'s (ties counted
         half, over finite values), for every metric at every epoch: array of shape
-        ``(len(METRICS), n_epochs)``; NaN where the neuron's value is not finite."""
-        own = self.neuron_history(neuron)
+        ``(len(METRICS), n_epochs)``; NaN where the neuron's value is not finite. ``own``:
+        the neuron's :meth:`neuron_history` when the caller has it already."""
+        own = self.neuron_history(neuron) if own is None else own
         info = self.layers[layer_index]
         params = self._params()
-        columns = []
         for m in METRICS:
             params[f"own_{m}"] = [float(v) for v in own[m]]
-            columns.append(f"unnest($own_{m})::FLOAT AS own_{m}")
         arms = ", ".join(
-            f"sum((s.{m} < o.own_{m})::INTEGER) AS below_{m}, "
-            f"sum((s.{m} = o.own_{m})::INTEGER) AS equal_{m}, "
-            f"sum(isfinite(s.{m})::INTEGER) AS finite_{m}"
+            f"sum(({m} < $own_{m}[file + 1]::FLOAT)::INTEGER) AS below_{m}, "
+            f"sum(({m} = $own_{m}[file + 1]::FLOAT)::INTEGER) AS equal_{m}, "
+            f"sum(isfinite({m})::INTEGER) AS finite_{m}"
             for m in METRICS
         )
         sql = (
-            f"SELECT s.epoch, {arms} FROM {self._source()} s "
-            f"JOIN (SELECT unnest($epochs) AS epoch, {', '.join(columns)}) o USING (epoch) "
-            f"WHERE s.neuron BETWEEN {info.first_id} AND {info.last_id} GROUP BY s.epoch"
+            f"SELECT file, {arms} FROM {self._source()} "
+            f"WHERE neuron BETWEEN {info.first_id} AND {info.last_id} GROUP BY file"
         )
         data = self._fetch(sql, params)
         out = np.full((len(METRICS), len(self.epochs)), np.nan)
-        rows = self._epoch_rows(data["epoch"])
+        rows = data["file"]
         for m, name in enumerate(METRICS):
             finite = data[f"finite_{name}"].astype(np.float64)
             with np.errstate(invalid="ignore", divide="ignore"):

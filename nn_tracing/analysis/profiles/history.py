@@ -78,9 +78,10 @@ def _own_values(trace: NetworkTrace, neuron_id: int) -> tuple[np.ndarray, np.nda
     two arrays of shape (len(METRICS), n_epochs)."""
     info = trace.layer_of(neuron_id)
     if trace.query is not None:  # a run directory: DuckDB, without loading the layer
-        own = trace.neuron_history(neuron_id)[list(METRICS)].to_numpy(np.float64).T
+        rows = trace.neuron_history(neuron_id)
         index = trace.layer_names().index(info.name)
-        return own, trace.query.neuron_percentiles(neuron_id, index)
+        percentiles = trace.query.neuron_percentiles(neuron_id, index, own=rows)
+        return rows[list(METRICS)].to_numpy(np.float64).T, percentiles
     values = np.full((len(METRICS), len(trace.epochs)), np.nan)
     percentiles = np.full_like(values, np.nan)
     for m, name in enumerate(METRICS):
