@@ -1,0 +1,228 @@
+"""A trace bigger than a page should load: 100k neurons × 101 recorded epochs, in the app.
+
+Writes a synthetic run directory through the writer (:func:`nn_tracing.synthetic.
+write_synthetic_run`, no training: 1000 inputs, hidden layers of 50 000 and 40 000 neurons,
+8 990 more and 10 outputs, E_0 … E_100), then measures
+
+* in this process: writing one epoch, opening the run directory, the Overview's queries (the
+  layer × epoch quartiles, one epoch's brain scan) and a neuron's profile (its metrics over
+  training against its layer: the layer's bands once per layer, then per neuron);
+* in a real server (``streamlit run``, :mod:`tests.e2e.e2e_server`) driven by headless
+  Chromium: the Overview's first paint (navigation to the first chart drawn, and to the whole
+  page drawn, neuron health included) with the server's caches cold (the run's digest changed
+  before each try), a neuron's profile on the Neurons page (navigation to its metrics over
+  training drawn), and the server process's peak RSS (``VmHWM``).
+
+    .venv/bin/python benchmarks/big_trace.py                 # medians, ~3 minutes
+    .venv/bin/python benchmarks/big_trace.py --neurons 20000 --epochs 51 --repeats 3
+    .venv/bin/python benchmarks/big_trace.py --no-browser    # the library's figures only
+
+Goals (issue 14): Overview first paint ≤ 3 s, a neuron's profile ≤ 1 s, server RSS ≤ 2 GiB.
+The machine's load is printed with the figures: on a shared machine they are upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+
+def layer_sizes(neurons: int) -> list[int]:
+    """Inputs, two wide hidden layers, a third and 10 outputs: ``neurons`` in all."""
+    inputs = max(neurons // 100, 2)
+    first, second = neurons // 2, (neurons * 2) // 5
+    third = neurons - inputs - first - second - 10
+    return [inputs, first, second, max(third, 1), 10]
+
+
+def timed(function: Callable[[], object], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def library_figures(run: Path, repeats: int) -> dict[str, list[float]]:
+    """Open, the Overview's queries and a neuron's profile, in this process."""
+    import nn_tracing as nt
+    from nn_tracing.analysis.profiles import layer_bands, metric_history
+    from nn_tracing.viz import brain_scan_frame, layer_epoch_frame
+
+    figures: dict[str, list[float]] = {}
+    figures["open"] = timed(lambda: nt.load_trace(run), repeats)
+    trace = nt.load_trace(run)
+    last = trace.epochs[-1]
+    metrics = ["act_mean", "w_norm", "grad_norm", "act_active", "act_max"][:repeats]
+    figures["overview: layer × epoch quartiles"] = [
+        timed(lambda m=m: layer_epoch_frame(trace, m), 1)[0] for m in metrics
+    ]
+    epochs = [last - 7 * i for i in range(repeats)]
+    figures["overview: brain scan of one epoch"] = [
+        timed(lambda e=e: brain_scan_frame(trace, e, "act_mean"), 1)[0] for e in epochs
+    ]
+    info = trace.layers[1]
+    bands: list[object] = []
+    figures["profile: layer bands (once per layer)"] = timed(
+        lambda: bands.append(layer_bands(trace, info.name)), 1
+    )
+    neurons = [info.first_id + 997 * (i + 1) for i in range(repeats)]
+    figures["profile: one neuron (bands cached)"] = [
+        timed(lambda n=n: metric_history(trace, n, bands[0]), 1)[0]  # type: ignore[arg-type]
+        for n in neurons
+    ]
+    figures["profile: its rows (Its data tab)"] = [
+        timed(lambda n=n: trace.neuron_history(n), 1)[0] for n in neurons
+    ]
+    return figures
+
+
+def peak_rss(pid: int) -> tuple[float, float]:
+    """Peak and current resident memory of process ``pid`` in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    values = {
+        k: float(re.search(rf"{k}:\s+(\d+)", status).group(1)) / 1024 for k in ("VmHWM", "VmRSS")
+    }  # type: ignore[union-attr]
+    return values["VmHWM"], values["VmRSS"]
+
+
+def browser_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[float]]:
+    """The Overview's first paint, a neuron's profile and the server's RSS, in a real
+    server driven by headless Chromium."""
+    from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
+    from playwright.sync_api import expect, sync_playwright
+
+    import nn_tracing as nt
+
+    if CHROMIUM is None:
+        raise SystemExit("Chromium is not installed: run with --no-browser")
+    expect.set_options(timeout=300_000)
+    server = start_server(directory)
+    names = ("tiny run: whole page", "tiny run: neuron", "first chart", "whole page", "neuron")
+    figures: dict[str, list[float]] = {name: [] for name in names}
+    info = nt.load_trace(run).layers[1]
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+
+            def visit(path: str, done: Callable[[object], object]) -> float:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                started = time.perf_counter()
+                page.goto(f"{server.url}/{path}")
+                done(page)
+                elapsed = time.perf_counter() - started
+                page.close()
+                return elapsed
+
+            chart = '[data-testid="stVegaLiteChart"]'
+            health = re.compile(r"Flagged at E_|No neuron is flagged")
+            # warm-up: the server imports its modules on the first page it draws
+            visit("?trace=small", lambda p: expect(p.locator(chart).first).to_be_visible())
+            for _ in range(repeats):  # the app's own floor: the same pages of a tiny run
+                os.utime(directory / "runs" / "small" / "history" / "epoch=0" / "part.parquet")
+                figures["tiny run: whole page"].append(
+                    visit("?trace=small", lambda p: expect(p.get_by_text(health)).to_be_visible())
+                )
+                figures["tiny run: neuron"].append(
+                    visit(
+                        "?trace=small&neuron=E_2/L_hidden_1/n_7",
+                        lambda p: expect(p.get_by_text("Blue: n_7.")).to_be_visible(),
+                    )
+                )
+            for _ in range(repeats):
+                # a new digest (a file's time changed): every cache of the page is cold
+                os.utime(run / "history" / "epoch=0" / "part.parquet")
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                started = time.perf_counter()
+                page.goto(f"{server.url}/?trace=big")
+                expect(page.locator(chart).first).to_be_visible()
+                figures["first chart"].append(time.perf_counter() - started)
+                expect(
+                    page.get_by_text(re.compile(r"Flagged at E_|No neuron is flagged"))
+                ).to_be_visible()
+                figures["whole page"].append(time.perf_counter() - started)
+                page.close()
+            for k in range(repeats + 1):
+                neuron = info.first_id + 1009 * (k + 1)
+                signature = f"E_100/L_{info.name}/n_{neuron}"
+                figures["neuron"].append(
+                    visit(
+                        f"?trace=big&neuron={signature}",
+                        lambda p, n=neuron: expect(p.get_by_text(f"Blue: n_{n}.")).to_be_visible(),
+                    )
+                )
+            browser.close()
+        figures["server peak RSS MiB"], figures["server RSS MiB"] = [
+            [v] for v in peak_rss(server.process.pid)
+        ]
+    finally:
+        server.stop()
+    if "Traceback" in server.log():
+        print(server.log()[-3000:], file=sys.stderr)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--neurons", type=int, default=100_000)
+    parser.add_argument("--epochs", type=int, default=101, help="recorded epochs, E_0 included")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--dir", type=Path, default=None, help="keep the run here (default: temp)")
+    args = parser.parse_args(argv)
+
+    from nn_tracing.synthetic import write_synthetic_run
+
+    with tempfile.TemporaryDirectory(prefix="nnt-big-") as tmp:
+        directory = args.dir or Path(tmp)
+        runs = directory / "runs"
+        run = runs / "big"
+        sizes = layer_sizes(args.neurons)
+        if not (run / "manifest.json").exists():
+            started = time.perf_counter()
+            write_synthetic_run(run, sizes, args.epochs)
+            written = time.perf_counter() - started
+            write_synthetic_run(runs / "small", [4, 16, 3], 3)
+        else:
+            written = float("nan")
+        size = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
+        print(
+            f"trace: {sum(sizes):,} neurons (layers {sizes}) × {args.epochs} recorded epochs = "
+            f"{sum(sizes) * args.epochs / 1e6:.1f}M rows; run directory {size / 2**20:.0f} MiB; "
+            f"written in {written:.1f} s ({written / args.epochs * 1000:.0f} ms per epoch, "
+            "synthetic values made included)"
+        )
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared)")
+        rows = [(k, v) for k, v in library_figures(run, args.repeats).items()]
+        if not args.no_browser:
+            rows += [
+                (f"browser: {k}", v)
+                for k, v in browser_figures(directory, run, args.repeats).items()
+            ]
+        print(f"\n{'step':48s} {'median':>10s}  all")
+        for name, values in rows:
+            unit = "" if "MiB" in name else " s"
+            shown = " ".join(f"{v:.2f}" for v in values)
+            print(f"{name:48s} {median(values):>8.2f}{unit}  [{shown}]")
+        print(f"machine load after: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
