@@ -103,9 +103,10 @@ def peak_rss(pid: int) -> tuple[float, float]:
 
 
 def browser_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[float]]:
-    """The Overview's first paint, a neuron's profile and the server's RSS, in a real
-    server driven by headless Chromium."""
-    from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
+    """The Overview's first paint, a neuron's profile and the server's peak RSS, in a real
+    server driven by headless Chromium: a fresh server per repeat (so that every cache is
+    cold and the peak RSS is one session's), warmed up on a tiny run first."""
+    from e2e_server import CHROMIUM
     from playwright.sync_api import expect, sync_playwright
 
     import nn_tracing as nt
@@ -113,68 +114,71 @@ def browser_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[
     if CHROMIUM is None:
         raise SystemExit("Chromium is not installed: run with --no-browser")
     expect.set_options(timeout=300_000)
-    server = start_server(directory)
-    names = ("tiny run: whole page", "tiny run: neuron", "first chart", "whole page", "neuron")
-    figures: dict[str, list[float]] = {name: [] for name in names}
     info = nt.load_trace(run).layers[1]
+    figures: dict[str, list[float]] = {}
+    with sync_playwright() as playwright:
+        for k in range(repeats):
+            for name, values in one_server(playwright, directory, info, k).items():
+                figures.setdefault(name, []).extend(values)
+    return figures
+
+
+def one_server(playwright: object, directory: Path, info: object, k: int) -> dict[str, list[float]]:
+    """One fresh server: the tiny run's Overview and a neuron (the app's floor), then the big
+    run's Overview (first chart, whole page), two neurons of one layer (the first computes
+    the layer's bands) and the server's peak RSS."""
+    from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
+    from playwright.sync_api import expect
+
+    chart = '[data-testid="stVegaLiteChart"]'
+    health = re.compile(r"Flagged at E_|No neuron is flagged")
+    figures: dict[str, list[float]] = {}
+    server = start_server(directory)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)  # type: ignore[attr-defined]
+
+    def visit(name: str, path: str, *done: Callable[[object], object]) -> None:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        started = time.perf_counter()
+        page.goto(f"{server.url}/{path}")
+        for i, check in enumerate(done):
+            check(page)
+            label = name if len(done) == 1 else f"{name} ({('first chart', 'whole page')[i]})"
+            figures.setdefault(label, []).append(time.perf_counter() - started)
+        page.close()
+
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-
-            def visit(path: str, done: Callable[[object], object]) -> float:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                started = time.perf_counter()
-                page.goto(f"{server.url}/{path}")
-                done(page)
-                elapsed = time.perf_counter() - started
-                page.close()
-                return elapsed
-
-            chart = '[data-testid="stVegaLiteChart"]'
-            health = re.compile(r"Flagged at E_|No neuron is flagged")
-            # warm-up: the server imports its modules on the first page it draws
-            visit("?trace=small", lambda p: expect(p.locator(chart).first).to_be_visible())
-            for _ in range(repeats):  # the app's own floor: the same pages of a tiny run
-                os.utime(directory / "runs" / "small" / "history" / "epoch=0" / "part.parquet")
-                figures["tiny run: whole page"].append(
-                    visit("?trace=small", lambda p: expect(p.get_by_text(health)).to_be_visible())
-                )
-                figures["tiny run: neuron"].append(
-                    visit(
-                        "?trace=small&neuron=E_2/L_hidden_1/n_7",
-                        lambda p: expect(p.get_by_text("Blue: n_7.")).to_be_visible(),
-                    )
-                )
-            for _ in range(repeats):
-                # a new digest (a file's time changed): every cache of the page is cold
-                os.utime(run / "history" / "epoch=0" / "part.parquet")
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                started = time.perf_counter()
-                page.goto(f"{server.url}/?trace=big")
-                expect(page.locator(chart).first).to_be_visible()
-                figures["first chart"].append(time.perf_counter() - started)
-                expect(
-                    page.get_by_text(re.compile(r"Flagged at E_|No neuron is flagged"))
-                ).to_be_visible()
-                figures["whole page"].append(time.perf_counter() - started)
-                page.close()
-            for k in range(repeats + 1):
-                neuron = info.first_id + 1009 * (k + 1)
-                signature = f"E_100/L_{info.name}/n_{neuron}"
-                figures["neuron"].append(
-                    visit(
-                        f"?trace=big&neuron={signature}",
-                        lambda p, n=neuron: expect(p.get_by_text(f"Blue: n_{n}.")).to_be_visible(),
-                    )
-                )
-            browser.close()
-        figures["server peak RSS MiB"], figures["server RSS MiB"] = [
-            [v] for v in peak_rss(server.process.pid)
-        ]
+        # warm-up: the server imports its modules on the first page it draws
+        visit("warm-up", "?trace=small", lambda p: expect(p.get_by_text(health)).to_be_visible())
+        visit(
+            "tiny run: overview",
+            "?trace=small",
+            lambda p: expect(p.get_by_text(health)).to_be_visible(),
+        )
+        visit(
+            "tiny run: neuron",
+            "?trace=small&neuron=E_2/L_hidden_1/n_7",
+            lambda p: expect(p.get_by_text("Blue: n_7.")).to_be_visible(),
+        )
+        visit(
+            "overview",
+            "?trace=big",
+            lambda p: expect(p.locator(chart).first).to_be_visible(),
+            lambda p: expect(p.get_by_text(health)).to_be_visible(),
+        )
+        for i, label in enumerate(("neuron, first of its layer", "neuron, layer seen")):
+            neuron = info.first_id + 1009 * (2 * k + i + 1)  # type: ignore[attr-defined]
+            visit(
+                label,
+                f"?trace=big&neuron=E_100/L_{info.name}/n_{neuron}",  # type: ignore[attr-defined]
+                lambda p, n=neuron: expect(p.get_by_text(f"Blue: n_{n}.")).to_be_visible(),
+            )
+        figures["server peak RSS MiB"] = [peak_rss(server.process.pid)[0]]
     finally:
+        browser.close()
         server.stop()
     if "Traceback" in server.log():
         print(server.log()[-3000:], file=sys.stderr)
+    figures.pop("warm-up", None)
     return figures
 
 

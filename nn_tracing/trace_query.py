@@ -35,7 +35,7 @@ from .trace import METRICS, LayerInfo
 __all__ = ["NeuronQuery"]
 
 #: DuckDB's memory limit for one trace's queries (it spills or fails beyond it, see README).
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "512MB"
 
 
 class NeuronQuery:
@@ -297,6 +297,8 @@ def _connect(files: list[str], threads: int) -> Any:
             "autoinstall_known_extensions": False,
             "threads": max(1, int(threads)),
             "memory_limit": MEMORY_LIMIT,
+            # the parts are read where they lie, not kept in DuckDB's buffers between queries
+            "enable_external_file_cache": False,
         }
     )
     con.execute("SET allowed_paths = $files", {"files": files})

@@ -55,14 +55,21 @@ def curves(key: str, _trace: NetworkTrace) -> pd.DataFrame:
     return viz.curves_frame(_trace.history)
 
 
-@st.cache_data(
-    max_entries=_ENTRIES,
+@st.cache_resource(
+    max_entries=16,
     show_spinner="Checking every recorded epoch for dead, saturated and gradient-starved "
     "neurons (saturation reads each epoch's probe activations once)…",
 )
 def health(key: str, _trace: NetworkTrace) -> NeuronHealth:
-    """Dead / saturated / gradient-starved flags of every neuron at every recorded epoch."""
-    return neuron_health(_trace)
+    """Dead / saturated / gradient-starved flags of every neuron at every recorded epoch.
+
+    One object shared by every session (a resource, not pickled per reader: at 100k neurons ×
+    100 epochs its arrays take ~400 MiB), its arrays made read-only."""
+    result = neuron_health(_trace)
+    arrays = [result.saturation, result.grad_ratio, result.w_growth, result.act_active]
+    for array in [*arrays, *result.flags.values(), *result.applies.values()]:
+        array.flags.writeable = False
+    return result
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
