@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from .trace import METRICS, LayerInfo
 
 __all__ = ["NeuronQuery"]
 
+#: The most bytes of values the quantiles of one query hold (see ``NeuronQuery._chunks``).
+QUANTILE_BYTES = 128 * 2**20
 #: DuckDB's memory limit for one trace's queries (it spills or fails beyond it, see README).
 MEMORY_LIMIT = "512MB"
 
@@ -118,6 +120,38 @@ class NeuronQuery:
             "epochs": [int(e) for e in epochs],
         }
 
+    def _chunks(self, per_file_bytes: int, groups: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Runs of whole ``groups`` of part positions, each holding at most
+        :data:`QUANTILE_BYTES` of values at ``per_file_bytes`` a part: a quantile keeps every
+        value of its group in memory, so big questions are asked a few epochs at a time."""
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        for group in groups:
+            if current and per_file_bytes * (len(current) + len(group)) > QUANTILE_BYTES:
+                chunks.append(current)
+                current = []
+            current.extend(group)
+        return [*chunks, current] if current else chunks
+
+    def _chunk_params(self, positions: Sequence[int]) -> dict[str, Any]:
+        """The bound ``$files`` and ``$epochs`` of the parts at ``positions``."""
+        return {
+            "files": [self.files[i] for i in positions],
+            "epochs": [self.epochs[i] for i in positions],
+        }
+
+    def _fetch_chunks(
+        self, sql: str, chunks: list[list[int]], extra: Callable[[list[int]], dict[str, Any]]
+    ) -> dict[str, np.ndarray]:
+        """``sql`` over each chunk of parts, the results joined; its ``file`` column made the
+        part's position among every part."""
+        parts = []
+        for chunk in chunks:
+            data = self._fetch(sql, {**self._chunk_params(chunk), **extra(chunk)})
+            data["file"] = np.asarray(chunk, dtype=np.int64)[data["file"].astype(np.int64)]
+            parts.append(data)
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
     def _fetch(self, sql: str, params: dict[str, Any]) -> dict[str, np.ndarray]:
         with self._cursor() as cursor:
             return cursor.execute(sql, params).fetchnumpy()
@@ -194,13 +228,17 @@ class NeuronQuery:
         group_of = {int(e): g for g, members in enumerate(groups) for e in members}
         qs = ", ".join(repr(float(q)) for q in quantiles)
         sql = (
-            "SELECT layer_index, $groups[file + 1] AS grp, count(*) AS n, "
+            "SELECT layer_index, $groups[file + 1] AS grp, first(file) AS file, count(*) AS n, "
             f"quantile_cont({metric}::DOUBLE, [{qs}]) AS q "
-            f"FROM {self._source()} WHERE isfinite({metric}) GROUP BY ALL"
+            f"FROM {self._source()} WHERE isfinite({metric}) GROUP BY layer_index, grp"
         )
-        params = self._params()
-        params["groups"] = [group_of[e] for e in self.epochs]
-        data = self._fetch(sql, params)
+        position = {e: i for i, e in enumerate(self.epochs)}
+        chunks = self._chunks(
+            8 * self.n_neurons, [[position[int(e)] for e in group] for group in groups]
+        )
+        data = self._fetch_chunks(
+            sql, chunks, lambda chunk: {"groups": [group_of[self.epochs[i]] for i in chunk]}
+        )
         full = pd.MultiIndex.from_product(
             [range(len(self.layers)), range(len(groups))], names=["layer_index", "group"]
         )
@@ -234,7 +272,9 @@ class NeuronQuery:
             f"SELECT file, {arms} FROM {self._source()} "
             f"WHERE neuron BETWEEN {info.first_id} AND {info.last_id} GROUP BY file"
         )
-        data = self._fetch(sql, self._params())
+        each = [[i] for i in range(len(self.epochs))]
+        chunks = self._chunks(8 * info.n_neurons * len(METRICS), each)
+        data = self._fetch_chunks(sql, chunks, lambda chunk: {})
         out = np.full((len(METRICS), len(self.epochs), 3), np.nan)
         rows = data["file"]
         for m, name in enumerate(METRICS):

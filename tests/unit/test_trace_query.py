@@ -259,3 +259,14 @@ def test_duckdb_reads_only_the_checked_parts_and_cannot_be_reopened(run, tmp_pat
     assert sorted(loaded.query.files) == sorted(
         str(run / f"neurons/epoch={e}/part.parquet") for e in loaded.epochs
     )
+
+
+def test_quantiles_asked_a_few_epochs_at_a_time_are_the_same(run, trace, monkeypatch):
+    loaded = load_trace(run)
+    whole_bands = loaded.query.layer_bands(1)
+    whole = loaded.query.layer_quantiles("act_mean", epoch_groups=[[0, 1], [2, 3], [4, 5, 6]])
+    monkeypatch.setattr("nn_tracing.trace_query.QUANTILE_BYTES", 1)  # one group per query
+    assert len(loaded.query._chunks(8, [[0, 1], [2], [3]])) == 3
+    np.testing.assert_array_equal(loaded.query.layer_bands(1), whole_bands)
+    chunked = loaded.query.layer_quantiles("act_mean", epoch_groups=[[0, 1], [2, 3], [4, 5, 6]])
+    pd.testing.assert_frame_equal(chunked, whole)
