@@ -7,6 +7,8 @@ write_synthetic_run`, no training: 1000 inputs, hidden layers of 50 000 and 40 0
 * in this process: writing one epoch, opening the run directory, the Overview's queries (the
   layer × epoch quartiles, one epoch's brain scan) and a neuron's profile (its metrics over
   training against its layer: the layer's bands once per layer, then per neuron);
+* server side, with Streamlit's AppTest (the app's script in this process, no browser): the
+  same pages, caches cold;
 * in a real server (``streamlit run``, :mod:`tests.e2e.e2e_server`) driven by headless
   Chromium: the Overview's first paint (navigation to the first chart drawn, and to the whole
   page drawn, neuron health included) with the server's caches cold (the run's digest changed
@@ -90,6 +92,41 @@ def library_figures(run: Path, repeats: int) -> dict[str, list[float]]:
     figures["profile: its rows (Its data tab)"] = [
         timed(lambda n=n: trace.neuron_history(n), 1)[0] for n in neurons
     ]
+    return figures
+
+
+def apptest_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[float]]:
+    """The same pages as :func:`browser_figures`, server side only: Streamlit's AppTest runs
+    the app's script in this process (no browser, no network): what the server spends."""
+    os.environ["NN_TRACING_RUNS_DIR"] = str(directory / "runs")
+    os.environ["NN_TRACING_UPLOAD_DIR"] = str(directory / "uploads")
+    sys.path.insert(0, str(ROOT / "tests" / "app"))
+    from apptest_support import new_app
+
+    import nn_tracing as nt
+
+    info = nt.load_trace(run).layers[1]
+
+    def script(query: dict[str, str]) -> float:
+        at = new_app()
+        for key, value in query.items():
+            at.query_params[key] = value
+        started = time.perf_counter()
+        at.run(timeout=600)
+        if at.exception:
+            raise RuntimeError(f"the app raised: {[e.value for e in at.exception]}")
+        return time.perf_counter() - started
+
+    script({"trace": "small"})  # imports
+    figures: dict[str, list[float]] = {"overview": [], "neuron, first of its layer": []}
+    figures["neuron, layer seen"] = []
+    for k in range(repeats):
+        os.utime(run / "history" / "epoch=0" / "part.parquet")  # a new digest: caches cold
+        figures["overview"].append(script({"trace": "big"}))
+        for i, label in enumerate(("neuron, first of its layer", "neuron, layer seen")):
+            neuron = info.first_id + 1013 * (2 * k + i + 1)
+            signature = f"E_100/L_{info.name}/n_{neuron}"
+            figures[label].append(script({"trace": "big", "neuron": signature}))
     return figures
 
 
@@ -214,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared)")
         rows = [(k, v) for k, v in library_figures(run, args.repeats).items()]
+        apptest = apptest_figures(directory, run, args.repeats)
+        rows += [(f"server (AppTest): {k}", v) for k, v in apptest.items()]
         if not args.no_browser:
             rows += [
                 (f"browser: {k}", v)
