@@ -17,7 +17,7 @@ import streamlit as st
 
 from .. import viz
 from ..analysis.health import NeuronHealth, neuron_health
-from ..trace import NetworkTrace, signature_column
+from ..trace import NetworkTrace
 
 __all__ = [
     "brain_scan",
@@ -30,7 +30,6 @@ __all__ = [
     "neuron_epoch",
     "neurons_csv",
     "neurons_parquet",
-    "signatures",
 ]
 
 _ENTRIES = 64
@@ -104,13 +103,6 @@ def neuron_epoch(
 def layer_quantiles(key: str, layer: str, _trace: NetworkTrace) -> np.ndarray:
     """Quartiles of every metric over ``layer`` per epoch, shape (n_metrics, n_epochs, 3)."""
     return viz.layer_quantiles(_trace, layer)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def signatures(key: str, epoch: int, _trace: NetworkTrace) -> list[str]:
-    """The signature of every neuron at ``epoch``, in id order."""
-    names = _trace.neuron_layers()
-    return signature_column(epoch, names, range(len(names)))
 
 
 def _flat_frame(trace: NetworkTrace) -> pd.DataFrame:
