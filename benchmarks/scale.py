@@ -119,27 +119,48 @@ def one_size(neurons: int, epochs: int, directory: Path) -> dict[str, float]:
 
 
 def model_overhead(directory: Path, epochs: int) -> dict[str, float]:
-    """An MLP 20 → 100 000 → 2 trained ``epochs`` epochs untraced, then traced into a run
-    directory (every epoch recorded, probe of 128): seconds, their ratio, the size."""
+    """An MLP 20 → 100 000 → 2 (``make_classification``, 4 000 samples, Adam, batch 256)
+    trained ``epochs`` epochs in a plain loop, then the same loop through ``TraceableNN``
+    writing a run directory (every epoch recorded, a probe of 128): seconds, the size."""
+    import torch
+    from sklearn.datasets import make_classification
+    from torch import nn
+
     import nn_tracing as nt
 
-    config = nt.TrainConfig(
-        dataset="classification",
-        hidden_sizes=(100_000,),
-        epochs=epochs,
-        batch_size=256,
-        n_samples=4000,
-        probe_size=128,
-        lr=1e-3,
-        seed=0,
-    )
-    started = time.perf_counter()
-    nt.train(config, traced=False)
-    untraced = time.perf_counter() - started
+    X, y = make_classification(n_samples=4000, n_features=20, n_informative=10, random_state=0)
+    x_all, y_all = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+    probe = (x_all[:128], y_all[:128])
+
+    def loop(log_dir: Path | None) -> float:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(20, 100_000), nn.ReLU(), nn.Linear(100_000, 2))
+        model: nn.Module = net
+        if log_dir is not None:
+            model = nt.TraceableNN(
+                net, example_input=x_all[:2], probe=probe, num_epochs=epochs, log_dir=log_dir
+            )
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        started = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            if log_dir is not None:
+                model.start_epoch(epoch)  # type: ignore[operator]
+            for start in range(0, len(x_all), 256):
+                loss = nn.functional.cross_entropy(
+                    model(x_all[start : start + 256]), y_all[start : start + 256]
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            if log_dir is not None:
+                model.end_epoch(epoch, train_loss=loss.item())  # type: ignore[operator]
+        if log_dir is not None:
+            model.finish()  # type: ignore[operator]
+        return time.perf_counter() - started
+
+    untraced = loop(None)
     run = directory / "model"
-    started = time.perf_counter()
-    nt.train(config, out=run)
-    traced = time.perf_counter() - started
+    traced = loop(run)
     size = sum(p.stat().st_size for p in run.rglob("*") if p.is_file()) / 2**20
     return {"untraced s": untraced, "traced s": traced, "run directory MiB": size}
 
@@ -150,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=21, help="recorded epochs, E_0 included")
     parser.add_argument("--model-epochs", type=int, default=3)
     parser.add_argument("--no-model", action="store_true")
+    parser.add_argument("--no-sizes", action="store_true", help="only the model")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -157,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_size(args.one, args.epochs, args.dir)))
         return 0
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared)")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [] if args.no_sizes else [int(s) for s in args.sizes.split(",")]
     results: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="nnt-scale-") as tmp:
         for neurons in sizes:
@@ -183,18 +205,20 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     leftover.unlink()
         steps = list(next(iter(results.values()))) if results else []
-        print(f"\n{args.epochs} recorded epochs; seconds unless noted")
-        print("| step | " + " | ".join(f"{n:,} neurons" for n in results) + " |")
-        print("|---|" + "---:|" * len(results))
+        if steps:
+            print(f"\n{args.epochs} recorded epochs; seconds unless noted")
+            print("| step | " + " | ".join(f"{n:,} neurons" for n in results) + " |")
+            print("|---|" + "---:|" * len(results))
         for step in steps:
-            cells = [f"{results[n][step]:.2f}" for n in results]
+            cells = [f"{results[n][step]:.3g}" for n in results]
             print(f"| {step} | " + " | ".join(cells) + " |")
         if not args.no_model:
             model = model_overhead(Path(tmp), args.model_epochs)
             ratio = model["traced s"] / model["untraced s"]
             print(
                 f"\nMLP 20 → 100 000 → 2 (100 022 neurons), {args.model_epochs} epochs, every "
-                f"epoch recorded, probe 128: untraced {model['untraced s']:.1f} s, traced into "
+                f"epoch and E_0 recorded, probe 128, own loop via TraceableNN(log_dir=): "
+                f"untraced {model['untraced s']:.1f} s, traced into "
                 f"a run directory {model['traced s']:.1f} s ({ratio:.2f}×); run directory "
                 f"{model['run directory MiB']:.0f} MiB"
             )
