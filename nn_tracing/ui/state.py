@@ -137,6 +137,7 @@ CLUSTERS_RANGE = _PREFIX + "clusters.range"  # + ":<trace ref>"
 CLUSTERS_METRIC = _PREFIX + "clusters.metric"
 CLUSTERS_METRICS = _PREFIX + "clusters.metrics"
 CLUSTERS_SCALE = _PREFIX + "clusters.scale"
+CLUSTERS_MAX_NEURONS = _PREFIX + "clusters.max_neurons"
 #: Widgets of the projection.
 CLUSTERS_PROJECTOR = _PREFIX + "clusters.projector"
 CLUSTERS_PERPLEXITY = _PREFIX + "clusters.perplexity"

@@ -93,3 +93,32 @@ def test_a_neurons_profile_in_a_large_run_directory_matches_the_frame(
         assert row["median"] == pytest.approx(np.median(epoch_values), rel=1e-9)
         share = (np.sum(epoch_values < own[row["epoch"]]) + 0.5) / epoch_values.size
         assert row["percentile"] == pytest.approx(share, rel=1e-9)
+
+
+def test_the_clusters_page_says_what_it_loads_and_maps_a_stated_sample(
+    app: Callable[[], AppTest], wide: nt.NetworkTrace
+) -> None:
+    from apptest_support import texts
+
+    at = app()
+    at.query_params["trace"] = "wide"
+    for key, value in {"features": "trajectory", "max_neurons": "800", "perms": "5"}.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("pages/clusters.py").run()
+    assert_healthy(at)
+    assert at.number_input(key="nnt.clusters.max_neurons").value == 800
+    captions = texts(at.caption)
+    assert "Loads 800 neurons × 30 features" in captions
+    assert "a random sample (seed 0) of the 5,016 neurons" in captions
+    titles = [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
+    texts_ = [t.get("text", "") if isinstance(t, dict) else str(t or "") for t in titles]
+    title = next(t for t in texts_ if t.startswith("PCA of "))
+    # the sample the caption states, less the neurons whose trajectory is constant (dead)
+    from nn_tracing.analysis.sampling import sample_neurons
+
+    sample = sample_neurons(np.arange(20, wide.n_neurons), 800)
+    act_mean = wide.metric("act_mean")[:, sample.ids]
+    placeable = int((act_mean.std(axis=0) > 0).sum())
+    assert 700 < placeable < 800
+    assert title == f"PCA of {placeable} neurons", title
