@@ -688,6 +688,7 @@ def _neuron_states(active: ActiveTrace) -> None:
     if not params.features or not params.layers:
         st.info("Pick at least one feature and one layer.")
         return
+    st.caption(md_escape(params.load_text(active.trace), 400))
     try:
         model = _fit_neurons(active, params)
     except ValueError as exc:

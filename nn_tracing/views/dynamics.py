@@ -269,6 +269,16 @@ class NeuronParams:
         """How many neurons the model covers."""
         return sum(trace.layer(name).n_neurons for name in self.layers)
 
+    def load_text(self, trace: NetworkTrace) -> str:
+        """What the fit holds in memory: neurons × epochs × features, in MiB (float64)."""
+        n, t, d = self.n_neurons(trace), len(trace.epochs), len(self.features)
+        mib = n * t * d * 8 / 2**20
+        return (
+            f"Loads {n:,} neurons × {t} epochs × {d} features ({mib:,.1f} MiB as float64): "
+            "every neuron of the chosen layers (no sample yet); pick fewer layers or features "
+            "on a large trace."
+        )
+
     def estimator(self) -> NeuronHMM:
         """The unfitted model."""
         return NeuronHMM(
