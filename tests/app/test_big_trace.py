@@ -122,3 +122,20 @@ def test_the_clusters_page_says_what_it_loads_and_maps_a_stated_sample(
     placeable = int((act_mean.std(axis=0) > 0).sum())
     assert 700 < placeable < 800
     assert title == f"PCA of {placeable} neurons", title
+
+
+def test_the_dynamics_page_says_what_its_neuron_model_loads_and_samples(
+    app: Callable[[], AppTest], wide: nt.NetworkTrace
+) -> None:
+    from apptest_support import texts
+
+    at = app()
+    at.query_params["trace"] = "wide"
+    at.query_params["nmax"] = "500"
+    at.query_params["nfeatures"] = "w_norm,act_std"
+    at.run()
+    at.switch_page("pages/dynamics.py").run()
+    assert_healthy(at)
+    captions = texts(at.caption)
+    assert "Loads 500 neurons × 30 epochs × 2 features (0.2 MiB as float64)" in captions
+    assert "a random sample (seed 0) of the 5,016 neurons" in captions

@@ -52,3 +52,25 @@ def test_features_of_a_sample_are_the_same_rows_as_of_every_neuron(tmp_path):
     np.testing.assert_array_equal(some.layers, every.layers[rows])
     again = neuron_features(trace, FeatureSpec(kind="trajectory", metric="w_norm", max_neurons=500))
     np.testing.assert_array_equal(again.neuron_ids, some.neuron_ids)
+
+
+def test_the_neuron_hmm_models_a_stated_sample_and_leaves_the_others_out(tmp_path):
+    from nn_tracing.analysis.hmm import NeuronHMM, neuron_sequences
+
+    trace = load_trace(write_synthetic_run(tmp_path / "run", [10, 400, 300, 10], 5))
+    features = ("w_norm", "act_std")
+    every = neuron_sequences(trace, features)
+    some = neuron_sequences(trace, features, max_neurons=200)
+    assert len(every.neuron_ids) == 710 and len(some.neuron_ids) == 200
+    assert "a random sample (seed 0) of the 710 neurons" in some.notes[0]
+    assert not any("random sample" in note for note in every.notes)
+    expected = sample_neurons(np.arange(10, 720), 200).ids
+    np.testing.assert_array_equal(some.neuron_ids, expected)
+    np.testing.assert_array_equal(
+        some.raw, every.raw[np.searchsorted(every.neuron_ids, some.neuron_ids)]
+    )
+    model = NeuronHMM(features, n_states=2, max_neurons=200, n_iter=10).fit(trace)
+    states = np.asarray(model.states_)
+    assert states.shape == (trace.n_neurons, len(trace.epochs))
+    modelled = np.flatnonzero((states >= 0).all(axis=1))
+    np.testing.assert_array_equal(modelled, expected)  # the others: −1, not modelled

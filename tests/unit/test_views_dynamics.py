@@ -52,6 +52,7 @@ def test_the_parameters_make_the_estimators_the_page_runs(trace: NetworkTrace) -
         "features": list(NEURON_FEATURES),
         "layers": ["hidden_1", "hidden_2", "output"],
         "standardize": "layer",
+        "max_neurons": 20_000,
     }
     fitted_map = view.MapParams(("loss",), k="aic", restarts=2, n_permutations=49, random_state=4)
     training_map = fitted_map.estimator()
