@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .rundir_live import Heartbeat, liveness
+from .rundir_parts import EpochMetrics, check_part_footer
 from .store import _assemble, _json_ready, _safetensors_bytes
 from .store_archive import (
     _ENTRY_PATTERNS,
@@ -57,12 +58,14 @@ from .store_checks import (
     _TABLE_SCHEMAS,
     FORMAT_NAME,
     FORMAT_VERSION,
+    _neuron_metrics,
     _parse_epochs,
     _parse_layers,
     _parse_manifest,
     _read_table,
 )
-from .trace import METRICS, NetworkTrace
+from .trace import METRICS, LayerInfo, NetworkTrace
+from .trace_query import NeuronQuery
 
 __all__ = ["LAYOUT", "RunWriteError", "RunWriter", "load_run_directory", "read_run_manifest"]
 
@@ -434,6 +437,10 @@ class _DirArchive:
             self.root, self.max_bytes, {alias: self.infos[name]}, {alias: self._paths[name]}
         )
 
+    def path(self, name: str) -> Path:
+        """The checked path of file ``name``."""
+        return self._paths[name]
+
     def read_head(self, name: str, n: int) -> bytes:
         return _read_head(self._paths[name], name, n)
 
@@ -541,12 +548,41 @@ def _read_parts(archive: _DirArchive, name: str, parts: dict[int, int]) -> pd.Da
     return frame[columns]
 
 
+def _open_neurons(
+    archive: _DirArchive, parts: dict[int, int], layers: list[LayerInfo]
+) -> tuple[EpochMetrics, NeuronQuery]:
+    """The neuron parts opened, not read: every footer checked (schema, one row per neuron,
+    size), each epoch's metrics read on first use and checked row by row then, and DuckDB
+    over the checked files for questions over every epoch (:mod:`nn_tracing.trace_query`)."""
+    n_neurons = sum(info.n_neurons for info in layers)
+    columns = _PART_SCHEMAS["neurons"]
+    paths: dict[int, Path] = {}
+    for epoch, rows in parts.items():
+        entry = _part_name("neurons", epoch)
+        if rows != n_neurons:
+            raise _fail(f"{entry} has {rows} rows in the manifest; the trace has {n_neurons}")
+        paths[epoch] = archive.path(entry)
+        check_part_footer(paths[epoch], entry, n_neurons, columns, archive.max_bytes)
+
+    def load(epoch: int) -> np.ndarray:
+        frame = _read_parts(archive, "neurons", {epoch: n_neurons})
+        return _neuron_metrics(frame, layers, [epoch])[epoch]
+
+    return EpochMetrics(list(parts), load), NeuronQuery(paths, layers)
+
+
 def load_run_directory(
     directory: str | os.PathLike, *, max_bytes: int = MAX_TRACE_BYTES
 ) -> NetworkTrace:
     """Read a run directory (see the module docstring) as a :class:`NetworkTrace`.
 
-    Only the epochs the manifest lists are read. A run whose writer never closed (status
+    Nothing large is read: the neuron parts' footers are checked (schema, rows, size) and
+    each epoch's metrics are read when first asked for (``trace.metrics_at``), checked row by
+    row then; ``trace.query`` (:class:`~nn_tracing.trace_query.NeuronQuery`) answers
+    questions over every epoch with DuckDB over the same files, and ``trace.frame`` reads
+    them all on first use (for traces that fit in memory). History, steps, the probe set and
+    the final weights are read at once, epoch tensors when asked for. Only the epochs the
+    manifest lists are read. A run whose writer never closed (status
     ``running`` in the manifest) is reported as ``interrupted``, its last complete epoch named
     in ``meta["status_message"]``. Any problem raises :class:`~nn_tracing.TraceFormatError`.
     """
@@ -559,7 +595,8 @@ def load_run_directory(
     names = [_part_name(t, e) for t, table in parts.items() for e in table]
     names += [_check_name(entry) for entry in manifest["tensors"]]
     archive = _DirArchive.open(root, names, max_bytes)
-    tables = {name: _read_parts(archive, name, p) for name, p in parts.items()}
+    metrics, query = _open_neurons(archive, parts["neurons"], layers)
+    tables = {name: _read_parts(archive, name, p) for name, p in parts.items() if name != "neurons"}
     # the manifest changes with every epoch; the files' sizes and times with any rewrite
     digest = hashlib.sha256(manifest_raw + b"\0" + archive.fingerprint()).hexdigest()
     trace = _assemble(
@@ -567,8 +604,9 @@ def load_run_directory(
         manifest,
         layers,
         epochs,
-        (tables["neurons"], tables["history"], tables.get("steps")),
+        (metrics, tables["history"], tables.get("steps")),
         digest,
+        query=query,
     )
     _mark_interrupted(trace.meta, epochs, root)
     return trace

@@ -296,17 +296,23 @@ def _assemble(
     manifest: dict[str, Any],
     layers: list[LayerInfo],
     epochs: list[int],
-    tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None],
+    tables: tuple[pd.DataFrame | Mapping[int, np.ndarray], pd.DataFrame, pd.DataFrame | None],
     digest: str,
+    query: Any = None,
 ) -> NetworkTrace:
     """The trace from a parsed manifest and its read tables, whatever the container.
 
     ``archive`` is the zip's :class:`_Archive` or a run directory's reader (``infos``,
     ``read``, ``read_head``, ``max_bytes``); ``tables`` are the neurons, history and steps
-    tables (steps ``None`` when absent). Every part is checked against every other here.
+    tables (steps ``None`` when absent); the neurons table may come as a mapping ``epoch ->
+    metrics`` read on demand (a run directory's, checked as it is read, with ``query`` over
+    its parts). Every part is checked against every other here.
     """
     neurons, history, steps = tables
-    epoch_metrics = _neuron_metrics(neurons, layers, epochs)
+    if isinstance(neurons, pd.DataFrame):
+        epoch_metrics: Mapping[int, np.ndarray] = _neuron_metrics(neurons, layers, epochs)
+    else:
+        epoch_metrics = neurons
     history["epoch"] = history["epoch"].astype("int64")
     if steps is not None:
         steps["layer"] = steps["layer"].astype(str)
@@ -347,4 +353,5 @@ def _assemble(
         epoch_tensors=load_epoch,
         final_weights=final_weights,
         digest=digest,
+        query=query,
     )

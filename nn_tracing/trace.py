@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .trace_query import NeuronQuery
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -311,7 +314,8 @@ class NetworkTrace:
     layers
         The traced layers in order, ``input`` first.
     epoch_metrics
-        ``{epoch: array of shape (n_neurons, len(METRICS)) float32}`` for each recorded epoch.
+        ``{epoch: array of shape (n_neurons, len(METRICS)) float32}`` for each recorded epoch
+        (a dict, or a mapping that reads each epoch on demand, epochs ascending).
     meta
         Config, dataset, status, versions, timings (JSON-ready).
     history
@@ -326,12 +330,16 @@ class NetworkTrace:
         ``epoch -> dict`` used to read an epoch's tensors on demand.
     final_weights
         The ``state_dict`` at the end of training (numpy arrays).
+    query
+        A :class:`~nn_tracing.trace_query.NeuronQuery` over the neuron table on disk: questions
+        over every epoch (:meth:`metric`, :meth:`layer_metric`, :meth:`neuron_history`) go to it
+        instead of reading every epoch into memory.
     """
 
     def __init__(
         self,
         layers: list[LayerInfo],
-        epoch_metrics: dict[int, np.ndarray],
+        epoch_metrics: Mapping[int, np.ndarray],
         meta: dict[str, Any],
         history: pd.DataFrame | None = None,
         steps: pd.DataFrame | None = None,
@@ -339,9 +347,14 @@ class NetworkTrace:
         epoch_tensors: dict[int, dict[str, np.ndarray]] | EpochLoader | None = None,
         final_weights: dict[str, np.ndarray] | None = None,
         digest: str | None = None,
+        query: NeuronQuery | None = None,
     ) -> None:
         self.layers = list(layers)
-        self._epoch_metrics = dict(sorted(epoch_metrics.items()))
+        # a dict is sorted here; any other mapping (a run directory's, read on demand) is
+        # kept as it is: its epochs ascend already
+        self._epoch_metrics: Mapping[int, np.ndarray] = epoch_metrics
+        if isinstance(epoch_metrics, dict):
+            self._epoch_metrics = dict(sorted(epoch_metrics.items()))
         self.meta = meta
         self.history = history if history is not None else _empty_history()
         self.steps = steps
@@ -349,6 +362,9 @@ class NetworkTrace:
         self._epoch_tensors = epoch_tensors if epoch_tensors is not None else {}
         self.final_weights = final_weights or {}
         self.digest = digest
+        #: DuckDB over the neuron table's Parquet parts (a run directory's), or ``None``
+        #: when the table is in memory (:mod:`nn_tracing.trace_query`).
+        self.query = query
         self._frame: pd.DataFrame | None = None
         self._cache: dict[int, dict[str, np.ndarray]] = {}
         #: a module of the traced architecture, set by :func:`nn_tracing.attach_model`
@@ -477,12 +493,37 @@ class NetworkTrace:
 
     def metric(self, name: str) -> np.ndarray:
         """One metric over time: array of shape (n_epochs, n_neurons), rows in ``epochs`` order."""
+        return self._metric_block(name, 0, self.n_neurons - 1)
+
+    def layer_metric(self, name: str, layer: str) -> np.ndarray:
+        """One metric of one layer's neurons over time: array of shape
+        (n_epochs, n_neurons of the layer), rows in ``epochs`` order."""
+        info = self.layer(layer)
+        return self._metric_block(name, info.first_id, info.last_id)
+
+    def _metric_block(self, name: str, first: int, last: int) -> np.ndarray:
         if name not in METRICS:
             raise KeyError(f"no metric {name!r}; metrics: {', '.join(METRICS)}")
-        col = METRICS.index(name)
         if not self._epoch_metrics:
-            return np.zeros((0, self.n_neurons), dtype=np.float32)
-        return np.stack([m[:, col] for m in self._epoch_metrics.values()])
+            return np.zeros((0, last - first + 1), dtype=np.float32)
+        if self.query is not None:
+            return self.query.metric_matrix(name, first, last)
+        col = METRICS.index(name)
+        return np.stack([self._epoch_metrics[e][first : last + 1, col] for e in self.epochs])
+
+    def neuron_history(self, neuron_id: int) -> pd.DataFrame:
+        """Every metric of global neuron ``neuron_id`` at every recorded epoch: ``epoch``,
+        ``layer`` and one float32 column per metric, one row per recorded epoch."""
+        info = self.layer_of(neuron_id)
+        if self.query is not None:
+            frame = self.query.neuron_history(neuron_id)
+        else:
+            rows = [self._epoch_metrics[e][neuron_id] for e in self.epochs]
+            values = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(METRICS))
+            frame = pd.DataFrame(values, columns=list(METRICS))
+            frame.insert(0, "epoch", np.asarray(self.epochs, dtype=np.int64))
+        frame.insert(1, "layer", info.name)
+        return frame
 
     # -- lookups -------------------------------------------------------------------------
     def _check_epoch(self, epoch: int) -> None:

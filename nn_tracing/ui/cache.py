@@ -17,7 +17,7 @@ import streamlit as st
 
 from .. import viz
 from ..analysis.health import NeuronHealth, neuron_health
-from ..trace import NetworkTrace, signature_column
+from ..trace import NetworkTrace
 
 __all__ = [
     "brain_scan",
@@ -30,7 +30,6 @@ __all__ = [
     "neuron_epoch",
     "neurons_csv",
     "neurons_parquet",
-    "signatures",
 ]
 
 _ENTRIES = 64
@@ -55,14 +54,21 @@ def curves(key: str, _trace: NetworkTrace) -> pd.DataFrame:
     return viz.curves_frame(_trace.history)
 
 
-@st.cache_data(
-    max_entries=_ENTRIES,
+@st.cache_resource(
+    max_entries=16,
     show_spinner="Checking every recorded epoch for dead, saturated and gradient-starved "
     "neurons (saturation reads each epoch's probe activations once)…",
 )
 def health(key: str, _trace: NetworkTrace) -> NeuronHealth:
-    """Dead / saturated / gradient-starved flags of every neuron at every recorded epoch."""
-    return neuron_health(_trace)
+    """Dead / saturated / gradient-starved flags of every neuron at every recorded epoch.
+
+    One object shared by every session (a resource, not pickled per reader: at 100k neurons ×
+    100 epochs its arrays take ~400 MiB), its arrays made read-only."""
+    result = neuron_health(_trace)
+    arrays = [result.saturation, result.grad_ratio, result.w_growth, result.act_active]
+    for array in [*arrays, *result.flags.values(), *result.applies.values()]:
+        array.flags.writeable = False
+    return result
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
@@ -97,13 +103,6 @@ def neuron_epoch(
 def layer_quantiles(key: str, layer: str, _trace: NetworkTrace) -> np.ndarray:
     """Quartiles of every metric over ``layer`` per epoch, shape (n_metrics, n_epochs, 3)."""
     return viz.layer_quantiles(_trace, layer)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def signatures(key: str, epoch: int, _trace: NetworkTrace) -> list[str]:
-    """The signature of every neuron at ``epoch``, in id order."""
-    names = _trace.neuron_layers()
-    return signature_column(epoch, names, range(len(names)))
 
 
 def _flat_frame(trace: NetworkTrace) -> pd.DataFrame:

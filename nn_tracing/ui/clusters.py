@@ -514,6 +514,8 @@ def _placeable(active: ActiveTrace, settings: Settings) -> NeuronFeatures | None
         return None
     if features is None:
         return None
+    if features.sample is not None:
+        st.caption(md_escape(features.sample.describe(len(features.columns)), 400))
     _excluded(features)
     for note in features.notes:
         st.caption(md_escape(note, 400))

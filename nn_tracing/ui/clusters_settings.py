@@ -25,6 +25,7 @@ from ..analysis.embedding import (
     FeatureSpec,
     NeuronClusterer,
 )
+from ..analysis.sampling import DEFAULT_MAX_NEURONS
 from ..analysis.standardise import ALIASES
 from ..trace import METRICS
 from ..views.clusters import CLUSTER_ON, COLORS, DISTANCES, LINKAGES
@@ -48,6 +49,9 @@ HMM_FAILED = "hmm-failed"
 
 
 # -- settings ---------------------------------------------------------------------------------
+#: The largest sample the page takes (the number input's top).
+MAX_NEURONS = 10_000_000
+
 #: Every distance some projector offers (the projector's own list is checked on the page).
 _ALL_DISTANCES = tuple(sorted({d for options in DISTANCES.values() for d in options}))
 
@@ -68,6 +72,14 @@ class Settings:
     metrics: tuple[str, ...] = url.param("metrics", state.CLUSTERS_METRICS, choices=METRICS)
     scale: str = url.param(  # old links say "column" for "global"
         "scale", state.CLUSTERS_SCALE, choices=("auto", *SCALES), aliases=ALIASES
+    )
+    #: Above this many neurons, a seeded sample of this many is described and mapped.
+    max_neurons: int = url.param(
+        "max_neurons",
+        state.CLUSTERS_MAX_NEURONS,
+        default=DEFAULT_MAX_NEURONS,
+        low=100,
+        high=MAX_NEURONS,
     )
     projector: str = url.param("proj", state.CLUSTERS_PROJECTOR, choices=PROJECTORS)
     perplexity: float = url.param("perplexity", state.CLUSTERS_PERPLEXITY, low=2, high=200)
@@ -130,6 +142,7 @@ class Settings:
             epoch_range=self.epoch_range,
             metrics=self.metrics,
             scale=self.scale,
+            max_neurons=self.max_neurons,
         )
 
     def projector_params(self) -> dict[str, Any]:
@@ -215,6 +228,21 @@ def _feature_controls(
         format_func=lambda s: (
             f"auto ({SCALES[FeatureSpec(kind).resolved_scale]})" if s == "auto" else SCALES[s]
         ),
+    )
+    ensure(
+        state.CLUSTERS_MAX_NEURONS,
+        lambda v: isinstance(v, int) and 100 <= v <= MAX_NEURONS,
+        DEFAULT_MAX_NEURONS,
+    )
+    st.number_input(
+        "Most neurons (a seeded sample above)",
+        min_value=100,
+        max_value=MAX_NEURONS,
+        step=1000,
+        key=state.CLUSTERS_MAX_NEURONS,
+        help="Maps and clusters hold every neuron's features in memory: above this many "
+        "neurons, a random sample of this many (seed 0, the same every time) is taken. The "
+        "caption under the settings says what is loaded.",
     )
     return kind, chosen, epoch, epoch_range, str(scale)
 
@@ -476,6 +504,7 @@ def controls(active: ActiveTrace) -> Settings:
         metric=str(state.get(state.CLUSTERS_METRIC)),
         metrics=tuple(state.get(state.CLUSTERS_METRICS) or DEFAULT_METRICS),
         scale=str(scale),
+        max_neurons=int(state.get(state.CLUSTERS_MAX_NEURONS)),
         projector=str(projector),
         perplexity=float(state.get(state.CLUSTERS_PERPLEXITY)),
         n_neighbors=int(state.get(state.CLUSTERS_NEIGHBORS)),

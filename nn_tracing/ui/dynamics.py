@@ -70,6 +70,8 @@ K_CHOICES = view.K_CHOICES
 #: The defaults of the three analyses (the settings' defaults are theirs).
 _MAP = view.MapParams(features=())
 _NEURONS = view.NeuronParams(layers=())
+#: The largest sample of neurons the page's number input allows.
+MAX_NEURONS = 10_000_000
 _ENTROPY = view.EntropyParams()
 
 
@@ -138,6 +140,9 @@ class Settings:
     )
     neuron_k: str | None = url.param(
         "nk", state.DYNAMICS_NEURON_K, default=_NEURONS.k, choices=view.NEURON_K_CHOICES
+    )
+    neuron_max: int | None = url.param(
+        "nmax", state.DYNAMICS_NEURON_MAX, default=_NEURONS.max_neurons, low=100, high=MAX_NEURONS
     )
     order: str | None = url.param(
         "order", state.DYNAMICS_NEURON_ORDER, default="layer", choices=view.NEURON_ORDERS
@@ -496,7 +501,12 @@ def _neuron_controls(active: ActiveTrace) -> view.NeuronParams:
         DEFAULTS.neuron_standardize,
     )
     _ensure(state.DYNAMICS_NEURON_K, lambda v: v in view.NEURON_K_CHOICES, DEFAULTS.neuron_k)
-    columns = st.columns([3, 2, 1, 1])
+    _ensure(
+        state.DYNAMICS_NEURON_MAX,
+        lambda v: isinstance(v, int) and 100 <= v <= MAX_NEURONS,
+        DEFAULTS.neuron_max,
+    )
+    columns = st.columns([3, 2, 1, 1, 1])
     columns[0].multiselect(
         "Features of each neuron's trajectory",
         list(METRICS),
@@ -514,12 +524,22 @@ def _neuron_controls(active: ActiveTrace) -> view.NeuronParams:
     columns[3].selectbox(
         "States", view.NEURON_K_CHOICES, key=state.DYNAMICS_NEURON_K, format_func=view.k_label
     )
+    columns[4].number_input(
+        "Most neurons",
+        min_value=100,
+        max_value=MAX_NEURONS,
+        step=1000,
+        key=state.DYNAMICS_NEURON_MAX,
+        help="The model holds every neuron's trajectory in memory: above this many neurons, a "
+        "random sample of this many (seed 0, the same every time) is modelled.",
+    )
     return view.NeuronParams(
         layers=tuple(state.get(layers_key)),
         features=tuple(state.get(state.DYNAMICS_NEURON_FEATURES)),
         standardize=str(state.get(state.DYNAMICS_NEURON_STANDARDIZE)),
         k=str(state.get(state.DYNAMICS_NEURON_K)),
         random_state=_random_state(),
+        max_neurons=int(state.get(state.DYNAMICS_NEURON_MAX)),
     )
 
 
@@ -688,6 +708,7 @@ def _neuron_states(active: ActiveTrace) -> None:
     if not params.features or not params.layers:
         st.info("Pick at least one feature and one layer.")
         return
+    st.caption(md_escape(params.load_text(active.trace), 400))
     try:
         model = _fit_neurons(active, params)
     except ValueError as exc:

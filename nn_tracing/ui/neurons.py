@@ -174,7 +174,7 @@ def _pickers(active: ActiveTrace) -> tuple[int, int, str]:
     state.put(state.NEURON_PICK, signature)
     left, right = st.columns([3, 2])
     with left:
-        options = cache.signatures(active.key, epoch, trace)
+        options, note = views.picker_options(trace, epoch, neuron)
         st.selectbox(
             "Neuron",
             options,
@@ -183,6 +183,8 @@ def _pickers(active: ActiveTrace) -> tuple[int, int, str]:
             help="Type to search: a layer (L_hidden_2), an id (n_20) or a whole signature. "
             "A click on a neuron in any chart, or a row of the health table below, opens it too.",
         )
+        if note:
+            st.caption(note)
     with right:
         if len(trace.epochs) > 1:
             st.select_slider(
@@ -612,7 +614,9 @@ def _health_table(active: ActiveTrace, settings: Settings) -> None:
         )
     layers, flags = list(settings.health_layers), list(settings.health_flags)
     view = health_view.table_view(table, health, layers, flags)
-    st.caption(health_view.table_caption(table, health, epoch, len(view)))
+    kept = view.head(health_view.MAX_TABLE_ROWS)
+    st.caption(health_view.table_caption(table, health, epoch, len(kept), len(view)))
+    view = kept
     key = f"{state.NEURON_HEALTH_TABLE}:{active.ref}:{neuron}:{epoch}:" + _filters_digest(
         layers, flags
     )

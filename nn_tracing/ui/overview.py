@@ -240,6 +240,13 @@ def _health(active: ActiveTrace, epoch: int) -> None:
         st.caption(f"No neuron is flagged at E_{epoch}.")
         return
     st.markdown(f"**Flagged at E_{epoch}** — select a row to open the neuron")
+    if len(flagged) > health_view.MAX_TABLE_ROWS:
+        st.caption(
+            f"The first {health_view.MAX_TABLE_ROWS:,} of {len(flagged):,} flagged neurons; "
+            "the Neurons page's health table filters by layer and flag."
+        )
+        flagged = flagged.head(health_view.MAX_TABLE_ROWS)
+        signatures = signatures[: health_view.MAX_TABLE_ROWS]
     neuron_table(
         active.name,
         flagged,

@@ -34,6 +34,7 @@ from ..analysis.hmm import (
     model_features,
     step_features,
 )
+from ..analysis.sampling import DEFAULT_MAX_NEURONS, SAMPLE_SEED
 from ..progress import Progress
 from ..trace import NetworkTrace
 from ..viz import dynamics as vd
@@ -245,6 +246,8 @@ class NeuronParams:
     standardize: str = "layer"
     k: str = "bic"
     random_state: int = 0
+    #: Above this many neurons, a seeded sample of this many is modelled.
+    max_neurons: int = DEFAULT_MAX_NEURONS
 
     @classmethod
     def default(cls, trace: NetworkTrace) -> NeuronParams:
@@ -263,11 +266,29 @@ class NeuronParams:
             "features": list(self.features),
             "layers": list(self.layers),
             "standardize": self.standardize,
+            "max_neurons": self.max_neurons,
         }
 
     def n_neurons(self, trace: NetworkTrace) -> int:
-        """How many neurons the model covers."""
+        """How many neurons the model covers (a sample of ``max_neurons`` above it)."""
+        return min(self.n_total(trace), self.max_neurons)
+
+    def n_total(self, trace: NetworkTrace) -> int:
+        """How many neurons the chosen layers hold."""
         return sum(trace.layer(name).n_neurons for name in self.layers)
+
+    def load_text(self, trace: NetworkTrace) -> str:
+        """What the fit holds in memory: neurons × epochs × features, in MiB (float64)."""
+        n, t, d = self.n_neurons(trace), len(trace.epochs), len(self.features)
+        mib = n * t * d * 8 / 2**20
+        loaded = f"Loads {n:,} neurons × {t} epochs × {d} features ({mib:,.1f} MiB as float64)"
+        total = self.n_total(trace)
+        if n == total:
+            return f"{loaded}: every neuron of the chosen layers."
+        return (
+            f"{loaded}: a random sample (seed {SAMPLE_SEED}) of the {total:,} neurons of the "
+            f"chosen layers, above the limit of {self.max_neurons:,}; raise it to model more."
+        )
 
     def estimator(self) -> NeuronHMM:
         """The unfitted model."""
@@ -276,6 +297,7 @@ class NeuronParams:
             layers=list(self.layers),
             standardize=self.standardize,
             random_state=self.random_state,
+            max_neurons=self.max_neurons,
         )
 
 

@@ -20,6 +20,7 @@ from ..trace import NetworkTrace
 from .text import md_escape
 
 __all__ = [
+    "MAX_TABLE_ROWS",
     "VALUE_COLUMNS",
     "HealthTile",
     "defined_flags",
@@ -86,6 +87,10 @@ def flag_definitions(thresholds: HealthThresholds) -> str:
     return " · ".join(
         f"**{FLAG_TITLES[flag]}**: {md_escape(described[flag], 400)}" for flag in FLAGS
     )
+
+
+#: The most rows a health table sends to the browser (a table of 100k rows costs it seconds).
+MAX_TABLE_ROWS = 5_000
 
 
 def flagged_table(
@@ -156,14 +161,27 @@ def table_view(
     return view.drop(columns=empty)
 
 
-def table_caption(table: pd.DataFrame, health: NeuronHealth, epoch: int, n_shown: int) -> str:
+def table_caption(
+    table: pd.DataFrame,
+    health: NeuronHealth,
+    epoch: int,
+    n_shown: int,
+    n_matching: int | None = None,
+) -> str:
     """Markdown under the health table: the flagged neurons per flag at ``epoch`` and how
-    many rows are shown."""
+    many rows are shown (of ``n_matching`` the filters keep, when the table holds fewer:
+    :data:`MAX_TABLE_ROWS`)."""
     defined = defined_flags(health)
     counts = {flag: int(table[flag].fillna(False).sum()) for flag in defined}
+    shown = (
+        f"Showing the first {n_shown:,} of {n_matching:,} (most flags first): filter by layer "
+        "or flag to see others"
+        if n_matching is not None and n_matching > n_shown
+        else f"Showing {n_shown}"
+    )
     return (
         f"At E_{epoch}: "
         + ", ".join(f"{counts[f]} {FLAG_TITLES[f]}" for f in defined)
-        + f" of {len(table)} neurons. Showing {n_shown}; click a column to sort, select a row "
+        + f" of {len(table)} neurons. {shown}; click a column to sort, select a row "
         "to open that neuron. Empty flag cells: the flag is not defined for that layer."
     )

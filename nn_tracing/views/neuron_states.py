@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.hmm import NEURON_FEATURES, NeuronHMM
+from ..analysis.sampling import DEFAULT_MAX_NEURONS
 from ..progress import Progress
 from ..trace import NetworkTrace
 
@@ -39,20 +40,21 @@ def default_params(trace: NetworkTrace) -> dict[str, Any]:
 
     Returns
     -------
-    ``{"random_state", "features", "layers", "standardize"}``: what :func:`fit_neuron_hmm`
-    takes, and the result's key on the worker.
+    ``{"random_state", "features", "layers", "standardize", "max_neurons"}``: what
+    :func:`fit_neuron_hmm` takes, and the result's key on the worker.
     """
     return {
         "random_state": 0,
         "features": list(NEURON_FEATURES),
         "layers": modelled_layers(trace),
         "standardize": "layer",
+        "max_neurons": DEFAULT_MAX_NEURONS,
     }
 
 
 def fit_label(trace: NetworkTrace, layers: list[str]) -> str:
     """What the progress bar says while the HMM of ``layers`` is fitted."""
-    n = sum(trace.layer(name).n_neurons for name in layers)
+    n = min(sum(trace.layer(name).n_neurons for name in layers), DEFAULT_MAX_NEURONS)
     return f"Fitting one HMM to {n:,} neurons × {len(trace.epochs)} epochs (k = 2…8 by BIC)"
 
 
@@ -73,6 +75,7 @@ def fit_neuron_hmm(trace: NetworkTrace, params: dict[str, Any], progress: Progre
         layers=params["layers"],
         standardize=params["standardize"],
         random_state=params["random_state"],
+        max_neurons=params.get("max_neurons"),
     ).fit(trace, progress=progress)
 
 

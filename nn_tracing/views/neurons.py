@@ -34,6 +34,7 @@ __all__ = [
     "metrics_against_layer",
     "nearest_epoch",
     "neuron_rows",
+    "picker_options",
     "probe_csv",
     "resolve_neuron",
     "selectivity_captions",
@@ -305,11 +306,39 @@ def field_caption(field: ActivationField, neuron: int, epoch: int) -> str:
 
 
 # -- its data ----------------------------------------------------------------------------------
+#: Above this many neurons the picker lists a window of the current layer, not every neuron
+#: (a list of 100k signatures costs the browser seconds on every redraw).
+PICKER_MAX = 10_000
+
+
+def picker_options(trace: NetworkTrace, epoch: int, neuron: int) -> tuple[list[str], str | None]:
+    """The signatures the neuron picker lists at ``epoch``, and a note when they are not all.
+
+    Up to :data:`PICKER_MAX` neurons, every one (in id order). Above, the :data:`PICKER_MAX`
+    neurons of ``neuron``'s layer nearest to it, and the first neuron of every layer (to
+    move between layers), in id order; the note says so.
+    """
+    if trace.n_neurons <= PICKER_MAX:
+        names = trace.neuron_layers()
+        return signature_column(epoch, names, range(len(names))), None
+    info = trace.layer_of(neuron)
+    half = PICKER_MAX // 2
+    first = max(info.first_id, min(neuron - half, info.last_id + 1 - PICKER_MAX))
+    last = min(info.last_id, first + PICKER_MAX - 1)
+    ids = sorted({*range(first, last + 1), *(layer.first_id for layer in trace.layers)})
+    note = (
+        f"{trace.n_neurons:,} neurons: the list holds the {last - first + 1:,} of "
+        f"L_{md_escape(info.name)} nearest n_{neuron} (n_{first} … n_{last}) and the first "
+        "neuron of every layer. Click a neuron in any chart, or change the link, to open any other."
+    )
+    return [trace.signature(epoch, i) for i in ids], note
+
+
 def neuron_rows(trace: NetworkTrace, neuron: int) -> pd.DataFrame:
     """Every metric of ``neuron`` at every recorded epoch: ``signature``, ``epoch``,
     ``layer`` and one column per metric (one row per recorded epoch)."""
     layer = trace.layer_of(neuron).name
-    rows = trace.frame.xs(neuron, level="neuron").reset_index()
+    rows = trace.neuron_history(neuron)
     rows.insert(0, "signature", signature_column(rows["epoch"], layer, neuron))
     return rows
 

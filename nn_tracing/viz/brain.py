@@ -288,21 +288,15 @@ def layer_epoch_frame(
     value), ``signature`` (``E_<epoch>/L_<layer>``) and ``neurons`` (the id range). Many
     epochs × layers are binned along time to stay within ``budget`` cells.
     """
-    values = trace.metric(metric).astype(np.float64)  # (n_epochs, n_neurons)
     epochs = trace.epochs
     size = bin_size_for(len(epochs) * len(trace.layers), budget)
     groups, x0, x1 = _epoch_bins(epochs, size)
+    cells = _layer_quartiles(trace, metric, groups)
     rows = []
-    for info in trace.layers:
-        block = values[:, info.first_id : info.last_id + 1]
-        for group, start, end in zip(groups, x0, x1, strict=True):
-            cell = block[group].ravel()
-            finite = cell[np.isfinite(cell)]
+    for l_index, info in enumerate(trace.layers):
+        for g_index, (group, start, end) in enumerate(zip(groups, x0, x1, strict=True)):
+            p25, median, p75, n_finite = cells[l_index, g_index]
             first, last = epochs[group[0]], epochs[group[-1]]
-            if finite.size:
-                p25, median, p75 = np.percentile(finite, [25, 50, 75])
-            else:
-                p25 = median = p75 = np.nan
             rows.append(
                 {
                     "layer": info.name,
@@ -313,7 +307,7 @@ def layer_epoch_frame(
                     "median": median,
                     "p25": p25,
                     "p75": p75,
-                    "n": int(finite.size // max(len(group), 1)),
+                    "n": int(n_finite // max(len(group), 1)),
                     "signature": f"E_{first}/L_{info.name}"
                     + (f" … E_{last}" if last != first else ""),
                     "neurons": f"n_{info.first_id} … n_{info.last_id}",
@@ -322,6 +316,31 @@ def layer_epoch_frame(
     frame = pd.DataFrame(rows)
     frame.attrs["bin_size"] = size
     return frame
+
+
+def _layer_quartiles(trace: NetworkTrace, metric: str, groups: list[np.ndarray]) -> np.ndarray:
+    """25th, 50th, 75th percentile and count of the finite values of ``metric`` over each
+    layer and group of epochs (positions in ``trace.epochs``): array of shape
+    (n_layers, n_groups, 4). From DuckDB when the trace is a run directory on disk."""
+    epochs = trace.epochs
+    out = np.full((len(trace.layers), len(groups), 4), np.nan)
+    if trace.query is not None:
+        frame = trace.query.layer_quantiles(
+            metric, epoch_groups=[[epochs[i] for i in group] for group in groups]
+        )
+        values = frame[["q0", "q1", "q2", "n"]].to_numpy(np.float64)
+        out[frame["layer_index"].to_numpy(), frame["group"].to_numpy()] = values
+        return out
+    values = trace.metric(metric).astype(np.float64)  # (n_epochs, n_neurons)
+    for l_index, info in enumerate(trace.layers):
+        block = values[:, info.first_id : info.last_id + 1]
+        for g_index, group in enumerate(groups):
+            cell = block[group].ravel()
+            finite = cell[np.isfinite(cell)]
+            out[l_index, g_index, 3] = finite.size
+            if finite.size:
+                out[l_index, g_index, :3] = np.percentile(finite, [25, 50, 75])
+    return out
 
 
 def layer_epoch_chart(
@@ -386,7 +405,7 @@ def neuron_epoch_frame(
         raise ValueError(f"order={order!r}: use one of {ORDERS}")
     info = trace.layer(layer)
     epochs = trace.epochs
-    values = trace.metric(metric)[:, info.first_id : info.last_id + 1].astype(np.float64)
+    values = trace.layer_metric(metric, layer).astype(np.float64)
     ordering = _order(values[-1], order) if len(epochs) else np.arange(info.n_neurons)
     values = values[:, ordering]
     ids = np.asarray(info.ids)[ordering]

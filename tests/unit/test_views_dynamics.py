@@ -52,6 +52,7 @@ def test_the_parameters_make_the_estimators_the_page_runs(trace: NetworkTrace) -
         "features": list(NEURON_FEATURES),
         "layers": ["hidden_1", "hidden_2", "output"],
         "standardize": "layer",
+        "max_neurons": 20_000,
     }
     fitted_map = view.MapParams(("loss",), k="aic", restarts=2, n_permutations=49, random_state=4)
     training_map = fitted_map.estimator()
@@ -145,3 +146,16 @@ def test_decision_entropy_at_one_epoch(trace: NetworkTrace, entropy: DecisionEnt
     caption = view.significance_caption(entropy, epoch)
     assert caption.startswith(f"{n_significant} of {len(entropy.neuron_ids_)} neurons")
     assert f"at E_{epoch} (I(A; predicted)" in caption
+
+
+def test_the_neuron_model_says_what_it_loads(tmp_path):
+    from nn_tracing import load_trace
+    from nn_tracing.synthetic import write_synthetic_run
+    from nn_tracing.views.dynamics import NeuronParams
+
+    trace = load_trace(write_synthetic_run(tmp_path / "run", [4, 300, 200, 3], 5))
+    params = NeuronParams(layers=("hidden_1", "hidden_2"), features=("act_mean", "w_norm"))
+    mib = 500 * 5 * 2 * 8 / 2**20
+    assert params.load_text(trace).startswith(
+        f"Loads 500 neurons × 5 epochs × 2 features ({mib:,.1f} MiB as float64)"
+    )

@@ -25,7 +25,11 @@ def test_the_shared_fit_models_every_layer_but_the_input_with_the_dynamics_defau
         "features": list(NEURON_FEATURES),
         "layers": ["hidden_1", "hidden_2", "output"],
         "standardize": "layer",
+        "max_neurons": 20_000,
     }
+    from nn_tracing.views.dynamics import NeuronParams
+
+    assert NeuronParams.default(trace).fit_params() == params  # the page's fit is this one
     assert shared.WHAT == "dynamics:neurons"  # the Dynamics page's own key: one fit, shared
     assert shared.fit_label(trace, ["hidden_1", "hidden_2"]) == (
         f"Fitting one HMM to 16 neurons × {len(trace.epochs)} epochs (k = 2…8 by BIC)"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ...trace import METRICS, NetworkTrace, signature_column
+from ..sampling import DenseSample, sample_neurons
 from ..standardise import ALIASES, constant_columns, constant_rows, zscore
 
 __all__ = [
@@ -92,6 +93,9 @@ class FeatureSpec:
     scale
         One of :data:`SCALES` (``"column"``, the old name of ``"global"``, becomes
         ``"global"``); ``"auto"`` picks :data:`DEFAULT_SCALE` for the kind.
+    max_neurons
+        Above this many neurons, a seeded sample of this many is described
+        (:func:`~nn_tracing.analysis.sampling.sample_neurons`); ``None``: every neuron.
     """
 
     kind: str = "activations"
@@ -101,8 +105,13 @@ class FeatureSpec:
     epoch_range: tuple[int, int] | None = None
     metrics: tuple[str, ...] = DEFAULT_METRICS
     scale: str = "auto"
+    max_neurons: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_neurons is not None and (
+            not isinstance(self.max_neurons, int) or self.max_neurons < 1
+        ):
+            raise FeatureError(f"max_neurons={self.max_neurons!r}: take at least one neuron")
         if self.kind not in FEATURE_SETS:
             raise FeatureError(
                 f"feature set {self.kind!r} does not exist; use one of {', '.join(FEATURE_SETS)}"
@@ -201,7 +210,7 @@ class FeatureSpec:
             "epoch_range": list(self.epoch_range) if self.epoch_range else None,
             "metrics": list(self.metrics),
             "scale": self.scale,
-        }
+        } | ({} if self.max_neurons is None else {"max_neurons": self.max_neurons})
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,8 @@ class NeuronFeatures:
         ``signature``, ``reason``
     spec : the resolved :class:`FeatureSpec`
     notes : what was adjusted (columns dropped, ...), in sentences
+    sample : the neurons described (all of the chosen layers', or a seeded sample of them:
+        ``spec.max_neurons``) and what they take in memory (its ``describe``)
     """
 
     values: np.ndarray
@@ -234,6 +245,7 @@ class NeuronFeatures:
     excluded: pd.DataFrame
     spec: FeatureSpec
     notes: list[str] = field(default_factory=list)
+    sample: DenseSample | None = None
 
     @property
     def n_rows(self) -> int:
@@ -416,6 +428,8 @@ def neuron_features(
     ids, layer_names = _layer_ids(trace, spec.layers)
     if ids.size == 0:
         raise FeatureError("no neurons in the chosen layers")
+    sample = sample_neurons(ids, spec.max_neurons)
+    ids, layer_names = sample.ids, layer_names[sample.positions]
     if spec.kind == "trajectory":
         assert spec.epoch_range is not None
         first, last = spec.epoch_range
@@ -477,6 +491,7 @@ def neuron_features(
         excluded=excluded,
         spec=spec,
         notes=notes,
+        sample=sample,
     )
 
 

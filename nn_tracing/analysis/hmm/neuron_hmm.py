@@ -22,6 +22,7 @@ from ..._renamed import renamed_keyword
 from ...progress import Progress
 from ...trace import METRICS, NetworkTrace
 from ..entropy import entropy_bits, entropy_rate, stationary_distribution
+from ..sampling import sample_neurons
 from ..standardise import canonical_mode, zscore
 from ._em import Sequences, forward_backward, from_model, viterbi
 from .describe import describe_levels, state_label, when_words
@@ -81,6 +82,7 @@ def neuron_sequences(
     *,
     layers: Sequence[str] | None = None,
     standardize: str = "layer",
+    max_neurons: int | None = None,
 ) -> NeuronSequences:
     """Each neuron's trajectory of ``features`` over the recorded epochs, standardised.
 
@@ -97,6 +99,10 @@ def neuron_sequences(
         different scales compare), ``"global"``: over all neurons, ``"neuron"``: over each
         neuron's own epochs (states then mean "above / below its own average"); the modes of
         :mod:`nn_tracing.analysis.standardise`.
+    max_neurons
+        Above this many neurons, a seeded sample of this many
+        (:func:`~nn_tracing.analysis.sampling.sample_neurons`, said in ``notes``); ``None``:
+        every neuron.
     """
     unknown = [f for f in features if f not in METRICS]
     if unknown or not features:
@@ -106,8 +112,10 @@ def neuron_sequences(
     infos = [trace.layer(name) for name in names]
     ids = np.concatenate([np.asarray(i.ids) for i in infos])
     layer_of = np.concatenate([[i.name] * i.n_neurons for i in infos]).astype(object)
+    sample = sample_neurons(ids, max_neurons)
+    ids, layer_of = sample.ids, layer_of[sample.positions]
     raw = np.stack([trace.metric(f)[:, ids].T for f in features], axis=2).astype(np.float64)
-    notes = []
+    notes = [sample.describe(len(trace.epochs) * len(features))] if sample.sampled else []
     for j, name in enumerate(features):
         if name in NAN_FILL and np.isnan(raw[:, :, j]).any():
             raw[:, :, j] = np.where(np.isnan(raw[:, :, j]), NAN_FILL[name], raw[:, :, j])
@@ -159,7 +167,7 @@ class NeuronHMM(_FittedStates):
 
     Parameters
     ----------
-    features, layers, standardize
+    features, layers, standardize, max_neurons
         As for :func:`neuron_sequences` (used when ``fit`` is given a trace).
     n_states, k_range, criterion, n_restarts, sticky, tol_per_obs, n_iter, engine
         As for :class:`StateModel` (default k = 2…8 by BIC, one restart).
@@ -214,6 +222,7 @@ class NeuronHMM(_FittedStates):
         n_iter: int = 100,
         engine: str = "auto",
         random_state: int | None = 0,
+        max_neurons: int | None = None,
     ) -> None:
         self.features = features
         self.n_states = n_states
@@ -227,6 +236,7 @@ class NeuronHMM(_FittedStates):
         self.n_iter = n_iter
         self.engine = engine
         self.random_state = random_state
+        self.max_neurons = max_neurons
 
     def fit(
         self,
@@ -246,7 +256,11 @@ class NeuronHMM(_FittedStates):
         """
         if isinstance(X, NetworkTrace):
             seqs = neuron_sequences(
-                X, self.features, layers=self.layers, standardize=self.standardize
+                X,
+                self.features,
+                layers=self.layers,
+                standardize=self.standardize,
+                max_neurons=self.max_neurons,
             )
             data = seqs.values
             self.neuron_ids_ = seqs.neuron_ids

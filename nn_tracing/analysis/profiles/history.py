@@ -20,6 +20,8 @@ def layer_bands(trace: NetworkTrace, layer: str) -> np.ndarray:
     array of shape (len(METRICS), n_epochs, 3); NaN where no neuron has a value.
     """
     info = trace.layer(layer)
+    if trace.query is not None:  # a run directory: DuckDB over its parts, one pass
+        return trace.query.layer_bands(trace.layer_names().index(layer))
     out = np.full((len(METRICS), len(trace.epochs), 3), np.nan)
     for m, name in enumerate(METRICS):
         block = trace.metric(name)[:, info.first_id : info.last_id + 1].astype(np.float64)
@@ -51,16 +53,10 @@ def metric_history(
     if bands is None:
         bands = layer_bands(trace, info.name)
     epochs = np.asarray(trace.epochs)
+    values, percentiles = _own_values(trace, neuron_id)
     parts = []
     for m, name in enumerate(METRICS):
-        block = trace.metric(name)[:, info.first_id : info.last_id + 1].astype(np.float64)
-        own = block[:, neuron_id - info.first_id]
-        finite = np.isfinite(block)
-        with np.errstate(invalid="ignore"):
-            below = ((block < own[:, None]) & finite).sum(axis=1)
-            equal = ((block == own[:, None]) & finite).sum(axis=1)
-            percentile = (below + 0.5 * equal) / finite.sum(axis=1)
-        percentile = np.where(np.isfinite(own), percentile, np.nan)
+        own, percentile = values[m], percentiles[m]
         parts.append(
             pd.DataFrame(
                 {
@@ -75,3 +71,27 @@ def metric_history(
             )
         )
     return pd.concat(parts, ignore_index=True)
+
+
+def _own_values(trace: NetworkTrace, neuron_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The neuron's value of every metric at every epoch and its percentile in its layer,
+    two arrays of shape (len(METRICS), n_epochs)."""
+    info = trace.layer_of(neuron_id)
+    if trace.query is not None:  # a run directory: DuckDB, without loading the layer
+        rows = trace.neuron_history(neuron_id)
+        index = trace.layer_names().index(info.name)
+        percentiles = trace.query.neuron_percentiles(neuron_id, index, own=rows)
+        return rows[list(METRICS)].to_numpy(np.float64).T, percentiles
+    values = np.full((len(METRICS), len(trace.epochs)), np.nan)
+    percentiles = np.full_like(values, np.nan)
+    for m, name in enumerate(METRICS):
+        block = trace.layer_metric(name, info.name).astype(np.float64)
+        own = block[:, neuron_id - info.first_id]
+        finite = np.isfinite(block)
+        with np.errstate(invalid="ignore"):
+            below = ((block < own[:, None]) & finite).sum(axis=1)
+            equal = ((block == own[:, None]) & finite).sum(axis=1)
+            percentile = (below + 0.5 * equal) / finite.sum(axis=1)
+        values[m] = own
+        percentiles[m] = np.where(np.isfinite(own), percentile, np.nan)
+    return values, percentiles

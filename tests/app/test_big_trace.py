@@ -1,0 +1,141 @@
+"""The Overview and Neurons pages on a run directory large enough that they answer from DuckDB
+(nn_tracing/trace_query.py) instead of a loaded frame: the numbers they show against the
+whole frame computed apart (pandas/NumPy)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from apptest_support import assert_healthy, chart_rows
+from streamlit.testing.v1 import AppTest
+
+import nn_tracing as nt
+from nn_tracing.synthetic import write_synthetic_run
+from nn_tracing.trace import METRICS
+
+SIZES = [20, 3000, 2000, 6, 10]
+EPOCHS = 30
+
+
+@pytest.fixture
+def wide(runs_dir: Path) -> nt.NetworkTrace:
+    """``runs/wide/``: 5 036 neurons × 30 recorded epochs, written through the writer; the
+    trace loaded whole (its frame built) as the reference."""
+    write_synthetic_run(runs_dir / "wide", SIZES, EPOCHS)
+    trace = nt.load_trace(runs_dir / "wide")
+    trace.frame  # noqa: B018 — the reference reads every part
+    return trace
+
+
+def _spec_rows(at: AppTest, title: str) -> list[dict]:
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        text = spec.get("title", {})
+        text = text.get("text", "") if isinstance(text, dict) else str(text)
+        if text == title:
+            return chart_rows(chart)
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def test_the_overview_of_a_large_run_directory_shows_the_frames_numbers(
+    app: Callable[[], AppTest], wide: nt.NetworkTrace
+) -> None:
+    at = app()
+    at.query_params["trace"] = "wide"
+    at.run()
+    assert_healthy(at)
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Hidden neurons"] == f"{3000 + 2000 + 6:,}"
+    assert tiles["Recorded epochs"] == str(EPOCHS)
+    flat = wide.frame.reset_index()
+    rows = [r for r in _spec_rows(at, "act_mean by layer over training") if "median" in r]
+    assert len(rows) == len(SIZES) * EPOCHS
+    for row in rows:
+        cell = flat.loc[(flat["layer"] == row["layer"]) & (flat["epoch"] == row["epoch"])]
+        values = cell["act_mean"].to_numpy(np.float64)
+        p25, median, p75 = np.percentile(values[np.isfinite(values)], [25, 50, 75])
+        assert row["median"] == pytest.approx(median, rel=1e-9)
+        assert (row["p25"], row["p75"]) == pytest.approx((p25, p75), rel=1e-9)
+    # the brain scan at the last epoch: hidden_1's cells are means of runs of its neurons
+    scan = _spec_rows(at, f"act_mean at E_{EPOCHS - 1}")
+    cells = [r for r in scan if r.get("layer") == "hidden_1"]
+    values = wide.metrics_at(EPOCHS - 1)[20:3020, METRICS.index("act_mean")].astype(np.float64)
+    assert sum(r["n"] for r in cells) == 3000
+    total = sum(r["value"] * r["n"] for r in cells)
+    assert total == pytest.approx(float(values.sum()), rel=1e-6, abs=1e-6)
+
+
+def test_a_neurons_profile_in_a_large_run_directory_matches_the_frame(
+    app: Callable[[], AppTest], wide: nt.NetworkTrace
+) -> None:
+    neuron = 20 + 1234
+    at = app()
+    at.query_params["trace"] = "wide"
+    at.query_params["neuron"] = f"E_{EPOCHS - 1}/L_hidden_1/n_{neuron}"
+    at.run()
+    assert_healthy(at)
+    want = wide.frame.xs(neuron, level="neuron")
+    rows = next(d.value for d in at.dataframe if "signature" in d.value and "w_norm" in d.value)
+    assert rows["epoch"].tolist() == list(range(EPOCHS))
+    np.testing.assert_array_equal(
+        rows[list(METRICS)].to_numpy(np.float32), want[list(METRICS)].to_numpy()
+    )
+    history = [r for r in chart_rows(at.get("vega_lite_chart")[0]) if r.get("metric") == "w_norm"]
+    block = wide.frame.xs("hidden_1", level="layer")["w_norm"].unstack().to_numpy(np.float64)
+    own = block[:, neuron - 20]
+    for row in history:
+        epoch_values = block[row["epoch"]]
+        assert row["value"] == pytest.approx(own[row["epoch"]], rel=1e-6)
+        assert row["median"] == pytest.approx(np.median(epoch_values), rel=1e-9)
+        share = (np.sum(epoch_values < own[row["epoch"]]) + 0.5) / epoch_values.size
+        assert row["percentile"] == pytest.approx(share, rel=1e-9)
+
+
+def test_the_clusters_page_says_what_it_loads_and_maps_a_stated_sample(
+    app: Callable[[], AppTest], wide: nt.NetworkTrace
+) -> None:
+    from apptest_support import texts
+
+    at = app()
+    at.query_params["trace"] = "wide"
+    for key, value in {"features": "trajectory", "max_neurons": "800", "perms": "5"}.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("pages/clusters.py").run()
+    assert_healthy(at)
+    assert at.number_input(key="nnt.clusters.max_neurons").value == 800
+    captions = texts(at.caption)
+    assert "Loads 800 neurons × 30 features" in captions
+    assert "a random sample (seed 0) of the 5,016 neurons" in captions
+    titles = [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
+    texts_ = [t.get("text", "") if isinstance(t, dict) else str(t or "") for t in titles]
+    title = next(t for t in texts_ if t.startswith("PCA of "))
+    # the sample the caption states, less the neurons whose trajectory is constant (dead)
+    from nn_tracing.analysis.sampling import sample_neurons
+
+    sample = sample_neurons(np.arange(20, wide.n_neurons), 800)
+    act_mean = wide.metric("act_mean")[:, sample.ids]
+    placeable = int((act_mean.std(axis=0) > 0).sum())
+    assert 700 < placeable < 800
+    assert title == f"PCA of {placeable} neurons", title
+
+
+def test_the_dynamics_page_says_what_its_neuron_model_loads_and_samples(
+    app: Callable[[], AppTest], wide: nt.NetworkTrace
+) -> None:
+    from apptest_support import texts
+
+    at = app()
+    at.query_params["trace"] = "wide"
+    at.query_params["nmax"] = "500"
+    at.query_params["nfeatures"] = "w_norm,act_std"
+    at.run()
+    at.switch_page("pages/dynamics.py").run()
+    assert_healthy(at)
+    captions = texts(at.caption)
+    assert "Loads 500 neurons × 30 epochs × 2 features (0.2 MiB as float64)" in captions
+    assert "a random sample (seed 0) of the 5,016 neurons" in captions

@@ -1,0 +1,272 @@
+"""DuckDB over a run directory's neuron parts (nn_tracing/trace_query.py), and opening a run
+directory without reading them (nn_tracing/rundir_parts.py): answers against pandas/NumPy
+brute force on a real trace, bytes read at open, hostile parts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nn_tracing import NetworkTrace, TraceFormatError, load_trace, train
+from nn_tracing.analysis.profiles import layer_bands, metric_history
+from nn_tracing.rundir import RunWriter
+from nn_tracing.synthetic import write_synthetic_run
+from nn_tracing.trace import METRICS
+from nn_tracing.views.neurons import neuron_rows
+from nn_tracing.viz import layer_epoch_frame, neuron_epoch_frame
+from tests.conftest import TINY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def trace() -> NetworkTrace:
+    """A real run (ReLU: many equal values, NaN weight statistics of the inputs), with
+    ``act_mean`` rounded to one decimal so that many neurons of a layer tie."""
+    run = train(TINY_CONFIG.replace(epochs=6, hidden_sizes=(16, 12)))
+    real = run.trace
+    assert real is not None
+    column = METRICS.index("act_mean")
+    metrics = {}
+    for epoch in real.epochs:
+        values = real.metrics_at(epoch).copy()
+        values[:, column] = np.round(values[:, column], 1)
+        metrics[epoch] = values
+    tensors = {epoch: real.epoch_tensors(epoch) for epoch in real.epochs}
+    return NetworkTrace(
+        real.layers,
+        metrics,
+        real.meta,
+        history=real.history,
+        steps=real.steps,
+        probe=real.probe,
+        epoch_tensors=tensors,
+        final_weights=real.final_weights,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(trace: NetworkTrace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("q") / "run"
+    writer = RunWriter(directory, trace)
+    for epoch in trace.epochs:
+        writer.write_epoch(epoch)
+    writer.close()
+    return directory
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    return target
+
+
+def _flat(trace: NetworkTrace) -> pd.DataFrame:
+    return trace.frame.reset_index()
+
+
+def test_layer_quantiles_equal_numpy_per_layer_and_epoch(run, trace):
+    loaded = load_trace(run)
+    flat = _flat(trace)
+    for metric in ("act_mean", "w_norm", "act_min", "act_active"):
+        got = loaded.query.layer_quantiles(metric)
+        for row in got.itertuples():
+            layer = trace.layers[row.layer_index].name
+            epoch = trace.epochs[row.group]
+            values = flat.loc[(flat["layer"] == layer) & (flat["epoch"] == epoch), metric]
+            finite = values.to_numpy(np.float64)
+            finite = finite[np.isfinite(finite)]
+            assert row.n == finite.size, (metric, layer, epoch)
+            if finite.size:
+                want = np.percentile(finite, [25, 50, 75])
+                np.testing.assert_allclose([row.q0, row.q1, row.q2], want, rtol=1e-12)
+            else:
+                assert np.isnan([row.q0, row.q1, row.q2]).all()
+
+
+def test_layer_quantiles_over_groups_of_epochs(run, trace):
+    loaded = load_trace(run)
+    groups = [trace.epochs[:3], trace.epochs[3:]]
+    got = loaded.query.layer_quantiles("act_mean", (0.5,), epoch_groups=groups)
+    flat = _flat(trace)
+    for row in got.itertuples():
+        layer = trace.layers[row.layer_index].name
+        cell = flat.loc[(flat["layer"] == layer) & flat["epoch"].isin(groups[row.group])]
+        assert row.q0 == pytest.approx(np.median(cell["act_mean"].to_numpy(np.float64)))
+
+
+def test_a_neurons_history_an_epoch_slice_and_a_metric_matrix_equal_the_frame(run, trace):
+    loaded = load_trace(run)
+    frame = trace.frame
+    for neuron in (0, 3, 20, trace.n_neurons - 1):
+        history = loaded.query.neuron_history(neuron)
+        want = frame.xs(neuron, level="neuron").reset_index()
+        assert history["epoch"].tolist() == trace.epochs
+        np.testing.assert_array_equal(
+            history[list(METRICS)].to_numpy(), want[list(METRICS)].to_numpy()
+        )
+    for epoch in trace.epochs:
+        np.testing.assert_array_equal(loaded.query.epoch_slice(epoch), trace.metrics_at(epoch))
+        np.testing.assert_array_equal(
+            loaded.query.epoch_slice(epoch, 5, 9), trace.metrics_at(epoch)[5:10]
+        )
+    for metric in METRICS:
+        np.testing.assert_array_equal(loaded.metric(metric), trace.metric(metric))
+        np.testing.assert_array_equal(
+            loaded.layer_metric(metric, "hidden_1"), trace.metric(metric)[:, 2:18]
+        )
+
+
+def test_percentiles_and_bands_in_the_layer_count_ties_half(run, trace):
+    loaded = load_trace(run)
+    for layer in ("hidden_1", "hidden_2", "input"):
+        np.testing.assert_allclose(layer_bands(loaded, layer), layer_bands(trace, layer))
+        info = trace.layer(layer)
+        block = trace.layer_metric("act_mean", layer).astype(np.float64)
+        for neuron in (info.first_id, info.last_id):
+            got = loaded.query.neuron_percentiles(neuron, trace.layer_names().index(layer))
+            own = block[:, neuron - info.first_id]
+            want = [
+                (np.sum(row < v) + 0.5 * np.sum(row == v)) / row.size
+                for row, v in zip(block, own, strict=True)
+            ]
+            np.testing.assert_allclose(got[METRICS.index("act_mean")], want)
+    hidden = trace.layer_metric("act_mean", "hidden_1")
+    assert (hidden == hidden[:, :1]).sum() > 2 * hidden.shape[0]  # the rounding made ties
+    pd.testing.assert_frame_equal(metric_history(loaded, 7), metric_history(trace, 7))
+
+
+def test_the_pages_frames_are_the_same_from_disk_and_from_memory(run, trace):
+    loaded = load_trace(run)
+    for metric in ("act_mean", "grad_norm"):
+        pd.testing.assert_frame_equal(
+            layer_epoch_frame(loaded, metric), layer_epoch_frame(trace, metric)
+        )
+        for order in ("id", "value"):
+            pd.testing.assert_frame_equal(
+                neuron_epoch_frame(loaded, "hidden_1", metric, order=order),
+                neuron_epoch_frame(trace, "hidden_1", metric, order=order),
+            )
+    pd.testing.assert_frame_equal(neuron_rows(loaded, 9), neuron_rows(trace, 9))
+    assert loaded._frame is None  # none of it built the whole frame
+
+
+def test_opening_a_run_directory_reads_none_of_its_neuron_parts(tmp_path):
+    run = write_synthetic_run(tmp_path / "big", [50, 3000, 3000, 10], 30)
+    parts = sum(p.stat().st_size for p in run.glob("neurons/epoch=*/part.parquet"))
+    assert len(list(run.glob("neurons/epoch=*/part.parquet"))) == 30
+    io = Path("/proc/self/io")
+    if not io.exists():
+        pytest.skip("needs Linux's /proc/self/io to count the bytes read")
+
+    def read_bytes() -> int:
+        lines = io.read_text().splitlines()
+        return int(next(line for line in lines if line.startswith("rchar")).split()[1])
+
+    load_trace(run)  # the modules it imports are read once
+    before = read_bytes()
+    trace = load_trace(run)
+    opened = read_bytes() - before
+    assert parts > 5 * 2**20
+    # the manifest, the history parts and each neuron part's footer (a few KiB however
+    # many neurons): not the parts themselves
+    assert opened < 30 * 16 * 2**10 + 128 * 2**10, (opened, parts)
+    assert opened < parts / 20, (opened, parts)
+    assert trace._epoch_metrics.loads == 0 and trace._frame is None
+    trace.metrics_at(3)
+    assert trace._epoch_metrics.loads == 1
+    assert trace.frame.shape == (30 * 6060, len(METRICS))  # a trace that fits still loads
+
+
+def _rewrite_part(run: Path, epoch: int, table: pa.Table) -> None:
+    pq.write_table(table, run / f"neurons/epoch={epoch}/part.parquet")
+
+
+def test_a_part_with_other_columns_is_refused_at_open(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    table = pq.read_table(copy / "neurons/epoch=2/part.parquet")
+    _rewrite_part(copy, 2, table.drop_columns(["w_mean"]))
+    with pytest.raises(TraceFormatError, match="wrong columns"):
+        load_trace(copy)
+    as_double = table.set_column(
+        table.schema.get_field_index("w_mean"), "w_mean", table["w_mean"].cast(pa.float64())
+    )
+    _rewrite_part(copy, 2, as_double)
+    with pytest.raises(TraceFormatError, match="expected float32"):
+        load_trace(copy)
+
+
+def test_a_part_with_other_rows_is_refused_at_open(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    table = pq.read_table(copy / "neurons/epoch=2/part.parquet")
+    _rewrite_part(copy, 2, table.slice(0, 10))
+    with pytest.raises(TraceFormatError, match="rows"):
+        load_trace(copy)
+    copy2 = _copy(run, tmp_path / "b")
+    manifest = json.loads((copy2 / "manifest.json").read_text())
+    manifest["tables"]["neurons"]["parts"]["2"] = 10
+    (copy2 / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TraceFormatError, match="rows"):
+        load_trace(copy2)
+
+
+def test_a_part_whose_ids_lie_is_refused_when_read_and_never_trusted_by_queries(
+    run, trace, tmp_path
+):
+    copy = _copy(run, tmp_path)
+    table = pq.read_table(copy / "neurons/epoch=2/part.parquet")
+    ids = table["neuron"].to_numpy()[::-1].copy()
+    _rewrite_part(copy, 2, table.set_column(1, "neuron", pa.array(ids)))
+    loaded = load_trace(copy)  # the footer is fine
+    np.testing.assert_array_equal(loaded.query.epoch_slice(2), trace.metrics_at(2))
+    with pytest.raises(TraceFormatError, match="disagree"):
+        loaded.metrics_at(2)
+
+
+def test_a_part_with_damaged_pages_fails_its_query_with_a_clear_error(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    path = copy / "neurons/epoch=2/part.parquet"
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    for i in range(8, len(data) - footer - 16, 7):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    loaded = load_trace(copy)
+    with pytest.raises(TraceFormatError, match="cannot be queried"):
+        loaded.query.neuron_history(3)
+
+
+def test_duckdb_reads_only_the_checked_parts_and_cannot_be_reopened(run, tmp_path):
+    loaded = load_trace(run)
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), other)
+    con = loaded.query._con
+    with pytest.raises(duckdb.PermissionException):
+        con.execute(f"SELECT * FROM read_parquet('{other}')").fetchall()
+    with pytest.raises(duckdb.PermissionException):
+        con.execute(f"SELECT * FROM read_csv('{run / 'manifest.json'}')").fetchall()
+    with pytest.raises(duckdb.Error, match="configuration"):
+        con.execute("SET enable_external_access = true")
+    with pytest.raises(duckdb.Error):
+        con.execute("INSTALL httpfs")
+    assert sorted(loaded.query.files) == sorted(
+        str(run / f"neurons/epoch={e}/part.parquet") for e in loaded.epochs
+    )
+
+
+def test_quantiles_asked_a_few_epochs_at_a_time_are_the_same(run, trace, monkeypatch):
+    loaded = load_trace(run)
+    whole_bands = loaded.query.layer_bands(1)
+    whole = loaded.query.layer_quantiles("act_mean", epoch_groups=[[0, 1], [2, 3], [4, 5, 6]])
+    monkeypatch.setattr("nn_tracing.trace_query.QUANTILE_BYTES", 1)  # one group per query
+    assert len(loaded.query._chunks(8, [[0, 1], [2], [3]])) == 3
+    np.testing.assert_array_equal(loaded.query.layer_bands(1), whole_bands)
+    chunked = loaded.query.layer_quantiles("act_mean", epoch_groups=[[0, 1], [2, 3], [4, 5, 6]])
+    pd.testing.assert_frame_equal(chunked, whole)
