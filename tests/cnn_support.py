@@ -73,7 +73,7 @@ def train_bars_cnn(config: TrainConfig = BARS_CONFIG) -> NetworkTrace:
             loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
         model.end_epoch(epoch, train_loss=total / len(order))
     trace = model.finish()
     from nn_tracing import attach_model

@@ -1,0 +1,103 @@
+"""The Neurons page's views of a convolution channel as an image neuron.
+
+For a channel of a ``conv2d`` layer whose inputs are images: its kernel as small images over
+the recorded epochs with kept weights ("Inputs and outputs"), and ("What it responds to") its
+top-activating probe images with the receptive-field box of each image's peak, and its
+activation map on a probe sample chosen by number. What they show is
+:mod:`nn_tracing.views.channels`'; this module keeps the widgets and the layout. The top images
+and the map run the network (a forward pass over the probe, cached per trace, epoch and
+neuron); a trace whose model cannot be rebuilt says why in their place.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..analysis.neuron_model import NeuronModel
+from ..analysis.profiles import ProfileUnavailable
+from ..trace import NetworkTrace
+from ..views import channels as views
+from ..views.neurons import weights_epoch
+from . import cache, state
+from .charts import show_chart
+from .traces import ActiveTrace
+
+__all__ = ["channel_responses", "kernel_section"]
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _model(key: str, epoch: int, _trace: NetworkTrace) -> NeuronModel:
+    return views.live_model(_trace, epoch)
+
+
+def _model_at(active: ActiveTrace, epoch: int) -> tuple[NeuronModel, int]:
+    """The network at the kept epoch nearest ``epoch``, and that epoch (a notice when it
+    differs)."""
+    kept, notice = weights_epoch(active.trace, epoch)
+    if notice:
+        st.caption(notice)
+    return _model(active.key, kept, active.trace), kept
+
+
+def kernel_section(active: ActiveTrace, neuron: int) -> None:
+    """The channel's kernel at the epochs with kept weights (nothing for other neurons)."""
+    trace = active.trace
+    if views.channel_layer(trace, neuron) is None or not trace.epochs_with_weights:
+        return
+    chart = cache.chart(
+        "channel_kernels", active.key, (neuron,), lambda: views.kernel_chart(trace, neuron)
+    )
+    show_chart(chart, width="content")
+    if len(trace.epochs_with_weights) < 2:
+        st.caption(
+            "This run kept only its final weights: train with keep_weights=True "
+            "(--keep-weights) to watch the kernel form over training."
+        )
+
+
+def channel_responses(active: ActiveTrace, neuron: int, epoch: int, k: int, largest: bool) -> bool:
+    """Top images with receptive fields and the activation map of a channel neuron; ``False``
+    (nothing drawn) when ``neuron`` is not a channel of an image network."""
+    trace = active.trace
+    if views.channel_layer(trace, neuron) is None:
+        return False
+    try:
+        model, kept = _model_at(active, epoch)
+    except ProfileUnavailable as exc:
+        st.info(f"Not available here: {exc}.")
+        return True
+    chart = cache.chart(
+        "channel_top",
+        active.key,
+        (neuron, kept, k, largest),
+        lambda: views.top_images_chart(trace, model, neuron, kept, k, largest)[0],
+    )
+    show_chart(chart, width="content")
+    _activation_map(active, model, neuron, kept)
+    return True
+
+
+def _activation_map(active: ActiveTrace, model: NeuronModel, neuron: int, epoch: int) -> None:
+    trace = active.trace
+    n_probe = len(trace.probe[1]) if trace.probe is not None else 1
+    if not isinstance(state.get(state.NEURON_MAP_SAMPLE), int) or not (
+        0 <= state.get(state.NEURON_MAP_SAMPLE) < n_probe
+    ):
+        state.put(state.NEURON_MAP_SAMPLE, 0)
+    st.markdown("**Its activation map on one probe sample**")
+    sample = int(
+        st.number_input(
+            "Probe sample",
+            0,
+            n_probe - 1,
+            key=state.NEURON_MAP_SAMPLE,
+            help="Any probe sample by its index (the top images' captions name theirs).",
+        )
+    )
+    chart = cache.chart(
+        "channel_map",
+        active.key,
+        (neuron, epoch, sample),
+        lambda: views.activation_map_chart(trace, model, neuron, epoch, sample),
+    )
+    show_chart(chart, width="content")
