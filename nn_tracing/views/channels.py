@@ -22,6 +22,7 @@ from ..analysis.profiles import ProfileUnavailable
 from ..progress import Progress
 from ..trace import LayerInfo, NetworkTrace
 from ..viz import channels as channel_viz
+from ..viz.common import MARK_BUDGET
 from .breadcrumbs import Metric
 from .text import md_escape
 
@@ -63,6 +64,16 @@ def live_model(trace: NetworkTrace, epoch: int | None) -> NeuronModel:
         raise ProfileUnavailable(
             f"receptive fields and activation maps run the network, and {exc}"
         ) from None
+
+
+def _field(model: NeuronModel, layer: str, x: np.ndarray) -> channels.ReceptiveField:
+    """The layer's receptive field, or :class:`ProfileUnavailable` saying why there is none."""
+    try:
+        return channels.receptive_field(model, layer, x)
+    except ProfileUnavailable:
+        raise
+    except ValueError as exc:
+        raise ProfileUnavailable(str(exc)) from None
 
 
 def _image_pixels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,13 +180,22 @@ def top_images_chart(
     trace: NetworkTrace, model: NeuronModel, neuron: int, epoch: int, k: int, largest: bool
 ) -> tuple[object, pd.DataFrame]:
     """The top images with their boxes as a chart, and the table it was drawn from."""
-    pixels, boxes, top = top_images_frames(trace, model, neuron, epoch, k, largest)
+    x = channels.image_inputs(trace)
+    assert x is not None
+    field = _field(model, trace.layer_of(neuron).name, x)
+    fits = max(1, MARK_BUDGET // (x.shape[2] * x.shape[3]))  # images within the mark budget
+    pixels, boxes, top = top_images_frames(trace, model, neuron, epoch, min(k, fits), largest)
     if top.empty:
         raise ProfileUnavailable("no probe image has a finite activation")
-    field = channels.receptive_field(
-        model, trace.layer_of(neuron).name, channels.image_inputs(trace)
-    )
     order = "most" if largest else "least"
+    budget = (
+        [
+            f"{k} asked for: the {fits} that fit in {MARK_BUDGET:,} marks "
+            f"({x.shape[2]}×{x.shape[3]} pixels each) are shown"
+        ]
+        if k > fits
+        else []
+    )
     chart = channel_viz.top_images_chart(
         pixels,
         boxes,
@@ -185,6 +205,7 @@ def top_images_chart(
             f"{field.size[0]}×{field.size[1]}-pixel receptive field of the map's maximum "
             "(clipped at the border)",
             "pixels: standardised probe inputs",
+            *budget,
         ],
     )
     return chart, top
@@ -210,7 +231,7 @@ def activation_map_chart(
     r, c, grey = _image_pixels(x[sample])
     image = pd.DataFrame({"row": r, "col": c, "value": grey, "signature": signature})
     peak_row, peak_col = divmod(int(np.argmax(values)), values.shape[1])
-    field = channels.receptive_field(model, info.name, x)
+    field = _field(model, info.name, x)
     box = pd.DataFrame(
         [_box_row("", field.box(peak_row, peak_col), float(values.max()), "", signature)]
     )
