@@ -190,3 +190,14 @@ def test_without_the_model_the_pages_say_so_instead_of_failing(
     at.switch_page("pages/breadcrumbs.py").run()
     assert_healthy(at)
     assert "custom model" in texts(at.main.warning)
+
+
+@pytest.mark.parametrize("page", ["overview", "clusters", "dynamics"])
+def test_the_other_pages_open_a_cnn_trace(
+    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path, attach: None, page: str
+) -> None:
+    shutil.copy(cnn_file, runs_dir / "cnn.nntrace")
+    at = _open(app, "cnn")
+    at.switch_page(f"pages/{page}.py").run()
+    assert_healthy(at)
+    assert at.get("vega_lite_chart"), f"{page} draws no chart"
