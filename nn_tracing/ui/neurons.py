@@ -47,7 +47,7 @@ from .charts import neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
-from .neurons_channels import channel_responses, kernel_section
+from .neurons_channels import channel_map_section, channel_responses, kernel_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 from .widgets import epoch_picker
@@ -556,6 +556,8 @@ def _top_section(active: ActiveTrace, settings: Settings) -> None:
         caption = views.enrichment_caption(enrichment, len(top), order)
         if caption is not None:
             st.caption(caption)
+    with _section("drawing the channel's activation map"):
+        channel_map_section(active, neuron, epoch)
 
 
 def _field_section(active: ActiveTrace, settings: Settings) -> None:

@@ -22,7 +22,7 @@ from . import cache, state
 from .charts import show_chart
 from .traces import ActiveTrace
 
-__all__ = ["channel_responses", "kernel_section"]
+__all__ = ["channel_map_section", "channel_responses", "kernel_section"]
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -56,7 +56,7 @@ def kernel_section(active: ActiveTrace, neuron: int) -> None:
 
 
 def channel_responses(active: ActiveTrace, neuron: int, epoch: int, k: int, largest: bool) -> bool:
-    """Top images with receptive fields and the activation map of a channel neuron; ``False``
+    """The top images of a channel neuron with the receptive field of each peak; ``False``
     (nothing drawn) when ``neuron`` is not a channel of an image network."""
     trace = active.trace
     if views.channel_layer(trace, neuron) is None:
@@ -73,8 +73,21 @@ def channel_responses(active: ActiveTrace, neuron: int, epoch: int, k: int, larg
         lambda: views.top_images_chart(trace, model, neuron, kept, k, largest)[0],
     )
     show_chart(chart, width="content")
-    _activation_map(active, model, neuron, kept)
     return True
+
+
+def channel_map_section(active: ActiveTrace, neuron: int, epoch: int) -> None:
+    """The channel's activation map on a probe sample chosen by number (nothing for other
+    neurons, or when the model cannot be rebuilt: :func:`channel_responses` said why)."""
+    trace = active.trace
+    if views.channel_layer(trace, neuron) is None:
+        return
+    try:
+        kept, _ = weights_epoch(trace, epoch)
+        model = _model(active.key, kept, trace)
+    except ProfileUnavailable:
+        return
+    _activation_map(active, model, neuron, kept)
 
 
 def _activation_map(active: ActiveTrace, model: NeuronModel, neuron: int, epoch: int) -> None:

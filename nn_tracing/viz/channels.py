@@ -171,7 +171,11 @@ def activation_map_chart(
         ],
     ).properties(data=_with_edges(activation_map), title="the channel's activation map")
     framed = alt.layer(left, outline).properties(height=left.height, width=left.width)
-    return alt.hconcat(framed, right).properties(title=alt.Title(title, anchor="start"))
+    return (
+        alt.hconcat(framed, right)
+        .resolve_scale(color="independent")
+        .properties(title=alt.Title(title, anchor="start"))
+    )
 
 
 def pixel_attribution_chart(
@@ -204,6 +208,8 @@ def pixel_attribution_chart(
             alt.Tooltip("score:Q", format=".4g"),
         ],
     ).properties(data=_with_edges(scores), title="attribution of each pixel")
-    return alt.hconcat(left, right).properties(
-        title=alt.Title(title, subtitle=subtitle, anchor="start")
+    return (
+        alt.hconcat(left, right)
+        .resolve_scale(color="independent")
+        .properties(title=alt.Title(title, subtitle=subtitle, anchor="start"))
     )

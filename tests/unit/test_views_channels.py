@@ -101,3 +101,14 @@ def test_a_custom_model_without_its_module_and_an_unfollowable_one_explain_thems
         views.top_images_chart(trace, model, neuron, 2, 4, True)
     with pytest.raises(ProfileUnavailable, match="probe sample 99 does not exist"):
         views.activation_map_chart(trace, model, neuron, 2, 99)
+
+
+def test_the_map_and_the_pixels_keep_their_own_colour_scales() -> None:
+    trace = attach_model(_trace(_cnn()), _cnn())
+    model = views.live_model(trace, 2)
+    spec = views.activation_map_chart(trace, model, trace.layer("conv_1").first_id, 2, 0).to_dict()
+    assert spec["resolve"] == {"scale": {"color": "independent"}}
+    color = spec["hconcat"][1]["encoding"]["color"]["scale"]
+    assert color["scheme"] == "blueorange" and color["domainMid"] == 0
+    low, high = color["domain"]
+    assert low == -high > -np.inf
