@@ -157,6 +157,22 @@ def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
     for row in scores:
         got[row["row"], row["col"]] = row["score"]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    # ablating two conv_2 channels: accuracy of the torch net with those channels zeroed
+    at.session_state[state.BREADCRUMBS_TAB] = "Ablation"
+    at.run()
+    conv_2 = trace.layer("conv_2")
+    channels = [conv_2.first_id + 1, conv_2.first_id + 6]
+    at.multiselect(key=state.epoch_key(state.BREADCRUMBS_ABLATE, "run:cnn")).set_value(
+        channels
+    ).run()
+    assert_healthy(at)
+    handle = net.act_2.register_forward_hook(lambda m, i, out: out.index_fill(1, zeroed, 0.0))
+    zeroed = torch.tensor([1, 6])
+    with torch.no_grad():
+        predicted = net(torch.as_tensor(x)).argmax(1).numpy()
+    handle.remove()
+    accuracy = float((predicted == np.asarray(y)).mean())
+    assert {m.label: m.value for m in at.metric}["Probe accuracy"] == f"{accuracy:.3f}"
     # pruning 3 of conv_2's 8 channels removes 3 filters (6·3·3 + 1) and 3 · 4 · 4 columns of
     # each of the 4 output rows
     at.session_state[state.BREADCRUMBS_TAB] = "Pruning"
