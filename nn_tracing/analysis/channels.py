@@ -129,9 +129,15 @@ def _conv_layer(model: NeuronModel, neuron_or_layer: int | str) -> LayerInfo:
 
 # -- maps ----------------------------------------------------------------------------------------
 def channel_maps(
-    model: NeuronModel, x: torch.Tensor | np.ndarray, layer: str, chunk_size: int = 1024
+    model: NeuronModel,
+    x: torch.Tensor | np.ndarray,
+    layer: str,
+    channels: Sequence[int] | None = None,
+    chunk_size: int = 1024,
 ) -> np.ndarray:
-    """A conv layer's activation maps on images ``x``: float32 array (n_samples, C, h, w).
+    """A conv layer's activation maps on images ``x``: float32 array (n_samples, C, h, w), or
+    (n_samples, len(channels), h, w) for some ``channels`` (indices within the layer; only
+    those are kept, chunk by chunk, so a large probe costs one channel's maps).
 
     The maps are what the layer's channel neurons pass on (after their activation function);
     their mean over positions is the trace's activation of the channel.
@@ -139,15 +145,21 @@ def channel_maps(
     info = _conv_layer(model, layer)
     point = model.point(info.name)
     x = torch.as_tensor(x).to(model.device)
+    keep = None if channels is None else torch.as_tensor(list(channels), dtype=torch.long)
     parts: list[torch.Tensor] = []
-    handle = point.register_forward_hook(lambda m, i, out: parts.append(out.detach().float()))
+
+    def hook(module: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+        maps = out.detach() if keep is None else out.detach()[:, keep.to(out.device)]
+        parts.append(maps.float().cpu())
+
+    handle = point.register_forward_hook(hook)
     try:
         with torch.no_grad():
             for start in range(0, x.shape[0], chunk_size):
                 model(x[start : start + chunk_size])
     finally:
         handle.remove()
-    return torch.cat(parts).cpu().numpy()
+    return torch.cat(parts).numpy()
 
 
 # -- receptive fields ----------------------------------------------------------------------------
@@ -303,7 +315,7 @@ def top_channel_images(
     """
     info = _conv_layer(model, neuron)
     channel = int(neuron) - info.first_id
-    maps = channel_maps(model, x, info.name)[:, channel]  # (n, h, w)
+    maps = channel_maps(model, x, info.name, [channel])[:, 0]  # (n, h, w)
     pooled = maps.reshape(len(maps), -1).mean(1).astype(np.float64)
     keep = np.flatnonzero(np.isfinite(pooled))
     key = -pooled[keep] if largest else pooled[keep]
@@ -390,6 +402,7 @@ def pixel_attributions(
     method: str = "grad_x_input",
     *,
     n_steps: int = 32,
+    max_rows: int = 4096,
 ) -> np.ndarray:
     """Attribution of the target class's score (``model.objective``) to every input pixel.
 
@@ -401,6 +414,9 @@ def pixel_attributions(
         One class, or one per sample.
     method
         One of :data:`PIXEL_METHODS`.
+    n_steps, max_rows
+        Integration steps of integrated gradients, and the most images one forward pass
+        holds (steps × samples are split into passes of at most ``max_rows``).
 
     Returns
     -------
@@ -419,6 +435,10 @@ def pixel_attributions(
         values = InputXGradient(model).attribute(x.clone().requires_grad_(True), target=goal)
     else:
         values = IntegratedGradients(model).attribute(
-            x, baselines=torch.zeros_like(x), target=goal, n_steps=n_steps
+            x,
+            baselines=torch.zeros_like(x),
+            target=goal,
+            n_steps=n_steps,
+            internal_batch_size=max(1, min(x.shape[0] * n_steps, max_rows)),
         )
     return values.detach().cpu().numpy().astype(np.float64)

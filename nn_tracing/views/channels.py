@@ -222,7 +222,7 @@ def activation_map_chart(
         raise ProfileUnavailable(f"probe sample {sample} does not exist; there are {len(x)}")
     info = trace.layer_of(neuron)
     channel = neuron - info.first_id
-    values = channels.channel_maps(model, x[sample : sample + 1], info.name)[0, channel]
+    values = channels.channel_maps(model, x[sample : sample + 1], info.name, [channel])[0, 0]
     signature = trace.signature(epoch, neuron)
     rows, cols = np.divmod(np.arange(values.size), values.shape[1])
     activation_map = pd.DataFrame(

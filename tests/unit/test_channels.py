@@ -65,6 +65,9 @@ def test_maps_pool_to_the_traced_activations() -> None:
             atol=1e-6,
         )
     assert channel_maps(model, x, "b").shape == (20, 5, 3, 3)
+    np.testing.assert_array_equal(
+        channel_maps(model, x, "b", [4, 1], chunk_size=7), channel_maps(model, x, "b")[:, [4, 1]]
+    )
     with pytest.raises(ValueError, match="linear layer"):
         channel_maps(model, x, "out")
 
@@ -171,6 +174,10 @@ def test_pixel_attribution_is_gradient_times_input_and_integrated_gradients_are_
     np.testing.assert_allclose(got, (xg.grad * x).numpy(), rtol=1e-5, atol=1e-7)
     assert got.shape == x.shape
     ig = pixel_attributions(model, x, [0, 1, 2, 0, 1, 2], "integrated_gradients", n_steps=64)
+    split = pixel_attributions(
+        model, x, [0, 1, 2, 0, 1, 2], "integrated_gradients", n_steps=64, max_rows=50
+    )
+    np.testing.assert_allclose(split, ig, rtol=1e-5, atol=1e-7)  # passes of 50 rows, same sums
     with torch.no_grad():
         at_x = net(x)[torch.arange(6), torch.tensor([0, 1, 2, 0, 1, 2])]
         at_zero = net(torch.zeros_like(x))[0, torch.tensor([0, 1, 2, 0, 1, 2])]
