@@ -9,7 +9,8 @@ views of the app: kernels that become oriented filters, channels whose top image
 orientation, receptive fields that sit on the bar.
 
 The bar is drawn anti-aliased from its distance to a line segment, all images at once with
-NumPy (no Python loop over images), so 2000 images of 16 × 16 take a few milliseconds.
+NumPy (no Python loop over images): 2000 images of 16 × 16 take about 80 ms (median of 7,
+measured on a shared 2-core machine).
 """
 
 from __future__ import annotations
