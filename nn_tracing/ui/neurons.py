@@ -137,13 +137,18 @@ def _settings(
         top_order=str(state.get(state.NEURON_TOP_ORDER)),
         health_layers=tuple(state.get(state.NEURON_HEALTH_LAYERS)),
         health_flags=tuple(state.get(state.NEURON_HEALTH_FLAGS)),
-        map_sample=_map_sample(),
+        map_sample=_map_sample(active.trace),
     )
 
 
-def _map_sample() -> int:
+def _map_sample(trace: NetworkTrace) -> int:
+    """The probe sample of a channel's activation map: the widget's, if it exists, else 0."""
     value = state.get(state.NEURON_MAP_SAMPLE)
-    return value if isinstance(value, int) and value >= 0 else 0
+    n_probe = len(trace.probe[1]) if trace.probe is not None else 0
+    if not isinstance(value, int) or not 0 <= value < max(n_probe, 1):
+        state.put(state.NEURON_MAP_SAMPLE, 0)
+        return 0
+    return value
 
 
 # -- the neuron and epoch ----------------------------------------------------------------------

@@ -92,11 +92,7 @@ def channel_map_section(active: ActiveTrace, neuron: int, epoch: int) -> None:
 
 def _activation_map(active: ActiveTrace, model: NeuronModel, neuron: int, epoch: int) -> None:
     trace = active.trace
-    n_probe = len(trace.probe[1]) if trace.probe is not None else 1
-    if not isinstance(state.get(state.NEURON_MAP_SAMPLE), int) or not (
-        0 <= state.get(state.NEURON_MAP_SAMPLE) < n_probe
-    ):
-        state.put(state.NEURON_MAP_SAMPLE, 0)
+    n_probe = len(trace.probe[1]) if trace.probe is not None else 1  # the page checked the key
     st.markdown("**Its activation map on one probe sample**")
     sample = int(
         st.number_input(

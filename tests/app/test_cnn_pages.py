@@ -126,6 +126,11 @@ def test_a_channel_shows_its_kernels_top_images_with_boxes_and_its_map(
     for row in values:
         got[row["row"], row["col"]] = row["activation"]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # a link to a sample the probe does not hold opens sample 0, and says so in the URL
+    at = _open(app, "cnn", neuron=f"E_{LAST}/L_conv_1/n_{neuron}", map_sample="5000")
+    assert_healthy(at)
+    assert at.number_input(key=state.NEURON_MAP_SAMPLE).value == 0
+    assert "map_sample" not in at.query_params
 
 
 def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
