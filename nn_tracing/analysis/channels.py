@@ -49,6 +49,7 @@ __all__ = [
     "conv_layers",
     "image_inputs",
     "kernel_history",
+    "leaf_calls",
     "model_with_weights",
     "pixel_attributions",
     "receptive_field",
@@ -225,29 +226,33 @@ def _geometry(module: nn.Module) -> tuple[tuple[int, int], ...] | None:
     )
 
 
-def _spatial_calls(model: NeuronModel, x: torch.Tensor, target: str) -> list[tuple[nn.Module, Any]]:
-    """The leaf modules that run on 4-D tensors before and including ``target`` (a module
-    name), in call order, with their output shapes."""
-    calls: list[tuple[nn.Module, Any]] = []
-    handles = []
-    done = [False]
-    for name, module in model.model.named_modules():
-        if next(module.children(), None) is not None:
-            continue
-
-        def hook(mod: nn.Module, inputs: Any, output: Any, name: str = name) -> None:
-            if done[0] or not isinstance(output, torch.Tensor) or output.dim() != 4:
-                return
-            calls.append((mod, tuple(output.shape[2:])))
-            done[0] = name == target
-
-        handles.append(module.register_forward_hook(hook))
+def leaf_calls(model: NeuronModel, x: torch.Tensor) -> list[tuple[str, nn.Module, Any]]:
+    """Every leaf module call of one forward pass on ``x[:1]``, in call order:
+    ``(qualified name, module, output)``."""
+    calls: list[tuple[str, nn.Module, Any]] = []
+    handles = [
+        module.register_forward_hook(lambda m, i, o, n=name: calls.append((n, m, o)))
+        for name, module in model.model.named_modules()
+        if next(module.children(), None) is None
+    ]
     try:
         with torch.no_grad():
             model(x[:1])
     finally:
         for handle in handles:
             handle.remove()
+    return calls
+
+
+def _spatial_calls(model: NeuronModel, x: torch.Tensor, target: str) -> list[tuple[nn.Module, Any]]:
+    """The leaf modules that run on 4-D tensors before and including ``target`` (a module
+    name), in call order, with their output shapes."""
+    calls: list[tuple[nn.Module, Any]] = []
+    for name, module, output in leaf_calls(model, x):
+        if isinstance(output, torch.Tensor) and output.dim() == 4:
+            calls.append((module, tuple(output.shape[2:])))
+        if name == target:
+            break
     return calls
 
 

@@ -52,6 +52,17 @@ def _with_edges(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(col2=frame["col"] + 1, row2=frame["row"] + 1)
 
 
+def _grey_image(image: pd.DataFrame, title: str, size: int = 200) -> alt.Chart:
+    """One input image in grey (darker is larger), with its own data: ``row``, ``col``,
+    ``value``, ``signature``."""
+    return _pixels(
+        image,
+        alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
+        size,
+        [alt.Tooltip("signature:N", title="signature"), alt.Tooltip("value:Q", format=".3g")],
+    ).properties(data=_with_edges(image), title=title)
+
+
 def kernel_images_chart(frame: pd.DataFrame, *, title: str, subtitle: list[str]) -> alt.FacetChart:
     """One channel's kernels at several epochs: a panel per ``panel`` (epoch, and input
     channel when there are several), each weight a square on one diverging scale.
@@ -144,12 +155,7 @@ def activation_map_chart(
     ``image``: ``row``, ``col``, ``value``, ``signature``; ``activation_map``: ``row``,
     ``col``, ``activation``, ``signature``; ``box``: one row, as in :func:`top_images_chart`.
     """
-    left = _pixels(
-        image,
-        alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
-        200,
-        [alt.Tooltip("signature:N", title="signature"), alt.Tooltip("value:Q", format=".3g")],
-    ).properties(data=_with_edges(image), title="the sample; red: what the peak sees")
+    left = _grey_image(image, "the sample; red: what the peak sees")
     outline = (
         alt.Chart(box)
         .mark_rect(fill=None, stroke=BOX_COLOR, strokeWidth=2)
@@ -187,12 +193,7 @@ def pixel_attribution_chart(
     ``image``: ``row``, ``col``, ``value``, ``signature``; ``scores``: ``row``, ``col``,
     ``score``, ``signature``.
     """
-    left = _pixels(
-        image,
-        alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
-        200,
-        [alt.Tooltip("signature:N", title="signature"), alt.Tooltip("value:Q", format=".3g")],
-    ).properties(data=_with_edges(image), title="input (mean of the explained samples)")
+    left = _grey_image(image, "input (mean of the explained samples)")
     right = _pixels(
         scores,
         alt.Color(

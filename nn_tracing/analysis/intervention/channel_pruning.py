@@ -25,6 +25,7 @@ from torch import nn
 
 from ...progress import Progress, no_progress
 from ...tracer import ACTIVATION_TYPES, logits_of
+from ..channels import leaf_calls
 from ..neuron_model import NeuronModel
 from .ablation import _as_tensor, _reduce_sets, batched_logits, layer_importance
 from .pruning import count_parameters
@@ -44,23 +45,6 @@ _ZERO_PRESERVING = (
     nn.Identity,
     nn.Flatten,
 )
-
-
-def _leaf_calls(model: NeuronModel, x: torch.Tensor) -> list[tuple[str, nn.Module, Any]]:
-    """Every leaf module call of one forward pass on ``x[:1]``: ``(name, module, output)``."""
-    calls: list[tuple[str, nn.Module, Any]] = []
-    handles = [
-        module.register_forward_hook(lambda m, i, o, n=name: calls.append((n, m, o)))
-        for name, module in model.model.named_modules()
-        if next(module.children(), None) is None
-    ]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
 
 
 def _consumer(
@@ -145,7 +129,7 @@ def prune_channels(
         if info.kind != "conv2d":
             raise ValueError(f"n_{neuron} is a neuron of L_{info.name}, not a conv2d channel")
         by_layer.setdefault(info.name, []).append(neuron - info.first_id)
-    calls = _leaf_calls(model, x)
+    calls = leaf_calls(model, x)
     module = model.plain_copy()
     for layer, dropped in by_layer.items():
         info = model.layer(layer)
