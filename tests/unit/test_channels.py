@@ -235,6 +235,53 @@ def test_pruning_channels_equals_ablating_them_and_removes_exactly_their_paramet
         prune_channels(model, list(a.ids), x)
 
 
+def test_batch_norm_before_the_activation_is_pruned_with_its_channels() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        OrderedDict(
+            a=nn.Conv2d(2, 4, 3, padding=1),
+            norm_a=nn.BatchNorm2d(4),
+            act_a=nn.ReLU(),
+            b=nn.Conv2d(4, 3, 3),
+            norm_b=nn.BatchNorm2d(3),
+            act_b=nn.GELU(),
+            flat=nn.Flatten(),
+            out=nn.Linear(3 * 9 * 9, 3),
+        )
+    )
+    with torch.no_grad():  # running statistics that are not the identity
+        for norm in (net.norm_a, net.norm_b):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            norm.weight.uniform_(0.5, 2)
+            norm.bias.uniform_(-1, 1)
+    tracer, x, _ = _traced(net)
+    trace = tracer.finish()
+    model = NeuronModel(net, trace.layers, x)
+    a, b = trace.layer("a"), trace.layer("b")
+    remove = [a.first_id + 2, b.first_id + 1]
+    pruned = prune_channels(model, remove, x)
+    with torch.no_grad():
+        got = pruned(x).numpy()
+    np.testing.assert_allclose(got, batched_logits(model, x, [remove], fast=False)[0], atol=1e-5)
+    assert pruned.norm_a.num_features == 3 and pruned.norm_b.num_features == 2
+    np.testing.assert_array_equal(
+        pruned.norm_a.running_mean.numpy(), net.norm_a.running_mean.numpy()[[0, 1, 3]]
+    )
+    # a: 1 filter (2·9 + 1) and its norm (2); b: 3 filters lose 1 input (9 each), 1 filter
+    # of the 3 inputs left (3·9 + 1) and its norm (2); out: 3 rows lose 81 columns
+    removed = (2 * 9 + 1) + 2 + 3 * 9 + (3 * 9 + 1) + 2 + 3 * 81
+    assert count_parameters(net) - count_parameters(pruned) == removed
+    # a norm after the activation would not keep a zeroed channel zero: refused
+    late = nn.Sequential(
+        nn.Conv2d(2, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 81, 3)
+    )
+    tracer, x, _ = _traced(late)
+    model = NeuronModel(late, tracer.finish().layers, x)
+    with pytest.raises(ValueError, match="'2' is a BatchNorm2d"):
+        prune_channels(model, [model.layer("0").first_id], x)
+
+
 def test_channel_pruning_measures_the_pruned_model_against_random_channels() -> None:
     net = _net()
     tracer, x, y = _traced(net, n=30)

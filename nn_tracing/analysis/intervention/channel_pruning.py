@@ -5,9 +5,11 @@ ablation and against pruning random channels.
 layers are really gone — each pruned convolution is a new ``nn.Conv2d`` with fewer output
 channels, and the layer that reads it a new one with fewer inputs: a ``Conv2d`` with fewer input
 channels, or a ``Linear`` with the channel's columns removed (after ``Flatten``, the ``h × w``
-columns of each removed channel; after global pooling, one column). Between the two only modules
-that keep a zero channel zero may run (activations, pooling, dropout, flatten), so the pruned
-model computes exactly what the model with those channels ablated to zero computes (tested).
+columns of each removed channel; after global pooling, one column). A ``BatchNorm2d`` between the
+convolution and the channel's activation loses the same channels; after the activation only
+modules that keep a zero channel zero may run (activations with f(0) = 0, pooling, dropout,
+flatten), so the pruned model computes exactly what the model with those channels ablated to
+zero computes (tested).
 
 :func:`channel_pruning` removes the ``k`` least important channels of one layer and measures
 accuracy and parameters, against ``k`` random channels. Nothing here imports Streamlit.
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from ...progress import Progress, no_progress
-from ...tracer import ACTIVATION_TYPES, logits_of
+from ...tracer import logits_of
 from ..channels import leaf_calls
 from ..neuron_model import NeuronModel
 from .ablation import _as_tensor, _reduce_sets, batched_logits, layer_importance
@@ -32,10 +34,23 @@ from .pruning import count_parameters
 
 __all__ = ["ChannelPruningResult", "channel_pruning", "prune_channels"]
 
-#: Modules that may run between a pruned convolution and the layer that reads it: each maps a
-#: zero channel to a zero channel (or, for Flatten, to zero columns).
+#: Modules that may run between a pruned channel's activation and the layer that reads it:
+#: each maps a zero channel to a zero channel (or, for Flatten, to zero columns).
 _ZERO_PRESERVING = (
-    *ACTIVATION_TYPES,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Tanh,
+    nn.Softsign,
     nn.MaxPool2d,
     nn.AvgPool2d,
     nn.AdaptiveAvgPool2d,
@@ -47,35 +62,65 @@ _ZERO_PRESERVING = (
 )
 
 
-def _consumer(
-    model: NeuronModel, calls: list[tuple[str, nn.Module, Any]], conv: str
-) -> tuple[str, int]:
-    """The module that reads ``conv``'s channels, and how many columns each channel has in its
-    input (1 for a Conv2d or after global pooling, h × w after Flatten)."""
+@dataclass(frozen=True)
+class _Reader:
+    """Who reads a conv layer's channels: the ``module`` (a Conv2d or Linear) with ``columns``
+    inputs per channel, and the BatchNorm2d layers between the convolution and the channel's
+    activation (sliced with it)."""
+
+    module: str
+    columns: int
+    norms: tuple[str, ...]
+
+
+def _reader(calls: list[tuple[str, nn.Module, Any]], conv: str, site: str) -> _Reader:
+    """The :class:`_Reader` of ``conv``'s channels, whose activation comes out of ``site``."""
     names = [name for name, _, _ in calls]
     if names.count(conv) != 1:
         raise ValueError(f"channel pruning needs {conv!r} to run once per forward pass")
     start = names.index(conv)
     n_channels = calls[start][2].shape[1]
     previous = calls[start][2]  # the input of the module being looked at, in a chain
+    norms: list[str] = []
+    before_site = site != conv
     for name, module, output in calls[start + 1 :]:
         if isinstance(module, nn.Conv2d):
             if module.in_channels != n_channels or module.groups != 1:
                 break
-            return name, 1
+            return _Reader(name, 1, tuple(norms))
         if isinstance(module, nn.Linear):
             width = previous.shape[-1] if previous.dim() == 2 else -1
             if width != module.in_features or width % n_channels:
                 break
-            return name, width // n_channels
-        if not isinstance(module, _ZERO_PRESERVING):
+            return _Reader(name, width // n_channels, tuple(norms))
+        if before_site and isinstance(module, nn.BatchNorm2d):
+            norms.append(name)
+        elif not isinstance(module, _ZERO_PRESERVING):
             raise ValueError(
                 f"channel pruning needs the layer after {conv!r} to read its channels directly "
-                f"(through activations, pooling, dropout or flatten); {name!r} is a "
-                f"{type(module).__name__}"
+                f"(through BatchNorm before the activation, then activations, pooling, dropout "
+                f"or flatten); {name!r} is a {type(module).__name__}"
             )
+        before_site = before_site and name != site
         previous = output
     raise ValueError(f"no Conv2d or Linear layer reads the {n_channels} channels of {conv!r}")
+
+
+def _new_norm(old: nn.BatchNorm2d, keep: torch.Tensor) -> nn.BatchNorm2d:
+    new = nn.BatchNorm2d(
+        int(keep.numel()),
+        eps=old.eps,
+        momentum=old.momentum,
+        affine=old.affine,
+        track_running_stats=old.track_running_stats,
+    )
+    state = {
+        key: value[keep.to(value.device)] if value.dim() == 1 else value
+        for key, value in old.state_dict().items()
+    }
+    new.load_state_dict(state)
+    device = next((value.device for value in state.values()), torch.device("cpu"))
+    return new.to(device).eval()
 
 
 def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -136,18 +181,22 @@ def prune_channels(
         keep = torch.tensor([c for c in range(info.n_neurons) if c not in set(dropped)])
         if keep.numel() == 0:
             raise ValueError(f"pruning would remove every channel of L_{layer}")
-        consumer, columns = _consumer(model, calls, info.module)
+        site = model._sites[model.layers.index(info) - 1].module
+        reader = _reader(calls, info.module, site)
+        consumer, columns = reader.module, reader.columns
+        for norm in reader.norms:
+            _set_module(module, norm, _new_norm(module.get_submodule(norm), keep))
         conv: nn.Conv2d = module.get_submodule(info.module)  # type: ignore[assignment]
         bias = conv.bias.detach()[keep] if conv.bias is not None else None
         _set_module(module, info.module, _new_conv(conv, conv.weight.detach()[keep], bias))
-        reader = module.get_submodule(consumer)
-        weight = reader.weight.detach()
-        reader_bias = reader.bias.detach() if reader.bias is not None else None
-        if isinstance(reader, nn.Conv2d):
-            _set_module(module, consumer, _new_conv(reader, weight[:, keep], reader_bias))
+        target = module.get_submodule(consumer)
+        weight = target.weight.detach()
+        target_bias = target.bias.detach() if target.bias is not None else None
+        if isinstance(target, nn.Conv2d):
+            _set_module(module, consumer, _new_conv(target, weight[:, keep], target_bias))
         else:
             kept_columns = (keep[:, None] * columns + torch.arange(columns)[None, :]).reshape(-1)
-            _set_module(module, consumer, _new_linear(weight[:, kept_columns], reader_bias))
+            _set_module(module, consumer, _new_linear(weight[:, kept_columns], target_bias))
     return module.eval()
 
 
