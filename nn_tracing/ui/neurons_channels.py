@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..analysis.neuron_model import NeuronModel
 from ..analysis.profiles import ProfileUnavailable
 from ..trace import NetworkTrace
 from ..views import channels as views
@@ -25,18 +24,28 @@ from .traces import ActiveTrace
 __all__ = ["channel_map_section", "channel_responses", "kernel_section"]
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _model(key: str, epoch: int, _trace: NetworkTrace) -> NeuronModel:
-    return views.live_model(_trace, epoch)
+@st.cache_data(max_entries=32, show_spinner=False)
+def _model_problem(key: str, epoch: int, _trace: NetworkTrace) -> str | None:
+    """Why the network at ``epoch`` cannot be rebuilt, or ``None``. (The model itself is
+    built inside each chart's builder, for that chart alone: a model runs hooks that count
+    calls, so two sessions must not share one.)"""
+    try:
+        views.live_model(_trace, epoch)
+    except ProfileUnavailable as exc:
+        return str(exc)
+    return None
 
 
-def _model_at(active: ActiveTrace, epoch: int) -> tuple[NeuronModel, int]:
-    """The network at the kept epoch nearest ``epoch``, and that epoch (a notice when it
-    differs)."""
+def _model_epoch(active: ActiveTrace, epoch: int) -> int:
+    """The kept epoch nearest ``epoch`` (a notice when it differs); :class:`ProfileUnavailable`
+    when the network cannot be rebuilt there."""
     kept, notice = weights_epoch(active.trace, epoch)
     if notice:
         st.caption(notice)
-    return _model(active.key, kept, active.trace), kept
+    problem = _model_problem(active.key, kept, active.trace)
+    if problem is not None:
+        raise ProfileUnavailable(problem)
+    return kept
 
 
 def kernel_section(active: ActiveTrace, neuron: int) -> None:
@@ -62,7 +71,7 @@ def channel_responses(active: ActiveTrace, neuron: int, epoch: int, k: int, larg
     if views.channel_layer(trace, neuron) is None:
         return False
     try:
-        model, kept = _model_at(active, epoch)
+        kept = _model_epoch(active, epoch)
     except ProfileUnavailable as exc:
         st.info(f"Not available here: {exc}.")
         return True
@@ -70,7 +79,9 @@ def channel_responses(active: ActiveTrace, neuron: int, epoch: int, k: int, larg
         "channel_top",
         active.key,
         (neuron, kept, k, largest),
-        lambda: views.top_images_chart(trace, model, neuron, kept, k, largest)[0],
+        lambda: views.top_images_chart(
+            trace, views.live_model(trace, kept), neuron, kept, k, largest
+        )[0],
     )
     show_chart(chart, width="content")
     return True
@@ -84,13 +95,13 @@ def channel_map_section(active: ActiveTrace, neuron: int, epoch: int) -> None:
         return
     try:
         kept, _ = weights_epoch(trace, epoch)
-        model = _model(active.key, kept, trace)
     except ProfileUnavailable:
         return
-    _activation_map(active, model, neuron, kept)
+    if _model_problem(active.key, kept, trace) is None:
+        _activation_map(active, neuron, kept)
 
 
-def _activation_map(active: ActiveTrace, model: NeuronModel, neuron: int, epoch: int) -> None:
+def _activation_map(active: ActiveTrace, neuron: int, epoch: int) -> None:
     trace = active.trace
     n_probe = len(trace.probe[1]) if trace.probe is not None else 1  # the page checked the key
     st.markdown("**Its activation map on one probe sample**")
@@ -107,6 +118,8 @@ def _activation_map(active: ActiveTrace, model: NeuronModel, neuron: int, epoch:
         "channel_map",
         active.key,
         (neuron, epoch, sample),
-        lambda: views.activation_map_chart(trace, model, neuron, epoch, sample),
+        lambda: views.activation_map_chart(
+            trace, views.live_model(trace, epoch), neuron, epoch, sample
+        ),
     )
     show_chart(chart, width="content")
