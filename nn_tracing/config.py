@@ -33,6 +33,7 @@ DATASETS: tuple[str, ...] = (
     "iris",
     "wine",
     "breast_cancer",
+    "bars",
     "csv",
 )
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu")
@@ -73,7 +74,7 @@ class TrainConfig:
         Seeds the synthetic datasets and the splits, so that runs with different ``seed``
         see the same data.
     n_samples
-        Size of a synthetic dataset (classification, moons, circles, blobs).
+        Size of a synthetic dataset (classification, moons, circles, blobs, bars).
     val_fraction
         Share of the data held out for validation (stratified); the probe is drawn from it.
     probe_size

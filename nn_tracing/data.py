@@ -41,6 +41,8 @@ BUILTIN_DATASETS: dict[str, str] = {
     "iris": "iris flowers, 4 features, 3 classes",
     "wine": "wine cultivars, 13 features, 3 classes",
     "breast_cancer": "breast cancer diagnosis, 30 features, 2 classes",
+    "bars": "16x16 generated images of oriented bars (noise, position jitter), 256 features, "
+    "4 classes",
 }
 
 MAX_CSV_BYTES = 200 * 1024 * 1024
@@ -56,6 +58,7 @@ _BUILTIN_SHAPES: dict[str, tuple[int | None, int, int]] = {
     "iris": (150, 4, 3),
     "wine": (178, 13, 3),
     "breast_cancer": (569, 30, 2),
+    "bars": (None, 256, 4),
 }
 
 
@@ -205,6 +208,8 @@ def load_dataset(
             n_samples=n_samples, centers=4, n_features=2, cluster_std=1.5, random_state=seed
         )
         return _finish(name, X, y, feature_names=("x0", "x1"), description=desc)
+    if name == "bars":
+        return _bars(n_samples, seed, desc)
     loader = {
         "digits": skd.load_digits,
         "iris": skd.load_iris,
@@ -226,6 +231,22 @@ def load_dataset(
         class_names=class_names,
         image_shape=(8, 8) if name == "digits" else None,
         description=desc,
+    )
+
+
+def _bars(n_samples: int, seed: int, description: str) -> Dataset:
+    """The generated ``bars`` images (:func:`nn_tracing.data_images.make_bars`), 16 × 16."""
+    from .data_images import BAR_CLASSES, make_bars
+
+    X, y = make_bars(n_samples, size=16, seed=seed)
+    return _finish(
+        "bars",
+        X,
+        y,
+        feature_names=tuple(f"px_{r}_{c}" for r in range(16) for c in range(16)),
+        class_names=tuple(name for name, _ in BAR_CLASSES),
+        image_shape=(16, 16),
+        description=description,
     )
 
 

@@ -98,6 +98,13 @@ class Settings:
     pruned: bool | None = url.param(
         "pruned", state.BREADCRUMBS_LINK_PRUNED, default=None, per_trace=True
     )
+    # Pruning of a convolutional network: the conv layer and how many of its channels go
+    channel_layer: str | None = url.param(
+        "prune_layer", state.BREADCRUMBS_CHANNEL_LAYER, default=None, max_length=200
+    )
+    channel_k: int | None = url.param(
+        "prune_channels", state.BREADCRUMBS_CHANNEL_K, default=None, low=1, high=100_000
+    )
     # Intervention
     change: str | None = url.param("change", state.BREADCRUMBS_KIND, default=None, choices=KINDS)
     unit: int | None = url.param("unit", state.BREADCRUMBS_NEURON, default=None, low=0)
