@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -26,6 +27,7 @@ __all__ = [
     "DataSplits",
     "Dataset",
     "DatasetShape",
+    "as_model_inputs",
     "dataset_shape",
     "load_csv",
     "load_dataset",
@@ -381,3 +383,17 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
         scale=scale.astype(np.float32),
         info={"n_train": len(idx_train), "n_val": len(idx_val), "n_probe": len(probe_idx)},
     )
+
+
+def as_model_inputs(splits: DataSplits, input_shape: Sequence[int]) -> DataSplits:
+    """``splits`` with every sample shaped ``input_shape`` (e.g. ``(1, 8, 8)``: the digits as
+    images for a CNN); the same splits when they have that shape already. The features keep
+    their standardisation (per pixel)."""
+    shape = tuple(int(v) for v in input_shape)
+    if splits.X_train.shape[1:] == shape:
+        return splits
+    reshaped = {
+        name: np.ascontiguousarray(getattr(splits, name).reshape(-1, *shape))
+        for name in ("X_train", "X_val", "X_probe")
+    }
+    return replace(splits, **reshaped)

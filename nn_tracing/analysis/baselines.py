@@ -147,7 +147,7 @@ def reinitialisation_problem(trace: NetworkTrace) -> str | None:
     if getattr(trace, "attached_model", None) is not None:
         return None
     model = trace.meta.get("model") if isinstance(trace.meta.get("model"), dict) else {}
-    if not model.get("builtin"):
+    if not model.get("builtin") and not model.get("entry_point"):
         return (
             f"this trace comes from a custom model ({model.get('class', 'unknown')}); attach a "
             "module of the same architecture (nt.attach_model(trace, module)) to compare with "
@@ -155,6 +155,13 @@ def reinitialisation_problem(trace: NetworkTrace) -> str | None:
         )
     if not trace.final_weights:
         return "this trace holds no weights to rebuild its model from"
+    if model.get("entry_point"):
+        from ..model_entry import check_allowed
+
+        try:
+            check_allowed(str(model["entry_point"]))
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -163,35 +170,20 @@ def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
 
     ``Linear`` and ``Conv`` layers get PyTorch's default initialisation drawn from a private
     generator seeded with ``seed`` (the global RNG, which a training run in another thread
-    may be using, is not touched: the built-in MLP is even constructed on the ``meta`` device,
-    so that its constructor draws nothing); other modules with ``reset_parameters``
-    (normalisation layers) are reset. An attached custom module is copied. The built-in MLP's
-    config is first compared with the stored weights (:func:`~nn_tracing.models.check_buildable`:
-    a lying or oversized config raises before anything is allocated).
+    may be using, is not touched: the built-in models are even constructed on the ``meta``
+    device, so that their constructors draw nothing; an entry point is built with the global
+    RNG's state restored); other modules with ``reset_parameters`` (normalisation layers) are
+    reset. An attached custom module is copied. The config is first compared with the stored
+    weights (:func:`~nn_tracing.models.check_buildable`: a lying or oversized config raises
+    before anything is allocated).
     """
-    import copy
-
     import torch
     from torch import nn
 
-    from ..config import TrainConfig
-    from ..models import MLP, check_buildable
+    from ..models import untrained_model_from_trace
 
-    template = getattr(trace, "attached_model", None)
-    if template is not None:
-        module = copy.deepcopy(template)
-    else:
-        check_buildable(trace)
-        config = TrainConfig.from_dict(trace.meta["config"])
-        dataset = trace.meta["dataset"]
-        with torch.device("meta"):  # the structure only: no weights drawn from the global RNG
-            module = MLP(
-                int(dataset["n_features"]),
-                config.hidden_sizes,
-                int(dataset["n_classes"]),
-                config.activation,
-                config.dropout,
-            )
+    module = untrained_model_from_trace(trace)  # checked; built-ins on the meta device
+    if any(p.is_meta for p in module.parameters()):
         module = module.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
