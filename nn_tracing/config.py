@@ -345,7 +345,9 @@ def _checked_epoch_intervals(config: TrainConfig) -> int | tuple[int, ...] | Non
 def _hidden_layer_names(config: TrainConfig) -> list[str] | None:
     """The traced hidden layers of a built-in model (``None``: an entry point's)."""
     if config.model == "cnn":
-        return [f"conv_{i}" for i in range(1, len(cnn_options(config.model_kwargs)["channels"]) + 1)]
+        return [
+            f"conv_{i}" for i in range(1, len(cnn_options(config.model_kwargs)["channels"]) + 1)
+        ]
     if config.model == "mlp":
         return [f"hidden_{i}" for i in range(1, len(config.hidden_sizes) + 1)]
     return None

@@ -29,6 +29,7 @@ __all__ = [
     "DatasetShape",
     "as_model_inputs",
     "dataset_shape",
+    "input_shape_for",
     "load_csv",
     "load_dataset",
     "prepare_data",
@@ -61,12 +62,17 @@ _BUILTIN_SHAPES: dict[str, tuple[int | None, int, int]] = {
 }
 
 
+#: The image size (height, width) of each built-in image dataset.
+_IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
+
+
 class DatasetShape(NamedTuple):
     """The dimensions of a config's dataset, known without building it."""
 
     n_samples: int
     n_features: int
     n_classes: int
+    image_shape: tuple[int, int] | None = None
 
 
 def dataset_shape(config: TrainConfig) -> DatasetShape:
@@ -78,7 +84,12 @@ def dataset_shape(config: TrainConfig) -> DatasetShape:
     """
     if config.dataset != "csv":
         n_samples, n_features, n_classes = _BUILTIN_SHAPES[config.dataset]
-        return DatasetShape(n_samples or config.n_samples, n_features, n_classes)
+        return DatasetShape(
+            n_samples or config.n_samples,
+            n_features,
+            n_classes,
+            _IMAGE_SHAPES.get(config.dataset),
+        )
     import pandas as pd
 
     path = Path(config.csv_path or "")
@@ -226,7 +237,7 @@ def load_dataset(
         bunch.target,
         feature_names=feature_names,
         class_names=class_names,
-        image_shape=(8, 8) if name == "digits" else None,
+        image_shape=_IMAGE_SHAPES.get(name),
         description=desc,
     )
 
@@ -383,6 +394,21 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
         scale=scale.astype(np.float32),
         info={"n_train": len(idx_train), "n_val": len(idx_val), "n_probe": len(probe_idx)},
     )
+
+
+def input_shape_for(
+    config: TrainConfig, n_features: int, image_shape: Sequence[int] | None = None
+) -> tuple[int, ...]:
+    """The shape of one sample as ``config``'s model receives it: ``(n_features,)`` for the
+    MLP and for tabular data, ``(1, height, width)`` for the CNN and entry-point models on an
+    image dataset."""
+    if config.model != "mlp" and image_shape:
+        return (1, *(int(v) for v in image_shape))
+    if config.model == "cnn":
+        raise ValueError(
+            f"the built-in CNN needs an image dataset; {config.dataset!r} has flat features"
+        )
+    return (int(n_features),)
 
 
 def as_model_inputs(splits: DataSplits, input_shape: Sequence[int]) -> DataSplits:

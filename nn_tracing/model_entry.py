@@ -187,7 +187,11 @@ def cnn_options(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     kernel = _int_in("kernel_size", options["kernel_size"], 1, 9)
     if kernel % 2 == 0:
         raise ValueError(f"kernel_size must be odd (the image keeps its size), not {kernel}")
-    return {"channels": channels, "kernel_size": kernel, "pool": _int_in("pool", options["pool"], 1, 8)}
+    return {
+        "channels": channels,
+        "kernel_size": kernel,
+        "pool": _int_in("pool", options["pool"], 1, 8),
+    }
 
 
 # -- the allow-list ---------------------------------------------------------------------------
@@ -270,8 +274,7 @@ def load_factory(entry_point: str) -> Callable[..., Any]:
         ) from None
     except Exception as exc:  # the module's own code failed
         raise ValueError(
-            f"model {entry_point!r}: importing {module_name} failed: "
-            f"{type(exc).__name__}: {exc}"
+            f"model {entry_point!r}: importing {module_name} failed: {type(exc).__name__}: {exc}"
         ) from None
     for part in attribute.split("."):
         if not hasattr(target, part):

@@ -38,7 +38,6 @@ __all__ = [
     "attach_model",
     "build_model",
     "check_buildable",
-    "input_shape_for",
     "model_from_trace",
     "model_meta",
     "untrained_model_from_trace",
@@ -99,24 +98,7 @@ class MLP(nn.Sequential):
         self.dropout = dropout
 
 
-def input_shape_for(
-    config: TrainConfig, n_features: int, image_shape: Sequence[int] | None = None
-) -> tuple[int, ...]:
-    """The shape of one sample as ``config``'s model receives it: ``(n_features,)`` for the
-    MLP and for tabular data, ``(1, height, width)`` for the CNN and entry-point models on an
-    image dataset."""
-    if config.model != "mlp" and image_shape:
-        return (1, *(int(v) for v in image_shape))
-    if config.model == "cnn":
-        raise ValueError(
-            f"the built-in CNN needs an image dataset; {config.dataset!r} has flat features"
-        )
-    return (int(n_features),)
-
-
-def _construct(
-    config: TrainConfig, input_shape: Sequence[int], n_outputs: int
-) -> nn.Module:
+def _construct(config: TrainConfig, input_shape: Sequence[int], n_outputs: int) -> nn.Module:
     """The module of ``config`` (its initial weights from the global RNG)."""
     if config.model == "mlp":
         return MLP(
@@ -195,7 +177,7 @@ def _trace_config(trace: NetworkTrace) -> TrainConfig:
     model_meta_ = trace.meta.get("model") if isinstance(trace.meta.get("model"), dict) else {}
     config = trace.meta.get("config")
     entry = model_meta_.get("entry_point")
-    if not model_meta_.get("builtin") and entry is None or not isinstance(config, dict):
+    if (not model_meta_.get("builtin") and entry is None) or not isinstance(config, dict):
         if not model_meta_.get("builtin") and entry is None:
             raise ValueError(
                 f"this trace comes from a custom model ({model_meta_.get('class', 'unknown')}); "

@@ -117,7 +117,8 @@ def mlp_architecture(meta: Mapping[str, Any]) -> tuple[int, tuple[int, ...], int
     """``(n_features, hidden_sizes, n_classes)`` of the built-in MLP that ``meta`` describes.
 
     ``None`` when the trace is not of the built-in MLP (``meta["model"]["builtin"]`` and
-    ``name`` ``mlp``, or no name: older traces) or its meta holds no config or dataset. Reads sizes only: nothing is built.
+    ``name`` ``mlp``, or no name: older traces) or its meta holds no config or dataset.
+    Reads sizes only: nothing is built.
 
     Raises
     ------

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .data import DataSplits, as_model_inputs, prepare_data
-from .models import build_model, input_shape_for, model_meta
+from .data import DataSplits, as_model_inputs, input_shape_for, prepare_data
+from .models import build_model, model_meta
 from .stopping import StopRequest
 from .trace import NetworkTrace
 from .tracer import TraceableNN
