@@ -172,8 +172,9 @@ def _explain_problem(active: ActiveTrace, problem: str) -> None:
     elif problem.startswith("refused"):
         st.warning(
             "This trace comes from your own model "
-            f"`{md_escape(str(model.get('entry_point')), 200)}`. Attribution, ablation, pruning and intervention rebuild the network from its "
-            "entry point, and this server imports only the entry points its owner allowed — "
+            f"{md_escape(str(model.get('entry_point')), 200)}. Attribution, ablation, pruning "
+            "and intervention rebuild the network from its entry point, and this server "
+            "imports only the entry points its owner allowed — "
             "nothing was imported. " + md_escape(problem.removeprefix("refused: "), 900)
         )
     else:
