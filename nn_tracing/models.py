@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .config import ACTIVATIONS, TrainConfig
-from .model_entry import cnn_options, load_factory
+from .model_entry import check_allowed, cnn_options, load_factory
 from .models_cnn import CNN, cnn_state_shapes
 
 if TYPE_CHECKING:
@@ -195,6 +195,7 @@ def _trace_config(trace: NetworkTrace) -> TrainConfig:
         raise TraceFormatError(
             f"the trace's meta.model names {str(named)[:80]!r} but its config {cfg.model!r}"
         )
+    check_allowed(cfg.model)  # first: a refused entry point costs nothing, imports nothing
     return cfg
 
 
