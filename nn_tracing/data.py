@@ -29,6 +29,7 @@ __all__ = [
     "DatasetShape",
     "as_model_inputs",
     "dataset_shape",
+    "image_shape_of",
     "input_shape_for",
     "load_csv",
     "load_dataset",
@@ -72,7 +73,6 @@ class DatasetShape(NamedTuple):
     n_samples: int
     n_features: int
     n_classes: int
-    image_shape: tuple[int, int] | None = None
 
 
 def dataset_shape(config: TrainConfig) -> DatasetShape:
@@ -84,12 +84,7 @@ def dataset_shape(config: TrainConfig) -> DatasetShape:
     """
     if config.dataset != "csv":
         n_samples, n_features, n_classes = _BUILTIN_SHAPES[config.dataset]
-        return DatasetShape(
-            n_samples or config.n_samples,
-            n_features,
-            n_classes,
-            _IMAGE_SHAPES.get(config.dataset),
-        )
+        return DatasetShape(n_samples or config.n_samples, n_features, n_classes)
     import pandas as pd
 
     path = Path(config.csv_path or "")
@@ -394,6 +389,11 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
         scale=scale.astype(np.float32),
         info={"n_train": len(idx_train), "n_val": len(idx_val), "n_probe": len(probe_idx)},
     )
+
+
+def image_shape_of(dataset: str) -> tuple[int, int] | None:
+    """``(height, width)`` of a built-in image dataset's samples, else ``None``."""
+    return _IMAGE_SHAPES.get(dataset)
 
 
 def input_shape_for(

@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field
 
 from .config import TrainConfig
-from .data import DatasetShape, dataset_shape, input_shape_for
+from .data import DatasetShape, dataset_shape, image_shape_of, input_shape_for
 from .schedule import recorded_epochs
 
 __all__ = ["RunEstimate", "RunTooLarge", "check_budget", "estimate_run", "format_bytes"]
@@ -227,7 +227,7 @@ def _shapes(config: TrainConfig) -> _Shapes:
     n_val = max(round(shape.n_samples * config.val_fraction), shape.n_classes)
     n_train = max(shape.n_samples - n_val, 1)
     n_probe = min(config.probe_size, n_val)
-    model = _model_sizes(config, shape)
+    model = _model_sizes(config, shape, image_shape_of(config.dataset))
     return _Shapes(
         n_samples=shape.n_samples,
         n_features=shape.n_features,
@@ -258,7 +258,9 @@ class _ModelSizes:
     other_parameters: int = 0
 
 
-def _model_sizes(config: TrainConfig, shape: DatasetShape) -> _ModelSizes:
+def _model_sizes(
+    config: TrainConfig, shape: DatasetShape, image_shape: tuple[int, int] | None
+) -> _ModelSizes:
     """The MLP's sizes from the config; the CNN's computed from its options; an entry point's
     from a build on PyTorch's meta device (imported only when allowed)."""
     n_features, n_classes = shape.n_features, shape.n_classes
@@ -272,7 +274,7 @@ def _model_sizes(config: TrainConfig, shape: DatasetShape) -> _ModelSizes:
         )
     from .models_cnn import cnn_state_shapes
 
-    input_shape = input_shape_for(config, n_features, shape.image_shape)
+    input_shape = input_shape_for(config, n_features, image_shape)
     if config.model == "cnn":
         shapes = cnn_state_shapes(input_shape, n_classes, config.model_kwargs)
         names = [key[: -len(".weight")] for key in shapes if key.endswith(".weight")]
