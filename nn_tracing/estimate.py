@@ -299,30 +299,21 @@ def _model_sizes(
 def _entry_point_sizes(
     config: TrainConfig, input_shape: tuple[int, ...], n_classes: int
 ) -> _ModelSizes:
-    """An entry point's layers, found by the tracer's discovery on the meta device."""
-    import torch
+    """An entry point's layers, found by the tracer's discovery on the meta device (nothing
+    allocated, no RNG drawn). ``ValueError`` when it cannot be imported (refused: see
+    :mod:`nn_tracing.model_entry`) or built there."""
+    from .model_entry import load_factory
 
-    from .models import build_model
-    from .tracer._discovery import discover
-
-    with torch.device("meta"):
-        module = build_model(config, 0, n_classes, input_shape)
-        example = torch.zeros((2, *input_shape))
-    values: dict[str, int] = {}
-
-    def record(name: str):
-        def hook(mod, inputs, output):
-            if isinstance(output, torch.Tensor):
-                values[name] = int(output[0].numel())
-
-        return hook
-
-    handles = [mod.register_forward_hook(record(name)) for name, mod in module.named_modules()]
+    load_factory(config.model)  # imported outside the meta device (refused unless allowed)
     try:
-        layout = discover(module, (example,), None)
-    finally:
-        for handle in handles:
-            handle.remove()
+        module, layout, values = _discover_on_meta(config, input_shape, n_classes)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(
+            f"model {config.model!r} cannot be sized before it runs: on PyTorch's meta device "
+            f"it failed with {type(exc).__name__}: {exc}"
+        ) from None
     layers = layout.layers
     traced = config.traced_layers
     hidden = layers[:-1]
@@ -340,6 +331,35 @@ def _entry_point_sizes(
         tuple((max(layer.info.fan_in, 1), layer.info.n_neurons) for layer in layers),
         max(int(total) - in_layers, 0),
     )
+
+
+def _discover_on_meta(config: TrainConfig, input_shape: tuple[int, ...], n_classes: int):
+    """The module built on the meta device, its traced layers, and the values per sample
+    each module outputs."""
+    import torch
+
+    from .models import construct_model
+    from .tracer._discovery import discover
+
+    with torch.device("meta"):
+        module = construct_model(config, input_shape, n_classes)
+        example = torch.zeros((2, *input_shape))
+    values: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(mod, inputs, output):
+            if isinstance(output, torch.Tensor):
+                values[name] = int(output[0].numel())
+
+        return hook
+
+    handles = [mod.register_forward_hook(record(name)) for name, mod in module.named_modules()]
+    try:
+        layout = discover(module, (example,), None)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return module, layout, values
 
 
 def _traced_widths(config: TrainConfig) -> tuple[int, ...]:

@@ -38,6 +38,7 @@ __all__ = [
     "attach_model",
     "build_model",
     "check_buildable",
+    "construct_model",
     "model_from_trace",
     "model_meta",
     "untrained_model_from_trace",
@@ -98,8 +99,9 @@ class MLP(nn.Sequential):
         self.dropout = dropout
 
 
-def _construct(config: TrainConfig, input_shape: Sequence[int], n_outputs: int) -> nn.Module:
-    """The module of ``config`` (its initial weights from the global RNG)."""
+def construct_model(config: TrainConfig, input_shape: Sequence[int], n_outputs: int) -> nn.Module:
+    """The module of ``config`` (its initial weights from the global RNG, unseeded: see
+    :func:`build_model`); an entry point is imported only when allowed."""
     if config.model == "mlp":
         return MLP(
             int(math.prod(input_shape)),
@@ -147,7 +149,7 @@ def build_model(
     only when allowed (:func:`nn_tracing.model_entry.load_factory`).
     """
     torch.manual_seed(config.seed)
-    return _construct(config, tuple(input_shape or (n_inputs,)), n_outputs)
+    return construct_model(config, tuple(input_shape or (n_inputs,)), n_outputs)
 
 
 def model_meta(config: TrainConfig, input_shape: Sequence[int], module: nn.Module) -> dict:
@@ -247,9 +249,10 @@ def _expected_shapes(trace: NetworkTrace, cfg: TrainConfig) -> dict[str, tuple[i
     input_shape = _trace_input_shape(trace, cfg)
     if cfg.model == "cnn":
         return cnn_state_shapes(input_shape, _n_classes(trace), cfg.model_kwargs)
+    load_factory(cfg.model)  # imported outside the meta device: module-level tensors stay real
     try:
         with torch.device("meta"):
-            skeleton = _construct(cfg, input_shape, _n_classes(trace))
+            skeleton = construct_model(cfg, input_shape, _n_classes(trace))
     except ValueError as exc:
         if "factory failed" not in str(exc):
             raise
@@ -362,9 +365,9 @@ def untrained_model_from_trace(
             input_shape = _trace_input_shape(trace, cfg)
         if cfg.model in ("mlp", "cnn"):
             with torch.device(device):
-                return _construct(cfg, input_shape, n_classes)
+                return construct_model(cfg, input_shape, n_classes)
         with torch.random.fork_rng(devices=[]):
-            return _construct(cfg, input_shape, n_classes)
+            return construct_model(cfg, input_shape, n_classes)
     except (KeyError, TypeError) as exc:
         from .store import TraceFormatError
 
