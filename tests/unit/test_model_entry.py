@@ -305,3 +305,12 @@ def test_the_estimate_counts_an_entry_point_on_images() -> None:
     assert run.trace is not None and run.trace.probe[0].shape == (20, 1, 8, 8)
     assert estimate.n_neurons == run.trace.n_neurons == 1 + 6 + 10
     assert estimate.n_parameters == run.trace.meta["model"]["n_parameters"]
+
+
+def test_an_older_config_without_model_fields_is_a_replicate_of_the_mlp() -> None:
+    from nn_tracing.seeds import replicate_key
+
+    new = TrainConfig(dataset="iris").to_dict()
+    old = {k: v for k, v in new.items() if k not in ("model", "model_kwargs")}
+    assert replicate_key(old) == replicate_key(new)
+    assert replicate_key(old) != replicate_key({**new, "model": ENTRY})
