@@ -16,8 +16,9 @@ the data, ``P`` times each (default 50):
     The untrained network: ``P`` fresh initialisations of the same architecture (PyTorch's
     default initialisation, seeded), each measured on the same probe set and described by the
     same features at ``E_0``. Does training create structure that initialisation alone does
-    not have? Needs a model that can be rebuilt (the built-in MLP, or a module attached with
-    :func:`nn_tracing.attach_model`) and a probe set; the run's own recorded ``E_0`` is also
+    not have? Needs a model that can be rebuilt (the built-in MLP or CNN, an entry point that
+    ``NN_TRACING_MODELS`` allows, or a module attached with :func:`nn_tracing.attach_model`)
+    and a probe set; the run's own recorded ``E_0`` is also
     scored, as one reference value. Trajectories do not exist at initialisation: for them the
     second null is ``time_shuffled``.
 ``time_shuffled``

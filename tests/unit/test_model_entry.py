@@ -314,3 +314,20 @@ def test_an_older_config_without_model_fields_is_a_replicate_of_the_mlp() -> Non
     old = {k: v for k, v in new.items() if k not in ("model", "model_kwargs")}
     assert replicate_key(old) == replicate_key(new)
     assert replicate_key(old) != replicate_key({**new, "model": ENTRY})
+
+
+def test_the_activation_field_rebuilds_an_allowed_entry_point(monkeypatch) -> None:
+    from nn_tracing.analysis.profiles import ProfileUnavailable, activation_field
+
+    with trusted_models():
+        run = train(TrainConfig(dataset="moons", model=ENTRY, epochs=2, n_samples=200))
+    trace = run.trace
+    assert trace is not None
+    neuron = trace.layers[1].first_id + 1  # a neuron of "body"
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(ProfileUnavailable, match=ENV_VAR):
+        activation_field(trace, neuron, 2)
+    monkeypatch.setenv(ENV_VAR, ENTRY)
+    field = activation_field(trace, neuron, 2, resolution=8)
+    # at the probe points, the rebuilt model gives what the trace recorded
+    assert field.max_probe_error < 1e-5

@@ -166,7 +166,9 @@ def _explain_problem(active: ActiveTrace, problem: str) -> None:
             f"This trace comes from a custom model ({md_escape(model.get('class', 'unknown'))}). "
             "Attribution, ablation, pruning and intervention run the network itself, and a "
             "trace file holds its weights but not its code — the app never imports or unpickles "
-            "code from a file. Attach the module in Python and run the same analyses there:"
+            "code from a file. Train it from an entry point (nn-tracing train --model "
+            "package.module:factory) so that an app that allows it can rebuild it, or attach "
+            "the module in Python and run the same analyses there:"
         )
         st.code(_ATTACH.format(name=active.name or "your-trace"), language="python")
     elif problem.startswith("refused"):
