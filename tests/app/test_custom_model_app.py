@@ -16,7 +16,7 @@ import pytest
 from apptest_support import assert_healthy, texts
 from streamlit.testing.v1 import AppTest
 
-from nn_tracing import load_trace, save_trace
+from nn_tracing import jobs, load_trace, save_trace
 from nn_tracing.model_entry import ENV_VAR
 from nn_tracing.ui import state
 from nn_tracing.ui.training_form import DEFAULTS, config_from_form
@@ -134,3 +134,30 @@ def test_the_form_refuses_an_entry_point_the_server_does_not_allow(monkeypatch) 
     config, errors = config_from_form(values)
     assert errors == {} and config is not None and config.model == "model_canary:make"
     assert "model_canary" not in sys.modules  # allowed, but nothing is imported to validate
+
+
+def test_the_sidebar_trains_an_allowed_entry_point_in_a_child_process(
+    app: Callable[[], AppTest], runs_dir: Path, monkeypatch
+) -> None:
+    """The child (``nn-tracing train --require-allowed-model``) has the server's environment:
+    the allow-list and the path where the user's module lives."""
+    monkeypatch.setenv(ENV_VAR, "custom_models:make_net")
+    monkeypatch.setenv("PYTHONPATH", str(UNIT))
+    monkeypatch.syspath_prepend(str(UNIT))  # the server sizes the model for its estimate
+    at = app().run()
+    field = state.FORM_FIELD
+    at.sidebar.selectbox(key=field + "dataset").set_value("iris")
+    at.sidebar.selectbox(key=field + "model").set_value("entry")
+    at.sidebar.text_input(key=field + "entry_point").set_value("custom_models:make_net")
+    at.sidebar.text_input(key=field + "model_kwargs").set_value('{"width": 5}')
+    at.sidebar.number_input(key=field + "epochs").set_value(2)
+    next(b for b in at.sidebar.button if b.label == "Run training").click().run()
+    assert_healthy(at)
+    job = jobs.jobs_of(at.session_state[state.OWNER])[-1]
+    assert job.join(300), "the training job did not finish in time"
+    snap = job.snapshot()
+    assert snap.state == "finished" and snap.status == "complete", snap
+    assert "12 neurons" in texts(at.sidebar.caption)  # the estimate: iris 4 + 5 + 3
+    trace = load_trace(runs_dir / str(snap.saved_name))
+    assert trace.meta["model"]["entry_point"] == "custom_models:make_net"
+    assert trace.layers[1].name == "body" and trace.layers[1].n_neurons == 5
