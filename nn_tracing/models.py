@@ -162,6 +162,8 @@ def model_meta(config: TrainConfig, input_shape: Sequence[int], module: nn.Modul
         "input_shape": [int(v) for v in input_shape],
         "architecture": config.architecture,
     }
+    if config.model == "cnn":
+        meta["options"] = cnn_options(config.model_kwargs)  # the kwargs with their defaults
     if not meta["builtin"]:
         meta["entry_point"] = config.model
     return meta

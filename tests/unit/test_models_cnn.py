@@ -57,6 +57,7 @@ def test_the_cnn_sees_digits_as_images_and_names_its_layers(cnn_trace: NetworkTr
     assert cnn_trace.probe[0].shape == (40, 1, 8, 8)
     assert cnn_trace.meta["model"]["name"] == "cnn"
     assert cnn_trace.meta["model"]["input_shape"] == [1, 8, 8]
+    assert cnn_trace.meta["model"]["options"] == {"channels": [3, 5], "kernel_size": 3, "pool": 2}
     neuron = cnn_trace.neuron("E_2/L_conv_2/n_6")  # ids: input n_0, conv_1 n_1–n_3, conv_2 n_4–
     assert neuron.layer == "conv_2"
     # a channel's activation is its map averaged over positions, after the ReLU
