@@ -331,3 +331,17 @@ def test_the_activation_field_rebuilds_an_allowed_entry_point(monkeypatch) -> No
     field = activation_field(trace, neuron, 2, resolution=8)
     # at the probe points, the rebuilt model gives what the trace recorded
     assert field.max_probe_error < 1e-5
+
+
+def test_an_allowed_entry_point_with_lying_kwargs_is_refused_before_allocation(
+    cli_trace: Path, monkeypatch
+) -> None:
+    """A width of 10⁹ would be 16 GB of weights: the meta-device build costs nothing, and the
+    shapes disagree with the stored weights before anything is allocated."""
+    from nn_tracing import TraceFormatError
+
+    monkeypatch.setenv(ENV_VAR, "custom_models:*")
+    trace = load_trace(cli_trace)
+    trace.meta["config"]["model_kwargs"] = {"width": 10**9}
+    with pytest.raises(TraceFormatError, match=r"body.weight: \(1000000000, 4\) in the config"):
+        model_from_trace(trace)
