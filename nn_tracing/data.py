@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -26,7 +27,10 @@ __all__ = [
     "DataSplits",
     "Dataset",
     "DatasetShape",
+    "as_model_inputs",
     "dataset_shape",
+    "image_shape_of",
+    "input_shape_for",
     "load_csv",
     "load_dataset",
     "prepare_data",
@@ -60,6 +64,10 @@ _BUILTIN_SHAPES: dict[str, tuple[int | None, int, int]] = {
     "breast_cancer": (569, 30, 2),
     "bars": (None, 256, 4),
 }
+
+
+#: The image size (height, width) of each built-in image dataset.
+_IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
 
 
 class DatasetShape(NamedTuple):
@@ -229,7 +237,7 @@ def load_dataset(
         bunch.target,
         feature_names=feature_names,
         class_names=class_names,
-        image_shape=(8, 8) if name == "digits" else None,
+        image_shape=_IMAGE_SHAPES.get(name),
         description=desc,
     )
 
@@ -402,3 +410,37 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
         scale=scale.astype(np.float32),
         info={"n_train": len(idx_train), "n_val": len(idx_val), "n_probe": len(probe_idx)},
     )
+
+
+def image_shape_of(dataset: str) -> tuple[int, int] | None:
+    """``(height, width)`` of a built-in image dataset's samples, else ``None``."""
+    return _IMAGE_SHAPES.get(dataset)
+
+
+def input_shape_for(
+    config: TrainConfig, n_features: int, image_shape: Sequence[int] | None = None
+) -> tuple[int, ...]:
+    """The shape of one sample as ``config``'s model receives it: ``(n_features,)`` for the
+    MLP and for tabular data, ``(1, height, width)`` for the CNN and entry-point models on an
+    image dataset."""
+    if config.model != "mlp" and image_shape:
+        return (1, *(int(v) for v in image_shape))
+    if config.model == "cnn":
+        raise ValueError(
+            f"the built-in CNN needs an image dataset; {config.dataset!r} has flat features"
+        )
+    return (int(n_features),)
+
+
+def as_model_inputs(splits: DataSplits, input_shape: Sequence[int]) -> DataSplits:
+    """``splits`` with every sample shaped ``input_shape`` (e.g. ``(1, 8, 8)``: the digits as
+    images for a CNN); the same splits when they have that shape already. The features keep
+    their standardisation (per pixel)."""
+    shape = tuple(int(v) for v in input_shape)
+    if splits.X_train.shape[1:] == shape:
+        return splits
+    reshaped = {
+        name: np.ascontiguousarray(getattr(splits, name).reshape(-1, *shape))
+        for name in ("X_train", "X_val", "X_probe")
+    }
+    return replace(splits, **reshaped)
