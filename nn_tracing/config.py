@@ -40,7 +40,7 @@ DATASETS: tuple[str, ...] = (
 )
 #: The datasets whose samples are images: the built-in CNN (``model="cnn"``) and entry-point
 #: models receive them as ``(channels, height, width)``; the MLP as flat features.
-IMAGE_DATASETS: tuple[str, ...] = ("digits",)
+IMAGE_DATASETS: tuple[str, ...] = ("digits", "bars")
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")

@@ -67,7 +67,7 @@ _BUILTIN_SHAPES: dict[str, tuple[int | None, int, int]] = {
 
 
 #: The image size (height, width) of each built-in image dataset.
-_IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
+_IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8), "bars": (16, 16)}
 
 
 class DatasetShape(NamedTuple):
@@ -253,7 +253,7 @@ def _bars(n_samples: int, seed: int, description: str) -> Dataset:
         y,
         feature_names=tuple(f"px_{r}_{c}" for r in range(16) for c in range(16)),
         class_names=tuple(name for name, _ in BAR_CLASSES),
-        image_shape=(16, 16),
+        image_shape=_IMAGE_SHAPES["bars"],
         description=description,
     )
 
