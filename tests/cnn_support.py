@@ -1,9 +1,11 @@
-"""A small convolutional network trained for real on the generated ``bars`` images, shared by
-the unit and app tests of the convolutional views.
+"""A user's own small convolutional network, trained for real on the generated ``bars`` images
+and traced from Python with :class:`~nn_tracing.TraceableNN` (images of shape (N, 1, 16, 16),
+kept weights at every recorded epoch), the way a user traces their own module.
 
-Its layers are named like the built-in CNN's (``conv_1``, ``conv_2``, ``output``); the trace is
-made from Python with :class:`~nn_tracing.TraceableNN` (images of shape (N, 1, 16, 16), kept
-weights at every recorded epoch), the way a user traces their own module.
+The app tests of the convolutional views use the built-in CNN (``TrainConfig(model="cnn")``);
+this module is for what only a user's module shows: a trace that names no model the app can
+rebuild (the pages say so), and :func:`nn_tracing.attach_model`. Its layers are named like the
+built-in CNN's (``conv_1``, ``conv_2``, ``output``) but it max-pools between them.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ class SmallCNN(nn.Sequential):
         )
 
 
-def train_bars_cnn(config: TrainConfig = BARS_CONFIG) -> NetworkTrace:
+def train_bars_cnn(config: TrainConfig = BARS_CONFIG, *, attach: bool = True) -> NetworkTrace:
     """Train :class:`SmallCNN` on ``bars`` for ``config.epochs`` epochs (every epoch recorded,
-    weights kept); the model is attached to the trace it returns."""
+    weights kept); the model is attached to the trace it returns unless ``attach`` is false."""
     data = prepare_data(config)
     images = lambda X: torch.from_numpy(X.reshape(-1, 1, 16, 16))  # noqa: E731
     x_train, y_train = images(data.X_train), torch.from_numpy(data.y_train)
@@ -76,6 +78,8 @@ def train_bars_cnn(config: TrainConfig = BARS_CONFIG) -> NetworkTrace:
             total += loss.item() * len(batch)
         model.end_epoch(epoch, train_loss=total / len(order))
     trace = model.finish()
+    if not attach:
+        return trace
     from nn_tracing import attach_model
 
     return attach_model(trace, SmallCNN())

@@ -1,13 +1,12 @@
-"""The Neurons and Breadcrumbs pages on a real small CNN (trained for real on the generated
-``bars`` images): a channel's kernel over training, its top images with receptive-field boxes,
-its activation map, attribution to pixels, channel pruning — each checked against torch run
-directly on the trace's weights — and a message, not a traceback, where the model is missing.
+"""Every page on the built-in CNN (``nt.train`` with ``model="cnn"``, trained for real on the
+generated ``bars`` images, weights kept): a channel's kernel over training, its top images with
+receptive-field boxes, its activation map, attribution to pixels and channels, ablation and
+channel pruning — each checked against torch functions run directly on the trace's stored
+weights (``F.conv2d`` and friends, not the model the app rebuilds) — and the other pages open.
 
-The app rebuilds a traced model from its trace: a built-in one from its config, any other only
-when it is attached. Until the built-in CNN (``TrainConfig.model="cnn"``) lands, the test
-attaches :class:`~cnn_support.SmallCNN` to the traces the app loads from ``cnn.nntrace``
-(``attach`` below), which is what the server does for an allowed entry point: the file itself
-imports nothing.
+The app rebuilds the built-in CNN from the trace's config. A CNN traced from Python
+(:class:`~cnn_support.SmallCNN`, a user's own module) has no config to rebuild it from: there the
+pages that need the model say so instead of failing (the last test).
 """
 
 from __future__ import annotations
@@ -22,35 +21,32 @@ import pytest
 import torch
 import torch.nn.functional as F
 from apptest_support import assert_healthy, chart_rows, texts
-from cnn_support import SmallCNN, train_bars_cnn
+from cnn_support import train_bars_cnn
 from streamlit.testing.v1 import AppTest
 
 import nn_tracing as nt
 from nn_tracing.ui import state
 
 LAST = 3  # the last recorded epoch of the CNN trace
+CNN_CONFIG = nt.TrainConfig(
+    dataset="bars",
+    model="cnn",
+    model_kwargs={"channels": [6, 8]},
+    n_samples=600,
+    probe_size=96,
+    epochs=LAST,
+    batch_size=32,
+    lr=5e-3,
+    seed=0,
+    keep_weights=True,
+)
 
 
 @pytest.fixture(scope="module")
 def cnn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    trace = train_bars_cnn()
-    return nt.save_trace(trace, tmp_path_factory.mktemp("t") / "cnn.nntrace")
-
-
-@pytest.fixture
-def attach(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Attach :class:`SmallCNN` to every trace the app loads from a file named ``cnn*``."""
-    from nn_tracing.ui import traces
-
-    real = traces.load_trace
-
-    def load(path, *args, **kwargs):
-        trace = real(path, *args, **kwargs)
-        if Path(str(path)).name.startswith("cnn"):
-            nt.attach_model(trace, SmallCNN())
-        return trace
-
-    monkeypatch.setattr(traces, "load_trace", load)
+    """The built-in CNN (conv_1: 6 channels, conv_2: 8, pool 2 → output) on bars, 3 epochs."""
+    run = nt.train(CNN_CONFIG)
+    return nt.save_trace(run.trace, tmp_path_factory.mktemp("t") / "cnn.nntrace")
 
 
 def _specs(at: AppTest) -> dict[str, object]:
@@ -61,11 +57,29 @@ def _specs(at: AppTest) -> dict[str, object]:
     return charts
 
 
+def _weights(trace: nt.NetworkTrace, epoch: int) -> dict[str, torch.Tensor]:
+    return {key: torch.as_tensor(value) for key, value in trace.weights(epoch).items()}
+
+
+def _conv(w: dict[str, torch.Tensor], x: torch.Tensor, layer: str) -> torch.Tensor:
+    return F.relu(F.conv2d(x, w[f"{layer}.weight"], w[f"{layer}.bias"], padding=1))
+
+
 def _maps(trace: nt.NetworkTrace, x: np.ndarray, epoch: int) -> np.ndarray:
     """conv_1's activation maps, by torch functions on the stored weights (not the model)."""
-    w = trace.weights(epoch)
-    out = F.conv2d(torch.as_tensor(x), torch.as_tensor(w["conv_1.weight"]), padding=1)
-    return F.relu(out + torch.as_tensor(w["conv_1.bias"])[None, :, None, None]).numpy()
+    return _conv(_weights(trace, epoch), torch.as_tensor(x), "conv_1").numpy()
+
+
+def _logits(
+    w: dict[str, torch.Tensor], x: torch.Tensor, zeroed: list[int] | None = None
+) -> torch.Tensor:
+    """The built-in CNN's forward pass written out (conv, relu, conv, relu, average pool to
+    2 × 2, flatten, linear), with conv_2's ``zeroed`` channels set to zero."""
+    h = _conv(w, _conv(w, x, "conv_1"), "conv_2")
+    if zeroed:
+        h = h.index_fill(1, torch.tensor(zeroed), 0.0)
+    pooled = F.adaptive_avg_pool2d(h, 2).flatten(1)
+    return pooled @ w["output.weight"].T + w["output.bias"]
 
 
 def _open(app: Callable[[], AppTest], name: str, **params: str) -> AppTest:
@@ -77,7 +91,7 @@ def _open(app: Callable[[], AppTest], name: str, **params: str) -> AppTest:
 
 
 def test_a_channel_shows_its_kernels_top_images_with_boxes_and_its_map(
-    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path, attach: None
+    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path
 ) -> None:
     shutil.copy(cnn_file, runs_dir / "cnn.nntrace")
     trace = nt.load_trace(cnn_file)
@@ -134,7 +148,7 @@ def test_a_channel_shows_its_kernels_top_images_with_boxes_and_its_map(
 
 
 def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
-    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path, attach: None
+    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path
 ) -> None:
     shutil.copy(cnn_file, runs_dir / "cnn.nntrace")
     trace = nt.load_trace(cnn_file)
@@ -152,11 +166,10 @@ def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
     # pixels: gradient × input of class 0's logit, mean over its probe samples, by autograd
     scores = [row for row in chart_rows(charts["Pixels"]) if "score" in row]
     assert len(scores) == 256
-    net = SmallCNN()
-    net.load_state_dict({k: torch.as_tensor(v) for k, v in trace.weights(LAST).items()})
+    w = _weights(trace, LAST)
     x, y = trace.probe
     images = torch.as_tensor(x[np.asarray(y) == 0]).requires_grad_(True)
-    net(images)[:, 0].sum().backward()
+    _logits(w, images)[:, 0].sum().backward()
     expected = (images.grad * images).detach().numpy().mean(0).sum(0)
     got = np.zeros((16, 16))
     for row in scores:
@@ -171,15 +184,12 @@ def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
         channels
     ).run()
     assert_healthy(at)
-    handle = net.act_2.register_forward_hook(lambda m, i, out: out.index_fill(1, zeroed, 0.0))
-    zeroed = torch.tensor([1, 6])
     with torch.no_grad():
-        predicted = net(torch.as_tensor(x)).argmax(1).numpy()
-    handle.remove()
+        predicted = _logits(w, torch.as_tensor(x), zeroed=[1, 6]).argmax(1).numpy()
     accuracy = float((predicted == np.asarray(y)).mean())
     assert {m.label: m.value for m in at.metric}["Probe accuracy"] == f"{accuracy:.3f}"
-    # pruning 3 of conv_2's 8 channels removes 3 filters (6·3·3 + 1) and 3 · 4 · 4 columns of
-    # each of the 4 output rows
+    # pruning 3 of conv_2's 8 channels removes 3 filters (6·3·3 + 1) and 3 · 2 · 2 columns of
+    # each of the 4 output rows (the pool leaves 2 × 2 values per channel)
     at.session_state[state.BREADCRUMBS_TAB] = "Pruning"
     at.run()
     assert_healthy(at)
@@ -189,20 +199,19 @@ def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
     at.button(key=state.BREADCRUMBS_PRUNE_BUTTON).click().run()
     assert_healthy(at)
     metrics = {m.label: m for m in at.metric}
-    before = sum(p.numel() for p in net.parameters())
-    assert metrics["Parameters"].value == f"{before - 3 * (6 * 9 + 1) - 4 * 3 * 16:,}"
+    before = sum(v.numel() for v in w.values())
+    assert metrics["Parameters"].value == f"{before - 3 * (6 * 9 + 1) - 4 * 3 * 4:,}"
     assert metrics["Channels of L_conv_2"].value == "5"
     sentence = texts(at.markdown)
     assert "Removed E_3/L_conv_2/n_" in sentence and "ablated to zero by at most" in sentence
     assert at.query_params["prune_layer"] == "conv_2" and at.query_params["prune_channels"] == "3"
 
 
-def test_without_the_model_the_pages_say_so_instead_of_failing(
-    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path
+def test_a_cnn_traced_from_python_shows_what_needs_no_model_and_says_why_not_the_rest(
+    app: Callable[[], AppTest], runs_dir: Path
 ) -> None:
-    # other bytes than cnn.nntrace's: the app's caches (by digest) start afresh
-    trace = nt.load_trace(cnn_file)
-    trace.meta["note"] = "no model attached"
+    # a user's own module traced from Python: the trace names no model the app could rebuild
+    trace = train_bars_cnn(attach=False)
     nt.save_trace(trace, runs_dir / "plain.nntrace")
     at = _open(app, "plain", neuron=f"E_{LAST}/L_conv_2/n_9")
     assert_healthy(at)
@@ -215,7 +224,7 @@ def test_without_the_model_the_pages_say_so_instead_of_failing(
 
 @pytest.mark.parametrize("page", ["overview", "clusters", "dynamics"])
 def test_the_other_pages_open_a_cnn_trace(
-    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path, attach: None, page: str
+    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path, page: str
 ) -> None:
     shutil.copy(cnn_file, runs_dir / "cnn.nntrace")
     at = _open(app, "cnn")
