@@ -3,7 +3,10 @@
 The standard workload is ``make_classification(n_samples=20000, n_features=20,
 n_informative=10, random_state=0)``, an MLP 20→128→128→2 (ReLU), Adam lr 1e-3, batch 64,
 10 epochs, one torch thread and a probe of 1024 samples; the wide workload is the same with
-hidden layers of 512×512.
+hidden layers of 512×512. The cnn workload is the built-in CNN (``model="cnn"``: conv 8, conv
+16, 3×3, ReLU, average pool to 2×2, linear) on as many generated ``bars`` images (16×16, 4
+classes), with the same batch, optimiser, epochs and probe; only the library variants run on it
+(the bench-loop reference points are written for the MLP). ``--workload`` picks workloads.
 
 Every variant runs once per repetition, round-robin (the order rotates from one repetition to
 the next), so that noise from the rest of the machine hits all variants alike. Only the
@@ -21,7 +24,7 @@ Two baselines:
   add their work to that loop and their ratios are to it.
 
 Goals (printed PASS/MISS; a miss never makes the exit status non-zero): recording every epoch
-costs ≤ 1.05× untraced on the standard workload (and less on the wide one),
+costs ≤ 1.05× untraced on the standard workload (and less on the wide one) and on the cnn one,
 ``drop_batches=False`` costs ≤ 1.3×, and writing every epoch to a run directory as it goes
 costs ≤ 1.02× recording it in memory (standard workload).
 
@@ -62,6 +65,8 @@ __all__ = ["GOALS", "main"]
 
 STANDARD_HIDDEN = (128, 128)
 WIDE_HIDDEN = (512, 512)
+#: The workloads, in the order of the table (``--workload`` picks some).
+WORKLOADS = ("standard", "wide", "cnn")
 PROBE_SIZE = 1024
 FULL = {"samples": 20_000, "epochs": 10, "repeats": 5}
 QUICK = {"samples": 2_000, "epochs": 2, "repeats": 2}
@@ -84,6 +89,7 @@ GOALS: tuple[tuple[str, str, float, str], ...] = (
     ("standard", STEPS, 1.3, "drop_batches=False ≤ 1.3× untraced"),
     ("wide", STEPS, 1.3, "drop_batches=False ≤ 1.3× untraced"),
     ("standard", RUNDIR, 1.02, "writing every epoch to a run directory ≤ 1.02× in memory"),
+    ("cnn", EVERY, 1.05, "CNN: every-epoch recording ≤ 1.05× untraced"),
 )
 
 
@@ -100,6 +106,12 @@ def _dataset(n_samples: int) -> Dataset:
         y,
         description=f"make_classification({n_samples}, 20 features, 10 informative)",
     )
+
+
+def _cnn_config(base: TrainConfig) -> TrainConfig:
+    """The cnn workload: the built-in CNN (default channels 8, 16) on ``bars``, with the
+    standard workload's samples, epochs, batch, optimiser and probe."""
+    return base.replace(dataset="bars", model="cnn", hidden_sizes=STANDARD_HIDDEN)
 
 
 def _config(hidden: tuple[int, ...], epochs: int, n_samples: int) -> TrainConfig:
@@ -305,8 +317,18 @@ def _variants(
         directory = Path(tempfile.mkdtemp(prefix=f"run-{workload}-", dir=tmp))
         return _Written(train(config, data=data, out=directory).trace, directory)
 
+    untraced = _Variant(
+        workload, BASE_TRAIN, BASE_TRAIN, lambda: train(config, traced=False, data=data)
+    )
+    if config.model != "mlp":  # the library variants only
+        return [
+            untraced,
+            _Variant(workload, EVERY, BASE_TRAIN, traced(epoch_intervals=None)),
+            _Variant(workload, LAST_ONLY, BASE_TRAIN, traced(epoch_intervals=-1)),
+            _Variant(workload, STEPS, BASE_TRAIN, traced(epoch_intervals=None, drop_batches=False)),
+        ]
     out = [
-        _Variant(workload, BASE_TRAIN, BASE_TRAIN, lambda: train(config, traced=False, data=data)),
+        untraced,
         _Variant(workload, EVERY, BASE_TRAIN, traced(epoch_intervals=None)),
         _Variant(workload, RUNDIR, EVERY, written),
         _Variant(workload, LAST_ONLY, BASE_TRAIN, traced(epoch_intervals=-1)),
@@ -543,6 +565,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-wide", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--workload",
+        action="append",
+        choices=WORKLOADS,
+        help="measure only this workload (standard: MLP 128-128, wide: MLP 512-512, cnn: the "
+        "built-in CNN on bars images); repeatable; default all",
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         metavar="NAME",
@@ -585,12 +614,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> int:
     tensorboard = _announce(args, repeats, epochs, samples)
-    workloads = {"standard": STANDARD_HIDDEN}
-    if not args.no_wide:
-        workloads["wide"] = WIDE_HIDDEN
     base = _config(STANDARD_HIDDEN, epochs, samples)
-    data = prepare_data(base, dataset=_dataset(samples))
-    variants, storage_runs = _measure(base, data, workloads, repeats, tensorboard, args.variant)
+    workloads = _workloads(args, base, samples)
+    variants, storage_runs = _measure(workloads, repeats, tensorboard, args.variant)
     summary = _summaries(variants)
     goals = _goal_results(summary)
     storage = {
@@ -625,6 +651,26 @@ def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> i
     return 0
 
 
+def _workloads(
+    args: argparse.Namespace, base: TrainConfig, samples: int
+) -> dict[str, tuple[TrainConfig, DataSplits]]:
+    """The chosen workloads' configs and data (each dataset prepared once)."""
+    chosen = [w for w in WORKLOADS if w in (args.workload or WORKLOADS)]
+    if args.no_wide and "wide" in chosen:
+        chosen.remove("wide")
+    out: dict[str, tuple[TrainConfig, DataSplits]] = {}
+    tabular = None
+    for workload in chosen:
+        if workload == "cnn":
+            config = _cnn_config(base)
+            out[workload] = (config, prepare_data(config))
+            continue
+        tabular = tabular or prepare_data(base, dataset=_dataset(samples))
+        hidden = STANDARD_HIDDEN if workload == "standard" else WIDE_HIDDEN
+        out[workload] = (base.replace(hidden_sizes=hidden), tabular)
+    return out
+
+
 def _announce(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> bool:
     """Print what is measured; returns whether the TensorBoard reference can run."""
     print(
@@ -649,9 +695,7 @@ def _announce(args: argparse.Namespace, repeats: int, epochs: int, samples: int)
 
 
 def _measure(
-    base: TrainConfig,
-    data: DataSplits,
-    workloads: dict[str, tuple[int, ...]],
+    workloads: dict[str, tuple[TrainConfig, DataSplits]],
     repeats: int,
     tensorboard: bool,
     only: Sequence[str] | None = None,
@@ -662,16 +706,14 @@ def _measure(
     with tempfile.TemporaryDirectory(prefix="nn-tracing-bench-") as tmpname:
         tmp = Path(tmpname)
         variants: list[_Variant] = []
-        configs = {}
-        for workload, hidden in workloads.items():
-            configs[workload] = base.replace(hidden_sizes=hidden)
-            every = _variants(workload, configs[workload], data, tensorboard, tmp)
+        for workload, (config, data) in workloads.items():
+            every = _variants(workload, config, data, tensorboard, tmp)
             variants += _select(every, only)
 
         # warm-up: one short run of every variant (first-call costs, lazy imports)
-        warm = {w: c.replace(epochs=1) for w, c in configs.items()}
-        for workload in workloads:
-            for v in _select(_variants(workload, warm[workload], data, tensorboard, tmp), only):
+        for workload, (config, data) in workloads.items():
+            warm = config.replace(epochs=1)
+            for v in _select(_variants(workload, warm, data, tensorboard, tmp), only):
                 result = v.run()
                 if isinstance(result, _Written):
                     shutil.rmtree(result.directory)
@@ -707,7 +749,7 @@ def _print_results(
     summary: dict[tuple[str, str], dict[str, Any]],
     goals: list[dict[str, Any]],
     storage: dict[str, dict[str, float]],
-    workloads: dict[str, tuple[int, ...]],
+    workloads: dict[str, tuple[TrainConfig, DataSplits]],
     tensorboard: bool,
 ) -> None:
     """The timing table, the baselines' sanity check, the storage table and the goals."""
@@ -720,7 +762,8 @@ def _print_results(
         f"baseline run (least disturbed by other load); CPU ratio = ratio on process CPU time. "
         f"Baselines: `{BASE_TRAIN}` = nn_tracing.train(cfg, traced=False) for the "
         f"library variants; `{BASE_LOOP}` = the same loop written in bench.py for the "
-        f"reference points. standard = MLP 20-128-128-2, wide = MLP 20-512-512-2."
+        f"reference points. standard = MLP 20-128-128-2, wide = MLP 20-512-512-2, cnn = the "
+        f"built-in CNN 8-16 (3×3, pool 2×2) on bars images of 16×16."
     )
     for workload in workloads:
         if (workload, BASE_LOOP) not in summary:

@@ -85,3 +85,22 @@ def test_an_unknown_variant_is_refused(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--variant", "every epoch, on a floppy"])
     assert "no variant 'every epoch, on a floppy'" in capsys.readouterr().err
+
+
+def test_the_cnn_workload_runs_the_built_in_cnn_on_bars(capsys, tmp_path):
+    out_json = tmp_path / "bench.json"
+    args = ["--quick", "--repeats", "1", "--epochs", "1", "--samples", "400"]
+    code = bench.main([*args, "--workload", "cnn", "--json", str(out_json)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| ")]
+    assert {row[0] for row in rows if row[1] in (bench.BASE_TRAIN, bench.EVERY)} == {"| cnn"}
+    assert "CNN: every-epoch recording ≤ 1.05× untraced" in printed
+    payload = json.loads(out_json.read_text())
+    measured = {row["variant"] for row in payload["variants"]}
+    assert measured == {bench.BASE_TRAIN, bench.EVERY, bench.LAST_ONLY, bench.STEPS}
+    goal = next(g for g in payload["goals"] if g["workload"] == "cnn")
+    assert goal["result"] in ("PASS", "MISS") and goal["limit"] == 1.05
+    # the every-epoch trace is the CNN's: 1 input channel, conv_1 8, conv_2 16, output 4
+    # neurons at E_0 and E_1
+    assert payload["storage"]["cnn"]["rows"] == 2 * (1 + 8 + 16 + 4)

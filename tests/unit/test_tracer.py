@@ -323,6 +323,66 @@ def test_per_step_statistics_match_numpy(device):
             )
 
 
+def _cnn_step_reference(state: dict, xb: np.ndarray, yb: np.ndarray) -> dict[str, dict]:
+    """The built-in CNN's forward pass and weight gradients in float64 torch functions on a
+    snapshot of its weights (not the module): per layer, the activation, weight and gradient."""
+    w = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in state.items()}
+    x = torch.tensor(xb, dtype=torch.float64)
+    h1 = F.relu(F.conv2d(x, w["conv_1.weight"], w["conv_1.bias"], padding=1))
+    h2 = F.relu(F.conv2d(h1, w["conv_2.weight"], w["conv_2.bias"], padding=1))
+    logits = F.adaptive_avg_pool2d(h2, 2).flatten(1) @ w["output.weight"].T + w["output.bias"]
+    loss = F.cross_entropy(logits, torch.as_tensor(yb))
+    loss.backward()
+    return {
+        name: {"act": act.detach().numpy(), "weight": w[f"{name}.weight"], "loss": loss.item()}
+        for name, act in (("conv_1", h1), ("conv_2", h2), ("output", logits))
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_per_step_statistics_of_a_cnn_match_a_reference(device):
+    # the built-in CNN: a conv layer's step statistics run over every (sample, channel,
+    # position) value of its activation, its norms over the whole 4-d weight
+    from nn_tracing.models_cnn import CNN
+
+    torch.manual_seed(0)
+    module = CNN((1, 6, 6), 3, channels=(3, 4)).to(device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 1, 6, 6, generator=g)
+    y = (x[:, 0, :3].mean((1, 2)) > 0).long() + (x[:, 0, 3:].mean((1, 2)) > 0.2).long()
+    x, y = x.to(device), y.to(device)
+    seen = []
+    model = TraceableNN(module, probe=(x[:8], y[:8]), epoch_intervals=-1, drop_batches=False)
+    user_loop(
+        model, module, x, y, epochs=2, lr=0.1,
+        on_batch=lambda e, s, xb, yb: seen.append((e, s, xb, yb)),
+    )  # fmt: skip
+    steps = model.finish().steps
+    assert sorted(steps["layer"].unique()) == ["conv_1", "conv_2", "output"]
+    assert steps["step"].max() == len(seen) == 4
+    for step, (epoch, state, xb, yb) in enumerate(seen, start=1):
+        reference = _cnn_step_reference(state, xb, yb)
+        rows = steps[steps["step"] == step].set_index("layer")
+        for name, ref in reference.items():
+            row, act = rows.loc[name], ref["act"]
+            assert row["epoch"] == epoch
+            np.testing.assert_allclose(
+                [row[c] for c in ("act_mean", "act_std", "act_active", "w_norm", "grad_norm")]
+                + [row["loss"]],
+                [
+                    act.mean(),
+                    act.std(),
+                    (act > 0).mean(),
+                    float(ref["weight"].detach().norm()),
+                    float(ref["weight"].grad.norm()),
+                    ref["loss"],
+                ],
+                rtol=1e-4,
+                atol=1e-5,
+                err_msg=f"step {step}, {name}",
+            )
+
+
 class Branchy(nn.Module):
     """A non-Sequential forward: b runs before a, a functional relu, a shared activation."""
 
