@@ -11,6 +11,8 @@ trace, or a module attached to it); where there is none the functions raise
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -28,6 +30,7 @@ from .text import md_escape
 
 __all__ = [
     "MAX_KERNEL_EPOCHS",
+    "PrunedChannels",
     "activation_map_chart",
     "channel_layer",
     "channel_pruning_metrics",
@@ -287,6 +290,19 @@ def pixel_attribution_chart(
 
 
 # -- channel pruning -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrunedChannels:
+    """A channel pruning and its downloads: the pruned weights (safetensors), config (JSON)
+    and trace on the probe (``.nntrace`` bytes) — or, where the pruned model cannot be
+    exported (not the built-in CNN), ``refused``, the reason."""
+
+    result: ChannelPruningResult
+    weights: bytes | None = None
+    config: bytes | None = None
+    trace: bytes | None = None
+    refused: str | None = None
+
+
 def prune_channels(
     trace: NetworkTrace,
     epoch: int,
@@ -295,16 +311,30 @@ def prune_channels(
     n_repeats: int,
     method: str,
     progress: Progress | None = None,
-) -> ChannelPruningResult:
+) -> PrunedChannels:
     """The ``k`` least important channels of ``layer`` pruned at the model state ``epoch``
-    (:data:`~nn_tracing.views.breadcrumbs.FINAL`: the final weights), on the probe set."""
+    (:data:`~nn_tracing.views.breadcrumbs.FINAL`: the final weights), on the probe set, and
+    the pruned built-in CNN's files (:func:`nn_tracing.export.pruned_channels_config`)."""
+    from ..export import pruned_channels_config, pruned_files, pruned_trace
+    from ..store import trace_to_bytes
     from . import breadcrumbs
 
     x, y = breadcrumbs.probe(trace)
     model = breadcrumbs.model_at(trace, epoch)
-    return channel_pruning(
+    result = channel_pruning(
         model, x, y, layer, k, method=method, n_repeats=n_repeats, progress=progress
     )
+    try:
+        config = pruned_channels_config(
+            trace, result, epoch=None if epoch == breadcrumbs.FINAL else epoch
+        )
+    except ValueError as exc:
+        return PrunedChannels(result, refused=str(exc))
+    if progress is not None:
+        progress(0.97, "tracing the pruned model on the probe set")
+    weights, text = pruned_files(result.pruned, config)
+    small = pruned_trace(result.pruned, trace, config)
+    return PrunedChannels(result, weights, text, trace_to_bytes(small))
 
 
 def channel_pruning_metrics(result: ChannelPruningResult) -> list[Metric]:

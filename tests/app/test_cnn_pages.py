@@ -205,6 +205,13 @@ def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
     sentence = texts(at.markdown)
     assert "Removed E_3/L_conv_2/n_" in sentence and "ablated to zero by at most" in sentence
     assert at.query_params["prune_layer"] == "conv_2" and at.query_params["prune_channels"] == "3"
+    # the pruned built-in CNN's weights, config and trace (checked in test_views_channels.py)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert [label for label in labels if label.startswith("Pruned")] == [
+        "Pruned weights (.safetensors)",
+        "Pruned config (.json)",
+        "Pruned trace on the probe (.nntrace)",
+    ]
 
 
 def test_a_cnn_traced_from_python_shows_what_needs_no_model_and_says_why_not_the_rest(

@@ -112,3 +112,70 @@ def test_the_map_and_the_pixels_keep_their_own_colour_scales() -> None:
     assert color["scheme"] == "blueorange" and color["domainMid"] == 0
     low, high = color["domain"]
     assert low == -high > -np.inf
+
+
+def _built_in_cnn_trace():
+    from nn_tracing import TrainConfig, train
+
+    config = TrainConfig(
+        dataset="bars",
+        model="cnn",
+        model_kwargs={"channels": [4, 5]},
+        n_samples=240,
+        probe_size=40,
+        epochs=2,
+        batch_size=32,
+        seed=0,
+        keep_weights=True,
+    )
+    return train(config).trace
+
+
+def _conv(w: dict, x: torch.Tensor, layer: str) -> torch.Tensor:
+    weight, bias = (torch.as_tensor(w[f"{layer}.{k}"]) for k in ("weight", "bias"))
+    return torch.relu(nn.functional.conv2d(x, weight, bias, padding=1))
+
+
+def test_a_pruned_built_in_cnn_is_exported_as_a_built_in_cnn_that_rebuilds() -> None:
+    import json
+
+    from safetensors.torch import load
+
+    from nn_tracing import load_trace, model_from_trace
+    from nn_tracing.views.breadcrumbs import FINAL
+
+    trace = _built_in_cnn_trace()
+    done = views.prune_channels(trace, FINAL, "conv_1", 2, 5, "grad_x_act")
+    assert done.refused is None
+    removed = [n - trace.layer("conv_1").first_id for n in done.result.removed]
+    config = json.loads(done.config)
+    assert config["train_config"]["model"] == "cnn"
+    assert config["train_config"]["model_kwargs"] == {"channels": [2, 5]}
+    assert config["removed_channels"] == {"conv_1": removed}
+    # the weights: conv_1 without the removed filters, conv_2 without their input channels
+    w = trace.final_weights
+    kept = [c for c in range(4) if c not in removed]
+    tensors = load(done.weights)
+    np.testing.assert_array_equal(tensors["conv_1.weight"].numpy(), w["conv_1.weight"][kept])
+    np.testing.assert_array_equal(tensors["conv_2.weight"].numpy(), w["conv_2.weight"][:, kept])
+    # the trace: the app rebuilds it as a built-in CNN 2-5, which computes what the original
+    # weights compute with those channels zeroed (torch functions, not the model)
+    small = load_trace(done.trace)
+    assert small.layer("conv_1").n_neurons == 2 and small.meta["model"]["name"] == "cnn"
+    x = torch.as_tensor(trace.probe[0])
+    h = _conv(w, x, "conv_1").index_fill(1, torch.tensor(removed), 0.0)
+    pooled = nn.functional.adaptive_avg_pool2d(_conv(w, h, "conv_2"), 2).flatten(1)
+    expected = pooled @ torch.as_tensor(w["output.weight"]).T + torch.as_tensor(w["output.bias"])
+    with torch.no_grad():
+        rebuilt = model_from_trace(small)(x)
+    np.testing.assert_allclose(rebuilt.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(small.logits(0), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_pruned_user_cnn_is_not_exported_and_says_why() -> None:
+    # a module traced from Python and attached: pruned for real, but no config describes it
+    trace = attach_model(_trace(_cnn()), _cnn())
+    done = views.prune_channels(trace, 2, "conv_2", 1, 5, "grad_x_act")
+    assert done.result.parameters_after < done.result.parameters_before
+    assert done.weights is None and done.trace is None
+    assert "only the built-in CNN" in (done.refused or "")

@@ -21,6 +21,7 @@ from ...views.breadcrumbs import Target
 from .. import state
 from ..charts import show_chart
 from ..compute import run_analysis
+from ..text import md_escape
 from ..traces import ActiveTrace
 from .widgets import DEFAULT_REPEATS, asked, ensure, repeats_ok, run_button, show_metrics
 
@@ -104,5 +105,28 @@ def channel_pruning_tab(active: ActiveTrace, target: Target, chosen: dict[str, A
     )
     if result is None:
         return
-    show_metrics(views.channel_pruning_metrics(result), 4)
-    st.markdown(views.channel_pruning_sentence(active.trace, target.epoch, result))
+    show_metrics(views.channel_pruning_metrics(result.result), 4)
+    st.markdown(views.channel_pruning_sentence(active.trace, target.epoch, result.result))
+    _downloads(active, result)
+
+
+def _downloads(active: ActiveTrace, done: views.PrunedChannels) -> None:
+    """The pruned CNN's weights, config and trace, or why they are not offered."""
+    if done.refused is not None:
+        st.caption(f"No download: {md_escape(done.refused, 400)}.")
+        return
+    stem = f"{active.name or 'trace'}-pruned"
+    files = (
+        ("Pruned weights (.safetensors)", done.weights, "safetensors", "application/octet-stream"),
+        ("Pruned config (.json)", done.config, "json", "application/json"),
+        ("Pruned trace on the probe (.nntrace)", done.trace, "nntrace", "application/zip"),
+    )
+    keys = (
+        state.BREADCRUMBS_DOWNLOAD_WEIGHTS,
+        state.BREADCRUMBS_DOWNLOAD_CONFIG,
+        state.BREADCRUMBS_DOWNLOAD_TRACE,
+    )
+    for column, (label, data, ext, mime), key in zip(st.columns(3), files, keys, strict=True):
+        column.download_button(
+            label, data, file_name=f"{stem}.{ext}", mime=mime, on_click="ignore", key=key
+        )
