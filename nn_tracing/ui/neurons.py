@@ -47,7 +47,12 @@ from .charts import neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
-from .neurons_channels import channel_map_section, channel_responses, kernel_section
+from .neurons_channels import (
+    channel_map_section,
+    channel_responses,
+    input_channel_section,
+    kernel_section,
+)
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 from .widgets import epoch_picker
@@ -466,6 +471,8 @@ def _inputs_outputs(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
     neuron, epoch = settings.neuron, settings.epoch
     is_input = trace.layer_of(neuron).kind == "input"
+    if input_channel_section(active, neuron, epoch):
+        return  # an input channel of images: what the first conv layer's kernels read
     if is_input:
         st.info(
             f"n_{neuron} is an input feature: it has no incoming weights. Its outgoing weights "

@@ -21,7 +21,7 @@ from . import cache, state
 from .charts import show_chart
 from .traces import ActiveTrace
 
-__all__ = ["channel_map_section", "channel_responses", "kernel_section"]
+__all__ = ["channel_map_section", "channel_responses", "input_channel_section", "kernel_section"]
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -62,6 +62,31 @@ def kernel_section(active: ActiveTrace, neuron: int) -> None:
             "This run kept only its final weights: train with keep_weights=True "
             "(--keep-weights) to watch the kernel form over training."
         )
+
+
+def input_channel_section(active: ActiveTrace, neuron: int, epoch: int) -> bool:
+    """For an input channel of images: what it is, and the first conv layer's kernels on it
+    at the kept epoch nearest ``epoch``; ``False`` (nothing drawn) for other neurons."""
+    trace = active.trace
+    note = views.input_channel_note(trace, neuron)
+    if note is None:
+        return False
+    st.info(note)
+    try:
+        kept, notice = weights_epoch(trace, epoch)
+    except ProfileUnavailable:
+        return True  # no weights: the note is all there is
+    if notice:
+        st.caption(notice)
+    chart = cache.chart(
+        "reader_kernels",
+        active.key,
+        (neuron, kept),
+        lambda: views.reader_kernels_chart(trace, neuron, kept),
+    )
+    if chart is not None:
+        show_chart(chart, width="content")
+    return True
 
 
 def channel_responses(active: ActiveTrace, neuron: int, epoch: int, k: int, largest: bool) -> bool:

@@ -35,12 +35,14 @@ __all__ = [
     "channel_layer",
     "channel_pruning_metrics",
     "channel_pruning_sentence",
+    "input_channel_note",
     "kernel_chart",
     "kernel_frame",
     "live_model",
     "pixel_attribution_chart",
     "pixel_method",
     "prune_channels",
+    "reader_kernels_chart",
     "top_images_chart",
     "top_images_frames",
 ]
@@ -112,6 +114,70 @@ def kernel_frame(trace: NetworkTrace, neuron: int) -> pd.DataFrame:
     kernels["signature"] = [trace.signature(int(e), neuron) for e in kernels["epoch"]]
     kernels["n_epochs"] = len(shown)
     return kernels.sort_values(["in_channel", "epoch", "row", "col"], ignore_index=True)
+
+
+def _first_reader(trace: NetworkTrace, neuron: int) -> LayerInfo | None:
+    """The first conv2d layer, when ``neuron`` is an input channel of images it reads."""
+    info = trace.layer_of(neuron)
+    if info.kind != "input" or channels.image_inputs(trace) is None:
+        return None
+    convs = channels.conv_layers(trace)
+    if not convs or convs[0].weight_key is None:
+        return None
+    return convs[0] if trace.layers.index(convs[0]) == 1 else None
+
+
+def input_channel_note(trace: NetworkTrace, neuron: int) -> str | None:
+    """Markdown for an input neuron of an image network — a channel of the images, not a
+    pixel — or ``None`` for other neurons."""
+    x = channels.image_inputs(trace)
+    info = trace.layer_of(neuron)
+    if info.kind != "input" or x is None:
+        return None
+    reader = _first_reader(trace, neuron)
+    reads = (
+        f" The kernels of L_{reader.name} read it (below: each channel's kernel on it)."
+        if reader is not None
+        else ""
+    )
+    return (
+        f"n_{neuron} is channel {neuron - info.first_id} of the {x.shape[2]}×{x.shape[3]} input "
+        f"images (they have {x.shape[1]}): its activation is an image's mean standardised "
+        f"pixel, and it has no incoming weights.{reads}"
+    )
+
+
+def reader_kernels_frame(trace: NetworkTrace, neuron: int, epoch: int) -> pd.DataFrame | None:
+    """The first conv layer's kernels on input channel ``neuron`` at ``epoch`` (kept
+    weights), long form like :func:`kernel_frame` with one panel per conv channel (``n_5``);
+    ``None`` when ``neuron`` is not an input channel read by a first conv layer."""
+    reader = _first_reader(trace, neuron)
+    if reader is None or epoch not in trace.epochs_with_weights:
+        return None
+    kernels = channels.kernel_history(trace, reader.name)
+    kernels = kernels[
+        (kernels["epoch"] == epoch) & (kernels["in_channel"] == neuron - trace.layers[0].first_id)
+    ].copy()
+    kernels["panel"] = [f"n_{n}" for n in kernels["neuron"]]
+    kernels["signature"] = [trace.signature(epoch, int(n)) for n in kernels["neuron"]]
+    kernels["n_epochs"] = min(reader.n_neurons, MAX_KERNEL_EPOCHS)
+    return kernels.sort_values(["neuron", "row", "col"], ignore_index=True)
+
+
+def reader_kernels_chart(trace: NetworkTrace, neuron: int, epoch: int) -> object | None:
+    """:func:`reader_kernels_frame` drawn as small images (``None`` when there is none)."""
+    frame = reader_kernels_frame(trace, neuron, epoch)
+    if frame is None or frame.empty:
+        return None
+    reader = trace.layer_of(int(frame["neuron"].iloc[0]))
+    return channel_viz.kernel_images_chart(
+        frame,
+        title=f"What L_{reader.name} reads from it at E_{epoch}",
+        subtitle=[
+            f"the {frame['row'].max() + 1}×{frame['col'].max() + 1} kernel of each of its "
+            f"{reader.n_neurons} channels on this input channel (orange +, blue −)"
+        ],
+    )
 
 
 def kernel_chart(trace: NetworkTrace, neuron: int) -> object:

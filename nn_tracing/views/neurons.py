@@ -259,13 +259,10 @@ def top_image_shape(
     ``image_shape`` covers every input feature), else ``None`` (show them as a table)."""
     dataset = trace.meta.get("dataset") if isinstance(trace.meta.get("dataset"), dict) else {}
     shape = dataset.get("image_shape")
-    n_inputs = trace.layers[0].n_neurons
     feature_columns = [c for c in top.columns if c not in profiles.TOP_COLUMNS]
-    if (
-        isinstance(shape, list)
-        and len(shape) == 2
-        and int(np.prod(shape)) == n_inputs == len(feature_columns)
-    ):
+    # the MLP's inputs are the pixels; a CNN's input neurons are the images' channels, its
+    # samples still one column per pixel (a single channel: one grey image each)
+    if isinstance(shape, list) and len(shape) == 2 and int(np.prod(shape)) == len(feature_columns):
         return (int(shape[0]), int(shape[1])), feature_columns
     return None
 

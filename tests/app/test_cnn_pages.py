@@ -147,6 +147,39 @@ def test_a_channel_shows_its_kernels_top_images_with_boxes_and_its_map(
     assert "map_sample" not in at.query_params
 
 
+def test_the_input_channel_and_the_outputs_show_images(
+    app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path
+) -> None:
+    # a CNN's input layer is one neuron, the images' channel: no pixel of its own, but the
+    # kernels that read it, and its top samples as images
+    shutil.copy(cnn_file, runs_dir / "cnn.nntrace")
+    trace = nt.load_trace(cnn_file)
+    at = _open(app, "cnn", neuron=f"E_{LAST}/L_input/n_0")
+    assert_healthy(at)
+    assert "channel 0 of the 16×16 input images" in texts(at.main.info)
+    charts = _specs(at)
+    kernels = chart_rows(charts[f"What L_conv_1 reads from it at E_{LAST}"])
+    stored = trace.weights(LAST)["conv_1.weight"][:, 0]
+    first = trace.layer("conv_1").first_id
+    assert len(kernels) == 6 * 9
+    for row in kernels:
+        channel = int(row["panel"].removeprefix("n_")) - first
+        assert row["weight"] == pytest.approx(float(stored[channel, row["row"], row["col"]]))
+        assert row["signature"] == f"E_{LAST}/L_conv_1/n_{first + channel}"
+    # the top samples by the channel's pooled activation (the image's mean), as images
+    pixels = chart_rows(charts[f"The 12 most active probe samples of E_{LAST}/L_input/n_0"])
+    x = trace.probe[0]
+    ranked = np.lexsort((np.arange(len(x)), -x.mean((1, 2, 3))))[:12]
+    assert list(dict.fromkeys(row["probe_index"] for row in pixels)) == ranked.tolist()
+    assert len(pixels) == 12 * 256
+    # an output neuron's top samples are images too
+    output = trace.layer("output").first_id + 1
+    at = _open(app, "cnn", neuron=f"E_{LAST}/L_output/n_{output}")
+    assert_healthy(at)
+    title = f"The 12 most active probe samples of E_{LAST}/L_output/n_{output}"
+    assert len(chart_rows(_specs(at)[title])) == 12 * 256
+
+
 def test_breadcrumbs_attribute_to_pixels_and_prune_channels(
     app: Callable[[], AppTest], runs_dir: Path, cnn_file: Path
 ) -> None:

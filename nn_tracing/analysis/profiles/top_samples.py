@@ -50,11 +50,25 @@ def top_activating(
     top.insert(0, "rank", np.arange(1, len(top) + 1))
     assert trace.probe is not None
     raw = destandardise(trace, np.asarray(trace.probe[0])[order].reshape(len(order), -1))
-    names = [f"feature {n}" if n in TOP_COLUMNS else n for n in trace.feature_names]
+    names = [f"feature {n}" if n in TOP_COLUMNS else n for n in _value_names(trace, raw.shape[1])]
     if raw.shape[1] == len(names):
         features = pd.DataFrame(raw, columns=names)
         top = pd.concat([top, features], axis=1)
     return top
+
+
+def _value_names(trace: NetworkTrace, n_values: int) -> list[str]:
+    """Names of a sample's ``n_values`` values: the input neurons' (one value each, as for
+    the MLP), else the dataset's feature names when they name every value (a CNN's input
+    neurons are the images' channels, its samples still one value per pixel)."""
+    names = trace.feature_names
+    if len(names) == n_values:
+        return names
+    dataset = trace.meta.get("dataset")
+    listed = dataset.get("feature_names") if isinstance(dataset, dict) else None
+    if isinstance(listed, list) and len(listed) == n_values:
+        return [str(name) for name in listed]
+    return names
 
 
 def class_enrichment(trace: NetworkTrace, top: pd.DataFrame) -> pd.DataFrame:
