@@ -61,12 +61,13 @@ class Accumulator:
         are kept, and running statistics are gathered only when there are positions to pool.
         """
         self.positions = values.shape[1]
+        if values.shape[1] > 1:
+            self._add_positions(values, keep_pooled)
+            return
         if keep_pooled:
-            pooled = values.mean(1) if values.shape[1] > 1 else values[:, 0]
-            self.pooled.append(pooled.detach().clone())
-            if values.shape[1] == 1:
-                self.count += values.shape[0]
-                return
+            self.pooled.append(values[:, 0].detach().clone())
+            self.count += values.shape[0]
+            return
         flat = values.reshape(-1, values.shape[-1])
         as64 = flat.to(torch.float64)
         total = as64.sum(0)
@@ -74,6 +75,34 @@ class Accumulator:
         minimum = flat.amin(0)
         maximum = flat.amax(0)
         active = (flat > 0).sum(0).to(torch.float64)
+        self._merge(total, total_sq, minimum, maximum, active, flat.shape[0])
+
+    def _add_positions(self, values: torch.Tensor, keep_pooled: bool) -> None:
+        """:meth:`add` for values with positions (a convolution's channels): reduced where
+        they lie — a conv output seen as (B, P, N) is a strided view, and copying it to rows
+        and to float64 cost three times as much — with each sample's sum over its positions
+        in float32 (at least), and the sums over samples in float64."""
+        dtype = torch.promote_types(values.dtype, torch.float32)
+        sums = values.sum(1, dtype=dtype)  # (B, N)
+        if keep_pooled:
+            self.pooled.append((sums / values.shape[1]).to(values.dtype))
+        total = sums.to(torch.float64).sum(0)
+        total_sq = values.square().sum(1, dtype=dtype).to(torch.float64).sum(0)
+        minimum = values.amin((0, 1))
+        maximum = values.amax((0, 1))
+        active = (values > 0).sum((0, 1)).to(torch.float64)
+        self._merge(total, total_sq, minimum, maximum, active, values.shape[0] * values.shape[1])
+
+    def _merge(
+        self,
+        total: torch.Tensor,
+        total_sq: torch.Tensor,
+        minimum: torch.Tensor,
+        maximum: torch.Tensor,
+        active: torch.Tensor,
+        count: int,
+    ) -> None:
+        """Add one chunk's sums, extremes and count of values."""
         if self.total is None:
             self.total, self.total_sq, self.active = total, total_sq, active
             self.minimum, self.maximum = minimum, maximum
@@ -83,7 +112,7 @@ class Accumulator:
             self.active += active
             self.minimum = torch.minimum(self.minimum, minimum)
             self.maximum = torch.maximum(self.maximum, maximum)
-        self.count += flat.shape[0]
+        self.count += count
 
     def stats(self) -> dict[str, torch.Tensor]:
         """The :data:`ACT_COLUMNS` of every neuron, each a float64 tensor of shape (N,)."""
