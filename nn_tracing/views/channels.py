@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..analysis import channels
+from ..analysis import channels, profiles
 from ..analysis.attribution import Attribution
 from ..analysis.intervention.channel_pruning import ChannelPruningResult, channel_pruning
 from ..analysis.neuron_model import NeuronModel
@@ -81,9 +81,15 @@ def _field(model: NeuronModel, layer: str, x: np.ndarray) -> channels.ReceptiveF
         raise ProfileUnavailable(str(exc)) from None
 
 
-def _image_pixels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(row, col, value)`` of an image (C, H, W) drawn in grey: the mean over channels."""
-    grey = np.asarray(image, dtype=np.float64).mean(0)
+def _image_pixels(
+    trace: NetworkTrace, image: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, col, value)`` of a probe image (C, H, W) drawn in grey: the mean over channels
+    of its pixels in the dataset's own units. (The model sees them standardised pixel by
+    pixel; drawn that way, a border pixel that is almost always 0 outshines the digit.)"""
+    image = np.asarray(image, dtype=np.float64)
+    raw = profiles.destandardise(trace, image.reshape(1, -1)).reshape(image.shape)
+    grey = raw.mean(0)
     rows, cols = np.divmod(np.arange(grey.size), grey.shape[1])
     return rows, cols, grey.reshape(-1)
 
@@ -224,7 +230,7 @@ def top_images_frames(
     pixel_frames, boxes = [], []
     for row in top.itertuples():
         caption = f"#{row.rank} · {trace.class_name(int(row.label))} · sample {row.probe_index}"
-        rows, cols, values = _image_pixels(x[row.probe_index])
+        rows, cols, values = _image_pixels(trace, x[row.probe_index])
         pixel_frames.append(
             pd.DataFrame(
                 {
@@ -273,7 +279,7 @@ def top_images_chart(
             "ranked by the channel's mean activation over its map; red: the "
             f"{field.size[0]}×{field.size[1]}-pixel receptive field of the map's maximum "
             "(clipped at the border)",
-            "pixels: standardised probe inputs",
+            "pixels: the probe images in the dataset's own units",
             *budget,
         ],
     )
@@ -297,7 +303,7 @@ def activation_map_chart(
     activation_map = pd.DataFrame(
         {"row": rows, "col": cols, "activation": values.reshape(-1), "signature": signature}
     )
-    r, c, grey = _image_pixels(x[sample])
+    r, c, grey = _image_pixels(trace, x[sample])
     image = pd.DataFrame({"row": r, "col": c, "value": grey, "signature": signature})
     peak_row, peak_col = divmod(int(np.argmax(values)), values.shape[1])
     field = _field(model, info.name, x)
@@ -342,7 +348,7 @@ def pixel_attribution_chart(
     score_frame = pd.DataFrame(
         {"row": rows, "col": cols, "score": mean_scores.reshape(-1), "signature": signature}
     )
-    r, c, grey = _image_pixels(np.asarray(x[samples]).mean(0))
+    r, c, grey = _image_pixels(trace, np.asarray(x[samples]).mean(0))
     image = pd.DataFrame({"row": r, "col": c, "value": grey, "signature": signature})
     return channel_viz.pixel_attribution_chart(
         image,

@@ -488,7 +488,12 @@ def sample_images_chart(frame: pd.DataFrame, *, title: str, columns: int = 6) ->
         .facet(
             data=frame,
             facet=alt.Facet(
-                "caption:N", sort=captions, title=None, header=alt.Header(labelFontSize=10)
+                "caption:N",
+                sort=captions,
+                title=None,
+                # one line per part ("#1", "label …", "pred …", "a=…"): a panel stays as wide
+                # as its image, so six fit the page
+                header=alt.Header(labelFontSize=10, labelExpr="split(datum.value, ' · ')"),
             ),
             columns=columns,
         )

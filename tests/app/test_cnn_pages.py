@@ -118,6 +118,15 @@ def test_a_channel_shows_its_kernels_top_images_with_boxes_and_its_map(
     shown = list(dict.fromkeys(row["probe_index"] for row in pixels))
     assert shown == ranked.tolist() and len(pixels) == 12 * 256 and len(boxes) == 12
     x = trace.probe[0]
+    # drawn in the dataset's own units: the standardised probe pixels times the training
+    # split's scale, plus its mean
+    dataset = trace.meta["dataset"]
+    raw = x[ranked[0], 0] * np.reshape(dataset["feature_scale"], (16, 16)) + np.reshape(
+        dataset["feature_mean"], (16, 16)
+    )
+    first = [row for row in pixels if row["probe_index"] == ranked[0]]
+    for row in first:
+        assert row["value"] == pytest.approx(raw[row["row"], row["col"]], rel=1e-4, abs=1e-5)
     maps = _maps(trace, x[ranked], LAST)[:, 2]
     for box, image in zip(boxes, maps, strict=True):
         r, c = divmod(int(np.argmax(image)), 16)
