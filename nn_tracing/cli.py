@@ -113,7 +113,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         metavar="NAME",
-        help="mlp (default), cnn (image datasets: digits) or your own entry point "
+        help="mlp (default), cnn (image datasets: digits, bars) or your own entry point "
         "package.module:factory, called as factory(input_shape=..., n_classes=..., **kwargs); "
         "this command imports it as you ask (the app needs NN_TRACING_MODELS)",
     )
