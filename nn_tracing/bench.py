@@ -651,16 +651,22 @@ def _run(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> i
     return 0
 
 
+def _chosen(args: argparse.Namespace) -> list[str]:
+    """The workloads to measure, in table order (``--workload``, less ``--no-wide``)."""
+    return [
+        w
+        for w in WORKLOADS
+        if w in (args.workload or WORKLOADS) and not (args.no_wide and w == "wide")
+    ]
+
+
 def _workloads(
     args: argparse.Namespace, base: TrainConfig, samples: int
 ) -> dict[str, tuple[TrainConfig, DataSplits]]:
     """The chosen workloads' configs and data (each dataset prepared once)."""
-    chosen = [w for w in WORKLOADS if w in (args.workload or WORKLOADS)]
-    if args.no_wide and "wide" in chosen:
-        chosen.remove("wide")
     out: dict[str, tuple[TrainConfig, DataSplits]] = {}
     tabular = None
-    for workload in chosen:
+    for workload in _chosen(args):
         if workload == "cnn":
             config = _cnn_config(base)
             out[workload] = (config, prepare_data(config))
@@ -673,8 +679,10 @@ def _workloads(
 
 def _announce(args: argparse.Namespace, repeats: int, epochs: int, samples: int) -> bool:
     """Print what is measured; returns whether the TensorBoard reference can run."""
+    cnn = "; cnn: the built-in CNN on as many bars images" if "cnn" in _chosen(args) else ""
     print(
-        f"nn_tracing overhead benchmark: make_classification({samples}×20), batch 64, "
+        f"nn_tracing overhead benchmark ({', '.join(_chosen(args))}): "
+        f"make_classification({samples}×20){cnn}, batch 64, "
         f"{epochs} epochs, Adam lr 1e-3, probe {PROBE_SIZE}, torch {torch.__version__} "
         f"with {torch.get_num_threads()} thread, {repeats} repetitions interleaved "
         f"({platform.machine()}, {os.cpu_count()} CPUs)",

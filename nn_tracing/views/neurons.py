@@ -178,6 +178,12 @@ def sources_caption(trace: NetworkTrace, neuron: int) -> str:
     """Markdown under the incoming weights: which neurons they come from."""
     info = trace.layer_of(neuron)
     source = profiles.source_layer(trace, info.name)
+    if source is None and info.kind in ("conv1d", "conv2d"):
+        drawn = " (drawn as images below)" if info.kind == "conv2d" else ""
+        return (
+            f"A convolution channel's incoming weights are its kernel{drawn}, flattened in "
+            "PyTorch's order: input channel, then kernel row, then column."
+        )
     if source is None:
         return (
             "The sources of these weights are not known neurons (the previous "

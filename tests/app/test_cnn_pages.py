@@ -99,6 +99,7 @@ def test_a_channel_shows_its_kernels_top_images_with_boxes_and_its_map(
     at = _open(app, "cnn", neuron=f"E_{LAST}/L_conv_1/n_{neuron}")
     assert_healthy(at)
     charts = _specs(at)
+    assert "its kernel (drawn as images below), flattened" in texts(at.caption)
     # the kernel at every kept epoch, weight for weight
     kernels = chart_rows(charts["Kernel over training"])
     assert {row["panel"] for row in kernels} == {f"E_{e}" for e in range(LAST + 1)}
