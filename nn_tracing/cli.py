@@ -65,11 +65,18 @@ class _Parser(argparse.ArgumentParser):
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The TrainConfig options that ``train`` and ``estimate`` share."""
     from .config import ACTIVATIONS, DATASETS, OPTIMIZERS
+    from .presets import PRESETS
 
     parser.add_argument(
         "--config",
         metavar="FILE.toml",
         help="TrainConfig fields in a TOML file (or a JSON object, in a .json file)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="start from a named config (grokking: modular addition that memorises, then "
+        "generalises); --config and the other flags override it",
     )
     parser.add_argument("--dataset", choices=DATASETS)
     parser.add_argument("--csv", metavar="FILE", help="train on a CSV file (needs --label-column)")
@@ -88,6 +95,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int)
     parser.add_argument("--n-samples", type=int, help="size of a synthetic dataset")
     parser.add_argument("--probe-size", type=int)
+    parser.add_argument("--modulus", type=int, metavar="P", help="p of the modular datasets")
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        metavar="F",
+        help="share of the pairs a modular dataset trains on (the rest is held out)",
+    )
+    parser.add_argument(
+        "--embedding-dim",
+        type=int,
+        metavar="D",
+        help="modular inputs: 0 one-hot (default), D > 0 a fixed random embedding of length D",
+    )
     schedule = parser.add_mutually_exclusive_group()
     schedule.add_argument(
         "--every", type=int, metavar="N", help="record every N-th epoch and the last"
@@ -237,6 +257,9 @@ def _config_from_args(args: argparse.Namespace):
         "activation_samples": args.activation_samples,
         "activation_dtype": args.activation_dtype,
         "on_budget": args.on_budget,
+        "modulus": args.modulus,
+        "modular_train_fraction": args.train_fraction,
+        "modular_embedding_dim": args.embedding_dim,
     }
     if args.max_trace_bytes is not None:
         values["max_trace_bytes"] = _size_arg(args.max_trace_bytes)
@@ -255,6 +278,10 @@ def _config_from_args(args: argparse.Namespace):
     elif args.all_epochs:
         values["epoch_intervals"] = None
     try:
+        if args.preset:
+            from .presets import preset_config
+
+            return preset_config(args.preset, **values)
         return TrainConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None

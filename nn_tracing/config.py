@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from .data_modular import MAX_MODULUS, MODULAR_DATASETS
 from .schedule import normalize_epoch_intervals
 
 __all__ = [
@@ -33,6 +34,7 @@ DATASETS: tuple[str, ...] = (
     "iris",
     "wine",
     "breast_cancer",
+    *MODULAR_DATASETS,
     "csv",
 )
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu")
@@ -105,6 +107,12 @@ class TrainConfig:
         ``meta["budget"]``).
     csv_path, label_column
         A user CSV file and the name of its label column (``dataset="csv"``).
+    modulus, modular_train_fraction, modular_embedding_dim
+        The modular arithmetic datasets (``modular_add``, ``modular_sub``;
+        :mod:`nn_tracing.data_modular`): the modulus p (p² pairs), the share of the pairs
+        trained on (the rest is the validation split, which replaces ``val_fraction`` for
+        them, and the probe is drawn from it), and the inputs: 0 one-hot, d > 0 a fixed
+        random embedding of each residue of length d.
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
     """
@@ -135,6 +143,9 @@ class TrainConfig:
     csv_path: str | None = None
     label_column: str | None = None
     device: str = "cpu"
+    modulus: int = 59
+    modular_train_fraction: float = 0.4
+    modular_embedding_dim: int = 0
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -197,6 +208,14 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @property
+    def held_out_fraction(self) -> float:
+        """The share of the data in the validation split: ``val_fraction``, or for a modular
+        dataset ``1 - modular_train_fraction``."""
+        if self.dataset in MODULAR_DATASETS:
+            return 1.0 - self.modular_train_fraction
+        return self.val_fraction
+
+    @property
     def architecture(self) -> str:
         """A short description like ``"MLP 16-16 relu"``."""
         return f"MLP {'-'.join(str(w) for w in self.hidden_sizes)} {self.activation}"
@@ -211,6 +230,8 @@ _INT_FIELDS: tuple[tuple[str, int, int], ...] = (
     ("data_seed", 0, 2**32 - 1),
     ("n_samples", 20, 5_000_000),
     ("probe_size", 2, MAX_PROBE_SIZE),
+    ("modulus", 2, MAX_MODULUS),
+    ("modular_embedding_dim", 0, 1024),
 )
 #: Float fields, their bounds, and whether the lower bound is excluded.
 _FLOAT_FIELDS: tuple[tuple[str, float, float, bool], ...] = (
@@ -219,6 +240,7 @@ _FLOAT_FIELDS: tuple[tuple[str, float, float, bool], ...] = (
     ("weight_decay", 0.0, 10.0, False),
     ("momentum", 0.0, 0.999, False),
     ("val_fraction", 0.05, 0.5, False),
+    ("modular_train_fraction", 0.05, 0.95, False),
 )
 
 

@@ -225,7 +225,7 @@ class _Shapes:
 def _shapes(config: TrainConfig) -> _Shapes:
     shape = dataset_shape(config)
     # the split and the probe exactly as prepare_data makes them
-    n_val = max(round(shape.n_samples * config.val_fraction), shape.n_classes)
+    n_val = max(round(shape.n_samples * config.held_out_fraction), shape.n_classes)
     n_train = max(shape.n_samples - n_val, 1)
     n_probe = min(config.probe_size, n_val)
     return _Shapes(

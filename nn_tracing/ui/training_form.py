@@ -21,6 +21,7 @@ from ..budget import server_budget
 from ..config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
 from ..data import BUILTIN_DATASETS
 from ..estimate import RunTooLarge, format_bytes
+from ..presets import PRESETS, preset_config
 from ..runs import runs_dir
 from ..trace_budget import plan_budget
 from . import state
@@ -34,6 +35,7 @@ __all__ = [
     "estimate_lines",
     "load_settings",
     "render_form",
+    "render_presets",
 ]
 
 logger = logging.getLogger("nn_tracing.ui")
@@ -73,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
     "data_seed": 0,
     "val_fraction": 0.25,
     "device": "cpu",
+    "modulus": 59,
+    "modular_train_fraction": 0.4,
+    "modular_embedding_dim": 0,
     "name": "",
 }
 
@@ -103,6 +108,9 @@ _SAME_NAME = (
     "val_fraction",
     "device",
     "on_budget",
+    "modulus",
+    "modular_train_fraction",
+    "modular_embedding_dim",
 )
 FORM_LEVEL = "_form"
 _DATASETS = [d for d in DATASETS if d != "csv"]  # CSV training needs a file path: CLI only
@@ -263,6 +271,9 @@ _ADVANCED = (
     "momentum",
     "data_seed",
     "device",
+    "modulus",
+    "modular_train_fraction",
+    "modular_embedding_dim",
     "name",
 )
 
@@ -455,6 +466,7 @@ def _advanced_fields(errors: Mapping[str, str]) -> None:
             format="%.3f",
         )
         _field(st.number_input, "data_seed", "Data seed", errors, step=1)
+        _modular_fields(errors)
         _field(st.selectbox, "device", "Device", errors, options=("cpu", "auto", "cuda"))
         _field(
             st.text_input,
@@ -466,12 +478,61 @@ def _advanced_fields(errors: Mapping[str, str]) -> None:
         )
 
 
+def _modular_fields(errors: Mapping[str, str]) -> None:
+    """The options of the modular arithmetic datasets (ignored by the others)."""
+    left, middle, right = st.columns(3)
+    with left:
+        _field(st.number_input, "modulus", "Modulus p", errors, step=1, help="Modular datasets.")
+    with middle:
+        _field(
+            st.number_input,
+            "modular_train_fraction",
+            "Pairs trained on",
+            errors,
+            step=0.05,
+            format="%.2f",
+            help="Modular datasets: the share of the p² pairs trained on; the rest is the "
+            "validation split (instead of the validation share) and the probe is drawn from it.",
+        )
+    with right:
+        _field(
+            st.number_input,
+            "modular_embedding_dim",
+            "Embedding",
+            errors,
+            step=1,
+            min_value=0,
+            help="Modular datasets: 0 one-hot inputs; d > 0 a fixed random embedding of length d.",
+        )
+
+
+def _load_preset() -> None:
+    """Button callback: fill the form with the chosen preset (:mod:`nn_tracing.presets`)."""
+    name = state.get(state.FORM_PRESET, next(iter(PRESETS)))
+    load_settings(preset_config(name).to_dict())
+
+
+def render_presets() -> None:
+    """A preset choice and the button that fills the form with it."""
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    with left:
+        st.selectbox(
+            "Preset",
+            list(PRESETS),
+            key=state.FORM_PRESET,
+            help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),
+        )
+    with right:
+        st.button("Load preset", on_click=_load_preset, width="stretch")
+
+
 def render_form(busy: bool) -> None:
     """Draw the form (fields, their errors, and the Run button)."""
     for field, default in DEFAULTS.items():
         if _key(field) not in st.session_state:
             state.put(_key(field), default)
     errors: dict[str, str] = state.get(state.FORM_ERRORS, {})
+    render_presets()
     with st.form("nnt.train_form", border=False):
         _network_fields(errors)
         _recording_fields(errors)
