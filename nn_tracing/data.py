@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .config import TrainConfig
-from .data_modular import MODULAR_DATASETS, is_modular, modular_dataset_arrays, modular_feature_names
+from .data_modular import (
+    MODULAR_DATASETS,
+    is_modular,
+    modular_dataset_arrays,
+    modular_feature_names,
+)
 
 if TYPE_CHECKING:  # pandas is imported only where it is used
     import pandas as pd

@@ -47,6 +47,7 @@ from .charts import neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
+from .neurons_fourier import fourier_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 from .widgets import epoch_picker
@@ -502,6 +503,7 @@ def _responses_section(active: ActiveTrace, settings: Settings) -> None:
         for caption in views.selectivity_captions(selectivity, epoch, N_PERMUTATIONS):
             st.caption(caption)
 
+    fourier_section(active.key, trace, neuron, epoch, layer)  # modular datasets only
     _top_section(active, settings)
     _field_section(active, settings)
 

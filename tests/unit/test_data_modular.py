@@ -77,7 +77,12 @@ def test_embedded_inputs_decode_to_their_pairs() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("modulus", 1), ("modulus", 201), ("modular_train_fraction", 0.99), ("modular_embedding_dim", -1)],
+    [
+        ("modulus", 1),
+        ("modulus", 201),
+        ("modular_train_fraction", 0.99),
+        ("modular_embedding_dim", -1),
+    ],
 )
 def test_bad_modular_settings_are_refused_by_name(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
