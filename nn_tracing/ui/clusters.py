@@ -39,7 +39,8 @@ from ..analysis.embedding import (
     estimate_seconds,
     neuron_features,
 )
-from ..trace import METRICS
+from ..analysis.fourier import layer_frequencies
+from ..trace import METRICS, NetworkTrace
 from ..views import clusters as views
 from ..views.clusters import Clustering, Projection
 from ..views.neuron_states import state_matrix
@@ -257,7 +258,14 @@ def _coloring(
         epoch,
         health=cache.health(active.key, active.trace) if color == "health" else None,
         hmm_states=_hmm_states(active) if color == "hmm" else None,
+        frequencies=_frequencies(active.key, epoch, active.trace) if color == "frequency" else None,
     )
+
+
+@st.cache_data(max_entries=16, show_spinner="Running every pair of residues through the model…")
+def _frequencies(key: str, epoch: int, _trace: NetworkTrace) -> pd.DataFrame:
+    """Every neuron's dominant frequency at ``epoch`` (modular traces only)."""
+    return layer_frequencies(_trace, epoch)
 
 
 # -- selection ----------------------------------------------------------------------------------

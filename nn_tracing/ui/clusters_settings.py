@@ -31,6 +31,7 @@ from ..trace import METRICS
 from ..views.clusters import CLUSTER_ON, COLORS, DISTANCES, LINKAGES
 from . import state, url
 from .compute import recall
+from .neurons_fourier import is_modular_trace
 from .traces import ActiveTrace
 
 __all__ = [
@@ -438,7 +439,12 @@ def _clustering_controls() -> str:
 def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
     """The colour of the points and the test's parameters; returns the colour."""
     epochs = active.trace.epochs
-    color_options = [c for c in COLORS if c != "hmm" or hmm_problem(active) is None]
+    color_options = [
+        c
+        for c in COLORS
+        if (c != "hmm" or hmm_problem(active) is None)
+        and (c != "frequency" or is_modular_trace(active.trace))
+    ]
     color_epoch_key = URL.key("color_epoch", active.ref)
     left, middle, right = st.columns([2, 3, 4])
     with left:

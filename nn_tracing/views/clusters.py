@@ -66,6 +66,7 @@ __all__ = [
     "clustering_input",
     "embed_through_time",
     "fit_chance_test",
+    "frequency_coloring",
     "hmm_coloring",
     "joint_cluster_coloring",
     "joint_extent",
@@ -113,7 +114,10 @@ COLORS: dict[str, str] = {
     "selectivity": "selectivity at an epoch",
     "health": "health flag at an epoch",
     "hmm": "HMM state at an epoch (Dynamics)",
+    "frequency": "dominant frequency at an epoch (modular arithmetic)",
 }
+#: Below this share of the power a neuron's dominant frequency does not colour it ("mixed").
+FREQUENCY_SHARE = 0.3
 
 
 # -- fits (run on the analysis worker) --------------------------------------------------------
@@ -286,6 +290,18 @@ def hmm_coloring(
     return Coloring(pd.Series(labels), f"HMM state at E_{epoch}", "N", order, None)
 
 
+def frequency_coloring(frequencies: pd.DataFrame, neuron_ids: np.ndarray, epoch: int) -> Coloring:
+    """Colour by dominant frequency ``k=…`` (a and b together), ``mixed`` where it holds less
+    than :data:`FREQUENCY_SHARE` of the power (``frequencies``: one row per neuron, in id
+    order, with ``frequency`` and ``share``)."""
+    rows = frequencies.set_index("neuron").reindex(neuron_ids)
+    strong = rows["share"].to_numpy(dtype=float) >= FREQUENCY_SHARE
+    k = rows["frequency"].fillna(0).to_numpy(dtype=int)
+    labels = np.where(strong, [f"k={v}" for v in k], "mixed").astype(object)
+    order = [f"k={v}" for v in sorted(set(k[strong].tolist()))] + ["mixed"]
+    return Coloring(pd.Series(labels), f"dominant frequency at E_{epoch}", "N", order, None)
+
+
 def cluster_coloring(cluster_labels: np.ndarray | None, n_points: int) -> Coloring:
     """Colour by cluster (noise last); ``n/a`` everywhere when there is no clustering."""
     if cluster_labels is None:
@@ -306,6 +322,7 @@ def point_colors(
     *,
     health: NeuronHealth | None = None,
     hmm_states: np.ndarray | None = None,
+    frequencies: pd.DataFrame | None = None,
 ) -> Coloring:
     """The colour of every point.
 
@@ -323,6 +340,9 @@ def point_colors(
     hmm_states
         The shared HMM's states, shape (n_neurons, n_epochs); ``None`` with ``hmm``: the fit
         failed, and the points are coloured by cluster.
+    frequencies
+        Every neuron's dominant frequency at ``epoch``
+        (:func:`~nn_tracing.analysis.fourier.layer_frequencies`; needed for ``frequency``).
     """
     if color == "layer":
         order = [n for n in trace.layer_names() if n in set(layers.tolist())]
@@ -338,6 +358,10 @@ def point_colors(
         return Coloring(pd.Series(labels), f"health at E_{epoch}", "N", list(HEALTH_LABELS), None)
     if color == "hmm" and hmm_states is not None:
         return hmm_coloring(hmm_states, neuron_ids, trace.epochs.index(epoch), epoch)
+    if color == "frequency":
+        if frequencies is None:
+            raise ValueError("colouring by frequency needs the neurons' dominant frequencies")
+        return frequency_coloring(frequencies, neuron_ids, epoch)
     return cluster_coloring(cluster_labels, neuron_ids.size)
 
 

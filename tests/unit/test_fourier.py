@@ -124,3 +124,21 @@ def test_other_datasets_are_refused(tiny_trace_file) -> None:
     trace = nt.load_trace(tiny_trace_file)
     with pytest.raises(ProfileUnavailable, match="modular arithmetic"):
         modular_setup(trace)
+
+
+def test_the_clusters_colouring_names_strong_frequencies_and_mixed_neurons() -> None:
+    import pandas as pd
+
+    from nn_tracing.views.clusters import FREQUENCY_SHARE, frequency_coloring
+
+    frame = pd.DataFrame(
+        {
+            "neuron": [0, 1, 2, 3],
+            "frequency": [5, 2, 5, 7],
+            "share": [0.9, FREQUENCY_SHARE, 0.6, FREQUENCY_SHARE - 0.01],
+        }
+    )
+    coloring = frequency_coloring(frame, np.array([3, 2, 1, 0]), 40)
+    assert coloring.values.tolist() == ["mixed", "k=5", "k=2", "k=5"]
+    assert coloring.domain == ["k=2", "k=5", "mixed"] and coloring.kind == "N"
+    assert coloring.title == "dominant frequency at E_40"
