@@ -6,7 +6,9 @@ of the pairs, MLP 256 relu, full-batch AdamW, weight decay 2), traced, and print
 * the key epochs of the curves: training accuracy first 100 %, validation accuracy first over
   50 % and over 95 %, and the wall time;
 * the training map (:class:`~nn_tracing.analysis.hmm.TrainingMap`, as the Dynamics page fits it)
-  on the recorded epochs: its states in time order with their first and last epochs;
+  on the recorded epochs, k by BIC: its states in time order with their first and last epochs,
+  on the default features (Hu et al.'s weight statistics) and on the weight norm with the
+  training and validation accuracy;
 * the Fourier structure of the hidden neurons at the last epoch
   (:func:`~nn_tracing.analysis.fourier.layer_frequencies`): how many have one dominant
   frequency (share of power > 0.5) and the most common frequencies.
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  final: train acc {final['train_acc']:.3f}, val acc {final['val_acc']:.3f}, "
             f"val loss {final['val_loss']:.3f}"
         )
-        print_map(trace, None)
+        print_map(trace, None)  # the Dynamics page's default: Hu et al.'s weight statistics
+        print_map(trace, ["l2", "train_acc", "val_acc"])  # the weight norm and the accuracies
         print_fourier(trace)
         print(f"\nload average: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         if args.out and args.keep:

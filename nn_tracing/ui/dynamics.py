@@ -293,7 +293,7 @@ def _sequence(active: ActiveTrace) -> str:
 
 
 def _map_controls(
-    active: ActiveTrace, sequence: str, usable: list[str], n_runs: int
+    active: ActiveTrace, sequence: str, usable: list[str], n_runs: int, default: list[str]
 ) -> view.MapParams:
     has_steps = view.has_steps(active.trace)
     columns = st.columns([2, 3, 1, 1, 1])
@@ -310,7 +310,11 @@ def _map_controls(
         else "Per-step tables give long sequences from a single run.",
     )
     features_key = URL.key("features" if sequence == "epochs" else "step_features", active.ref)
-    _ensure(features_key, lambda v: isinstance(v, list) and v and set(v) <= set(usable), usable)
+    _ensure(
+        features_key,
+        lambda v: isinstance(v, list) and v and set(v) <= set(usable),
+        default or usable,
+    )
     columns[1].multiselect(
         "Features",
         usable,
@@ -318,7 +322,9 @@ def _map_controls(
         format_func=lambda f: (
             f"{f} ({FEATURE_DESCRIPTIONS[f]})" if f in FEATURE_DESCRIPTIONS else f
         ),
-        help="z-scored before fitting; a feature constant over training is left out.",
+        help="z-scored before fitting; a feature constant over training is left out. The "
+        "accuracies are not fitted by default (Hu et al. fit weight statistics); with the L2 "
+        "norm they separate grokking's phases.",
     )
     _ensure(state.DYNAMICS_MAP_K, lambda v: v in K_CHOICES, DEFAULTS.k)
     columns[2].selectbox("States", K_CHOICES, key=state.DYNAMICS_MAP_K, format_func=view.k_label)
@@ -464,11 +470,12 @@ def _training_map(active: ActiveTrace) -> None:
     runs = runs_picker(active, URL.key("runs", active.ref))
     sequence = _sequence(active)
     try:
-        usable = _features(active.trace, active.key, sequence).usable
+        features = _features(active.trace, active.key, sequence)
     except ValueError as exc:
         st.info(md_escape(exc, 400))
         return
-    params = _map_controls(active, sequence, usable, len(runs))
+    default = [f for f in (features.default or features.usable) if f in features.usable]
+    params = _map_controls(active, sequence, features.usable, len(runs), default)
     if not params.features:
         st.info("Pick at least one feature.")
         return
