@@ -523,7 +523,7 @@ def render_presets() -> None:
             help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),
         )
     with right:
-        st.button("Load preset", on_click=_load_preset, width="stretch")
+        st.button("Load preset", key=state.FORM_PRESET_LOAD, on_click=_load_preset, width="stretch")
 
 
 def render_form(busy: bool) -> None:
