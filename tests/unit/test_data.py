@@ -14,6 +14,8 @@ EXPECTED = {
     "iris": (4, 3),
     "wine": (13, 3),
     "breast_cancer": (30, 2),
+    "modular_add": (118, 59),  # every pair mod 59, one-hot a and b
+    "modular_sub": (118, 59),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ...progress import Progress, reporter
 from ...trace import METRICS, NetworkTrace
@@ -193,7 +194,10 @@ def model_features(trace: NetworkTrace, progress: Progress | None = None) -> Mod
         elif trace.final_weights and epoch == final_epoch:
             weights = trace.final_weights
         if weights is not None and all(i.weight_key in weights for i in layers):
-            row.update(_features_from_weights(trace, weights))
+            # many small SVDs: one BLAS thread each is several times faster, and far faster on
+            # a busy machine (grokking preset, 235 epochs: 0.8 s instead of 2–17 s)
+            with threadpool_limits(1):
+                row.update(_features_from_weights(trace, weights))
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index(epochs, name="epoch"), columns=list(MODEL_FEATURES))
     for column in CURVE_FEATURES:
