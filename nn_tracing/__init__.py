@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "attach_model": "models",
     "build_model": "models",
     "model_from_trace": "models",
+    "EntryPointRefused": "model_entry",
+    "trusted_models": "model_entry",
     "normalize_epoch_intervals": "schedule",
     "recorded_epochs": "schedule",
     "should_record": "schedule",
@@ -83,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
     from .data import BUILTIN_DATASETS, Dataset, DataSplits, load_csv, load_dataset, prepare_data
     from .estimate import RunEstimate, RunTooLarge, check_budget, estimate_run
+    from .model_entry import EntryPointRefused, trusted_models
     from .models import MLP, attach_model, build_model, model_from_trace
     from .rundir import RunWriteError
     from .schedule import normalize_epoch_intervals, recorded_epochs, should_record

@@ -130,6 +130,24 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="also record per-step statistics (drop_batches=False)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"))
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="mlp (default), cnn (image datasets: digits) or your own entry point "
+        "package.module:factory, called as factory(input_shape=..., n_classes=..., **kwargs); "
+        "this command imports it as you ask (the app needs NN_TRACING_MODELS)",
+    )
+    parser.add_argument(
+        "--model-kwargs",
+        metavar="JSON",
+        help="keyword arguments of the model, a JSON object, e.g. '{\"channels\": [8, 16]}'",
+    )
+    parser.add_argument(
+        "--require-allowed-model",
+        action="store_true",
+        help="import an entry point only if NN_TRACING_MODELS allows it, as the app does "
+        "(the app's runs use this)",
+    )
     _add_storage_options(parser)
 
 
@@ -175,7 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train a built-in MLP and save its trace")
+    train = sub.add_parser(
+        "train", help="train a model (the built-in MLP by default) and save its trace"
+    )
     _add_run_options(train)
     train.add_argument(
         "--out",
@@ -266,17 +286,14 @@ def _config_from_args(args: argparse.Namespace):
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.keep_batches:
         values["drop_batches"] = False
+    if args.model is not None:
+        values["model"] = args.model
+    if args.model_kwargs is not None:
+        values["model_kwargs"] = _json_object(args.model_kwargs, "--model-kwargs")
     if args.csv:
         values["dataset"] = "csv"
         values["csv_path"] = args.csv
-    if args.every is not None:
-        values["epoch_intervals"] = args.every
-    elif args.epochs_at:
-        values["epoch_intervals"] = tuple(args.epochs_at)
-    elif args.last:
-        values["epoch_intervals"] = -1
-    elif args.all_epochs:
-        values["epoch_intervals"] = None
+    _schedule_flags(args, values)
     try:
         if args.preset:
             from .presets import preset_config
@@ -285,6 +302,42 @@ def _config_from_args(args: argparse.Namespace):
         return TrainConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+
+
+def _schedule_flags(args: argparse.Namespace, values: dict[str, Any]) -> None:
+    """``--every``, ``--epochs-at``, ``--last`` or ``--all-epochs`` into ``values``."""
+    if args.every is not None:
+        values["epoch_intervals"] = args.every
+    elif args.epochs_at:
+        values["epoch_intervals"] = tuple(args.epochs_at)
+    elif args.last:
+        values["epoch_intervals"] = -1
+    elif args.all_epochs:
+        values["epoch_intervals"] = None
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    """A flag's JSON object."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CLIError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CLIError(f"{flag} must be a JSON object, e.g. '{{\"width\": 64}}'")
+    return value
+
+
+@contextlib.contextmanager
+def _model_trust(args: argparse.Namespace) -> Iterator[None]:
+    """``train`` and ``estimate`` import the entry point their user names (``--model``, or
+    the config file's ``model``) — unless ``--require-allowed-model`` asks for the app's
+    rule: only what ``NN_TRACING_MODELS`` allows."""
+    from .model_entry import trusted_models
+
+    with contextlib.nullcontext() if args.require_allowed_model else trusted_models():
+        yield
 
 
 def _size_arg(text: str) -> int | None:
@@ -401,11 +454,17 @@ def _print_estimate(config, *, run_directory: bool = False) -> None:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    _print_estimate(_config_from_args(args))
+    with _model_trust(args):
+        _print_estimate(_config_from_args(args))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    with _model_trust(args):
+        return _train_command(args)
+
+
+def _train_command(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     if args.dry_run:
         _print_estimate(config, run_directory=_writes_run_directory(args))

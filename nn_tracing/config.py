@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .data_modular import MAX_MODULUS, MODULAR_DATASETS
+from .model_entry import check_model_kwargs, check_model_name, cnn_options
 from .schedule import normalize_epoch_intervals
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ACTIVATION_DTYPES",
     "BUDGET_MODES",
     "DATASETS",
+    "IMAGE_DATASETS",
     "OPTIMIZERS",
     "TrainConfig",
 ]
@@ -34,9 +36,13 @@ DATASETS: tuple[str, ...] = (
     "iris",
     "wine",
     "breast_cancer",
+    "bars",
     *MODULAR_DATASETS,
     "csv",
 )
+#: The datasets whose samples are images: the built-in CNN (``model="cnn"``) and entry-point
+#: models receive them as ``(channels, height, width)``; the MLP as flat features.
+IMAGE_DATASETS: tuple[str, ...] = ("digits", "bars")
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid", "leaky_relu")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
@@ -75,7 +81,7 @@ class TrainConfig:
         Seeds the synthetic datasets and the splits, so that runs with different ``seed``
         see the same data.
     n_samples
-        Size of a synthetic dataset (classification, moons, circles, blobs).
+        Size of a synthetic dataset (classification, moons, circles, blobs, bars).
     val_fraction
         Share of the data held out for validation (stratified); the probe is drawn from it.
     probe_size
@@ -115,6 +121,16 @@ class TrainConfig:
         random embedding of each residue of length d.
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+    model
+        ``"mlp"`` (the built-in MLP: ``hidden_sizes``, ``activation``, ``dropout``), ``"cnn"``
+        (the built-in small CNN, for image datasets: :data:`IMAGE_DATASETS`) or an entry point
+        ``package.module:factory`` (see :mod:`nn_tracing.model_entry`: the factory is called
+        as ``factory(input_shape=..., n_classes=..., **model_kwargs)``, and imported only
+        when allowed).
+    model_kwargs
+        Keyword arguments of the model, a JSON object (``None``: none). The CNN's are
+        ``channels`` (default ``[8, 16]``), ``kernel_size`` (3) and ``pool`` (2); the MLP
+        takes none.
     """
 
     dataset: str = "classification"
@@ -143,6 +159,8 @@ class TrainConfig:
     csv_path: str | None = None
     label_column: str | None = None
     device: str = "cpu"
+    model: str = "mlp"
+    model_kwargs: dict[str, Any] | None = None
     modulus: int = 59
     modular_train_fraction: float = 0.4
     modular_embedding_dim: int = 0
@@ -158,6 +176,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 _fail(self, name, "must be true or false")
         object.__setattr__(self, "epoch_intervals", _checked_epoch_intervals(self))
+        _check_model(self)
         object.__setattr__(self, "traced_layers", _checked_traced_layers(self))
         _check_optional_int(self, "activation_samples", 1, MAX_PROBE_SIZE)
         _check_optional_int(self, "max_trace_bytes", 1, 2**50)
@@ -175,6 +194,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = list(value)
+            elif isinstance(value, dict):  # model_kwargs: a copy, its lists too
+                value = {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
             out[f.name] = value
         return out
 
@@ -217,7 +238,14 @@ class TrainConfig:
 
     @property
     def architecture(self) -> str:
-        """A short description like ``"MLP 16-16 relu"``."""
+        """A short description like ``"MLP 16-16 relu"``, ``"CNN 8-16 k3 relu"`` or the entry
+        point."""
+        if self.model == "cnn":
+            options = cnn_options(self.model_kwargs)
+            channels = "-".join(str(c) for c in options["channels"])
+            return f"CNN {channels} k{options['kernel_size']} {self.activation}"
+        if self.model != "mlp":
+            return self.model
         return f"MLP {'-'.join(str(w) for w in self.hidden_sizes)} {self.activation}"
 
 
@@ -293,8 +321,10 @@ def _checked_traced_layers(config: TrainConfig) -> tuple[str, ...] | None:
         return None
     if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
         _fail(config, "traced_layers", "must be a list of layer names, e.g. [hidden_2]")
-    hidden = [f"hidden_{i}" for i in range(1, len(config.hidden_sizes) + 1)]
+    hidden = _hidden_layer_names(config)
     names = tuple(names)
+    if hidden is None:  # an entry point's layers are known when it is built
+        return tuple(dict.fromkeys(name for name in names if name != "output"))
     unknown = [n for n in names if n not in (*hidden, "output")]
     if unknown:
         _fail(
@@ -333,3 +363,47 @@ def _checked_epoch_intervals(config: TrainConfig) -> int | tuple[int, ...] | Non
             f"lists epoch {intervals[-1]} but the run has only {config.epochs} epochs",
         )
     return intervals
+
+
+def _hidden_layer_names(config: TrainConfig) -> list[str] | None:
+    """The traced hidden layers of a built-in model (``None``: an entry point's)."""
+    if config.model == "cnn":
+        return [
+            f"conv_{i}" for i in range(1, len(cnn_options(config.model_kwargs)["channels"]) + 1)
+        ]
+    if config.model == "mlp":
+        return [f"hidden_{i}" for i in range(1, len(config.hidden_sizes) + 1)]
+    return None
+
+
+def _check_model(config: TrainConfig) -> None:
+    """``model`` (a built-in name or an entry point, as text: nothing is imported) and its
+    ``model_kwargs``; the CNN needs an image dataset."""
+    try:
+        check_model_name(config.model)
+    except ValueError as exc:
+        _fail(config, "model", str(exc))
+    try:
+        kwargs = check_model_kwargs(config.model_kwargs)
+    except ValueError as exc:
+        _fail(config, "model_kwargs", str(exc))
+    object.__setattr__(config, "model_kwargs", kwargs)
+    if config.model == "mlp" and kwargs:
+        _fail(
+            config,
+            "model_kwargs",
+            "the built-in MLP takes no keyword arguments; set hidden_sizes, activation and "
+            "dropout instead",
+        )
+    if config.model == "cnn":
+        try:
+            cnn_options(kwargs)
+        except ValueError as exc:
+            _fail(config, "model_kwargs", str(exc))
+        if config.dataset not in IMAGE_DATASETS:
+            _fail(
+                config,
+                "model",
+                f"the built-in CNN needs an image dataset ({', '.join(IMAGE_DATASETS)}); "
+                f"dataset {config.dataset!r} has flat features: use model 'mlp'",
+            )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -32,7 +33,10 @@ __all__ = [
     "DataSplits",
     "Dataset",
     "DatasetShape",
+    "as_model_inputs",
     "dataset_shape",
+    "image_shape_of",
+    "input_shape_for",
     "load_csv",
     "load_dataset",
     "prepare_data",
@@ -47,6 +51,8 @@ BUILTIN_DATASETS: dict[str, str] = {
     "iris": "iris flowers, 4 features, 3 classes",
     "wine": "wine cultivars, 13 features, 3 classes",
     "breast_cancer": "breast cancer diagnosis, 30 features, 2 classes",
+    "bars": "16x16 generated images of oriented bars (noise, position jitter), 256 features, "
+    "4 classes",
     **MODULAR_DATASETS,
 }
 
@@ -63,7 +69,12 @@ _BUILTIN_SHAPES: dict[str, tuple[int | None, int, int]] = {
     "iris": (150, 4, 3),
     "wine": (178, 13, 3),
     "breast_cancer": (569, 30, 2),
+    "bars": (None, 256, 4),
 }
+
+
+#: The image size (height, width) of each built-in image dataset.
+_IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8), "bars": (16, 16)}
 
 
 class DatasetShape(NamedTuple):
@@ -232,6 +243,8 @@ def load_dataset(
             n_samples=n_samples, centers=4, n_features=2, cluster_std=1.5, random_state=seed
         )
         return _finish(name, X, y, feature_names=("x0", "x1"), description=desc)
+    if name == "bars":
+        return _bars(n_samples, seed, desc)
     loader = {
         "digits": skd.load_digits,
         "iris": skd.load_iris,
@@ -251,8 +264,24 @@ def load_dataset(
         bunch.target,
         feature_names=feature_names,
         class_names=class_names,
-        image_shape=(8, 8) if name == "digits" else None,
+        image_shape=_IMAGE_SHAPES.get(name),
         description=desc,
+    )
+
+
+def _bars(n_samples: int, seed: int, description: str) -> Dataset:
+    """The generated ``bars`` images (:func:`nn_tracing.data_images.make_bars`), 16 × 16."""
+    from .data_images import BAR_CLASSES, make_bars
+
+    X, y = make_bars(n_samples, size=16, seed=seed)
+    return _finish(
+        "bars",
+        X,
+        y,
+        feature_names=tuple(f"px_{r}_{c}" for r in range(16) for c in range(16)),
+        class_names=tuple(name for name, _ in BAR_CLASSES),
+        image_shape=_IMAGE_SHAPES["bars"],
+        description=description,
     )
 
 
@@ -415,3 +444,37 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
         scale=scale.astype(np.float32),
         info={"n_train": len(idx_train), "n_val": len(idx_val), "n_probe": len(probe_idx)},
     )
+
+
+def image_shape_of(dataset: str) -> tuple[int, int] | None:
+    """``(height, width)`` of a built-in image dataset's samples, else ``None``."""
+    return _IMAGE_SHAPES.get(dataset)
+
+
+def input_shape_for(
+    config: TrainConfig, n_features: int, image_shape: Sequence[int] | None = None
+) -> tuple[int, ...]:
+    """The shape of one sample as ``config``'s model receives it: ``(n_features,)`` for the
+    MLP and for tabular data, ``(1, height, width)`` for the CNN and entry-point models on an
+    image dataset."""
+    if config.model != "mlp" and image_shape:
+        return (1, *(int(v) for v in image_shape))
+    if config.model == "cnn":
+        raise ValueError(
+            f"the built-in CNN needs an image dataset; {config.dataset!r} has flat features"
+        )
+    return (int(n_features),)
+
+
+def as_model_inputs(splits: DataSplits, input_shape: Sequence[int]) -> DataSplits:
+    """``splits`` with every sample shaped ``input_shape`` (e.g. ``(1, 8, 8)``: the digits as
+    images for a CNN); the same splits when they have that shape already. The features keep
+    their standardisation (per pixel)."""
+    shape = tuple(int(v) for v in input_shape)
+    if splits.X_train.shape[1:] == shape:
+        return splits
+    reshaped = {
+        name: np.ascontiguousarray(getattr(splits, name).reshape(-1, *shape))
+        for name in ("X_train", "X_val", "X_probe")
+    }
+    return replace(splits, **reshaped)

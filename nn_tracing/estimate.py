@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field
 
 from .config import TrainConfig
-from .data import dataset_shape
+from .data import DatasetShape, dataset_shape, image_shape_of, input_shape_for
 from .schedule import recorded_epochs
 
 __all__ = ["RunEstimate", "RunTooLarge", "check_budget", "estimate_run", "format_bytes"]
@@ -191,27 +191,26 @@ class _Shapes:
     n_train: int
     n_val: int
     n_probe: int
-    widths: tuple[int, ...]  # hidden layers
-    traced_widths: tuple[int, ...]  # the hidden layers traced (traced_layers)
+    widths: tuple[int, ...]  # values per sample of each hidden layer (a CNN: C × H × W)
+    traced_widths: tuple[int, ...]  # neurons of the hidden layers traced (traced_layers)
     n_recorded: int
     steps_per_epoch: int
     n_kept: int  # probe samples whose tensors are stored
     act_bytes: int  # bytes per stored activation or logit
-
-    @property
-    def layer_shapes(self) -> list[tuple[int, int]]:
-        """``(fan_in, width)`` of every Linear layer, the output layer last."""
-        sizes = (self.n_features, *self.widths, self.n_classes)
-        return list(itertools.pairwise(sizes))
+    #: ``(fan_in, neurons)`` of every traced layer's weight, the output layer last
+    layer_shapes: tuple[tuple[int, int], ...] = ()
+    n_inputs: int = 0  # input neurons (features; an image's channels)
+    other_parameters: int = 0  # parameters outside the traced layers' weights and biases
 
     @property
     def n_neurons(self) -> int:
         """Traced neurons: the inputs, the traced hidden layers, the outputs."""
-        return self.n_features + sum(self.traced_widths) + self.n_classes
+        return self.n_inputs + sum(self.traced_widths) + self.n_classes
 
     @property
     def n_parameters(self) -> int:
-        return sum((fan_in + 1) * width for fan_in, width in self.layer_shapes)
+        weights = sum((fan_in + 1) * width for fan_in, width in self.layer_shapes)
+        return weights + self.other_parameters
 
     @property
     def n_weights(self) -> int:
@@ -228,6 +227,7 @@ def _shapes(config: TrainConfig) -> _Shapes:
     n_val = max(round(shape.n_samples * config.held_out_fraction), shape.n_classes)
     n_train = max(shape.n_samples - n_val, 1)
     n_probe = min(config.probe_size, n_val)
+    model = _model_sizes(config, shape, image_shape_of(config.dataset))
     return _Shapes(
         n_samples=shape.n_samples,
         n_features=shape.n_features,
@@ -235,13 +235,131 @@ def _shapes(config: TrainConfig) -> _Shapes:
         n_train=n_train,
         n_val=n_val,
         n_probe=n_probe,
-        widths=tuple(config.hidden_sizes),
-        traced_widths=_traced_widths(config),
+        widths=model.values,
+        traced_widths=model.traced,
         n_recorded=len(recorded_epochs(config.epoch_intervals, config.epochs)),
         steps_per_epoch=math.ceil(n_train / config.batch_size),
         n_kept=min(config.activation_samples or n_probe, n_probe),
         act_bytes=STORED_BYTES[config.activation_dtype],
+        layer_shapes=model.layer_shapes,
+        n_inputs=model.n_inputs,
+        other_parameters=model.other_parameters,
     )
+
+
+@dataclass(frozen=True)
+class _ModelSizes:
+    """The sizes of a config's model that the estimate needs."""
+
+    n_inputs: int
+    values: tuple[int, ...]  # per sample, each hidden layer
+    traced: tuple[int, ...]  # neurons of each traced hidden layer
+    layer_shapes: tuple[tuple[int, int], ...]
+    other_parameters: int = 0
+
+
+def _model_sizes(
+    config: TrainConfig, shape: DatasetShape, image_shape: tuple[int, int] | None
+) -> _ModelSizes:
+    """The MLP's sizes from the config; the CNN's computed from its options; an entry point's
+    from a build on PyTorch's meta device (imported only when allowed)."""
+    n_features, n_classes = shape.n_features, shape.n_classes
+    if config.model == "mlp":
+        sizes = (n_features, *config.hidden_sizes, n_classes)
+        return _ModelSizes(
+            n_features,
+            tuple(config.hidden_sizes),
+            _traced_widths(config),
+            tuple(itertools.pairwise(sizes)),
+        )
+    from .models_cnn import cnn_state_shapes
+
+    input_shape = input_shape_for(config, n_features, image_shape)
+    if config.model == "cnn":
+        shapes = cnn_state_shapes(input_shape, n_classes, config.model_kwargs)
+        names = [key[: -len(".weight")] for key in shapes if key.endswith(".weight")]
+        neurons = [shapes[f"{name}.weight"][0] for name in names]
+        traced = config.traced_layers
+        return _ModelSizes(
+            input_shape[0],
+            tuple(n * input_shape[1] * input_shape[2] for n in neurons[:-1]),
+            tuple(
+                n
+                for name, n in zip(names[:-1], neurons, strict=False)
+                if traced is None or name in traced
+            ),
+            tuple(
+                (math.prod(shapes[f"{name}.weight"][1:]), n)
+                for name, n in zip(names, neurons, strict=True)
+            ),
+        )
+    return _entry_point_sizes(config, input_shape, n_classes)
+
+
+def _entry_point_sizes(
+    config: TrainConfig, input_shape: tuple[int, ...], n_classes: int
+) -> _ModelSizes:
+    """An entry point's layers, found by the tracer's discovery on the meta device (nothing
+    allocated, no RNG drawn). ``ValueError`` when it cannot be imported (refused: see
+    :mod:`nn_tracing.model_entry`) or built there."""
+    from .model_entry import load_factory
+
+    load_factory(config.model)  # imported outside the meta device (refused unless allowed)
+    try:
+        module, layout, values = _discover_on_meta(config, input_shape, n_classes)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(
+            f"model {config.model!r} cannot be sized before it runs: on PyTorch's meta device "
+            f"it failed with {type(exc).__name__}: {exc}"
+        ) from None
+    layers = layout.layers
+    traced = config.traced_layers
+    hidden = layers[:-1]
+    in_layers = sum(
+        (1 if layer.weight is not None else 0) * (layer.info.fan_in + 1) * layer.info.n_neurons
+        for layer in layers
+    )
+    total = sum(p.numel() for p in module.parameters())
+    return _ModelSizes(
+        layout.input_info.n_neurons,
+        tuple(values.get(layer.info.module, layer.info.n_neurons) for layer in hidden) or (1,),
+        tuple(
+            layer.info.n_neurons for layer in hidden if traced is None or layer.info.name in traced
+        ),
+        tuple((max(layer.info.fan_in, 1), layer.info.n_neurons) for layer in layers),
+        max(int(total) - in_layers, 0),
+    )
+
+
+def _discover_on_meta(config: TrainConfig, input_shape: tuple[int, ...], n_classes: int):
+    """The module built on the meta device, its traced layers, and the values per sample
+    each module outputs."""
+    import torch
+
+    from .models import construct_model
+    from .tracer._discovery import discover
+
+    with torch.device("meta"):
+        module = construct_model(config, input_shape, n_classes)
+        example = torch.zeros((2, *input_shape))
+    values: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(mod, inputs, output):
+            if isinstance(output, torch.Tensor):
+                values[name] = int(output[0].numel())
+
+        return hook
+
+    handles = [mod.register_forward_hook(record(name)) for name, mod in module.named_modules()]
+    try:
+        layout = discover(module, (example,), None)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return module, layout, values
 
 
 def _traced_widths(config: TrainConfig) -> tuple[int, ...]:

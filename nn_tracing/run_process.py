@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from .config import TrainConfig
+from .model_entry import check_allowed
 from .rundir_live import FINAL_STATUSES, process_start, read_writer
 
 __all__ = [
@@ -54,7 +55,7 @@ _ERROR_PREFIX = "nn-tracing: error:"
 
 def training_command(run_dir: Path, threads: int | None = 1) -> list[str]:
     """The command line of a child that trains ``run_dir/config.json`` into ``run_dir``."""
-    command = [sys.executable, "-m", "nn_tracing", "train", "--quiet"]
+    command = [sys.executable, "-m", "nn_tracing", "train", "--quiet", "--require-allowed-model"]
     command += ["--config", str(run_dir / CONFIG_FILE), "--out", f"{run_dir}{os.sep}"]
     if threads is not None:
         command += ["--threads", str(threads)]
@@ -79,8 +80,12 @@ def spawn_training(
     """Start a child that trains ``config`` into the (new, empty) run directory ``run_dir``.
 
     The exact config is written to ``run_dir/config.json`` first; the child's output goes to
-    ``run_dir/train.log``. Returns the child's :class:`subprocess.Popen`.
+    ``run_dir/train.log``. Returns the child's :class:`subprocess.Popen`. An entry-point model
+    must be allowed by ``NN_TRACING_MODELS`` (checked here, before anything is written, and
+    again by the child: ``--require-allowed-model``):
+    :class:`~nn_tracing.model_entry.EntryPointRefused` otherwise.
     """
+    check_allowed(config.model)
     (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1, allow_nan=False))
     with (run_dir / LOG_FILE).open("ab") as log:
         return subprocess.Popen(

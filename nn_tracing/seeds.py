@@ -33,8 +33,10 @@ IGNORED_FIELDS: frozenset[str] = frozenset({"seed", "keep_weights", "drop_batche
 
 
 def replicate_key(config: Mapping[str, Any]) -> str:
-    """A string equal for two configs that differ only in :data:`IGNORED_FIELDS`."""
-    kept = {k: v for k, v in config.items() if k not in IGNORED_FIELDS}
+    """A string equal for two configs that differ only in :data:`IGNORED_FIELDS` (a field an
+    older trace's config lacks counts as its default: ``model`` is ``"mlp"``)."""
+    filled = {**TrainConfig().to_dict(), **config}
+    kept = {k: v for k, v in filled.items() if k not in IGNORED_FIELDS}
     return json.dumps(kept, sort_keys=True, default=str)
 
 

@@ -116,8 +116,9 @@ def _size(value: Any) -> bool:
 def mlp_architecture(meta: Mapping[str, Any]) -> tuple[int, tuple[int, ...], int] | None:
     """``(n_features, hidden_sizes, n_classes)`` of the built-in MLP that ``meta`` describes.
 
-    ``None`` when the trace is not of the built-in MLP (``meta["model"]["builtin"]``) or its
-    meta holds no config or dataset. Reads sizes only: nothing is built.
+    ``None`` when the trace is not of the built-in MLP (``meta["model"]["builtin"]`` and
+    ``name`` ``mlp``, or no name: older traces) or its meta holds no config or dataset.
+    Reads sizes only: nothing is built.
 
     Raises
     ------
@@ -130,6 +131,8 @@ def mlp_architecture(meta: Mapping[str, Any]) -> tuple[int, tuple[int, ...], int
         return None
     if not isinstance(config, dict) or not isinstance(dataset, dict):
         return None
+    if model.get("name", "mlp") != "mlp" or config.get("model", "mlp") != "mlp":
+        return None  # the built-in CNN (its shapes: nn_tracing.models.check_buildable)
     hidden = config.get("hidden_sizes")
     if not isinstance(hidden, list) or not hidden or not all(_size(h) for h in hidden):
         raise _fail(

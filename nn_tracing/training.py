@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .data import DataSplits, prepare_data
-from .models import build_model
+from .data import DataSplits, as_model_inputs, input_shape_for, prepare_data
+from .models import build_model, model_meta
 from .stopping import StopRequest
 from .trace import NetworkTrace
 from .tracer import TraceableNN
@@ -199,7 +199,7 @@ def _tracer_for(
             **({"budget": budget_meta} if budget_meta else {}),
             "config": config.to_dict(),
             "dataset": _dataset_meta(data),
-            "model": {"class": "MLP", "builtin": True, "architecture": config.architecture},
+            "model": model_meta(config, data.X_probe.shape[1:], module),
             "device": str(device),
             "created": started_at.isoformat(timespec="seconds"),
         },
@@ -236,9 +236,10 @@ class _TrainingLoop:
         self.progress, self.progress_every, self.t0 = progress, progress_every, t0
         device = _resolve_device(config.device)
         self.device = device
-        self.module = build_model(config, data.dataset.n_features, data.dataset.n_classes).to(
-            device
-        )
+        ds = data.dataset
+        input_shape = input_shape_for(config, ds.n_features, ds.image_shape)
+        self.data = data = as_model_inputs(data, input_shape)  # images for a CNN
+        self.module = build_model(config, ds.n_features, ds.n_classes, input_shape).to(device)
         self.X = torch.from_numpy(data.X_train).to(device)
         self.y = torch.from_numpy(data.y_train).to(device)
         self.X_val = torch.from_numpy(data.X_val).to(device)
@@ -473,7 +474,11 @@ def train(
     out: str | os.PathLike | None = None,
     on_write_error: str = "stop",
 ) -> TracedRun:
-    """Train the MLP that ``config`` describes, tracing it; return a :class:`TracedRun`.
+    """Train the model that ``config`` describes, tracing it; return a :class:`TracedRun`.
+
+    The model is the built-in MLP or CNN, or an entry point that is allowed
+    (``NN_TRACING_MODELS``) or trusted (``with nn_tracing.model_entry.trusted_models():``);
+    see :mod:`nn_tracing.model_entry`.
 
     Parameters
     ----------
@@ -572,4 +577,4 @@ def train(
     loop.report(
         epoch, loop.steps_per_epoch, status=loop.status, message=loop.message, epoch_done=True
     )
-    return TracedRun(model=loop.module, trace=trace, config=config, data=data)
+    return TracedRun(model=loop.module, trace=trace, config=config, data=loop.data)

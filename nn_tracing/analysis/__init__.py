@@ -12,6 +12,8 @@ Estimators follow scikit-learn (parameters in ``__init__``, ``fit(..., progress=
 * :mod:`.attribution` — which neurons made an output: attribution and the breadcrumb trail.
 * :mod:`.intervention` — ablation, ablation curves, pruning and intervention.
 * :mod:`.neuron_model` — a traced model with a hook point on every layer's neurons.
+* :mod:`.channels` — convolution channels as image neurons: maps, receptive fields, top
+  images, kernels over training, attribution to pixels.
 * :mod:`.standardise` — one vocabulary and one code for standardising features.
 * :mod:`.cost` — how long an analysis will take, and how many threads to give it.
 * :mod:`.numba_guard` — running numba-compiled code (UMAP) safely in a server.

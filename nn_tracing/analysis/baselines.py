@@ -16,8 +16,9 @@ the data, ``P`` times each (default 50):
     The untrained network: ``P`` fresh initialisations of the same architecture (PyTorch's
     default initialisation, seeded), each measured on the same probe set and described by the
     same features at ``E_0``. Does training create structure that initialisation alone does
-    not have? Needs a model that can be rebuilt (the built-in MLP, or a module attached with
-    :func:`nn_tracing.attach_model`) and a probe set; the run's own recorded ``E_0`` is also
+    not have? Needs a model that can be rebuilt (the built-in MLP or CNN, an entry point that
+    ``NN_TRACING_MODELS`` allows, or a module attached with :func:`nn_tracing.attach_model`)
+    and a probe set; the run's own recorded ``E_0`` is also
     scored, as one reference value. Trajectories do not exist at initialisation: for them the
     second null is ``time_shuffled``.
 ``time_shuffled``
@@ -147,7 +148,7 @@ def reinitialisation_problem(trace: NetworkTrace) -> str | None:
     if getattr(trace, "attached_model", None) is not None:
         return None
     model = trace.meta.get("model") if isinstance(trace.meta.get("model"), dict) else {}
-    if not model.get("builtin"):
+    if not model.get("builtin") and not model.get("entry_point"):
         return (
             f"this trace comes from a custom model ({model.get('class', 'unknown')}); attach a "
             "module of the same architecture (nt.attach_model(trace, module)) to compare with "
@@ -155,6 +156,13 @@ def reinitialisation_problem(trace: NetworkTrace) -> str | None:
         )
     if not trace.final_weights:
         return "this trace holds no weights to rebuild its model from"
+    if model.get("entry_point"):
+        from ..model_entry import check_allowed
+
+        try:
+            check_allowed(str(model["entry_point"]))
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -163,35 +171,20 @@ def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
 
     ``Linear`` and ``Conv`` layers get PyTorch's default initialisation drawn from a private
     generator seeded with ``seed`` (the global RNG, which a training run in another thread
-    may be using, is not touched: the built-in MLP is even constructed on the ``meta`` device,
-    so that its constructor draws nothing); other modules with ``reset_parameters``
-    (normalisation layers) are reset. An attached custom module is copied. The built-in MLP's
-    config is first compared with the stored weights (:func:`~nn_tracing.models.check_buildable`:
-    a lying or oversized config raises before anything is allocated).
+    may be using, is not touched: the built-in models are even constructed on the ``meta``
+    device, so that their constructors draw nothing; an entry point is built with the global
+    RNG's state restored); other modules with ``reset_parameters`` (normalisation layers) are
+    reset. An attached custom module is copied. The config is first compared with the stored
+    weights (:func:`~nn_tracing.models.check_buildable`: a lying or oversized config raises
+    before anything is allocated).
     """
-    import copy
-
     import torch
     from torch import nn
 
-    from ..config import TrainConfig
-    from ..models import MLP, check_buildable
+    from ..models import untrained_model_from_trace
 
-    template = getattr(trace, "attached_model", None)
-    if template is not None:
-        module = copy.deepcopy(template)
-    else:
-        check_buildable(trace)
-        config = TrainConfig.from_dict(trace.meta["config"])
-        dataset = trace.meta["dataset"]
-        with torch.device("meta"):  # the structure only: no weights drawn from the global RNG
-            module = MLP(
-                int(dataset["n_features"]),
-                config.hidden_sizes,
-                int(dataset["n_classes"]),
-                config.activation,
-                config.dropout,
-            )
+    module = untrained_model_from_trace(trace)  # checked; built-ins on the meta device
+    if any(p.is_meta for p in module.parameters()):
         module = module.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():

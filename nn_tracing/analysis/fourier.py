@@ -137,7 +137,10 @@ def response_grids(trace: NetworkTrace, epoch: int) -> tuple[np.ndarray, str]:
     model on all p² pairs; ``"probe"``: the recorded probe pairs only)."""
     setup = modular_setup(trace)
     if epoch in trace.epochs_with_weights:
-        return _all_pairs_activations(trace, setup, epoch), "model"
+        try:
+            return _all_pairs_activations(trace, setup, epoch), "model"
+        except ProfileUnavailable:  # a model that cannot be rebuilt here: its probe pairs
+            pass
     return _probe_activations(trace, setup, epoch), "probe"
 
 

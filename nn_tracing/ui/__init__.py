@@ -6,7 +6,8 @@
 * :mod:`.sidebar` — pick / upload / download traces, the training form and live progress;
 * :mod:`.overview`, :mod:`.neurons`, :mod:`.clusters`, :mod:`.dynamics`, :mod:`.breadcrumbs` —
   the pages (each imports leaves, never another page); :mod:`.clusters_settings` — the
-  Clusters page's settings and their widgets;
+  Clusters page's settings and their widgets; :mod:`.neurons_channels` — the Neurons page's
+  views of a convolution channel;
 * :mod:`.traces` — the active trace and where it comes from; :mod:`.cache` — cached frames;
 * :mod:`.runs_folder` — the runs folder's table, rename and delete; :mod:`.follow` — pages
   that follow a run directory still being written (a polling fragment);

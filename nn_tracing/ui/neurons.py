@@ -47,6 +47,7 @@ from .charts import neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
+from .neurons_channels import channel_map_section, channel_responses, kernel_section
 from .neurons_fourier import fourier_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
@@ -95,6 +96,8 @@ class Settings:
     health_flags: tuple[str, ...] = url.param(
         "flags", state.NEURON_HEALTH_FLAGS, default=(), choices=FLAGS
     )
+    #: The probe sample whose activation map a channel neuron shows.
+    map_sample: int = url.param("map_sample", state.NEURON_MAP_SAMPLE, default=0, low=0)
 
 
 #: The page's settings in the address bar (besides ``neuron=``), bound to the widgets' keys;
@@ -135,7 +138,18 @@ def _settings(
         top_order=str(state.get(state.NEURON_TOP_ORDER)),
         health_layers=tuple(state.get(state.NEURON_HEALTH_LAYERS)),
         health_flags=tuple(state.get(state.NEURON_HEALTH_FLAGS)),
+        map_sample=_map_sample(active.trace),
     )
+
+
+def _map_sample(trace: NetworkTrace) -> int:
+    """The probe sample of a channel's activation map: the widget's, if it exists, else 0."""
+    value = state.get(state.NEURON_MAP_SAMPLE)
+    n_probe = len(trace.probe[1]) if trace.probe is not None else 0
+    if not isinstance(value, int) or not 0 <= value < max(n_probe, 1):
+        state.put(state.NEURON_MAP_SAMPLE, 0)
+        return 0
+    return value
 
 
 # -- the neuron and epoch ----------------------------------------------------------------------
@@ -388,6 +402,8 @@ def _incoming_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoc
         st.caption(views.sources_caption(trace, neuron))
     with _section("drawing the incoming weights as an image"):
         _image_section(active, neuron, epoch, weights_epoch)
+    with _section("drawing the kernel over training"):
+        kernel_section(active, neuron)
 
 
 def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:
@@ -524,7 +540,9 @@ def _top_section(active: ActiveTrace, settings: Settings) -> None:
             st.info("No probe sample has a finite activation.")
             return
         images = views.top_image_shape(trace, top)
-        if images is not None:
+        if channel_responses(active, neuron, epoch, k, order == TOP_ORDERS[0]):
+            pass  # a channel of an image network: its images, receptive fields and map
+        elif images is not None:
             image_shape, feature_columns = images
             chart = cache.chart(
                 "top_images",
@@ -545,6 +563,8 @@ def _top_section(active: ActiveTrace, settings: Settings) -> None:
         caption = views.enrichment_caption(enrichment, len(top), order)
         if caption is not None:
             st.caption(caption)
+    with _section("drawing the channel's activation map"):
+        channel_map_section(active, neuron, epoch)
 
 
 def _field_section(active: ActiveTrace, settings: Settings) -> None:

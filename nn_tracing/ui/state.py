@@ -121,6 +121,8 @@ NEURON_TAB = _PREFIX + "neurons.tab"
 #: How many top-activating probe samples to show, and whether the most or least active.
 NEURON_TOP_K = _PREFIX + "neurons.top_k"
 NEURON_TOP_ORDER = _PREFIX + "neurons.top_order"
+#: The probe sample whose activation map a channel neuron shows.
+NEURON_MAP_SAMPLE = _PREFIX + "neurons.map_sample"
 #: Filters of the health table: layers, and flags (a neuron must carry one of them).
 NEURON_HEALTH_LAYERS = _PREFIX + "neurons.health_layers"
 NEURON_HEALTH_FLAGS = _PREFIX + "neurons.health_flags"
@@ -220,6 +222,10 @@ BREADCRUMBS_PRUNE_FILL = _PREFIX + "breadcrumbs.prune_fill"
 BREADCRUMBS_PRUNE_REPEATS = _PREFIX + "breadcrumbs.prune_repeats"
 BREADCRUMBS_PRUNE_BUTTON = _PREFIX + "breadcrumbs.prune_button"
 BREADCRUMBS_PRUNE_RUN = _PREFIX + "breadcrumbs.prune_run"
+#: Channel pruning of a convolutional network: the conv layer and how many channels go (the
+#: button, run key and random prunings are the pruning's above).
+BREADCRUMBS_CHANNEL_LAYER = _PREFIX + "breadcrumbs.channel_layer"
+BREADCRUMBS_CHANNEL_K = _PREFIX + "breadcrumbs.channel_k"
 BREADCRUMBS_DOWNLOAD_WEIGHTS = _PREFIX + "breadcrumbs.download_weights"
 BREADCRUMBS_DOWNLOAD_CONFIG = _PREFIX + "breadcrumbs.download_config"
 BREADCRUMBS_DOWNLOAD_TRACE = _PREFIX + "breadcrumbs.download_trace"

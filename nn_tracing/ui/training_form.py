@@ -9,6 +9,7 @@ shows next to the field it concerns.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -21,6 +22,13 @@ from ..budget import server_budget
 from ..config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
 from ..data import BUILTIN_DATASETS
 from ..estimate import RunTooLarge, format_bytes
+from ..model_entry import (
+    BUILTIN_MODELS,
+    ENV_VAR,
+    allowed_patterns,
+    check_allowed,
+    check_model_name,
+)
 from ..presets import PRESETS, preset_config
 from ..runs import runs_dir
 from ..trace_budget import plan_budget
@@ -30,6 +38,7 @@ from .traces import set_active
 
 __all__ = [
     "DEFAULTS",
+    "MODEL_CHOICES",
     "RECORD_MODES",
     "config_from_form",
     "estimate_lines",
@@ -48,9 +57,19 @@ RECORD_MODES: dict[str, str] = {
     "list": "a list of epochs",
 }
 
+#: The form's model choices: the built-in ones, or an entry point typed in.
+MODEL_CHOICES: dict[str, str] = {
+    "mlp": "MLP (built in)",
+    "cnn": "CNN (built in, image datasets)",
+    "entry": "your own: package.module:factory",
+}
+
 #: The form's fields and their first values.
 DEFAULTS: dict[str, Any] = {
     "dataset": "moons",
+    "model": "mlp",
+    "entry_point": "",
+    "model_kwargs": "",
     "hidden": "16, 16",
     "activation": "relu",
     "epochs": 30,
@@ -157,6 +176,30 @@ def _storage_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _model_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``model`` and ``model_kwargs`` from the form (``ValueError`` "field: why"). An entry
+    point is checked against ``NN_TRACING_MODELS`` here, before anything is imported."""
+    choice = values["model"]
+    text = str(values["model_kwargs"]).strip()
+    try:
+        kwargs = json.loads(text) if text else None
+    except ValueError as exc:
+        raise ValueError(f"model_kwargs: not valid JSON ({exc})") from None
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ValueError('model_kwargs: a JSON object, e.g. {"channels": [8, 16]}')
+    if choice in BUILTIN_MODELS:
+        return {"model": choice, "model_kwargs": kwargs}
+    entry = str(values["entry_point"]).strip()
+    if not entry:
+        raise ValueError("entry_point: enter your model's entry point, package.module:factory")
+    try:
+        check_model_name(entry)
+        check_allowed(entry)
+    except ValueError as exc:
+        raise ValueError(f"entry_point: {exc}") from None
+    return {"model": entry, "model_kwargs": kwargs}
+
+
 def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dict[str, str]]:
     """Turn the form's values into a config, or say what is wrong with which field.
 
@@ -174,6 +217,11 @@ def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dic
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         errors[field] = message
+    try:
+        kwargs.update(_model_kwargs(values))
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        errors[field] = message
     if errors:
         return None, errors
     kwargs.update({field: values[field] for field in _SAME_NAME})
@@ -188,6 +236,8 @@ def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dic
         if match is None:
             return None, {FORM_LEVEL: message}
         field = _FIELD_OF.get(match.group(1), match.group(1))
+        if field == "model" and values["model"] not in BUILTIN_MODELS:
+            field = "entry_point"
         why = message.split(": ", 1)[1] if ": " in message else message
         return None, {field if field in DEFAULTS else FORM_LEVEL: why}
 
@@ -247,6 +297,9 @@ def load_settings(config: Mapping[str, Any]) -> None:
         mode, value = "list", ", ".join(map(str, intervals))
     fields = {field: getattr(cfg, field) for field in _SAME_NAME}
     fields.update(
+        model=cfg.model if cfg.model in BUILTIN_MODELS else "entry",
+        entry_point="" if cfg.model in BUILTIN_MODELS else cfg.model,
+        model_kwargs=json.dumps(cfg.model_kwargs) if cfg.model_kwargs else "",
         dataset=cfg.dataset if cfg.dataset in _DATASETS else DEFAULTS["dataset"],
         hidden=", ".join(map(str, cfg.hidden_sizes)),
         record_mode=mode,
@@ -299,8 +352,8 @@ def estimate_lines(values: Mapping[str, Any]) -> tuple[str, str]:
         plan = plan_budget(config, run_directory=True)
     except RunTooLarge as exc:
         return "", str(exc)
-    except ValueError:  # the dataset's size cannot be known
-        return "", ""
+    except ValueError as exc:  # the dataset's size or the entry point's layers cannot be known
+        return ("", "") if config.model in BUILTIN_MODELS else ("", str(exc))
     estimate = plan.estimate
     kept = (
         f"{estimate.n_kept} of {estimate.n_probe}"
@@ -335,12 +388,13 @@ def _network_fields(errors: Mapping[str, str]) -> None:
         options=_DATASETS,
         format_func=lambda d: f"{d} — {BUILTIN_DATASETS.get(d, '')}",
     )
+    _model_fields(errors)
     _field(
         st.text_input,
         "hidden",
         "Hidden layer sizes",
         errors,
-        help="Widths of the hidden layers, comma-separated: 16, 16 is two layers of 16.",
+        help="Widths of the hidden layers of the MLP, comma-separated: 16, 16 is two layers of 16.",
     )
     left, right = st.columns(2)
     with left:
@@ -359,6 +413,39 @@ def _network_fields(errors: Mapping[str, str]) -> None:
             step=1,
             help="Held-out samples on which every recorded epoch is measured.",
         )
+
+
+def _model_fields(errors: Mapping[str, str]) -> None:
+    """The model: built in, or an entry point of the user's (allowed by the server's owner)."""
+    _field(
+        st.selectbox,
+        "model",
+        "Model",
+        errors,
+        options=list(MODEL_CHOICES),
+        format_func=MODEL_CHOICES.__getitem__,
+        help="The CNN trains on image datasets (digits). Your own model is a factory "
+        "package.module:factory(input_shape=..., n_classes=..., **kwargs) returning an "
+        f"nn.Module; this server imports only the entry points that {ENV_VAR} allows.",
+    )
+    _field(
+        st.text_input,
+        "entry_point",
+        "Entry point (your own model)",
+        errors,
+        placeholder="mypkg.models:make_net",
+        help=f"Used when the model is 'your own'. Allowed on this server: "
+        f"{ENV_VAR}={', '.join(allowed_patterns()) or '(empty: none)'}.",
+    )
+    _field(
+        st.text_input,
+        "model_kwargs",
+        "Model keyword arguments (JSON)",
+        errors,
+        placeholder='{"channels": [8, 16]}',
+        help="A JSON object passed to the model: the CNN's channels, kernel_size, pool; your "
+        "factory's own keywords. The MLP takes none (use the hidden layer sizes).",
+    )
 
 
 def _recording_fields(errors: Mapping[str, str]) -> None:

@@ -129,13 +129,19 @@ def probe(trace: NetworkTrace) -> tuple[np.ndarray, np.ndarray]:
 
 def model_problem(trace: NetworkTrace) -> str | None:
     """Why the network of ``trace`` cannot be rebuilt, or ``None``: ``"no-probe"``,
-    ``"no-weights"``, ``"custom: <why>"`` (a custom model) or ``"other: <why>"``."""
+    ``"no-weights"``, ``"custom: <why>"`` (a custom model), ``"refused: <why>"`` (an entry
+    point that ``NN_TRACING_MODELS`` does not allow: nothing was imported) or
+    ``"other: <why>"``."""
+    from ..model_entry import EntryPointRefused
+
     if trace.probe is None:
         return "no-probe"
     if not trace.final_weights:
         return "no-weights"
     try:
         NeuronModel.from_trace(trace)
+    except EntryPointRefused as exc:
+        return f"refused: {exc}"
     except ValueError as exc:
         return f"custom: {exc}" if "custom model" in str(exc) else f"other: {exc}"
     return None

@@ -12,6 +12,8 @@ whole layer or epoch, its prefix; charts above :data:`MARK_BUDGET` marks aggrega
 * :mod:`.clusters` — the Clusters page: the neuron map, its nulls, what each cluster holds.
 * :mod:`.dynamics` — the Dynamics page: training maps, neuron states, decision entropy.
 * :mod:`.breadcrumbs` — the Breadcrumbs page: attribution, the trail, ablation, pruning.
+* :mod:`.channels` — convolution channels: kernels, top images with receptive fields,
+  activation maps, pixel attribution.
 
 The builders of the Overview and Neurons pages' shared charts are re-exported here.
 """

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..trace import signature_column
 from .brain import PICK
-from .common import INTEGER_AXIS, MARK_BUDGET
+from .common import INTEGER_AXIS, MARK_BUDGET, diverging_scale
 
 __all__ = [
     "NEGATIVE",
@@ -126,8 +126,6 @@ def input_image_chart(
         row=index // width,
         row2=index // width + 1,
     )
-    bound = float(np.nanmax(np.abs(data["score"]))) if len(data) else 1.0
-    bound = bound if bound > 0 else 1.0
     pick = alt.selection_point(name=PICK, fields=["neuron", "epoch"], on="click")
     return (
         alt.Chart(data)
@@ -141,7 +139,7 @@ def input_image_chart(
             y2="row2:Q",
             color=alt.Color(
                 "score:Q",
-                scale=alt.Scale(scheme="blueorange", domain=[-bound, bound], reverse=True),
+                scale=diverging_scale(data["score"].to_numpy(), positive_blue=True),
                 legend=alt.Legend(title="score", orient="right"),
             ),
             tooltip=[

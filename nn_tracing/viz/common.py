@@ -20,6 +20,7 @@ __all__ = [
     "bin_size_for",
     "binned_means",
     "color_scale",
+    "diverging_scale",
     "element_height",
     "metric_title",
     "signature",
@@ -79,6 +80,20 @@ def color_scale(
     if metric in SIGNED_METRICS:
         return alt.Scale(scheme="blueorange", domainMid=0, **extra)
     return alt.Scale(scheme="viridis", **extra)
+
+
+def diverging_scale(values: np.ndarray, *, positive_blue: bool = False) -> alt.Scale:
+    """The one colour scale of signed values (weights, attributions, signed activations):
+    ``blueorange``, centred on 0 and symmetric, so equal magnitudes look equally strong.
+    Positive values are orange (weights, activations); ``positive_blue`` turns it round for
+    the Breadcrumbs page, whose charts draw support for the class in blue."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    bound = float(np.abs(finite).max()) if finite.size else 1.0
+    bound = bound if bound > 0 else 1.0
+    return alt.Scale(
+        scheme="blueorange", domain=[-bound, bound], domainMid=0, reverse=positive_blue
+    )
 
 
 def bin_size_for(n_items: int, budget: int = MARK_BUDGET) -> int:

@@ -16,7 +16,7 @@ import pandas as pd
 from ..analysis.profiles import ActivationField
 from ..trace import format_signature, parse_signature, signature_column
 from .brain import PICK
-from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, binned_means
+from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, binned_means, diverging_scale
 
 __all__ = [
     "activation_field_chart",
@@ -38,13 +38,7 @@ def _title(text: str, subtitle: list[str] | None = None) -> alt.Title:
     return alt.Title(text, anchor="start", subtitle=subtitle or alt.Undefined)
 
 
-def _diverging(values: np.ndarray) -> alt.Scale:
-    """A colour scale centred on 0 and symmetric, so equal magnitudes look equally strong."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    bound = float(np.abs(finite).max()) if finite.size else 1.0
-    bound = bound if bound > 0 else 1.0
-    return alt.Scale(scheme="blueorange", domain=[-bound, bound], domainMid=0)
+_diverging = diverging_scale
 
 
 def _pick() -> alt.Parameter:

@@ -14,6 +14,7 @@ EXPECTED = {
     "iris": (4, 3),
     "wine": (13, 3),
     "breast_cancer": (30, 2),
+    "bars": (256, 4),
     "modular_add": (118, 59),  # every pair mod 59, one-hot a and b
     "modular_sub": (118, 59),
 }
@@ -27,7 +28,7 @@ def test_every_builtin_dataset_loads_offline_with_its_shape(name):
     assert ds.n_classes == n_classes
     assert ds.X.dtype == np.float32 and ds.y.dtype == np.int64
     assert set(np.unique(ds.y)) == set(range(n_classes))
-    assert ds.image_shape == ((8, 8) if name == "digits" else None)
+    assert ds.image_shape == {"digits": (8, 8), "bars": (16, 16)}.get(name)
 
 
 def test_splits_are_standardised_with_training_statistics_and_stratified():
@@ -102,3 +103,29 @@ def test_bad_csv_files_give_specific_errors(tmp_path, text, message):
 def test_missing_csv_file():
     with pytest.raises(ValueError, match="does not exist"):
         load_csv("/nonexistent/file.csv", "y")
+
+
+def test_bars_are_seeded_balanced_and_drawn_where_their_class_says() -> None:
+    from nn_tracing.data_images import BAR_CLASSES, make_bars
+
+    a, b = load_dataset("bars", n_samples=400, seed=3), load_dataset("bars", n_samples=400, seed=3)
+    assert np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
+    assert not np.array_equal(a.X, load_dataset("bars", n_samples=400, seed=4).X)
+    assert np.bincount(a.y).tolist() == [100] * 4
+    assert a.class_names == tuple(name for name, _ in BAR_CLASSES)
+    # without noise, the ink's principal axis has the class's orientation (drawn with a
+    # 4-degree spread: within 15 degrees)
+    X, y = make_bars(200, noise=0.0, seed=0)
+    rows, cols = np.divmod(np.arange(256), 16)
+    for image, label in zip(X, y, strict=True):
+        w = np.clip(image, 0, None)
+        r, c = (w * rows).sum() / w.sum(), (w * cols).sum() / w.sum()
+        cov = np.cov(np.stack([cols - c, -(rows - r)]), aweights=w)
+        _, vecs = np.linalg.eigh(cov)
+        angle = np.rad2deg(np.arctan2(vecs[1, -1], vecs[0, -1])) % 180
+        expected = BAR_CLASSES[label][1]
+        assert min(abs(angle - expected), 180 - abs(angle - expected)) < 15, (label, angle)
+        # the bar's centre of ink stays within the jitter (and the bar's own asymmetry)
+        assert abs(r - 7.5) < 4.5 and abs(c - 7.5) < 4.5
+    with pytest.raises(ValueError, match="at least 8 pixels"):
+        make_bars(10, size=6)

@@ -17,6 +17,8 @@ the probe set — against the same removal of random neurons (the null). One ide
 * :mod:`.pruning` — :func:`prune_model` / :class:`Pruning`: structured pruning of the ``k``
   least important neurons of each hidden layer (new, smaller ``nn.Linear`` layers), against
   ``k`` random ones.
+* :mod:`.channel_pruning` — :func:`prune_channels` / :func:`channel_pruning`: convolution
+  channels removed for real (and the matching inputs of the next layer), against random ones.
 * :mod:`.interventions` — :func:`intervene`: clamp or scale a neuron's activation, or edit
   one weight; accuracy, flipped predictions, activations and, for 2-D inputs, the decision
   boundary before and after.
@@ -38,6 +40,7 @@ from .ablation import (
     neuron_means,
 )
 from .chain import prunable
+from .channel_pruning import ChannelPruningResult, channel_pruning, prune_channels
 from .curves import ORDERS, AblationCurves, selectivity_sentence
 from .interventions import (
     INTERVENTIONS,
@@ -56,12 +59,14 @@ __all__ = [
     "ORDERS",
     "AblationCurves",
     "AblationResult",
+    "ChannelPruningResult",
     "DecisionBoundary",
     "Intervention",
     "InterventionResult",
     "Pruning",
     "ablate",
     "batched_logits",
+    "channel_pruning",
     "count_parameters",
     "decision_grid",
     "hidden_layers",
@@ -69,6 +74,7 @@ __all__ = [
     "layer_importance",
     "neuron_means",
     "prunable",
+    "prune_channels",
     "prune_model",
     "pruned_config",
     "pruned_files",

@@ -18,6 +18,7 @@ import streamlit as st
 
 from ...analysis.attribution import METHOD_TITLES, METHODS, OBJECTIVES
 from ...analysis.intervention import FILLS
+from ...model_entry import allowed_patterns
 from ...trace import NetworkTrace
 from ...views.breadcrumbs import FINAL, Target
 from .. import state, url
@@ -98,6 +99,13 @@ class Settings:
     pruned: bool | None = url.param(
         "pruned", state.BREADCRUMBS_LINK_PRUNED, default=None, per_trace=True
     )
+    # Pruning of a convolutional network: the conv layer and how many of its channels go
+    channel_layer: str | None = url.param(
+        "prune_layer", state.BREADCRUMBS_CHANNEL_LAYER, default=None, max_length=200
+    )
+    channel_k: int | None = url.param(
+        "prune_channels", state.BREADCRUMBS_CHANNEL_K, default=None, low=1, high=100_000
+    )
     # Intervention
     change: str | None = url.param("change", state.BREADCRUMBS_KIND, default=None, choices=KINDS)
     unit: int | None = url.param("unit", state.BREADCRUMBS_NEURON, default=None, low=0)
@@ -165,9 +173,19 @@ def _explain_problem(active: ActiveTrace, problem: str) -> None:
             f"This trace comes from a custom model ({md_escape(model.get('class', 'unknown'))}). "
             "Attribution, ablation, pruning and intervention run the network itself, and a "
             "trace file holds its weights but not its code — the app never imports or unpickles "
-            "code from a file. Attach the module in Python and run the same analyses there:"
+            "code from a file. Train it from an entry point (nn-tracing train --model "
+            "package.module:factory) so that an app that allows it can rebuild it, or attach "
+            "the module in Python and run the same analyses there:"
         )
         st.code(_ATTACH.format(name=active.name or "your-trace"), language="python")
+    elif problem.startswith("refused"):
+        st.warning(
+            "This trace comes from your own model "
+            f"{md_escape(str(model.get('entry_point')), 200)}. Attribution, ablation, pruning "
+            "and intervention rebuild the network from its entry point, and this server "
+            "imports only the entry points its owner allowed — "
+            "nothing was imported. " + md_escape(problem.removeprefix("refused: "), 900)
+        )
     else:
         st.error(f"The network of this trace cannot be rebuilt: {md_escape(problem[7:], 600)}")
 
@@ -301,7 +319,7 @@ def render_breadcrumbs() -> None:
         return
     st.caption(md_escape(active.label, max_length=300))
     live_note(active, "the analyses use the epochs recorded so far")
-    problem = model_problem(active.key, active.trace)
+    problem = model_problem(f"{active.key}|{allowed_patterns()}", active.trace)
     if problem is not None:
         _explain_problem(active, problem)
         return

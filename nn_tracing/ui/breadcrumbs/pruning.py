@@ -17,6 +17,7 @@ from .. import state
 from ..charts import show_chart
 from ..text import md_escape
 from ..traces import ActiveTrace
+from .channels import channel_pruning_tab, has_channels
 from .widgets import DEFAULT_REPEATS, asked, ensure, repeats_ok, run_button, show_metrics
 from .work import pruning_of
 
@@ -30,6 +31,9 @@ def pruning_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any]) -> 
     """Draw the tab; its settings (k per hidden layer, fill, random prunings, whether the
     pruning shows) go into ``chosen``."""
     reason = prunable(views.model_at(active.trace, target.epoch))
+    if reason is not None and has_channels(active):
+        channel_pruning_tab(active, target, chosen)
+        return
     if reason is not None:
         st.info(f"Structured pruning does not apply to this model: {md_escape(reason, 400)}.")
         return

@@ -20,6 +20,7 @@ from ..charts import neuron_table, show_chart
 from ..links import open_picked
 from ..text import guarded, md_escape
 from ..traces import ActiveTrace
+from .channels import pixel_section
 from .work import agreement_of, attribution_of, since_when_of, trail_check_of, trail_of
 
 __all__ = ["attribution_tab"]
@@ -45,6 +46,8 @@ def attribution_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any])
             image, select=viz.PICK, key=state.BREADCRUMBS_IMAGE_CHART, width="content"
         )
         open_picked(active, event)
+    with guarded("attributing to the pixels"):
+        pixel_section(active, target, result)
     trail = _trail_section(active, target)
     with guarded("checking the trail by ablation"):
         _trail_check_section(active, target)
