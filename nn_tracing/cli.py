@@ -72,12 +72,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.toml",
         help="TrainConfig fields in a TOML file (or a JSON object, in a .json file)",
     )
-    parser.add_argument(
-        "--preset",
-        choices=PRESETS,
-        help="start from a named config (grokking: modular addition that memorises, then "
-        "generalises); --config and the other flags override it",
-    )
+    parser.add_argument("--preset", choices=PRESETS, help="start from a named config (grokking)")
     parser.add_argument("--dataset", choices=DATASETS)
     parser.add_argument("--csv", metavar="FILE", help="train on a CSV file (needs --label-column)")
     parser.add_argument("--label-column", metavar="NAME")
@@ -95,19 +90,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int)
     parser.add_argument("--n-samples", type=int, help="size of a synthetic dataset")
     parser.add_argument("--probe-size", type=int)
-    parser.add_argument("--modulus", type=int, metavar="P", help="p of the modular datasets")
-    parser.add_argument(
-        "--train-fraction",
-        type=float,
-        metavar="F",
-        help="share of the pairs a modular dataset trains on (the rest is held out)",
-    )
-    parser.add_argument(
-        "--embedding-dim",
-        type=int,
-        metavar="D",
-        help="modular inputs: 0 one-hot (default), D > 0 a fixed random embedding of length D",
-    )
+    parser.add_argument("--modulus", type=int, metavar="P", help="modular datasets: p")
+    parser.add_argument("--train-fraction", type=float, help="modular: share of pairs trained on")
+    parser.add_argument("--embedding-dim", type=int, help="modular: 0 one-hot, D random embedding")
     schedule = parser.add_mutually_exclusive_group()
     schedule.add_argument(
         "--every", type=int, metavar="N", help="record every N-th epoch and the last"
@@ -251,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from .config import TrainConfig
+    from .presets import config_with_preset
 
     values: dict[str, Any] = {}
     if args.config:
@@ -293,19 +278,6 @@ def _config_from_args(args: argparse.Namespace):
     if args.csv:
         values["dataset"] = "csv"
         values["csv_path"] = args.csv
-    _schedule_flags(args, values)
-    try:
-        if args.preset:
-            from .presets import preset_config
-
-            return preset_config(args.preset, **values)
-        return TrainConfig.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-
-
-def _schedule_flags(args: argparse.Namespace, values: dict[str, Any]) -> None:
-    """``--every``, ``--epochs-at``, ``--last`` or ``--all-epochs`` into ``values``."""
     if args.every is not None:
         values["epoch_intervals"] = args.every
     elif args.epochs_at:
@@ -314,6 +286,10 @@ def _schedule_flags(args: argparse.Namespace, values: dict[str, Any]) -> None:
         values["epoch_intervals"] = -1
     elif args.all_epochs:
         values["epoch_intervals"] = None
+    try:  # a preset's fields first, overridden by the file's and the flags'
+        return config_with_preset(values, args.preset)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _json_object(text: str, flag: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import TrainConfig
 
-__all__ = ["PRESETS", "Preset", "log_and_regular", "preset_config"]
+__all__ = ["PRESETS", "Preset", "config_with_preset", "log_and_regular", "preset_config"]
 
 
 def log_and_regular(epochs: int, n_log: int = 40, every: int = 30) -> tuple[int, ...]:
@@ -91,3 +91,11 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     if "epoch_intervals" not in fields:
         fields["epoch_intervals"] = log_and_regular(int(fields.get("epochs", 1)))
     return TrainConfig.from_dict(fields)
+
+
+def config_with_preset(values: dict[str, Any], preset: str | None = None) -> TrainConfig:
+    """``TrainConfig.from_dict(values)``, or with ``preset``: the preset with ``values`` over
+    it (:func:`preset_config`)."""
+    if preset:
+        return preset_config(preset, **values)
+    return TrainConfig.from_dict(values)
