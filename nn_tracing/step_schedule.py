@@ -29,7 +29,9 @@ __all__ = [
     "MAX_RECORDED_STEPS",
     "StepIntervals",
     "checked_step_schedule",
+    "format_step_spec",
     "normalize_step_intervals",
+    "parse_step_spec",
     "recorded_steps",
     "should_record_step",
     "step_schedule_text",
@@ -237,3 +239,38 @@ def checked_step_schedule(
     if isinstance(steps, tuple) and num_steps is not None and steps[-1] > num_steps:
         raise ValueError(f"step_intervals lists step {steps[-1]} but num_steps={num_steps}")
     return steps
+
+
+def parse_step_spec(text: str) -> int | tuple[int, ...] | str:
+    """A schedule typed by a person (``--step-intervals``, the sidebar form) in its canonical
+    form: ``"25"``, ``"log"``, ``"log:25"``, ``"10, 100, 1000"`` or ``"last"``.
+
+    >>> parse_step_spec("10, 100"), parse_step_spec("last"), parse_step_spec("Log:25")
+    ((10, 100), -1, 'log:25')
+    """
+    spec = str(text).strip().lower()
+    if spec == "last":
+        return -1
+    if spec.startswith("log"):
+        return normalize_step_intervals(spec)  # type: ignore[return-value]
+    parts = [part for part in re.split(r"[,\s;]+", spec) if part]
+    try:
+        steps = [int(part) for part in parts]
+    except ValueError:
+        steps = []
+    if not steps:
+        raise ValueError(f"{text!r}: use N, log, log:N, a list like 10, 100, 1000, or last")
+    value: int | list[int] = steps[0] if len(parts) == 1 else steps
+    return normalize_step_intervals(value)  # type: ignore[return-value]
+
+
+def format_step_spec(step_intervals: StepIntervals) -> str:
+    """The text :func:`parse_step_spec` reads back: ``"log:25"``, ``"10, 100"``, ``"last"``."""
+    spec = normalize_step_intervals(step_intervals)
+    if spec is None:
+        return ""
+    if spec == -1:
+        return "last"
+    if isinstance(spec, tuple):
+        return ", ".join(str(step) for step in spec)
+    return str(spec)
