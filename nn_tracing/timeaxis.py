@@ -27,6 +27,7 @@ __all__ = [
     "axis_of",
     "current_axis",
     "time_key",
+    "time_prefix",
     "time_range",
     "time_title",
     "time_word",
@@ -96,6 +97,12 @@ def time_key(point: int, axis: str | None = None) -> str:
     ('E_30', 'S_1200')
     """
     return f"{PREFIXES[_resolve(axis)]}_{int(point)}"
+
+
+def time_prefix(axis: str | None = None) -> str:
+    """``"E_"`` or ``"S_"``: what starts a key, for vectorised labels
+    (``time_prefix() + frame["epoch"].astype(str)``)."""
+    return PREFIXES[_resolve(axis)] + "_"
 
 
 def time_word(axis: str | None = None, *, plural: bool = False) -> str:

@@ -34,6 +34,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..progress import Progress, reporter
+from ..timeaxis import time_key
 from ..trace import NetworkTrace
 
 __all__ = [
@@ -335,8 +336,8 @@ class _ProbeLabels:
         first = trace.probe_activations(epochs[0])
         if first is None:
             raise ValueError(
-                f"decision entropy needs probe activations, and this trace keeps none at "
-                f"E_{epochs[0]}"
+                "decision entropy needs probe activations, and this trace keeps none at "
+                + time_key(epochs[0])
             )
         predictions = [trace.predictions(e) for e in epochs]
         n_classes = int(

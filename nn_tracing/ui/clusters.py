@@ -39,6 +39,7 @@ from ..analysis.embedding import (
     estimate_seconds,
     neuron_features,
 )
+from ..timeaxis import time_key, time_title
 from ..trace import METRICS
 from ..views import clusters as views
 from ..views.clusters import Clustering, Projection
@@ -455,12 +456,10 @@ def _excluded(features: NeuronFeatures) -> None:
 
 def _time_slider(active: ActiveTrace, joint: JointEmbedding, settings: Settings) -> int:
     """The epoch of the joint map (into the address bar when it changes)."""
-    time_key = URL.key("time_epoch", active.ref)
-    ensure(time_key, lambda v: v in joint.epochs, joint.epochs[-1])
+    slider_key = URL.key("time_epoch", active.ref)
+    ensure(slider_key, lambda v: v in joint.epochs, joint.epochs[-1])
     epoch = int(
-        st.select_slider(
-            "Epoch", options=joint.epochs, key=time_key, format_func=lambda e: f"E_{e}"
-        )
+        st.select_slider(time_title(), options=joint.epochs, key=slider_key, format_func=time_key)
     )
     if epoch != settings.time_epoch:  # the map above may have changed the selection
         publish_url(replace(settings, time_epoch=epoch, selection=tuple(selected())), active.ref)

@@ -46,6 +46,7 @@ from ..analysis.hmm import (
 )
 from ..analysis.standardise import ALIASES
 from ..progress import Progress
+from ..timeaxis import use_axis
 from ..trace import METRICS, NetworkTrace
 from ..views import dynamics as view
 from ..viz import dynamics as vd
@@ -723,6 +724,7 @@ def _neuron_states(active: ActiveTrace) -> None:
 # -- the page --------------------------------------------------------------------------------------
 @st.fragment
 def _map_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)  # a fragment's rerun may run in a fresh context
     with guarded("fitting the training map"):
         _training_map(active)
     _publish(active.ref)
@@ -730,6 +732,7 @@ def _map_section(active: ActiveTrace) -> None:
 
 @st.fragment
 def _neuron_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)
     with guarded("fitting the neuron-level model"):
         _neuron_states(active)
     _publish(active.ref)
@@ -737,6 +740,7 @@ def _neuron_section(active: ActiveTrace) -> None:
 
 @st.fragment
 def _entropy_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)
     with guarded("measuring decision entropy"):
         decision_entropy(
             active, epoch_key=URL.key("epoch", active.ref), random_state=_random_state()

@@ -19,6 +19,7 @@ import streamlit as st
 
 from ..analysis.entropy import DecisionEntropy
 from ..progress import Progress
+from ..timeaxis import time_key, time_prefix
 from ..views import dynamics as view
 from ..viz import dynamics as vd
 from . import state
@@ -116,7 +117,9 @@ def _layers(result: DecisionEntropy, epoch: int) -> None:
 
 def _ranking(active: ActiveTrace, result: DecisionEntropy, epoch: int) -> None:
     """The neurons at ``epoch``, most informative first (a row opens the neuron)."""
-    st.markdown(f"**Neurons at E_{epoch}, most informative first** — select a row to open it")
+    st.markdown(
+        f"**Neurons at {time_key(epoch)}, most informative first** — select a row to open it"
+    )
     ranking = view.entropy_ranking(active.trace, result, epoch)
     three_digits = (
         "H",
@@ -139,7 +142,7 @@ def _ranking(active: ActiveTrace, result: DecisionEntropy, epoch: int) -> None:
             "p": st.column_config.NumberColumn(format="%.3g"),
             "q": st.column_config.NumberColumn(format="%.3g"),
             "G-test p": st.column_config.NumberColumn(format="%.2g"),
-            "significant since": st.column_config.NumberColumn(format="E_%d"),
+            "significant since": st.column_config.NumberColumn(format=time_prefix() + "%d"),
         },
     )
     st.caption(view.significance_caption(result, epoch))

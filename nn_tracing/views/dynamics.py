@@ -36,6 +36,7 @@ from ..analysis.hmm import (
 )
 from ..analysis.sampling import DEFAULT_MAX_NEURONS, SAMPLE_SEED
 from ..progress import Progress
+from ..timeaxis import time_key
 from ..trace import NetworkTrace
 from ..viz import dynamics as vd
 from .neuron_states import modelled_layers
@@ -431,7 +432,8 @@ def significance_caption(result: DecisionEntropy, epoch: int) -> str:
     n_sig = int(result.significant_[result.epochs_.index(epoch)].sum())
     return (
         f"{n_sig} of {len(result.neuron_ids_)} neurons are more ordered than chance at "
-        f"E_{epoch} (I(A; {result.label}) above its permutation null after FDR). 'significant "
+        f"{time_key(epoch)} (I(A; {result.label}) above its permutation null after FDR). "
+        "'significant "
         "since': the first epoch from which a neuron stays significant to the end. 'MI above "
         "null' subtracts the null mean (the plug-in bias). The G-test p is an asymptotic "
         "second opinion below the permutation resolution."

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..timeaxis import time_key
 from ..trace import NetworkTrace
 from .text import fmt_duration, md_escape
 
@@ -168,7 +169,7 @@ def run_details(trace: NetworkTrace) -> RunDetails:
     config = meta_section(meta, "config")
     return RunDetails(
         dataset={k: v for k, v in dataset.items() if k not in ("feature_mean", "feature_scale")},
-        epochs=", ".join(f"E_{e}" for e in trace.epochs),
+        epochs=", ".join(time_key(e) for e in trace.epochs),
         config=config or {"note": "this trace carries no TrainConfig"},
         meta={
             "model": meta_section(meta, "model"),

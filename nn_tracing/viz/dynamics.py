@@ -24,6 +24,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..timeaxis import time_prefix, time_word
 from ..trace import signature_column
 from .brain import PICK, epoch_edges
 from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, signature_range
@@ -160,7 +161,7 @@ def state_path_chart(
     """A training curve per run (``y`` against time), each point coloured by its state."""
     data, size = _binned_path(path.dropna(subset=[y]), time_column, budget)
     data = data.assign(
-        signature="E_" + data.get("epoch", data[time_column]).astype(int).astype(str)
+        signature=time_prefix() + data.get("epoch", data[time_column]).astype(int).astype(str)
     )
     x = alt.X(
         f"{time_column}:Q",
@@ -172,7 +173,7 @@ def state_path_chart(
     y_enc = alt.Y(f"{y}:Q", title=y_title, scale=scale)
     tooltip = [
         alt.Tooltip("run:N"),
-        alt.Tooltip("signature:N", title="epoch"),
+        alt.Tooltip("signature:N", title=time_word()),
         alt.Tooltip("label:N", title="state"),
         alt.Tooltip(f"{y}:Q", title=y_title, format=".4g"),
         alt.Tooltip("entropy:Q", title="posterior entropy (bits)", format=".2f"),
@@ -258,7 +259,7 @@ def posterior_entropy_chart(
     network is between phases."""
     data, size = _binned_path(path, time_column, budget)
     data = data.assign(
-        signature="E_" + data.get("epoch", data[time_column]).astype(int).astype(str)
+        signature=time_prefix() + data.get("epoch", data[time_column]).astype(int).astype(str)
     )
     subtitle = [
         f"0: certain of one state; {math.log2(max(n_states, 1)):.2f} bits: all {n_states} "
@@ -284,7 +285,7 @@ def posterior_entropy_chart(
             color=alt.Color("run:N", title="run"),
             tooltip=[
                 alt.Tooltip("run:N"),
-                alt.Tooltip("signature:N", title="epoch"),
+                alt.Tooltip("signature:N", title=time_word()),
                 alt.Tooltip("label:N", title="state"),
                 alt.Tooltip("entropy:Q", format=".3f"),
             ],
@@ -495,7 +496,7 @@ def state_raster_chart(raster: StateRaster) -> alt.Chart:
         .encode(
             x=alt.X(
                 "x0:Q",
-                title="epoch",
+                title=time_word(),
                 scale=alt.Scale(nice=False, zero=False),
                 axis=alt.Axis(**INTEGER_AXIS),
             ),
@@ -519,9 +520,13 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
     """Per layer over training: the median mutual information with the ``label`` class (line),
     its interquartile range (band) and the median 95th percentile of the permutation null
     (dashed) — above the dashed line is above chance."""
-    data = summary.assign(signature="E_" + summary["epoch"].astype(str) + "/L_" + summary["layer"])
+    data = summary.assign(
+        signature=time_prefix() + summary["epoch"].astype(str) + "/L_" + summary["layer"]
+    )
     layers = list(dict.fromkeys(data["layer"]))
-    x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False))
+    x = alt.X(
+        "epoch:Q", title=time_word(), axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False)
+    )
     color = alt.Color("layer:N", sort=layers, title="layer")
     tooltip = [
         alt.Tooltip("signature:N", title="layer at epoch"),
@@ -566,14 +571,19 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
 
 def significant_share_chart(summary: pd.DataFrame, alpha: float) -> alt.Chart:
     """Share of each layer's neurons significantly informative (after FDR) per epoch."""
-    data = summary.assign(signature="E_" + summary["epoch"].astype(str) + "/L_" + summary["layer"])
+    data = summary.assign(
+        signature=time_prefix() + summary["epoch"].astype(str) + "/L_" + summary["layer"]
+    )
     layers = list(dict.fromkeys(data["layer"]))
     return (
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
             x=alt.X(
-                "epoch:Q", title="epoch", axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False)
+                "epoch:Q",
+                title=time_word(),
+                axis=alt.Axis(**INTEGER_AXIS),
+                scale=alt.Scale(nice=False),
             ),
             y=alt.Y(
                 "share_significant:Q",

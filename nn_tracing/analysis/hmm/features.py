@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ...progress import Progress, reporter
+from ...timeaxis import time_key
 from ...trace import METRICS, NetworkTrace
 
 __all__ = [
@@ -173,7 +174,7 @@ def model_features(trace: NetworkTrace, progress: Progress | None = None) -> Mod
     rows = []
     report = reporter(progress, len(epochs))
     for i, epoch in enumerate(epochs):
-        report(i, f"weight statistics at E_{epoch}")
+        report(i, f"weight statistics at {time_key(epoch)}")
         row: dict[str, float] = {name: np.nan for name in MODEL_FEATURES}
         row.update(_features_from_frame(trace, epoch))
         weights = None
