@@ -19,7 +19,7 @@ import streamlit as st
 
 from ..analysis.entropy import DecisionEntropy
 from ..progress import Progress
-from ..timeaxis import time_key, time_prefix
+from ..timeaxis import time_key, time_prefix, time_word
 from ..views import dynamics as view
 from ..viz import dynamics as vd
 from . import state
@@ -65,9 +65,10 @@ def _controls(random_state: int) -> view.EntropyParams:
         "Bins chosen",
         tuple(view.BINNINGS),
         key=state.DYNAMICS_ENTROPY_BINNING,
-        format_func=view.BINNINGS.__getitem__,
-        help="On E_0: the same grid at every epoch, so a neuron whose scale changes also changes "
-        "H(A). At each epoch: H(A) stays near log2(bins) and only the information moves.",
+        format_func=view.binning_label,
+        help=f"On {time_key(0)}: the same grid at every {time_word()}, so a neuron whose scale "
+        f"changes also changes H(A). At each {time_word()}: H(A) stays near log2(bins) and only "
+        "the information moves.",
     )
     columns[2].selectbox(
         "Label tested",
@@ -128,8 +129,8 @@ def _ranking(active: ActiveTrace, result: DecisionEntropy, epoch: int) -> None:
         "MI predicted",
         "MI true",
         "MI above null",
-        "MI at E_0",
-        f"H|{result.label} change since E_0",
+        f"MI at {time_key(0)}",
+        f"H|{result.label} change since {time_key(0)}",
     )
     neuron_table(
         active.name,

@@ -422,7 +422,7 @@ def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_e
             "matrix_percentile": st.column_config.NumberColumn(
                 "|w| percentile in its matrix", format="percent"
             ),
-            "weight_e0": st.column_config.NumberColumn("at E_0", format="%.4g"),
+            "weight_e0": st.column_config.NumberColumn(f"at {time_key(0)}", format="%.4g"),
         },
     )
     st.caption(
@@ -587,7 +587,9 @@ def _health_columns() -> dict[str, Any]:
             "grad / layer median", format="%.3g", help="gradient norm over its layer's median"
         ),
         "w_growth": st.column_config.NumberColumn(
-            "weight norm / E_0", format="%.3g", help="incoming-weight norm over its E_0 norm"
+            f"weight norm / {time_key(0)}",
+            format="%.3g",
+            help=f"incoming-weight norm over its {time_key(0)} norm",
         ),
     }
 

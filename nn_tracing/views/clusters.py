@@ -554,7 +554,7 @@ def null_chart(test: ChanceTest) -> alt.HConcatChart | None:
                     "score": _score_title(test, score),
                     "null": result.name,
                     "value": value,
-                    "label": "the run's own E_0",
+                    "label": f"the run's own {time_key(0)}",
                 }
             )
     if not rows:
@@ -580,7 +580,9 @@ def null_table(test: ChanceTest) -> pd.DataFrame:
                 "null median silhouette": float(np.nanmedian(r.scores["silhouette"]))
                 if np.isfinite(r.scores["silhouette"]).any()
                 else np.nan,
-                "run's own E_0 silhouette": (r.reference or {}).get("silhouette", np.nan),
+                f"run's own {time_key(0)} silhouette": (r.reference or {}).get(
+                    "silhouette", np.nan
+                ),
             }
             for r in test.results_.values()
         ]

@@ -36,7 +36,7 @@ from ..analysis.hmm import (
 )
 from ..analysis.sampling import DEFAULT_MAX_NEURONS, SAMPLE_SEED
 from ..progress import Progress
-from ..timeaxis import time_key
+from ..timeaxis import time_key, time_word
 from ..trace import NetworkTrace
 from ..viz import dynamics as vd
 from .neuron_states import modelled_layers
@@ -60,6 +60,7 @@ __all__ = [
     "NeuronParams",
     "NeuronRows",
     "NeuronSummary",
+    "binning_label",
     "entropy_layer_table",
     "entropy_ranking",
     "every_neuron",
@@ -113,6 +114,16 @@ NEURON_ORDERS: dict[str, str] = {o: t for o, t in vd.ROW_ORDERS.items() if o != 
 ENTROPY_BINS: tuple[int, int] = (2, 16)
 #: Where the quantile bins are chosen.
 BINNINGS: dict[str, str] = {"E_0": "on E_0 (untrained)", "epoch": "at each epoch"}
+
+
+def binning_label(binning: str) -> str:
+    """How a binning choice reads on the trace's axis (``"on S_0 (untrained)"`` for a step
+    trace); the choices' values stay :data:`BINNINGS`' keys."""
+    if binning == "E_0":
+        return f"on {time_key(0)} (untrained)"
+    return f"at each {time_word()}" if binning == "epoch" else BINNINGS.get(binning, binning)
+
+
 _LABEL_TEXTS = {"predicted": "the decision (predicted)", "true": "the true class"}
 #: The labels decision entropy can be measured against (the estimator's ``LABELS``).
 ENTROPY_LABELS: dict[str, str] = {label: _LABEL_TEXTS[label] for label in LABELS}

@@ -24,7 +24,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ..timeaxis import time_prefix, time_word
+from ..timeaxis import time_key, time_prefix, time_word
 from ..trace import signature_column
 from .brain import PICK, epoch_edges
 from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, signature_range
@@ -149,6 +149,13 @@ def _binned_path(path: pd.DataFrame, time_column: str, budget: int) -> tuple[pd.
     return out, size
 
 
+def _time_name(time_column: str) -> str:
+    """The word for a time column: the trace's axis (``step`` on a step trace) for its
+    recorded points (``epoch``), the column's own name otherwise (``step`` of the per-step
+    table)."""
+    return time_word() if time_column == "epoch" else time_column
+
+
 def state_path_chart(
     path: pd.DataFrame,
     n_states: int,
@@ -165,7 +172,7 @@ def state_path_chart(
     )
     x = alt.X(
         f"{time_column}:Q",
-        title=time_column,
+        title=_time_name(time_column),
         axis=alt.Axis(**INTEGER_AXIS),
         scale=alt.Scale(nice=False),
     )
@@ -193,12 +200,14 @@ def state_path_chart(
     subtitle = ["each point coloured by its Viterbi state"]
     if size > 1:
         subtitle.append(
-            f"binned (mark budget {MARK_BUDGET}): each point is {size} {time_column}s, "
+            f"binned (mark budget {MARK_BUDGET}): each point is {size} {_time_name(time_column)}s, "
             "coloured by their most common state"
         )
     return alt.layer(line, points).properties(
         title=alt.Title(
-            f"{y_title} and the state of each {time_column}", subtitle=subtitle, anchor="start"
+            f"{y_title} and the state of each {_time_name(time_column)}",
+            subtitle=subtitle,
+            anchor="start",
         ),
         height=240,
     )
@@ -221,7 +230,7 @@ def posterior_chart(
         .encode(
             x=alt.X(
                 f"{time_column}:Q",
-                title=time_column,
+                title=_time_name(time_column),
                 axis=alt.Axis(**INTEGER_AXIS),
                 scale=alt.Scale(nice=False),
             ),
@@ -242,7 +251,7 @@ def posterior_chart(
         "mixed colours in a column: the model is unsure which state the network is in",
     ]
     if size > 1:
-        subtitle.append(f"binned: each column is the mean of {size} {time_column}s")
+        subtitle.append(f"binned: each column is the mean of {size} {_time_name(time_column)}s")
     return chart.facet(
         facet=alt.Facet("run:N", sort=runs, title=None, header=alt.Header(labelAnchor="start")),
         columns=1,
@@ -266,14 +275,14 @@ def posterior_entropy_chart(
         "equally likely"
     ]
     if size > 1:
-        subtitle.append(f"binned: each point is the mean of {size} {time_column}s")
+        subtitle.append(f"binned: each point is the mean of {size} {_time_name(time_column)}s")
     return (
         alt.Chart(data)
         .mark_line(point=len(data) < 400)
         .encode(
             x=alt.X(
                 f"{time_column}:Q",
-                title=time_column,
+                title=_time_name(time_column),
                 axis=alt.Axis(**INTEGER_AXIS),
                 scale=alt.Scale(nice=False),
             ),
@@ -320,7 +329,7 @@ def training_map_dot(
             continue
         color = _PALETTE[int(row.state) % len(_PALETTE)]
         span = (
-            f"{time_column[0].upper()}_{int(row.first)}–{int(row.last)}"
+            f"{time_key(int(row.first))}–{int(row.last)}"
             if time_column == "epoch"
             else f"{time_column}s {int(row.first)}–{int(row.last)}"
         )
