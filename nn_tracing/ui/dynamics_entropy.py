@@ -19,7 +19,7 @@ import streamlit as st
 
 from ..analysis.entropy import DecisionEntropy
 from ..progress import Progress
-from ..timeaxis import time_key, time_prefix, time_word
+from ..timeaxis import time_key, time_prefix, time_title, time_word
 from ..views import dynamics as view
 from ..viz import dynamics as vd
 from . import state
@@ -171,7 +171,7 @@ def decision_entropy(active: ActiveTrace, *, epoch_key: str, random_state: int) 
             active.key,
             params.fit_params(),
             measure,
-            label=f"Binning every neuron at {len(trace.epochs)} epochs against "
+            label=f"Binning every neuron at {len(trace.epochs)} {time_word(plural=True)} against "
             f"{params.n_permutations} label permutations",
         )
     except ValueError as exc:
@@ -179,6 +179,6 @@ def decision_entropy(active: ActiveTrace, *, epoch_key: str, random_state: int) 
         return
     assert result is not None  # no estimate: never waits for a click
     st.caption(md_escape(result.describe(), 600))
-    epoch = epoch_picker("Epoch of the ranking", trace.epochs, epoch_key)
+    epoch = epoch_picker(f"{time_title()} of the ranking", trace.epochs, epoch_key)
     _layers(result, epoch)
     _ranking(active, result, epoch)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from .. import viz
-from ..timeaxis import time_key, time_title, use_axis
+from ..timeaxis import time_key, time_title, time_word, use_axis
 from ..trace import METRICS, NetworkTrace
 from ..views import health as health_view
 from ..views.overview import (
@@ -92,7 +92,7 @@ def _details(trace: NetworkTrace) -> None:
         st.dataframe(layers_table(trace), hide_index=True)
         st.markdown("**Dataset**")
         st.json(details.dataset, expanded=False)
-        st.markdown("**Recorded epochs**")
+        st.markdown(f"**Recorded {time_word(plural=True)}**")
         st.text(details.epochs)
     with right:
         st.markdown("**Configuration**")

@@ -293,7 +293,10 @@ class NeuronParams:
         """What the fit holds in memory: neurons × epochs × features, in MiB (float64)."""
         n, t, d = self.n_neurons(trace), len(trace.epochs), len(self.features)
         mib = n * t * d * 8 / 2**20
-        loaded = f"Loads {n:,} neurons × {t} epochs × {d} features ({mib:,.1f} MiB as float64)"
+        loaded = (
+            f"Loads {n:,} neurons × {t} {time_word(plural=True)} × {d} features "
+            f"({mib:,.1f} MiB as float64)"
+        )
         total = self.n_total(trace)
         if n == total:
             return f"{loaded}: every neuron of the chosen layers."
@@ -444,8 +447,8 @@ def significance_caption(result: DecisionEntropy, epoch: int) -> str:
     return (
         f"{n_sig} of {len(result.neuron_ids_)} neurons are more ordered than chance at "
         f"{time_key(epoch)} (I(A; {result.label}) above its permutation null after FDR). "
-        "'significant "
-        "since': the first epoch from which a neuron stays significant to the end. 'MI above "
-        "null' subtracts the null mean (the plug-in bias). The G-test p is an asymptotic "
+        f"'significant since': the first {time_word()} from which a neuron stays significant to "
+        "the end. 'MI above null' subtracts the null mean (the plug-in bias). The G-test p is an "
+        "asymptotic "
         "second opinion below the permutation resolution."
     )

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..analysis import profiles
 from ..analysis.profiles import ActivationField, ProfileUnavailable
-from ..timeaxis import time_key
+from ..timeaxis import time_key, time_word
 from ..trace import METRICS, NetworkTrace, parse_signature, signature_column
 from ..viz import profile as profile_viz
 from .text import md_escape
@@ -308,8 +308,8 @@ def field_caption(field: ActivationField, neuron: int, epoch: int) -> str:
     return (
         f"n_{neuron}'s activation at every point of the input plane at {time_key(epoch)} "
         "(the way TensorFlow Playground draws a neuron), with the probe samples on top. "
-        f"Available at every recorded epoch when the run kept its weights, otherwise at the "
-        f"final epoch only.{check}"
+        f"Available at every recorded {time_word()} when the run kept its weights, otherwise at "
+        f"the final {time_word()} only.{check}"
     )
 
 

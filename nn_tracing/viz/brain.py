@@ -378,7 +378,9 @@ def layer_epoch_chart(
     if selected_epoch is not None:
         marker = pd.DataFrame({"epoch": [selected_epoch]})
         layers_.append(
-            alt.Chart(marker).mark_rule(color="black", strokeDash=[4, 3]).encode(x="epoch:Q")
+            alt.Chart(marker)
+            .mark_rule(color="black", strokeDash=[4, 3])
+            .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*layers_).properties(
         title=alt.Title(f"{metric} by layer over training", subtitle=subtitle, anchor="start"),

@@ -84,6 +84,8 @@ def training_curves_chart(frame: pd.DataFrame, quantity: str) -> alt.LayerChart:
         .encode(x=x, y=y, color=color, tooltip=tooltip)
     )
     title = alt.Title(
-        f"{quantity} per epoch", subtitle="points: the recorded epochs", anchor="start"
+        f"{quantity} per {time_word()}",
+        subtitle=f"points: the recorded {time_word(plural=True)}",
+        anchor="start",
     )
     return alt.layer(line, points).properties(title=title, height=220)

@@ -239,7 +239,7 @@ def posterior_chart(
             order=alt.Order("label:N"),
             tooltip=[
                 alt.Tooltip("run:N"),
-                alt.Tooltip(f"{time_column}:Q"),
+                alt.Tooltip(f"{time_column}:Q", title=_time_name(time_column)),
                 alt.Tooltip("label:N", title="state"),
                 alt.Tooltip("p:Q", format=".3f"),
             ],
@@ -538,7 +538,7 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
     )
     color = alt.Color("layer:N", sort=layers, title="layer")
     tooltip = [
-        alt.Tooltip("signature:N", title="layer at epoch"),
+        alt.Tooltip("signature:N", title=f"layer at {time_word()}"),
         alt.Tooltip("median:Q", title="median MI (bits)", format=".3f"),
         alt.Tooltip("q1:Q", title="25th percentile", format=".3f"),
         alt.Tooltip("q3:Q", title="75th percentile", format=".3f"),
@@ -562,7 +562,7 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
         parts.append(
             alt.Chart(pd.DataFrame({"epoch": [epoch]}))
             .mark_rule(color="black", strokeDash=[2, 2])
-            .encode(x="epoch:Q")
+            .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*parts).properties(
         title=alt.Title(
@@ -602,7 +602,7 @@ def significant_share_chart(summary: pd.DataFrame, alpha: float) -> alt.Chart:
             ),
             color=alt.Color("layer:N", sort=layers, title="layer"),
             tooltip=[
-                alt.Tooltip("signature:N", title="layer at epoch"),
+                alt.Tooltip("signature:N", title=f"layer at {time_word()}"),
                 alt.Tooltip("n_significant:Q", title="significant"),
                 alt.Tooltip("n_neurons:Q", title="neurons"),
                 alt.Tooltip("share_significant:Q", title="share", format=".0%"),

@@ -66,7 +66,9 @@ def health_chart(
         if selected_epoch is not None:
             marker = pd.DataFrame({"epoch": [selected_epoch]})
             parts.append(
-                alt.Chart(marker).mark_rule(color="gray", strokeDash=[4, 3]).encode(x="epoch:Q")
+                alt.Chart(marker)
+                .mark_rule(color="gray", strokeDash=[4, 3])
+                .encode(x=alt.X("epoch:Q", title=time_word()))
             )
         panels.append(alt.layer(*parts).properties(title=FLAG_TITLES[flag], width=220, height=180))
     if not panels:

@@ -198,7 +198,7 @@ def incoming_weight_heatmap(
         layers.append(
             alt.Chart(marker)
             .mark_rect(fill=None, stroke="#d62728", strokeWidth=2)
-            .encode(x="epoch:O")
+            .encode(x=alt.X("epoch:O", title=time_word()))
         )
     height = int(min(max(8 * n_rows, 120), 480))
     return alt.layer(*layers).properties(
@@ -436,7 +436,7 @@ def selectivity_chart(
         layers.append(
             alt.Chart(pd.DataFrame({"epoch": [selected_epoch]}))
             .mark_rule(color="#d62728")
-            .encode(x="epoch:Q")
+            .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*layers).properties(
         title=_title(

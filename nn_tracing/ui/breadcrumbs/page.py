@@ -18,7 +18,7 @@ import streamlit as st
 
 from ...analysis.attribution import METHOD_TITLES, METHODS, OBJECTIVES
 from ...analysis.intervention import FILLS
-from ...timeaxis import time_key
+from ...timeaxis import time_key, time_word
 from ...trace import NetworkTrace
 from ...views.breadcrumbs import FINAL, Target
 from .. import state, url
@@ -192,7 +192,7 @@ def _epoch_control(active: ActiveTrace) -> tuple[int, bool]:
     shown = time_key(epochs[0]) if epochs[0] != FINAL else "the final weights"
     st.caption(
         f"Model state: {shown}. This run kept only the final weights; train with "
-        "keep_weights=True (--keep-weights) to attribute at every recorded epoch."
+        f"keep_weights=True (--keep-weights) to attribute at every recorded {time_word()}."
     )
     return epochs[0], True
 
