@@ -14,6 +14,7 @@ from apptest_support import assert_healthy, chart_rows
 from streamlit.testing.v1 import AppTest
 
 import nn_tracing as nt
+from nn_tracing.timeaxis import current_axis
 from nn_tracing.ui import state
 
 #: full-batch (one step per epoch), recorded on log-spaced steps then every 4th: 0 1 2 4 8 12
@@ -93,6 +94,8 @@ def test_every_page_speaks_of_steps(
         assert "epoch" not in [t.lower() for t in titles], titles
         rows = " ".join(str(row.get("signature", "")) for row in chart_rows(chart))
         assert not EPOCH_KEY.search(rows), EPOCH_KEY.findall(rows)[:3]
+    # the page's axis stays with the page's script thread: nothing leaks into this one
+    assert current_axis() == "epoch"
     if page == "pages/overview.py":
         slider = at.select_slider(key=state.epoch_key(state.OVERVIEW_EPOCH, "run:steps"))
         assert slider.label == "Step"
