@@ -72,8 +72,8 @@ def resolve_neuron(trace: NetworkTrace, requested: str | None) -> tuple[int, int
     if not requested:
         return epochs[-1], default_neuron(trace), None
     try:
-        epoch, layer, neuron = parse_signature(requested)
-    except KeyError as exc:
+        epoch, layer, neuron = parse_signature(requested, trace.axis)
+    except KeyError as exc:  # not a signature, or one of the other axis (E_ on a step trace)
         return epochs[-1], default_neuron(trace), str(exc.args[0])
     notice = None
     if not 0 <= neuron < trace.n_neurons or trace.layer_of(neuron).name != layer:
@@ -86,7 +86,7 @@ def resolve_neuron(trace: NetworkTrace, requested: str | None) -> tuple[int, int
     if epoch not in epochs:
         nearest = nearest_epoch(epoch, epochs)
         notice = (notice + " " if notice else "") + (
-            f"{time_key(epoch)} was not recorded; showing the nearest recorded epoch, "
+            f"{time_key(epoch)} was not recorded; showing the nearest recorded {time_word()}, "
             f"{time_key(nearest)}."
         )
         epoch = nearest

@@ -100,3 +100,23 @@ def test_every_page_speaks_of_steps(
         slider = at.select_slider(key=state.epoch_key(state.OVERVIEW_EPOCH, "run:steps"))
         assert slider.label == "Step"
         assert "S_12" in slider.options or 12 in slider.options
+
+
+def test_a_deep_link_opens_a_neuron_at_a_step_and_refuses_an_epoch_signature(
+    app: Callable[[], AppTest], runs_dir: Path, step_file: Path
+) -> None:
+    shutil.copy(step_file, runs_dir / "steps.nntrace")
+    at = app()
+    at.query_params["trace"] = "steps"
+    at.query_params["neuron"] = "S_4/L_hidden_1/n_3"
+    at.run()
+    assert_healthy(at)
+    assert at.query_params["neuron"] == "S_4/L_hidden_1/n_3"
+    assert "S_4/L_hidden_1/n_3" in _words(at)
+    wrong = app()
+    wrong.query_params["trace"] = "steps"
+    wrong.query_params["neuron"] = "E_4/L_hidden_1/n_3"
+    wrong.run()
+    assert_healthy(wrong)
+    assert "names an epoch, but this trace counts steps" in _words(wrong)
+    assert not EPOCH_KEY.search(wrong.query_params["neuron"])
