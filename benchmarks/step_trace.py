@@ -5,7 +5,8 @@ This trains the same network three times — untraced, traced on a step schedule
 steps 1, 2, 4, 8, then every 10th and the last: 305 recorded points) and traced on the
 equivalent epoch schedule (every 10th epoch: 301 points) — and then drives the real app
 (``streamlit_app.py``) with Streamlit's AppTest on each trace: the server-side time of a
-script run (the first, cold; page switches; the step slider), side by side.
+script run (the first, cold, after a warm-up run on another trace has paid the imports; page
+switches; the step slider), side by side.
 
     .venv/bin/python benchmarks/step_trace.py                  # ~2-4 minutes
     .venv/bin/python benchmarks/step_trace.py --epochs 1000 --schedule log:25 --repeats 3
@@ -62,7 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", default="log:10", help="the step schedule")
     parser.add_argument("--every", type=int, default=10, help="the epoch schedule beside it")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared machine two threads contend badly for a small MLP)",
+    )
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="nnt-steps-") as tmp:
         runs = Path(tmp) / "runs"
@@ -76,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         epoch_s, epoch_run = train_and_save(
             config(args.epochs, epoch_intervals=args.every), runs / "epochs.nntrace"
         )
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, "
+            f"{args.threads} torch thread(s)"
+        )
         print(f"training {args.epochs} full-batch epochs (= steps), MLP 32-32 on moons:")
         print(f"  untraced                                  {untraced:7.1f} s")
         for name, seconds, run, path in (
@@ -84,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             (f"epochs every {args.every}", epoch_s, epoch_run, runs / "epochs.nntrace"),
         ):
             trace = run.trace
+            recording = trace.meta["timings"]["trace_seconds"]
             print(
                 f"  traced, {name:<20} {len(trace.epochs):4d} points  {seconds:7.1f} s "
-                f"({seconds / untraced:.2f}×), {len(trace.history)} history rows, file "
+                f"({seconds / untraced:.2f}×; recording {recording:.1f} s), "
+                f"{len(trace.history)} history rows, file "
                 f"{path.stat().st_size / 2**20:.1f} MiB"
             )
         figures = {}
@@ -95,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
 
         from nn_tracing.ui import state
 
+        # imports and Streamlit's first script run, on a trace not measured
+        nt_small = config(20, step_intervals="log")
+        train_and_save(nt_small, runs / "warm-up.nntrace")
+        warm = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
+        warm.query_params["trace"] = "warm-up"
+        warm.run()
+        warm.switch_page("pages/neurons.py").run()
         for ref, run in (("steps", step_run), ("epochs", epoch_run)):
             at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
             at.query_params["trace"] = ref

@@ -343,6 +343,10 @@ EpochLoader = Callable[[int], dict[str, np.ndarray]]
 class NetworkTrace:
     """The trace of a network over training.
 
+    Time is counted on one axis, :attr:`axis`: epochs (keys ``E_<n>``) or optimizer steps
+    (``S_<n>``, a step schedule). Either way a recorded point is an integer, named ``epoch``
+    in ``epochs``, the frame's index and the history (a step number in a step trace).
+
     Parameters
     ----------
     layers
