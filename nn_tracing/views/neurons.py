@@ -112,9 +112,8 @@ def weights_epoch(trace: NetworkTrace, epoch: int) -> tuple[int, str | None]:
     nearest = nearest_epoch(epoch, kept)
     return nearest, (
         f"This run kept its weights only at {time_key(nearest)}: the weights below are "
-        f"{time_key(nearest)}'s, "
-        f"not {time_key(epoch)}'s. Train with keep_weights (--keep-weights) to see them at every "
-        "recorded epoch."
+        f"{time_key(nearest)}'s, not {time_key(epoch)}'s. Train with keep_weights "
+        f"(--keep-weights) to see them at every recorded {time_word()}."
     )
 
 
@@ -136,8 +135,8 @@ def field_epoch(trace: NetworkTrace, epoch: int) -> tuple[int, str | None]:
     return nearest, (
         f"The field needs the model's weights: this run kept them only at "
         f"{time_key(nearest)}, so the field below is {time_key(nearest)}'s, not "
-        f"{time_key(epoch)}'s. "
-        "Train with keep_weights (--keep-weights) to see it at every recorded epoch."
+        f"{time_key(epoch)}'s. Train with keep_weights (--keep-weights) to see it at every "
+        f"recorded {time_word()}."
     )
 
 
@@ -173,8 +172,7 @@ def history_caption(trace: NetworkTrace, neuron: int, epoch: int, layer: str) ->
     return (
         f"Blue: n_{neuron}. Dashed grey: the median of the {trace.layer(layer).n_neurons} "
         f"neurons of L_{md_escape(layer)}; shaded: their interquartile range. Red: "
-        f"{time_key(epoch)}. "
-        "Hover a point for the neuron's percentile within its layer."
+        f"{time_key(epoch)}. Hover a point for the neuron's percentile within its layer."
     )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...progress import Progress, reporter
-from ...timeaxis import time_key
+from ...timeaxis import time_key, time_word
 from ...trace import LayerInfo, NetworkTrace, signature_column
 from ._common import ProfileUnavailable, _check_neuron, _dataset
 
@@ -29,8 +29,8 @@ def _weights_at(trace: NetworkTrace, epoch: int) -> dict[str, np.ndarray]:
         where = ", ".join(time_key(e) for e in kept) if kept else "no epoch"
         raise ProfileUnavailable(
             f"this trace has no weights at {time_key(epoch)} (it holds them at {where}); train "
-            "with "
-            "keep_weights=True (--keep-weights) to keep them at every recorded epoch"
+            "with keep_weights=True (--keep-weights) to keep them at every recorded "
+            f"{time_word()}"
         )
     return weights
 

@@ -111,8 +111,7 @@ def _since_when_section(active: ActiveTrace, target: Target, trail: Trail) -> No
     if len(active.trace.epochs_with_weights) < 2:
         st.info(
             f"Following the trail over training needs the weights of every recorded {time_word()}; "
-            "this "
-            "run kept only the final weights. Train with keep_weights=True (--keep-weights)."
+            "this run kept only the final weights. Train with keep_weights=True (--keep-weights)."
         )
         return
     history = since_when_of(active, target, views.trail_neurons(trail))
