@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TypeAlias
 
+from .schedule import checked_points
+
 StepIntervals: TypeAlias = int | Sequence[int] | str | None
 
 __all__ = [
@@ -97,17 +99,7 @@ def normalize_step_intervals(value: object) -> int | tuple[int, ...] | str | Non
         return log
     if isinstance(value, bytes) or not isinstance(value, Iterable):
         raise ValueError(f"step_intervals={value!r} is not valid: {_HINT}")
-    items = list(value)
-    if not items:
-        raise ValueError(f"step_intervals={value!r} is an empty list: {_HINT}")
-    bad = [item for item in items if not _is_int(item) or item < 1]
-    if bad:
-        raise ValueError(
-            f"step_intervals={value!r} is not valid: {bad[0]!r} is not a positive step number"
-        )
-    if len(set(items)) != len(items):
-        raise ValueError(f"step_intervals={value!r} lists a step more than once")
-    return tuple(sorted(int(item) for item in items))
+    return checked_points(value, "step_intervals", "step", _HINT)
 
 
 def _is_power_of_two(step: int) -> bool:

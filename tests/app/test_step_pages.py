@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from apptest_support import assert_healthy, chart_rows
 from streamlit.testing.v1 import AppTest
+from test_pages import PAGES
 
 import nn_tracing as nt
 from nn_tracing.timeaxis import current_axis
@@ -29,13 +30,6 @@ STEPS = nt.TrainConfig(
     lr=0.05,
     step_intervals="log:4",
 )
-PAGES = [
-    "pages/overview.py",
-    "pages/neurons.py",
-    "pages/clusters.py",
-    "pages/dynamics.py",
-    "pages/breadcrumbs.py",
-]
 EPOCH_KEY = re.compile(r"\bE_[0-9]")
 
 

@@ -3,34 +3,19 @@ subprocess, a config file overridden), and the sidebar form's *on optimizer step
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_cli import cli as run_cli
 
 import nn_tracing as nt
 from nn_tracing.step_schedule import recorded_steps
 from nn_tracing.ui.training_form import DEFAULTS, config_from_form
 
-ROOT = Path(__file__).resolve().parents[2]
-CHILD_ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    "OMP_NUM_THREADS": "1",
-}
 
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nn_tracing.cli", *args],
-        cwd=cwd,
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def cli(*args: str, cwd: Path):
+    """``nn-tracing ARGS`` in a real process (:func:`test_cli.cli`)."""
+    return run_cli(*args, cwd=cwd, timeout=300)
 
 
 def test_the_flag_trains_a_step_trace_over_a_config_files_epoch_schedule(tmp_path: Path) -> None:
