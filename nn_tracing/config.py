@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from .data_modular import MAX_MODULUS, MODULAR_DATASETS
 from .model_entry import check_model_kwargs, check_model_name, cnn_options
 from .schedule import normalize_epoch_intervals
+from .step_schedule import normalize_step_intervals
 
 __all__ = [
     "ACTIVATIONS",
@@ -88,6 +89,10 @@ class TrainConfig:
         Size of the fixed, stratified probe set (capped by the validation split).
     epoch_intervals
         Which epochs to record (see :mod:`nn_tracing.schedule`).
+    step_intervals
+        Record on optimizer steps instead (see :mod:`nn_tracing.step_schedule`): ``n``,
+        ``-1``, a list of steps, ``"log"`` or ``"log:N"``; the trace's axis is then ``step``
+        (``S_<step>`` signatures). ``epoch_intervals`` must be left ``None`` with it.
     keep_weights
         Keep the full weights at every recorded epoch (the final weights are always kept).
     drop_batches
@@ -149,6 +154,7 @@ class TrainConfig:
     val_fraction: float = 0.25
     probe_size: int = 1024
     epoch_intervals: int | tuple[int, ...] | None = None
+    step_intervals: int | tuple[int, ...] | str | None = None
     keep_weights: bool = False
     drop_batches: bool = True
     traced_layers: tuple[str, ...] | None = None
@@ -177,6 +183,7 @@ class TrainConfig:
                 _fail(self, name, "must be true or false")
         object.__setattr__(self, "epoch_intervals", _checked_epoch_intervals(self))
         _check_model(self)
+        object.__setattr__(self, "step_intervals", _checked_step_intervals(self))
         object.__setattr__(self, "traced_layers", _checked_traced_layers(self))
         _check_optional_int(self, "activation_samples", 1, MAX_PROBE_SIZE)
         _check_optional_int(self, "max_trace_bytes", 1, 2**50)
@@ -219,7 +226,7 @@ class TrainConfig:
         values = dict(data)
         if isinstance(values.get("hidden_sizes"), list):
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
-        for name in ("epoch_intervals", "traced_layers"):
+        for name in ("epoch_intervals", "traced_layers", "step_intervals"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -407,3 +414,14 @@ def _check_model(config: TrainConfig) -> None:
                 f"the built-in CNN needs an image dataset ({', '.join(IMAGE_DATASETS)}); "
                 f"dataset {config.dataset!r} has flat features: use model 'mlp'",
             )
+
+
+def _checked_step_intervals(config: TrainConfig) -> int | tuple[int, ...] | str | None:
+    steps = normalize_step_intervals(config.step_intervals)
+    if steps is not None and config.epoch_intervals is not None:
+        _fail(
+            config,
+            "step_intervals",
+            "records steps: leave epoch_intervals unset (a trace counts epochs or steps)",
+        )
+    return steps

@@ -46,6 +46,7 @@ from ..analysis.hmm import (
 )
 from ..analysis.standardise import ALIASES
 from ..progress import Progress
+from ..timeaxis import time_word, use_axis
 from ..trace import METRICS, NetworkTrace
 from ..views import dynamics as view
 from ..viz import dynamics as vd
@@ -390,7 +391,8 @@ def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -
     st.caption(
         f"Fitted on {n_runs} run{'s' if n_runs > 1 else ''} "
         f"({md_escape(', '.join(fitted.run_names_), 300)}): {int(fitted.lengths_.sum())} "
-        f"{time_column}s, features from {md_escape(fitted.feature_source_, 300)}. "
+        f"{time_word(plural=True) if time_column == 'epoch' else time_column + 's'}, features "
+        f"from {md_escape(fitted.feature_source_, 300)}. "
         + " ".join(md_escape(n, 400) for n in fitted.feature_notes_)
     )
     _convergence(fitted.state_model_.convergence_note(), fitted.log_messages_)
@@ -557,7 +559,8 @@ def _fit_neurons(active: ActiveTrace, params: view.NeuronParams) -> NeuronHMM:
         "neurons",
         active.key,
         fit_params,
-        f"Fitting one HMM to {params.n_neurons(trace):,} neurons × {len(trace.epochs)} epochs "
+        f"Fitting one HMM to {params.n_neurons(trace):,} neurons × {len(trace.epochs)} "
+        f"{time_word(plural=True)} "
         "(k = 2…8 by BIC)",
         lambda progress: params.estimator().fit(trace, progress=progress),
     )
@@ -573,7 +576,8 @@ def _neuron_summary(model: NeuronHMM) -> None:
     """What the model was fitted on, its convergence, and its figures."""
     st.caption(
         f"One Gaussian HMM over {len(model.neuron_ids_):,} neurons' trajectories of "
-        f"{len(model.epochs_)} epochs ({md_escape(', '.join(model.feature_names_), 300)}), "
+        f"{len(model.epochs_)} {time_word(plural=True)} "
+        f"({md_escape(', '.join(model.feature_names_), 300)}), "
         f"fitted once per k with hmmlearn-style lengths. "
         + " ".join(md_escape(n, 300) for n in model.notes_)
         + (
@@ -587,7 +591,7 @@ def _neuron_summary(model: NeuronHMM) -> None:
     columns = st.columns(4)
     columns[0].metric("States", summary.n_states, help="by BIC over k = 2…8 unless chosen by hand")
     columns[1].metric(
-        "Entropy rate (bits/epoch)",
+        f"Entropy rate (bits/{time_word()})",
         f"{summary.entropy_rate:.3f}",
         help=f"Uncertainty of a neuron's next state given its current one, weighted by where "
         f"neurons are; 0 = they never switch, {summary.max_entropy_rate:.2f} = they jump at "
@@ -687,7 +691,8 @@ def _neuron_time_test(active: ActiveTrace, model: NeuronHMM, params: view.Neuron
     asked = state.get(state.DYNAMICS_NEURON_TEST) == test_key
     if not asked and not computed(_WHAT + "neurons-test", active.key, test_params):
         st.caption(
-            "19 refits of the same model on copies with each neuron's epochs shuffled: about "
+            f"19 refits of the same model on copies with each neuron's {time_word(plural=True)} "
+            "shuffled: about "
             "20 fits of this size."
         )
         st.button(
@@ -730,6 +735,7 @@ def _neuron_states(active: ActiveTrace) -> None:
 # -- the page --------------------------------------------------------------------------------------
 @st.fragment
 def _map_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)  # a fragment's rerun may run in a fresh context
     with guarded("fitting the training map"):
         _training_map(active)
     _publish(active.ref)
@@ -737,6 +743,7 @@ def _map_section(active: ActiveTrace) -> None:
 
 @st.fragment
 def _neuron_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)
     with guarded("fitting the neuron-level model"):
         _neuron_states(active)
     _publish(active.ref)
@@ -744,6 +751,7 @@ def _neuron_section(active: ActiveTrace) -> None:
 
 @st.fragment
 def _entropy_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)
     with guarded("measuring decision entropy"):
         decision_entropy(
             active, epoch_key=URL.key("epoch", active.ref), random_state=_random_state()

@@ -31,6 +31,7 @@ from ..model_entry import (
 )
 from ..presets import PRESETS, preset_config
 from ..runs import runs_dir
+from ..step_schedule import format_step_spec, parse_step_spec
 from ..trace_budget import plan_budget
 from . import state
 from .text import md_escape
@@ -55,6 +56,7 @@ RECORD_MODES: dict[str, str] = {
     "nth": "every n-th epoch (and the last)",
     "last": "the last epoch only",
     "list": "a list of epochs",
+    "steps": "on optimizer steps: N, log, log:N, a list, last",
 }
 
 #: The form's model choices: the built-in ones, or an entry point typed in.
@@ -104,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
 _FIELD_OF: dict[str, str] = {
     "hidden_sizes": "hidden",
     "epoch_intervals": "record_value",
+    "step_intervals": "record_value",
     "drop_batches": "keep_batches",
     "activation_dtype": "float16",
     "max_trace_bytes": "max_trace_mib",
@@ -163,6 +166,14 @@ def _epoch_intervals(mode: str, value: str) -> int | tuple[int, ...] | None:
     raise ValueError(f"record_mode: unknown choice {mode!r}")
 
 
+def _step_intervals(value: str) -> int | tuple[int, ...] | str:
+    """The step schedule typed in the form (``log:25``, ``25``, ``10, 100``, ``last``)."""
+    try:
+        return parse_step_spec(value)
+    except ValueError as exc:
+        raise ValueError(f"record_value: {exc}") from None
+
+
 def _storage_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
     """The storage knobs and the budget: ``0`` kept samples is all, ``0`` MiB is no budget."""
     kept = values["activation_samples"]
@@ -213,7 +224,11 @@ def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dic
     except ValueError as exc:
         errors["hidden"] = str(exc).split(": ", 1)[1]
     try:
-        kwargs["epoch_intervals"] = _epoch_intervals(values["record_mode"], values["record_value"])
+        if values["record_mode"] == "steps":
+            kwargs["step_intervals"] = _step_intervals(values["record_value"])
+        else:
+            mode, value = values["record_mode"], values["record_value"]
+            kwargs["epoch_intervals"] = _epoch_intervals(mode, value)
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         errors[field] = message
@@ -295,6 +310,8 @@ def load_settings(config: Mapping[str, Any]) -> None:
         mode, value = "nth", str(intervals)
     elif isinstance(intervals, tuple):
         mode, value = "list", ", ".join(map(str, intervals))
+    if cfg.step_intervals is not None:
+        mode, value = "steps", format_step_spec(cfg.step_intervals)
     fields = {field: getattr(cfg, field) for field in _SAME_NAME}
     fields.update(
         model=cfg.model if cfg.model in BUILTIN_MODELS else "entry",
@@ -362,7 +379,8 @@ def estimate_lines(values: Mapping[str, Any]) -> tuple[str, str]:
     )
     line = (
         f"Estimate: about {format_bytes(estimate.peak_bytes)} of memory and a run directory "
-        f"of {format_bytes(estimate.rundir_bytes)} ({estimate.n_recorded} recorded epochs, "
+        f"of {format_bytes(estimate.rundir_bytes)} ({estimate.n_recorded} recorded "
+        f"{'steps' if config.step_intervals is not None else 'epochs'}, "
         f"{estimate.n_neurons} neurons, activations of {kept} probe samples in "
         f"{estimate.activation_dtype})."
     )
@@ -457,15 +475,18 @@ def _recording_fields(errors: Mapping[str, str]) -> None:
         errors,
         options=list(RECORD_MODES),
         format_func=RECORD_MODES.__getitem__,
-        help="Which epochs are traced; E_0 (the untrained network) always is.",
+        help="Which epochs (or optimizer steps) are traced; E_0 (S_0), the untrained "
+        "network, always is. On steps, the trace counts steps: S_<step> signatures.",
     )
     _field(
         st.text_input,
         "record_value",
-        "n, or the epochs to record",
+        "n, the epochs, or the step schedule",
         errors,
         help="For 'every n-th epoch': n (e.g. 5). For 'a list of epochs': e.g. 1, 5, "
-        "10, 30. Ignored otherwise.",
+        "10, 30. On steps: 25 (every 25th step), log (1, 2, 4, 8, …), log:25 (log-spaced "
+        "below 25, then every 25th, like Pythia's checkpoints), 10, 100, 1000, or last. "
+        "Ignored otherwise.",
     )
     _field(st.checkbox, "keep_weights", "Keep weights at every recorded epoch", errors)
     _field(

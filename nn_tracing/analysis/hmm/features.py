@@ -18,6 +18,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ...progress import Progress, reporter
+from ...timeaxis import time_key, time_word
 from ...trace import METRICS, NetworkTrace
 
 __all__ = [
@@ -185,7 +186,7 @@ def model_features(trace: NetworkTrace, progress: Progress | None = None) -> Mod
     rows = []
     report = reporter(progress, len(epochs))
     for i, epoch in enumerate(epochs):
-        report(i, f"weight statistics at E_{epoch}")
+        report(i, f"weight statistics at {time_key(epoch)}")
         row: dict[str, float] = {name: np.nan for name in MODEL_FEATURES}
         row.update(_features_from_frame(trace, epoch))
         weights = None
@@ -215,12 +216,12 @@ def model_features(trace: NetworkTrace, progress: Progress | None = None) -> Mod
         if missing:
             where = (
                 f"; they exist at {int(np.isfinite(frame[present[0]]).sum())} of {len(epochs)} "
-                "epochs (the saved final weights) and are shown but not fitted"
+                f"{time_word(plural=True)} (the saved final weights) and are shown but not fitted"
                 if present
                 else ""
             )
             notes.append(
-                f"{', '.join(missing)} need the weight matrices at every recorded epoch, "
+                f"{', '.join(missing)} need the weight matrices at every recorded {time_word()}, "
                 f"which this trace does not keep (train with keep_weights=True){where}."
             )
     descriptors = pd.DataFrame(
