@@ -44,6 +44,9 @@ _EXPORTS: dict[str, str] = {
     "normalize_epoch_intervals": "schedule",
     "recorded_epochs": "schedule",
     "should_record": "schedule",
+    "normalize_step_intervals": "step_schedule",
+    "recorded_steps": "step_schedule",
+    "should_record_step": "step_schedule",
     "RunWriteError": "rundir",
     "MAX_TRACE_BYTES": "store",
     "TraceFormatError": "store",
@@ -89,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import MLP, attach_model, build_model, model_from_trace
     from .rundir import RunWriteError
     from .schedule import normalize_epoch_intervals, recorded_epochs, should_record
+    from .step_schedule import normalize_step_intervals, recorded_steps, should_record_step
     from .store import (
         MAX_TRACE_BYTES,
         TraceFormatError,

@@ -65,12 +65,14 @@ class _Parser(argparse.ArgumentParser):
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The TrainConfig options that ``train`` and ``estimate`` share."""
     from .config import ACTIVATIONS, DATASETS, OPTIMIZERS
+    from .presets import PRESETS
 
     parser.add_argument(
         "--config",
         metavar="FILE.toml",
         help="TrainConfig fields in a TOML file (or a JSON object, in a .json file)",
     )
+    parser.add_argument("--preset", choices=PRESETS, help="start from a named config (grokking)")
     parser.add_argument("--dataset", choices=DATASETS)
     parser.add_argument("--csv", metavar="FILE", help="train on a CSV file (needs --label-column)")
     parser.add_argument("--label-column", metavar="NAME")
@@ -88,6 +90,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int)
     parser.add_argument("--n-samples", type=int, help="size of a synthetic dataset")
     parser.add_argument("--probe-size", type=int)
+    parser.add_argument("--modulus", type=int, metavar="P", help="modular datasets: p")
+    parser.add_argument("--train-fraction", type=float, help="modular: share of pairs trained on")
+    parser.add_argument("--embedding-dim", type=int, help="modular: 0 one-hot, D random embedding")
     schedule = parser.add_mutually_exclusive_group()
     schedule.add_argument(
         "--every", type=int, metavar="N", help="record every N-th epoch and the last"
@@ -97,6 +102,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     schedule.add_argument("--last", action="store_true", help="record the last epoch only")
     schedule.add_argument("--all-epochs", action="store_true", help="record every epoch (default)")
+    schedule.add_argument(
+        "--step-intervals",
+        metavar="SPEC",
+        help="record on optimizer steps instead of epochs (S_<step> signatures): N (every "
+        "N-th step and the last), log (steps 1, 2, 4, 8, … and the last), log:N (log-spaced "
+        "below N, then every N-th, like Pythia's checkpoints), a list 10,100,1000, or last",
+    )
     parser.add_argument(
         "--keep-weights",
         action="store_true",
@@ -231,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from .config import TrainConfig
+    from .presets import config_with_preset
 
     values: dict[str, Any] = {}
     if args.config:
@@ -257,6 +269,9 @@ def _config_from_args(args: argparse.Namespace):
         "activation_samples": args.activation_samples,
         "activation_dtype": args.activation_dtype,
         "on_budget": args.on_budget,
+        "modulus": args.modulus,
+        "modular_train_fraction": args.train_fraction,
+        "modular_embedding_dim": args.embedding_dim,
     }
     if args.max_trace_bytes is not None:
         values["max_trace_bytes"] = _size_arg(args.max_trace_bytes)
@@ -270,16 +285,9 @@ def _config_from_args(args: argparse.Namespace):
     if args.csv:
         values["dataset"] = "csv"
         values["csv_path"] = args.csv
-    if args.every is not None:
-        values["epoch_intervals"] = args.every
-    elif args.epochs_at:
-        values["epoch_intervals"] = tuple(args.epochs_at)
-    elif args.last:
-        values["epoch_intervals"] = -1
-    elif args.all_epochs:
-        values["epoch_intervals"] = None
-    try:
-        return TrainConfig.from_dict(values)
+    values.update(_schedule_flags(args))
+    try:  # a preset's fields first, overridden by the file's and the flags'
+        return config_with_preset(values, args.preset)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
 
@@ -362,6 +370,31 @@ def _plan(config, *, run_directory: bool = False):
         raise CLIError(str(exc)) from None
 
 
+def _schedule_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule flags as ``TrainConfig`` fields (a step schedule clears an epoch one from
+    a config file, and an epoch flag a step schedule)."""
+    from .step_schedule import parse_step_spec
+
+    schedule: dict[str, Any] = {}
+    if args.step_intervals is not None:
+        try:
+            schedule["step_intervals"] = parse_step_spec(args.step_intervals)
+        except ValueError as exc:
+            raise CLIError(f"--step-intervals: {exc}") from None
+        schedule["epoch_intervals"] = None
+    elif any((args.every is not None, args.epochs_at, args.last, args.all_epochs)):
+        schedule["step_intervals"] = None
+    if args.every is not None:
+        schedule["epoch_intervals"] = args.every
+    elif args.epochs_at:
+        schedule["epoch_intervals"] = tuple(args.epochs_at)
+    elif args.last:
+        schedule["epoch_intervals"] = -1
+    elif args.all_epochs:
+        schedule["epoch_intervals"] = None
+    return schedule
+
+
 def _knobs_line(config, estimate) -> str:
     """What each recorded epoch keeps, and the budget."""
     from .estimate import format_bytes
@@ -381,12 +414,17 @@ def _knobs_line(config, estimate) -> str:
     )
     return (
         f"kept         {layers}, {estimate.n_neurons} neurons; activations of {kept} probe "
-        f"samples, {config.activation_dtype}; schedule {_schedule_text(config.epoch_intervals)}"
+        f"samples, {config.activation_dtype}; schedule {_schedule_text(config)}"
         f"{budget}"
     )
 
 
-def _schedule_text(intervals) -> str:
+def _schedule_text(config) -> str:
+    from .step_schedule import step_schedule_text
+
+    if config.step_intervals is not None:
+        return step_schedule_text(config.step_intervals)
+    intervals = config.epoch_intervals
     if intervals is None:
         return "every epoch"
     if intervals == -1:
@@ -642,7 +680,7 @@ def _report_trained(trace: NetworkTrace, where: Path | None) -> int:
     """Print a summary; the exit status says how training ended."""
     acc = trace.meta.get("final_val_acc")
     shown = f"{where}/" if where is not None and where.is_dir() else str(where)
-    summary = f"saved {shown} ({trace.status}; epochs {trace.epochs}"
+    summary = f"saved {shown} ({trace.status}; {trace.axis}s {trace.epochs}"
     summary += f"; val accuracy {acc:.3f})" if acc is not None else ")"
     print(summary)
     if trace.status == "diverged":
@@ -703,12 +741,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if len(epochs) <= 20
         else (f"{', '.join(map(str, epochs[:8]))}, …, {', '.join(map(str, epochs[-4:]))}")
     )
-    lines.append(f"epochs     {len(epochs)} recorded: {shown}")
+    axis = trace.axis
+    lines.append(f"{axis + 's':<10} {len(epochs)} recorded: {shown}")
     lines.append(f"metrics    {' '.join(trace.frame.columns)}")
     history = trace.history
     if len(history):
         last = history.iloc[-1]
-        parts = [f"epoch {int(last['epoch'])}"]
+        parts = [f"{axis} {int(last['epoch'])}"]
         for column in ("train_acc", "val_acc", "probe_acc", "val_loss"):
             value = last.get(column)
             if value is not None and value == value:

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from .data_modular import MAX_MODULUS, MODULAR_DATASETS
 from .model_entry import check_model_kwargs, check_model_name, cnn_options
 from .schedule import normalize_epoch_intervals
+from .step_schedule import normalize_step_intervals
 
 __all__ = [
     "ACTIVATIONS",
@@ -36,6 +38,7 @@ DATASETS: tuple[str, ...] = (
     "wine",
     "breast_cancer",
     "bars",
+    *MODULAR_DATASETS,
     "csv",
 )
 #: The datasets whose samples are images: the built-in CNN (``model="cnn"``) and entry-point
@@ -86,6 +89,10 @@ class TrainConfig:
         Size of the fixed, stratified probe set (capped by the validation split).
     epoch_intervals
         Which epochs to record (see :mod:`nn_tracing.schedule`).
+    step_intervals
+        Record on optimizer steps instead (see :mod:`nn_tracing.step_schedule`): ``n``,
+        ``-1``, a list of steps, ``"log"`` or ``"log:N"``; the trace's axis is then ``step``
+        (``S_<step>`` signatures). ``epoch_intervals`` must be left ``None`` with it.
     keep_weights
         Keep the full weights at every recorded epoch (the final weights are always kept).
     drop_batches
@@ -111,6 +118,12 @@ class TrainConfig:
         ``meta["budget"]``).
     csv_path, label_column
         A user CSV file and the name of its label column (``dataset="csv"``).
+    modulus, modular_train_fraction, modular_embedding_dim
+        The modular arithmetic datasets (``modular_add``, ``modular_sub``;
+        :mod:`nn_tracing.data_modular`): the modulus p (p² pairs), the share of the pairs
+        trained on (the rest is the validation split, which replaces ``val_fraction`` for
+        them, and the probe is drawn from it), and the inputs: 0 one-hot, d > 0 a fixed
+        random embedding of each residue of length d.
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
     model
@@ -141,6 +154,7 @@ class TrainConfig:
     val_fraction: float = 0.25
     probe_size: int = 1024
     epoch_intervals: int | tuple[int, ...] | None = None
+    step_intervals: int | tuple[int, ...] | str | None = None
     keep_weights: bool = False
     drop_batches: bool = True
     traced_layers: tuple[str, ...] | None = None
@@ -153,6 +167,9 @@ class TrainConfig:
     device: str = "cpu"
     model: str = "mlp"
     model_kwargs: dict[str, Any] | None = None
+    modulus: int = 59
+    modular_train_fraction: float = 0.4
+    modular_embedding_dim: int = 0
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -166,6 +183,7 @@ class TrainConfig:
                 _fail(self, name, "must be true or false")
         object.__setattr__(self, "epoch_intervals", _checked_epoch_intervals(self))
         _check_model(self)
+        object.__setattr__(self, "step_intervals", _checked_step_intervals(self))
         object.__setattr__(self, "traced_layers", _checked_traced_layers(self))
         _check_optional_int(self, "activation_samples", 1, MAX_PROBE_SIZE)
         _check_optional_int(self, "max_trace_bytes", 1, 2**50)
@@ -208,7 +226,7 @@ class TrainConfig:
         values = dict(data)
         if isinstance(values.get("hidden_sizes"), list):
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
-        for name in ("epoch_intervals", "traced_layers"):
+        for name in ("epoch_intervals", "traced_layers", "step_intervals"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -216,6 +234,14 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def held_out_fraction(self) -> float:
+        """The share of the data in the validation split: ``val_fraction``, or for a modular
+        dataset ``1 - modular_train_fraction``."""
+        if self.dataset in MODULAR_DATASETS:
+            return 1.0 - self.modular_train_fraction
+        return self.val_fraction
 
     @property
     def architecture(self) -> str:
@@ -239,6 +265,8 @@ _INT_FIELDS: tuple[tuple[str, int, int], ...] = (
     ("data_seed", 0, 2**32 - 1),
     ("n_samples", 20, 5_000_000),
     ("probe_size", 2, MAX_PROBE_SIZE),
+    ("modulus", 2, MAX_MODULUS),
+    ("modular_embedding_dim", 0, 1024),
 )
 #: Float fields, their bounds, and whether the lower bound is excluded.
 _FLOAT_FIELDS: tuple[tuple[str, float, float, bool], ...] = (
@@ -247,6 +275,7 @@ _FLOAT_FIELDS: tuple[tuple[str, float, float, bool], ...] = (
     ("weight_decay", 0.0, 10.0, False),
     ("momentum", 0.0, 0.999, False),
     ("val_fraction", 0.05, 0.5, False),
+    ("modular_train_fraction", 0.05, 0.95, False),
 )
 
 
@@ -385,3 +414,14 @@ def _check_model(config: TrainConfig) -> None:
                 f"the built-in CNN needs an image dataset ({', '.join(IMAGE_DATASETS)}); "
                 f"dataset {config.dataset!r} has flat features: use model 'mlp'",
             )
+
+
+def _checked_step_intervals(config: TrainConfig) -> int | tuple[int, ...] | str | None:
+    steps = normalize_step_intervals(config.step_intervals)
+    if steps is not None and config.epoch_intervals is not None:
+        _fail(
+            config,
+            "step_intervals",
+            "records steps: leave epoch_intervals unset (a trace counts epochs or steps)",
+        )
+    return steps

@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .config import TrainConfig
+from .data_modular import (
+    MODULAR_DATASETS,
+    is_modular,
+    modular_dataset_arrays,
+    modular_feature_names,
+)
 
 if TYPE_CHECKING:  # pandas is imported only where it is used
     import pandas as pd
@@ -47,6 +53,7 @@ BUILTIN_DATASETS: dict[str, str] = {
     "breast_cancer": "breast cancer diagnosis, 30 features, 2 classes",
     "bars": "16x16 generated images of oriented bars (noise, position jitter), 256 features, "
     "4 classes",
+    **MODULAR_DATASETS,
 }
 
 MAX_CSV_BYTES = 200 * 1024 * 1024
@@ -85,6 +92,9 @@ def dataset_shape(config: TrainConfig) -> DatasetShape:
     label column only. Raises :class:`ValueError` (the message of :func:`load_csv`) for a
     CSV that cannot be read.
     """
+    if is_modular(config.dataset):
+        p, dim = config.modulus, config.modular_embedding_dim
+        return DatasetShape(p * p, 2 * (dim or p), p)
     if config.dataset != "csv":
         n_samples, n_features, n_classes = _BUILTIN_SHAPES[config.dataset]
         return DatasetShape(n_samples or config.n_samples, n_features, n_classes)
@@ -116,6 +126,7 @@ class Dataset:
     ----------
     X : array of shape (n_samples, n_features), float32
     y : array of shape (n_samples,), int64 in ``0 … n_classes-1``
+    standardise : whether :func:`prepare_data` standardises the features (not one-hot codes)
     """
 
     name: str
@@ -125,6 +136,7 @@ class Dataset:
     class_names: tuple[str, ...]
     image_shape: tuple[int, int] | None = None
     description: str = ""
+    standardise: bool = True
 
     @property
     def n_features(self) -> int:
@@ -178,11 +190,15 @@ def load_dataset(
     seed: int = 0,
     csv_path: str | os.PathLike | None = None,
     label_column: str | None = None,
+    modulus: int = 59,
+    modular_embedding_dim: int = 0,
 ) -> Dataset:
     """Load a built-in dataset by name (see :data:`BUILTIN_DATASETS`) or a CSV file.
 
     Synthetic datasets use ``n_samples`` and ``seed``; the bundled scikit-learn datasets ignore
-    both. Nothing is downloaded.
+    both; the modular ones (:mod:`nn_tracing.data_modular`) are every pair of residues mod
+    ``modulus``, one-hot or embedded (``modular_embedding_dim``, seeded by ``seed``).
+    Nothing is downloaded.
     """
     from sklearn import datasets as skd
 
@@ -195,6 +211,17 @@ def load_dataset(
             f"unknown dataset {name!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}, or csv"
         )
     desc = BUILTIN_DATASETS[name]
+    if is_modular(name):
+        X, y = modular_dataset_arrays(name, modulus, modular_embedding_dim, seed)
+        return _finish(
+            name,
+            X,
+            y,
+            feature_names=modular_feature_names(modulus, modular_embedding_dim),
+            class_names=tuple(str(c) for c in range(modulus)),
+            description=f"{desc}; p = {modulus}",
+            standardise=False,
+        )
     if name == "classification":
         X, y = skd.make_classification(
             n_samples=n_samples,
@@ -359,9 +386,12 @@ def _stratified_take(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
 def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSplits:
     """Split, standardise and draw the probe set for ``config``.
 
-    The validation split is stratified (``config.val_fraction``); the features are standardised
-    with the training split's mean and standard deviation; the probe is a stratified sample of
-    ``min(config.probe_size, n_val)`` validation samples, fixed by ``config.data_seed``.
+    The validation split is stratified (``config.val_fraction``; for a modular dataset the
+    pairs not trained on, ``1 - config.modular_train_fraction``: :attr:`TrainConfig.
+    held_out_fraction`); the features are standardised with the training split's mean and
+    standard deviation (except a dataset's that says not to: one-hot codes stay 0/1); the probe
+    is a stratified sample of ``min(config.probe_size, n_val)`` validation samples, fixed by
+    ``config.data_seed``.
     """
     from sklearn.model_selection import train_test_split
 
@@ -372,6 +402,8 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
             seed=config.data_seed,
             csv_path=config.csv_path,
             label_column=config.label_column,
+            modulus=config.modulus,
+            modular_embedding_dim=config.modular_embedding_dim,
         )
     _, counts = np.unique(dataset.y, return_counts=True)
     if counts.min() < 2:
@@ -379,7 +411,7 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
             f"dataset {dataset.name!r}: every class needs at least two samples for a "
             "stratified split"
         )
-    n_val = max(round(len(dataset.y) * config.val_fraction), dataset.n_classes)
+    n_val = max(round(len(dataset.y) * config.held_out_fraction), dataset.n_classes)
     if len(dataset.y) - n_val < dataset.n_classes:
         raise ValueError(f"dataset {dataset.name!r} has too few samples to split")
     idx_train, idx_val = train_test_split(
@@ -393,6 +425,8 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
     mean = X_train.mean(axis=0)
     scale = X_train.std(axis=0)
     scale[scale == 0] = 1.0
+    if not dataset.standardise:
+        mean, scale = np.zeros_like(mean), np.ones_like(scale)
     standardise = lambda X: ((X - mean) / scale).astype(np.float32)  # noqa: E731
     X_val = standardise(dataset.X[idx_val])
     y_val = dataset.y[idx_val]

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from .config import TrainConfig
 from .data import DatasetShape, dataset_shape, image_shape_of, input_shape_for
 from .schedule import recorded_epochs
+from .step_schedule import recorded_steps
 
 __all__ = ["RunEstimate", "RunTooLarge", "check_budget", "estimate_run", "format_bytes"]
 
@@ -224,7 +225,7 @@ class _Shapes:
 def _shapes(config: TrainConfig) -> _Shapes:
     shape = dataset_shape(config)
     # the split and the probe exactly as prepare_data makes them
-    n_val = max(round(shape.n_samples * config.val_fraction), shape.n_classes)
+    n_val = max(round(shape.n_samples * config.held_out_fraction), shape.n_classes)
     n_train = max(shape.n_samples - n_val, 1)
     n_probe = min(config.probe_size, n_val)
     model = _model_sizes(config, shape, image_shape_of(config.dataset))
@@ -237,7 +238,7 @@ def _shapes(config: TrainConfig) -> _Shapes:
         n_probe=n_probe,
         widths=model.values,
         traced_widths=model.traced,
-        n_recorded=len(recorded_epochs(config.epoch_intervals, config.epochs)),
+        n_recorded=_n_recorded(config, math.ceil(n_train / config.batch_size)),
         steps_per_epoch=math.ceil(n_train / config.batch_size),
         n_kept=min(config.activation_samples or n_probe, n_probe),
         act_bytes=STORED_BYTES[config.activation_dtype],
@@ -360,6 +361,13 @@ def _discover_on_meta(config: TrainConfig, input_shape: tuple[int, ...], n_class
         for handle in handles:
             handle.remove()
     return module, layout, values
+
+
+def _n_recorded(config: TrainConfig, steps_per_epoch: int) -> int:
+    """How many points the run records: epochs, or steps with a step schedule."""
+    if config.step_intervals is not None:
+        return len(recorded_steps(config.step_intervals, config.epochs * steps_per_epoch))
+    return len(recorded_epochs(config.epoch_intervals, config.epochs))
 
 
 def _traced_widths(config: TrainConfig) -> tuple[int, ...]:

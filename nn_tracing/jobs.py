@@ -38,6 +38,7 @@ from .run_process import CONFIG_FILE, LOG_FILE, STOP_SIGNAL, error_line, spawn_t
 from .rundir_live import FINAL_STATUSES, WRITER_FILE, WriterInfo, read_writer
 from .runs import new_run_directory, runs_dir, safe_stem
 from .store import TraceFormatError
+from .timeaxis import time_key
 from .trace import NetworkTrace
 from .trace_budget import plan_budget
 
@@ -370,9 +371,11 @@ class TrainingJob:
             return said
         what = _exit_description(code)
         if manifest is not None:
+            axis = "epoch" if self.config.step_intervals is None else "step"
             return (
                 f"the training process ended before the run was closed ({what}); its run "
-                f"directory keeps every epoch recorded before, up to E_{manifest.epochs[-1]}"
+                f"directory keeps every {axis} recorded before, up to "
+                f"{time_key(manifest.epochs[-1], axis)}"
             )
         if self._stop_requested:
             return f"the run was stopped before it recorded anything ({what})"

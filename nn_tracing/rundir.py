@@ -64,6 +64,7 @@ from .store_checks import (
     _parse_manifest,
     _read_table,
 )
+from .timeaxis import axis_of, time_key
 from .trace import METRICS, LayerInfo, NetworkTrace
 from .trace_query import NeuronQuery
 
@@ -640,7 +641,7 @@ def _mark_interrupted(meta: dict[str, Any], epochs: list[int], root: Path) -> No
         meta["status"] = "interrupted"
         meta["status_message"] = (
             f"the run was interrupted (its writer never finished: {alive.detail}); the last "
-            f"complete epoch is E_{epochs[-1]}"
+            f"complete {axis_of(meta)} is {time_key(epochs[-1], axis_of(meta))}"
         )
     elif alive.state == "stalled":
         meta["status_message"] = f"the run is stalled: {alive.detail}"

@@ -49,6 +49,7 @@ from typing import Any
 from .config import TrainConfig
 from .rundir_live import FINAL_STATUSES, WRITER_FILE, Liveness, liveness
 from .store import TraceFormatError, read_manifest, save_trace
+from .timeaxis import axis_of, time_key
 
 __all__ = [
     "DEMO_CONFIG",
@@ -221,6 +222,8 @@ class RunEntry:
     kind: str = "file"
     last_epoch: int | None = None
     liveness: Liveness | None = None
+    #: what ``last_epoch`` counts: ``"epoch"`` or ``"step"`` (:mod:`nn_tracing.timeaxis`)
+    axis: str = "epoch"
 
     @property
     def is_directory(self) -> bool:
@@ -282,7 +285,7 @@ class RunEntry:
             return ""
         if self.starting:
             return "● starting (no epoch yet)" if self.writing else "interrupted before E_0"
-        epoch = f"E_{self.last_epoch}" if self.last_epoch is not None else "no epoch"
+        epoch = time_key(self.last_epoch, self.axis) if self.last_epoch is not None else "no epoch"
         if state == "interrupted":
             return f"interrupted · {epoch}"
         ago = _ago((time.time() if now is None else now) - self.mtime_ns / 1e9)
@@ -346,6 +349,7 @@ def _described(manifest: dict[str, Any]) -> dict[str, Any]:
         "created": str(meta["created"]) if isinstance(meta.get("created"), str) else None,
         "n_neurons": sum(int(layer.get("n_neurons", 0)) for layer in layers),
         "last_epoch": int(recorded[-1]) if recorded else None,
+        "axis": axis_of(meta),
     }
 
 

@@ -20,7 +20,13 @@ from typing import TypeAlias
 
 EpochIntervals: TypeAlias = int | Sequence[int] | None
 
-__all__ = ["EpochIntervals", "normalize_epoch_intervals", "recorded_epochs", "should_record"]
+__all__ = [
+    "EpochIntervals",
+    "checked_points",
+    "normalize_epoch_intervals",
+    "recorded_epochs",
+    "should_record",
+]
 
 
 def _is_int(value: object) -> bool:
@@ -52,17 +58,24 @@ def normalize_epoch_intervals(value: object) -> int | tuple[int, ...] | None:
         raise ValueError(f"epoch_intervals={value!r} is not valid: {hint}")
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ValueError(f"epoch_intervals={value!r} is not valid: {hint}")
+    return checked_points(value, "epoch_intervals", "epoch", hint)
+
+
+def checked_points(value: Iterable[object], field: str, unit: str, hint: str) -> tuple[int, ...]:
+    """A list of epochs (or steps) as a sorted tuple of distinct positive ints; a
+    :class:`ValueError` naming ``field`` and the value otherwise (``hint``: what is valid)."""
     items = list(value)
     if not items:
-        raise ValueError(f"epoch_intervals={value!r} is an empty list: {hint}")
-    bad = [item for item in items if not _is_int(item) or item < 1]
+        raise ValueError(f"{field}={value!r} is an empty list: {hint}")
+    bad = [item for item in items if not _is_int(item) or item < 1]  # type: ignore[operator]
     if bad:
         raise ValueError(
-            f"epoch_intervals={value!r} is not valid: {bad[0]!r} is not a positive epoch number"
+            f"{field}={value!r} is not valid: {bad[0]!r} is not a positive {unit} number"
         )
     if len(set(items)) != len(items):
-        raise ValueError(f"epoch_intervals={value!r} lists an epoch more than once")
-    return tuple(sorted(int(item) for item in items))
+        article = "an" if unit[0] in "aeiou" else "a"
+        raise ValueError(f"{field}={value!r} lists {article} {unit} more than once")
+    return tuple(sorted(int(item) for item in items))  # type: ignore[call-overload]
 
 
 def should_record(epoch: int, epoch_intervals: EpochIntervals, num_epochs: int | None) -> bool:

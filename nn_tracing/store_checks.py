@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .store_archive import _ENTRY_PATTERNS, _Archive, _fail, _looks_like_pickle
+from .timeaxis import AXES
 from .trace import HISTORY_COLUMNS, METRICS, STEP_COLUMNS, LayerInfo
 
 __all__ = [
@@ -88,6 +89,11 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
         raise _fail(
             f"manifest.json lists metrics {manifest['metrics']}; this version expects "
             f"{list(METRICS)}"
+        )
+    axis = manifest["meta"].get("axis")
+    if axis is not None and axis not in AXES:
+        raise _fail(
+            f"manifest.json's meta says axis {axis!r}; a trace counts time in {' or '.join(AXES)}"
         )
     return manifest
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .timeaxis import PREFIXES, axis_of, time_key
+
 if TYPE_CHECKING:
     from .trace_query import NeuronQuery
 
@@ -29,6 +31,7 @@ __all__ = [
     "NeuronTrace",
     "format_signature",
     "parse_signature",
+    "signature_axis",
     "signature_column",
 ]
 
@@ -92,8 +95,9 @@ STEP_COLUMNS: tuple[str, ...] = (
 #: which ``int`` converts) and at most nine of them (ids and epochs stay below 10**9; ``int``
 #: refuses strings of more than 4300 digits with a ValueError, not a KeyError).
 _NUMBER = r"([0-9]{1,9})"
-_SIGNATURE = re.compile(rf"E_{_NUMBER}/L_([^/]+)/n_{_NUMBER}")
-_EPOCH_KEY = re.compile(rf"E_{_NUMBER}")
+_SIGNATURE = re.compile(rf"([ES])_{_NUMBER}/L_([^/]+)/n_{_NUMBER}")
+_TIME_KEY = re.compile(rf"([ES])_{_NUMBER}")
+_AXIS_OF_PREFIX = {prefix: axis for axis, prefix in PREFIXES.items()}
 _NEURON_KEY = re.compile(rf"n_{_NUMBER}")
 
 
@@ -103,30 +107,57 @@ def _number_in(pattern: re.Pattern[str], key: object) -> int | None:
     return None if match is None else int(match.group(1))
 
 
-def parse_signature(signature: str) -> tuple[int, str, int]:
-    """Split ``"E_30/L_hidden_1/n_20"`` into ``(30, "hidden_1", 20)``.
+def _wrong_axis(key: str, axis: str) -> KeyError:
+    """The error for a key or signature of the other axis than the trace's."""
+    given = "an epoch" if _AXIS_OF_PREFIX[key[0]] == "epoch" else "a step"
+    return KeyError(
+        f"{key!r} names {given}, but this trace counts {axis}s: use "
+        f"{PREFIXES[axis]}_<{axis}> (e.g. {PREFIXES[axis]}_0)"
+    )
 
-    Raises :class:`KeyError` for anything else (also for numbers of more than nine digits or
-    digits other than ASCII ``0-9``).
+
+def signature_axis(signature: str) -> str:
+    """The axis a signature names: ``"epoch"`` for ``E_…``, ``"step"`` for ``S_…``.
+
+    Raises :class:`KeyError` for a string that is not a signature.
+    """
+    parse_signature(signature)
+    return _AXIS_OF_PREFIX[signature[0]]
+
+
+def parse_signature(signature: str, axis: str | None = None) -> tuple[int, str, int]:
+    """Split ``"E_30/L_hidden_1/n_20"`` into ``(30, "hidden_1", 20)`` (``"S_1200/…"`` into
+    ``(1200, …)``: a step trace's signature).
+
+    With ``axis`` (``"epoch"`` or ``"step"``), a signature of the other axis is refused with a
+    :class:`KeyError` that says which to use. Raises :class:`KeyError` for anything else (also
+    for numbers of more than nine digits or digits other than ASCII ``0-9``).
     """
     match = _SIGNATURE.fullmatch(signature) if isinstance(signature, str) else None
     if match is None:
         raise KeyError(
-            f"{signature!r} is not a neuron signature; the form is E_<epoch>/L_<layer>/n_<id>, "
-            "e.g. E_30/L_hidden_1/n_20"
+            f"{signature!r} is not a neuron signature; the form is E_<epoch>/L_<layer>/n_<id> "
+            "(S_<step>/L_<layer>/n_<id> in a step trace), e.g. E_30/L_hidden_1/n_20"
         )
-    return int(match.group(1)), match.group(2), int(match.group(3))
+    if axis is not None and _AXIS_OF_PREFIX[match.group(1)] != axis:
+        raise _wrong_axis(signature, axis)
+    return int(match.group(2)), match.group(3), int(match.group(4))
 
 
-def format_signature(epoch: int, layer: str, neuron_id: int) -> str:
-    """``E_<epoch>/L_<layer>/n_<id>``, the name of one neuron at one epoch.
+def format_signature(epoch: int, layer: str, neuron_id: int, axis: str | None = None) -> str:
+    """``E_<epoch>/L_<layer>/n_<id>`` (``S_<step>/…`` on the step axis), the name of one
+    neuron at one recorded point.
 
     The inverse of :func:`parse_signature`; every tooltip, table and deep link uses it.
+    ``axis``: ``"epoch"`` or ``"step"``; without it, the current axis
+    (:func:`nn_tracing.timeaxis.current_axis`, the shown trace's in the app).
 
-    >>> format_signature(30, "hidden_1", 20)
+    >>> format_signature(30, "hidden_1", 20, "epoch")
     'E_30/L_hidden_1/n_20'
+    >>> format_signature(1200, "hidden_1", 20, "step")
+    'S_1200/L_hidden_1/n_20'
     """
-    return f"E_{epoch}/L_{layer}/n_{neuron_id}"
+    return f"{time_key(epoch, axis)}/L_{layer}/n_{neuron_id}"
 
 
 def _column(value: object) -> list[Any] | None:
@@ -136,11 +167,12 @@ def _column(value: object) -> list[Any] | None:
     return list(value)
 
 
-def signature_column(epoch: Any, layer: Any, neuron_id: Any) -> list[str]:
+def signature_column(epoch: Any, layer: Any, neuron_id: Any, axis: str | None = None) -> list[str]:
     """The ``signature`` column of a frame: one :func:`format_signature` per row.
 
     Each argument is one value for every row or a column of values (a sequence, array or
-    Series); the columns must have one length, the number of rows.
+    Series); the columns must have one length, the number of rows. ``axis`` as in
+    :func:`format_signature`.
 
     >>> signature_column(3, "hidden_1", [4, 5])
     ['E_3/L_hidden_1/n_4', 'E_3/L_hidden_1/n_5']
@@ -156,7 +188,7 @@ def signature_column(epoch: Any, layer: Any, neuron_id: Any) -> list[str]:
         column if column is not None else [value] * n
         for column, value in zip(columns, (epoch, layer, neuron_id), strict=True)
     ]
-    return [format_signature(e, name, i) for e, name, i in zip(*rows, strict=True)]
+    return [format_signature(e, name, i, axis) for e, name, i in zip(*rows, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -218,7 +250,7 @@ class NeuronTrace:
 
     @property
     def signature(self) -> str:
-        return format_signature(self.epoch, self.layer, self.neuron_id)
+        return format_signature(self.epoch, self.layer, self.neuron_id, self._trace.axis)
 
     @property
     def index_in_layer(self) -> int:
@@ -261,7 +293,8 @@ class _LayerView(Mapping[str, NeuronTrace]):
         neuron_id = _number_in(_NEURON_KEY, key)
         if neuron_id is None or neuron_id not in self._layer.ids:
             raise KeyError(
-                f"{key!r} is not a neuron of layer {self._layer.name!r} at E_{self._epoch}; "
+                f"{key!r} is not a neuron of layer {self._layer.name!r} at "
+                f"{self._trace.time_key(self._epoch)}; "
                 f"its neurons are n_{self._layer.first_id} … n_{self._layer.last_id}"
             )
         return self._trace._neuron(self._epoch, self._layer, neuron_id)
@@ -274,7 +307,7 @@ class _LayerView(Mapping[str, NeuronTrace]):
 
     def __repr__(self) -> str:
         return (
-            f"<layer {self._layer.name} at E_{self._epoch}: neurons "
+            f"<layer {self._layer.name} at {self._trace.time_key(self._epoch)}: neurons "
             f"n_{self._layer.first_id} … n_{self._layer.last_id}>"
         )
 
@@ -300,7 +333,8 @@ class _EpochView(Mapping[str, _LayerView]):
         return len(self._trace.layers)
 
     def __repr__(self) -> str:
-        return f"<epoch E_{self._epoch}: layers {', '.join(self)}>"
+        axis = self._trace.axis
+        return f"<{axis} {self._trace.time_key(self._epoch)}: layers {', '.join(self)}>"
 
 
 EpochLoader = Callable[[int], dict[str, np.ndarray]]
@@ -308,6 +342,10 @@ EpochLoader = Callable[[int], dict[str, np.ndarray]]
 
 class NetworkTrace:
     """The trace of a network over training.
+
+    Time is counted on one axis, :attr:`axis`: epochs (keys ``E_<n>``) or optimizer steps
+    (``S_<n>``, a step schedule). Either way a recorded point is an integer, named ``epoch``
+    in ``epochs``, the frame's index and the history (a step number in a step trace).
 
     Parameters
     ----------
@@ -389,6 +427,17 @@ class NetworkTrace:
     def status(self) -> str:
         return str(self.meta.get("status", "complete"))
 
+    @property
+    def axis(self) -> str:
+        """``"epoch"`` or ``"step"``: what the recorded points count (``meta["axis"]``;
+        ``"epoch"`` when absent). In a step trace ``epochs``, the frame's ``epoch`` level and
+        the history's ``epoch`` column hold step numbers (:mod:`nn_tracing.timeaxis`)."""
+        return axis_of(self.meta)
+
+    def time_key(self, point: int) -> str:
+        """``E_<n>`` or ``S_<n>``, the key of recorded point ``point`` on this trace's axis."""
+        return time_key(point, self.axis)
+
     def layer(self, name: str) -> LayerInfo:
         for info in self.layers:
             if info.name == name:
@@ -404,7 +453,7 @@ class NetworkTrace:
 
     def signature(self, epoch: int, neuron_id: int) -> str:
         """The signature of global neuron ``neuron_id`` at ``epoch``."""
-        return format_signature(epoch, self.layer_of(neuron_id).name, neuron_id)
+        return format_signature(epoch, self.layer_of(neuron_id).name, neuron_id, self.axis)
 
     def layer_names(self) -> list[str]:
         return [info.name for info in self.layers]
@@ -528,18 +577,23 @@ class NetworkTrace:
     # -- lookups -------------------------------------------------------------------------
     def _check_epoch(self, epoch: int) -> None:
         if epoch not in self._epoch_metrics:
+            axis = self.axis
             raise KeyError(
-                f"epoch {epoch} was not recorded; recorded epochs: "
-                f"{', '.join('E_' + str(e) for e in self.epochs)}"
+                f"{axis} {epoch} was not recorded; recorded {axis}s: {_shown_keys(self.keys())}"
             )
 
     def __getitem__(self, key: str) -> _EpochView:
-        epoch = _number_in(_EPOCH_KEY, key)
-        if epoch is None:
+        axis = self.axis
+        match = _TIME_KEY.fullmatch(key) if isinstance(key, str) else None
+        if match is None:
+            prefix = PREFIXES[axis]
             raise KeyError(
-                f"{key!r} is not an epoch key; use E_<epoch>, one of "
-                f"{', '.join('E_' + str(e) for e in self.epochs)}"
+                f"{key!r} is not {'an epoch' if axis == 'epoch' else 'a step'} key; use "
+                f"{prefix}_<{axis}>, one of {_shown_keys(self.keys())}"
             )
+        if _AXIS_OF_PREFIX[match.group(1)] != axis:
+            raise _wrong_axis(key, axis)
+        epoch = int(match.group(2))
         self._check_epoch(epoch)
         return _EpochView(self, epoch)
 
@@ -551,12 +605,15 @@ class NetworkTrace:
         return True
 
     def keys(self) -> list[str]:
-        return ["E_" + str(e) for e in self.epochs]
+        """``E_<n>`` (``S_<n>`` in a step trace) of every recorded point, ascending."""
+        axis = self.axis
+        return [time_key(e, axis) for e in self.epochs]
 
     def neuron(self, signature: str) -> NeuronTrace:
-        """The neuron named by ``"E_<epoch>/L_<layer>/n_<id>"``."""
-        epoch, layer, neuron_id = parse_signature(signature)
-        return self[f"E_{epoch}"][f"L_{layer}"][f"n_{neuron_id}"]
+        """The neuron named by ``"E_<epoch>/L_<layer>/n_<id>"`` (``"S_<step>/…"`` in a step
+        trace; a signature of the other axis is a :class:`KeyError` that says so)."""
+        epoch, layer, neuron_id = parse_signature(signature, self.axis)
+        return self[self.time_key(epoch)][f"L_{layer}"][f"n_{neuron_id}"]
 
     def _neuron(self, epoch: int, layer: LayerInfo, neuron_id: int) -> NeuronTrace:
         row = self._epoch_metrics[epoch][neuron_id]
@@ -626,9 +683,17 @@ class NetworkTrace:
 
     def __repr__(self) -> str:
         return (
-            f"NetworkTrace({len(self.layers)} layers, {self.n_neurons} neurons, epochs "
+            f"NetworkTrace({len(self.layers)} layers, {self.n_neurons} neurons, {self.axis}s "
             f"{self.epochs[:1]}…{self.epochs[-1:]}, status={self.status!r})"
         )
+
+
+def _shown_keys(keys: list[str], limit: int = 12) -> str:
+    """Keys for an error message: the first and last few of a long list."""
+    if len(keys) <= limit:
+        return ", ".join(keys)
+    half = limit // 2
+    return f"{', '.join(keys[:half])}, … ({len(keys) - limit} more), {', '.join(keys[-half:])}"
 
 
 def _upcast(values: np.ndarray | None) -> np.ndarray | None:

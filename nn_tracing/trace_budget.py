@@ -14,7 +14,8 @@ size (:func:`nn_tracing.estimate.estimate_run`) with the budget:
   2. ``activation_samples`` — fewer probe samples keep their activations, down to
      :data:`MIN_KEPT_SAMPLES` (the statistics still use the whole probe);
   3. ``epoch_intervals`` — fewer recorded epochs: every n-th epoch and the last, with the
-     smallest ``n`` that fits (``E_0`` and the last epoch are always recorded);
+     smallest ``n`` that fits (``E_0`` and the last epoch are always recorded); a step
+     schedule (``step_intervals``) is not thinned: it falls to its last step only;
   4. below that, the fewest kept samples that fit (down to 1).
 
   What cannot fit even then (the neuron table of two epochs, the final weights) is refused.
@@ -131,7 +132,10 @@ def _largest_fitting(low: int, high: int, fits: Callable[[int], bool]) -> int | 
 
 
 def _fewest_epochs(config: TrainConfig, limit: int, kind: str) -> TrainConfig | None:
-    """``config`` recording every n-th epoch, with the smallest ``n`` that fits ``limit``."""
+    """``config`` recording every n-th epoch, with the smallest ``n`` that fits ``limit``
+    (``None`` for a step schedule: this knob thins epoch schedules only)."""
+    if config.step_intervals is not None:
+        return None
     epochs = config.epochs
     smallest = _largest_fitting(
         -epochs, -1, lambda m: _size(config.replace(epoch_intervals=-m), kind) <= limit
@@ -141,6 +145,13 @@ def _fewest_epochs(config: TrainConfig, limit: int, kind: str) -> TrainConfig | 
         return config.replace(epoch_intervals=-1) if fits_last else None
     n = -smallest
     return config.replace(epoch_intervals=n if n < epochs else -1)
+
+
+def _last_only(config: TrainConfig) -> TrainConfig:
+    """``config`` recording the last epoch (or step) only."""
+    if config.step_intervals is not None:
+        return config.replace(step_intervals=-1)
+    return config.replace(epoch_intervals=-1)
 
 
 def _fewest_samples(config: TrainConfig, limit: int, floor: int, kind: str) -> TrainConfig | None:
@@ -162,7 +173,7 @@ def _adapt(config: TrainConfig, limit: int, kind: str) -> TrainConfig | None:
             _fewest_samples(c, limit, MIN_KEPT_SAMPLES, kind)
             or c.replace(activation_samples=min(MIN_KEPT_SAMPLES, estimate_run(c).n_kept))
         ),
-        lambda c: _fewest_epochs(c, limit, kind) or c.replace(epoch_intervals=-1),
+        lambda c: _fewest_epochs(c, limit, kind) or _last_only(c),
         lambda c: _fewest_samples(c, limit, 1, kind),
     ]
     current = config
@@ -187,8 +198,11 @@ def budget_options(
         options.append(("activation_dtype='float16'", _size(half, kind)))
     kept = _fewest_samples(config, limit, 1, kind) or config.replace(activation_samples=1)
     options.append((f"activation_samples={kept.activation_samples}", _size(kept, kind)))
-    fewer = _fewest_epochs(config, limit, kind) or config.replace(epoch_intervals=-1)
-    options.append((f"epoch_intervals={fewer.epoch_intervals}", _size(fewer, kind)))
+    fewer = _fewest_epochs(config, limit, kind) or _last_only(config)
+    if config.step_intervals is not None:
+        options.append(("step_intervals=-1", _size(fewer, kind)))
+    else:
+        options.append((f"epoch_intervals={fewer.epoch_intervals}", _size(fewer, kind)))
     if config.keep_weights:
         options.append(("keep_weights=False", _size(config.replace(keep_weights=False), kind)))
     return options
@@ -240,7 +254,7 @@ def plan_budget(config: TrainConfig, *, run_directory: bool = False) -> BudgetPl
         )
     changed = {
         name: getattr(adapted, name)
-        for name in ("activation_dtype", "activation_samples", "epoch_intervals")
+        for name in ("activation_dtype", "activation_samples", "epoch_intervals", "step_intervals")
         if getattr(adapted, name) != getattr(config, name)
     }
     return BudgetPlan(adapted, estimate_run(adapted), changed, requested=estimate, kind=kind)

@@ -182,9 +182,13 @@ def _tracer_for(
     budget_meta: dict[str, Any] | None = None,
 ) -> TraceableNN:
     """The :class:`TraceableNN` that records ``module``'s run of ``config``."""
+    steps_per_epoch = math.ceil(data.X_train.shape[0] / config.batch_size)
+    on_steps = config.step_intervals is not None
     return TraceableNN(
         module,
         epoch_intervals=config.epoch_intervals,
+        step_intervals=config.step_intervals,
+        num_steps=config.epochs * steps_per_epoch if on_steps else None,
         probe=(torch.from_numpy(data.X_probe), torch.from_numpy(data.y_probe)),
         loss_fn=F.cross_entropy,
         num_epochs=config.epochs,
@@ -202,6 +206,7 @@ def _tracer_for(
             "model": model_meta(config, data.X_probe.shape[1:], module),
             "device": str(device),
             "created": started_at.isoformat(timespec="seconds"),
+            "steps_per_epoch": steps_per_epoch,
         },
     )
 
@@ -332,6 +337,8 @@ class _TrainingLoop:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.tracer is not None and config.step_intervals is not None:
+                self.tracer.step()
             sums.loss_sum += loss.detach().to(torch.float64) * xb.shape[0]
             sums.correct += (logits.detach().argmax(1) == yb).sum()
             sums.seen += xb.shape[0]

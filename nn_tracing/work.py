@@ -31,6 +31,7 @@ one helper (``run_analysis``, in the app's ``compute`` module); a script can use
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import threading
@@ -285,7 +286,9 @@ class AnalysisWorker:
                 job.future.set_result(store.get(key))
                 return job
             self._jobs[key] = job
-        self._executor.submit(self._run, job, store, fn)
+        # the caller's context goes with the job: labels it formats use the caller's time
+        # axis (nn_tracing.timeaxis), as the page that asked for it does
+        self._executor.submit(contextvars.copy_context().run, self._run, job, store, fn)
         return job
 
     def run(self, key: str, label: str, fn: Callable[[Progress], T]) -> T:

@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from ..progress import Progress, fraction, no_progress
+from ..timeaxis import time_key
 from ..trace import LayerInfo, format_signature, signature_column
 from ..tracer import as_positions
 from .neuron_model import OBJECTIVES, NeuronModel
@@ -447,7 +448,9 @@ def attribution_history(
     ids = np.asarray(list(neurons), dtype=np.int64)
     layer_names = trace.neuron_layers()
     for i, epoch in enumerate(epochs):
-        report(fraction(i, len(epochs)), f"attribution at E_{epoch} ({i + 1} of {len(epochs)})")
+        report(
+            fraction(i, len(epochs)), f"attribution at {time_key(epoch)} ({i + 1} of {len(epochs)})"
+        )
         result = attribute(
             trace,
             epoch=epoch,
@@ -526,7 +529,7 @@ def attribution_frame(
     parts = []
     models: dict[int, NeuronModel] = {}
     for i, (epoch, cls, method) in enumerate(jobs):
-        report(fraction(i, len(jobs)), f"E_{epoch}, class {cls}, {METHOD_TITLES[method]}")
+        report(fraction(i, len(jobs)), f"{time_key(epoch)}, class {cls}, {METHOD_TITLES[method]}")
         if epoch not in models:
             models = {epoch: NeuronModel.from_trace(trace, epoch, objective=objective)}
         result = attribute(

@@ -34,6 +34,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..progress import Progress, reporter
+from ..timeaxis import time_key, time_word
 from ..trace import NetworkTrace
 
 __all__ = [
@@ -335,8 +336,8 @@ class _ProbeLabels:
         first = trace.probe_activations(epochs[0])
         if first is None:
             raise ValueError(
-                f"decision entropy needs probe activations, and this trace keeps none at "
-                f"E_{epochs[0]}"
+                "decision entropy needs probe activations, and this trace keeps none at "
+                + time_key(epochs[0])
             )
         predictions = [trace.predictions(e) for e in epochs]
         n_classes = int(
@@ -610,11 +611,17 @@ class DecisionEntropy(BaseEstimator):
         check_is_fitted(self)
         return (
             f"{self.n_bins} quantile bins per neuron chosen "
-            f"{'on E_0' if self.binning == 'E_0' else 'at each epoch'}; mutual information "
+            f"{'on ' + time_key(0) if self.binning == 'E_0' else 'at each ' + time_word()}; "
+            "mutual information "
             f"with the {self.label} class against {self.n_permutations} label permutations "
             f"(smallest possible p = {1 / (self.n_permutations + 1):.3g}); Benjamini–Hochberg "
             f"FDR {self.alpha:g} over "
-            f"{'every epoch and neuron at once' if self.fdr == 'all' else 'each epoch'}; "
+            + (
+                f"every {time_word()} and neuron at once"
+                if self.fdr == "all"
+                else "each " + time_word()
+            )
+            + "; "
             f"{self.n_samples_} probe samples, {self.n_classes_} classes."
         )
 

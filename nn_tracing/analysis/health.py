@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..progress import Progress, reporter
+from ..timeaxis import time_key
 from ..trace import LayerInfo, NetworkTrace, signature_column
 
 __all__ = [
@@ -545,7 +546,7 @@ def neuron_health(
             acts = trace.probe_activations(epoch)
             if acts is not None and acts.ndim == 2 and acts.shape[1] == n:
                 saturation[row] = saturation_share(acts, layers, thresholds.saturation_slope)
-            report(row + 1, f"saturation at E_{epoch}")
+            report(row + 1, f"saturation at {time_key(epoch)}")
     with np.errstate(invalid="ignore"):
         saturated = (saturation > thresholds.saturation_share) & saturated_applies[None, :]
 

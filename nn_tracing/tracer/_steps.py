@@ -1,9 +1,14 @@
 """Per-step recording (``drop_batches=False``): statistics of every training batch, per layer.
 
-Hooks only compute a handful of scalar reductions on the device — mean, root of the sum of
+Hooks only compute a handful of scalar reductions on the device — sum, root of the sum of
 squares and count of positive values of each layer's activation; the weight-gradient norm in a
 gradient hook — and one ``_foreach_norm`` gives the weight norms at the start of each step. Each
-step's scalars are stacked once, and copied to the host once per epoch.
+step's scalars are stacked once (one row), and copied to the host once per epoch.
+
+Counting is the costly one: ``count_nonzero`` and boolean sums are not vectorised on the CPU
+(≈25–40 µs for a 64 × 128 batch against ≈3 µs for a sum), so :func:`positive_count` clamps a
+value to ``[0, 2**-126]`` (the smallest normal float32) and sums: ``k · 2**-126`` is exact in
+float32 for ``k < 2**24`` and is scaled back to ``k`` on the host.
 """
 
 from __future__ import annotations
@@ -20,7 +25,25 @@ from torch import nn
 from ._discovery import TracedLayer, by_source_module, module_device
 from ._hooks import ForwardHook, GradientHook, Measuring, hooks
 
-__all__ = ["StepRecorder"]
+__all__ = ["StepRecorder", "positive_count"]
+
+#: The unit of :func:`positive_count`: the smallest normal float32 (a power of two).
+_UNIT = 2.0**-126
+#: Dtypes in which ``k`` units sum exactly (float32 for ``k < 2**24``; float64 beyond).
+_UNIT_DTYPES = (torch.float32, torch.float64)
+
+
+def positive_count(values: torch.Tensor) -> torch.Tensor:
+    """The number of positive entries of ``values``, in units of ``2**-126`` (a float scalar:
+    multiply by ``2**126`` for the count).
+
+    One clamp and one sum, both vectorised. A positive value below ``2**-126`` (a subnormal)
+    counts as its share of one unit; a NaN makes the count NaN. Other dtypes (float16,
+    bfloat16, integers) are counted exactly with ``count_nonzero``.
+    """
+    if values.dtype in _UNIT_DTYPES:
+        return values.clamp(0.0, _UNIT).sum()
+    return torch.count_nonzero(values > 0).to(torch.float32) * _UNIT
 
 
 class StepRecorder:
@@ -46,11 +69,9 @@ class StepRecorder:
         self.measuring = measuring
         device = module_device(module)
         self.nan = torch.tensor(float("nan"), device=device)
-        self.zero = torch.tensor(0, dtype=torch.int64, device=device)
         self.weights = [layer.weight for layer in layers]
         self.counters: dict[str, int] = defaultdict(int)
-        self.rows: list[torch.Tensor] = []  # per step: (4L + 1,) float
-        self.counts: list[torch.Tensor] = []  # per step: (L,) int64
+        self.rows: list[torch.Tensor] = []  # per step: (5L + 1,) float32
         self.numels: list[list[int]] = []
         self.global_step = 0
         self.pending: dict[str, Any] | None = None
@@ -78,9 +99,9 @@ class StepRecorder:
                 if layer.source_call != call or not isinstance(output, torch.Tensor):
                     continue
                 out = output.detach()
-                pending["mean"][index] = out.mean()
+                pending["sum"][index] = out.sum()  # a sum is cheaper than a mean
                 pending["sq"][index] = torch.linalg.vector_norm(out)  # sqrt of the sum of squares
-                pending["count"][index] = torch.count_nonzero(out.clamp_min(0))
+                pending["count"][index] = positive_count(out)
                 pending["numel"][index] = out.numel()
 
         return hook
@@ -88,7 +109,8 @@ class StepRecorder:
     def _grad_hook(self, index: int) -> GradientHook:
         def hook(grad: torch.Tensor) -> None:
             if self.pending is not None and not self.measuring.active:
-                self.pending["grad"][index] = torch.linalg.vector_norm(grad.detach())
+                grad = grad.detach() if grad.requires_grad else grad  # create_graph only
+                self.pending["grad"][index] = torch.linalg.vector_norm(grad)
 
         return hook
 
@@ -105,9 +127,9 @@ class StepRecorder:
         present = [w for w in self.weights if w is not None]
         norms = iter(torch._foreach_norm([w.detach() for w in present]) if present else [])
         self.pending = {
-            "mean": [self.nan] * n,
+            "sum": [self.nan] * n,
             "sq": [self.nan] * n,
-            "count": [self.zero] * n,
+            "count": [self.nan] * n,
             "numel": [0] * n,
             "grad": [self.nan] * n,
             "wnorm": [next(norms) if w is not None else self.nan for w in self.weights],
@@ -124,18 +146,15 @@ class StepRecorder:
         pending = self.pending
         if pending is None:
             return
-        self.rows.append(
-            torch.stack(
-                [
-                    *pending["mean"],
-                    *pending["sq"],
-                    *pending["wnorm"],
-                    *pending["grad"],
-                    pending["loss"],
-                ]
-            ).float()
-        )
-        self.counts.append(torch.stack(pending["count"]))
+        row = [
+            *pending["sum"],
+            *pending["sq"],
+            *pending["wnorm"],
+            *pending["grad"],
+            *pending["count"],
+            pending["loss"],
+        ]
+        self.rows.append(torch.stack(row).float())  # stack promotes to the widest dtype
         self.numels.append(pending["numel"])
         self.pending = None
 
@@ -145,12 +164,12 @@ class StepRecorder:
         if not self.rows:
             return None
         n_layers = len(self.layers)
-        rows = torch.stack(self.rows).cpu().numpy().astype(np.float64)  # (n, 4L + 1)
-        counts = torch.stack(self.counts).cpu().numpy().astype(np.float64)  # (n, L)
+        rows = torch.stack(self.rows).cpu().numpy().astype(np.float64)  # (n, 5L + 1)
+        counts = rows[:, 4 * n_layers : 5 * n_layers] / _UNIT  # exact: a power of two
         numels = np.asarray(self.numels, dtype=np.float64)
         n = rows.shape[0]
-        mean = rows[:, :n_layers]
         with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(numels > 0, rows[:, :n_layers] / numels, np.nan)
             sq = np.where(numels > 0, rows[:, n_layers : 2 * n_layers] ** 2 / numels, np.nan)
             active = np.where(numels > 0, counts / numels, np.nan)
         steps = self.global_step + np.arange(1, n + 1)
@@ -170,7 +189,7 @@ class StepRecorder:
             }
         )
         self.global_step += n
-        self.rows, self.counts, self.numels = [], [], []
+        self.rows, self.numels = [], []
         return table
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..schedule import EpochIntervals, normalize_epoch_intervals, should_record
+from ..step_schedule import StepIntervals, checked_step_schedule, should_record_step
 from ..trace import HISTORY_COLUMNS, METRICS, LayerInfo, NetworkTrace
 from ._budget import RecordingBudget
 from ._discovery import discover, module_device
@@ -116,6 +117,17 @@ class TraceableNN(nn.Module):
         Seeds that subset.
     activation_dtype
         ``"float32"`` or ``"float16"``: the stored precision of activations and logits.
+    step_intervals
+        Record on optimizer steps instead of epochs (see :mod:`nn_tracing.step_schedule`):
+        ``n > 0``, ``-1``, a list of steps, ``"log"`` or ``"log:N"`` (Pythia-style: 1, 2, 4,
+        … below N, then every N-th). The trace's axis is then ``"step"`` (``S_<step>``
+        signatures, :mod:`nn_tracing.timeaxis`). Call :meth:`step` after every optimizer
+        step; ``S_0`` is recorded at construction. Needs a probe; ``epoch_intervals`` must
+        then be left ``None``. :meth:`start_epoch` / :meth:`end_epoch` stay optional (their
+        history values go to the row of the step the epoch ended on).
+    num_steps
+        The run's length in steps, for "and the last" of a step schedule; without it
+        :meth:`finish` records the last step if it was not yet recorded.
     max_trace_bytes
         A budget for the trace: before an epoch is recorded, if one more epoch the size of
         the largest so far would take what the trace holds (counted, or the ``log_dir`` on
@@ -165,11 +177,18 @@ class TraceableNN(nn.Module):
         activation_dtype: str = "float32",
         max_trace_bytes: int | None = None,
         layers: Sequence[str] | None = None,
+        step_intervals: StepIntervals = None,
+        num_steps: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"TraceableNN wraps an nn.Module, not {type(module).__name__}")
         intervals = _checked_schedule(epoch_intervals, num_epochs, has_probe=probe is not None)
+        #: the step schedule (``None``: the trace records epochs)
+        self.step_intervals = checked_step_schedule(
+            step_intervals, epoch_intervals, num_steps, has_probe=probe is not None
+        )
+        self.num_steps = num_steps
         # Share the module's dictionaries: same parameters(), state_dict() keys, .to().
         object.__setattr__(self, "_wrapped", module)
         inner = unwrap_data_parallel(module)  # DDP's .module: measured and hooked
@@ -288,6 +307,7 @@ class TraceableNN(nn.Module):
         self._epoch: int | None = None
         self._epoch_started: float | None = None
         self._last_epoch = 0
+        self._step = 0
         self._finished = False
         self._status = "running"
         self._status_message = ""
@@ -346,8 +366,49 @@ class TraceableNN(nn.Module):
         """The epochs recorded so far, ascending."""
         return sorted(self._epoch_metrics)
 
-    def will_record(self, epoch: int) -> bool:
-        return should_record(epoch, self.epoch_intervals, self.num_epochs)
+    @property
+    def axis(self) -> str:
+        """``"step"`` with a step schedule, else ``"epoch"``: what the recorded points count."""
+        return "epoch" if self.step_intervals is None else "step"
+
+    @property
+    def current_step(self) -> int:
+        """Optimizer steps counted so far by :meth:`step` (0 before the first)."""
+        return self._step
+
+    def will_record(self, point: int) -> bool:
+        """Whether the schedule records ``point`` (an epoch, or a step on the step axis)."""
+        if self.step_intervals is not None:
+            return should_record_step(point, self.step_intervals, self.num_steps)
+        return should_record(point, self.epoch_intervals, self.num_epochs)
+
+    def step(self, **history: float) -> bool:
+        """Call after every optimizer step of a step-schedule run; records the step if the
+        schedule says so and returns whether it did.
+
+        Keyword arguments (``train_loss=…``) go into the history row of this step. Inside an
+        epoch (:meth:`start_epoch`) the run directory gets a recorded step at
+        :meth:`end_epoch`, with that epoch's history; outside one, at once.
+        """
+        self._check_open()
+        if self.step_intervals is None:
+            raise RuntimeError(
+                "step() counts optimizer steps for a step schedule; this TraceableNN records "
+                "epochs (give step_intervals= to record on steps)"
+            )
+        self._step += 1
+        point = self._step
+        if history:
+            self._history.setdefault(point, {}).update(_checked_history(history))
+        record = self.will_record(point) and self._budget_allows(point)
+        if record:
+            self._record(point)
+        log = self._log
+        if self._epoch is None:
+            self._write_log()
+        elif log is not None and time.monotonic() >= log.next_beat:
+            log.beat(epoch=self._epoch, epochs=self.num_epochs)
+        return record
 
     def start_epoch(self, epoch: int) -> None:
         """Call before the first batch of ``epoch`` (1-based)."""
@@ -366,7 +427,9 @@ class TraceableNN(nn.Module):
 
         Keyword arguments (``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``)
         go into ``trace.history``. ``force=True`` records the epoch whatever the schedule.
-        Returns whether the epoch was recorded.
+        Returns whether the epoch was recorded. With a step schedule the epoch's values go to
+        the row of the current step, which ``force`` records (the schedule records steps in
+        :meth:`step`); the return value says whether that step is recorded.
         """
         self._check_open()
         if self._epoch is not None and epoch != self._epoch:
@@ -377,11 +440,14 @@ class TraceableNN(nn.Module):
             else float("nan")
         )
         self._flush_steps(epoch)
-        record = (force or self.will_record(epoch)) and self._budget_allows(epoch)
-        if record:
-            self._record(epoch)
+        point = self._end_point(epoch)
+        scheduled = self.step_intervals is None and self.will_record(epoch)
+        due = (force or scheduled) and point not in self._epoch_metrics
+        if due and self._budget_allows(point):
+            self._record(point)
+        record = point in self._epoch_metrics
         self._stop_streaming()
-        row = self._history.setdefault(epoch, {})
+        row = self._history.setdefault(point, {})
         row.update(_checked_history(history))
         row["seconds"] = seconds
         row["recorded"] = record
@@ -390,6 +456,17 @@ class TraceableNN(nn.Module):
         self._epoch_started = None
         self._write_log(force=True)
         return record
+
+    def _end_point(self, epoch: int) -> int:
+        """The recorded point an epoch ends on: the epoch, or on the step axis the step."""
+        if self.step_intervals is None:
+            return epoch
+        if self._step == 0:
+            raise ValueError(
+                f"end_epoch({epoch}) after no step: with step_intervals, call step() after "
+                "every optimizer step"
+            )
+        return self._step
 
     def set_history(self, epoch: int, **values: float) -> None:
         """Add values (``val_loss=…``) to the history row of ``epoch``."""
@@ -413,15 +490,22 @@ class TraceableNN(nn.Module):
         if status not in ("complete", "stopped", "diverged"):
             raise ValueError(f"status={status!r}: use complete, stopped or diverged")
         if not self._finished:
-            last = self._last_epoch
+            last = self._last_epoch if self.step_intervals is None else self._step
+            if self.step_intervals is None:
+                scheduled_last = (
+                    self.num_epochs is None
+                    and self.epoch_intervals is not None
+                    and not isinstance(self.epoch_intervals, tuple)
+                )
+            else:
+                scheduled_last = not isinstance(self.step_intervals, tuple)
             due = (
                 status == "complete"
                 and last > 0
                 and last not in self._epoch_metrics
-                and self.num_epochs is None
-                and self.epoch_intervals is not None
-                and not isinstance(self.epoch_intervals, tuple)
+                and scheduled_last
                 and self._probe is not None
+                and self._budget_allows(last)
             )
             if due:
                 self._record(last)
@@ -569,6 +653,7 @@ class TraceableNN(nn.Module):
             },
             "layers": [info.to_dict() for info in self._layout.infos],
             "metrics": list(METRICS),
+            "axis": self.axis,
             "epoch_intervals": list(intervals) if isinstance(intervals, tuple) else intervals,
             "num_epochs": self.num_epochs,
             "recorded_epochs": sorted(self._epoch_metrics),
@@ -585,6 +670,11 @@ class TraceableNN(nn.Module):
             "versions": _versions(),
             "timings": {"trace_seconds": round(self._trace_seconds, 4)},
         }
+        if self.step_intervals is not None:
+            steps = self.step_intervals
+            meta["step_intervals"] = list(steps) if isinstance(steps, tuple) else steps
+            meta["num_steps"] = self.num_steps
+            meta["steps_done"] = self._step
         if self._collective is not None:
             meta["distributed"] = self._collective.meta()
         if self._kept_rows is not None:

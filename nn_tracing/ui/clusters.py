@@ -39,7 +39,9 @@ from ..analysis.embedding import (
     estimate_seconds,
     neuron_features,
 )
-from ..trace import METRICS
+from ..analysis.fourier import layer_frequencies
+from ..timeaxis import time_key, time_title, time_word
+from ..trace import METRICS, NetworkTrace
 from ..views import clusters as views
 from ..views.clusters import Clustering, Projection
 from ..views.neuron_states import state_matrix
@@ -205,15 +207,15 @@ def _joint(
     estimate = estimate_seconds(settings.projector, rows, n_features=features.values.shape[1])
     name = PROJECTORS[settings.projector]
     st.caption(
-        f"One {name} of every (neuron, epoch) pair, so the slider moves the neurons through "
-        "one fixed space; the selected neurons draw their paths."
+        f"One {name} of every (neuron, {time_word()}) pair, so the slider moves the neurons "
+        "through one fixed space; the selected neurons draw their paths."
     )
     return run_analysis(
         "joint",
         active.key,
         [spec.to_dict() | {"epoch": None}, params],
         lambda progress: views.embed_through_time(active.trace, spec, params, progress),
-        label=f"Joint {name} of {rows} (neuron, epoch) points",
+        label=f"Joint {name} of {rows} (neuron, {time_word()}) points",
         estimate=estimate,
         button=f"Compute the joint {name} ({fmt_duration(estimate)})",
         button_key=f"{state.CLUSTERS_RUN}:joint",
@@ -257,7 +259,14 @@ def _coloring(
         epoch,
         health=cache.health(active.key, active.trace) if color == "health" else None,
         hmm_states=_hmm_states(active) if color == "hmm" else None,
+        frequencies=_frequencies(active.key, epoch, active.trace) if color == "frequency" else None,
     )
+
+
+@st.cache_data(max_entries=16, show_spinner="Running every pair of residues through the model…")
+def _frequencies(key: str, epoch: int, _trace: NetworkTrace) -> pd.DataFrame:
+    """Every neuron's dominant frequency at ``epoch`` (modular traces only)."""
+    return layer_frequencies(_trace, epoch)
 
 
 # -- selection ----------------------------------------------------------------------------------
@@ -455,12 +464,10 @@ def _excluded(features: NeuronFeatures) -> None:
 
 def _time_slider(active: ActiveTrace, joint: JointEmbedding, settings: Settings) -> int:
     """The epoch of the joint map (into the address bar when it changes)."""
-    time_key = URL.key("time_epoch", active.ref)
-    ensure(time_key, lambda v: v in joint.epochs, joint.epochs[-1])
+    slider_key = URL.key("time_epoch", active.ref)
+    ensure(slider_key, lambda v: v in joint.epochs, joint.epochs[-1])
     epoch = int(
-        st.select_slider(
-            "Epoch", options=joint.epochs, key=time_key, format_func=lambda e: f"E_{e}"
-        )
+        st.select_slider(time_title(), options=joint.epochs, key=slider_key, format_func=time_key)
     )
     if epoch != settings.time_epoch:  # the map above may have changed the selection
         publish_url(replace(settings, time_epoch=epoch, selection=tuple(selected())), active.ref)
@@ -493,14 +500,14 @@ def _through_time(
     event = show_chart(
         drawn.chart, select=cviz.CLICK, key=f"{state.CLUSTERS_TIME_CHART}:{active.key}:{epoch}"
     )
-    st.caption("Click a neuron to open its profile at this epoch.")
+    st.caption(f"Click a neuron to open its profile at this {time_word()}.")
     selection = getattr(event, "selection", None) or {}
     signature = views.clicked_signature(selection, drawn.frame, drawn.cell_of_point)
     if signature is not None:
         open_neuron(active.name, signature)
     if not joint.excluded.empty:
         st.caption(
-            f"{len(joint.excluded)} (neuron, epoch) point(s) cannot be placed (constant or "
+            f"{len(joint.excluded)} (neuron, {time_word()}) point(s) cannot be placed (constant or "
             "undefined features) and are not drawn."
         )
 

@@ -27,10 +27,12 @@ from ..analysis.embedding import (
 )
 from ..analysis.sampling import DEFAULT_MAX_NEURONS
 from ..analysis.standardise import ALIASES
+from ..timeaxis import time_key, time_title, time_word
 from ..trace import METRICS
 from ..views.clusters import CLUSTER_ON, COLORS, DISTANCES, LINKAGES
 from . import state, url
 from .compute import recall
+from .neurons_fourier import is_modular_trace
 from .traces import ActiveTrace
 
 __all__ = [
@@ -306,7 +308,7 @@ def _epoch_controls(active: ActiveTrace, kind: str) -> tuple[int | None, tuple[i
                 # Streamlit reads a moved range as one value and the range snaps back
                 value=(epochs[0], epochs[-1]),
                 key=range_key,
-                format_func=lambda e: f"E_{e}",
+                format_func=time_key,
             )
             epoch_range = (int(low), int(high))
         st.selectbox("Metric", METRICS, key=state.CLUSTERS_METRIC)
@@ -314,11 +316,9 @@ def _epoch_controls(active: ActiveTrace, kind: str) -> tuple[int | None, tuple[i
     epoch_key = URL.key("epoch", active.ref)
     ensure(epoch_key, lambda v: v in epochs, epochs[-1])
     if len(epochs) > 1:
-        epoch = st.select_slider(
-            "Epoch", options=epochs, key=epoch_key, format_func=lambda e: f"E_{e}"
-        )
+        epoch = st.select_slider(time_title(), options=epochs, key=epoch_key, format_func=time_key)
         return int(epoch), None
-    st.caption(f"Epoch: E_{epochs[0]} (the only recorded epoch)")
+    st.caption(f"{time_title()}: {time_key(epochs[0])} (the only recorded {time_word()})")
     return epochs[0], None
 
 
@@ -438,7 +438,12 @@ def _clustering_controls() -> str:
 def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
     """The colour of the points and the test's parameters; returns the colour."""
     epochs = active.trace.epochs
-    color_options = [c for c in COLORS if c != "hmm" or hmm_problem(active) is None]
+    color_options = [
+        c
+        for c in COLORS
+        if (c != "hmm" or hmm_problem(active) is None)
+        and (c != "frequency" or is_modular_trace(active.trace))
+    ]
     color_epoch_key = URL.key("color_epoch", active.ref)
     left, middle, right = st.columns([2, 3, 4])
     with left:
@@ -456,7 +461,7 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
                 "Colour at epoch",
                 options=epochs,
                 key=color_epoch_key,
-                format_func=lambda e: f"E_{e}",
+                format_func=time_key,
             )
     with right:
         ensure(state.CLUSTERS_PERMUTATIONS, lambda v: isinstance(v, int) and 5 <= v <= 1000, 50)

@@ -46,6 +46,7 @@ from ..analysis.hmm import (
 )
 from ..analysis.standardise import ALIASES
 from ..progress import Progress
+from ..timeaxis import time_word, use_axis
 from ..trace import METRICS, NetworkTrace
 from ..views import dynamics as view
 from ..viz import dynamics as vd
@@ -293,7 +294,7 @@ def _sequence(active: ActiveTrace) -> str:
 
 
 def _map_controls(
-    active: ActiveTrace, sequence: str, usable: list[str], n_runs: int
+    active: ActiveTrace, sequence: str, usable: list[str], n_runs: int, default: list[str]
 ) -> view.MapParams:
     has_steps = view.has_steps(active.trace)
     columns = st.columns([2, 3, 1, 1, 1])
@@ -310,7 +311,11 @@ def _map_controls(
         else "Per-step tables give long sequences from a single run.",
     )
     features_key = URL.key("features" if sequence == "epochs" else "step_features", active.ref)
-    _ensure(features_key, lambda v: isinstance(v, list) and v and set(v) <= set(usable), usable)
+    _ensure(
+        features_key,
+        lambda v: isinstance(v, list) and v and set(v) <= set(usable),
+        default or usable,
+    )
     columns[1].multiselect(
         "Features",
         usable,
@@ -318,7 +323,9 @@ def _map_controls(
         format_func=lambda f: (
             f"{f} ({FEATURE_DESCRIPTIONS[f]})" if f in FEATURE_DESCRIPTIONS else f
         ),
-        help="z-scored before fitting; a feature constant over training is left out.",
+        help="z-scored before fitting; a feature constant over training is left out. The "
+        "accuracies are not fitted by default (Hu et al. fit weight statistics); with the L2 "
+        "norm they separate grokking's phases.",
     )
     _ensure(state.DYNAMICS_MAP_K, lambda v: v in K_CHOICES, DEFAULTS.k)
     columns[2].selectbox("States", K_CHOICES, key=state.DYNAMICS_MAP_K, format_func=view.k_label)
@@ -384,7 +391,8 @@ def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -
     st.caption(
         f"Fitted on {n_runs} run{'s' if n_runs > 1 else ''} "
         f"({md_escape(', '.join(fitted.run_names_), 300)}): {int(fitted.lengths_.sum())} "
-        f"{time_column}s, features from {md_escape(fitted.feature_source_, 300)}. "
+        f"{time_word(plural=True) if time_column == 'epoch' else time_column + 's'}, features "
+        f"from {md_escape(fitted.feature_source_, 300)}. "
         + " ".join(md_escape(n, 400) for n in fitted.feature_notes_)
     )
     _convergence(fitted.state_model_.convergence_note(), fitted.log_messages_)
@@ -464,11 +472,12 @@ def _training_map(active: ActiveTrace) -> None:
     runs = runs_picker(active, URL.key("runs", active.ref))
     sequence = _sequence(active)
     try:
-        usable = _features(active.trace, active.key, sequence).usable
+        features = _features(active.trace, active.key, sequence)
     except ValueError as exc:
         st.info(md_escape(exc, 400))
         return
-    params = _map_controls(active, sequence, usable, len(runs))
+    default = [f for f in (features.default or features.usable) if f in features.usable]
+    params = _map_controls(active, sequence, features.usable, len(runs), default)
     if not params.features:
         st.info("Pick at least one feature.")
         return
@@ -550,7 +559,8 @@ def _fit_neurons(active: ActiveTrace, params: view.NeuronParams) -> NeuronHMM:
         "neurons",
         active.key,
         fit_params,
-        f"Fitting one HMM to {params.n_neurons(trace):,} neurons × {len(trace.epochs)} epochs "
+        f"Fitting one HMM to {params.n_neurons(trace):,} neurons × {len(trace.epochs)} "
+        f"{time_word(plural=True)} "
         "(k = 2…8 by BIC)",
         lambda progress: params.estimator().fit(trace, progress=progress),
     )
@@ -566,7 +576,8 @@ def _neuron_summary(model: NeuronHMM) -> None:
     """What the model was fitted on, its convergence, and its figures."""
     st.caption(
         f"One Gaussian HMM over {len(model.neuron_ids_):,} neurons' trajectories of "
-        f"{len(model.epochs_)} epochs ({md_escape(', '.join(model.feature_names_), 300)}), "
+        f"{len(model.epochs_)} {time_word(plural=True)} "
+        f"({md_escape(', '.join(model.feature_names_), 300)}), "
         f"fitted once per k with hmmlearn-style lengths. "
         + " ".join(md_escape(n, 300) for n in model.notes_)
         + (
@@ -580,7 +591,7 @@ def _neuron_summary(model: NeuronHMM) -> None:
     columns = st.columns(4)
     columns[0].metric("States", summary.n_states, help="by BIC over k = 2…8 unless chosen by hand")
     columns[1].metric(
-        "Entropy rate (bits/epoch)",
+        f"Entropy rate (bits/{time_word()})",
         f"{summary.entropy_rate:.3f}",
         help=f"Uncertainty of a neuron's next state given its current one, weighted by where "
         f"neurons are; 0 = they never switch, {summary.max_entropy_rate:.2f} = they jump at "
@@ -680,7 +691,8 @@ def _neuron_time_test(active: ActiveTrace, model: NeuronHMM, params: view.Neuron
     asked = state.get(state.DYNAMICS_NEURON_TEST) == test_key
     if not asked and not computed(_WHAT + "neurons-test", active.key, test_params):
         st.caption(
-            "19 refits of the same model on copies with each neuron's epochs shuffled: about "
+            f"19 refits of the same model on copies with each neuron's {time_word(plural=True)} "
+            "shuffled: about "
             "20 fits of this size."
         )
         st.button(
@@ -723,6 +735,7 @@ def _neuron_states(active: ActiveTrace) -> None:
 # -- the page --------------------------------------------------------------------------------------
 @st.fragment
 def _map_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)  # a fragment's rerun may run in a fresh context
     with guarded("fitting the training map"):
         _training_map(active)
     _publish(active.ref)
@@ -730,6 +743,7 @@ def _map_section(active: ActiveTrace) -> None:
 
 @st.fragment
 def _neuron_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)
     with guarded("fitting the neuron-level model"):
         _neuron_states(active)
     _publish(active.ref)
@@ -737,6 +751,7 @@ def _neuron_section(active: ActiveTrace) -> None:
 
 @st.fragment
 def _entropy_section(active: ActiveTrace) -> None:
+    use_axis(active.trace)
     with guarded("measuring decision entropy"):
         decision_entropy(
             active, epoch_key=URL.key("epoch", active.ref), random_state=_random_state()

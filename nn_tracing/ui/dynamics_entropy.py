@@ -19,6 +19,7 @@ import streamlit as st
 
 from ..analysis.entropy import DecisionEntropy
 from ..progress import Progress
+from ..timeaxis import time_key, time_prefix, time_title, time_word
 from ..views import dynamics as view
 from ..viz import dynamics as vd
 from . import state
@@ -64,9 +65,10 @@ def _controls(random_state: int) -> view.EntropyParams:
         "Bins chosen",
         tuple(view.BINNINGS),
         key=state.DYNAMICS_ENTROPY_BINNING,
-        format_func=view.BINNINGS.__getitem__,
-        help="On E_0: the same grid at every epoch, so a neuron whose scale changes also changes "
-        "H(A). At each epoch: H(A) stays near log2(bins) and only the information moves.",
+        format_func=view.binning_label,
+        help=f"On {time_key(0)}: the same grid at every {time_word()}, so a neuron whose scale "
+        f"changes also changes H(A). At each {time_word()}: H(A) stays near log2(bins) and only "
+        "the information moves.",
     )
     columns[2].selectbox(
         "Label tested",
@@ -116,7 +118,9 @@ def _layers(result: DecisionEntropy, epoch: int) -> None:
 
 def _ranking(active: ActiveTrace, result: DecisionEntropy, epoch: int) -> None:
     """The neurons at ``epoch``, most informative first (a row opens the neuron)."""
-    st.markdown(f"**Neurons at E_{epoch}, most informative first** — select a row to open it")
+    st.markdown(
+        f"**Neurons at {time_key(epoch)}, most informative first** — select a row to open it"
+    )
     ranking = view.entropy_ranking(active.trace, result, epoch)
     three_digits = (
         "H",
@@ -125,8 +129,8 @@ def _ranking(active: ActiveTrace, result: DecisionEntropy, epoch: int) -> None:
         "MI predicted",
         "MI true",
         "MI above null",
-        "MI at E_0",
-        f"H|{result.label} change since E_0",
+        f"MI at {time_key(0)}",
+        f"H|{result.label} change since {time_key(0)}",
     )
     neuron_table(
         active.name,
@@ -139,7 +143,7 @@ def _ranking(active: ActiveTrace, result: DecisionEntropy, epoch: int) -> None:
             "p": st.column_config.NumberColumn(format="%.3g"),
             "q": st.column_config.NumberColumn(format="%.3g"),
             "G-test p": st.column_config.NumberColumn(format="%.2g"),
-            "significant since": st.column_config.NumberColumn(format="E_%d"),
+            "significant since": st.column_config.NumberColumn(format=time_prefix() + "%d"),
         },
     )
     st.caption(view.significance_caption(result, epoch))
@@ -167,7 +171,7 @@ def decision_entropy(active: ActiveTrace, *, epoch_key: str, random_state: int) 
             active.key,
             params.fit_params(),
             measure,
-            label=f"Binning every neuron at {len(trace.epochs)} epochs against "
+            label=f"Binning every neuron at {len(trace.epochs)} {time_word(plural=True)} against "
             f"{params.n_permutations} label permutations",
         )
     except ValueError as exc:
@@ -175,6 +179,6 @@ def decision_entropy(active: ActiveTrace, *, epoch_key: str, random_state: int) 
         return
     assert result is not None  # no estimate: never waits for a click
     st.caption(md_escape(result.describe(), 600))
-    epoch = epoch_picker("Epoch of the ranking", trace.epochs, epoch_key)
+    epoch = epoch_picker(f"{time_title()} of the ranking", trace.epochs, epoch_key)
     _layers(result, epoch)
     _ranking(active, result, epoch)

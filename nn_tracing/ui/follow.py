@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from ..timeaxis import time_key
 from . import state
 from .text import md_escape
 from .traces import ActiveTrace, resolve_active
@@ -70,8 +71,8 @@ def live_note(active: ActiveTrace, shows: str) -> None:
     epochs = active.trace.epochs
     st.info(
         f"This run is still being written ({md_escape(active.entry.mark())}): {shows} — "
-        f"the {len(epochs)} recorded when the page last loaded it (E_{epochs[0]} … "
-        f"E_{epochs[-1]}). The Overview and Neurons pages follow it as it grows.",
+        f"the {len(epochs)} recorded when the page last loaded it ({time_key(epochs[0])} … "
+        f"{time_key(epochs[-1])}). The Overview and Neurons pages follow it as it grows.",
         icon="⏳",
     )
     st.button(

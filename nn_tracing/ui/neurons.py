@@ -36,6 +36,7 @@ from .. import viz
 from ..analysis import profiles
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
 from ..analysis.profiles import ActivationField, ProfileUnavailable
+from ..timeaxis import time_key, time_title
 from ..trace import NetworkTrace, format_signature
 from ..views import health as health_view
 from ..views import neurons as views
@@ -53,6 +54,7 @@ from .neurons_channels import (
     input_channel_section,
     kernel_section,
 )
+from .neurons_fourier import fourier_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 from .widgets import epoch_picker
@@ -207,15 +209,15 @@ def _pickers(active: ActiveTrace) -> tuple[int, int, str]:
     with right:
         if len(trace.epochs) > 1:
             st.select_slider(
-                "Epoch",
+                time_title(),
                 options=trace.epochs,
                 key=epoch_key,
-                format_func=lambda e: f"E_{e}",
+                format_func=time_key,
                 on_change=_epoch_changed,
                 args=(active.ref, neuron, layer),
             )
         else:
-            epoch_picker("Epoch", trace.epochs, epoch_key)
+            epoch_picker(time_title(), trace.epochs, epoch_key)
     return epoch, neuron, layer
 
 
@@ -313,7 +315,7 @@ def _field(active: ActiveTrace, neuron: int, epoch: int) -> ActivationField:
         lambda progress: profiles.activation_field(
             trace, neuron, epoch, resolution=FIELD_RESOLUTION
         ),
-        label=f"Running the traced model at E_{epoch} over a {FIELD_RESOLUTION} × "
+        label=f"Running the traced model at {time_key(epoch)} over a {FIELD_RESOLUTION} × "
         f"{FIELD_RESOLUTION} grid of the input plane",
     )
 
@@ -345,7 +347,7 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
         show_chart(chart, width="content")
         st.caption(views.history_caption(trace, neuron, epoch, layer))
     with _section("summarising the neuron at this epoch"):
-        st.markdown(f"**At E_{epoch}, against its layer**")
+        st.markdown(f"**At {time_key(epoch)}, against its layer**")
         st.dataframe(
             views.metrics_against_layer(trace, epoch, neuron),
             hide_index=True,
@@ -442,7 +444,7 @@ def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_e
             "matrix_percentile": st.column_config.NumberColumn(
                 "|w| percentile in its matrix", format="percent"
             ),
-            "weight_e0": st.column_config.NumberColumn("at E_0", format="%.4g"),
+            "weight_e0": st.column_config.NumberColumn(f"at {time_key(0)}", format="%.4g"),
         },
     )
     st.caption(
@@ -525,6 +527,7 @@ def _responses_section(active: ActiveTrace, settings: Settings) -> None:
         for caption in views.selectivity_captions(selectivity, epoch, N_PERMUTATIONS):
             st.caption(caption)
 
+    fourier_section(active.key, trace, neuron, epoch, layer)  # modular datasets only
     _top_section(active, settings)
     _field_section(active, settings)
 
@@ -613,7 +616,9 @@ def _health_columns() -> dict[str, Any]:
             "grad / layer median", format="%.3g", help="gradient norm over its layer's median"
         ),
         "w_growth": st.column_config.NumberColumn(
-            "weight norm / E_0", format="%.3g", help="incoming-weight norm over its E_0 norm"
+            f"weight norm / {time_key(0)}",
+            format="%.3g",
+            help=f"incoming-weight norm over its {time_key(0)} norm",
         ),
     }
 
@@ -675,9 +680,9 @@ def _data_section(active: ActiveTrace, settings: Settings) -> None:
         )
         if trace.probe is not None:
             right.download_button(
-                f"Its probe activations at E_{epoch} (CSV)",
+                f"Its probe activations at {time_key(epoch)} (CSV)",
                 data=lambda: views.probe_csv(trace, neuron, epoch),
-                file_name=f"{stem}-E_{epoch}-probe.csv",
+                file_name=f"{stem}-{time_key(epoch)}-probe.csv",
                 mime="text/csv",
                 key="nnt.download.neuron_probe",
                 help="One row per probe sample: activation, label, prediction.",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from .. import viz
+from ..timeaxis import time_key, time_title, time_word, use_axis
 from ..trace import METRICS, NetworkTrace
 from ..views import health as health_view
 from ..views.overview import (
@@ -91,7 +92,7 @@ def _details(trace: NetworkTrace) -> None:
         st.dataframe(layers_table(trace), hide_index=True)
         st.markdown("**Dataset**")
         st.json(details.dataset, expanded=False)
-        st.markdown("**Recorded epochs**")
+        st.markdown(f"**Recorded {time_word(plural=True)}**")
         st.text(details.epochs)
     with right:
         st.markdown("**Configuration**")
@@ -148,7 +149,7 @@ def _controls(active: ActiveTrace) -> Settings:
         )
     with middle:
         epoch = epoch_picker(
-            "Epoch", trace.epochs, URL.key("epoch", active.ref), follow_latest=active.live
+            time_title(), trace.epochs, URL.key("epoch", active.ref), follow_latest=active.live
         )
     with right:
         order = st.radio("Order neurons by", ORDERS, key=state.OVERVIEW_ORDER, horizontal=True)
@@ -237,9 +238,9 @@ def _health(active: ActiveTrace, epoch: int) -> None:
     st.caption(health_view.flag_definitions(health.thresholds))
     flagged, signatures = health_view.flagged_table(health, trace, epoch)
     if flagged.empty:
-        st.caption(f"No neuron is flagged at E_{epoch}.")
+        st.caption(f"No neuron is flagged at {time_key(epoch)}.")
         return
-    st.markdown(f"**Flagged at E_{epoch}** — select a row to open the neuron")
+    st.markdown(f"**Flagged at {time_key(epoch)}** — select a row to open the neuron")
     if len(flagged) > health_view.MAX_TABLE_ROWS:
         st.caption(
             f"The first {health_view.MAX_TABLE_ROWS:,} of {len(flagged):,} flagged neurons; "
@@ -284,6 +285,7 @@ def _at_epoch(active: ActiveTrace) -> None:
     """Everything that follows the epoch slider: a fragment, so that moving the slider (or
     changing the metric) redraws only this part of the page. Its settings go into the
     address bar last."""
+    use_axis(active.trace)  # a fragment's rerun may run in a fresh context
     st.header("Brain scan")
     settings = None
     with guarded("reading the brain scan's settings"):

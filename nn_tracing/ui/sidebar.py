@@ -11,6 +11,7 @@ import streamlit as st
 
 from ..runs import RunEntry, display_name
 from ..store import trace_to_bytes
+from ..timeaxis import time_word
 from . import cache, state
 from .live_runs import poll_jobs, render_ended, render_live, running_jobs
 from .runs_folder import render_runs_folder
@@ -194,7 +195,7 @@ def _downloads(active: ActiveTrace) -> None:
             width="stretch",
         )
     st.caption(
-        f"{trace.n_neurons} neurons × {len(trace.epochs)} recorded epochs = "
+        f"{trace.n_neurons} neurons × {len(trace.epochs)} recorded {time_word(plural=True)} = "
         f"{trace.n_neurons * len(trace.epochs):,} rows (epoch, layer, neuron, "
         "one column per metric)."
     )

@@ -35,6 +35,10 @@ SUBMIT_HANDLED = _PREFIX + "submit_handled"
 FORM_ERRORS = _PREFIX + "form_errors"
 #: Prefix of the training form's widget keys (``nnt.form.<field>``).
 FORM_FIELD = _PREFIX + "form."
+#: The preset chosen above the training form (:mod:`nn_tracing.presets`).
+FORM_PRESET = _PREFIX + "form_preset"
+#: The button that fills the training form with that preset.
+FORM_PRESET_LOAD = _PREFIX + "form_preset_load"
 
 # -- the runs folder (nn_tracing.ui.runs_folder, nn_tracing.ui.follow) ------------------------
 #: The run the runs-folder view manages (its reference), the action waiting for confirmation

@@ -53,6 +53,7 @@ from ..runs import (
     safe_stem,
 )
 from ..store import TraceFormatError, load_trace
+from ..timeaxis import use_axis
 from ..trace import NetworkTrace
 from . import state, uploads
 from .uploads import UPLOAD_DIR_ENV, UploadRefused, upload_dir
@@ -420,6 +421,7 @@ def resolve_active() -> tuple[ActiveTrace | None, str | None]:
             problem = problem or str(exc)
             continue
         set_active(active.ref if active is not None else candidate)
+        use_axis(active.trace if active is not None else None)  # "step" labels for a step trace
         return active, problem
     state.pop(state.ACTIVE_TRACE)
     return None, problem

@@ -29,7 +29,9 @@ from ..model_entry import (
     check_allowed,
     check_model_name,
 )
+from ..presets import PRESETS, preset_config
 from ..runs import runs_dir
+from ..step_schedule import format_step_spec, parse_step_spec
 from ..trace_budget import plan_budget
 from . import state
 from .text import md_escape
@@ -43,6 +45,7 @@ __all__ = [
     "estimate_lines",
     "load_settings",
     "render_form",
+    "render_presets",
 ]
 
 logger = logging.getLogger("nn_tracing.ui")
@@ -53,6 +56,7 @@ RECORD_MODES: dict[str, str] = {
     "nth": "every n-th epoch (and the last)",
     "last": "the last epoch only",
     "list": "a list of epochs",
+    "steps": "on optimizer steps: N, log, log:N, a list, last",
 }
 
 #: The form's model choices: the built-in ones, or an entry point typed in.
@@ -92,6 +96,9 @@ DEFAULTS: dict[str, Any] = {
     "data_seed": 0,
     "val_fraction": 0.25,
     "device": "cpu",
+    "modulus": 59,
+    "modular_train_fraction": 0.4,
+    "modular_embedding_dim": 0,
     "name": "",
 }
 
@@ -99,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
 _FIELD_OF: dict[str, str] = {
     "hidden_sizes": "hidden",
     "epoch_intervals": "record_value",
+    "step_intervals": "record_value",
     "drop_batches": "keep_batches",
     "activation_dtype": "float16",
     "max_trace_bytes": "max_trace_mib",
@@ -122,6 +130,9 @@ _SAME_NAME = (
     "val_fraction",
     "device",
     "on_budget",
+    "modulus",
+    "modular_train_fraction",
+    "modular_embedding_dim",
 )
 FORM_LEVEL = "_form"
 _DATASETS = [d for d in DATASETS if d != "csv"]  # CSV training needs a file path: CLI only
@@ -153,6 +164,14 @@ def _epoch_intervals(mode: str, value: str) -> int | tuple[int, ...] | None:
     if mode == "list":
         return _ints(value, "record_value", "the epochs to record, e.g. 1, 5, 10, 30")
     raise ValueError(f"record_mode: unknown choice {mode!r}")
+
+
+def _step_intervals(value: str) -> int | tuple[int, ...] | str:
+    """The step schedule typed in the form (``log:25``, ``25``, ``10, 100``, ``last``)."""
+    try:
+        return parse_step_spec(value)
+    except ValueError as exc:
+        raise ValueError(f"record_value: {exc}") from None
 
 
 def _storage_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +224,11 @@ def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dic
     except ValueError as exc:
         errors["hidden"] = str(exc).split(": ", 1)[1]
     try:
-        kwargs["epoch_intervals"] = _epoch_intervals(values["record_mode"], values["record_value"])
+        if values["record_mode"] == "steps":
+            kwargs["step_intervals"] = _step_intervals(values["record_value"])
+        else:
+            mode, value = values["record_mode"], values["record_value"]
+            kwargs["epoch_intervals"] = _epoch_intervals(mode, value)
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         errors[field] = message
@@ -287,6 +310,8 @@ def load_settings(config: Mapping[str, Any]) -> None:
         mode, value = "nth", str(intervals)
     elif isinstance(intervals, tuple):
         mode, value = "list", ", ".join(map(str, intervals))
+    if cfg.step_intervals is not None:
+        mode, value = "steps", format_step_spec(cfg.step_intervals)
     fields = {field: getattr(cfg, field) for field in _SAME_NAME}
     fields.update(
         model=cfg.model if cfg.model in BUILTIN_MODELS else "entry",
@@ -316,6 +341,9 @@ _ADVANCED = (
     "momentum",
     "data_seed",
     "device",
+    "modulus",
+    "modular_train_fraction",
+    "modular_embedding_dim",
     "name",
 )
 
@@ -351,7 +379,8 @@ def estimate_lines(values: Mapping[str, Any]) -> tuple[str, str]:
     )
     line = (
         f"Estimate: about {format_bytes(estimate.peak_bytes)} of memory and a run directory "
-        f"of {format_bytes(estimate.rundir_bytes)} ({estimate.n_recorded} recorded epochs, "
+        f"of {format_bytes(estimate.rundir_bytes)} ({estimate.n_recorded} recorded "
+        f"{'steps' if config.step_intervals is not None else 'epochs'}, "
         f"{estimate.n_neurons} neurons, activations of {kept} probe samples in "
         f"{estimate.activation_dtype})."
     )
@@ -446,15 +475,18 @@ def _recording_fields(errors: Mapping[str, str]) -> None:
         errors,
         options=list(RECORD_MODES),
         format_func=RECORD_MODES.__getitem__,
-        help="Which epochs are traced; E_0 (the untrained network) always is.",
+        help="Which epochs (or optimizer steps) are traced; E_0 (S_0), the untrained "
+        "network, always is. On steps, the trace counts steps: S_<step> signatures.",
     )
     _field(
         st.text_input,
         "record_value",
-        "n, or the epochs to record",
+        "n, the epochs, or the step schedule",
         errors,
         help="For 'every n-th epoch': n (e.g. 5). For 'a list of epochs': e.g. 1, 5, "
-        "10, 30. Ignored otherwise.",
+        "10, 30. On steps: 25 (every 25th step), log (1, 2, 4, 8, …), log:25 (log-spaced "
+        "below 25, then every 25th, like Pythia's checkpoints), 10, 100, 1000, or last. "
+        "Ignored otherwise.",
     )
     _field(st.checkbox, "keep_weights", "Keep weights at every recorded epoch", errors)
     _field(
@@ -542,6 +574,7 @@ def _advanced_fields(errors: Mapping[str, str]) -> None:
             format="%.3f",
         )
         _field(st.number_input, "data_seed", "Data seed", errors, step=1)
+        _modular_fields(errors)
         _field(st.selectbox, "device", "Device", errors, options=("cpu", "auto", "cuda"))
         _field(
             st.text_input,
@@ -553,12 +586,61 @@ def _advanced_fields(errors: Mapping[str, str]) -> None:
         )
 
 
+def _modular_fields(errors: Mapping[str, str]) -> None:
+    """The options of the modular arithmetic datasets (ignored by the others)."""
+    left, middle, right = st.columns(3)
+    with left:
+        _field(st.number_input, "modulus", "Modulus p", errors, step=1, help="Modular datasets.")
+    with middle:
+        _field(
+            st.number_input,
+            "modular_train_fraction",
+            "Pairs trained on",
+            errors,
+            step=0.05,
+            format="%.2f",
+            help="Modular datasets: the share of the p² pairs trained on; the rest is the "
+            "validation split (instead of the validation share) and the probe is drawn from it.",
+        )
+    with right:
+        _field(
+            st.number_input,
+            "modular_embedding_dim",
+            "Embedding",
+            errors,
+            step=1,
+            min_value=0,
+            help="Modular datasets: 0 one-hot inputs; d > 0 a fixed random embedding of length d.",
+        )
+
+
+def _load_preset() -> None:
+    """Button callback: fill the form with the chosen preset (:mod:`nn_tracing.presets`)."""
+    name = state.get(state.FORM_PRESET, next(iter(PRESETS)))
+    load_settings(preset_config(name).to_dict())
+
+
+def render_presets() -> None:
+    """A preset choice and the button that fills the form with it."""
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    with left:
+        st.selectbox(
+            "Preset",
+            list(PRESETS),
+            key=state.FORM_PRESET,
+            help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),
+        )
+    with right:
+        st.button("Load preset", key=state.FORM_PRESET_LOAD, on_click=_load_preset, width="stretch")
+
+
 def render_form(busy: bool) -> None:
     """Draw the form (fields, their errors, and the Run button)."""
     for field, default in DEFAULTS.items():
         if _key(field) not in st.session_state:
             state.put(_key(field), default)
     errors: dict[str, str] = state.get(state.FORM_ERRORS, {})
+    render_presets()
     with st.form("nnt.train_form", border=False):
         _network_fields(errors)
         _recording_fields(errors)

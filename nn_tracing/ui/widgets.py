@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..timeaxis import time_key, time_word
 from . import state
 
 __all__ = ["epoch_picker"]
@@ -22,6 +23,6 @@ def epoch_picker(label: str, epochs: list[int], key: str, *, follow_latest: bool
         state.put(key, epochs[-1])
     state.put(last_key, epochs[-1])
     if len(epochs) == 1:
-        st.caption(f"{label}: E_{epochs[0]} (the only recorded epoch)")
+        st.caption(f"{label}: {time_key(epochs[0])} (the only recorded {time_word()})")
         return epochs[0]
-    return int(st.select_slider(label, options=epochs, key=key, format_func=lambda e: f"E_{e}"))
+    return int(st.select_slider(label, options=epochs, key=key, format_func=time_key))

@@ -49,6 +49,7 @@ from ..analysis.neuron_model import NeuronModel
 from ..export import pruned_config, pruned_files, pruned_trace
 from ..progress import Progress
 from ..store import trace_to_bytes
+from ..timeaxis import time_key
 from ..trace import LayerInfo, NetworkTrace
 from ..viz import breadcrumbs as crumbs
 
@@ -217,7 +218,7 @@ class Target:
 
     def describe(self, trace: NetworkTrace, n_samples: int) -> str:
         """One sentence: what is explained, at which state, by which method."""
-        epoch = f"E_{self.epoch}" if self.epoch != FINAL else "the final weights"
+        epoch = time_key(self.epoch) if self.epoch != FINAL else "the final weights"
         method = METHOD_TITLES[self.method]
         score = SCORE_NAMES[self.objective]
         if self.sample is not None:

@@ -42,6 +42,7 @@ from ..analysis.embedding import (
 )
 from ..analysis.health import HEALTH_LABELS, NeuronHealth
 from ..progress import Progress
+from ..timeaxis import time_key
 from ..trace import METRICS, NetworkTrace, signature_column
 from ..viz import clusters as cviz
 
@@ -66,6 +67,7 @@ __all__ = [
     "clustering_input",
     "embed_through_time",
     "fit_chance_test",
+    "frequency_coloring",
     "hmm_coloring",
     "joint_cluster_coloring",
     "joint_extent",
@@ -113,7 +115,10 @@ COLORS: dict[str, str] = {
     "selectivity": "selectivity at an epoch",
     "health": "health flag at an epoch",
     "hmm": "HMM state at an epoch (Dynamics)",
+    "frequency": "dominant frequency at an epoch (modular arithmetic)",
 }
+#: Below this share of the power a neuron's dominant frequency does not colour it ("mixed").
+FREQUENCY_SHARE = 0.3
 
 
 # -- fits (run on the analysis worker) --------------------------------------------------------
@@ -283,7 +288,19 @@ def hmm_coloring(
     )
     found = sorted(set(column.tolist()), key=lambda s: (s < 0, s))
     order = [f"state {int(s)}" if s >= 0 else "not modelled" for s in found]
-    return Coloring(pd.Series(labels), f"HMM state at E_{epoch}", "N", order, None)
+    return Coloring(pd.Series(labels), f"HMM state at {time_key(epoch)}", "N", order, None)
+
+
+def frequency_coloring(frequencies: pd.DataFrame, neuron_ids: np.ndarray, epoch: int) -> Coloring:
+    """Colour by dominant frequency ``k=…`` (a and b together), ``mixed`` where it holds less
+    than :data:`FREQUENCY_SHARE` of the power (``frequencies``: one row per neuron, in id
+    order, with ``frequency`` and ``share``)."""
+    rows = frequencies.set_index("neuron").reindex(neuron_ids)
+    strong = rows["share"].to_numpy(dtype=float) >= FREQUENCY_SHARE
+    k = rows["frequency"].fillna(0).to_numpy(dtype=int)
+    labels = np.where(strong, [f"k={v}" for v in k], "mixed").astype(object)
+    order = [f"k={v}" for v in sorted(set(k[strong].tolist()))] + ["mixed"]
+    return Coloring(pd.Series(labels), f"dominant frequency at E_{epoch}", "N", order, None)
 
 
 def cluster_coloring(cluster_labels: np.ndarray | None, n_points: int) -> Coloring:
@@ -306,6 +323,7 @@ def point_colors(
     *,
     health: NeuronHealth | None = None,
     hmm_states: np.ndarray | None = None,
+    frequencies: pd.DataFrame | None = None,
 ) -> Coloring:
     """The colour of every point.
 
@@ -323,6 +341,9 @@ def point_colors(
     hmm_states
         The shared HMM's states, shape (n_neurons, n_epochs); ``None`` with ``hmm``: the fit
         failed, and the points are coloured by cluster.
+    frequencies
+        Every neuron's dominant frequency at ``epoch``
+        (:func:`~nn_tracing.analysis.fourier.layer_frequencies`; needed for ``frequency``).
     """
     if color == "layer":
         order = [n for n in trace.layer_names() if n in set(layers.tolist())]
@@ -330,14 +351,20 @@ def point_colors(
     if color in ("metric", "selectivity"):
         metric = color_metric if color == "metric" else "selectivity"
         values = trace.metrics_at(epoch)[neuron_ids, METRICS.index(metric)].astype(float)
-        return Coloring(pd.Series(values), f"{metric} at E_{epoch}", "Q", None, metric)
+        return Coloring(pd.Series(values), f"{metric} at {time_key(epoch)}", "Q", None, metric)
     if color == "health":
         if health is None:
             raise ValueError("colouring by health needs the trace's health flags")
         labels = health.labels(epoch, neuron_ids)
-        return Coloring(pd.Series(labels), f"health at E_{epoch}", "N", list(HEALTH_LABELS), None)
+        return Coloring(
+            pd.Series(labels), f"health at {time_key(epoch)}", "N", list(HEALTH_LABELS), None
+        )
     if color == "hmm" and hmm_states is not None:
         return hmm_coloring(hmm_states, neuron_ids, trace.epochs.index(epoch), epoch)
+    if color == "frequency":
+        if frequencies is None:
+            raise ValueError("colouring by frequency needs the neurons' dominant frequencies")
+        return frequency_coloring(frequencies, neuron_ids, epoch)
     return cluster_coloring(cluster_labels, neuron_ids.size)
 
 
@@ -551,7 +578,7 @@ def null_chart(test: ChanceTest) -> alt.HConcatChart | None:
                     "score": _score_title(test, score),
                     "null": result.name,
                     "value": value,
-                    "label": "the run's own E_0",
+                    "label": f"the run's own {time_key(0)}",
                 }
             )
     if not rows:
@@ -577,7 +604,9 @@ def null_table(test: ChanceTest) -> pd.DataFrame:
                 "null median silhouette": float(np.nanmedian(r.scores["silhouette"]))
                 if np.isfinite(r.scores["silhouette"]).any()
                 else np.nan,
-                "run's own E_0 silhouette": (r.reference or {}).get("silhouette", np.nan),
+                f"run's own {time_key(0)} silhouette": (r.reference or {}).get(
+                    "silhouette", np.nan
+                ),
             }
             for r in test.results_.values()
         ]
@@ -704,7 +733,7 @@ def joint_cluster_coloring(points: pd.DataFrame, cluster_epoch: int | None) -> C
     names = points["cluster"]
     order = sorted(set(names), key=lambda s: (s in ("noise", "n/a"), s == "n/a", len(s), s))
     return Coloring(
-        pd.Series(names.to_numpy()), f"cluster (at E_{cluster_epoch})", "N", order, None
+        pd.Series(names.to_numpy()), f"cluster (at {time_key(cluster_epoch)})", "N", order, None
     )
 
 
@@ -740,11 +769,11 @@ def joint_map(
     if trails_of:
         subtitle.append(
             f"black: the paths of {len(trails_of)} selected neuron(s) through "
-            f"E_{joint.epochs[0]}…E_{joint.epochs[-1]}"
+            f"{time_key(joint.epochs[0])}…{time_key(joint.epochs[-1])}"
         )
     chart, cell_of_point = cviz.map_chart(
         points,
-        title=f"Joint {PROJECTORS[projector]}: the neurons at E_{epoch}",
+        title=f"Joint {PROJECTORS[projector]}: the neurons at {time_key(epoch)}",
         color_title=coloring.title,
         color_type=coloring.kind,
         color_domain=coloring.domain,

@@ -36,6 +36,7 @@ from ..analysis.hmm import (
 )
 from ..analysis.sampling import DEFAULT_MAX_NEURONS, SAMPLE_SEED
 from ..progress import Progress
+from ..timeaxis import time_key, time_word
 from ..trace import NetworkTrace
 from ..viz import dynamics as vd
 from .neuron_states import modelled_layers
@@ -59,6 +60,7 @@ __all__ = [
     "NeuronParams",
     "NeuronRows",
     "NeuronSummary",
+    "binning_label",
     "entropy_layer_table",
     "entropy_ranking",
     "every_neuron",
@@ -112,6 +114,16 @@ NEURON_ORDERS: dict[str, str] = {o: t for o, t in vd.ROW_ORDERS.items() if o != 
 ENTROPY_BINS: tuple[int, int] = (2, 16)
 #: Where the quantile bins are chosen.
 BINNINGS: dict[str, str] = {"E_0": "on E_0 (untrained)", "epoch": "at each epoch"}
+
+
+def binning_label(binning: str) -> str:
+    """How a binning choice reads on the trace's axis (``"on S_0 (untrained)"`` for a step
+    trace); the choices' values stay :data:`BINNINGS`' keys."""
+    if binning == "E_0":
+        return f"on {time_key(0)} (untrained)"
+    return f"at each {time_word()}" if binning == "epoch" else BINNINGS.get(binning, binning)
+
+
 _LABEL_TEXTS = {"predicted": "the decision (predicted)", "true": "the true class"}
 #: The labels decision entropy can be measured against (the estimator's ``LABELS``).
 ENTROPY_LABELS: dict[str, str] = {label: _LABEL_TEXTS[label] for label in LABELS}
@@ -281,7 +293,10 @@ class NeuronParams:
         """What the fit holds in memory: neurons × epochs × features, in MiB (float64)."""
         n, t, d = self.n_neurons(trace), len(trace.epochs), len(self.features)
         mib = n * t * d * 8 / 2**20
-        loaded = f"Loads {n:,} neurons × {t} epochs × {d} features ({mib:,.1f} MiB as float64)"
+        loaded = (
+            f"Loads {n:,} neurons × {t} {time_word(plural=True)} × {d} features "
+            f"({mib:,.1f} MiB as float64)"
+        )
         total = self.n_total(trace)
         if n == total:
             return f"{loaded}: every neuron of the chosen layers."
@@ -431,8 +446,9 @@ def significance_caption(result: DecisionEntropy, epoch: int) -> str:
     n_sig = int(result.significant_[result.epochs_.index(epoch)].sum())
     return (
         f"{n_sig} of {len(result.neuron_ids_)} neurons are more ordered than chance at "
-        f"E_{epoch} (I(A; {result.label}) above its permutation null after FDR). 'significant "
-        "since': the first epoch from which a neuron stays significant to the end. 'MI above "
-        "null' subtracts the null mean (the plug-in bias). The G-test p is an asymptotic "
+        f"{time_key(epoch)} (I(A; {result.label}) above its permutation null after FDR). "
+        f"'significant since': the first {time_word()} from which a neuron stays significant to "
+        "the end. 'MI above null' subtracts the null mean (the plug-in bias). The G-test p is an "
+        "asymptotic "
         "second opinion below the permutation resolution."
     )

@@ -16,6 +16,7 @@ from typing import Literal
 import pandas as pd
 
 from ..analysis.health import FLAG_TITLES, FLAGS, HealthThresholds, NeuronHealth
+from ..timeaxis import time_key
 from ..trace import NetworkTrace
 from .text import md_escape
 
@@ -72,9 +73,9 @@ def health_tiles(health: NeuronHealth, epoch: int, baseline: int) -> list[Health
         change = totals[flag] - before[flag]
         tiles.append(
             HealthTile(
-                f"{title} at E_{epoch}",
+                f"{title} at {time_key(epoch)}",
                 f"{totals[flag]} of {int(health.applies[flag].sum())}",
-                delta=f"{change:+d} vs E_{baseline}",
+                delta=f"{change:+d} vs {time_key(baseline)}",
                 delta_color="inverse" if change else "off",
             )
         )
@@ -122,7 +123,7 @@ def neuron_health_line(health: NeuronHealth, neuron: int, epoch: int) -> str:
         epochs = history.loc[history[flag], "epoch"].tolist()
         when = f" (at {len(epochs)} of {len(history)} recorded epochs)" if epochs else ""
         parts.append(f"{FLAG_TITLES[flag]}: {'**yes**' if now else 'no'}{when}")
-    return f"**Health at E_{epoch}** — " + " · ".join(parts)
+    return f"**Health at {time_key(epoch)}** — " + " · ".join(parts)
 
 
 def table_view(
@@ -180,7 +181,7 @@ def table_caption(
         else f"Showing {n_shown}"
     )
     return (
-        f"At E_{epoch}: "
+        f"At {time_key(epoch)}: "
         + ", ".join(f"{counts[f]} {FLAG_TITLES[f]}" for f in defined)
         + f" of {len(table)} neurons. {shown}; click a column to sort, select a row "
         "to open that neuron. Empty flag cells: the flag is not defined for that layer."

@@ -15,6 +15,7 @@ import numpy as np
 from ..analysis.hmm import NEURON_FEATURES, NeuronHMM
 from ..analysis.sampling import DEFAULT_MAX_NEURONS
 from ..progress import Progress
+from ..timeaxis import time_word
 from ..trace import NetworkTrace
 
 __all__ = [
@@ -55,7 +56,10 @@ def default_params(trace: NetworkTrace) -> dict[str, Any]:
 def fit_label(trace: NetworkTrace, layers: list[str]) -> str:
     """What the progress bar says while the HMM of ``layers`` is fitted."""
     n = min(sum(trace.layer(name).n_neurons for name in layers), DEFAULT_MAX_NEURONS)
-    return f"Fitting one HMM to {n:,} neurons × {len(trace.epochs)} epochs (k = 2…8 by BIC)"
+    return (
+        f"Fitting one HMM to {n:,} neurons × {len(trace.epochs)} {time_word(plural=True)} "
+        "(k = 2…8 by BIC)"
+    )
 
 
 def fit_neuron_hmm(trace: NetworkTrace, params: dict[str, Any], progress: Progress) -> NeuronHMM:

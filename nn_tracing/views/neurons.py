@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..analysis import profiles
 from ..analysis.profiles import ActivationField, ProfileUnavailable
+from ..timeaxis import time_key, time_word
 from ..trace import METRICS, NetworkTrace, parse_signature, signature_column
 from ..viz import profile as profile_viz
 from .text import md_escape
@@ -71,8 +72,8 @@ def resolve_neuron(trace: NetworkTrace, requested: str | None) -> tuple[int, int
     if not requested:
         return epochs[-1], default_neuron(trace), None
     try:
-        epoch, layer, neuron = parse_signature(requested)
-    except KeyError as exc:
+        epoch, layer, neuron = parse_signature(requested, trace.axis)
+    except KeyError as exc:  # not a signature, or one of the other axis (E_ on a step trace)
         return epochs[-1], default_neuron(trace), str(exc.args[0])
     notice = None
     if not 0 <= neuron < trace.n_neurons or trace.layer_of(neuron).name != layer:
@@ -85,7 +86,8 @@ def resolve_neuron(trace: NetworkTrace, requested: str | None) -> tuple[int, int
     if epoch not in epochs:
         nearest = nearest_epoch(epoch, epochs)
         notice = (notice + " " if notice else "") + (
-            f"E_{epoch} was not recorded; showing the nearest recorded epoch, E_{nearest}."
+            f"{time_key(epoch)} was not recorded; showing the nearest recorded {time_word()}, "
+            f"{time_key(nearest)}."
         )
         epoch = nearest
     return epoch, neuron, notice
@@ -109,9 +111,9 @@ def weights_epoch(trace: NetworkTrace, epoch: int) -> tuple[int, str | None]:
         return epoch, None
     nearest = nearest_epoch(epoch, kept)
     return nearest, (
-        f"This run kept its weights only at E_{nearest}: the weights below are E_{nearest}'s, "
-        f"not E_{epoch}'s. Train with keep_weights (--keep-weights) to see them at every "
-        "recorded epoch."
+        f"This run kept its weights only at {time_key(nearest)}: the weights below are "
+        f"{time_key(nearest)}'s, not {time_key(epoch)}'s. Train with keep_weights "
+        f"(--keep-weights) to see them at every recorded {time_word()}."
     )
 
 
@@ -132,8 +134,9 @@ def field_epoch(trace: NetworkTrace, epoch: int) -> tuple[int, str | None]:
     nearest = nearest_epoch(epoch, available)
     return nearest, (
         f"The field needs the model's weights: this run kept them only at "
-        f"E_{nearest}, so the field below is E_{nearest}'s, not E_{epoch}'s. "
-        "Train with keep_weights (--keep-weights) to see it at every recorded epoch."
+        f"{time_key(nearest)}, so the field below is {time_key(nearest)}'s, not "
+        f"{time_key(epoch)}'s. Train with keep_weights (--keep-weights) to see it at every "
+        f"recorded {time_word()}."
     )
 
 
@@ -168,8 +171,8 @@ def history_caption(trace: NetworkTrace, neuron: int, epoch: int, layer: str) ->
     """Markdown under the metrics over training: what each line and band is."""
     return (
         f"Blue: n_{neuron}. Dashed grey: the median of the {trace.layer(layer).n_neurons} "
-        f"neurons of L_{md_escape(layer)}; shaded: their interquartile range. Red: E_{epoch}. "
-        "Hover a point for the neuron's percentile within its layer."
+        f"neurons of L_{md_escape(layer)}; shaded: their interquartile range. Red: "
+        f"{time_key(epoch)}. Hover a point for the neuron's percentile within its layer."
     )
 
 
@@ -212,12 +215,15 @@ def weight_image_frame(
         image = profiles.incoming_weight_image(trace, neuron, weights_epoch)
     except ProfileUnavailable:
         return None
-    panels = [profile_viz.weight_image_frame(image, panel=f"E_{weights_epoch}", epoch=epoch)]
+    panels = [profile_viz.weight_image_frame(image, panel=time_key(weights_epoch), epoch=epoch)]
     first = trace.epochs[0]
     if first != weights_epoch and first in trace.epochs_with_weights:
         initial = profiles.incoming_weight_image(trace, neuron, first)
         panels.insert(
-            0, profile_viz.weight_image_frame(initial, panel=f"E_{first} (untrained)", epoch=epoch)
+            0,
+            profile_viz.weight_image_frame(
+                initial, panel=f"{time_key(first)} (untrained)", epoch=epoch
+            ),
         )
     return pd.concat(panels, ignore_index=True)
 
@@ -244,7 +250,7 @@ def selectivity_captions(selectivity: pd.DataFrame, epoch: int, n_permutations: 
     if bool(row["tested"]) and np.isfinite(row["p_value"]):
         verdict = "above" if row["p_value"] < 0.05 else "within"
         captions.append(
-            f"At E_{epoch}: index {row['selectivity']:.3f}, preferring class "
+            f"At {time_key(epoch)}: index {row['selectivity']:.3f}, preferring class "
             f"{md_escape(row['preferred_class'])}; with shuffled labels the index reaches "
             f"{row['null_median']:.3f} (median), {row['null_p95']:.3f} (95th percentile): "
             f"{verdict} chance (p = {row['p_value']:.3g}, {n_permutations} shuffles)."
@@ -301,10 +307,10 @@ def field_caption(field: ActivationField, neuron: int, epoch: int) -> str:
         else ""
     )
     return (
-        f"n_{neuron}'s activation at every point of the input plane at E_{epoch} "
+        f"n_{neuron}'s activation at every point of the input plane at {time_key(epoch)} "
         "(the way TensorFlow Playground draws a neuron), with the probe samples on top. "
-        f"Available at every recorded epoch when the run kept its weights, otherwise at the "
-        f"final epoch only.{check}"
+        f"Available at every recorded {time_word()} when the run kept its weights, otherwise at "
+        f"the final {time_word()} only.{check}"
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..timeaxis import time_key, time_word
 from ..trace import NetworkTrace
 from .text import fmt_duration, md_escape
 
@@ -119,6 +120,15 @@ def _train_seconds(meta: dict[str, Any]) -> float | None:
     return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
+def _recorded_help(trace: NetworkTrace, planned: Any) -> str | None:
+    """What the recorded count is out of: the planned epochs, or the steps trained."""
+    untrained = f"{time_key(0)} is the untrained network"
+    if trace.axis == "step":
+        done = trace.meta.get("steps_done")
+        return f"of {done} steps trained; {untrained}" if done else untrained
+    return f"of {planned} epochs; {untrained}" if planned else None
+
+
 def summary_tiles(trace: NetworkTrace, live: bool) -> list[SummaryTile]:
     """The six figures of the run summary: parameters, hidden neurons, recorded epochs,
     validation accuracy, status and training time (``–`` where unknown)."""
@@ -136,9 +146,9 @@ def summary_tiles(trace: NetworkTrace, live: bool) -> list[SummaryTile]:
             help=f"{trace.n_neurons:,} neurons in all, with inputs and outputs",
         ),
         SummaryTile(
-            "Recorded epochs",
+            f"Recorded {time_word(plural=True)}",
             f"{len(trace.epochs)}",
-            help=f"of {planned} epochs; E_0 is the untrained network" if planned else None,
+            help=_recorded_help(trace, planned),
         ),
         SummaryTile("Validation accuracy", f"{val_acc.iloc[-1]:.3f}" if len(val_acc) else "–"),
         SummaryTile("Status", "training" if live else trace.status),
@@ -168,7 +178,7 @@ def run_details(trace: NetworkTrace) -> RunDetails:
     config = meta_section(meta, "config")
     return RunDetails(
         dataset={k: v for k, v in dataset.items() if k not in ("feature_mean", "feature_scale")},
-        epochs=", ".join(f"E_{e}" for e in trace.epochs),
+        epochs=", ".join(time_key(e) for e in trace.epochs),
         config=config or {"note": "this trace carries no TrainConfig"},
         meta={
             "model": meta_section(meta, "model"),

@@ -22,6 +22,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..timeaxis import time_key, time_word
 from ..trace import METRICS, NetworkTrace, signature_column
 from .common import (
     INTEGER_AXIS,
@@ -230,7 +231,7 @@ def brain_scan_chart(scan: BrainScan) -> alt.Chart:
             f"mean of up to {scan.bin_size} neurons (over the mark budget of {MARK_BUDGET}); "
             "a click opens the cell's most typical neuron",
         )
-    title = alt.Title(f"{scan.metric} at E_{scan.epoch}", subtitle=subtitle, anchor="start")
+    title = alt.Title(f"{scan.metric} at {time_key(scan.epoch)}", subtitle=subtitle, anchor="start")
     tooltip = [
         alt.Tooltip("signature:N", title="signature"),
         alt.Tooltip("value:Q", title=scan.metric, format=".4g"),
@@ -308,8 +309,8 @@ def layer_epoch_frame(
                     "p25": p25,
                     "p75": p75,
                     "n": int(n_finite // max(len(group), 1)),
-                    "signature": f"E_{first}/L_{info.name}"
-                    + (f" … E_{last}" if last != first else ""),
+                    "signature": f"{time_key(first)}/L_{info.name}"
+                    + (f" … {time_key(last)}" if last != first else ""),
                     "neurons": f"n_{info.first_id} … n_{info.last_id}",
                 }
             )
@@ -358,7 +359,7 @@ def layer_epoch_chart(
     cells = base.mark_rect().encode(
         x=alt.X(
             "x0:Q",
-            title="epoch",
+            title=time_word(),
             scale=alt.Scale(nice=False, zero=False),
             axis=alt.Axis(**INTEGER_AXIS),
         ),
@@ -377,7 +378,9 @@ def layer_epoch_chart(
     if selected_epoch is not None:
         marker = pd.DataFrame({"epoch": [selected_epoch]})
         layers_.append(
-            alt.Chart(marker).mark_rule(color="black", strokeDash=[4, 3]).encode(x="epoch:Q")
+            alt.Chart(marker)
+            .mark_rule(color="black", strokeDash=[4, 3])
+            .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*layers_).properties(
         title=alt.Title(f"{metric} by layer over training", subtitle=subtitle, anchor="start"),
@@ -468,7 +471,7 @@ def neuron_epoch_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
         .encode(
             x=alt.X(
                 "x0:Q",
-                title="epoch",
+                title=time_word(),
                 scale=alt.Scale(nice=False, zero=False),
                 axis=alt.Axis(**INTEGER_AXIS),
             ),

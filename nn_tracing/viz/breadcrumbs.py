@@ -17,6 +17,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..timeaxis import time_word
 from ..trace import signature_column
 from .brain import PICK
 from .common import INTEGER_AXIS, MARK_BUDGET, diverging_scale
@@ -255,7 +256,9 @@ def since_when_chart(history: pd.DataFrame, *, title: str) -> alt.Chart:
         ]
     )
     pick = alt.selection_point(name=PICK, fields=["neuron", "epoch"], on="click")
-    x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False))
+    x = alt.X(
+        "epoch:Q", title=time_word(), axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False)
+    )
     tooltip = [
         alt.Tooltip("signature:N", title="signature"),
         alt.Tooltip("score:Q", format=".4g"),

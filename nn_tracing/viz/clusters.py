@@ -23,6 +23,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..timeaxis import time_word
 from .common import MARK_BUDGET, color_scale
 
 __all__ = [
@@ -294,7 +295,7 @@ def map_chart(
             order="epoch:Q",
             tooltip=[
                 alt.Tooltip("signature:N", title="signature"),
-                alt.Tooltip("epoch:Q", title="epoch"),
+                alt.Tooltip("epoch:Q", title=time_word()),
             ],
         )
         layers.append(path.mark_line(color="black", strokeWidth=1.2, opacity=0.7))
@@ -408,7 +409,7 @@ def null_chart(
 
 def _profile_x(profiles: pd.DataFrame, kind: str) -> tuple[alt.X, str]:
     if kind == "trajectory":
-        return alt.X("position:Q", title="epoch", scale=alt.Scale(nice=False)), "Q"
+        return alt.X("position:Q", title=time_word(), scale=alt.Scale(nice=False)), "Q"
     if kind in ("metrics", "response"):
         order = list(dict.fromkeys(profiles["column"]))
         return alt.X("column:N", title=None, sort=order), "N"

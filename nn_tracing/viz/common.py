@@ -12,6 +12,7 @@ import math
 import altair as alt
 import numpy as np
 
+from ..timeaxis import time_key
 from ..trace import METRIC_DESCRIPTIONS, format_signature
 
 __all__ = [
@@ -58,9 +59,9 @@ def signature_range(epoch: int, layer: str, ids: np.ndarray) -> str:
     if ids.size == 1:
         return format_signature(epoch, layer, int(ids[0]))
     if np.all(np.diff(ids) == 1):
-        return f"E_{epoch}/L_{layer}/n_{ids[0]} … n_{ids[-1]} ({ids.size} neurons)"
+        return f"{time_key(epoch)}/L_{layer}/n_{ids[0]} … n_{ids[-1]} ({ids.size} neurons)"
     shown = ", ".join(f"n_{i}" for i in ids[:3])
-    return f"E_{epoch}/L_{layer}: {shown}, … ({ids.size} neurons)"
+    return f"{time_key(epoch)}/L_{layer}: {shown}, … ({ids.size} neurons)"
 
 
 def metric_title(metric: str) -> str:

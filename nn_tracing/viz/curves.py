@@ -6,6 +6,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..timeaxis import time_prefix, time_word
 from .common import INTEGER_AXIS
 
 __all__ = ["curves_frame", "training_curves_chart"]
@@ -50,7 +51,7 @@ def curves_frame(history: pd.DataFrame) -> pd.DataFrame:
     if same and len(probe):  # the probe is the whole validation split: one line, not two
         frame = frame[frame["split"] != "probe"].reset_index(drop=True)
         frame["split"] = frame["split"].replace("validation", "validation = probe")
-    frame["signature"] = "E_" + frame["epoch"].astype(str)
+    frame["signature"] = time_prefix() + frame["epoch"].astype(str)
     frame["recorded_label"] = frame["recorded"].map({True: "yes", False: "no"})
     return frame
 
@@ -58,7 +59,9 @@ def curves_frame(history: pd.DataFrame) -> pd.DataFrame:
 def training_curves_chart(frame: pd.DataFrame, quantity: str) -> alt.LayerChart:
     """Loss (or accuracy) per epoch for each split; filled points on recorded epochs."""
     data = frame[frame["quantity"] == quantity]
-    x = alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS))
+    x = alt.X(
+        "epoch:Q", title=time_word(), scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS)
+    )
     y = alt.Y(
         "value:Q",
         title=quantity,
@@ -68,7 +71,7 @@ def training_curves_chart(frame: pd.DataFrame, quantity: str) -> alt.LayerChart:
     )
     color = alt.Color("split:N", title=None, sort=[*_SPLITS.values(), "validation = probe"])
     tooltip = [
-        alt.Tooltip("signature:N", title="epoch"),
+        alt.Tooltip("signature:N", title=time_word()),
         alt.Tooltip("split:N"),
         alt.Tooltip("value:Q", title=quantity, format=".4f"),
         alt.Tooltip("recorded_label:N", title="recorded"),
@@ -81,6 +84,8 @@ def training_curves_chart(frame: pd.DataFrame, quantity: str) -> alt.LayerChart:
         .encode(x=x, y=y, color=color, tooltip=tooltip)
     )
     title = alt.Title(
-        f"{quantity} per epoch", subtitle="points: the recorded epochs", anchor="start"
+        f"{quantity} per {time_word()}",
+        subtitle=f"points: the recorded {time_word(plural=True)}",
+        anchor="start",
     )
     return alt.layer(line, points).properties(title=title, height=220)

@@ -24,6 +24,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..timeaxis import time_key, time_prefix, time_word
 from ..trace import signature_column
 from .brain import PICK, epoch_edges
 from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, signature_range
@@ -148,6 +149,13 @@ def _binned_path(path: pd.DataFrame, time_column: str, budget: int) -> tuple[pd.
     return out, size
 
 
+def _time_name(time_column: str) -> str:
+    """The word for a time column: the trace's axis (``step`` on a step trace) for its
+    recorded points (``epoch``), the column's own name otherwise (``step`` of the per-step
+    table)."""
+    return time_word() if time_column == "epoch" else time_column
+
+
 def state_path_chart(
     path: pd.DataFrame,
     n_states: int,
@@ -160,11 +168,11 @@ def state_path_chart(
     """A training curve per run (``y`` against time), each point coloured by its state."""
     data, size = _binned_path(path.dropna(subset=[y]), time_column, budget)
     data = data.assign(
-        signature="E_" + data.get("epoch", data[time_column]).astype(int).astype(str)
+        signature=time_prefix() + data.get("epoch", data[time_column]).astype(int).astype(str)
     )
     x = alt.X(
         f"{time_column}:Q",
-        title=time_column,
+        title=_time_name(time_column),
         axis=alt.Axis(**INTEGER_AXIS),
         scale=alt.Scale(nice=False),
     )
@@ -172,7 +180,7 @@ def state_path_chart(
     y_enc = alt.Y(f"{y}:Q", title=y_title, scale=scale)
     tooltip = [
         alt.Tooltip("run:N"),
-        alt.Tooltip("signature:N", title="epoch"),
+        alt.Tooltip("signature:N", title=time_word()),
         alt.Tooltip("label:N", title="state"),
         alt.Tooltip(f"{y}:Q", title=y_title, format=".4g"),
         alt.Tooltip("entropy:Q", title="posterior entropy (bits)", format=".2f"),
@@ -192,12 +200,14 @@ def state_path_chart(
     subtitle = ["each point coloured by its Viterbi state"]
     if size > 1:
         subtitle.append(
-            f"binned (mark budget {MARK_BUDGET}): each point is {size} {time_column}s, "
+            f"binned (mark budget {MARK_BUDGET}): each point is {size} {_time_name(time_column)}s, "
             "coloured by their most common state"
         )
     return alt.layer(line, points).properties(
         title=alt.Title(
-            f"{y_title} and the state of each {time_column}", subtitle=subtitle, anchor="start"
+            f"{y_title} and the state of each {_time_name(time_column)}",
+            subtitle=subtitle,
+            anchor="start",
         ),
         height=240,
     )
@@ -220,7 +230,7 @@ def posterior_chart(
         .encode(
             x=alt.X(
                 f"{time_column}:Q",
-                title=time_column,
+                title=_time_name(time_column),
                 axis=alt.Axis(**INTEGER_AXIS),
                 scale=alt.Scale(nice=False),
             ),
@@ -229,7 +239,7 @@ def posterior_chart(
             order=alt.Order("label:N"),
             tooltip=[
                 alt.Tooltip("run:N"),
-                alt.Tooltip(f"{time_column}:Q"),
+                alt.Tooltip(f"{time_column}:Q", title=_time_name(time_column)),
                 alt.Tooltip("label:N", title="state"),
                 alt.Tooltip("p:Q", format=".3f"),
             ],
@@ -241,7 +251,7 @@ def posterior_chart(
         "mixed colours in a column: the model is unsure which state the network is in",
     ]
     if size > 1:
-        subtitle.append(f"binned: each column is the mean of {size} {time_column}s")
+        subtitle.append(f"binned: each column is the mean of {size} {_time_name(time_column)}s")
     return chart.facet(
         facet=alt.Facet("run:N", sort=runs, title=None, header=alt.Header(labelAnchor="start")),
         columns=1,
@@ -258,21 +268,21 @@ def posterior_entropy_chart(
     network is between phases."""
     data, size = _binned_path(path, time_column, budget)
     data = data.assign(
-        signature="E_" + data.get("epoch", data[time_column]).astype(int).astype(str)
+        signature=time_prefix() + data.get("epoch", data[time_column]).astype(int).astype(str)
     )
     subtitle = [
         f"0: certain of one state; {math.log2(max(n_states, 1)):.2f} bits: all {n_states} "
         "equally likely"
     ]
     if size > 1:
-        subtitle.append(f"binned: each point is the mean of {size} {time_column}s")
+        subtitle.append(f"binned: each point is the mean of {size} {_time_name(time_column)}s")
     return (
         alt.Chart(data)
         .mark_line(point=len(data) < 400)
         .encode(
             x=alt.X(
                 f"{time_column}:Q",
-                title=time_column,
+                title=_time_name(time_column),
                 axis=alt.Axis(**INTEGER_AXIS),
                 scale=alt.Scale(nice=False),
             ),
@@ -284,7 +294,7 @@ def posterior_entropy_chart(
             color=alt.Color("run:N", title="run"),
             tooltip=[
                 alt.Tooltip("run:N"),
-                alt.Tooltip("signature:N", title="epoch"),
+                alt.Tooltip("signature:N", title=time_word()),
                 alt.Tooltip("label:N", title="state"),
                 alt.Tooltip("entropy:Q", format=".3f"),
             ],
@@ -319,7 +329,7 @@ def training_map_dot(
             continue
         color = _PALETTE[int(row.state) % len(_PALETTE)]
         span = (
-            f"{time_column[0].upper()}_{int(row.first)}–{int(row.last)}"
+            f"{time_key(int(row.first))}–{int(row.last)}"
             if time_column == "epoch"
             else f"{time_column}s {int(row.first)}–{int(row.last)}"
         )
@@ -495,7 +505,7 @@ def state_raster_chart(raster: StateRaster) -> alt.Chart:
         .encode(
             x=alt.X(
                 "x0:Q",
-                title="epoch",
+                title=time_word(),
                 scale=alt.Scale(nice=False, zero=False),
                 axis=alt.Axis(**INTEGER_AXIS),
             ),
@@ -519,12 +529,16 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
     """Per layer over training: the median mutual information with the ``label`` class (line),
     its interquartile range (band) and the median 95th percentile of the permutation null
     (dashed) — above the dashed line is above chance."""
-    data = summary.assign(signature="E_" + summary["epoch"].astype(str) + "/L_" + summary["layer"])
+    data = summary.assign(
+        signature=time_prefix() + summary["epoch"].astype(str) + "/L_" + summary["layer"]
+    )
     layers = list(dict.fromkeys(data["layer"]))
-    x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False))
+    x = alt.X(
+        "epoch:Q", title=time_word(), axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False)
+    )
     color = alt.Color("layer:N", sort=layers, title="layer")
     tooltip = [
-        alt.Tooltip("signature:N", title="layer at epoch"),
+        alt.Tooltip("signature:N", title=f"layer at {time_word()}"),
         alt.Tooltip("median:Q", title="median MI (bits)", format=".3f"),
         alt.Tooltip("q1:Q", title="25th percentile", format=".3f"),
         alt.Tooltip("q3:Q", title="75th percentile", format=".3f"),
@@ -548,7 +562,7 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
         parts.append(
             alt.Chart(pd.DataFrame({"epoch": [epoch]}))
             .mark_rule(color="black", strokeDash=[2, 2])
-            .encode(x="epoch:Q")
+            .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*parts).properties(
         title=alt.Title(
@@ -566,14 +580,19 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
 
 def significant_share_chart(summary: pd.DataFrame, alpha: float) -> alt.Chart:
     """Share of each layer's neurons significantly informative (after FDR) per epoch."""
-    data = summary.assign(signature="E_" + summary["epoch"].astype(str) + "/L_" + summary["layer"])
+    data = summary.assign(
+        signature=time_prefix() + summary["epoch"].astype(str) + "/L_" + summary["layer"]
+    )
     layers = list(dict.fromkeys(data["layer"]))
     return (
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
             x=alt.X(
-                "epoch:Q", title="epoch", axis=alt.Axis(**INTEGER_AXIS), scale=alt.Scale(nice=False)
+                "epoch:Q",
+                title=time_word(),
+                axis=alt.Axis(**INTEGER_AXIS),
+                scale=alt.Scale(nice=False),
             ),
             y=alt.Y(
                 "share_significant:Q",
@@ -583,7 +602,7 @@ def significant_share_chart(summary: pd.DataFrame, alpha: float) -> alt.Chart:
             ),
             color=alt.Color("layer:N", sort=layers, title="layer"),
             tooltip=[
-                alt.Tooltip("signature:N", title="layer at epoch"),
+                alt.Tooltip("signature:N", title=f"layer at {time_word()}"),
                 alt.Tooltip("n_significant:Q", title="significant"),
                 alt.Tooltip("n_neurons:Q", title="neurons"),
                 alt.Tooltip("share_significant:Q", title="share", format=".0%"),

@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
+from ..timeaxis import time_key, time_word
 from ..trace import format_signature
 from .common import INTEGER_AXIS
 
@@ -26,7 +27,9 @@ def health_frame(health: NeuronHealth, max_examples: int = 3) -> pd.DataFrame:
         mask = health.flags[flag][rows[epoch], info.first_id : info.last_id + 1]
         ids = info.first_id + mask.nonzero()[0][: max_examples + 1]
         firsts.append(
-            format_signature(epoch, layer, int(ids[0])) if ids.size else f"E_{epoch}/L_{layer}"
+            format_signature(epoch, layer, int(ids[0]))
+            if ids.size
+            else f"{time_key(epoch)}/L_{layer}"
         )
         shown = ", ".join(f"n_{i}" for i in ids[:max_examples])
         examples.append(shown + (", …" if ids.size > max_examples else "") if ids.size else "—")
@@ -43,7 +46,7 @@ def health_chart(
         if data.empty:
             continue
         x = alt.X(
-            "epoch:Q", title="epoch", scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS)
+            "epoch:Q", title=time_word(), scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS)
         )
         y = alt.Y(
             "count:Q", title="neurons", scale=alt.Scale(domainMin=0), axis=alt.Axis(**INTEGER_AXIS)
@@ -63,7 +66,9 @@ def health_chart(
         if selected_epoch is not None:
             marker = pd.DataFrame({"epoch": [selected_epoch]})
             parts.append(
-                alt.Chart(marker).mark_rule(color="gray", strokeDash=[4, 3]).encode(x="epoch:Q")
+                alt.Chart(marker)
+                .mark_rule(color="gray", strokeDash=[4, 3])
+                .encode(x=alt.X("epoch:Q", title=time_word()))
             )
         panels.append(alt.layer(*parts).properties(title=FLAG_TITLES[flag], width=220, height=180))
     if not panels:

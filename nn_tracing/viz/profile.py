@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.profiles import ActivationField
+from ..timeaxis import time_key, time_word
 from ..trace import format_signature, parse_signature, signature_column
 from .brain import PICK
 from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, binned_means, diverging_scale
@@ -102,7 +103,7 @@ def incoming_weights_chart(
         .mark_bar()
         .encode(
             x=x,
-            y=alt.Y("weight:Q", title=f"weight at E_{epoch}"),
+            y=alt.Y("weight:Q", title=f"weight at {time_key(epoch)}"),
             color=alt.Color("sign:N", scale=_SIGN_COLORS, legend=None),
             tooltip=tooltip,
         )
@@ -166,7 +167,7 @@ def incoming_weight_heatmap(
     tooltip = [
         alt.Tooltip("signature:N", title="signature"),
         alt.Tooltip("label:N", title="source"),
-        alt.Tooltip("epoch:O", title="epoch"),
+        alt.Tooltip("epoch:O", title=time_word()),
         alt.Tooltip("weight:Q", format=".4g"),
     ]
     n_rows = data["index"].nunique()
@@ -174,7 +175,7 @@ def incoming_weight_heatmap(
         alt.Chart(data)
         .mark_rect()
         .encode(
-            x=alt.X("epoch:O", title="epoch"),
+            x=alt.X("epoch:O", title=time_word()),
             y=alt.Y(
                 "label:N",
                 sort=alt.EncodingSortField("index"),
@@ -191,7 +192,7 @@ def incoming_weight_heatmap(
         layers.append(
             alt.Chart(marker)
             .mark_rect(fill=None, stroke="#d62728", strokeWidth=2)
-            .encode(x="epoch:O")
+            .encode(x=alt.X("epoch:O", title=time_word()))
         )
     height = int(min(max(8 * n_rows, 120), 480))
     return alt.layer(*layers).properties(
@@ -385,7 +386,9 @@ def selectivity_chart(
     data["beats null"] = np.where(
         data["p_value"] < 0.05, "p < 0.05", np.where(data["tested"], "p ≥ 0.05", "not tested")
     )
-    x = alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS))
+    x = alt.X(
+        "epoch:Q", title=time_word(), scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS)
+    )
     tested = data[data["tested"]]
     band = (
         alt.Chart(tested)
@@ -427,7 +430,7 @@ def selectivity_chart(
         layers.append(
             alt.Chart(pd.DataFrame({"epoch": [selected_epoch]}))
             .mark_rule(color="#d62728")
-            .encode(x="epoch:Q")
+            .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*layers).properties(
         title=_title(
@@ -544,7 +547,7 @@ def activation_field_chart(
         }
     )
     fx, fy = field.feature_names
-    subtitle = [f"{signature} at E_{field.epoch}, computed by running the traced model"]
+    subtitle = [f"{signature} at {time_key(field.epoch)}, computed by running the traced model"]
     values = field.values[np.isfinite(field.values)]
     scale = (
         _diverging(values)

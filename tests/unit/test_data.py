@@ -15,6 +15,8 @@ EXPECTED = {
     "wine": (13, 3),
     "breast_cancer": (30, 2),
     "bars": (256, 4),
+    "modular_add": (118, 59),  # every pair mod 59, one-hot a and b
+    "modular_sub": (118, 59),
 }
 
 

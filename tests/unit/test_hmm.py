@@ -16,7 +16,9 @@ from hmmlearn.hmm import GaussianHMM
 from nn_tracing import TrainConfig, load_trace, save_trace, train
 from nn_tracing.analysis.entropy import entropy_bits
 from nn_tracing.analysis.hmm import (
+    CURVE_FEATURES,
     FRAME_FEATURES,
+    MODEL_FEATURES,
     NeuronHMM,
     StateModel,
     TrainingMap,
@@ -236,7 +238,12 @@ def test_model_features_from_the_frame_equal_those_from_the_weights(seeds: list[
     kept = model_features(trace)
     assert kept.usable == list(kept.frame.columns) and not kept.notes
     frame_only = model_features(_without_kept_weights(trace))
-    assert frame_only.usable == list(FRAME_FEATURES)
+    # the accuracies come from the history: usable, but not fitted by default
+    assert frame_only.usable == [*FRAME_FEATURES, *CURVE_FEATURES]
+    assert frame_only.default == list(FRAME_FEATURES)
+    assert kept.default == list(MODEL_FEATURES)
+    history = trace.history.set_index("epoch").reindex(trace.epochs)
+    assert np.array_equal(kept.frame["val_acc"], history["val_acc"])
     assert "keep_weights=True" in frame_only.notes[0]
     assert np.allclose(
         frame_only.frame[list(FRAME_FEATURES)], kept.frame[list(FRAME_FEATURES)], rtol=2e-5

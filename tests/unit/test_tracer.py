@@ -593,3 +593,20 @@ def test_conv1d_channels_over_a_sequence():
     np.testing.assert_allclose(
         metrics[3:7, METRICS.index("act_active")], (values > 0).mean(0), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_positive_count_is_exact_against_numpy(dtype):
+    """The per-step active count (a float sum of clamped values) equals NumPy's count, for
+    ReLU-like and signed values, from a handful of entries to 3 million (beyond float16)."""
+    from nn_tracing.tracer._steps import positive_count
+
+    generator = torch.Generator().manual_seed(0)
+    for n in (1, 7, 4096, 3_000_000):
+        values = torch.randn(n, generator=generator, dtype=torch.float64)
+        values[::5] = 0.0  # exact zeros are not active
+        values = values.to(dtype)
+        expected = int((values.double().numpy() > 0).sum())
+        got = float(positive_count(values).double()) * 2.0**126
+        assert got == expected, (n, got, expected)
+    assert torch.isnan(positive_count(torch.tensor([1.0, float("nan")])))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...timeaxis import time_key
 from ...trace import METRICS, NetworkTrace, signature_column
 from ..sampling import DenseSample, sample_neurons
 from ..standardise import ALIASES, constant_columns, constant_rows, zscore
@@ -172,7 +173,7 @@ class FeatureSpec:
             if epoch not in epochs:
                 raise FeatureError(
                     f"epoch {epoch} was not recorded; recorded: "
-                    f"{', '.join('E_' + str(e) for e in epochs)}"
+                    f"{', '.join(time_key(e) for e in epochs)}"
                 )
             epoch_range = None
         else:
@@ -180,7 +181,8 @@ class FeatureSpec:
             inside = [e for e in epochs if first <= e <= last]
             if len(inside) < 2:
                 raise FeatureError(
-                    f"a trajectory needs at least two recorded epochs; E_{first}…E_{last} "
+                    "a trajectory needs at least two recorded epochs; "
+                    f"{time_key(first)}…{time_key(last)} "
                     f"holds {len(inside)}"
                 )
             epoch_range = (inside[0], inside[-1])
@@ -194,9 +196,13 @@ class FeatureSpec:
         scale = SCALES[self.resolved_scale]
         where = ", ".join(f"L_{n}" for n in self.layers) if self.layers else "every layer"
         if self.kind == "trajectory":
-            span = f"E_{self.epoch_range[0]}…E_{self.epoch_range[1]}" if self.epoch_range else ""
+            span = (
+                f"{time_key(self.epoch_range[0])}…{time_key(self.epoch_range[1])}"
+                if self.epoch_range
+                else ""
+            )
             return f"{self.metric} over {span or 'every recorded epoch'} ({scale}); {where}"
-        when = f"at E_{self.epoch}" if self.epoch is not None else "at the last epoch"
+        when = f"at {time_key(self.epoch)}" if self.epoch is not None else "at the last epoch"
         if self.kind == "metrics":
             return f"{', '.join(self.metrics)} {when} ({scale}); {where}"
         return f"{FEATURE_SETS[self.kind]} {when} ({scale}); {where}"
@@ -295,7 +301,7 @@ def _activations(trace: NetworkTrace, epoch: int) -> np.ndarray:
     acts = trace.probe_activations(epoch)
     if acts is None:
         raise FeatureError(
-            f"this trace keeps no probe activations at E_{epoch}"
+            f"this trace keeps no probe activations at {time_key(epoch)}"
             + ("" if trace.probe is not None else " (it has no probe set)")
         )
     return acts
@@ -334,8 +340,9 @@ def _raw_at(
         if weights is None or info.weight_key not in weights:
             final = trace.meta.get("final_weights_epoch")
             raise FeatureError(
-                f"this trace has no weights at E_{epoch}: the run kept only the final weights"
-                + (f" (E_{final})" if final is not None else "")
+                f"this trace has no weights at {time_key(epoch)}: the run kept only the final "
+                "weights"
+                + (f" ({time_key(final)})" if final is not None else "")
                 + "; pick that epoch, or train with keep_weights=True (--keep-weights)"
             )
         matrix = np.asarray(weights[info.weight_key], dtype=np.float64)
@@ -435,7 +442,7 @@ def neuron_features(
         first, last = spec.epoch_range
         chosen = [i for i, e in enumerate(trace.epochs) if first <= e <= last]
         block = trace.metric(spec.metric)[chosen][:, ids].T.astype(np.float64)
-        columns = [f"E_{trace.epochs[i]}" for i in chosen]
+        columns = [time_key(trace.epochs[i]) for i in chosen]
         positions = np.array([trace.epochs[i] for i in chosen], dtype=np.float64)
         raw_rows, row_ids = block, ids
         row_layers = layer_names

@@ -36,6 +36,7 @@ Nothing here imports Streamlit.
 from ._em import FlooredGaussianHMM, hmmlearn_logs, n_free_parameters
 from .describe import FEATURE_DESCRIPTIONS, state_label
 from .features import (
+    CURVE_FEATURES,
     FRAME_FEATURES,
     MODEL_FEATURES,
     ModelFeatures,
@@ -56,6 +57,7 @@ from .states import StateModel, choose_k
 from .training_map import TrainingMap
 
 __all__ = [
+    "CURVE_FEATURES",
     "FEATURE_DESCRIPTIONS",
     "FRAME_FEATURES",
     "LOG_FEATURES",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -504,7 +505,10 @@ def em_hmmlearn(
 
 def _fit_hmmlearn(model: GaussianHMM, seqs: Sequences, tol: float) -> Fit:
     """Run hmmlearn's own EM on ``model`` (its log collected, not printed) and read the fit."""
-    with hmmlearn_logs() as messages:
+    # a state left empty divides by zero in hmmlearn's M-step (RuntimeWarning, then NaN: the
+    # caller refits with the NumPy engine), so that warning is not shown
+    with hmmlearn_logs() as messages, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         model.fit(seqs.X, seqs.lengths)
         loglik = float(model.score(seqs.X, seqs.lengths))
     history = list(model.monitor_.history)

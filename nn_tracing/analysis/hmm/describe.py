@@ -30,6 +30,8 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "b_median": "median bias",
     "b_var": "variance of the biases",
     "loss": "training loss",
+    "train_acc": "training accuracy",
+    "val_acc": "validation accuracy",
     "act_mean": "mean activation",
     "act_std": "spread of the activation",
     "act_active": "share of probe samples it is active on",

@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..._renamed import renamed_keyword
 from ...progress import Progress
+from ...timeaxis import time_key
 from ...trace import METRICS, NetworkTrace
 from ..entropy import entropy_bits, entropy_rate, stationary_distribution
 from ..sampling import sample_neurons
@@ -403,9 +404,9 @@ class NeuronHMM(_FittedStates):
         starts = np.concatenate([[0], change])
         ends = np.concatenate([change - 1, [path.size - 1]])
         return " → ".join(
-            f"{state_label(path[a])} (E_{epochs[a]}–E_{epochs[b]})"
+            f"{state_label(path[a])} ({time_key(epochs[a])}–{time_key(epochs[b])})"
             if a != b
-            else f"{state_label(path[a])} (E_{epochs[a]})"
+            else f"{state_label(path[a])} ({time_key(epochs[a])})"
             for a, b in zip(starts, ends)
         )
 

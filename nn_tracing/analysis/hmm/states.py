@@ -204,7 +204,15 @@ class StateModel(BaseEstimator):
             "min_covar": self.min_covar,
         }
         if engine == "hmmlearn":
-            return em_hmmlearn(seqs, init, random_state=self.random_state, **kwargs)
+            # hmmlearn's M-step divides by a state's occupancy: a state that loses every
+            # observation makes its parameters NaN and hmmlearn raises (seen on a grokking
+            # run's 235 epochs); the NumPy engine keeps an empty state's parameters and fits on
+            try:
+                fit = em_hmmlearn(seqs, init, random_state=self.random_state, **kwargs)
+            except ValueError:
+                return em_numpy(seqs, init, **kwargs)
+            if np.isfinite(fit.loglik):
+                return fit
         return em_numpy(seqs, init, **kwargs)
 
     def fit(

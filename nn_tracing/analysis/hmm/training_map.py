@@ -43,8 +43,9 @@ class TrainingMap(_FittedStates):
     Parameters
     ----------
     features
-        Features to fit (default: every feature usable in every run; see
-        :func:`model_features`). In ``sequence="steps"`` mode: columns of
+        Features to fit (default: every default feature usable in every run — the weight
+        statistics, not the accuracies of :data:`~nn_tracing.analysis.hmm.CURVE_FEATURES`;
+        see :func:`model_features`). In ``sequence="steps"`` mode: columns of
         :func:`step_features`.
     sequence
         ``"epochs"`` (one observation per recorded epoch) or ``"steps"`` (per training step).
@@ -208,8 +209,8 @@ class TrainingMap(_FittedStates):
                     f"{', '.join(usable)}"
                 )
             chosen = list(self.features)
-        else:
-            chosen = usable
+        else:  # the runs' defaults (the weight statistics of Hu et al.)
+            chosen = [c for c in usable if all(c in (f.default or f.usable) for f in per_run)]
         for name, f in zip(names, per_run):
             if len(f.frame) < 3:
                 raise ValueError(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...timeaxis import time_key
 from ...trace import LayerInfo
 from ..neuron_model import NeuronModel
 from .ablation import AblationResult, _as_tensor, _class_names
@@ -71,7 +72,10 @@ class Intervention:
             return f"clamp n_{self.neuron} to {self.value:g}"
         if self.kind == "scale":
             return f"scale n_{self.neuron} by {self.value:g}"
-        return f"set weight [{self.row}, {self.column}] of E_{e}/L_{self.layer} to {self.value:g}"
+        return (
+            f"set weight [{self.row}, {self.column}] of {time_key(e)}/L_{self.layer} to "
+            f"{self.value:g}"
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ...timeaxis import time_key
 from ...trace import LayerInfo, NetworkTrace
 
 __all__ = ["ProfileUnavailable", "class_names", "destandardise"]
@@ -88,7 +89,7 @@ def _activations(trace: NetworkTrace, neuron_id: int, epoch: int) -> np.ndarray:
     _check_neuron(trace, neuron_id)
     acts = trace.probe_activations(epoch)
     if acts is None or trace.probe is None:
-        raise ProfileUnavailable(f"this trace keeps no probe activations at E_{epoch}")
+        raise ProfileUnavailable(f"this trace keeps no probe activations at {time_key(epoch)}")
     return np.asarray(acts[:, neuron_id], dtype=np.float64)
 
 

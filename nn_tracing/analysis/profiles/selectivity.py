@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ...progress import Progress, reporter
+from ...timeaxis import time_key
 from ...trace import NetworkTrace
 from ._common import _check_neuron, _labels, class_names
 
@@ -158,7 +159,7 @@ def selectivity_over_epochs(
                 if np.isfinite(observed[row]):
                     beaten = np.sum(finite >= observed[row] - 1e-12)
                     p_values[row] = (1 + beaten) / (1 + finite.size)
-        report(done, f"shuffled-label null at E_{epoch}")
+        report(done, f"shuffled-label null at {time_key(epoch)}")
     return pd.DataFrame(
         {
             "epoch": epochs,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...progress import Progress, reporter
+from ...timeaxis import time_key, time_word
 from ...trace import LayerInfo, NetworkTrace, signature_column
 from ._common import ProfileUnavailable, _check_neuron, _dataset
 
@@ -25,10 +26,11 @@ def _weights_at(trace: NetworkTrace, epoch: int) -> dict[str, np.ndarray]:
     weights = trace.weights(epoch)
     if weights is None:
         kept = trace.epochs_with_weights
-        where = ", ".join(f"E_{e}" for e in kept) if kept else "no epoch"
+        where = ", ".join(time_key(e) for e in kept) if kept else "no epoch"
         raise ProfileUnavailable(
-            f"this trace has no weights at E_{epoch} (it holds them at {where}); train with "
-            "keep_weights=True (--keep-weights) to keep them at every recorded epoch"
+            f"this trace has no weights at {time_key(epoch)} (it holds them at {where}); train "
+            "with keep_weights=True (--keep-weights) to keep them at every recorded "
+            f"{time_word()}"
         )
     return weights
 
@@ -193,7 +195,7 @@ def incoming_weight_history(
     report = reporter(progress, len(epochs))
     for done, epoch in enumerate(epochs, start=1):
         parts.append(incoming_weights(trace, neuron_id, epoch))
-        report(done, f"incoming weights at E_{epoch}")
+        report(done, f"incoming weights at {time_key(epoch)}")
     return pd.concat(parts, ignore_index=True)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from ...analysis.intervention import Intervention
+from ...timeaxis import time_key
 from ...views import breadcrumbs as views
 from ...views.breadcrumbs import Target
 from .. import state
@@ -100,7 +101,8 @@ def _neuron_controls(
             value=default,
             step=0.1,
             key=key,
-            help=f"its largest probe activation at E_{views.model_state(trace, epoch)}: {high:.4g}",
+            help="its largest probe activation at "
+            f"{time_key(views.model_state(trace, epoch))}: {high:.4g}",
         )
     )
     chosen.update(unit=neuron, value=value)

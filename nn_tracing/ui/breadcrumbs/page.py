@@ -19,6 +19,7 @@ import streamlit as st
 from ...analysis.attribution import METHOD_TITLES, METHODS, OBJECTIVES
 from ...analysis.intervention import FILLS
 from ...model_entry import allowed_patterns
+from ...timeaxis import time_key, time_word
 from ...trace import NetworkTrace
 from ...views.breadcrumbs import FINAL, Target
 from .. import state, url
@@ -202,14 +203,14 @@ def _epoch_control(active: ActiveTrace) -> tuple[int, bool]:
             "Epoch (model state)",
             options=epochs,
             key=epoch_key,
-            format_func=lambda e: f"E_{e}",
+            format_func=time_key,
             help="Every recorded epoch: this run kept its weights.",
         )
         return int(epoch), False
-    shown = f"E_{epochs[0]}" if epochs[0] != FINAL else "the final weights"
+    shown = time_key(epochs[0]) if epochs[0] != FINAL else "the final weights"
     st.caption(
         f"Model state: {shown}. This run kept only the final weights; train with "
-        "keep_weights=True (--keep-weights) to attribute at every recorded epoch."
+        f"keep_weights=True (--keep-weights) to attribute at every recorded {time_word()}."
     )
     return epochs[0], True
 

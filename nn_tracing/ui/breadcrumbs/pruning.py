@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from ...analysis.intervention import FILLS, Pruning, prunable
+from ...timeaxis import time_key
 from ...views import breadcrumbs as views
 from ...views.breadcrumbs import Pruned, Target
 from .. import state
@@ -125,5 +126,6 @@ def _downloads(active: ActiveTrace, done: Pruned) -> None:
         mime="application/zip",
         on_click="ignore",
         key=state.BREADCRUMBS_DOWNLOAD_TRACE,
-        help="E_0 of this trace is the pruned model; upload it in the sidebar to explore it.",
+        help=f"{time_key(0)} of this trace is the pruned model; upload it in the sidebar to "
+        "explore it.",
     )

@@ -13,6 +13,7 @@ import streamlit as st
 
 from ... import viz
 from ...analysis.attribution import Trail
+from ...timeaxis import time_word
 from ...views import breadcrumbs as views
 from ...views.breadcrumbs import Target
 from .. import state
@@ -112,8 +113,8 @@ def _since_when_section(active: ActiveTrace, target: Target, trail: Trail) -> No
     st.subheader("Since when?")
     if len(active.trace.epochs_with_weights) < 2:
         st.info(
-            "Following the trail over training needs the weights of every recorded epoch; this "
-            "run kept only the final weights. Train with keep_weights=True (--keep-weights)."
+            f"Following the trail over training needs the weights of every recorded {time_word()}; "
+            "this run kept only the final weights. Train with keep_weights=True (--keep-weights)."
         )
         return
     history = since_when_of(active, target, views.trail_neurons(trail))
