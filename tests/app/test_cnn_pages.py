@@ -2,7 +2,8 @@
 generated ``bars`` images, weights kept): a channel's kernel over training, its top images with
 receptive-field boxes, its activation map, attribution to pixels and channels, ablation and
 channel pruning — each checked against torch functions run directly on the trace's stored
-weights (``F.conv2d`` and friends, not the model the app rebuilds) — and the other pages open.
+weights (``F.conv2d`` and friends, not the model the app rebuilds) — the input channel and the
+output neurons as images, the other pages, and a CNN trained from the sidebar.
 
 The app rebuilds the built-in CNN from the trace's config. A CNN traced from Python
 (:class:`~cnn_support.SmallCNN`, a user's own module) has no config to rebuild it from: there the
@@ -25,6 +26,7 @@ from cnn_support import train_bars_cnn
 from streamlit.testing.v1 import AppTest
 
 import nn_tracing as nt
+from nn_tracing import jobs
 from nn_tracing.ui import state
 
 LAST = 3  # the last recorded epoch of the CNN trace
@@ -281,3 +283,38 @@ def test_the_other_pages_open_a_cnn_trace(
     at.switch_page(f"pages/{page}.py").run()
     assert_healthy(at)
     assert at.get("vega_lite_chart"), f"{page} draws no chart"
+
+
+def test_the_sidebar_trains_the_built_in_cnn_and_the_pages_open_it(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    at = app().run()
+    field = state.FORM_FIELD
+    at.sidebar.selectbox(key=field + "dataset").set_value("bars")
+    at.sidebar.selectbox(key=field + "model").set_value("cnn")
+    at.sidebar.text_input(key=field + "model_kwargs").set_value('{"channels": [4, 6]}')
+    at.sidebar.number_input(key=field + "epochs").set_value(1)
+    at.sidebar.number_input(key=field + "n_samples").set_value(400)
+    at.sidebar.number_input(key=field + "probe_size").set_value(64)
+    at.sidebar.checkbox(key=field + "keep_weights").check()
+    next(b for b in at.sidebar.button if b.label == "Run training").click().run()
+    assert_healthy(at)
+    job = jobs.jobs_of(at.session_state[state.OWNER])[-1]
+    assert job.join(300), "the training job did not finish in time"
+    snap = job.snapshot()
+    assert snap.state == "finished" and snap.status == "complete", snap
+    trace = nt.load_trace(runs_dir / str(snap.saved_name))
+    assert trace.meta["model"]["name"] == "cnn"
+    assert [(i.name, i.n_neurons) for i in trace.layers] == [
+        ("input", 1),
+        ("conv_1", 4),
+        ("conv_2", 6),
+        ("output", 4),
+    ]
+    assert trace.epochs_with_weights == [0, 1]
+    name = Path(str(snap.saved_name)).name.removesuffix(".nntrace")
+    at = _open(app, name, neuron="E_1/L_conv_1/n_2")
+    assert_healthy(at)
+    titles = _specs(at)
+    assert "Kernel over training" in titles
+    assert any(t.startswith("The 12 most active probe images of E_1/L_conv_1/n_2") for t in titles)
