@@ -146,71 +146,111 @@ def browser_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[
     server driven by headless Chromium: a fresh server per repeat (so that every cache is
     cold and the peak RSS is one session's), warmed up on a tiny run first."""
     from e2e_server import CHROMIUM
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     import nn_tracing as nt
 
     if CHROMIUM is None:
         raise SystemExit("Chromium is not installed: run with --no-browser")
-    expect.set_options(timeout=300_000)
-    info = nt.load_trace(run).layers[1]
+    trace = nt.load_trace(run)
+    info, last = trace.layers[1], trace.epochs[-1]
     figures: dict[str, list[float]] = {}
     with sync_playwright() as playwright:
         for k in range(repeats):
-            for name, values in one_server(playwright, directory, info, k).items():
+            for name, values in one_server(playwright, directory, info, last, k).items():
                 figures.setdefault(name, []).extend(values)
     return figures
 
 
-def one_server(playwright: object, directory: Path, info: object, k: int) -> dict[str, list[float]]:
-    """One fresh server: the tiny run's Overview and a neuron (the app's floor), then the big
-    run's Overview (first chart, whole page), two neurons of one layer (the first computes
-    the layer's bands) and the server's peak RSS."""
-    from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
-    from playwright.sync_api import expect
+#: Polled at every animation frame in the page (Playwright's ``expect`` polls every 500 ms
+#: after its first tries, which rounds a page's time up by as much): an element matching
+#: ``css`` laid out with a size, text matching ``text`` (a regular expression) among what the
+#: page shows, and — with ``idle`` — the app's script run finished.
+SHOWN = """({css, text, idle}) => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (idle && (!app || app.getAttribute('data-test-script-state') !== 'notRunning'))
+        return false;
+    if (css && ![...document.querySelectorAll(css)].some(el => {
+        const box = el.getBoundingClientRect();
+        return box.width > 0 && box.height > 0;
+    })) return false;
+    return !text || new RegExp(text).test(document.body.innerText);
+}"""
+#: A Vega chart drawn (its canvas or SVG laid out).
+DRAWN_CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 
-    chart = '[data-testid="stVegaLiteChart"]'
-    health = re.compile(r"Flagged at E_|No neuron is flagged")
+
+def shown(page: object, css: str | None = None, text: str | None = None, idle: bool = False):
+    """A check for :func:`one_server`'s visits: wait until the page shows ``css`` / ``text``."""
+    page.wait_for_function(  # type: ignore[attr-defined]
+        SHOWN, arg={"css": css, "text": text, "idle": idle}, polling="raf", timeout=300_000
+    )
+
+
+def one_server(
+    playwright: object, directory: Path, info: object, last: int, k: int
+) -> dict[str, list[float]]:
+    """One fresh server: the tiny run's Overview and a neuron (the app's floor), then the big
+    run's Overview (first chart, whole page), two neurons of one layer opened by their link
+    (the first computes the layer's bands; each: its profile chart drawn, then the whole page)
+    and a third picked in the open page (a rerun: its profile drawn), and the server's peak
+    RSS."""
+    from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
+
+    health = "Flagged at E_|No neuron is flagged"
     figures: dict[str, list[float]] = {}
     server = start_server(directory)
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)  # type: ignore[attr-defined]
 
-    def visit(name: str, path: str, *done: Callable[[object], object]) -> None:
+    def timed_checks(name: str, page: object, started: float, done: dict[str, Callable]) -> None:
+        for label, check in done.items():
+            check(page)
+            figures.setdefault(f"{name} ({label})" if label else name, []).append(
+                time.perf_counter() - started
+            )
+
+    def visit(name: str, path: str, done: dict[str, Callable], keep: bool = False) -> object:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         started = time.perf_counter()
         page.goto(f"{server.url}/{path}")
-        for i, check in enumerate(done):
-            check(page)
-            label = name if len(done) == 1 else f"{name} ({('first chart', 'whole page')[i]})"
-            figures.setdefault(label, []).append(time.perf_counter() - started)
-        page.close()
+        timed_checks(name, page, started, done)
+        if not keep:
+            page.close()
+        return page
+
+    def profile(n: int) -> dict[str, Callable]:
+        return {
+            "profile chart drawn": lambda p: shown(p, DRAWN_CHART, rf"Blue: n_{n}\."),
+            "whole page drawn": lambda p: shown(p, DRAWN_CHART, "Health at E_", idle=True),
+        }
 
     try:
         # warm-up: the server imports its modules on the first page it draws
-        visit("warm-up", "?trace=small", lambda p: expect(p.get_by_text(health)).to_be_visible())
-        visit(
-            "tiny run: overview",
-            "?trace=small",
-            lambda p: expect(p.get_by_text(health)).to_be_visible(),
-        )
-        visit(
-            "tiny run: neuron",
-            "?trace=small&neuron=E_2/L_hidden_1/n_7",
-            lambda p: expect(p.get_by_text("Blue: n_7.")).to_be_visible(),
-        )
+        visit("warm-up", "?trace=small", {"": lambda p: shown(p, text=health, idle=True)})
+        visit("tiny run: overview", "?trace=small", {"": lambda p: shown(p, text=health)})
+        visit("tiny run: neuron", "?trace=small&neuron=E_2/L_hidden_1/n_7", profile(7))
         visit(
             "overview",
             "?trace=big",
-            lambda p: expect(p.locator(chart).first).to_be_visible(),
-            lambda p: expect(p.get_by_text(health)).to_be_visible(),
+            {
+                "first chart": lambda p: shown(p, DRAWN_CHART),
+                "whole page": lambda p: shown(p, text=health, idle=True),
+            },
         )
+        page = None
         for i, label in enumerate(("neuron, first of its layer", "neuron, layer seen")):
             neuron = info.first_id + 1009 * (2 * k + i + 1)  # type: ignore[attr-defined]
-            visit(
-                label,
-                f"?trace=big&neuron=E_100/L_{info.name}/n_{neuron}",  # type: ignore[attr-defined]
-                lambda p, n=neuron: expect(p.get_by_text(f"Blue: n_{n}.")).to_be_visible(),
-            )
+            signature = f"E_{last}/L_{info.name}/n_{neuron}"  # type: ignore[attr-defined]
+            page = visit(label, f"?trace=big&neuron={signature}", profile(neuron), keep=i == 1)
+        # another neuron of the layer, picked in the open page: the script reruns, no reload
+        picked = neuron + 3
+        picker = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"] input').first  # type: ignore[attr-defined]
+        picker.click()
+        page.keyboard.type(f"E_{last}/L_{info.name}/n_{picked}")  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        page.keyboard.press("Enter")  # type: ignore[attr-defined]
+        timed_checks("neuron picked in the open page", page, started, profile(picked))
+        page.close()  # type: ignore[attr-defined]
         figures["server peak RSS MiB"] = [peak_rss(server.process.pid)[0]]
     finally:
         browser.close()

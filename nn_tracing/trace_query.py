@@ -194,6 +194,30 @@ class NeuronQuery:
         out[data["file"], data["neuron"].astype(np.int64) - first] = data["value"]
         return out
 
+    def metric_matrices(
+        self, metrics: Sequence[str], first: int = 0, last: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Several metrics of neurons ``first … last`` at every epoch in one pass over the
+        parts: ``{metric: array of shape (n_epochs, last - first + 1)}``, float32 (each as
+        :meth:`metric_matrix`'s)."""
+        for metric in metrics:
+            _check_metric(metric)
+        first, last = self._ids(first, last)
+        columns = ", ".join(dict.fromkeys(metrics))
+        sql = (
+            f"SELECT file, neuron, {columns} FROM {self._source()} "
+            f"WHERE neuron BETWEEN {first} AND {last}"
+        )
+        data = self._fetch(sql, self._params())
+        rows = data["file"].astype(np.intp)
+        cols = data["neuron"].astype(np.intp) - first
+        out = {}
+        for metric in dict.fromkeys(metrics):
+            matrix = np.full((len(self.epochs), last - first + 1), np.nan, dtype=np.float32)
+            matrix[rows, cols] = data[metric]
+            out[metric] = matrix
+        return out
+
     def neuron_history(self, neuron: int) -> pd.DataFrame:
         """Every metric of ``neuron`` at every recorded epoch: ``epoch`` and one float32
         column per metric, one row per epoch."""

@@ -34,7 +34,7 @@ from .health import (
     sustained,
 )
 
-__all__ = ["NeuronFlags", "flags_of", "neuron_flags"]
+__all__ = ["LayerReferences", "NeuronFlags", "flags_of", "layer_references", "neuron_flags"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,44 @@ class NeuronFlags:
     history: pd.DataFrame
     applies: dict[str, bool]
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+
+
+@dataclass(frozen=True)
+class LayerReferences:
+    """What one neuron's flags compare it with in its layer (the same for each of its
+    neurons: computed once per layer).
+
+    Attributes
+    ----------
+    layer : the layer's name
+    grad_median : median gradient norm over the layer's finite values at every recorded
+        epoch, shape (n_epochs,), NaN where none
+    grad_count : how many finite gradient norms the layer has at each epoch
+    w_norm_first : median incoming-weight norm over the layer's finite values at the first
+        recorded epoch (NaN where none)
+    w_norm_count : how many finite weight norms the layer has at the first recorded epoch
+    """
+
+    layer: str
+    grad_median: np.ndarray
+    grad_count: np.ndarray
+    w_norm_first: float
+    w_norm_count: int
+
+
+def layer_references(trace: NetworkTrace, layer: str) -> LayerReferences:
+    """The medians of ``layer`` that its neurons' starved and exploding flags need: two
+    queries of the layer (on a run directory, DuckDB quantiles over the parts)."""
+    info = trace.layer(layer)
+    grad_median, grad_count = _layer_medians(trace, info, "grad_norm", trace.epochs)
+    w_median, w_count = _layer_medians(trace, info, "w_norm", trace.epochs[:1])
+    return LayerReferences(
+        layer=info.name,
+        grad_median=grad_median,
+        grad_count=grad_count,
+        w_norm_first=float(w_median[0]) if len(w_median) else float("nan"),
+        w_norm_count=int(w_count[0]) if len(w_count) else 0,
+    )
 
 
 def flags_of(health: NeuronHealth, neuron: int) -> NeuronFlags:
@@ -88,12 +126,12 @@ def _layer_medians(
 
 
 def _starved(
-    trace: NetworkTrace, info: LayerInfo, own: np.ndarray, thresholds: HealthThresholds
+    info: LayerInfo, own: np.ndarray, references: LayerReferences, thresholds: HealthThresholds
 ) -> tuple[np.ndarray, bool]:
     """Gradient-starved at each epoch (see :func:`~nn_tracing.analysis.health.starved_mask`
     and :func:`~nn_tracing.analysis.health.sustained`), and whether the flag applies."""
-    median, counts = _layer_medians(trace, info, "grad_norm", trace.epochs)
-    applies = info.kind != "input" and bool((counts > 0).any())
+    median = references.grad_median
+    applies = info.kind != "input" and bool((references.grad_count > 0).any())
     if not applies:
         return np.zeros(len(own), dtype=bool), False
     limit = thresholds.starved_ratio * median
@@ -103,7 +141,7 @@ def _starved(
 
 
 def _exploding(
-    trace: NetworkTrace, info: LayerInfo, own: np.ndarray, thresholds: HealthThresholds
+    info: LayerInfo, own: np.ndarray, references: LayerReferences, thresholds: HealthThresholds
 ) -> tuple[np.ndarray, bool]:
     """Exploding at each epoch (see :func:`~nn_tracing.analysis.health.exploding_mask`), and
     whether the flag applies."""
@@ -111,10 +149,9 @@ def _exploding(
     n_epochs = len(own)
     if info.kind == "input" or n_epochs == 0:
         return np.zeros(n_epochs, dtype=bool), False
-    median, counts = _layer_medians(trace, info, "w_norm", trace.epochs[:1])
-    if counts[0] == 0:  # no weights at the first recorded epoch
+    if references.w_norm_count == 0:  # no weights at the first recorded epoch
         return np.zeros(n_epochs, dtype=bool), False
-    reference = np.fmax(np.fmax(own[0], median[0]), 1e-12)
+    reference = np.fmax(np.fmax(own[0], references.w_norm_first), 1e-12)
     with np.errstate(all="ignore"):
         ratio = own / reference
         rising = np.zeros(n_epochs, dtype=bool)
@@ -145,19 +182,26 @@ def _saturated(
 
 
 def neuron_flags(
-    trace: NetworkTrace, neuron: int, thresholds: HealthThresholds | None = None
+    trace: NetworkTrace,
+    neuron: int,
+    thresholds: HealthThresholds | None = None,
+    references: LayerReferences | None = None,
 ) -> NeuronFlags:
     """The four flags of global neuron ``neuron`` at every recorded epoch (the same as
     ``neuron_health(trace, thresholds)``'s for that neuron), from its history and its
-    layer's medians only."""
+    layer's medians only (``references``: its layer's :func:`layer_references`, computed
+    when not given)."""
     thresholds = thresholds or HealthThresholds()
     info = trace.layer_of(neuron)
+    if references is None or references.layer != info.name:
+        references = layer_references(trace, info.name)
     own = trace.neuron_history(neuron)
     with np.errstate(invalid="ignore"):
         dead = own["act_max"].to_numpy() <= 0
     dead_applies = info.activation in RECTIFIERS
-    starved, starved_applies = _starved(trace, info, own["grad_norm"].to_numpy(), thresholds)
-    exploding, exploding_applies = _exploding(trace, info, own["w_norm"].to_numpy(), thresholds)
+    grad, w_norm = own["grad_norm"].to_numpy(), own["w_norm"].to_numpy()
+    starved, starved_applies = _starved(info, grad, references, thresholds)
+    exploding, exploding_applies = _exploding(info, w_norm, references, thresholds)
     saturated, saturated_applies = _saturated(trace, info, neuron, thresholds)
     history = pd.DataFrame({"epoch": list(trace.epochs)})
     history["dead"] = dead & dead_applies

@@ -35,7 +35,12 @@ import streamlit as st
 from .. import viz
 from ..analysis import profiles
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
-from ..analysis.health_neuron import NeuronFlags, neuron_flags
+from ..analysis.health_neuron import (
+    LayerReferences,
+    NeuronFlags,
+    layer_references,
+    neuron_flags,
+)
 from ..analysis.profiles import ActivationField, ProfileUnavailable
 from ..trace import NetworkTrace, format_signature
 from ..views import health as health_view
@@ -251,8 +256,14 @@ def _top(
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _layer_references(key: str, layer: str, _trace: NetworkTrace) -> LayerReferences:
+    return layer_references(_trace, layer)
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _neuron_flags(key: str, neuron: int, _trace: NetworkTrace) -> NeuronFlags:
-    return neuron_flags(_trace, neuron)
+    references = _layer_references(key, _trace.layer_of(neuron).name, _trace)
+    return neuron_flags(_trace, neuron, references=references)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)

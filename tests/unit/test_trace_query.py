@@ -122,6 +122,10 @@ def test_a_neurons_history_an_epoch_slice_and_a_metric_matrix_equal_the_frame(ru
         np.testing.assert_array_equal(
             loaded.layer_metric(metric, "hidden_1"), trace.metric(metric)[:, 2:18]
         )
+    several = loaded.query.metric_matrices(["act_max", "grad_norm", "act_max"], 3, 20)
+    assert list(several) == ["act_max", "grad_norm"]  # once each, in the order asked
+    for metric, matrix in several.items():
+        np.testing.assert_array_equal(matrix, trace.metric(metric)[:, 3:21])
 
 
 def test_percentiles_and_bands_in_the_layer_count_ties_half(run, trace):
