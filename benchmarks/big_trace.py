@@ -300,11 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                 (f"browser: {k}", v)
                 for k, v in browser_figures(directory, run, args.repeats).items()
             ]
-        print(f"\n{'step':48s} {'median':>10s}  all")
+        print(f"\n{'step':62s} {'median':>10s}  all")
         for name, values in rows:
             unit = "" if "MiB" in name else " s"
             shown = " ".join(f"{v:.2f}" for v in values)
-            print(f"{name:48s} {median(values):>8.2f}{unit}  [{shown}]")
+            print(f"{name:62s} {median(values):>8.2f}{unit}  [{shown}]")
         print(f"machine load after: {os.getloadavg()[0]:.1f}")
     return 0
 
