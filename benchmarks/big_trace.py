@@ -199,7 +199,9 @@ def one_server(
 
     health = "Flagged at E_|No neuron is flagged"
     figures: dict[str, list[float]] = {}
-    server = start_server(directory)
+    # without the server's background UMAP compilation (NN_TRACING_UMAP_WARMUP=0): it takes
+    # a core for the first minute of every fresh server, which pages of no chart of UMAP wait on
+    server = start_server(directory, env={"NN_TRACING_UMAP_WARMUP": "0"})
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)  # type: ignore[attr-defined]
 
     def timed_checks(name: str, page: object, started: float, done: dict[str, Callable]) -> None:

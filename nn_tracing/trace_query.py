@@ -282,6 +282,27 @@ class NeuronQuery:
         frame["n"] = frame["n"].fillna(0).astype(np.int64)
         return frame.reset_index()
 
+    def layer_medians(
+        self, metric: str, layer_index: int, epochs: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The median of ``metric`` over one layer's finite values at each of ``epochs``
+        (default: every recorded epoch), linear interpolation as :func:`numpy.median`, and
+        how many finite values it had: arrays of shape ``(len(epochs),)``, the median NaN
+        where there are none. Reads the layer's rows only."""
+        _check_metric(metric)
+        info = self.layers[layer_index]
+        epochs = self.epochs if epochs is None else [int(e) for e in epochs]
+        sql = (
+            f"SELECT file, quantile_cont({metric}::DOUBLE, 0.5) AS q, count(*) AS n "
+            f"FROM {self._source()} WHERE isfinite({metric}) "
+            f"AND neuron BETWEEN {info.first_id} AND {info.last_id} GROUP BY file"
+        )
+        data = self._fetch(sql, self._params(epochs))
+        median, counts = np.full(len(epochs), np.nan), np.zeros(len(epochs), dtype=np.int64)
+        rows = data["file"].astype(np.intp)
+        median[rows], counts[rows] = data["q"], data["n"]
+        return median, counts
+
     def layer_bands(self, layer_index: int) -> np.ndarray:
         """25th, 50th and 75th percentile of every metric over one layer's neurons (NaN
         left out, as :func:`numpy.nanpercentile`), per epoch: array of shape

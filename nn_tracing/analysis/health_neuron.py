@@ -110,10 +110,7 @@ def _layer_medians(
     """The median of ``metric`` over the layer's finite values at each of ``epochs``, and
     how many finite values it had: arrays of shape (len(epochs),); the median NaN where none."""
     if trace.query is not None:
-        frame = trace.query.layer_quantiles(metric, (0.5,), epoch_groups=[[e] for e in epochs])
-        rows = frame[frame["layer_index"] == trace.layers.index(info)].sort_values("group")
-        counts = rows["n"].to_numpy(np.int64)
-        return np.where(counts > 0, rows["q0"].to_numpy(np.float64), np.nan), counts
+        return trace.query.layer_medians(metric, trace.layers.index(info), epochs)
     positions = [trace.epochs.index(e) for e in epochs]
     block = trace.layer_metric(metric, info.name)[positions]
     if metric == "w_norm":  # as exploding_mask: in float64
