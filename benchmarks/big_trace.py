@@ -9,11 +9,15 @@ write_synthetic_run`, no training: 1000 inputs, hidden layers of 50 000 and 40 0
   training against its layer: the layer's bands once per layer, then per neuron);
 * server side, with Streamlit's AppTest (the app's script in this process, no browser): the
   same pages, caches cold;
-* in a real server (``streamlit run``, :mod:`tests.e2e.e2e_server`) driven by headless
-  Chromium: the Overview's first paint (navigation to the first chart drawn, and to the whole
-  page drawn, neuron health included) with the server's caches cold (the run's digest changed
-  before each try), a neuron's profile on the Neurons page (navigation to its metrics over
-  training drawn), and the server process's peak RSS (``VmHWM``).
+* in a real server (``streamlit run``, :mod:`tests.e2e.e2e_server`, its background UMAP
+  compilation off) driven by headless Chromium: the Overview's first paint (navigation to
+  the first chart drawn, and to the whole page drawn, neuron health included) with the
+  server's caches cold (the run's digest changed before each try); a neuron opened by its
+  link on the Neurons page (its profile — the metrics over training — drawn, then the whole
+  page: the script's run over); another neuron picked in the open page (a rerun, no reload);
+  and the server process's peak RSS (``VmHWM``). Each wait polls the page at every animation
+  frame (:data:`SHOWN`), not at Playwright's ``expect`` intervals (500 ms after the first
+  tries), which rounded earlier figures up by as much.
 
     .venv/bin/python benchmarks/big_trace.py                 # medians, ~3 minutes
     .venv/bin/python benchmarks/big_trace.py --neurons 20000 --epochs 51 --repeats 3
@@ -91,6 +95,24 @@ def library_figures(run: Path, repeats: int) -> dict[str, list[float]]:
     ]
     figures["profile: its rows (Its data tab)"] = [
         timed(lambda n=n: trace.neuron_history(n), 1)[0] for n in neurons
+    ]
+    figures.update(health_figures(trace, info.name, neurons))
+    return figures
+
+
+def health_figures(trace: object, layer: str, neurons: list[int]) -> dict[str, list[float]]:
+    """Neuron health: every neuron's (the Overview's, once) against one neuron's flags (the
+    Neurons page's health line: its layer's medians once per layer, then per neuron)."""
+    from nn_tracing.analysis.health import neuron_health
+    from nn_tracing.analysis.health_neuron import layer_references, neuron_flags
+
+    figures = {"health: every neuron at every epoch": timed(lambda: neuron_health(trace), 1)}
+    references: list[object] = []
+    figures["health: a layer's medians (once per layer)"] = timed(
+        lambda: references.append(layer_references(trace, layer)), 1
+    )
+    figures["health: one neuron's flags (medians cached)"] = [
+        timed(lambda n=n: neuron_flags(trace, n, references=references[0]), 1)[0] for n in neurons
     ]
     return figures
 
