@@ -9,11 +9,15 @@ write_synthetic_run`, no training: 1000 inputs, hidden layers of 50 000 and 40 0
   training against its layer: the layer's bands once per layer, then per neuron);
 * server side, with Streamlit's AppTest (the app's script in this process, no browser): the
   same pages, caches cold;
-* in a real server (``streamlit run``, :mod:`tests.e2e.e2e_server`) driven by headless
-  Chromium: the Overview's first paint (navigation to the first chart drawn, and to the whole
-  page drawn, neuron health included) with the server's caches cold (the run's digest changed
-  before each try), a neuron's profile on the Neurons page (navigation to its metrics over
-  training drawn), and the server process's peak RSS (``VmHWM``).
+* in a real server (``streamlit run``, :mod:`tests.e2e.e2e_server`, its background UMAP
+  compilation off) driven by headless Chromium: the Overview's first paint (navigation to
+  the first chart drawn, and to the whole page drawn, neuron health included) with the
+  server's caches cold (the run's digest changed before each try); a neuron opened by its
+  link on the Neurons page (its profile — the metrics over training — drawn, then the whole
+  page: the script's run over); another neuron picked in the open page (a rerun, no reload);
+  and the server process's peak RSS (``VmHWM``). Each wait polls the page at every animation
+  frame (:data:`SHOWN`), not at Playwright's ``expect`` intervals (500 ms after the first
+  tries), which rounded earlier figures up by as much.
 
     .venv/bin/python benchmarks/big_trace.py                 # medians, ~3 minutes
     .venv/bin/python benchmarks/big_trace.py --neurons 20000 --epochs 51 --repeats 3
@@ -92,6 +96,24 @@ def library_figures(run: Path, repeats: int) -> dict[str, list[float]]:
     figures["profile: its rows (Its data tab)"] = [
         timed(lambda n=n: trace.neuron_history(n), 1)[0] for n in neurons
     ]
+    figures.update(health_figures(trace, info.name, neurons))
+    return figures
+
+
+def health_figures(trace: object, layer: str, neurons: list[int]) -> dict[str, list[float]]:
+    """Neuron health: every neuron's (the Overview's, once) against one neuron's flags (the
+    Neurons page's health line: its layer's medians once per layer, then per neuron)."""
+    from nn_tracing.analysis.health import neuron_health
+    from nn_tracing.analysis.health_neuron import layer_references, neuron_flags
+
+    figures = {"health: every neuron at every epoch": timed(lambda: neuron_health(trace), 1)}
+    references: list[object] = []
+    figures["health: a layer's medians (once per layer)"] = timed(
+        lambda: references.append(layer_references(trace, layer)), 1
+    )
+    figures["health: one neuron's flags (medians cached)"] = [
+        timed(lambda n=n: neuron_flags(trace, n, references=references[0]), 1)[0] for n in neurons
+    ]
     return figures
 
 
@@ -146,71 +168,113 @@ def browser_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[
     server driven by headless Chromium: a fresh server per repeat (so that every cache is
     cold and the peak RSS is one session's), warmed up on a tiny run first."""
     from e2e_server import CHROMIUM
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     import nn_tracing as nt
 
     if CHROMIUM is None:
         raise SystemExit("Chromium is not installed: run with --no-browser")
-    expect.set_options(timeout=300_000)
-    info = nt.load_trace(run).layers[1]
+    trace = nt.load_trace(run)
+    info, last = trace.layers[1], trace.epochs[-1]
     figures: dict[str, list[float]] = {}
     with sync_playwright() as playwright:
         for k in range(repeats):
-            for name, values in one_server(playwright, directory, info, k).items():
+            for name, values in one_server(playwright, directory, info, last, k).items():
                 figures.setdefault(name, []).extend(values)
     return figures
 
 
-def one_server(playwright: object, directory: Path, info: object, k: int) -> dict[str, list[float]]:
-    """One fresh server: the tiny run's Overview and a neuron (the app's floor), then the big
-    run's Overview (first chart, whole page), two neurons of one layer (the first computes
-    the layer's bands) and the server's peak RSS."""
-    from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
-    from playwright.sync_api import expect
+#: Polled at every animation frame in the page (Playwright's ``expect`` polls every 500 ms
+#: after its first tries, which rounds a page's time up by as much): an element matching
+#: ``css`` laid out with a size, text matching ``text`` (a regular expression) among what the
+#: page shows, and — with ``idle`` — the app's script run finished.
+SHOWN = """({css, text, idle}) => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (idle && (!app || app.getAttribute('data-test-script-state') !== 'notRunning'))
+        return false;
+    if (css && ![...document.querySelectorAll(css)].some(el => {
+        const box = el.getBoundingClientRect();
+        return box.width > 0 && box.height > 0;
+    })) return false;
+    return !text || new RegExp(text).test(document.body.innerText);
+}"""
+#: A Vega chart drawn (its canvas or SVG laid out).
+DRAWN_CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 
-    chart = '[data-testid="stVegaLiteChart"]'
-    health = re.compile(r"Flagged at E_|No neuron is flagged")
+
+def shown(page: object, css: str | None = None, text: str | None = None, idle: bool = False):
+    """A check for :func:`one_server`'s visits: wait until the page shows ``css`` / ``text``."""
+    page.wait_for_function(  # type: ignore[attr-defined]
+        SHOWN, arg={"css": css, "text": text, "idle": idle}, polling="raf", timeout=300_000
+    )
+
+
+def one_server(
+    playwright: object, directory: Path, info: object, last: int, k: int
+) -> dict[str, list[float]]:
+    """One fresh server: the tiny run's Overview and a neuron (the app's floor), then the big
+    run's Overview (first chart, whole page), two neurons of one layer opened by their link
+    (the first computes the layer's bands; each: its profile chart drawn, then the whole page)
+    and a third picked in the open page (a rerun: its profile drawn), and the server's peak
+    RSS."""
+    from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
+
+    health = "Flagged at E_|No neuron is flagged"
     figures: dict[str, list[float]] = {}
-    server = start_server(directory)
+    # without the server's background UMAP compilation (NN_TRACING_UMAP_WARMUP=0): it takes
+    # a core for the first minute of every fresh server, which pages of no chart of UMAP wait on
+    server = start_server(directory, env={"NN_TRACING_UMAP_WARMUP": "0"})
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)  # type: ignore[attr-defined]
 
-    def visit(name: str, path: str, *done: Callable[[object], object]) -> None:
+    def timed_checks(name: str, page: object, started: float, done: dict[str, Callable]) -> None:
+        for label, check in done.items():
+            check(page)
+            figures.setdefault(f"{name} ({label})" if label else name, []).append(
+                time.perf_counter() - started
+            )
+
+    def visit(name: str, path: str, done: dict[str, Callable], keep: bool = False) -> object:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         started = time.perf_counter()
         page.goto(f"{server.url}/{path}")
-        for i, check in enumerate(done):
-            check(page)
-            label = name if len(done) == 1 else f"{name} ({('first chart', 'whole page')[i]})"
-            figures.setdefault(label, []).append(time.perf_counter() - started)
-        page.close()
+        timed_checks(name, page, started, done)
+        if not keep:
+            page.close()
+        return page
+
+    def profile(n: int) -> dict[str, Callable]:
+        return {
+            "profile chart drawn": lambda p: shown(p, DRAWN_CHART, rf"Blue: n_{n}\."),
+            "whole page drawn": lambda p: shown(p, DRAWN_CHART, "Health at E_", idle=True),
+        }
 
     try:
         # warm-up: the server imports its modules on the first page it draws
-        visit("warm-up", "?trace=small", lambda p: expect(p.get_by_text(health)).to_be_visible())
-        visit(
-            "tiny run: overview",
-            "?trace=small",
-            lambda p: expect(p.get_by_text(health)).to_be_visible(),
-        )
-        visit(
-            "tiny run: neuron",
-            "?trace=small&neuron=E_2/L_hidden_1/n_7",
-            lambda p: expect(p.get_by_text("Blue: n_7.")).to_be_visible(),
-        )
+        visit("warm-up", "?trace=small", {"": lambda p: shown(p, text=health, idle=True)})
+        visit("tiny run: overview", "?trace=small", {"": lambda p: shown(p, text=health)})
+        visit("tiny run: neuron", "?trace=small&neuron=E_2/L_hidden_1/n_7", profile(7))
         visit(
             "overview",
             "?trace=big",
-            lambda p: expect(p.locator(chart).first).to_be_visible(),
-            lambda p: expect(p.get_by_text(health)).to_be_visible(),
+            {
+                "first chart": lambda p: shown(p, DRAWN_CHART),
+                "whole page": lambda p: shown(p, text=health, idle=True),
+            },
         )
+        page = None
         for i, label in enumerate(("neuron, first of its layer", "neuron, layer seen")):
             neuron = info.first_id + 1009 * (2 * k + i + 1)  # type: ignore[attr-defined]
-            visit(
-                label,
-                f"?trace=big&neuron=E_100/L_{info.name}/n_{neuron}",  # type: ignore[attr-defined]
-                lambda p, n=neuron: expect(p.get_by_text(f"Blue: n_{n}.")).to_be_visible(),
-            )
+            signature = f"E_{last}/L_{info.name}/n_{neuron}"  # type: ignore[attr-defined]
+            page = visit(label, f"?trace=big&neuron={signature}", profile(neuron), keep=i == 1)
+        # another neuron of the layer, picked in the open page: the script reruns, no reload
+        picked = neuron + 3
+        picker = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"] input').first  # type: ignore[attr-defined]
+        picker.click()
+        page.keyboard.type(f"E_{last}/L_{info.name}/n_{picked}")  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        page.keyboard.press("Enter")  # type: ignore[attr-defined]
+        timed_checks("neuron picked in the open page", page, started, profile(picked))
+        page.close()  # type: ignore[attr-defined]
         figures["server peak RSS MiB"] = [peak_rss(server.process.pid)[0]]
     finally:
         browser.close()
@@ -260,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
                 (f"browser: {k}", v)
                 for k, v in browser_figures(directory, run, args.repeats).items()
             ]
-        print(f"\n{'step':48s} {'median':>10s}  all")
+        print(f"\n{'step':62s} {'median':>10s}  all")
         for name, values in rows:
             unit = "" if "MiB" in name else " s"
             shown = " ".join(f"{v:.2f}" for v in values)
-            print(f"{name:48s} {median(values):>8.2f}{unit}  [{shown}]")
+            print(f"{name:62s} {median(values):>8.2f}{unit}  [{shown}]")
         print(f"machine load after: {os.getloadavg()[0]:.1f}")
     return 0
 

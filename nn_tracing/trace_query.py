@@ -194,6 +194,30 @@ class NeuronQuery:
         out[data["file"], data["neuron"].astype(np.int64) - first] = data["value"]
         return out
 
+    def metric_matrices(
+        self, metrics: Sequence[str], first: int = 0, last: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Several metrics of neurons ``first … last`` at every epoch in one pass over the
+        parts: ``{metric: array of shape (n_epochs, last - first + 1)}``, float32 (each as
+        :meth:`metric_matrix`'s)."""
+        for metric in metrics:
+            _check_metric(metric)
+        first, last = self._ids(first, last)
+        columns = ", ".join(dict.fromkeys(metrics))
+        sql = (
+            f"SELECT file, neuron, {columns} FROM {self._source()} "
+            f"WHERE neuron BETWEEN {first} AND {last}"
+        )
+        data = self._fetch(sql, self._params())
+        rows = data["file"].astype(np.intp)
+        cols = data["neuron"].astype(np.intp) - first
+        out = {}
+        for metric in dict.fromkeys(metrics):
+            matrix = np.full((len(self.epochs), last - first + 1), np.nan, dtype=np.float32)
+            matrix[rows, cols] = data[metric]
+            out[metric] = matrix
+        return out
+
     def neuron_history(self, neuron: int) -> pd.DataFrame:
         """Every metric of ``neuron`` at every recorded epoch: ``epoch`` and one float32
         column per metric, one row per epoch."""
@@ -257,6 +281,27 @@ class NeuronQuery:
         frame = frame.reindex(full)
         frame["n"] = frame["n"].fillna(0).astype(np.int64)
         return frame.reset_index()
+
+    def layer_medians(
+        self, metric: str, layer_index: int, epochs: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The median of ``metric`` over one layer's finite values at each of ``epochs``
+        (default: every recorded epoch), linear interpolation as :func:`numpy.median`, and
+        how many finite values it had: arrays of shape ``(len(epochs),)``, the median NaN
+        where there are none. Reads the layer's rows only."""
+        _check_metric(metric)
+        info = self.layers[layer_index]
+        epochs = self.epochs if epochs is None else [int(e) for e in epochs]
+        sql = (
+            f"SELECT file, quantile_cont({metric}::DOUBLE, 0.5) AS q, count(*) AS n "
+            f"FROM {self._source()} WHERE isfinite({metric}) "
+            f"AND neuron BETWEEN {info.first_id} AND {info.last_id} GROUP BY file"
+        )
+        data = self._fetch(sql, self._params(epochs))
+        median, counts = np.full(len(epochs), np.nan), np.zeros(len(epochs), dtype=np.int64)
+        rows = data["file"].astype(np.intp)
+        median[rows], counts[rows] = data["q"], data["n"]
+        return median, counts
 
     def layer_bands(self, layer_index: int) -> np.ndarray:
         """25th, 50th and 75th percentile of every metric over one layer's neurons (NaN

@@ -494,6 +494,13 @@ def _grad_ratio(grad_norm: np.ndarray, layer_slices: list[slice]) -> np.ndarray:
     return ratio
 
 
+def _metric_matrices(trace: NetworkTrace, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``{name: trace.metric(name)}``; from a run directory, in one pass over its parts."""
+    if trace.query is not None and trace.epochs:
+        return trace.query.metric_matrices(names)
+    return {name: trace.metric(name) for name in names}
+
+
 def neuron_health(
     trace: NetworkTrace,
     thresholds: HealthThresholds | None = None,
@@ -513,9 +520,10 @@ def neuron_health(
     _, slices = _columns(layers)
 
     dead_applies = _rectifier_columns(layers, n)
-    dead = dead_mask(trace.metric("act_max"), dead_applies)
+    matrices = _metric_matrices(trace, ("act_max", "grad_norm", "w_norm", "act_active"))
+    dead = dead_mask(matrices["act_max"], dead_applies)
 
-    grad = trace.metric("grad_norm")
+    grad = matrices["grad_norm"]
     starved_applies = np.zeros(n, dtype=bool)
     for info, columns in zip(layers, slices, strict=True):
         if info.kind != "input" and np.isfinite(grad[:, columns]).any():
@@ -524,7 +532,7 @@ def neuron_health(
     starved = sustained(below, thresholds.starved_epochs) & starved_applies[None, :]
     grad_ratio = np.where(starved_applies[None, :], _grad_ratio(grad, slices), np.nan)
 
-    w_norm = trace.metric("w_norm")
+    w_norm = matrices["w_norm"]
     exploding_applies = np.zeros(n, dtype=bool)
     for info, columns in zip(layers, slices, strict=True):
         if info.kind != "input" and w_norm.shape[0] and np.isfinite(w_norm[0, columns]).any():
@@ -563,6 +571,6 @@ def neuron_health(
         saturation=saturation,
         grad_ratio=grad_ratio,
         w_growth=w_growth,
-        act_active=trace.metric("act_active").astype(np.float64),
+        act_active=matrices["act_active"].astype(np.float64),
         thresholds=thresholds,
     )

@@ -23,7 +23,7 @@ that are not 2-D) says why in its place, and the rest of the page keeps working.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +35,12 @@ import streamlit as st
 from .. import viz
 from ..analysis import profiles
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
+from ..analysis.health_neuron import (
+    LayerReferences,
+    NeuronFlags,
+    layer_references,
+    neuron_flags,
+)
 from ..analysis.profiles import ActivationField, ProfileUnavailable
 from ..timeaxis import time_key, time_title
 from ..trace import NetworkTrace, format_signature
@@ -271,6 +277,17 @@ def _top(
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _layer_references(key: str, layer: str, _trace: NetworkTrace) -> LayerReferences:
+    return layer_references(_trace, layer)
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def _neuron_flags(key: str, neuron: int, _trace: NetworkTrace) -> NeuronFlags:
+    references = _layer_references(key, _trace.layer_of(neuron).name, _trace)
+    return neuron_flags(_trace, neuron, references=references)
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def _health_rows(key: str, epoch: int, _health: NeuronHealth) -> pd.DataFrame:
     return _health.table(epoch)
 
@@ -321,13 +338,12 @@ def _field(active: ActiveTrace, neuron: int, epoch: int) -> ActivationField:
 
 
 # -- sections ----------------------------------------------------------------------------------
-def _health_line(active: ActiveTrace, neuron: int, epoch: int) -> NeuronHealth:
-    """The neuron's flags at ``epoch`` and the flags' definitions; returns every neuron's
-    health."""
-    health = cache.health(active.key, active.trace)
-    st.markdown(health_view.neuron_health_line(health, neuron, epoch))
-    st.caption(health_view.flag_definitions(health.thresholds))
-    return health
+def _health_line(active: ActiveTrace, neuron: int, epoch: int) -> None:
+    """The neuron's flags at ``epoch`` (from its own history and its layer's medians, not
+    every neuron's health) and the flags' definitions."""
+    flags = _neuron_flags(active.key, neuron, active.trace)
+    st.markdown(health_view.neuron_health_line(flags, neuron, epoch))
+    st.caption(health_view.flag_definitions(flags.thresholds))
 
 
 def _over_training(active: ActiveTrace, settings: Settings) -> None:
@@ -711,19 +727,42 @@ def _page(active: ActiveTrace) -> None:
     st.code(signature, language=None)
     st.caption("Link to this view (opens the same neuron in any browser that reaches this app):")
     st.code(_link(active, signature), language=None)
-    health: NeuronHealth | None = None
-    with guarded("checking the neuron's health"):
-        health = _health_line(active, neuron, epoch)
-    settings = _settings(active, neuron, epoch, layer, health)
+    health_line = st.container()  # drawn above the tabs, computed after the open tab
+    _ensure_settings(active.trace, None)
     tabs = st.tabs(list(SECTIONS), key=state.NEURON_TAB, on_change="rerun")
-    with tabs[0]:
-        _over_training(active, settings)
-    with tabs[1]:
-        _inputs_outputs(active, settings)
-    with tabs[2]:
-        _responses_section(active, settings)
-    with tabs[3], guarded("drawing the health table"):
-        _health_table(active, settings)
-    with tabs[4]:
-        _data_section(active, settings)
+    drawn = _drawn_tabs(active.trace, tabs)
+    health: NeuronHealth | None = None
+    if drawn[SECTIONS.index("Health of every neuron")]:
+        with guarded("checking every neuron's health"):
+            health = cache.health(active.key, active.trace)
+    settings = _settings(active, neuron, epoch, layer, health)
+    for tab, section, draw in zip(tabs, SECTIONS, drawn, strict=True):
+        if draw:
+            with tab, guarded(f"drawing {section.lower()}"):
+                _SECTION_DRAWERS[section](active, settings)
+    with health_line, guarded("checking the neuron's health"):
+        _health_line(active, neuron, epoch)
     URL.publish(settings, active.ref, hidden=url.at_defaults(settings))
+
+
+#: Above this many neurons the page draws only the open tab (switching tabs reruns the page):
+#: the other tabs' charts and tables cost the browser seconds before the profile shows.
+LAZY_NEURONS = views.PICKER_MAX
+
+
+def _drawn_tabs(trace: NetworkTrace, tabs: Sequence[Any]) -> list[bool]:
+    """Which tabs the page draws: every one on a trace of up to :data:`LAZY_NEURONS`
+    neurons (switching tabs is then instant), above it only the open one."""
+    if trace.n_neurons <= LAZY_NEURONS:
+        return [True] * len(tabs)
+    return [tab.open is not False for tab in tabs]
+
+
+#: What draws each tab, by its title.
+_SECTION_DRAWERS: dict[str, Callable[[ActiveTrace, Settings], None]] = {
+    "Over training": _over_training,
+    "Inputs and outputs": _inputs_outputs,
+    "What it responds to": _responses_section,
+    "Health of every neuron": _health_table,
+    "Its data": _data_section,
+}

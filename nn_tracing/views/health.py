@@ -16,6 +16,7 @@ from typing import Literal
 import pandas as pd
 
 from ..analysis.health import FLAG_TITLES, FLAGS, HealthThresholds, NeuronHealth
+from ..analysis.health_neuron import NeuronFlags, flags_of
 from ..timeaxis import time_key
 from ..trace import NetworkTrace
 from .text import md_escape
@@ -110,13 +111,15 @@ def flagged_table(
     return flagged.drop(columns=["neuron"]), signatures
 
 
-def neuron_health_line(health: NeuronHealth, neuron: int, epoch: int) -> str:
+def neuron_health_line(health: NeuronHealth | NeuronFlags, neuron: int, epoch: int) -> str:
     """Markdown: each flag of ``neuron`` at ``epoch`` (yes / no / n/a) and at how many
-    recorded epochs it was raised."""
-    history = health.of_neuron(neuron)
+    recorded epochs it was raised — from the whole trace's health or from the neuron's own
+    flags (:func:`~nn_tracing.analysis.health_neuron.neuron_flags`)."""
+    flags = flags_of(health, neuron) if isinstance(health, NeuronHealth) else health
+    history = flags.history
     parts = []
     for flag in FLAGS:
-        if not health.applies[flag][neuron]:
+        if not flags.applies[flag]:
             parts.append(f"{FLAG_TITLES[flag]}: n/a")
             continue
         now = bool(history.loc[history["epoch"] == epoch, flag].iloc[0])

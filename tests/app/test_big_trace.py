@@ -139,3 +139,43 @@ def test_the_dynamics_page_says_what_its_neuron_model_loads_and_samples(
     captions = texts(at.caption)
     assert "Loads 500 neurons × 30 epochs × 2 features (0.2 MiB as float64)" in captions
     assert "a random sample (seed 0) of the 5,016 neurons" in captions
+
+
+def test_a_neuron_page_over_ten_thousand_neurons_draws_the_open_tab_only(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    """Above ``LAZY_NEURONS`` the Neurons page draws its open tab only (the profile first)
+    and the neuron's health line from its own flags; another tab is drawn when opened."""
+    from apptest_support import texts
+
+    from nn_tracing.analysis import neuron_health
+    from nn_tracing.ui import neurons, state
+    from nn_tracing.views.health import neuron_health_line
+
+    sizes = [20, 6000, 5000, 10]
+    assert sum(sizes) > neurons.LAZY_NEURONS
+    write_synthetic_run(runs_dir / "lazy", sizes, 6)
+    neuron = 20 + 6000 + 17
+    at = app()
+    at.query_params["trace"] = "lazy"
+    at.query_params["neuron"] = f"E_5/L_hidden_2/n_{neuron}"
+    at.run()
+    assert_healthy(at)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 1  # the metrics over training; no weights, responses, table
+    metrics = {r["metric"] for r in chart_rows(charts[0]) if "metric" in r}
+    assert {"w_norm", "act_mean"} <= metrics
+    assert "Blue: n_" + str(neuron) in texts(at.caption)
+    assert not any(d.key and d.key.startswith(state.NEURON_HEALTH_TABLE) for d in at.dataframe)
+    trace = nt.load_trace(runs_dir / "lazy")
+    health = neuron_health(trace)
+    assert neuron_health_line(health, neuron, 5) in texts(at.markdown)
+    at.session_state[state.NEURON_TAB] = "Health of every neuron"  # AppTest cannot click
+    at.run()
+    assert_healthy(at)
+    assert not at.get("vega_lite_chart")  # the profile is not drawn behind the other tab
+    table = next(d for d in at.dataframe if d.key and d.key.startswith(state.NEURON_HEALTH_TABLE))
+    dead = set(np.flatnonzero(health.flags["dead"][health.epochs.index(5)]).tolist())
+    shown = table.value
+    assert len(shown) == 5_000 and set(shown.loc[shown["dead"].fillna(False), "neuron"]) <= dead
+    assert neuron_health_line(health, neuron, 5) in texts(at.markdown)

@@ -26,7 +26,10 @@ from nn_tracing.analysis.health import (
     starved_mask,
     sustained,
 )
+from nn_tracing.analysis.health_neuron import neuron_flags
 from nn_tracing.data import prepare_data
+from nn_tracing.rundir import RunWriter
+from nn_tracing.views.health import neuron_health_line
 
 
 def test_dead_is_never_active_on_the_probe_where_the_flag_applies() -> None:
@@ -310,3 +313,53 @@ def test_each_neurons_label_is_its_first_flag_in_display_order(planted) -> None:
     forced = neuron_health(planted)
     forced.flags["starved"][-1, DEAD] = True
     assert forced.labels(planted.epochs[-1], np.array([DEAD])).tolist() == ["dead"]
+
+
+# -- one neuron's flags (nn_tracing.analysis.health_neuron: the Neurons page's health line) ----
+def _run_directory(trace: NetworkTrace, directory: Path) -> NetworkTrace:
+    """``trace`` written through the run directory's writer and opened again: its neuron
+    table answered by DuckDB over the parts (``trace.query``)."""
+    writer = RunWriter(directory, trace)
+    for epoch in trace.epochs:
+        writer.write_epoch(epoch)
+    writer.close()
+    opened = load_trace(directory)
+    assert opened.query is not None
+    return opened
+
+
+def _assert_same_flags(trace: NetworkTrace, health, thresholds: HealthThresholds) -> None:
+    for neuron in range(trace.n_neurons):
+        one = neuron_flags(trace, neuron, thresholds)
+        expected = health.of_neuron(neuron)
+        for flag in FLAGS:
+            assert one.applies[flag] == bool(health.applies[flag][neuron]), (neuron, flag)
+            assert one.history[flag].tolist() == expected[flag].tolist(), (neuron, flag)
+        assert one.history["epoch"].tolist() == list(trace.epochs)
+
+
+def test_one_neurons_flags_equal_the_whole_traces_in_memory_and_from_disk(
+    planted, tmp_path: Path
+) -> None:
+    on_disk = _run_directory(planted, tmp_path / "planted")
+    for thresholds in (HealthThresholds(), HealthThresholds(starved_epochs=1, exploding_epochs=2)):
+        health = neuron_health(planted, thresholds)
+        assert health.flags["dead"].any() and health.flags["starved"].any()
+        assert health.flags["exploding"].any()  # every flag of a ReLU net is planted
+        _assert_same_flags(planted, health, thresholds)
+        _assert_same_flags(on_disk, health, thresholds)
+    line = neuron_health_line(neuron_flags(on_disk, DEAD), DEAD, 7)
+    assert line == neuron_health_line(neuron_health(planted), DEAD, 7)
+    assert "dead: **yes** (at 4 of 8 recorded epochs)" in line and "saturated: n/a" in line
+
+
+def test_one_tanh_neurons_saturation_reads_its_probe_activations(tmp_path: Path) -> None:
+    def plant(net: MLP, epoch: int) -> None:
+        if epoch >= 2:
+            net.hidden_1.bias[SATURATED - 2] = 50.0
+
+    trace = _planted("tanh", plant)
+    health = neuron_health(trace)
+    assert health.flags["saturated"][:, SATURATED].any()
+    _assert_same_flags(trace, health, HealthThresholds())
+    _assert_same_flags(_run_directory(trace, tmp_path / "tanh"), health, HealthThresholds())

@@ -122,6 +122,23 @@ def test_a_neurons_history_an_epoch_slice_and_a_metric_matrix_equal_the_frame(ru
         np.testing.assert_array_equal(
             loaded.layer_metric(metric, "hidden_1"), trace.metric(metric)[:, 2:18]
         )
+    for metric in ("grad_norm", "w_norm"):  # the input layer's are NaN: no median
+        block = trace.metric(metric).astype(np.float64)
+        for index, info in enumerate(trace.layers):
+            values = block[:, info.first_id : info.last_id + 1]
+            median, counts = loaded.query.layer_medians(metric, index)
+            finite = np.isfinite(values)
+            assert counts.tolist() == finite.sum(axis=1).tolist()
+            for row, values_at in enumerate(values):
+                kept = values_at[np.isfinite(values_at)]
+                want = np.median(kept) if kept.size else np.nan
+                np.testing.assert_allclose(median[row], want, rtol=1e-12)
+        first = loaded.query.layer_medians(metric, 1, trace.epochs[:1])[0]
+        assert first.shape == (1,) and first[0] == pytest.approx(np.median(block[0, 2:18]))
+    several = loaded.query.metric_matrices(["act_max", "grad_norm", "act_max"], 3, 20)
+    assert list(several) == ["act_max", "grad_norm"]  # once each, in the order asked
+    for metric, matrix in several.items():
+        np.testing.assert_array_equal(matrix, trace.metric(metric)[:, 3:21])
 
 
 def test_percentiles_and_bands_in_the_layer_count_ties_half(run, trace):
