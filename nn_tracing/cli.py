@@ -395,68 +395,14 @@ def _schedule_flags(args: argparse.Namespace) -> dict[str, Any]:
     return schedule
 
 
-def _knobs_line(config, estimate) -> str:
-    """What each recorded epoch keeps, and the budget."""
-    from .estimate import format_bytes
-
-    kept = (
-        f"{estimate.n_kept} of {estimate.n_probe}" if estimate.n_kept < estimate.n_probe else "all"
-    )
-    budget = (
-        f", budget {format_bytes(config.max_trace_bytes)} ({config.on_budget})"
-        if config.max_trace_bytes is not None
-        else ""
-    )
-    layers = (
-        "every layer"
-        if config.traced_layers is None
-        else "layers " + ", ".join(("input", *config.traced_layers, "output"))
-    )
-    return (
-        f"kept         {layers}, {estimate.n_neurons} neurons; activations of {kept} probe "
-        f"samples, {config.activation_dtype}; schedule {_schedule_text(config)}"
-        f"{budget}"
-    )
-
-
-def _schedule_text(config) -> str:
-    from .step_schedule import step_schedule_text
-
-    if config.step_intervals is not None:
-        return step_schedule_text(config.step_intervals)
-    intervals = config.epoch_intervals
-    if intervals is None:
-        return "every epoch"
-    if intervals == -1:
-        return "last epoch only"
-    if isinstance(intervals, int):
-        return f"every {intervals}th epoch and the last"
-    return "epochs " + ", ".join(map(str, intervals))
-
-
 def _print_estimate(config, *, run_directory: bool = False) -> None:
-    from .estimate import format_bytes
+    from .cli_estimate import estimate_text
 
     plan = _plan(config, run_directory=run_directory) if config.max_trace_bytes else None
     if plan is not None and plan.adapted:
         print(plan.describe())
         config = plan.config
-    estimate = _estimate(config)
-    lines = [
-        f"run          {config.dataset} {config.architecture}, {config.epochs} epochs, "
-        f"{estimate.n_recorded} recorded, probe {estimate.n_probe}",
-        _knobs_line(config, estimate),
-        f"peak memory  {format_bytes(estimate.peak_bytes)} (added to a process with torch loaded)",
-        f"trace file   {format_bytes(estimate.trace_bytes)}",
-        f"run dir      {format_bytes(estimate.rundir_bytes)}",
-        "breakdown",
-    ]
-    width = max(len(name) for name in estimate.breakdown)
-    lines += [
-        f"  {name:<{width}}  {format_bytes(size):>9}" for name, size in estimate.breakdown.items()
-    ]
-    lines.append(estimate.describe())
-    print("\n".join(lines))
+    print(estimate_text(config, _estimate(config)))
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
