@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from apptest_support import assert_healthy, chart_rows
+from modular_support import P, modular_config
 from streamlit.testing.v1 import AppTest
 
 import nn_tracing as nt
@@ -20,22 +21,10 @@ from nn_tracing.models import model_from_trace
 from nn_tracing.ui import state
 from nn_tracing.views.clusters import COLORS, FREQUENCY_SHARE
 
-P = 13
-
 
 @pytest.fixture(scope="module")
 def modular_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = nt.TrainConfig(
-        dataset="modular_add",
-        modulus=P,
-        modular_train_fraction=0.5,
-        hidden_sizes=(16,),
-        epochs=3,
-        batch_size=256,
-        optimizer="adamw",
-        lr=1e-2,
-        probe_size=40,
-    )
+    config = modular_config()
     return nt.save_trace(nt.train(config).trace, tmp_path_factory.mktemp("t") / "modular.nntrace")
 
 

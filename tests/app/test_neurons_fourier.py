@@ -13,29 +13,17 @@ import numpy as np
 import pytest
 import torch
 from apptest_support import assert_healthy, chart_rows, texts
+from modular_support import P, modular_config
 from streamlit.testing.v1 import AppTest
 
 import nn_tracing as nt
 from nn_tracing.data_modular import modular_dataset_arrays
 from nn_tracing.models import model_from_trace
 
-P = 13
-
 
 @pytest.fixture(scope="module")
 def modular_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = nt.TrainConfig(
-        dataset="modular_add",
-        modulus=P,
-        modular_train_fraction=0.5,
-        hidden_sizes=(16,),
-        epochs=3,
-        batch_size=256,
-        optimizer="adamw",
-        lr=1e-2,
-        probe_size=40,
-        keep_weights=True,
-    )
+    config = modular_config(keep_weights=True)
     trace = nt.train(config).trace
     return nt.save_trace(trace, tmp_path_factory.mktemp("t") / "modular.nntrace")
 

@@ -1,37 +1,14 @@
 """``nn-tracing`` with the storage knobs and ``--max-trace-bytes``: the estimate, the refusal."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from test_cli import cli
 
 import nn_tracing as nt
 from nn_tracing.cli import EXIT_OVER_BUDGET, main
 from nn_tracing.estimate import estimate_run, format_bytes
 from nn_tracing.trace_budget import budget_options
-
-ROOT = Path(__file__).resolve().parents[2]
-#: A child process imports this checkout's nn_tracing, whatever its working directory.
-CHILD_ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-}
-
-
-def _cli(cwd, *args: str) -> subprocess.CompletedProcess:
-    """``nn-tracing ARGS`` in a real process, in ``cwd``."""
-    return subprocess.run(
-        [sys.executable, "-m", "nn_tracing.cli", *args],
-        cwd=cwd,
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
 
 RUN = ("--dataset", "digits", "--hidden", "256", "256", "--epochs", "20", "--probe-size", "400")
 CONFIG = nt.TrainConfig(dataset="digits", hidden_sizes=(256, 256), epochs=20, probe_size=400)
@@ -91,8 +68,8 @@ def test_a_bad_size_is_one_clear_line(size, capsys):
 
 
 def test_train_refused_through_a_real_process_writes_nothing(tmp_path):
-    result = _cli(
-        tmp_path, "train", *RUN, "--max-trace-bytes", "1MiB", "--out", "runs/x/", "--quiet"
+    result = cli(
+        "train", *RUN, "--max-trace-bytes", "1MiB", "--out", "runs/x/", "--quiet", cwd=tmp_path
     )
     assert result.returncode == EXIT_OVER_BUDGET, result.stderr
     assert "Traceback" not in result.stderr
@@ -102,8 +79,7 @@ def test_train_refused_through_a_real_process_writes_nothing(tmp_path):
 
 def test_train_with_the_knobs_writes_them_into_the_trace(tmp_path):
     args = ("--dataset", "moons", "--hidden", "16", "--epochs", "3", "--probe-size", "100")
-    result = _cli(
-        tmp_path,
+    result = cli(
         "train",
         *args,
         "--activation-samples",
@@ -115,6 +91,7 @@ def test_train_with_the_knobs_writes_them_into_the_trace(tmp_path):
         "--out",
         "run/",
         "--quiet",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     trace = nt.load_trace(tmp_path / "run")

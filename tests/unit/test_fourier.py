@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from modular_support import P, modular_config
 
 import nn_tracing as nt
 from nn_tracing.analysis.fourier import (
@@ -19,8 +20,6 @@ from nn_tracing.analysis.fourier import (
 from nn_tracing.analysis.profiles import ProfileUnavailable
 from nn_tracing.data_modular import modular_dataset_arrays
 from nn_tracing.models import model_from_trace
-
-P = 13
 
 
 def _brute_power(values: np.ndarray) -> np.ndarray:
@@ -57,19 +56,7 @@ def test_a_planted_cosine_has_its_own_frequency(k: int) -> None:
 
 @pytest.fixture(scope="module")
 def modular_trace() -> nt.NetworkTrace:
-    config = nt.TrainConfig(
-        dataset="modular_add",
-        modulus=P,
-        modular_train_fraction=0.5,
-        hidden_sizes=(16,),
-        epochs=3,
-        batch_size=256,
-        optimizer="adamw",
-        lr=1e-2,
-        probe_size=40,
-        keep_weights=True,
-        epoch_intervals=(2, 3),
-    )
+    config = modular_config(keep_weights=True, epoch_intervals=(2, 3))
     return nt.train(config).trace
 
 
