@@ -20,7 +20,7 @@ schedule": the trace counts epochs (:mod:`nn_tracing.schedule`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
 from .schedule import checked_points
@@ -36,6 +36,7 @@ __all__ = [
     "parse_step_spec",
     "recorded_steps",
     "should_record_step",
+    "step_predicate",
     "step_schedule_text",
 ]
 
@@ -111,26 +112,37 @@ def should_record_step(step: int, step_intervals: StepIntervals, num_steps: int 
 
     ``num_steps`` (the run's length) tells which step is the last; when it is ``None`` only
     the regular steps are reported here (:class:`~nn_tracing.tracer.TraceableNN` records the
-    last one at ``finish``).
+    last one at ``finish``). A loop asking at every step builds :func:`step_predicate` once.
     """
+    return step_predicate(step_intervals, num_steps)(step)
+
+
+def step_predicate(step_intervals: StepIntervals, num_steps: int | None) -> Callable[[int], bool]:
+    """:func:`should_record_step` for one schedule, validated once: the tracer asks it after
+    every optimizer step (an explicit list becomes a set)."""
     spec = normalize_step_intervals(step_intervals)
     if spec is None:
         raise ValueError("should_record_step needs a step schedule, not None")
-    if step == 0:
-        return True
-    if step < 0:
-        return False
-    is_last = num_steps is not None and step == num_steps
-    if isinstance(spec, tuple):
-        return step in spec
-    if spec == -1:
-        return is_last
-    if isinstance(spec, int):
-        return step % spec == 0 or is_last
-    every = int(spec[4:]) if spec.startswith("log:") else None
-    if every is None:
-        return _is_power_of_two(step) or is_last
-    return (step < every and _is_power_of_two(step)) or step % every == 0 or is_last
+    listed = frozenset(spec) if isinstance(spec, tuple) else frozenset()
+    every = int(spec[4:]) if isinstance(spec, str) and spec.startswith("log:") else None
+
+    def scheduled(step: int) -> bool:
+        if isinstance(spec, tuple):
+            return step in listed
+        if isinstance(spec, int):
+            return spec != -1 and step % spec == 0
+        if every is None:  # "log"
+            return _is_power_of_two(step)
+        return (step < every and _is_power_of_two(step)) or step % every == 0
+
+    ends = num_steps is not None and not listed  # a list records only what it lists
+
+    def records(step: int) -> bool:
+        if step <= 0:
+            return step == 0
+        return scheduled(step) or (ends and step == num_steps)
+
+    return records
 
 
 def recorded_steps(step_intervals: StepIntervals, num_steps: int) -> list[int]:

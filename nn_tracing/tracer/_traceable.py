@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..schedule import EpochIntervals, normalize_epoch_intervals, should_record
-from ..step_schedule import StepIntervals, checked_step_schedule, should_record_step
+from ..step_schedule import StepIntervals, checked_step_schedule, step_predicate
 from ..trace import HISTORY_COLUMNS, METRICS, LayerInfo, NetworkTrace
 from ._budget import RecordingBudget
 from ._discovery import discover, module_device
@@ -189,6 +189,12 @@ class TraceableNN(nn.Module):
             step_intervals, epoch_intervals, num_steps, has_probe=probe is not None
         )
         self.num_steps = num_steps
+        #: asked after every optimizer step: the schedule validated once
+        self._records_step = (
+            step_predicate(self.step_intervals, num_steps)
+            if self.step_intervals is not None
+            else None
+        )
         # Share the module's dictionaries: same parameters(), state_dict() keys, .to().
         object.__setattr__(self, "_wrapped", module)
         inner = unwrap_data_parallel(module)  # DDP's .module: measured and hooked
@@ -378,8 +384,8 @@ class TraceableNN(nn.Module):
 
     def will_record(self, point: int) -> bool:
         """Whether the schedule records ``point`` (an epoch, or a step on the step axis)."""
-        if self.step_intervals is not None:
-            return should_record_step(point, self.step_intervals, self.num_steps)
+        if self._records_step is not None:
+            return self._records_step(point)
         return should_record(point, self.epoch_intervals, self.num_epochs)
 
     def step(self, **history: float) -> bool:
