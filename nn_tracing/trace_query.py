@@ -36,7 +36,8 @@ __all__ = ["NeuronQuery"]
 
 #: The most bytes of values the quantiles of one query hold (see ``NeuronQuery._chunks``).
 QUANTILE_BYTES = 128 * 2**20
-#: DuckDB's memory limit for one trace's queries (it spills or fails beyond it, see README).
+#: DuckDB's memory limit for one trace's queries (it spills or fails beyond it, see
+#: docs/file-format.md).
 MEMORY_LIMIT = "512MB"
 
 

@@ -49,7 +49,7 @@ def _limit_for(monkeypatch: pytest.MonkeyPatch, n_bytes: int) -> None:
 def test_streamlit_upload_limit_fits_traces_not_gigabytes() -> None:
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     limit_mb = config["server"]["maxUploadSize"]
-    # the largest trace of the README's benchmarks (4 x 1024 neurons, 51 epochs) is 229 MiB
+    # the largest trace of docs/performance.md's benchmarks (4 x 1024 neurons, 51 epochs): 229 MiB
     assert 229 < limit_mb <= 512
 
 

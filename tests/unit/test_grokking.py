@@ -1,6 +1,6 @@
 """The grokking preset shortened to its memorisation phase (real training): training accuracy
 reaches 100 % while validation accuracy stays near chance, and the training map puts a state
-boundary near that jump. The full run is ``benchmarks/grokking.py``'s (README figures)."""
+boundary near that jump. The full run is ``benchmarks/grokking.py``'s (docs/grokking.md)."""
 
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ def test_class_distributions_are_numpys_per_class_statistics(digits) -> None:
 
 
 def _brute_selectivity(acts: np.ndarray, labels: np.ndarray) -> float:
-    """Morcos' index as the README defines it, one class at a time."""
+    """Morcos' index as docs/trace.md defines it, one class at a time."""
     low = min(float(acts.min()), 0.0)
     means = [float(np.mean(acts[labels == c])) - low for c in sorted(set(labels.tolist()))]
     top = max(means)

@@ -51,3 +51,14 @@ def test_the_readme_maps_every_module_and_only_those() -> None:
     assert not mapped - modules, (
         f"in the README's map, not in the package: {sorted(mapped - modules)}"
     )
+
+
+def test_every_other_path_of_the_map_exists() -> None:
+    """The map's lines outside the package (pages/, streamlit_app.py, scripts/, docs/, tests/…)
+    name files and folders that exist."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Development") :].split("```")[1].split("\n", 1)[1]
+    named = [line.split()[0] for line in block.splitlines() if line and not line.startswith(" ")]
+    others = [name for name in named if not name.startswith("nn_tracing/")]
+    assert {"pages/", "streamlit_app.py", "scripts/screenshots.py", "docs/"} <= set(others)
+    assert not [name for name in others if not (ROOT / name).exists()]
