@@ -11,11 +11,12 @@ the Neurons page on it through a deep link.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import streamlit as st
 
 from .. import viz
+from ..analysis.dormancy import DEFAULT_TAU, DORMANT_TAUS
 from ..timeaxis import time_key, time_title, time_word, use_axis
 from ..trace import METRICS, NetworkTrace
 from ..views import health as health_view
@@ -33,6 +34,7 @@ from .app import require_shell
 from .charts import neuron_table, show_chart
 from .follow import follow
 from .links import open_picked
+from .overview_dormancy import dormancy_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 from .widgets import epoch_picker
@@ -54,6 +56,10 @@ class Settings:
     percentile: bool = url.param("percentile", state.OVERVIEW_PERCENTILE, default=False)
     #: The layer whose every neuron is drawn over training.
     layer: str = url.param("layer", state.OVERVIEW_DETAIL_LAYER, max_length=300)
+    #: The threshold of the τ-dormant headline (Sokar et al. 2023).
+    tau: float = url.param(
+        "tau", state.OVERVIEW_DORMANT_TAU, default=DEFAULT_TAU, choices=DORMANT_TAUS
+    )
 
     def hidden(self, trace: NetworkTrace) -> set[str]:
         """The settings left out of the URL: those at the page's defaults (the last epoch,
@@ -298,7 +304,12 @@ def _at_epoch(active: ActiveTrace) -> None:
     with guarded("drawing the metric over training"):
         _over_time(active, settings)
     st.header("Neuron health")
-    with guarded("computing neuron health"):
+    with guarded("finding dormant neurons"):
+        settings = replace(settings, tau=dormancy_section(active, settings.epoch))
+    with (
+        st.expander("Dead, saturated, gradient-starved, exploding: this app's own thresholds"),
+        guarded("computing neuron health"),
+    ):
         _health(active, settings.epoch)
     with guarded("writing the settings into the address bar"):
         URL.publish(settings, active.ref, hidden=settings.hidden(active.trace))

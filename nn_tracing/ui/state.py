@@ -75,6 +75,7 @@ OVERVIEW_DETAIL_LAYER = _PREFIX + "overview.detail_layer"
 OVERVIEW_SCAN_CHART = _PREFIX + "overview.scan_chart"
 OVERVIEW_DETAIL_CHART = _PREFIX + "overview.detail_chart"
 OVERVIEW_FLAGGED_TABLE = _PREFIX + "overview.flagged_table"
+OVERVIEW_DORMANT_TAU = _PREFIX + "overview.dormant_tau"
 NEURON_EPOCH = _PREFIX + "neurons.epoch"
 NEURON_PICK = _PREFIX + "neurons.pick"
 
