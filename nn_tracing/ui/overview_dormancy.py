@@ -11,8 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from ..analysis.dormancy import DEFAULT_TAU, DORMANT_TAUS
-from ..viz.dormancy import dormancy_chart
 from ..views.dormancy import dormancy_caption, dormancy_tiles
+from ..viz.dormancy import dormancy_chart
 from . import cache, state
 from .charts import show_chart
 from .traces import ActiveTrace

@@ -17,9 +17,7 @@ from .text import md_escape
 __all__ = ["dormancy_caption", "dormancy_tiles"]
 
 
-def dormancy_tiles(
-    frame: pd.DataFrame, epoch: int, tau: float, baseline: int
-) -> list[HealthTile]:
+def dormancy_tiles(frame: pd.DataFrame, epoch: int, tau: float, baseline: int) -> list[HealthTile]:
     """One tile per hidden layer: its τ-dormant neurons at ``epoch`` of its neurons, and the
     change since ``baseline`` (the first recorded epoch)."""
     at = frame[frame["tau"] == tau]

@@ -24,7 +24,9 @@ def dormancy_frame(dormancy: Dormancy, max_examples: int = 3) -> pd.DataFrame:
         info = layers[layer]
         ids = info.first_id + dormancy.mask(layer, tau)[rows[epoch]].nonzero()[0]
         firsts.append(
-            format_signature(epoch, layer, int(ids[0])) if ids.size else f"{time_key(epoch)}/L_{layer}"
+            format_signature(epoch, layer, int(ids[0]))
+            if ids.size
+            else f"{time_key(epoch)}/L_{layer}"
         )
         shown = ", ".join(f"n_{i}" for i in ids[:max_examples])
         examples.append(shown + (", …" if ids.size > max_examples else "") if ids.size else "—")
