@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from .. import viz
+from ..analysis.derived_metrics import COLOUR_METRICS
 from ..analysis.dormancy import DEFAULT_TAU, DORMANT_TAUS
 from ..timeaxis import time_key, time_title, time_word, use_axis
-from ..trace import METRICS, NetworkTrace
+from ..trace import NetworkTrace
 from ..views import health as health_view
 from ..views.overview import (
     DEFAULT_METRIC,
@@ -49,7 +50,7 @@ class Settings:
     the layer depend on the trace: the widgets check them against it."""
 
     metric: str = url.param(
-        "metric", state.OVERVIEW_METRIC, default=DEFAULT_METRIC, choices=METRICS
+        "metric", state.OVERVIEW_METRIC, default=DEFAULT_METRIC, choices=COLOUR_METRICS
     )
     epoch: int = url.param("epoch", state.OVERVIEW_EPOCH, per_trace=True)
     order: str = url.param("order", state.OVERVIEW_ORDER, default=ORDERS[0], choices=ORDERS)
@@ -128,7 +129,7 @@ def _curves(active: ActiveTrace) -> None:
 
 def _ensure_settings(active: ActiveTrace) -> None:
     """Put a valid value in every widget key the URL or the session left invalid."""
-    if state.get(state.OVERVIEW_METRIC) not in METRICS:
+    if state.get(state.OVERVIEW_METRIC) not in COLOUR_METRICS:
         state.put(state.OVERVIEW_METRIC, DEFAULT_METRIC)
     if state.get(state.OVERVIEW_ORDER) not in ORDERS:
         state.put(state.OVERVIEW_ORDER, ORDERS[0])
@@ -148,7 +149,7 @@ def _controls(active: ActiveTrace) -> Settings:
     with left:
         metric = st.selectbox(
             "Metric",
-            METRICS,
+            COLOUR_METRICS,
             key=state.OVERVIEW_METRIC,
             format_func=viz.metric_title,
             help="What the colour shows. See the Neurons page for every metric of one neuron.",
