@@ -29,12 +29,13 @@ def dormancy_tiles(frame: pd.DataFrame, epoch: int, tau: float, baseline: int) -
             tiles.append(HealthTile(f"{layer} at {time_key(epoch)}", "–", help="unknown"))
             continue
         count, total = int(now["n_dormant"].iloc[0]), int(now["n_neurons"].iloc[0])
-        change = count - int(before["n_dormant"].iloc[0]) if len(before) else 0
+        known = len(before) and not pd.isna(before["n_dormant"].iloc[0])
+        change = count - int(before["n_dormant"].iloc[0]) if known else None
         tiles.append(
             HealthTile(
                 f"{layer} at {time_key(epoch)}",
                 f"{count} of {total} ({count / total:.0%})",
-                delta=f"{change:+d} vs {time_key(baseline)}",
+                delta=f"{change:+d} vs {time_key(baseline)}" if change is not None else None,
                 delta_color="inverse" if change else "off",
                 help=f"τ-dormant at τ = {tau:g}",
             )
