@@ -56,3 +56,22 @@ def test_overview_headlines_tau_dormant_neurons_and_tau_can_be_changed(
     # our own thresholds are kept, folded
     assert any(e.label.startswith("Dead, saturated") for e in at.expander)
     assert any(label.startswith("Dead at E_4") for label in labels)
+
+
+def test_the_brain_scan_colours_by_contribution_utility(
+    app: Callable[[], AppTest], tiny_trace_file: Path
+) -> None:
+    from nn_tracing.analysis.dormancy import contribution_utility
+
+    at = app().run()
+    at.selectbox(key=state.OVERVIEW_METRIC).set_value("utility").run()
+    assert_healthy(at)
+    assert at.query_params["metric"] == "utility"
+    trace = load_trace(tiny_trace_file)
+    expected = contribution_utility(trace, trace.epochs[-1]).values
+    scans = [c for c in at.get("vega_lite_chart") if '"color"' in c.proto.spec]
+    rows = [r for c in scans for r in chart_rows(c) if "neuron" in r and "x0" in r and "n" in r]
+    hidden = [r for r in rows if r["layer"].startswith("hidden")]
+    assert hidden
+    for row in hidden:
+        assert np.isclose(row["value"], expected[row["neuron"]], rtol=1e-5)
