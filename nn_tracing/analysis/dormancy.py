@@ -266,9 +266,16 @@ class Dormancy:
 def dormancy(trace: NetworkTrace, taus: tuple[float, ...] = DORMANT_TAUS) -> Dormancy:
     """τ-dormant neurons of every hidden layer of ``trace`` at every recorded epoch.
 
-    >>> import nn_tracing as nt  # doctest: +SKIP
-    >>> d = dormancy(trace)
-    >>> d.counts().query("tau == 0.025 and epoch == @trace.epochs[-1]")
+    Example::
+
+        d = dormancy(nt.load_trace("runs/my-run"))
+        d.counts().query("tau == 0.025")  # per epoch and layer: n_dormant, fraction, source
+        d.dormant_since(0.0)              # the neurons dormant now, and since when
+
+    Raises
+    ------
+    ValueError
+        For no threshold, or one that is negative or not finite.
     """
     taus = tuple(float(t) for t in taus)
     if not taus or any(not np.isfinite(t) or t < 0 for t in taus):

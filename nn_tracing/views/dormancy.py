@@ -52,7 +52,7 @@ def dormancy_caption(frame: pd.DataFrame) -> str:
         if not str(source).startswith("exact")
     ]
     note = (
-        " Mean |activation| is " + "; ".join(estimated) + "."
+        " Where mean |activation| is not exact — " + "; ".join(estimated) + "."
         if estimated
         else " Mean |activation| is exact for every layer."
     )
