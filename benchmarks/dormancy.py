@@ -5,6 +5,8 @@
   DuckDB, and a tanh run (its values from the kept probe activations).
 * ``dormancy(trace)`` on a synthetic run directory of 50k neurons × 30 epochs (DuckDB; its
   neurons change sign and keep no activations, so the cost is the statistics' read alone).
+* contribution utility at every epoch of the ReLU run directory (the brain scan's views over
+  time when they colour by ``utility``; final weights: the run kept no others).
 * ``recycle_dormant`` (ReDo) on a digits MLP trained with lr 0.3, which silences most of its
   second hidden layer: dormant shares before and after, largest output change, seconds.
 
@@ -44,6 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import nn_tracing as nt
+    from nn_tracing.analysis.derived_metrics import metric_over_time
     from nn_tracing.analysis.dormancy import dormancy
     from nn_tracing.analysis.intervention import recycle_dormant
     from nn_tracing.analysis.neuron_model import NeuronModel
@@ -66,6 +69,10 @@ def main() -> None:
             seconds = _median_seconds(lambda t=trace: dormancy(t), args.repeats)
             last = dormancy(trace).fraction(trace.epochs[-1], 0.025)
             rows.append((label, f"{n:,} × {len(trace.epochs)}", seconds, f"{last:.1%} at τ=0.025"))
+        seconds = _median_seconds(lambda: metric_over_time(on_disk, "utility"), args.repeats)
+        rows.append(
+            ("utility at every epoch, run directory", f"{n:,} × 11", seconds, "final weights")
+        )
         write_synthetic_run(Path(tmp) / "big", (20, 20_000, 20_000, 9_970, 10), 30)
         big = nt.load_trace(Path(tmp) / "big")
         seconds = _median_seconds(lambda: dormancy(big), args.repeats)

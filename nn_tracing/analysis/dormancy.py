@@ -319,7 +319,8 @@ class Utility:
 
 
 def _weights_for(trace: NetworkTrace, epoch: int) -> tuple[dict | None, int | None, str]:
-    kept = trace.weights(epoch)
+    # an epoch without kept weights is not read at all (its file holds the probe activations)
+    kept = trace.weights(epoch) if epoch in trace.epochs_with_weights else None
     if kept is not None:
         return kept, epoch, f"weights of {trace.time_key(epoch)}"
     if trace.final_weights:
