@@ -17,20 +17,23 @@ def dormancy_frame(dormancy: Dormancy, max_examples: int = 3) -> pd.DataFrame:
     """:meth:`Dormancy.counts` plus ``signature`` (the first dormant neuron, or
     ``E_<epoch>/L_<layer>`` when none) and ``examples`` (the first few dormant neurons)."""
     counts = dormancy.counts()
-    rows = {epoch: i for i, epoch in enumerate(dormancy.epochs)}
-    layers = {info.name: info for info in dormancy.layers}
-    firsts, examples = [], []
-    for epoch, layer, tau in zip(counts["epoch"], counts["layer"], counts["tau"], strict=True):
-        info = layers[layer]
-        ids = info.first_id + dormancy.mask(layer, tau)[rows[epoch]].nonzero()[0]
-        firsts.append(
-            format_signature(epoch, layer, int(ids[0]))
-            if ids.size
-            else f"{time_key(epoch)}/L_{layer}"
-        )
-        shown = ", ".join(f"n_{i}" for i in ids[:max_examples])
-        examples.append(shown + (", …" if ids.size > max_examples else "") if ids.size else "—")
-    return counts.assign(signature=firsts, examples=examples)
+    firsts, examples = {}, {}
+    for info in dormancy.layers:
+        for tau in dormancy.taus:
+            mask = dormancy.mask(info.name, tau)  # (n_epochs, n): once per layer and τ
+            for row, epoch in enumerate(dormancy.epochs):
+                ids = info.first_id + mask[row].nonzero()[0][: max_examples + 1]
+                key = (epoch, info.name, tau)
+                firsts[key] = (
+                    format_signature(epoch, info.name, int(ids[0]))
+                    if ids.size
+                    else f"{time_key(epoch)}/L_{info.name}"
+                )
+                shown = ", ".join(f"n_{i}" for i in ids[:max_examples])
+                more = ", …" if ids.size > max_examples else ""
+                examples[key] = shown + more if ids.size else "—"
+    keys = list(zip(counts["epoch"], counts["layer"], counts["tau"], strict=True))
+    return counts.assign(signature=[firsts[k] for k in keys], examples=[examples[k] for k in keys])
 
 
 def dormancy_chart(
