@@ -97,9 +97,9 @@ def main() -> None:
             )
         )
     print(f"load average {os.getloadavg()[0]:.2f} (shared machine), medians of {args.repeats}")
-    print(f"{'what':34} {'neurons × epochs':18} {'median ms':>10}  note")
+    print(f"{'what':40} {'neurons × epochs':18} {'median ms':>10}  note")
     for what, size, seconds, note in rows:
-        print(f"{what:34} {size:18} {seconds * 1e3:10.1f}  {note}")
+        print(f"{what:40} {size:18} {seconds * 1e3:10.1f}  {note}")
 
 
 if __name__ == "__main__":
