@@ -15,7 +15,14 @@ import numpy as np
 from ..trace import METRIC_DESCRIPTIONS, METRICS, NetworkTrace
 from .dormancy import contribution_utility
 
-__all__ = ["COLOUR_METRICS", "DERIVED", "metric_at", "metric_description", "metric_over_time"]
+__all__ = [
+    "COLOUR_METRICS",
+    "DERIVED",
+    "metric_at",
+    "metric_description",
+    "metric_note",
+    "metric_over_time",
+]
 
 #: Derived metrics and what each measures.
 DERIVED: dict[str, str] = {
@@ -42,6 +49,15 @@ def metric_at(trace: NetworkTrace, epoch: int, name: str) -> np.ndarray:
     if name == "utility":
         return contribution_utility(trace, epoch).values
     return trace.metrics_at(epoch)[:, METRICS.index(name)].astype(np.float64)
+
+
+def metric_note(trace: NetworkTrace, epoch: int, name: str) -> str | None:
+    """What a reader of ``name`` at ``epoch`` should know (utility without the epoch's own
+    weights: the final weights stood in), or ``None``."""
+    _check(name)
+    if name == "utility" and epoch not in trace.epochs_with_weights:
+        return "Contribution utility: " + contribution_utility(trace, epoch).note + "."
+    return None
 
 
 def metric_over_time(trace: NetworkTrace, name: str, layer: str | None = None) -> np.ndarray:

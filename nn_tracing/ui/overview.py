@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from .. import viz
-from ..analysis.derived_metrics import COLOUR_METRICS
+from ..analysis.derived_metrics import COLOUR_METRICS, metric_note
 from ..analysis.dormancy import DEFAULT_TAU, DORMANT_TAUS
 from ..timeaxis import time_key, time_title, time_word, use_axis
 from ..trace import NetworkTrace
@@ -188,6 +188,9 @@ def _brain_scan(active: ActiveTrace, settings: Settings) -> None:
         "Each strip is a layer; each cell a neuron (hover for its signature, click to open it "
         "on the Neurons page)."
     )
+    note = metric_note(active.trace, settings.epoch, settings.metric)
+    if note is not None:
+        st.caption(md_escape(note, 400))
     open_picked(active, event)
 
 

@@ -75,3 +75,6 @@ def test_the_brain_scan_colours_by_contribution_utility(
     assert hidden
     for row in hidden:
         assert np.isclose(row["value"], expected[row["neuron"]], rtol=1e-5)
+    at.select_slider(key=state.epoch_key(state.OVERVIEW_EPOCH, "run:tiny")).set_value(2).run()
+    assert_healthy(at)
+    assert "the final weights (E_4) stand in for them" in texts(at.caption)
