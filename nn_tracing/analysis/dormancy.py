@@ -235,6 +235,16 @@ class Dormancy:
         frame = pd.DataFrame(rows, columns=columns)
         return frame.astype({"epoch": "int64", "n_dormant": "Int64", "n_neurons": "int64"})
 
+    def at(self, epoch: int, tau: float = DEFAULT_TAU) -> pd.DataFrame:
+        """One row per hidden layer at ``epoch``: ``layer``, ``n_dormant``, ``n_neurons``,
+        ``fraction`` and ``source`` (a slice of :meth:`counts`, for a sentence or a table)."""
+        counts = self.counts()
+        rows = counts[(counts["epoch"] == epoch) & (counts["tau"] == float(tau))]
+        if rows.empty:
+            raise KeyError(f"no counts at epoch {epoch} and τ = {tau:g}; taus: {self.taus}")
+        columns = ["layer", "n_dormant", "n_neurons", "fraction", "source"]
+        return rows[columns].reset_index(drop=True)
+
     def fraction(self, epoch: int, tau: float) -> float:
         """The share of every hidden neuron that is τ-dormant at ``epoch`` (NaN if unknown)."""
         row = self.epochs.index(epoch)

@@ -58,6 +58,13 @@ def test_a_relu_traces_scores_are_exact_from_its_statistics(tiny_trace_file: Pat
         e = trace.epochs.index(row.epoch)
         assert row.n_dormant == int((expected[row.layer][e] <= row.tau).sum())
         assert row.fraction == row.n_dormant / row.n_neurons
+    last = result.at(trace.epochs[-1], 0.1)
+    assert last["layer"].tolist() == ["hidden_1", "hidden_2"]
+    assert last["n_dormant"].tolist() == [
+        int((expected[name][-1] <= 0.1).sum()) for name in ("hidden_1", "hidden_2")
+    ]
+    total = sum(last["n_dormant"]) / sum(last["n_neurons"])
+    assert result.fraction(trace.epochs[-1], 0.1) == total
 
 
 def test_a_tanh_traces_scores_come_from_its_kept_probe_activations(tanh_trace_file: Path) -> None:

@@ -100,6 +100,8 @@ class Recycling:
 
     def fraction(self, when: str) -> float:
         """The share of every hidden neuron that is τ-dormant ``"before"`` or ``"after"``."""
+        if when not in ("before", "after"):
+            raise ValueError(f"when={when!r}: use 'before' or 'after'")
         counts = self.dormant_before if when == "before" else self.dormant_after
         total = sum(n for _, n in self.layers)
         return sum(counts.values()) / total if total else float("nan")
