@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import viz
+from ..analysis.dormancy import dormancy
 from ..analysis.health import NeuronHealth, neuron_health
 from ..trace import NetworkTrace
 
@@ -23,6 +24,7 @@ __all__ = [
     "brain_scan",
     "chart",
     "curves",
+    "dormancy_counts",
     "health",
     "health_counts",
     "layer_epoch",
@@ -75,6 +77,17 @@ def health(key: str, _trace: NetworkTrace) -> NeuronHealth:
 def health_counts(key: str, _trace: NetworkTrace) -> pd.DataFrame:
     """Flag counts per layer and epoch, with example signatures."""
     return viz.health_frame(health(key, _trace))
+
+
+@st.cache_data(
+    max_entries=_ENTRIES, show_spinner="Finding τ-dormant neurons at every recorded epoch…"
+)
+def dormancy_counts(key: str, _trace: NetworkTrace) -> pd.DataFrame:
+    """τ-dormant neurons per layer, epoch and τ, with example signatures
+    (:func:`nn_tracing.viz.dormancy.dormancy_frame`)."""
+    from ..viz.dormancy import dormancy_frame
+
+    return dormancy_frame(dormancy(_trace))
 
 
 @st.cache_data(max_entries=_ENTRIES * 4, show_spinner=False)

@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 from ..analysis.baselines import DEFAULT_NULLS, NULLS
+from ..analysis.derived_metrics import COLOUR_METRICS
 from ..analysis.embedding import (
     CLUSTERERS,
     DEFAULT_METRICS,
@@ -96,7 +97,9 @@ class Settings:
     linkage: str = url.param("linkage", state.CLUSTERS_LINKAGE, choices=LINKAGES)
     on: str = url.param("on", state.CLUSTERS_ON, choices=CLUSTER_ON)
     color: str = url.param("color", state.CLUSTERS_COLOR, choices=COLORS)
-    color_metric: str = url.param("color_metric", state.CLUSTERS_COLOR_METRIC, choices=METRICS)
+    color_metric: str = url.param(
+        "color_metric", state.CLUSTERS_COLOR_METRIC, choices=COLOUR_METRICS
+    )
     color_epoch: int = url.param("color_epoch", state.CLUSTERS_COLOR_EPOCH, per_trace=True)
     permutations: int = url.param("perms", state.CLUSTERS_PERMUTATIONS, low=5, high=1000)
     nulls: tuple[str, ...] = url.param(
@@ -451,9 +454,9 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
         color = st.selectbox(
             "Colour by", color_options, key=state.CLUSTERS_COLOR, format_func=COLORS.get
         )
-        ensure(state.CLUSTERS_COLOR_METRIC, lambda v: v in METRICS, "act_mean")
+        ensure(state.CLUSTERS_COLOR_METRIC, lambda v: v in COLOUR_METRICS, "act_mean")
         if color == "metric":
-            st.selectbox("Colour metric", METRICS, key=state.CLUSTERS_COLOR_METRIC)
+            st.selectbox("Colour metric", COLOUR_METRICS, key=state.CLUSTERS_COLOR_METRIC)
     with middle:
         ensure(color_epoch_key, lambda v: v in epochs, analysis_epoch)
         if color not in ("cluster", "layer") and len(epochs) > 1:

@@ -11,13 +11,15 @@ the Neurons page on it through a deep link.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import streamlit as st
 
 from .. import viz
+from ..analysis.derived_metrics import COLOUR_METRICS, metric_note
+from ..analysis.dormancy import DEFAULT_TAU, DORMANT_TAUS
 from ..timeaxis import time_key, time_title, time_word, use_axis
-from ..trace import METRICS, NetworkTrace
+from ..trace import NetworkTrace
 from ..views import health as health_view
 from ..views.overview import (
     DEFAULT_METRIC,
@@ -33,6 +35,7 @@ from .app import require_shell
 from .charts import neuron_table, show_chart
 from .follow import follow
 from .links import open_picked
+from .overview_dormancy import dormancy_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 from .widgets import epoch_picker
@@ -47,13 +50,17 @@ class Settings:
     the layer depend on the trace: the widgets check them against it."""
 
     metric: str = url.param(
-        "metric", state.OVERVIEW_METRIC, default=DEFAULT_METRIC, choices=METRICS
+        "metric", state.OVERVIEW_METRIC, default=DEFAULT_METRIC, choices=COLOUR_METRICS
     )
     epoch: int = url.param("epoch", state.OVERVIEW_EPOCH, per_trace=True)
     order: str = url.param("order", state.OVERVIEW_ORDER, default=ORDERS[0], choices=ORDERS)
     percentile: bool = url.param("percentile", state.OVERVIEW_PERCENTILE, default=False)
     #: The layer whose every neuron is drawn over training.
     layer: str = url.param("layer", state.OVERVIEW_DETAIL_LAYER, max_length=300)
+    #: The threshold of the τ-dormant headline (Sokar et al. 2023).
+    tau: float = url.param(
+        "tau", state.OVERVIEW_DORMANT_TAU, default=DEFAULT_TAU, choices=DORMANT_TAUS
+    )
 
     def hidden(self, trace: NetworkTrace) -> set[str]:
         """The settings left out of the URL: those at the page's defaults (the last epoch,
@@ -122,7 +129,7 @@ def _curves(active: ActiveTrace) -> None:
 
 def _ensure_settings(active: ActiveTrace) -> None:
     """Put a valid value in every widget key the URL or the session left invalid."""
-    if state.get(state.OVERVIEW_METRIC) not in METRICS:
+    if state.get(state.OVERVIEW_METRIC) not in COLOUR_METRICS:
         state.put(state.OVERVIEW_METRIC, DEFAULT_METRIC)
     if state.get(state.OVERVIEW_ORDER) not in ORDERS:
         state.put(state.OVERVIEW_ORDER, ORDERS[0])
@@ -142,7 +149,7 @@ def _controls(active: ActiveTrace) -> Settings:
     with left:
         metric = st.selectbox(
             "Metric",
-            METRICS,
+            COLOUR_METRICS,
             key=state.OVERVIEW_METRIC,
             format_func=viz.metric_title,
             help="What the colour shows. See the Neurons page for every metric of one neuron.",
@@ -181,6 +188,9 @@ def _brain_scan(active: ActiveTrace, settings: Settings) -> None:
         "Each strip is a layer; each cell a neuron (hover for its signature, click to open it "
         "on the Neurons page)."
     )
+    note = metric_note(active.trace, settings.epoch, settings.metric)
+    if note is not None:
+        st.caption(md_escape(note, 400))
     open_picked(active, event)
 
 
@@ -298,7 +308,12 @@ def _at_epoch(active: ActiveTrace) -> None:
     with guarded("drawing the metric over training"):
         _over_time(active, settings)
     st.header("Neuron health")
-    with guarded("computing neuron health"):
+    with guarded("finding dormant neurons"):
+        settings = replace(settings, tau=dormancy_section(active, settings.epoch))
+    with (
+        st.expander("Dead, saturated, gradient-starved, exploding: this app's own thresholds"),
+        guarded("computing neuron health"),
+    ):
         _health(active, settings.epoch)
     with guarded("writing the settings into the address bar"):
         URL.publish(settings, active.ref, hidden=settings.hidden(active.trace))

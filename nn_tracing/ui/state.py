@@ -75,6 +75,7 @@ OVERVIEW_DETAIL_LAYER = _PREFIX + "overview.detail_layer"
 OVERVIEW_SCAN_CHART = _PREFIX + "overview.scan_chart"
 OVERVIEW_DETAIL_CHART = _PREFIX + "overview.detail_chart"
 OVERVIEW_FLAGGED_TABLE = _PREFIX + "overview.flagged_table"
+OVERVIEW_DORMANT_TAU = _PREFIX + "overview.dormant_tau"
 NEURON_EPOCH = _PREFIX + "neurons.epoch"
 NEURON_PICK = _PREFIX + "neurons.pick"
 
@@ -237,6 +238,10 @@ BREADCRUMBS_VALUE = _PREFIX + "breadcrumbs.value"
 BREADCRUMBS_WEIGHT_LAYER = _PREFIX + "breadcrumbs.weight_layer"
 BREADCRUMBS_WEIGHT_ROW = _PREFIX + "breadcrumbs.weight_row"
 BREADCRUMBS_WEIGHT_COLUMN = _PREFIX + "breadcrumbs.weight_column"
+#: Intervention, recycle dormant neurons: τ, and the recycled model's downloads.
+BREADCRUMBS_RECYCLE_TAU = _PREFIX + "breadcrumbs.recycle_tau"
+BREADCRUMBS_RECYCLE_DOWNLOAD_WEIGHTS = _PREFIX + "breadcrumbs.recycle_download_weights"
+BREADCRUMBS_RECYCLE_DOWNLOAD_CONFIG = _PREFIX + "breadcrumbs.recycle_download_config"
 #: What a link brings for widgets whose keys are known only while the page draws them (+
 #: ":<trace ref>"): k per hidden layer of the pruning, whether the ablation curves and the
 #: pruning were shown, the intervention's value, the edited weight's row and column. The page

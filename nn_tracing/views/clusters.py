@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..analysis.baselines import ChanceTest
 from ..analysis.cost import reinitialisation_seconds
+from ..analysis.derived_metrics import metric_at
 from ..analysis.embedding import (
     CLUSTERERS,
     PROJECTORS,
@@ -350,7 +351,7 @@ def point_colors(
         return Coloring(pd.Series(layers, dtype=object), "layer", "N", order, None)
     if color in ("metric", "selectivity"):
         metric = color_metric if color == "metric" else "selectivity"
-        values = trace.metrics_at(epoch)[neuron_ids, METRICS.index(metric)].astype(float)
+        values = metric_at(trace, epoch, metric)[neuron_ids]
         return Coloring(pd.Series(values), f"{metric} at {time_key(epoch)}", "Q", None, metric)
     if color == "health":
         if health is None:

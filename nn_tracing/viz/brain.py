@@ -22,6 +22,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..analysis.derived_metrics import metric_at, metric_over_time
 from ..timeaxis import time_key, time_word
 from ..trace import METRICS, NetworkTrace, signature_column
 from .common import (
@@ -129,8 +130,7 @@ def brain_scan_frame(
     """
     if order not in ORDERS:
         raise ValueError(f"order={order!r}: use one of {ORDERS}")
-    column = METRICS.index(metric)
-    values_all = trace.metrics_at(epoch)[:, column].astype(np.float64)
+    values_all = metric_at(trace, epoch, metric)
     size = bin_size_for(trace.n_neurons, budget)
     parts = []
     for info in trace.layers:
@@ -325,14 +325,14 @@ def _layer_quartiles(trace: NetworkTrace, metric: str, groups: list[np.ndarray])
     (n_layers, n_groups, 4). From DuckDB when the trace is a run directory on disk."""
     epochs = trace.epochs
     out = np.full((len(trace.layers), len(groups), 4), np.nan)
-    if trace.query is not None:
+    if trace.query is not None and metric in METRICS:
         frame = trace.query.layer_quantiles(
             metric, epoch_groups=[[epochs[i] for i in group] for group in groups]
         )
         values = frame[["q0", "q1", "q2", "n"]].to_numpy(np.float64)
         out[frame["layer_index"].to_numpy(), frame["group"].to_numpy()] = values
         return out
-    values = trace.metric(metric).astype(np.float64)  # (n_epochs, n_neurons)
+    values = metric_over_time(trace, metric)  # (n_epochs, n_neurons)
     for l_index, info in enumerate(trace.layers):
         block = values[:, info.first_id : info.last_id + 1]
         for g_index, group in enumerate(groups):
@@ -408,7 +408,7 @@ def neuron_epoch_frame(
         raise ValueError(f"order={order!r}: use one of {ORDERS}")
     info = trace.layer(layer)
     epochs = trace.epochs
-    values = trace.layer_metric(metric, layer).astype(np.float64)
+    values = metric_over_time(trace, metric, layer)
     ordering = _order(values[-1], order) if len(epochs) else np.arange(info.n_neurons)
     values = values[:, ordering]
     ids = np.asarray(info.ids)[ordering]

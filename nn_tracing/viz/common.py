@@ -12,8 +12,9 @@ import math
 import altair as alt
 import numpy as np
 
+from ..analysis.derived_metrics import metric_description
 from ..timeaxis import time_key
-from ..trace import METRIC_DESCRIPTIONS, format_signature
+from ..trace import format_signature
 
 __all__ = [
     "MARK_BUDGET",
@@ -66,7 +67,7 @@ def signature_range(epoch: int, layer: str, ids: np.ndarray) -> str:
 
 def metric_title(metric: str) -> str:
     """``"act_mean — mean activation on the probe set"``."""
-    description = METRIC_DESCRIPTIONS.get(metric)
+    description = metric_description(metric)
     return f"{metric} — {description}" if description else metric
 
 

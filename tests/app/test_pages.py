@@ -38,8 +38,8 @@ def test_overview_shows_summary_brain_scan_and_health(app: Callable[[], AppTest]
         assert label in labels
     assert any(label.startswith("Dead at E_4") for label in labels)
     assert any(label.startswith("Gradient-starved at E_4") for label in labels)
-    # curves (loss, accuracy), brain scan, layer x epoch, one layer's neurons, health
-    assert len(at.get("vega_lite_chart")) == 6
+    # curves (loss, accuracy), brain scan, layer x epoch, one layer's neurons, dormant, health
+    assert len(at.get("vega_lite_chart")) == 7
 
 
 def test_moving_the_epoch_slider_and_metric_redraws(app: Callable[[], AppTest]) -> None:

@@ -22,7 +22,6 @@ DOCS = ROOT / "docs"
 PENDING = {
     "docs/findings.md",
     "docs/maps-through-time.md",
-    "docs/dormant-neurons.md",
     "docs/tests-against-chance.md",
     "docs/compare.md",
 }

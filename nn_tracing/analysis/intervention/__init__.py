@@ -22,6 +22,8 @@ the probe set — against the same removal of random neurons (the null). One ide
 * :mod:`.interventions` — :func:`intervene`: clamp or scale a neuron's activation, or edit
   one weight; accuracy, flipped predictions, activations and, for 2-D inputs, the decision
   boundary before and after.
+* :mod:`.recycling` — :func:`recycle_dormant`: ReDo (Sokar et al. 2023), τ-dormant neurons
+  re-initialised (incoming) and cut off (outgoing); dormant counts and outputs before and after.
 
 Writing the pruned model and its trace to files is :mod:`nn_tracing.export`'s;
 ``pruned_config``, ``pruned_files`` and ``pruned_trace`` are re-exported here for old imports.
@@ -51,6 +53,7 @@ from .interventions import (
     intervene,
 )
 from .pruning import Pruning, count_parameters, prune_model
+from .recycling import Recycling, recycle_dormant
 from .trail import trail_check
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "Intervention",
     "InterventionResult",
     "Pruning",
+    "Recycling",
     "ablate",
     "batched_logits",
     "channel_pruning",
@@ -79,6 +83,7 @@ __all__ = [
     "pruned_config",
     "pruned_files",
     "pruned_trace",
+    "recycle_dormant",
     "selectivity_sentence",
     "trail_check",
 ]

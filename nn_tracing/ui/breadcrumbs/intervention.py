@@ -18,13 +18,19 @@ from ...views.breadcrumbs import Target
 from .. import state
 from ..charts import show_chart
 from ..traces import ActiveTrace
+from .recycling import recycle_section
 from .widgets import ensure, flipped, per_class_table, show_metrics, take_link
 from .work import intervention_of, trail_of
 
 __all__ = ["KINDS", "intervention_tab"]
 
 #: The changes the tab offers.
-KINDS = {"clamp": "clamp a neuron", "scale": "scale a neuron", "weight": "edit a weight"}
+KINDS = {
+    "clamp": "clamp a neuron",
+    "scale": "scale a neuron",
+    "weight": "edit a weight",
+    "recycle": "recycle dormant neurons",
+}
 
 
 def intervention_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any]) -> None:
@@ -45,6 +51,9 @@ def intervention_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any]
         )
     )
     chosen["change"] = kind
+    if kind == "recycle":
+        recycle_section(active, target, chosen)
+        return
     change = (
         _neuron_controls(active, target, kind, chosen)
         if kind in ("clamp", "scale")

@@ -17,6 +17,7 @@ from typing import Any
 import streamlit as st
 
 from ...analysis.attribution import METHOD_TITLES, METHODS, OBJECTIVES
+from ...analysis.dormancy import DORMANT_TAUS
 from ...analysis.intervention import FILLS
 from ...model_entry import allowed_patterns
 from ...timeaxis import time_key, time_word
@@ -121,6 +122,9 @@ class Settings:
     )
     weight_column: int | None = url.param(
         "w_col", state.BREADCRUMBS_LINK_COLUMN, default=None, per_trace=True, low=0
+    )
+    recycle_tau: float | None = url.param(
+        "tau", state.BREADCRUMBS_RECYCLE_TAU, default=None, choices=DORMANT_TAUS
     )
     #: The trace has one model state only: no epoch to choose (none in the URL).
     epoch_fixed: bool = False

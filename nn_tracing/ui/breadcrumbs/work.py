@@ -25,6 +25,7 @@ from ...analysis.intervention import (
 from ...trace import NetworkTrace
 from ...views import breadcrumbs as views
 from ...views.breadcrumbs import Pruned, Target
+from ...views.recycling import Recycled, recycle
 from ..compute import run_analysis
 from ..traces import ActiveTrace
 
@@ -36,6 +37,7 @@ __all__ = [
     "intervention_of",
     "model_problem",
     "pruning_of",
+    "recycling_of",
     "since_when_of",
     "trail_check_of",
     "trail_of",
@@ -156,3 +158,13 @@ def _intervention(
 def intervention_of(active: ActiveTrace, epoch: int, change: Intervention) -> InterventionResult:
     """What ``change`` does on the probe set."""
     return _intervention(active.key, epoch, change, active.trace)
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner="Recycling dormant neurons…")
+def _recycling(key: str, epoch: int, tau: float, _trace: NetworkTrace) -> Recycled:
+    return recycle(_trace, epoch, tau)
+
+
+def recycling_of(active: ActiveTrace, epoch: int, tau: float) -> Recycled:
+    """What recycling the τ-dormant neurons does on the probe set (two forward passes)."""
+    return _recycling(active.key, epoch, tau, active.trace)
