@@ -1,0 +1,207 @@
+"""Representational similarity of two layers on the same probe samples: linear CKA, SVCCA
+and PWCCA, and their permutation baselines.
+
+Every function takes activation matrices of shape ``(n_samples, n_neurons)`` whose rows are
+the same probe samples in the same order (two runs on one probe set, or one layer at two
+epochs), and returns a similarity in [0, 1]:
+
+* **linear CKA** (Kornblith et al. 2019): ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)``
+  on column-centred activations. Invariant to orthogonal transforms and isotropic scaling of
+  either side, not to any invertible linear map.
+* **SVCCA** (Raghu et al. 2017): each side reduced by SVD to the directions that explain
+  ``keep`` (99 %) of its variance, then the mean canonical correlation between the two
+  reduced subspaces. Invariant to any invertible linear map that keeps the subspace.
+* **PWCCA** (Morcos et al. 2018): the canonical correlations weighted by how much of the
+  first side's neurons each canonical direction accounts for.
+
+Canonical correlations are the singular values of ``Qx^T Qy``, with ``Qx`` and ``Qy``
+orthonormal bases of the two centred column spaces (Björck & Golub 1973). CCA needs many more
+samples than directions: with as many directions as samples every correlation is 1. The
+permutation baseline (:func:`permutation_null`, rows of one side shuffled) shows what a
+similarity is worth on these shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "SIMILARITIES",
+    "canonical_correlations",
+    "cka_matrix",
+    "linear_cka",
+    "permutation_null",
+    "pwcca",
+    "similarity",
+    "svcca",
+]
+
+#: Fraction of the variance SVCCA keeps of each side (Raghu et al.: 0.99).
+SVCCA_KEEP = 0.99
+#: Singular values below this fraction of the largest are treated as zero (rank tolerance).
+RANK_TOLERANCE = 1e-6
+
+
+def _centred(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"activations must be (n_samples, n_neurons), not shape {values.shape}")
+    return values - values.mean(axis=0, keepdims=True)
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"the two sides hold {x.shape[0]} and {y.shape[0]} samples: a similarity needs the "
+            "same probe samples on both"
+        )
+    if x.shape[0] < 2:
+        raise ValueError("a similarity needs at least two probe samples")
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA of ``x`` (n, p) and ``y`` (n, q); NaN when either side is constant.
+
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.standard_normal((50, 4))
+    >>> round(linear_cka(a, 3 * a), 6)
+    1.0
+    """
+    _check_pair(x, y)
+    xc, yc = _centred(x), _centred(y)
+    cross = np.linalg.norm(yc.T @ xc) ** 2
+    norms = np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc)
+    return float(cross / norms) if norms > 0 else float("nan")
+
+
+def _basis(centred: np.ndarray, keep: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """An orthonormal basis of the column space (n, k), and its singular values: the
+    directions above the rank tolerance, or (``keep``) the fewest that explain that share of
+    the variance."""
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    if s.size == 0 or s[0] <= 0:
+        return u[:, :0], s[:0]
+    k = int(np.sum(s > RANK_TOLERANCE * s[0]))
+    if keep is not None and keep < 1:
+        share = np.cumsum(s[:k] ** 2) / np.sum(s[:k] ** 2)
+        k = min(k, int(np.searchsorted(share, keep - 1e-12) + 1))
+    return u[:, :k], s[:k]
+
+
+def canonical_correlations(x: np.ndarray, y: np.ndarray, keep: float | None = None) -> np.ndarray:
+    """The canonical correlations of ``x`` (n, p) and ``y`` (n, q), descending: array of
+    shape (min(kx, ky),), where k is each side's rank (or, with ``keep``, the directions that
+    explain that share of its variance — SVCCA's reduction)."""
+    _check_pair(x, y)
+    qx, _ = _basis(_centred(x), keep)
+    qy, _ = _basis(_centred(y), keep)
+    if qx.shape[1] == 0 or qy.shape[1] == 0:
+        return np.zeros(0)
+    return np.clip(np.linalg.svd(qx.T @ qy, compute_uv=False), 0.0, 1.0)
+
+
+def svcca(x: np.ndarray, y: np.ndarray, keep: float = SVCCA_KEEP) -> float:
+    """SVCCA: the mean canonical correlation after keeping ``keep`` of each side's variance
+    (NaN when a side is constant)."""
+    rho = canonical_correlations(x, y, keep)
+    return float(rho.mean()) if rho.size else float("nan")
+
+
+def pwcca(x: np.ndarray, y: np.ndarray) -> float:
+    """PWCCA (Morcos et al. 2018): canonical correlations weighted by ``x``'s neurons.
+
+    The weight of canonical direction ``h_i`` (a unit vector over the samples, in ``x``'s
+    column space) is ``sum_j |<h_i, x_j>|`` over ``x``'s centred neurons ``x_j``, normalised
+    to sum to 1. Not symmetric: ``pwcca(x, y)`` weights by ``x``.
+    """
+    _check_pair(x, y)
+    xc = _centred(x)
+    qx, _ = _basis(xc, None)
+    qy, _ = _basis(_centred(y), None)
+    if qx.shape[1] == 0 or qy.shape[1] == 0:
+        return float("nan")
+    u, rho, _ = np.linalg.svd(qx.T @ qy, full_matrices=False)
+    directions = qx @ u[:, : rho.size]  # (n, k): the canonical variates on x's side
+    weights = np.abs(directions.T @ xc).sum(axis=1)
+    total = weights.sum()
+    if total <= 0:
+        return float("nan")
+    return float(np.clip(rho, 0.0, 1.0) @ (weights / total))
+
+
+#: The similarities by name.
+SIMILARITIES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "cka": linear_cka,
+    "svcca": svcca,
+    "pwcca": pwcca,
+}
+
+
+def similarity(x: np.ndarray, y: np.ndarray, method: str = "cka") -> float:
+    """``method`` (``"cka"``, ``"svcca"`` or ``"pwcca"``) of ``x`` and ``y``."""
+    if method not in SIMILARITIES:
+        raise ValueError(f"method={method!r}: use one of {', '.join(SIMILARITIES)}")
+    return SIMILARITIES[method](x, y)
+
+
+def permutation_null(
+    x: np.ndarray,
+    y: np.ndarray,
+    method: str = "cka",
+    n_permutations: int = 20,
+    random_state: int = 0,
+) -> np.ndarray:
+    """The similarity of ``x`` with ``y`` whose rows (probe samples) are shuffled, once per
+    permutation: array of shape (n_permutations,). What the similarity reaches by chance on
+    these shapes (CCA in particular is inflated when samples are few)."""
+    rng = np.random.default_rng(random_state)
+    return np.array(
+        [similarity(x, y[rng.permutation(y.shape[0])], method) for _ in range(n_permutations)]
+    )
+
+
+def _gram_blocks(reps: Sequence[np.ndarray]) -> tuple[np.ndarray, list[slice]]:
+    """Centred representations side by side, (n, sum of widths), float32, and their slices."""
+    slices, start = [], 0
+    for rep in reps:
+        slices.append(slice(start, start + rep.shape[1]))
+        start += rep.shape[1]
+    joined = np.concatenate([_centred(r).astype(np.float32) for r in reps], axis=1)
+    return joined, slices
+
+
+def _self_norms(joined: np.ndarray, slices: list[slice]) -> np.ndarray:
+    out = np.empty(len(slices))
+    for i, part in enumerate(slices):
+        block = joined[:, part].astype(np.float64)
+        out[i] = np.linalg.norm(block.T @ block)
+    return out
+
+
+def cka_matrix(
+    left: Sequence[np.ndarray], right: Sequence[np.ndarray], row_order: np.ndarray | None = None
+) -> np.ndarray:
+    """Linear CKA of every representation of ``left`` with every one of ``right``: array of
+    shape (len(left), len(right)), NaN where a side is constant.
+
+    One matrix product over the centred representations side by side (the cross-covariance
+    of every pair at once), then each block's squared Frobenius norm. ``row_order``: a
+    permutation of the samples applied to ``right`` (the permutation baseline).
+    """
+    if not left or not right:
+        return np.zeros((len(left), len(right)))
+    for rep in [*left, *right]:
+        _check_pair(left[0], rep)
+    a, a_slices = _gram_blocks(left)
+    b, b_slices = _gram_blocks(right)
+    if row_order is not None:
+        b = b[row_order]
+    cross = (a.T @ b).astype(np.float64)  # (sum p, sum q)
+    squared = cross**2
+    rows = np.add.reduceat(squared, [s.start for s in a_slices], axis=0)
+    blocks = np.add.reduceat(rows, [s.start for s in b_slices], axis=1)
+    norms = np.outer(_self_norms(a, a_slices), _self_norms(b, b_slices))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, blocks / norms, np.nan)
