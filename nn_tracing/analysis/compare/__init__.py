@@ -29,7 +29,13 @@ from .probes import (
     common_layers,
     probe_digest,
 )
-from .runs import config_differences, layer_quantile_bands, smooth, training_curves
+from .runs import (
+    CURVE_QUANTITIES,
+    config_differences,
+    layer_quantile_bands,
+    smooth,
+    training_curves,
+)
 from .similarity import (
     canonical_correlations,
     cka_matrix,
@@ -41,6 +47,7 @@ from .similarity import (
 )
 
 __all__ = [
+    "CURVE_QUANTITIES",
     "CompareUnavailable",
     "NeuronMatching",
     "ProbeCheck",
