@@ -316,5 +316,10 @@ def pair_history_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
                 alt.Tooltip("value:Q", title=metric, format=".4g"),
             ],
         )
-        .properties(title=alt.Title(metric_title(metric), anchor="start"), height=260)
+        .properties(
+            title=alt.Title(
+                f"The pair over training: {metric}", subtitle=metric_title(metric), anchor="start"
+            ),
+            height=260,
+        )
     )
