@@ -101,3 +101,19 @@ def test_partners_become_stable_where_the_planted_permutation_stops_changing(rng
     changed = early != final
     assert since[changed].tolist() == [4] * int(changed.sum())
     assert since[~changed].tolist() == [0] * int((~changed).sum())
+
+
+def test_dead_neurons_are_matched_but_left_out_of_the_share(rng):
+    x = rng.standard_normal((300, 6))
+    x[:, [1, 4]] = 0.0  # dead in A
+    y = x + 0.05 * rng.standard_normal(x.shape)
+    y[:, 4] = 0.0
+    y[:, 2] = 0.0  # dead in B: A's neuron 2 loses its partner's correlation
+    fit = NeuronMatching(n_permutations=3).fit(x, y)
+    assert sorted(np.flatnonzero(fit.constant_).tolist()) == sorted(
+        {1, 4} | {int(i) for i in np.flatnonzero(np.isin(fit.partner_, [2, 4]))}
+    )
+    assert np.isnan(fit.matched_[fit.constant_]).all()
+    assert np.isfinite(fit.matched_[~fit.constant_]).all()
+    assert fit.universal_share_ == 1.0 and not fit.universal_[fit.constant_].any()
+    assert "constant on the probe" in fit.describe()

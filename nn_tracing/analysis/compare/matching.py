@@ -42,6 +42,12 @@ def _standardised(values: np.ndarray) -> np.ndarray:
     return (centred / np.where(spread > 0, spread, np.inf)).astype(np.float32)
 
 
+def _constant(values: np.ndarray) -> np.ndarray:
+    """Which columns do not vary over the rows: bool array (n_columns,)."""
+    values = np.asarray(values)
+    return ~(values.max(axis=0) > values.min(axis=0))
+
+
 def correlation_matrix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson correlation of every column of ``x`` (n, p) with every column of ``y`` (n, q):
     array of shape (p, q), float32; 0 where a neuron is constant on the probe.
@@ -96,7 +102,9 @@ class NeuronMatching:
     ----------
     correlation_ : (p, q) float32 correlations of A's neurons with B's
     partner_ : (p,) B's neuron matched to each of A's (-1: none)
-    matched_ : (p,) the matched correlations
+    matched_ : (p,) the matched correlations; NaN where A's neuron or its partner is constant
+        on the probe (a dead ReLU: no correlation to speak of)
+    constant_ : (p,) bool, the neurons left out of the share for that reason
     null_ : matched correlations of the null, every permutation pooled
     threshold_ : the null's ``quantile``
     universal_ : (p,) bool, matched correlation above the threshold
@@ -113,6 +121,12 @@ class NeuronMatching:
             raise ValueError(f"quantile={self.quantile!r} must be between 0 and 1")
         self.correlation_ = correlation_matrix(x, y)
         self.partner_, self.matched_ = match_neurons(self.correlation_)
+        # a neuron constant on the probe (a dead ReLU) has no correlation: matched, not counted
+        constant_a, constant_b = _constant(x), _constant(y)
+        self.constant_ = constant_a | np.where(
+            self.partner_ >= 0, constant_b[np.maximum(self.partner_, 0)], False
+        )
+        self.matched_[self.constant_] = np.nan
         if null is not None:
             pooled = [match_neurons(correlation_matrix(x, null))[1]]
         else:
@@ -138,8 +152,15 @@ class NeuronMatching:
     def describe(self) -> str:
         """The result in one sentence."""
         n = int(np.isfinite(self.matched_).sum())
+        left_out = int(self.constant_.sum())
+        note = (
+            f" ({left_out} neuron{'s' if left_out != 1 else ''} constant on the probe, in A or "
+            "as its partner, left out)"
+            if left_out
+            else ""
+        )
         return (
-            f"{self.universal_.sum()} of {n} matched neurons ({self.universal_share_:.0%}) "
+            f"{self.universal_.sum()} of {n} matched neurons{note} ({self.universal_share_:.0%}) "
             f"correlate with their partner above the null's {self.quantile:.0%} quantile "
             f"(r > {self.threshold_:.3f}); median matched r {np.nanmedian(self.matched_):.3f}, "
             f"null median {np.nanmedian(self.null_):.3f}."
