@@ -162,22 +162,13 @@ def permutation_null(
     )
 
 
-def _gram_blocks(reps: Sequence[np.ndarray]) -> tuple[np.ndarray, list[slice]]:
-    """Centred representations side by side, (n, sum of widths), float32, and their slices."""
-    slices, start = [], 0
-    for rep in reps:
-        slices.append(slice(start, start + rep.shape[1]))
-        start += rep.shape[1]
-    joined = np.concatenate([_centred(r).astype(np.float32) for r in reps], axis=1)
-    return joined, slices
-
-
-def _self_norms(joined: np.ndarray, slices: list[slice]) -> np.ndarray:
-    out = np.empty(len(slices))
-    for i, part in enumerate(slices):
-        block = joined[:, part].astype(np.float64)
-        out[i] = np.linalg.norm(block.T @ block)
-    return out
+def _side_by_side(reps: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Centred representations side by side, (n, sum of widths), float32; where each starts;
+    and each one's ``||Xc^T Xc||_F`` (float32 products, summed in float64)."""
+    centred = [np.ascontiguousarray(_centred(r), dtype=np.float32) for r in reps]
+    norms = np.array([np.sqrt(np.sum(np.square(c.T @ c, dtype=np.float64))) for c in centred])
+    starts = np.cumsum([0, *(c.shape[1] for c in centred[:-1])]).tolist()
+    return np.concatenate(centred, axis=1), starts, norms
 
 
 def cka_matrix(
@@ -194,14 +185,13 @@ def cka_matrix(
         return np.zeros((len(left), len(right)))
     for rep in [*left, *right]:
         _check_pair(left[0], rep)
-    a, a_slices = _gram_blocks(left)
-    b, b_slices = _gram_blocks(right)
+    a, a_starts, a_norms = _side_by_side(left)
+    b, b_starts, b_norms = _side_by_side(right)
     if row_order is not None:
         b = b[row_order]
-    cross = (a.T @ b).astype(np.float64)  # (sum p, sum q)
-    squared = cross**2
-    rows = np.add.reduceat(squared, [s.start for s in a_slices], axis=0)
-    blocks = np.add.reduceat(rows, [s.start for s in b_slices], axis=1)
-    norms = np.outer(_self_norms(a, a_slices), _self_norms(b, b_slices))
+    squared = np.square(a.T @ b, dtype=np.float64)  # (sum p, sum q): every pair's cross-covariance
+    rows = np.add.reduceat(squared, a_starts, axis=0)
+    blocks = np.add.reduceat(rows, b_starts, axis=1)
+    norms = np.outer(a_norms, b_norms)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norms > 0, blocks / norms, np.nan)
