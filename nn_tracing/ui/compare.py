@@ -212,6 +212,7 @@ def _side_by_side(chosen: list[tuple[str, ActiveTrace]]) -> None:
     _ensure(state.COMPARE_METRIC, lambda v: v in METRICS, DEFAULTS.metric)
     metric = columns[3].selectbox("Metric of the layer bands", METRICS, key=state.COMPARE_METRIC)
     bands = view.bands(traces, str(metric))
+    bands = bands[bands["layer"] != "input"] if len(bands) else bands  # the probe: no change
     layers = list(dict.fromkeys(bands["layer"])) if len(bands) else []
     show_chart(vc.quantile_bands_chart(bands, str(metric), layers))
     differences = config_differences(traces)
