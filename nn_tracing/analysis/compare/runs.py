@@ -39,8 +39,8 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     """An exponential moving average with TensorBoard's debiasing (``weight`` in [0, 1): 0
     leaves the values as they are); NaN values are skipped and stay NaN.
 
-    >>> smooth(np.array([1.0, 3.0]), 0.5).tolist()
-    [1.0, 2.333333333333333]
+    >>> smooth(np.array([1.0, 3.0]), 0.5).round(4).tolist()
+    [1.0, 2.3333]
     """
     if not 0 <= weight < 1:
         raise ValueError(f"smoothing weight {weight!r} must be in [0, 1)")
