@@ -316,9 +316,12 @@ def converged(
     progress: Progress | None = None,
 ) -> Converged:
     """:func:`convergence_to_final` and :func:`convergence_order` of one run."""
-    (progress or _noop)(0.0, METHODS.get(method, method))
     frame = convergence_to_final(
-        trace, method=method, n_permutations=n_permutations, random_state=random_state
+        trace,
+        method=method,
+        n_permutations=n_permutations,
+        random_state=random_state,
+        progress=progress,
     )
     frame["signature"] = [
         f"{trace.time_key(int(t))}/L_{layer}" for t, layer in zip(frame["time"], frame["layer"])

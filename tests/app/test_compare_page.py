@@ -151,3 +151,19 @@ def test_an_unexpected_error_is_a_message_in_place(app, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     errors = " ".join(e.value for e in at.main.error)
     assert "a planted failure" in errors and "Something went wrong" in errors
+
+
+def test_the_untrained_null_and_svcca_from_the_url(app, runs_dir, others):
+    shutil.copy(others["seed1"], runs_dir / "tiny-seed1.nntrace")
+    at = open_page(app, null="untrained", method="svcca", layer="hidden_2")
+    assert_healthy(at)
+    a, b = load_trace(runs_dir / "tiny.nntrace"), load_trace(others["seed1"])
+    matched = view.match_layer(a, b, "hidden_2", a.epochs[-1], null="untrained")
+    assert at.metric[0].value == f"{matched.share:.0%}"
+    assert matched.sentence in texts(at.markdown)
+    heat = chart_rows(chart(at, "SVCCA, every layer of A against every layer of B"))
+    expected = view.similarity_between(a, b, a.epochs[-1], b.epochs[-1], method="svcca")
+    np.testing.assert_allclose(
+        sorted(r["similarity"] for r in heat), sorted(expected["similarity"]), atol=1e-9
+    )
+    assert at.query_params["null"] == "untrained" and at.query_params["method"] == "svcca"

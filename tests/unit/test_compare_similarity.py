@@ -135,3 +135,16 @@ def test_the_permutation_null_sits_below_a_real_similarity(rng):
 def test_a_similarity_refuses_different_samples(rng):
     with pytest.raises(ValueError, match="same probe samples"):
         linear_cka(rng.standard_normal((10, 2)), rng.standard_normal((11, 2)))
+
+
+def test_wide_layers_take_the_gram_path_and_agree_with_the_definition(rng):
+    from nn_tracing.analysis.compare.similarity import _gram_cheaper
+
+    x = rng.standard_normal((20, 50))
+    y = np.maximum(x @ rng.standard_normal((50, 40)), 0)
+    assert _gram_cheaper(20, 50, 40) and not _gram_cheaper(200, 5, 4)
+    assert linear_cka(x, y) == pytest.approx(brute_cka(x, y), rel=1e-10)
+    null = permutation_null(x, y, "cka", n_permutations=4, random_state=3)
+    orders = np.random.default_rng(3)
+    expected = [linear_cka(x, y[orders.permutation(20)]) for _ in range(4)]
+    np.testing.assert_allclose(null, expected, rtol=1e-10)

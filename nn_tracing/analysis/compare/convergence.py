@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...progress import Progress
 from ...trace import NetworkTrace
 from .probes import CompareUnavailable, RunPair
-from .similarity import SIMILARITIES, cka_matrix, similarity
+from .similarity import SIMILARITIES, cka_matrix, permutation_null, similarity
 
 __all__ = [
     "NULL_QUANTILE",
@@ -27,6 +28,10 @@ __all__ = [
 
 #: The quantile of the permutation null drawn as the baseline.
 NULL_QUANTILE = 0.95
+
+
+def _noop(fraction: float, message: str = "") -> None:
+    """No progress to report."""
 
 
 def _check_method(method: str) -> None:
@@ -113,6 +118,7 @@ def convergence_to_final(
     method: str = "cka",
     n_permutations: int = 10,
     random_state: int = 0,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Each layer's similarity with its own representation at the last recorded epoch, at
     every recorded epoch.
@@ -126,19 +132,21 @@ def convergence_to_final(
     _check_method(method)
     if trace.probe is None:
         raise CompareUnavailable("the trace has no probe set: no fixed samples to compare on")
-    rng = np.random.default_rng(random_state)
+    progress = progress or _noop
     final = trace.epochs[-1]
     rows = []
-    for depth, info in enumerate(trace.layers[1:], start=1):
+    layers = trace.layers[1:]
+    for depth, info in enumerate(layers, start=1):
         target = _layer(trace, info.name, final)
-        for epoch in trace.epochs:
+        for i, epoch in enumerate(trace.epochs):
+            progress(
+                ((depth - 1) * len(trace.epochs) + i) / (len(layers) * len(trace.epochs)),
+                f"{info.name} at {trace.time_key(epoch)}",
+            )
             current = _layer(trace, info.name, epoch)
-            null = [
-                similarity(target, current[rng.permutation(len(current))], method)
-                for _ in range(n_permutations)
-            ]
+            null = permutation_null(target, current, method, n_permutations, random_state + i)
             with np.errstate(all="ignore"):
-                level = float(np.nanquantile(null, NULL_QUANTILE)) if null else np.nan
+                level = float(np.nanquantile(null, NULL_QUANTILE)) if null.size else np.nan
             rows.append((info.name, depth, epoch, similarity(target, current, method), level))
     return pd.DataFrame(rows, columns=["layer", "depth", "time", "similarity", "null"])
 

@@ -70,10 +70,37 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     1.0
     """
     _check_pair(x, y)
+    return _cka_of(x, y)(None)
+
+
+def _gram_cheaper(n: int, p: int, q: int) -> bool:
+    """Whether CKA costs less through the samples' Gram matrices (n × n) than through the
+    neurons' cross-covariances: wide layers on few samples."""
+    return n * (p + q) < p * q + p * p + q * q
+
+
+def _cka_of(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray | None], float]:
+    """CKA of ``x`` with ``y``'s rows in a given order (``None``: as they are), the work that
+    does not depend on the order done once: through the Gram matrices for wide layers, whose
+    rows and columns a permutation only reorders, or through the neurons for narrow ones."""
     xc, yc = _centred(x), _centred(y)
-    cross = np.linalg.norm(yc.T @ xc) ** 2
+    n, p, q = xc.shape[0], xc.shape[1], yc.shape[1]
+    if _gram_cheaper(n, p, q):
+        kx, ky = xc @ xc.T, yc @ yc.T
+        norms = np.linalg.norm(kx) * np.linalg.norm(ky)
+
+        def by_gram(order: np.ndarray | None) -> float:
+            k = ky if order is None else ky[np.ix_(order, order)]
+            return float(np.sum(kx * k) / norms) if norms > 0 else float("nan")
+
+        return by_gram
     norms = np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc)
-    return float(cross / norms) if norms > 0 else float("nan")
+
+    def by_neurons(order: np.ndarray | None) -> float:
+        other = yc if order is None else yc[order]
+        return float(np.linalg.norm(other.T @ xc) ** 2 / norms) if norms > 0 else float("nan")
+
+    return by_neurons
 
 
 def _basis(centred: np.ndarray, keep: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +184,12 @@ def permutation_null(
     permutation: array of shape (n_permutations,). What the similarity reaches by chance on
     these shapes (CCA in particular is inflated when samples are few)."""
     rng = np.random.default_rng(random_state)
-    return np.array(
-        [similarity(x, y[rng.permutation(y.shape[0])], method) for _ in range(n_permutations)]
-    )
+    orders = [rng.permutation(y.shape[0]) for _ in range(n_permutations)]
+    if method == "cka":
+        _check_pair(x, y)
+        cka = _cka_of(x, y)
+        return np.array([cka(order) for order in orders])
+    return np.array([similarity(x, y[order], method) for order in orders])
 
 
 def _side_by_side(reps: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int], np.ndarray]:
