@@ -91,7 +91,7 @@ def quantile_bands_chart(frame: pd.DataFrame, metric: str, layers: list[str]) ->
     line = base.mark_line(point=True).encode(y="q1:Q", tooltip=tooltip)
     return (
         alt.layer(band, line, data=frame)
-        .properties(height=170, width=220)
+        .properties(height=170, width=200)
         .facet(facet=alt.Facet("layer:N", sort=layers, title=None), columns=3)
         .properties(
             title=alt.Title(
