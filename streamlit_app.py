@@ -15,6 +15,7 @@ current = ui.navigation(
         ui.page("pages/clusters.py", "Clusters", ":material/scatter_plot:"),
         ui.page("pages/dynamics.py", "Dynamics", ":material/timeline:"),
         ui.page("pages/breadcrumbs.py", "Breadcrumbs", ":material/account_tree:"),
+        ui.page("pages/compare.py", "Compare", ":material/compare_arrows:"),
     ]
 )
 ui.shell(current, on_start=[ui.start_warm_up_once])  # UMAP compiles in the background

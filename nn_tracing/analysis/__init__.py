@@ -14,6 +14,8 @@ Estimators follow scikit-learn (parameters in ``__init__``, ``fit(..., progress=
 * :mod:`.neuron_model` — a traced model with a hook point on every layer's neurons.
 * :mod:`.channels` — convolution channels as image neurons: maps, receptive fields, top
   images, kernels over training, attribution to pixels.
+* :mod:`.compare` — runs compared: curves side by side, neurons matched across runs against a
+  null, linear CKA / SVCCA / PWCCA over training.
 * :mod:`.standardise` — one vocabulary and one code for standardising features.
 * :mod:`.cost` — how long an analysis will take, and how many threads to give it.
 * :mod:`.numba_guard` — running numba-compiled code (UMAP) safely in a server.

@@ -28,7 +28,7 @@ from . import state
 from .text import guarded, md_escape, show_message
 from .traces import ActiveTrace, load_trace_file, run_stamp
 
-__all__ = ["MAX_JOINT_RUNS", "MAX_SEED_JOBS", "runs_picker"]
+__all__ = ["MAX_JOINT_RUNS", "MAX_SEED_JOBS", "replicates", "runs_picker"]
 
 #: Most other runs fitted jointly with the active one.
 MAX_JOINT_RUNS = 8
@@ -60,6 +60,13 @@ def _replicates(config_json: str, exclude: str, stamps: tuple[Any, ...]) -> list
     # exclude is a name as display_name spells it (a cache key must be valid UTF-8)
     stem = parse_display_name(exclude) or exclude
     return find_replicates(json.loads(config_json), runs_dir(), exclude=[stem] if stem else [])
+
+
+def replicates(config: dict[str, Any], exclude: str) -> list[Replicate]:
+    """Runs of the folder with ``config`` but another seed, ``exclude`` (a name as
+    :func:`~nn_tracing.runs.display_name` spells it) left out; cached by the folder's stamps
+    (the Compare page proposes them too)."""
+    return _replicates(json.dumps(config, sort_keys=True), exclude, _stamps())
 
 
 def _seed_jobs() -> list[jobs.TrainingJob]:

@@ -297,3 +297,25 @@ DYNAMICS_ENTROPY_EPOCH = _PREFIX + "dynamics.entropy_epoch"
 DYNAMICS_ENTROPY_TABLE = _PREFIX + "dynamics.entropy_table"
 #: The random seed of restarts, shuffles and permutations on the whole page.
 DYNAMICS_RANDOM_STATE = _PREFIX + "dynamics.random_state"
+
+# -- Compare -----------------------------------------------------------------------------------
+#: The other runs compared with the active one (+ ":<trace ref>"; references such as
+#: ``run:<name>``), which of them is run B, the curves (quantity, smoothing, per step), the
+#: metric of the quantile bands, the matched layer and epoch (+ ":<trace ref>"), the null and
+#: its permutations, the similarity, the picked pair (+ ":<trace ref>"), the pair's metric and
+#: the random seed.
+COMPARE_RUNS = _PREFIX + "compare.runs"
+COMPARE_B = _PREFIX + "compare.b"
+COMPARE_QUANTITY = _PREFIX + "compare.quantity"
+COMPARE_SMOOTHING = _PREFIX + "compare.smoothing"
+COMPARE_PER_STEP = _PREFIX + "compare.per_step"
+COMPARE_METRIC = _PREFIX + "compare.metric"
+COMPARE_LAYER = _PREFIX + "compare.layer"
+COMPARE_EPOCH = _PREFIX + "compare.epoch"
+COMPARE_NULL = _PREFIX + "compare.null"
+COMPARE_PERMUTATIONS = _PREFIX + "compare.permutations"
+COMPARE_METHOD = _PREFIX + "compare.method"
+COMPARE_PAIR = _PREFIX + "compare.pair"
+COMPARE_PAIR_METRIC = _PREFIX + "compare.pair_metric"
+COMPARE_PAIRS_CHART = _PREFIX + "compare.pairs_chart"
+COMPARE_RANDOM_STATE = _PREFIX + "compare.random_state"

@@ -65,6 +65,7 @@ __all__ = [
     "accept_upload",
     "catalogue",
     "no_trace_message",
+    "open_trace",
     "resolve_active",
     "run_ref",
     "save_upload_to_runs",
@@ -506,3 +507,16 @@ def publish_trace_param(active: ActiveTrace | None) -> None:
     elif "trace" in st.query_params:
         del st.query_params["trace"]
     state.put(state.APPLIED_TRACE_PARAM, name or st.query_params.get("trace"))
+
+
+def open_trace(ref: str) -> ActiveTrace:
+    """Open the trace ``ref`` names (``run:<name>``, ``upload:<digest>``) without making it
+    the active one — the Compare page's other runs. Raises :class:`ValueError` with the
+    reason, for the user."""
+    try:
+        found = _open(ref)
+    except _Unavailable as exc:
+        raise ValueError(str(exc)) from None
+    if found is None:
+        raise ValueError("that run has not recorded its first epoch yet")
+    return found

@@ -60,7 +60,7 @@ PACKAGE = ROOT / "nn_tracing"
 #: The page modules of the app: only the entrypoint and the page scripts may import them.
 PAGE_MODULES = {
     f"nn_tracing.ui.{name}"
-    for name in ("overview", "neurons", "clusters", "dynamics", "breadcrumbs")
+    for name in ("overview", "neurons", "clusters", "dynamics", "breadcrumbs", "compare")
 }
 #: Modules every page shares: they must import no page, not even inside a function.
 SHARED_UI = (

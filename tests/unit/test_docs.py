@@ -23,7 +23,6 @@ PENDING = {
     "docs/findings.md",
     "docs/maps-through-time.md",
     "docs/tests-against-chance.md",
-    "docs/compare.md",
 }
 
 #: Every ``##`` / ``###`` heading of the README before its reference moved to ``docs/``
