@@ -356,7 +356,7 @@ def pixel_attribution_chart(
         title="Pixels",
         subtitle=[
             f"{channels.PIXEL_METHODS[method]}, mean over {samples.size} sample(s); "
-            "blue supports the class, orange opposes it"
+            "orange supports the class, blue opposes it"
         ],
     )
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .common import diverging_scale
+from .palette import HIGHLIGHT, IMAGE_SCHEME
 
 __all__ = [
     "activation_map_chart",
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 #: The colour of a receptive-field box.
-BOX_COLOR = "#d62728"
+BOX_COLOR = HIGHLIGHT
 
 
 def _pixels(
@@ -57,7 +58,7 @@ def _grey_image(image: pd.DataFrame, title: str, size: int = 200) -> alt.Chart:
     ``value``, ``signature``."""
     return _pixels(
         image,
-        alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
+        alt.Color("value:Q", scale=alt.Scale(scheme=IMAGE_SCHEME), legend=None),
         size,
         [alt.Tooltip("signature:N", title="signature"), alt.Tooltip("value:Q", format=".3g")],
     ).properties(data=_with_edges(image), title=title)
@@ -108,7 +109,7 @@ def top_images_chart(
     )
     image = _pixels(
         pixels,
-        alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
+        alt.Color("value:Q", scale=alt.Scale(scheme=IMAGE_SCHEME), legend=None),
         96,
         [
             alt.Tooltip("signature:N", title="signature"),
@@ -187,8 +188,9 @@ def activation_map_chart(
 def pixel_attribution_chart(
     image: pd.DataFrame, scores: pd.DataFrame, *, title: str, subtitle: list[str]
 ) -> alt.HConcatChart:
-    """The explained input (grey) beside its pixels' attribution (square pixels; blue
-    supports the class, orange opposes it, as on the rest of the Breadcrumbs page).
+    """The explained input (grey) beside its pixels' attribution (square pixels; orange
+    supports the class, blue opposes it, as on every page: the palette of
+    :mod:`nn_tracing.viz.palette`).
 
     ``image``: ``row``, ``col``, ``value``, ``signature``; ``scores``: ``row``, ``col``,
     ``score``, ``signature``.
@@ -198,7 +200,7 @@ def pixel_attribution_chart(
         scores,
         alt.Color(
             "score:Q",
-            scale=diverging_scale(np.asarray(scores["score"]), positive_blue=True),
+            scale=diverging_scale(np.asarray(scores["score"])),
             title="score",
         ),
         200,

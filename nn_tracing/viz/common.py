@@ -14,6 +14,8 @@ import numpy as np
 
 from ..timeaxis import time_key
 from ..trace import METRIC_DESCRIPTIONS, format_signature
+from .palette import MISSING, SEQUENTIAL_SCHEME
+from .palette import diverging_scale as _palette_diverging
 
 __all__ = [
     "MARK_BUDGET",
@@ -35,7 +37,7 @@ MARK_BUDGET = 5000
 SIGNED_METRICS: frozenset[str] = frozenset({"w_mean", "bias", "act_mean", "act_min", "act_max"})
 
 #: The colour of a cell whose metric is not defined (NaN).
-MISSING_COLOR = "#d9d9d9"
+MISSING_COLOR = MISSING
 
 
 #: An integer axis for epochs and counts.
@@ -76,25 +78,18 @@ def color_scale(
     """Diverging around 0 for signed metrics, sequential otherwise (or for percentiles);
     ``domain`` clamps the scale (values beyond it take the end colours)."""
     if percentile:
-        return alt.Scale(scheme="viridis", domain=[0, 1])
-    extra = {"domain": list(domain), "clamp": True} if domain is not None else {}
+        return alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0, 1])
     if metric in SIGNED_METRICS:
-        return alt.Scale(scheme="blueorange", domainMid=0, **extra)
-    return alt.Scale(scheme="viridis", **extra)
+        return _palette_diverging(domain=domain)
+    extra = {"domain": list(domain), "clamp": True} if domain is not None else {}
+    return alt.Scale(scheme=SEQUENTIAL_SCHEME, **extra)
 
 
-def diverging_scale(values: np.ndarray, *, positive_blue: bool = False) -> alt.Scale:
+def diverging_scale(values: np.ndarray) -> alt.Scale:
     """The one colour scale of signed values (weights, attributions, signed activations):
-    ``blueorange``, centred on 0 and symmetric, so equal magnitudes look equally strong.
-    Positive values are orange (weights, activations); ``positive_blue`` turns it round for
-    the Breadcrumbs page, whose charts draw support for the class in blue."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    bound = float(np.abs(finite).max()) if finite.size else 1.0
-    bound = bound if bound > 0 else 1.0
-    return alt.Scale(
-        scheme="blueorange", domain=[-bound, bound], domainMid=0, reverse=positive_blue
-    )
+    :func:`nn_tracing.viz.palette.diverging_scale` — orange positive, blue negative, centred
+    on 0 and symmetric, so equal magnitudes look equally strong, on every page."""
+    return _palette_diverging(values)
 
 
 def bin_size_for(n_items: int, budget: int = MARK_BUDGET) -> int:

@@ -9,6 +9,7 @@ from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
 from ..timeaxis import time_key, time_word
 from ..trace import format_signature
 from .common import INTEGER_AXIS
+from .palette import REFERENCE
 
 __all__ = ["health_chart", "health_frame"]
 
@@ -67,7 +68,7 @@ def health_chart(
             marker = pd.DataFrame({"epoch": [selected_epoch]})
             parts.append(
                 alt.Chart(marker)
-                .mark_rule(color="gray", strokeDash=[4, 3])
+                .mark_rule(color=REFERENCE, strokeDash=[4, 3])
                 .encode(x=alt.X("epoch:Q", title=time_word()))
             )
         panels.append(alt.layer(*parts).properties(title=FLAG_TITLES[flag], width=220, height=180))

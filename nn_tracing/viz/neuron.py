@@ -14,6 +14,7 @@ import pandas as pd
 from ..analysis.profiles import layer_bands, metric_history
 from ..trace import METRICS, NetworkTrace, signature_column
 from .common import INTEGER_AXIS
+from .palette import HIGHLIGHT, NULL_BAND, NULL_LINE, SERIES
 
 __all__ = [
     "activation_histogram_chart",
@@ -68,14 +69,14 @@ def neuron_history_chart(frame: pd.DataFrame, *, columns: int = 4) -> alt.FacetC
     if "percentile" in data:
         tooltip.append(alt.Tooltip("percentile:Q", title="percentile in layer", format=".0%"))
     base = alt.Chart()
-    band = base.mark_area(opacity=0.25, color="#9e9e9e").encode(
+    band = base.mark_area(opacity=0.25, color=NULL_BAND).encode(
         x=x, y=alt.Y("p25:Q", title=None, scale=alt.Scale(zero=False)), y2="p75:Q"
     )
-    median = base.mark_line(color="#757575", strokeDash=[4, 3]).encode(x=x, y="median:Q")
-    line = base.mark_line(point=alt.OverlayMarkDef(size=18), color="#1f77b4").encode(
+    median = base.mark_line(color=NULL_LINE, strokeDash=[4, 3]).encode(x=x, y="median:Q")
+    line = base.mark_line(point=alt.OverlayMarkDef(size=18), color=SERIES).encode(
         x=x, y="value:Q", tooltip=tooltip
     )
-    rule = base.mark_rule(color="#d62728").encode(x=x).transform_filter("datum.selected")
+    rule = base.mark_rule(color=HIGHLIGHT).encode(x=x).transform_filter("datum.selected")
     return (
         alt.layer(band, median, line, rule, data=data)
         .properties(width=170, height=100)
