@@ -39,10 +39,12 @@ import streamlit as st
 from ..analysis.hmm import (
     FEATURE_DESCRIPTIONS,
     NEURON_FEATURES,
+    MapStructure,
     ModelFeatures,
     NeuronHMM,
     TimeShuffleTest,
     TrainingMap,
+    map_structure,
 )
 from ..analysis.standardise import ALIASES
 from ..progress import Progress
@@ -246,7 +248,9 @@ def _convergence(note: str | None, messages: list[str]) -> None:
                 st.text(message)
 
 
-def _time_test(test: TimeShuffleTest | None) -> None:
+def _time_test(test: TimeShuffleTest | None, *, quiet: bool = False) -> None:
+    """The shuffled-time test: its p as a metric and its description (a coloured box, or a
+    caption when a verdict above already says what it means)."""
     if test is None:
         return
     left, right = st.columns([1, 4])
@@ -256,7 +260,10 @@ def _time_test(test: TimeShuffleTest | None) -> None:
         help=f"{test.n_permutations} refits on copies with time shuffled within each sequence; the "
         f"smallest possible p is {test.smallest_p:.3g}.",
     )
-    (right.success if test.p_value <= 0.05 else right.warning)(md_escape(test.describe(), 600))
+    if quiet:
+        right.caption(md_escape(test.describe(), 600))
+    else:
+        (right.success if test.p_value <= 0.05 else right.warning)(md_escape(test.describe(), 600))
 
 
 def _state_list(labels: list[str], descriptions: list[str], detours: list[bool]) -> None:
@@ -384,9 +391,8 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: view.MapParams) 
     )
 
 
-def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -> None:
-    """What the map was fitted on, its convergence, the choice of k and the states along a
-    training curve, the posteriors and their entropy."""
+def _fitted_on(fitted: TrainingMap, n_runs: int) -> None:
+    """What the map was fitted on, in one caption."""
     time_column = fitted.time_column_
     st.caption(
         f"Fitted on {n_runs} run{'s' if n_runs > 1 else ''} "
@@ -395,6 +401,12 @@ def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -
         f"from {md_escape(fitted.feature_source_, 300)}. "
         + " ".join(md_escape(n, 400) for n in fitted.feature_notes_)
     )
+
+
+def _map_fit_summary(fitted: TrainingMap, params: view.MapParams) -> None:
+    """How the map was fitted: EM's convergence, the choice of k and the states along a
+    training curve, the posteriors and their entropy (one under the other)."""
+    time_column = fitted.time_column_
     _convergence(fitted.state_model_.convergence_note(), fitted.log_messages_)
     k = fitted.n_states_
     left, right = st.columns([2, 3])
@@ -415,17 +427,24 @@ def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -
                 fitted.path_, k, time_column=time_column, y=curve, y_title=curves[curve]
             )
         )
-    left, right = st.columns(2)
-    with left:
-        show_chart(vd.posterior_chart(fitted.path_, k, time_column=time_column))
-    with right:
-        show_chart(vd.posterior_entropy_chart(fitted.path_, k, time_column=time_column))
+    show_chart(vd.posterior_chart(fitted.path_, k, time_column=time_column))
+    show_chart(vd.posterior_entropy_chart(fitted.path_, k, time_column=time_column))
+
+
+def _map_verdict(fitted: TrainingMap, structure: MapStructure, n_runs: int) -> None:
+    """The verdict before the map: phases, or little structure and why; the shuffled-time
+    test; what the map was fitted on."""
+    (st.warning if structure.little else st.success)(
+        md_escape(structure.headline(), 1500),
+        icon=":material/warning:" if structure.little else ":material/check_circle:",
+    )
+    _time_test(fitted.time_test_, quiet=True)
+    _fitted_on(fitted, n_runs)
 
 
 def _map_graph(fitted: TrainingMap) -> None:
-    """The map as a graph, its states in words and as a table."""
+    """The map as a graph and its states in words."""
     time_column = fitted.time_column_
-    st.subheader("The training map")
     st.graphviz_chart(
         vd.training_map_dot(fitted.states_, fitted.transitions_, time_column=time_column),
         width="stretch",
@@ -437,6 +456,11 @@ def _map_graph(fitted: TrainingMap) -> None:
     )
     states = fitted.states_
     _state_list(list(states["label"]), list(states["description"]), list(states["detour"]))
+
+
+def _map_state_table(fitted: TrainingMap) -> None:
+    """The states as a table."""
+    time_column = fitted.time_column_
     st.dataframe(
         view.map_state_table(fitted),
         hide_index=True,
@@ -450,7 +474,6 @@ def _map_graph(fitted: TrainingMap) -> None:
 
 def _map_detours(fitted: TrainingMap, n_runs: int) -> None:
     """Detour states and each run's convergence (several runs only)."""
-    st.markdown("**Detours and convergence**")
     left, right = st.columns([3, 2])
     with left:
         if fitted.detours_.empty:
@@ -468,30 +491,53 @@ def _map_detours(fitted: TrainingMap, n_runs: int) -> None:
         st.caption(md_escape(f"Convergence epoch: {fitted.convergence_definition_}.", 300))
 
 
-def _training_map(active: ActiveTrace) -> None:
-    runs = runs_picker(active, URL.key("runs", active.ref))
-    sequence = _sequence(active)
-    try:
-        features = _features(active.trace, active.key, sequence)
-    except ValueError as exc:
-        st.info(md_escape(exc, 400))
-        return
-    default = [f for f in (features.default or features.usable) if f in features.usable]
-    params = _map_controls(active, sequence, features.usable, len(runs), default)
+def _map_settings(
+    active: ActiveTrace,
+) -> tuple[list[tuple[str, str, NetworkTrace]], view.MapParams | None]:
+    """The runs to fit and the map's parameters, in a folded section (``None``: nothing to
+    fit, said in place)."""
+    with st.expander("Settings: runs of this configuration, features, number of states"):
+        runs = runs_picker(active, URL.key("runs", active.ref))
+        sequence = _sequence(active)
+        try:
+            features = _features(active.trace, active.key, sequence)
+        except ValueError as exc:
+            st.info(md_escape(exc, 400))
+            return runs, None
+        default = [f for f in (features.default or features.usable) if f in features.usable]
+        params = _map_controls(active, sequence, features.usable, len(runs), default)
     if not params.features:
-        st.info("Pick at least one feature.")
+        st.info("Pick at least one feature (in the settings).")
+        return runs, None
+    return runs, params
+
+
+def _training_map(active: ActiveTrace) -> None:
+    """The verdict first, then the map (folded when there is little structure), then the
+    settings and the details of the fit, folded."""
+    verdict = st.container()
+    runs, params = _map_settings(active)
+    if params is None:
         return
     try:
         fitted = _fit_map(runs, params)
     except ValueError as exc:
         st.info(f"The training map cannot be fitted: {md_escape(exc, 500)}")
         return
-    _map_fit_summary(fitted, params, len(runs))
-    _map_graph(fitted)
+    structure = map_structure(fitted)
+    with verdict:
+        _map_verdict(fitted, structure, len(runs))
+        if structure.little:
+            with st.expander("The map drawn anyway (read it with the warning above)"):
+                _map_graph(fitted)
+        else:
+            _map_graph(fitted)
+    with st.expander("How the map was fitted: k, states along training, posteriors"):
+        _map_fit_summary(fitted, params)
+        _map_state_table(fitted)
     if len(runs) > 1:
-        _map_detours(fitted, len(runs))
-    st.markdown("**Is there temporal structure at all?**")
-    _time_test(fitted.time_test_)
+        with st.expander("Detours and each run's convergence"):
+            _map_detours(fitted, len(runs))
 
 
 # -- 2. neuron-level states ------------------------------------------------------------------------
@@ -716,23 +762,31 @@ def _neuron_states(active: ActiveTrace) -> None:
     if len(active.trace.epochs) < 2:
         st.info("A neuron-level HMM needs at least 2 recorded epochs; this trace has 1.")
         return
-    params = _neuron_controls(active)
+    verdict = st.container()
+    with st.expander("Settings: features, layers, number of states"):
+        params = _neuron_controls(active)
     if not params.features or not params.layers:
-        st.info("Pick at least one feature and one layer.")
+        st.info("Pick at least one feature and one layer (in the settings).")
         return
-    st.caption(md_escape(params.load_text(active.trace), 400))
     try:
         model = _fit_neurons(active, params)
     except ValueError as exc:
         st.info(f"The neuron-level model cannot be fitted: {md_escape(exc, 500)}")
         return
-    _neuron_summary(model)
+    with verdict:
+        _neuron_summary(model)
+        _neuron_time_test(active, model, params)
+        st.caption(md_escape(params.load_text(active.trace), 400))
     _neuron_raster(active, model, params)
-    _neuron_tables(active, model)
-    _neuron_time_test(active, model, params)
+    with st.expander("The states in words, unusual paths and every neuron"):
+        _neuron_tables(active, model)
 
 
 # -- the page --------------------------------------------------------------------------------------
+#: The page's tabs, in order.
+SECTIONS = ("Training map of the network", "Neuron-level latent states", "Decision entropy")
+
+
 @st.fragment
 def _map_section(active: ActiveTrace) -> None:
     use_axis(active.trace)  # a fragment's rerun may run in a fresh context
@@ -784,10 +838,12 @@ def render_dynamics() -> None:
             help="Seeds the HMM restarts, the time shuffles and the label permutations; results "
             "are kept per trace, settings and seed.",
         )
-    # each section writes the settings into the address bar when it has drawn its widgets
-    st.header("Training map of the network")
-    _map_section(active)
-    st.header("Neuron-level latent states")
-    _neuron_section(active)
-    st.header("Decision entropy")
-    _entropy_section(active)
+    # each section writes the settings into the address bar when it has drawn its widgets;
+    # one tab each, its verdict first and its details folded
+    tabs = st.tabs(list(SECTIONS))
+    with tabs[0]:
+        _map_section(active)
+    with tabs[1]:
+        _neuron_section(active)
+    with tabs[2]:
+        _entropy_section(active)

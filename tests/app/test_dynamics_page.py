@@ -40,11 +40,21 @@ def test_the_page_draws_every_section_on_one_trace(app: Callable[[], AppTest]) -
     at = open_page(app)
     assert_healthy(at)
     assert at.title[0].value == "Dynamics"
-    headers = [h.value for h in at.header]
-    assert headers == [
+    # one tab per section, the verdict of each first and its details folded
+    assert [t.label for t in at.tabs] == [
         "Training map of the network",
         "Neuron-level latent states",
         "Decision entropy",
+    ]
+    # five recorded epochs: too few for phases, and the page says so before the map, which
+    # it folds away
+    verdicts = [*at.tabs[0].warning, *at.tabs[0].success]
+    assert len(verdicts) == 1 and texts(verdicts).startswith("Little structure")
+    assert "not distinguishable from chance" in texts(verdicts)
+    assert [e.label for e in at.tabs[0].expander][:3] == [
+        "The map drawn anyway (read it with the warning above)",
+        "Settings: runs of this configuration, features, number of states",
+        "How the map was fitted: k, states along training, posteriors",
     ]
     assert "No other run of this configuration" in texts(at.main.info)
     assert len(at.get("graphviz_chart")) == 1
@@ -57,7 +67,7 @@ def test_the_page_draws_every_section_on_one_trace(app: Callable[[], AppTest]) -
     assert "p, shuffled time" in labels and "Entropy rate (bits/epoch)" in labels
     captions = texts(at.caption)
     assert "Fitted on 1 run (tiny)" in captions
-    assert "100 label permutations" in captions
+    assert "100 label permutations" in texts(at.main.info)
     assert "more ordered than chance at E_4" in captions
 
 
@@ -70,7 +80,7 @@ def test_two_seeds_of_one_configuration_are_fitted_jointly(
     picker = at.multiselect(key=state.epoch_key(state.DYNAMICS_RUNS, "run:tiny"))
     assert picker.options == ["tiny-seed1 (seed 1)"] and picker.value == ["tiny-seed1"]
     assert "Fitted on 2 runs (tiny, tiny-seed1)" in texts(at.caption)
-    assert "Detours and convergence" in texts(at.markdown)
+    assert "Detours and each run's convergence" in [e.label for e in at.expander]
     convergence = [d.value for d in at.dataframe if "convergence_epoch" in d.value.columns]
     assert convergence and convergence[0]["run"].tolist() == ["tiny", "tiny-seed1"]
     # leaving the other run out fits this one alone
@@ -114,7 +124,7 @@ def test_the_controls_redraw_their_section(app: Callable[[], AppTest]) -> None:
     at.selectbox(key=state.DYNAMICS_ENTROPY_LABEL).set_value("true").run()
     at.selectbox(key=state.DYNAMICS_ENTROPY_BINNING).set_value("epoch").run()
     assert_healthy(at)
-    assert "with the true class" in texts(at.caption)
+    assert "with the true class" in texts(at.main.info)
     at.select_slider(key=state.epoch_key(state.DYNAMICS_ENTROPY_EPOCH, "run:tiny")).set_value(
         2
     ).run()

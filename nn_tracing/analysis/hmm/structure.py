@@ -98,11 +98,16 @@ def _k_reason(selection: pd.DataFrame, criterion: str) -> tuple[int, int, str | 
     largest = int(fitted["k"].max())
     best = choose_k(selection, criterion)
     if best == largest and largest > 1:
+        limit = (
+            f"the largest k the run's length allows ({largest})"
+            if int(selection["k"].max()) > largest
+            else f"the largest k tried ({largest})"
+        )
         return (
             best,
             largest,
-            f"{criterion.upper()} is lowest at the largest k tried ({largest}): the data ask "
-            "for more states than the search allowed, as a smooth drift does",
+            f"{criterion.upper()} is lowest at {limit}: the data ask for more states than "
+            "could be fitted, as a smooth drift does",
         )
     return best, largest, None
 
