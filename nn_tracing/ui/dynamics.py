@@ -12,10 +12,12 @@ works); each opens with its verdict, and its settings and details are folded:
    (:mod:`nn_tracing.seeds`); more seeds can be trained in the background from here.
    Before the map, :func:`~nn_tracing.analysis.hmm.map_structure` says whether the states
    look like phases or there is little structure (and then the map is folded).
-2. **Neuron-level latent states** (``ui/dynamics_neurons.py``): one HMM shared by every neuron (:class:`NeuronHMM`), its
-   raster of paths, per-neuron tables (a row opens the neuron) and its own shuffled-time test.
-3. **Decision entropy** (``ui/dynamics_entropy.py``): entropy and mutual information of every neuron's binned activation
-   with the decision, against label permutations with FDR control (:class:`DecisionEntropy`).
+2. **Neuron-level latent states** (``ui/dynamics_neurons.py``): one HMM shared by every
+   neuron (:class:`NeuronHMM`), its raster of paths, per-neuron tables (a row opens the
+   neuron) and its own shuffled-time test.
+3. **Decision entropy** (``ui/dynamics_entropy.py``): entropy and mutual information of every
+   neuron's binned activation with the decision, against label permutations with FDR control
+   (:class:`DecisionEntropy`).
 
 This module holds the widgets and the layout only: what the page shows is built by
 :mod:`nn_tracing.views.dynamics` from the trace and plain parameters, and every computation is
