@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import viz
+from ..viz.palette import with_palette
 from .links import open_neuron
 
 __all__ = ["neuron_table", "show_chart"]
@@ -22,14 +23,17 @@ def show_chart(
     select: str | list[str] | None = None,
     key: str | None = None,
     width: str = "stretch",
+    height: str | None = None,
 ) -> Any:
-    """``st.altair_chart`` sized to the chart's content; with ``select`` (a selection
+    """``st.altair_chart`` sized to the chart's content, in the palette's colours
+    (:func:`~nn_tracing.viz.palette.with_palette`); with ``select`` (a selection
     parameter's name, or several) a click reruns the page and the returned event holds the
-    selection."""
-    options: dict[str, Any] = {"width": width, "height": viz.element_height(chart)}
+    selection. ``height="content"`` keeps the spec's own size (an image whose pixels must stay
+    square: a height set from outside would stretch its plot to fill it)."""
+    options: dict[str, Any] = {"width": width, "height": height or viz.element_height(chart)}
     if select is not None:
         options.update(on_select="rerun", selection_mode=select, key=key)
-    return st.altair_chart(chart, **options)
+    return st.altair_chart(with_palette(chart), **options)
 
 
 def neuron_table(

@@ -399,6 +399,7 @@ def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: 
         select=viz.PICK,
         key=_chart_key(state.NEURON_IMAGE_CHART, neuron, epoch),
         width="content",
+        height="content",  # square pixels
     )
     open_picked(active, event)
 

@@ -124,7 +124,8 @@ def binned_means(values: np.ndarray, size: int) -> np.ndarray:
 _TITLE_LINE = 24
 _SUBTITLE_LINE = 15
 _X_AXIS = 64  # tick labels and axis title
-_PADDING = 28  # what Streamlit and vega-embed keep around the view
+_PADDING = 36  # what Streamlit and vega-embed keep around the view
+_LEGEND_ROW = 44  # a legend above or below the plot (its title and one row of symbols)
 _FACET_HEADER = 22
 _FACET_SPACING = 24
 
@@ -157,6 +158,20 @@ def _has_x_axis(chart: object) -> bool:
     return False
 
 
+def _legend_row(chart: object) -> int:
+    """Pixels of a legend placed above or below the plot (``orient`` top or bottom)."""
+    view = getattr(chart, "spec", chart)
+    encoding = getattr(view, "encoding", alt.Undefined)
+    if encoding is alt.Undefined:
+        return 0
+    channels = encoding.to_dict(validate=False).values()
+    for channel in channels:
+        legend = channel.get("legend") if isinstance(channel, dict) else None
+        if isinstance(legend, dict) and legend.get("orient") in ("top", "bottom"):
+            return _LEGEND_ROW
+    return 0
+
+
 def element_height(chart: alt.TopLevelMixin) -> int:
     """Pixels the whole chart needs: plot, title and subtitle lines, x axis, facet rows.
 
@@ -173,6 +188,6 @@ def element_height(chart: alt.TopLevelMixin) -> int:
         columns = chart.columns if isinstance(chart.columns, int) else n
         rows = math.ceil(n / max(columns, 1))
         panel = _plot_height(chart.spec) + _FACET_HEADER + _FACET_SPACING
-        return rows * panel + title + _X_AXIS + _PADDING
+        return rows * panel + title + _X_AXIS + _PADDING + _legend_row(chart)
     axis = _X_AXIS if _has_x_axis(chart) else 0
     return _plot_height(chart) + title + axis + _PADDING

@@ -6,7 +6,9 @@
   the two-colour :func:`sign_scale`.
 * **Categories** (layers, classes, clusters, states): :data:`CATEGORICAL`, one fixed
   sequence handed out in domain order by :func:`categorical_scale`; ``noise`` and ``n/a``
-  are grey (:data:`MUTED`).
+  are grey (:data:`MUTED`). A nominal colour without a scale of its own takes the same
+  sequence: :func:`with_palette` makes it the chart's default range (the app's theme
+  would otherwise give its own).
 * **Unsigned magnitudes** (``|w|``, percentiles, counts): :data:`SEQUENTIAL_SCHEME`;
   counts in a matrix: :data:`COUNT_SCHEME`; input images (pixels, kernels):
   :data:`IMAGE_SCHEME`.
@@ -51,6 +53,7 @@ __all__ = [
     "diverging_scale",
     "sign_scale",
     "signed_color",
+    "with_palette",
 ]
 
 #: Vega scheme of signed values: blue below 0, orange above (``blueorange``).
@@ -164,6 +167,13 @@ def sign_scale() -> alt.Scale:
 def signed_color(value: float) -> str:
     """:data:`POSITIVE` for a value ≥ 0, else :data:`NEGATIVE` (edges of a graph)."""
     return POSITIVE if value >= 0 else NEGATIVE
+
+
+def with_palette(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """``chart`` with :data:`CATEGORICAL` as its default categorical range, so that a nominal
+    colour without a scale of its own (a layer, a trail neuron) takes the palette's colours
+    rather than the app theme's. Call it on the chart as shown, never on a part of one."""
+    return chart.configure_range(category=list(CATEGORICAL))
 
 
 def all_colors() -> frozenset[str]:

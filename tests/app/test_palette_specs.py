@@ -73,8 +73,12 @@ def test_every_chart_of_every_page_uses_the_palette(app: Callable[[], AppTest], 
     assert_healthy(at)
     charts = at.get("vega_lite_chart")
     assert charts, f"{page} draws no chart"
-    problems = [p for chart in charts for p in _palette_problems(json.loads(chart.proto.spec))]
+    specs = [json.loads(chart.proto.spec) for chart in charts]
+    problems = [p for spec in specs for p in _palette_problems(spec)]
     assert problems == []
+    # a nominal colour without a scale of its own takes the palette's categories too
+    for spec in specs:
+        assert spec["config"]["range"]["category"] == list(palette.CATEGORICAL)
     for graph in at.get("graphviz_chart"):
         for colour in _HEX.findall(graph.proto.spec):
             assert colour.lower() in palette.all_colors(), colour

@@ -44,7 +44,11 @@ def attribution_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any])
     open_picked(active, event)
     if image is not None:
         event = show_chart(
-            image, select=viz.PICK, key=state.BREADCRUMBS_IMAGE_CHART, width="content"
+            image,
+            select=viz.PICK,
+            key=state.BREADCRUMBS_IMAGE_CHART,
+            width="content",
+            height="content",
         )
         open_picked(active, event)
     with guarded("attributing to the pixels"):
