@@ -52,6 +52,7 @@ from ..store import trace_to_bytes
 from ..timeaxis import time_key
 from ..trace import LayerInfo, NetworkTrace
 from ..viz import breadcrumbs as crumbs
+from .text import change_words, difference_words
 
 __all__ = [
     "BOUNDARY_RESOLUTION",
@@ -406,9 +407,10 @@ def trail_check_sentences(trace: NetworkTrace, check: pd.DataFrame) -> list[tupl
         lines.append(
             (
                 str(row.layer),
-                f"zeroing its {row.k} trail neurons lowers the score "
-                f"by {row.trail_drop:+.3g}, {verdict} {TRAIL_REPEATS} random sets of {row.k} "
-                f"(mean {row.random_drop_mean:+.3g}, 95th percentile {row.random_drop_p95:+.3g}; "
+                f"zeroing its {row.k} trail neurons {change_words(row.trail_drop, 'the score')}, "
+                f"{verdict} {TRAIL_REPEATS} random sets of {row.k} "
+                f"(their drop: mean {row.random_drop_mean:+.3g}, 95th percentile "
+                f"{row.random_drop_p95:+.3g}; "
                 f"p = {row.p_value:.3f}); accuracy on the explained samples "
                 f"{row.accuracy_before:.2f} → {row.accuracy_trail:.2f} "
                 f"(random: {row.accuracy_random_mean:.2f}).",
@@ -534,8 +536,13 @@ def pruning_sentence(pruning: Pruning) -> str:
     return (
         f"Pruning the least important neurons keeps **{pruning.accuracy_after_:.3f}** probe "
         f"accuracy; {share_better:.0%} of {len(random)} random prunings of the same sizes do at "
-        f"least as well (their mean: {np.mean(random):.3f}). The pruned model's outputs equal "
-        f"the ablated network's to {pruning.max_output_difference_:.1e} (float rounding)."
+        f"least as well (their mean: {np.mean(random):.3f}). Check: "
+        + difference_words(
+            pruning.max_output_difference_,
+            "the pruned model's outputs",
+            "the ablated network's",
+        )
+        + " (float rounding)."
     )
 
 

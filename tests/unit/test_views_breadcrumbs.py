@@ -118,9 +118,13 @@ def test_trail_check_sentences_skip_a_whole_input_layer_and_give_the_verdict(
     )
     lines = views.trail_check_sentences(trace, check)
     assert [layer for layer, _ in lines] == ["hidden_2", "hidden_1"]
-    assert lines[0][1].startswith("zeroing its 3 trail neurons lowers the score by +0.5, more than")
+    assert lines[0][1].startswith("zeroing its 3 trail neurons lowers the score by 0.5, more than")
     assert "not clearly more than 50 random sets of 3" in lines[1][1]
     assert "p = 0.500" in lines[1][1] and "0.90 → 0.40 (random: 0.80)" in lines[1][1]
+    # a negative drop is a rise, said without a double sign
+    risen = views.trail_check_sentences(trace, check.assign(trail_drop=-1.39))
+    assert "trail neurons raises the score by 1.39," in risen[0][1]
+    assert "-1.39" not in risen[0][1] and "by -" not in risen[0][1]
 
 
 def test_ablation_and_intervention_metrics_say_what_changed(trace: NetworkTrace) -> None:
