@@ -90,6 +90,7 @@ __all__ = [
     "pruning_metrics",
     "pruning_sentence",
     "removed_signatures",
+    "round_value",
     "signature",
     "since_when",
     "since_when_chart",
@@ -565,13 +566,36 @@ def removed_signatures(trace: NetworkTrace, epoch: int, pruning: Pruning) -> lis
 
 
 # -- intervention --------------------------------------------------------------------------------
-def clamp_default(trace: NetworkTrace, epoch: int, neuron: int, kind: str) -> tuple[float, float]:
-    """``(default value, largest probe activation)`` of a clamp (twice the largest activation)
-    or a scale (2) of ``neuron`` at ``epoch``."""
-    activations = trace.probe_activations(model_state(trace, epoch))
+def round_value(value: float, digits: int = 2) -> float:
+    """``value`` to ``digits`` significant digits (a default a person would type).
+
+    >>> round_value(19.41), round_value(0.04637), round_value(0.0)
+    (19.0, 0.046, 0.0)
+    """
+    if value == 0 or not np.isfinite(value):
+        return 0.0 if value == 0 else float(value)
+    return float(f"{value:.{digits}g}")
+
+
+def clamp_default(
+    trace: NetworkTrace, epoch: int, neuron: int, kind: str
+) -> tuple[float, float, str]:
+    """``(default value, largest probe activation, where the default comes from)`` of a clamp
+    (twice the largest activation, rounded to two significant digits) or a scale (2) of
+    ``neuron`` at ``epoch``."""
+    state = model_state(trace, epoch)
+    activations = trace.probe_activations(state)
     high = float(np.max(activations[:, neuron])) if activations is not None else 1.0
-    default = round(2 * high, 3) if kind == "clamp" else 2.0
-    return float(default), high
+    if kind != "clamp":
+        return 2.0, high, "twice its activation"
+    default = round_value(2 * high)
+    origin = (
+        f"twice the neuron's largest activation on the probe at {time_key(state)} "
+        f"({high:.3g}), rounded"
+        if activations is not None
+        else "no probe activations recorded: an arbitrary start"
+    )
+    return default, high, origin
 
 
 def weight_layers(trace: NetworkTrace) -> list[LayerInfo]:
