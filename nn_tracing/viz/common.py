@@ -124,6 +124,7 @@ def binned_means(values: np.ndarray, size: int) -> np.ndarray:
 _TITLE_LINE = 24
 _SUBTITLE_LINE = 15
 _X_AXIS = 64  # tick labels and axis title
+_X_TICKS = 30  # tick labels only (an axis without a title)
 _PADDING = 36  # what Streamlit and vega-embed keep around the view
 _LEGEND_ROW = 44  # a legend above or below the plot (its title and one row of symbols)
 _FACET_HEADER = 22
@@ -147,15 +148,24 @@ def _plot_height(chart: object) -> int:
 
 def _has_x_axis(chart: object) -> bool:
     """Whether the chart draws an x axis (``axis=None`` on every view's x says it does not)."""
+    return _x_axis_height(chart) > 0
+
+
+def _x_axis_height(chart: object) -> int:
+    """Pixels of the chart's x axis: none (``axis=None`` on every view), tick labels only
+    (``title=None`` on every view that draws one), or labels and a title."""
     views = chart.layer if isinstance(getattr(chart, "layer", None), list) else [chart]
+    height = 0
     for view in views:
         encoding = getattr(view, "encoding", alt.Undefined)
         if encoding is alt.Undefined:
             continue
         x = encoding.to_dict(validate=False).get("x")
-        if x is not None and x.get("axis", {}) is not None:
-            return True
-    return False
+        if x is None or x.get("axis", {}) is None:
+            continue
+        titled = "title" not in x or x["title"] is not None
+        height = max(height, _X_AXIS if titled else _X_TICKS)
+    return height
 
 
 def _legend_row(chart: object) -> int:
@@ -188,6 +198,6 @@ def element_height(chart: alt.TopLevelMixin) -> int:
         columns = chart.columns if isinstance(chart.columns, int) else n
         rows = math.ceil(n / max(columns, 1))
         panel = _plot_height(chart.spec) + _FACET_HEADER + _FACET_SPACING
-        return rows * panel + title + _X_AXIS + _PADDING + _legend_row(chart)
-    axis = _X_AXIS if _has_x_axis(chart) else 0
-    return _plot_height(chart) + title + axis + _PADDING
+        axis = _x_axis_height(chart.spec) or _X_AXIS
+        return rows * panel + title + axis + _PADDING + _legend_row(chart)
+    return _plot_height(chart) + title + _x_axis_height(chart) + _PADDING
