@@ -19,6 +19,7 @@ from .palette import HIGHLIGHT, IMAGE_SCHEME
 
 __all__ = [
     "activation_map_chart",
+    "grey_image_chart",
     "kernel_images_chart",
     "pixel_attribution_chart",
     "top_images_chart",
@@ -62,6 +63,12 @@ def _grey_image(image: pd.DataFrame, title: str, size: int = 200) -> alt.Chart:
         size,
         [alt.Tooltip("signature:N", title="signature"), alt.Tooltip("value:Q", format=".3g")],
     ).properties(data=_with_edges(image), title=title)
+
+
+def grey_image_chart(image: pd.DataFrame, title: str, size: int = 200) -> alt.Chart:
+    """One input image in grey, square pixels (``image``: ``row``, ``col``, ``value``,
+    ``signature``); a probe sample on the Breadcrumbs page, an explained input here."""
+    return _grey_image(image, title, size)
 
 
 def kernel_images_chart(frame: pd.DataFrame, *, title: str, subtitle: list[str]) -> alt.FacetChart:

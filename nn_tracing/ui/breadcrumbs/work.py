@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -25,6 +26,7 @@ from ...analysis.intervention import (
 from ...trace import NetworkTrace
 from ...views import breadcrumbs as views
 from ...views.breadcrumbs import Pruned, Target
+from ...views.probe_sample import probe_predictions
 from ..compute import run_analysis
 from ..traces import ActiveTrace
 
@@ -35,6 +37,7 @@ __all__ = [
     "curves_of",
     "intervention_of",
     "model_problem",
+    "predictions_of",
     "pruning_of",
     "since_when_of",
     "trail_check_of",
@@ -42,6 +45,13 @@ __all__ = [
 ]
 
 _ENTRIES = 32
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def predictions_of(key: str, epoch: int, _trace: NetworkTrace) -> np.ndarray:
+    """The predicted class of every probe sample at ``epoch`` (one forward pass, cached per
+    trace and epoch)."""
+    return probe_predictions(_trace, epoch)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)
