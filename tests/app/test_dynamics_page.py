@@ -112,6 +112,27 @@ def test_more_seeds_train_in_the_background_and_join_the_fit(
     assert picker.options == ["tiny-seed1 (seed 1)"]
 
 
+def test_seeds_trained_here_join_the_fit_in_the_same_session(
+    app: Callable[[], AppTest], runs_dir: Path, second_seed: Path
+) -> None:
+    shutil.copy(second_seed, runs_dir / "tiny-seed1.nntrace")
+    at = open_page(app)
+    picker_key = state.epoch_key(state.DYNAMICS_RUNS, "run:tiny")
+    at.multiselect(key=picker_key).set_value([]).run()  # the user leaves seed 1 out
+    at.number_input(key=state.DYNAMICS_SEED_COUNT).set_value(1).run()
+    at.button(key=state.DYNAMICS_SEED_BUTTON).click().run()
+    job = jobs.get_job(at.session_state[state.DYNAMICS_SEED_JOBS][0])
+    assert job is not None and job.config.seed == 2 and job.join(120)
+    at.run()  # the panel sees the run finished and asks for one full rerun
+    at.run()
+    assert_healthy(at)
+    picker = at.multiselect(key=picker_key)
+    assert picker.options == ["tiny-seed1 (seed 1)", "tiny-seed2 (seed 2)"]
+    # the new run is ticked at once, no reload; the run the user left out stays out
+    assert picker.value == ["tiny-seed2"]
+    assert "Fitted on 2 runs (tiny, tiny-seed2)" in texts(at.caption)
+
+
 def test_the_controls_redraw_their_section(app: Callable[[], AppTest]) -> None:
     at = open_page(app)
     at.selectbox(key=state.DYNAMICS_MAP_K).set_value(2).run()
