@@ -14,7 +14,7 @@ from .. import viz
 from ..viz.palette import with_palette
 from .links import open_neuron
 
-__all__ = ["neuron_table", "show_chart"]
+__all__ = ["blank_missing", "neuron_table", "show_chart"]
 
 
 def show_chart(
@@ -36,6 +36,42 @@ def show_chart(
     return st.altair_chart(with_palette(chart), **options)
 
 
+def _cell_text(value: float, number_format: str | None) -> str:
+    """One number as its column shows it (a printf format of ``NumberColumn``, or ``percent``)."""
+    if number_format == "percent":
+        return f"{value:.1%}"
+    try:
+        return (number_format or "%.4g") % value
+    except (TypeError, ValueError):
+        return f"{value:.4g}"
+
+
+def blank_missing(
+    table: pd.DataFrame, column_config: dict[str, Any] | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``table`` with missing values shown blank, not as "None": text columns get ``""``, and
+    a number column holding a missing value becomes text in its own format (right-aligned),
+    its ``column_config`` entry a text column with the same label and help."""
+    config = dict(column_config or {})
+    out = table.copy()
+    for column in out.columns:
+        values = out[column]
+        if not values.isna().any():
+            continue
+        if values.dtype.kind in "fiu":
+            entry = config.get(column) if isinstance(config.get(column), dict) else {}
+            number_format = (entry.get("type_config") or {}).get("format")
+            out[column] = [
+                "" if pd.isna(v) else _cell_text(float(v), number_format) for v in values
+            ]
+            config[column] = st.column_config.TextColumn(
+                entry.get("label") or str(column), help=entry.get("help")
+            ) | {"alignment": "right"}
+        elif values.dtype.kind != "b":  # text (object or string dtype)
+            out[column] = values.astype(object).where(values.notna(), "")
+    return out, config
+
+
 def neuron_table(
     trace_name: str | None,
     table: pd.DataFrame,
@@ -52,6 +88,7 @@ def neuron_table(
     options: dict[str, Any] = {}
     if max_height is not None:
         options["height"] = min(36 * len(table) + 40, max_height)
+    table, column_config = blank_missing(table, column_config)
     event = st.dataframe(
         table,
         hide_index=True,

@@ -50,7 +50,7 @@ from ..views.neurons import TOP_ORDERS, resolve_neuron
 from ..viz import profile as profile_viz
 from . import cache, state, url
 from .app import require_shell
-from .charts import neuron_table, show_chart
+from .charts import blank_missing, neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
@@ -450,20 +450,23 @@ def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_e
         key=_chart_key(state.NEURON_CONNECTIONS_CHART, neuron, epoch),
     )
     open_picked(active, event)
-    st.dataframe(
+    shown, config = blank_missing(
         views.connections_table(connections, trace, epoch, lambda s: _link(active, s)),
-        hide_index=True,
-        column_config={
+        {
             "link": st.column_config.LinkColumn(
                 "neuron", display_text=r"neuron=(E_\d+/L_.+/n_\d+)"
             ),
             "weight": st.column_config.NumberColumn(format="%.4g"),
             "matrix_percentile": st.column_config.NumberColumn(
-                "|w| percentile in its matrix", format="percent"
+                "|w| pct",
+                format="percent",
+                width="small",
+                help="where |w| ranks among all weights of the same layer's matrix",
             ),
             "weight_e0": st.column_config.NumberColumn(f"at {time_key(0)}", format="%.4g"),
         },
     )
+    st.dataframe(shown, hide_index=True, column_config=config)
     st.caption(
         "A strong connection stands out from its weight matrix: the percentile is where "
         "its magnitude ranks among all weights of the same layer's matrix."
@@ -704,7 +707,8 @@ def _data_section(active: ActiveTrace, settings: Settings) -> None:
                 key="nnt.download.neuron_probe",
                 help="One row per probe sample: activation, label, prediction.",
             )
-        st.dataframe(rows.drop(columns=["layer"]), hide_index=True)
+        shown, config = blank_missing(rows.drop(columns=["layer"]))
+        st.dataframe(shown, hide_index=True, column_config=config)
 
 
 def render_neurons() -> None:

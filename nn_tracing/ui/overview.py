@@ -138,7 +138,7 @@ def _controls(active: ActiveTrace) -> Settings:
     trace = active.trace
     URL.restore(active.ref)
     _ensure_settings(active)
-    left, middle, right = st.columns([2, 4, 2])
+    left, middle, right = st.columns([3, 3, 2])  # room for the metric's description
     with left:
         metric = st.selectbox(
             "Metric",
