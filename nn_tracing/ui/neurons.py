@@ -63,7 +63,7 @@ from .neurons_channels import (
 from .neurons_fourier import fourier_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
-from .widgets import epoch_picker
+from .widgets import epoch_picker, health_definitions
 
 __all__ = ["SECTIONS", "URL", "Settings", "render_neurons", "resolve_neuron"]
 
@@ -343,7 +343,7 @@ def _health_line(active: ActiveTrace, neuron: int, epoch: int) -> None:
     every neuron's health) and the flags' definitions."""
     flags = _neuron_flags(active.key, neuron, active.trace)
     st.markdown(health_view.neuron_health_line(flags, neuron, epoch))
-    st.caption(health_view.flag_definitions(flags.thresholds))
+    health_definitions(flags.thresholds)
 
 
 def _over_training(active: ActiveTrace, settings: Settings) -> None:

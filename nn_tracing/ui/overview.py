@@ -35,7 +35,7 @@ from .follow import follow
 from .links import open_picked
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
-from .widgets import epoch_picker
+from .widgets import epoch_picker, health_definitions
 
 __all__ = ["URL", "Settings", "render_overview"]
 
@@ -235,7 +235,7 @@ def _health(active: ActiveTrace, epoch: int) -> None:
     )
     if chart is not None:
         show_chart(chart, width="content")
-    st.caption(health_view.flag_definitions(health.thresholds))
+    health_definitions(health.thresholds)
     flagged, signatures = health_view.flagged_table(health, trace, epoch)
     if flagged.empty:
         st.caption(f"No neuron is flagged at {time_key(epoch)}.")
