@@ -227,6 +227,7 @@ def _health(active: ActiveTrace, epoch: int) -> None:
             delta_color=tile.delta_color,
             help=tile.help,
         )
+    st.caption(health_view.count_note(health))
     chart = cache.chart(
         "health",
         active.key,
