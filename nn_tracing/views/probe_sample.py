@@ -21,7 +21,7 @@ import torch
 from ..analysis.profiles import destandardise
 from ..trace import NetworkTrace
 from ..viz.channels import grey_image_chart
-from .breadcrumbs import _dataset, class_phrase, model_at, model_state, probe
+from .breadcrumbs import class_phrase, model_at, model_state, probe
 from .text import md_escape
 
 __all__ = [
@@ -106,7 +106,8 @@ def _image_shape(trace: NetworkTrace, n_features: int) -> tuple[int, int] | None
     x = np.asarray(trace.probe[0]) if trace.probe is not None else None
     if x is not None and x.ndim == 4:
         return int(x.shape[2]), int(x.shape[3])
-    shape = _dataset(trace).get("image_shape")
+    dataset = trace.meta.get("dataset")
+    shape = dataset.get("image_shape") if isinstance(dataset, dict) else None
     if isinstance(shape, list) and len(shape) == 2 and shape[0] * shape[1] == n_features:
         return int(shape[0]), int(shape[1])
     return None
