@@ -340,30 +340,35 @@ def _fitted_on(fitted: TrainingMap, n_runs: int) -> None:
     )
 
 
+def _states_along_training(fitted: TrainingMap) -> None:
+    """The states along a training curve: what the map says, drawn over what it describes."""
+    curves = view.training_curves(fitted.path_)
+    ensure(state.DYNAMICS_MAP_CURVE, lambda v: v in curves, DEFAULTS.curve)
+    curve = st.radio(
+        "Curve",
+        list(curves),
+        key=state.DYNAMICS_MAP_CURVE,
+        format_func=curves.__getitem__,
+        horizontal=True,
+    )
+    show_chart(
+        vd.state_path_chart(
+            fitted.path_,
+            fitted.n_states_,
+            time_column=fitted.time_column_,
+            y=curve,
+            y_title=curves[curve],
+        )
+    )
+
+
 def _map_fit_summary(fitted: TrainingMap, params: view.MapParams) -> None:
-    """How the map was fitted: EM's convergence, the choice of k and the states along a
-    training curve, the posteriors and their entropy (one under the other)."""
+    """How the map was fitted: EM's convergence, the choice of k, the posteriors and their
+    entropy (one under the other)."""
     time_column = fitted.time_column_
     convergence(fitted.state_model_.convergence_note(), fitted.log_messages_)
     k = fitted.n_states_
-    left, right = st.columns([2, 3])
-    with left:
-        show_chart(vd.selection_chart(fitted.selection_, params.criterion, k))
-    with right:
-        curves = view.training_curves(fitted.path_)
-        ensure(state.DYNAMICS_MAP_CURVE, lambda v: v in curves, DEFAULTS.curve)
-        curve = st.radio(
-            "Curve",
-            list(curves),
-            key=state.DYNAMICS_MAP_CURVE,
-            format_func=curves.__getitem__,
-            horizontal=True,
-        )
-        show_chart(
-            vd.state_path_chart(
-                fitted.path_, k, time_column=time_column, y=curve, y_title=curves[curve]
-            )
-        )
+    show_chart(vd.selection_chart(fitted.selection_, params.criterion, k))
     show_chart(vd.posterior_chart(fitted.path_, k, time_column=time_column))
     show_chart(vd.posterior_entropy_chart(fitted.path_, k, time_column=time_column))
 
@@ -469,7 +474,8 @@ def _training_map(active: ActiveTrace) -> None:
                 _map_graph(fitted)
         else:
             _map_graph(fitted)
-    with st.expander("How the map was fitted: k, states along training, posteriors"):
+        _states_along_training(fitted)
+    with st.expander("How the map was fitted: k chosen, posteriors and their entropy"):
         _map_fit_summary(fitted, params)
         _map_state_table(fitted)
     if len(runs) > 1:

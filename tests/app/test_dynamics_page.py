@@ -54,7 +54,7 @@ def test_the_page_draws_every_section_on_one_trace(app: Callable[[], AppTest]) -
     assert [e.label for e in at.tabs[0].expander][:3] == [
         "The map drawn anyway (read it with the warning above)",
         "Settings: runs of this configuration, features, number of states",
-        "How the map was fitted: k, states along training, posteriors",
+        "How the map was fitted: k chosen, posteriors and their entropy",
     ]
     assert "No other run of this configuration" in texts(at.main.info)
     assert len(at.get("graphviz_chart")) == 1
