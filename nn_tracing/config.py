@@ -25,7 +25,9 @@ __all__ = [
     "DATASETS",
     "IMAGE_DATASETS",
     "OPTIMIZERS",
+    "ConfigFieldError",
     "TrainConfig",
+    "config_problems",
 ]
 
 DATASETS: tuple[str, ...] = (
@@ -279,8 +281,63 @@ _FLOAT_FIELDS: tuple[tuple[str, float, float, bool], ...] = (
 )
 
 
+class ConfigFieldError(ValueError):
+    """An invalid field of a :class:`TrainConfig`: ``field`` and ``why`` (the message reads
+    ``"<field>=<value>: <why>"``)."""
+
+    def __init__(self, field: str, value: Any, why: str) -> None:
+        super().__init__(f"{field}={value!r}: {why}")
+        self.field = field
+        self.why = why
+
+
 def _fail(config: TrainConfig, name: str, why: str) -> NoReturn:
-    raise ValueError(f"{name}={getattr(config, name)!r}: {why}")
+    raise ConfigFieldError(name, getattr(config, name), why)
+
+
+#: Fields whose check reads other fields: when one of those is wrong too, its default stands in
+#: while the rest is checked, and an error of the dependent field is not said (it may be the
+#: stand-in's).
+_READS: dict[str, tuple[str, ...]] = {
+    "epoch_intervals": ("epochs",),
+    "step_intervals": ("epoch_intervals",),
+    "traced_layers": ("hidden_sizes", "model", "model_kwargs"),
+    "model": ("dataset", "model_kwargs"),
+    "model_kwargs": ("model",),
+    "csv_path": ("dataset",),
+    "label_column": ("dataset",),
+}
+
+
+def config_problems(**fields: Any) -> dict[str, str]:
+    """Every invalid field of ``TrainConfig(**fields)`` at once: ``{field: why}`` (empty when
+    the config is valid). Each invalid field is replaced by its default and the rest checked
+    again, so that a form can say everything that is wrong in one go; a problem that belongs
+    to no single field is under ``""``.
+
+    >>> config_problems(epochs=0, lr=-1.0)
+    {'epochs': 'must be between 1 and 100000', 'lr': 'must be in (0.0, 1000000.0]'}
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(fields) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+    trial, problems, replaced = dict(fields), {}, set()
+    for _ in range(len(defaults) + 1):
+        try:
+            TrainConfig(**trial)
+            break
+        except ConfigFieldError as exc:
+            if exc.field in replaced:  # its default fails too: nothing more to learn
+                break
+            if not replaced & set(_READS.get(exc.field, ())):
+                problems[exc.field] = exc.why
+            replaced.add(exc.field)
+            trial[exc.field] = defaults[exc.field]
+        except ValueError as exc:  # a check that names no single field
+            problems.setdefault("", str(exc))
+            break
+    return problems
 
 
 def _check_choices(config: TrainConfig) -> None:

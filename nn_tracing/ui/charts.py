@@ -11,9 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from .. import viz
+from ..viz.palette import with_palette
 from .links import open_neuron
 
-__all__ = ["neuron_table", "show_chart"]
+__all__ = ["blank_missing", "neuron_table", "show_chart"]
 
 
 def show_chart(
@@ -22,14 +23,53 @@ def show_chart(
     select: str | list[str] | None = None,
     key: str | None = None,
     width: str = "stretch",
+    height: str | None = None,
 ) -> Any:
-    """``st.altair_chart`` sized to the chart's content; with ``select`` (a selection
+    """``st.altair_chart`` sized to the chart's content, in the palette's colours
+    (:func:`~nn_tracing.viz.palette.with_palette`); with ``select`` (a selection
     parameter's name, or several) a click reruns the page and the returned event holds the
-    selection."""
-    options: dict[str, Any] = {"width": width, "height": viz.element_height(chart)}
+    selection. ``height="content"`` keeps the spec's own size (an image whose pixels must stay
+    square: a height set from outside would stretch its plot to fill it)."""
+    options: dict[str, Any] = {"width": width, "height": height or viz.element_height(chart)}
     if select is not None:
         options.update(on_select="rerun", selection_mode=select, key=key)
-    return st.altair_chart(chart, **options)
+    return st.altair_chart(with_palette(chart), **options)
+
+
+def _cell_text(value: float, number_format: str | None) -> str:
+    """One number as its column shows it (a printf format of ``NumberColumn``, or ``percent``)."""
+    if number_format == "percent":
+        return f"{value:.1%}"
+    try:
+        return (number_format or "%.4g") % value
+    except (TypeError, ValueError):
+        return f"{value:.4g}"
+
+
+def blank_missing(
+    table: pd.DataFrame, column_config: dict[str, Any] | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``table`` with missing values shown blank, not as "None": text columns get ``""``, and
+    a number column holding a missing value becomes text in its own format (right-aligned),
+    its ``column_config`` entry a text column with the same label and help."""
+    config = dict(column_config or {})
+    out = table.copy()
+    for column in out.columns:
+        values = out[column]
+        if not values.isna().any():
+            continue
+        if values.dtype.kind in "fiu":
+            entry = config.get(column) if isinstance(config.get(column), dict) else {}
+            number_format = (entry.get("type_config") or {}).get("format")
+            out[column] = [
+                "" if pd.isna(v) else _cell_text(float(v), number_format) for v in values
+            ]
+            config[column] = st.column_config.TextColumn(
+                entry.get("label") or str(column), help=entry.get("help")
+            ) | {"alignment": "right"}
+        elif values.dtype.kind != "b":  # text (object or string dtype)
+            out[column] = values.astype(object).where(values.notna(), "")
+    return out, config
 
 
 def neuron_table(
@@ -48,6 +88,7 @@ def neuron_table(
     options: dict[str, Any] = {}
     if max_height is not None:
         options["height"] = min(36 * len(table) + 40, max_height)
+    table, column_config = blank_missing(table, column_config)
     event = st.dataframe(
         table,
         hide_index=True,

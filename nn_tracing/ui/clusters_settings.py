@@ -199,6 +199,10 @@ def hmm_problem(active: ActiveTrace) -> str | None:
     return recall(HMM_FAILED, active.key, None)  # type: ignore[no-any-return]
 
 
+#: Short names of the scalings (the dropdown is narrow; the long ones are in its help).
+_SCALE_SHORT = {"none": "raw", "neuron": "z per neuron", "global": "z per feature"}
+
+
 def _feature_controls(
     active: ActiveTrace,
 ) -> tuple[str, list[str], int | None, tuple[int, int] | None, str]:
@@ -231,8 +235,12 @@ def _feature_controls(
         scales,
         key=state.CLUSTERS_SCALE,
         format_func=lambda s: (
-            f"auto ({SCALES[FeatureSpec(kind).resolved_scale]})" if s == "auto" else SCALES[s]
+            f"auto: {_SCALE_SHORT[FeatureSpec(kind).resolved_scale]}"
+            if s == "auto"
+            else _SCALE_SHORT[s]
         ),
+        help="; ".join(f"{_SCALE_SHORT[k]}: {v}" for k, v in SCALES.items())
+        + "; auto: the usual one for this kind of feature.",
     )
     ensure(
         state.CLUSTERS_MAX_NEURONS,

@@ -1,7 +1,8 @@
 """The Dynamics page: hidden-Markov training maps, neuron-level states and decision entropy.
 
-Three sections, each a fragment (a control redraws only its section), each guarded (an
-analysis that cannot run on this trace says why in place and the rest of the page works):
+Three sections, one tab each, each a fragment (a control redraws only its section), each
+guarded (an analysis that cannot run on this trace says why in place and the rest of the page
+works); each opens with its verdict, and its settings and details are folded:
 
 1. **Training map** (Hu et al. 2023): model-level weight statistics per recorded epoch (or per
    training step), an HMM with k chosen by BIC/AIC (or by hand), the states along the training
@@ -9,10 +10,14 @@ analysis that cannot run on this trace says why in place and the rest of the pag
    detour states when several runs of the configuration are fitted jointly, and the
    shuffled-time test. Runs of the same configuration are found in the runs folder
    (:mod:`nn_tracing.seeds`); more seeds can be trained in the background from here.
-2. **Neuron-level latent states**: one HMM shared by every neuron (:class:`NeuronHMM`), its
-   raster of paths, per-neuron tables (a row opens the neuron) and its own shuffled-time test.
-3. **Decision entropy**: entropy and mutual information of every neuron's binned activation
-   with the decision, against label permutations with FDR control (:class:`DecisionEntropy`).
+   Before the map, :func:`~nn_tracing.analysis.hmm.map_structure` says whether the states
+   look like phases or there is little structure (and then the map is folded).
+2. **Neuron-level latent states** (``ui/dynamics_neurons.py``): one HMM shared by every
+   neuron (:class:`NeuronHMM`), its raster of paths, per-neuron tables (a row opens the
+   neuron) and its own shuffled-time test.
+3. **Decision entropy** (``ui/dynamics_entropy.py``): entropy and mutual information of every
+   neuron's binned activation with the decision, against label permutations with FDR control
+   (:class:`DecisionEntropy`).
 
 This module holds the widgets and the layout only: what the page shows is built by
 :mod:`nn_tracing.views.dynamics` from the trace and plain parameters, and every computation is
@@ -29,50 +34,42 @@ the settings back when it has drawn its widgets, so a shared link opens the same
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import streamlit as st
 
 from ..analysis.hmm import (
     FEATURE_DESCRIPTIONS,
     NEURON_FEATURES,
+    MapStructure,
     ModelFeatures,
-    NeuronHMM,
-    TimeShuffleTest,
     TrainingMap,
+    map_structure,
 )
 from ..analysis.standardise import ALIASES
-from ..progress import Progress
 from ..timeaxis import time_word, use_axis
 from ..trace import METRICS, NetworkTrace
 from ..views import dynamics as view
 from ..viz import dynamics as vd
-from . import cache, state, url
+from . import state, url
 from .app import require_shell
-from .charts import neuron_table, show_chart
-from .compute import computed, run_analysis
+from .charts import show_chart
 from .dynamics_entropy import decision_entropy
+from .dynamics_neurons import MAX_NEURONS, ORDER_DEFAULT, neuron_states_section
+from .dynamics_parts import compute, convergence, ensure, state_list, time_test
 from .dynamics_runs import MAX_SEED_JOBS, runs_picker
 from .follow import live_note
-from .links import open_picked
 from .neuron_states import neuron_states  # the shared fit, kept importable from here
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
 
 __all__ = ["NEURON_FEATURES", "URL", "Settings", "neuron_states", "render_dynamics"]
 
-T = TypeVar("T")
-
 #: Choices of k: by a criterion, or a number of states.
 K_CHOICES = view.K_CHOICES
 #: The defaults of the three analyses (the settings' defaults are theirs).
 _MAP = view.MapParams(features=())
 _NEURONS = view.NeuronParams(layers=())
-#: The largest sample of neurons the page's number input allows.
-MAX_NEURONS = 10_000_000
 _ENTROPY = view.EntropyParams()
 
 
@@ -146,7 +143,7 @@ class Settings:
         "nmax", state.DYNAMICS_NEURON_MAX, default=_NEURONS.max_neurons, low=100, high=MAX_NEURONS
     )
     order: str | None = url.param(
-        "order", state.DYNAMICS_NEURON_ORDER, default="layer", choices=view.NEURON_ORDERS
+        "order", state.DYNAMICS_NEURON_ORDER, default=ORDER_DEFAULT, choices=view.NEURON_ORDERS
     )
     # decision entropy
     bins: int | None = url.param(
@@ -208,71 +205,18 @@ def _publish(ref: str) -> None:
         URL.publish(settings, ref, hidden=settings.hidden())
 
 
-# -- computations: the server's analysis worker (nn_tracing.ui.compute) ------------------------
-#: Prefix of this page's results in the worker's store.
-_WHAT = "dynamics:"
-
-
-def _compute(what: str, trace_key: str, params: Any, label: str, run: Callable[[Progress], T]) -> T:
-    """``run(progress)`` for ``(what, trace_key, params)`` through :func:`run_analysis` (a
-    progress bar; ``progress(fraction, what)``). Errors pass to the caller."""
-    return run_analysis(_WHAT + what, trace_key, params, run, label=label)  # type: ignore[return-value]
-
-
+# -- the page's seed --------------------------------------------------------------------------
 def _random_state() -> int:
     """The page's random seed (restarts, time shuffles, label permutations)."""
     return int(
-        _ensure(state.DYNAMICS_RANDOM_STATE, lambda v: isinstance(v, int) and v >= 0, DEFAULTS.seed)
-    )
-
-
-def _ensure(key: str, valid: Callable[[Any], bool], default: Any) -> Any:
-    if not valid(state.get(key)):
-        state.put(key, default)
-    return state.get(key)
-
-
-def _convergence(note: str | None, messages: list[str]) -> None:
-    """Say when EM did not converge, and what hmmlearn reported (never on the console)."""
-    if note:
-        st.warning(
-            f"{md_escape(note, 400)} Its states may still move with more iterations; read them "
-            "with care.",
-            icon=":material/warning:",
-        )
-    if messages:
-        with st.expander(f"What hmmlearn reported while fitting ({len(messages)})"):
-            for message in messages[:20]:
-                st.text(message)
-
-
-def _time_test(test: TimeShuffleTest | None) -> None:
-    if test is None:
-        return
-    left, right = st.columns([1, 4])
-    left.metric(
-        "p, shuffled time",
-        f"{test.p_value:.3g}",
-        help=f"{test.n_permutations} refits on copies with time shuffled within each sequence; the "
-        f"smallest possible p is {test.smallest_p:.3g}.",
-    )
-    (right.success if test.p_value <= 0.05 else right.warning)(md_escape(test.describe(), 600))
-
-
-def _state_list(labels: list[str], descriptions: list[str], detours: list[bool]) -> None:
-    """Every state in words, one bullet each (a detour says so)."""
-    st.markdown(
-        "\n".join(
-            f"- **{label}**{' (detour)' if detour else ''} — {md_escape(description, 400)}"
-            for label, description, detour in zip(labels, descriptions, detours, strict=True)
-        )
+        ensure(state.DYNAMICS_RANDOM_STATE, lambda v: isinstance(v, int) and v >= 0, DEFAULTS.seed)
     )
 
 
 # -- 1. the training map ------------------------------------------------------------------------
 def _features(trace: NetworkTrace, key: str, sequence: str) -> ModelFeatures:
     what = "weight statistics per epoch" if sequence == "epochs" else "per-step statistics"
-    return _compute(
+    return compute(
         "features",
         key,
         sequence,
@@ -285,7 +229,7 @@ def _sequence(active: ActiveTrace) -> str:
     """The sequence the map is fitted over (per-step only where the trace has steps)."""
     steps = view.has_steps(active.trace)
     return str(
-        _ensure(
+        ensure(
             state.DYNAMICS_SEQUENCE,
             lambda v: v == "epochs" or (v == "steps" and steps),
             DEFAULTS.sequence,
@@ -311,7 +255,7 @@ def _map_controls(
         else "Per-step tables give long sequences from a single run.",
     )
     features_key = URL.key("features" if sequence == "epochs" else "step_features", active.ref)
-    _ensure(
+    ensure(
         features_key,
         lambda v: isinstance(v, list) and v and set(v) <= set(usable),
         default or usable,
@@ -327,16 +271,16 @@ def _map_controls(
         "accuracies are not fitted by default (Hu et al. fit weight statistics); with the L2 "
         "norm they separate grokking's phases.",
     )
-    _ensure(state.DYNAMICS_MAP_K, lambda v: v in K_CHOICES, DEFAULTS.k)
+    ensure(state.DYNAMICS_MAP_K, lambda v: v in K_CHOICES, DEFAULTS.k)
     columns[2].selectbox("States", K_CHOICES, key=state.DYNAMICS_MAP_K, format_func=view.k_label)
     low, high = view.MAP_RESTARTS
-    _ensure(
+    ensure(
         state.DYNAMICS_MAP_RESTARTS,
         lambda v: isinstance(v, int) and low <= v <= high,
         DEFAULTS.restarts,
     )
     columns[3].number_input("Restarts", low, high, key=state.DYNAMICS_MAP_RESTARTS, step=1)
-    _ensure(state.DYNAMICS_MAP_SHUFFLES, lambda v: v in view.TIME_SHUFFLES, DEFAULTS.shuffles)
+    ensure(state.DYNAMICS_MAP_SHUFFLES, lambda v: v in view.TIME_SHUFFLES, DEFAULTS.shuffles)
     columns[4].selectbox(
         "Time shuffles",
         view.TIME_SHUFFLES,
@@ -368,7 +312,7 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: view.MapParams) 
     names = [name for name, _, _ in runs]
     keys = ",".join(key for _, key, _ in runs)
     fit_params = params.fit_params()
-    base = _compute(
+    base = compute(
         "map",
         keys,
         [names, fit_params],
@@ -379,14 +323,13 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: view.MapParams) 
     k = base.choose_k(params.k)
     if k == base.n_states_:
         return base
-    return _compute(
+    return compute(
         "map-k", keys, [names, fit_params, k], "Choosing k", lambda _: view.with_states(base, k)
     )
 
 
-def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -> None:
-    """What the map was fitted on, its convergence, the choice of k and the states along a
-    training curve, the posteriors and their entropy."""
+def _fitted_on(fitted: TrainingMap, n_runs: int) -> None:
+    """What the map was fitted on, in one caption."""
     time_column = fitted.time_column_
     st.caption(
         f"Fitted on {n_runs} run{'s' if n_runs > 1 else ''} "
@@ -395,37 +338,55 @@ def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -
         f"from {md_escape(fitted.feature_source_, 300)}. "
         + " ".join(md_escape(n, 400) for n in fitted.feature_notes_)
     )
-    _convergence(fitted.state_model_.convergence_note(), fitted.log_messages_)
+
+
+def _states_along_training(fitted: TrainingMap) -> None:
+    """The states along a training curve: what the map says, drawn over what it describes."""
+    curves = view.training_curves(fitted.path_)
+    ensure(state.DYNAMICS_MAP_CURVE, lambda v: v in curves, DEFAULTS.curve)
+    curve = st.radio(
+        "Curve",
+        list(curves),
+        key=state.DYNAMICS_MAP_CURVE,
+        format_func=curves.__getitem__,
+        horizontal=True,
+    )
+    show_chart(
+        vd.state_path_chart(
+            fitted.path_,
+            fitted.n_states_,
+            time_column=fitted.time_column_,
+            y=curve,
+            y_title=curves[curve],
+        )
+    )
+
+
+def _map_fit_summary(fitted: TrainingMap, params: view.MapParams) -> None:
+    """How the map was fitted: EM's convergence, the choice of k, the posteriors and their
+    entropy (one under the other)."""
+    time_column = fitted.time_column_
+    convergence(fitted.state_model_.convergence_note(), fitted.log_messages_)
     k = fitted.n_states_
-    left, right = st.columns([2, 3])
-    with left:
-        show_chart(vd.selection_chart(fitted.selection_, params.criterion, k))
-    with right:
-        curves = view.training_curves(fitted.path_)
-        _ensure(state.DYNAMICS_MAP_CURVE, lambda v: v in curves, DEFAULTS.curve)
-        curve = st.radio(
-            "Curve",
-            list(curves),
-            key=state.DYNAMICS_MAP_CURVE,
-            format_func=curves.__getitem__,
-            horizontal=True,
-        )
-        show_chart(
-            vd.state_path_chart(
-                fitted.path_, k, time_column=time_column, y=curve, y_title=curves[curve]
-            )
-        )
-    left, right = st.columns(2)
-    with left:
-        show_chart(vd.posterior_chart(fitted.path_, k, time_column=time_column))
-    with right:
-        show_chart(vd.posterior_entropy_chart(fitted.path_, k, time_column=time_column))
+    show_chart(vd.selection_chart(fitted.selection_, params.criterion, k))
+    show_chart(vd.posterior_chart(fitted.path_, k, time_column=time_column))
+    show_chart(vd.posterior_entropy_chart(fitted.path_, k, time_column=time_column))
+
+
+def _map_verdict(fitted: TrainingMap, structure: MapStructure, n_runs: int) -> None:
+    """The verdict before the map: phases, or little structure and why; the shuffled-time
+    test; what the map was fitted on."""
+    (st.warning if structure.little else st.success)(
+        md_escape(structure.headline(), 1500),
+        icon=":material/warning:" if structure.little else ":material/check_circle:",
+    )
+    time_test(fitted.time_test_, quiet=True)
+    _fitted_on(fitted, n_runs)
 
 
 def _map_graph(fitted: TrainingMap) -> None:
-    """The map as a graph, its states in words and as a table."""
+    """The map as a graph and its states in words."""
     time_column = fitted.time_column_
-    st.subheader("The training map")
     st.graphviz_chart(
         vd.training_map_dot(fitted.states_, fitted.transitions_, time_column=time_column),
         width="stretch",
@@ -436,7 +397,12 @@ def _map_graph(fitted: TrainingMap) -> None:
         "Dashed: a detour (visited by some runs only)."
     )
     states = fitted.states_
-    _state_list(list(states["label"]), list(states["description"]), list(states["detour"]))
+    state_list(list(states["label"]), list(states["description"]), list(states["detour"]))
+
+
+def _map_state_table(fitted: TrainingMap) -> None:
+    """The states as a table."""
+    time_column = fitted.time_column_
     st.dataframe(
         view.map_state_table(fitted),
         hide_index=True,
@@ -450,7 +416,6 @@ def _map_graph(fitted: TrainingMap) -> None:
 
 def _map_detours(fitted: TrainingMap, n_runs: int) -> None:
     """Detour states and each run's convergence (several runs only)."""
-    st.markdown("**Detours and convergence**")
     left, right = st.columns([3, 2])
     with left:
         if fitted.detours_.empty:
@@ -468,271 +433,61 @@ def _map_detours(fitted: TrainingMap, n_runs: int) -> None:
         st.caption(md_escape(f"Convergence epoch: {fitted.convergence_definition_}.", 300))
 
 
-def _training_map(active: ActiveTrace) -> None:
-    runs = runs_picker(active, URL.key("runs", active.ref))
-    sequence = _sequence(active)
-    try:
-        features = _features(active.trace, active.key, sequence)
-    except ValueError as exc:
-        st.info(md_escape(exc, 400))
-        return
-    default = [f for f in (features.default or features.usable) if f in features.usable]
-    params = _map_controls(active, sequence, features.usable, len(runs), default)
+def _map_settings(
+    active: ActiveTrace,
+) -> tuple[list[tuple[str, str, NetworkTrace]], view.MapParams | None]:
+    """The runs to fit and the map's parameters, in a folded section (``None``: nothing to
+    fit, said in place)."""
+    with st.expander("Settings: runs of this configuration, features, number of states"):
+        runs = runs_picker(active, URL.key("runs", active.ref))
+        sequence = _sequence(active)
+        try:
+            features = _features(active.trace, active.key, sequence)
+        except ValueError as exc:
+            st.info(md_escape(exc, 400))
+            return runs, None
+        default = [f for f in (features.default or features.usable) if f in features.usable]
+        params = _map_controls(active, sequence, features.usable, len(runs), default)
     if not params.features:
-        st.info("Pick at least one feature.")
+        st.info("Pick at least one feature (in the settings).")
+        return runs, None
+    return runs, params
+
+
+def _training_map(active: ActiveTrace) -> None:
+    """The verdict first, then the map (folded when there is little structure), then the
+    settings and the details of the fit, folded."""
+    verdict = st.container()
+    runs, params = _map_settings(active)
+    if params is None:
         return
     try:
         fitted = _fit_map(runs, params)
     except ValueError as exc:
         st.info(f"The training map cannot be fitted: {md_escape(exc, 500)}")
         return
-    _map_fit_summary(fitted, params, len(runs))
-    _map_graph(fitted)
-    if len(runs) > 1:
-        _map_detours(fitted, len(runs))
-    st.markdown("**Is there temporal structure at all?**")
-    _time_test(fitted.time_test_)
-
-
-# -- 2. neuron-level states ------------------------------------------------------------------------
-def _neuron_controls(active: ActiveTrace) -> view.NeuronParams:
-    layers = view.hidden_layers(active.trace)
-    layers_key = URL.key("neuron_layers", active.ref)
-    _ensure(
-        state.DYNAMICS_NEURON_FEATURES,
-        lambda v: isinstance(v, list) and v and set(v) <= set(METRICS),
-        list(NEURON_FEATURES),
-    )
-    _ensure(layers_key, lambda v: isinstance(v, list) and v and set(v) <= set(layers), layers)
-    _ensure(
-        state.DYNAMICS_NEURON_STANDARDIZE,
-        lambda v: v in view.NEURON_STANDARDIZE,
-        DEFAULTS.neuron_standardize,
-    )
-    _ensure(state.DYNAMICS_NEURON_K, lambda v: v in view.NEURON_K_CHOICES, DEFAULTS.neuron_k)
-    _ensure(
-        state.DYNAMICS_NEURON_MAX,
-        lambda v: isinstance(v, int) and 100 <= v <= MAX_NEURONS,
-        DEFAULTS.neuron_max,
-    )
-    columns = st.columns([3, 2, 1, 1, 1])
-    columns[0].multiselect(
-        "Features of each neuron's trajectory",
-        list(METRICS),
-        key=state.DYNAMICS_NEURON_FEATURES,
-        help="Standardised; gradient and weight norms and the activation spread on a log "
-        "scale. A neuron never active has no selectivity: it counts as 0.",
-    )
-    columns[1].multiselect("Layers", layers, key=layers_key)
-    columns[2].selectbox(
-        "Standardise",
-        tuple(view.NEURON_STANDARDIZE),
-        key=state.DYNAMICS_NEURON_STANDARDIZE,
-        format_func=view.NEURON_STANDARDIZE.__getitem__,
-    )
-    columns[3].selectbox(
-        "States", view.NEURON_K_CHOICES, key=state.DYNAMICS_NEURON_K, format_func=view.k_label
-    )
-    columns[4].number_input(
-        "Most neurons",
-        min_value=100,
-        max_value=MAX_NEURONS,
-        step=1000,
-        key=state.DYNAMICS_NEURON_MAX,
-        help="The model holds every neuron's trajectory in memory: above this many neurons, a "
-        "random sample of this many (seed 0, the same every time) is modelled.",
-    )
-    return view.NeuronParams(
-        layers=tuple(state.get(layers_key)),
-        features=tuple(state.get(state.DYNAMICS_NEURON_FEATURES)),
-        standardize=str(state.get(state.DYNAMICS_NEURON_STANDARDIZE)),
-        k=str(state.get(state.DYNAMICS_NEURON_K)),
-        random_state=_random_state(),
-        max_neurons=int(state.get(state.DYNAMICS_NEURON_MAX)),
-    )
-
-
-def _fit_neurons(active: ActiveTrace, params: view.NeuronParams) -> NeuronHMM:
-    trace = active.trace
-    fit_params = params.fit_params()
-    base = _compute(
-        "neurons",
-        active.key,
-        fit_params,
-        f"Fitting one HMM to {params.n_neurons(trace):,} neurons × {len(trace.epochs)} "
-        f"{time_word(plural=True)} "
-        "(k = 2…8 by BIC)",
-        lambda progress: params.estimator().fit(trace, progress=progress),
-    )
-    k = base.choose_k(params.k)
-    if k == base.n_states_:
-        return base
-    return _compute(
-        "neurons-k", active.key, [fit_params, k], "Choosing k", lambda _: view.with_states(base, k)
-    )
-
-
-def _neuron_summary(model: NeuronHMM) -> None:
-    """What the model was fitted on, its convergence, and its figures."""
-    st.caption(
-        f"One Gaussian HMM over {len(model.neuron_ids_):,} neurons' trajectories of "
-        f"{len(model.epochs_)} {time_word(plural=True)} "
-        f"({md_escape(', '.join(model.feature_names_), 300)}), "
-        f"fitted once per k with hmmlearn-style lengths. "
-        + " ".join(md_escape(n, 300) for n in model.notes_)
-        + (
-            f" {len(model.dropped_)} neuron(s) left out: a feature undefined at some epoch."
-            if model.dropped_
-            else ""
-        )
-    )
-    _convergence(model.state_model_.convergence_note(), model.log_messages_)
-    summary = view.neuron_summary(model)
-    columns = st.columns(4)
-    columns[0].metric("States", summary.n_states, help="by BIC over k = 2…8 unless chosen by hand")
-    columns[1].metric(
-        f"Entropy rate (bits/{time_word()})",
-        f"{summary.entropy_rate:.3f}",
-        help=f"Uncertainty of a neuron's next state given its current one, weighted by where "
-        f"neurons are; 0 = they never switch, {summary.max_entropy_rate:.2f} = they jump at "
-        "random.",
-    )
-    columns[2].metric("Switches per neuron", f"{summary.switches:.2f}", help="mean over neurons")
-    columns[3].metric(
-        "Occupancy entropy",
-        f"{summary.occupancy_entropy:.2f} bits",
-        help="mean over neurons of the entropy of the share of epochs each spends in each state",
-    )
-
-
-def _neuron_raster(active: ActiveTrace, model: NeuronHMM, params: view.NeuronParams) -> None:
-    """The choice of k, and every neuron's path as a raster (a click opens the neuron)."""
-    k = model.n_states_
-    left, right = st.columns([2, 3])
-    with left:
-        show_chart(vd.selection_chart(model.selection_, params.criterion, k))
-    with right:
-        _ensure(state.DYNAMICS_NEURON_ORDER, lambda v: v in view.NEURON_ORDERS, DEFAULTS.order)
-        order = st.radio(
-            "Order the rows by",
-            tuple(view.NEURON_ORDERS),
-            key=state.DYNAMICS_NEURON_ORDER,
-            format_func=view.NEURON_ORDERS.__getitem__,
-            horizontal=True,
-        )
-        chart = cache.chart(
-            "dynamics-raster",
-            f"{active.key}:{json.dumps(dataclasses.asdict(params), sort_keys=True, default=str)}",
-            (order, k),
-            lambda: view.state_raster(model, str(order)),
-        )
-        event = show_chart(chart, select=vd.PICK, key=state.DYNAMICS_RASTER_CHART)
-        open_picked(active, event)
-
-
-def _neuron_tables(active: ActiveTrace, model: NeuronHMM) -> None:
-    """The states in words and as a table; the unusual paths and every neuron (a row opens
-    the neuron)."""
-    st.markdown("**The states**")
-    states = model.state_table()
-    _state_list(list(states["label"]), list(states["description"]), [False] * len(states))
-    st.dataframe(
-        states.drop(columns=["state", "description", "stationary"]),
-        hide_index=True,
-        column_config={
-            "share of neuron-epochs": st.column_config.NumberColumn(format="%.3f"),
-            "stay": st.column_config.NumberColumn(format="%.3f"),
-        },
-    )
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Unusual paths** — select a row to open the neuron")
-        unusual = view.unusual_neurons(active.trace, model)
-        if unusual.frame.empty:
-            st.caption("No neuron visits a rare state or has an unusually unlikely path.")
+    structure = map_structure(fitted)
+    with verdict:
+        _map_verdict(fitted, structure, len(runs))
+        if structure.little:
+            with st.expander("The map drawn anyway (read it with the warning above)"):
+                _map_graph(fitted)
         else:
-            neuron_table(
-                active.name,
-                unusual.frame,
-                unusual.signatures,
-                key=state.DYNAMICS_UNUSUAL_TABLE,
-                max_height=320,
-                column_config={
-                    "log-likelihood per epoch": st.column_config.NumberColumn(format="%.2f"),
-                    "likelihood percentile": st.column_config.NumberColumn(format="%.1f"),
-                },
-            )
-            st.caption(
-                "A rare state is visited by fewer than 5 % of the neurons; an unlikely path "
-                "is among the 5 % of lowest log-likelihood under the shared model."
-            )
-    with right:
-        st.markdown("**Every neuron** — select a row to open it")
-        every = view.every_neuron(active.trace, model)
-        formatted = ["occupancy entropy", "log-likelihood per epoch"]
-        neuron_table(
-            active.name,
-            every.frame,
-            every.signatures,
-            key=state.DYNAMICS_NEURON_TABLE,
-            max_height=320,
-            column_config={
-                c: st.column_config.NumberColumn(format="%.2f")
-                for c in [*formatted, *(f"S{j}" for j in range(model.n_states_))]
-            },
-        )
-
-
-def _neuron_time_test(active: ActiveTrace, model: NeuronHMM, params: view.NeuronParams) -> None:
-    """The shuffled-time test of the neuron-level model, when asked for (or already run)."""
-    st.markdown("**Is there temporal structure at all?**")
-    test_params = [dataclasses.asdict(params), model.n_states_]
-    test_key = json.dumps([active.key, test_params], sort_keys=True, default=str)
-    asked = state.get(state.DYNAMICS_NEURON_TEST) == test_key
-    if not asked and not computed(_WHAT + "neurons-test", active.key, test_params):
-        st.caption(
-            f"19 refits of the same model on copies with each neuron's {time_word(plural=True)} "
-            "shuffled: about "
-            "20 fits of this size."
-        )
-        st.button(
-            "Run the shuffled-time test",
-            key=state.DYNAMICS_NEURON_TEST_BUTTON,
-            on_click=state.put,
-            args=(state.DYNAMICS_NEURON_TEST, test_key),
-        )
-        return
-    test = _compute(
-        "neurons-test",
-        active.key,
-        test_params,
-        "Shuffled-time test (19 refits)",
-        lambda progress: model.time_test(19, progress),
-    )
-    _time_test(test)
-
-
-def _neuron_states(active: ActiveTrace) -> None:
-    if len(active.trace.epochs) < 2:
-        st.info("A neuron-level HMM needs at least 2 recorded epochs; this trace has 1.")
-        return
-    params = _neuron_controls(active)
-    if not params.features or not params.layers:
-        st.info("Pick at least one feature and one layer.")
-        return
-    st.caption(md_escape(params.load_text(active.trace), 400))
-    try:
-        model = _fit_neurons(active, params)
-    except ValueError as exc:
-        st.info(f"The neuron-level model cannot be fitted: {md_escape(exc, 500)}")
-        return
-    _neuron_summary(model)
-    _neuron_raster(active, model, params)
-    _neuron_tables(active, model)
-    _neuron_time_test(active, model, params)
+            _map_graph(fitted)
+        _states_along_training(fitted)
+    with st.expander("How the map was fitted: k chosen, posteriors and their entropy"):
+        _map_fit_summary(fitted, params)
+        _map_state_table(fitted)
+    if len(runs) > 1:
+        with st.expander("Detours and each run's convergence"):
+            _map_detours(fitted, len(runs))
 
 
 # -- the page --------------------------------------------------------------------------------------
+#: The page's tabs, in order.
+SECTIONS = ("Training map of the network", "Neuron-level latent states", "Decision entropy")
+
+
 @st.fragment
 def _map_section(active: ActiveTrace) -> None:
     use_axis(active.trace)  # a fragment's rerun may run in a fresh context
@@ -745,7 +500,9 @@ def _map_section(active: ActiveTrace) -> None:
 def _neuron_section(active: ActiveTrace) -> None:
     use_axis(active.trace)
     with guarded("fitting the neuron-level model"):
-        _neuron_states(active)
+        neuron_states_section(
+            active, layers_key=URL.key("neuron_layers", active.ref), random_state=_random_state()
+        )
     _publish(active.ref)
 
 
@@ -784,10 +541,12 @@ def render_dynamics() -> None:
             help="Seeds the HMM restarts, the time shuffles and the label permutations; results "
             "are kept per trace, settings and seed.",
         )
-    # each section writes the settings into the address bar when it has drawn its widgets
-    st.header("Training map of the network")
-    _map_section(active)
-    st.header("Neuron-level latent states")
-    _neuron_section(active)
-    st.header("Decision entropy")
-    _entropy_section(active)
+    # each section writes the settings into the address bar when it has drawn its widgets;
+    # one tab each, its verdict first and its details folded
+    tabs = st.tabs(list(SECTIONS))
+    with tabs[0]:
+        _map_section(active)
+    with tabs[1]:
+        _neuron_section(active)
+    with tabs[2]:
+        _entropy_section(active)

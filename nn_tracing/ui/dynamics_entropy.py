@@ -160,7 +160,9 @@ def decision_entropy(active: ActiveTrace, *, epoch_key: str, random_state: int) 
             "without a probe (statistics streamed over training batches)."
         )
         return
-    params = _controls(random_state)
+    verdict = st.container()
+    with st.expander("Settings: bins, label tested, permutations, FDR"):
+        params = _controls(random_state)
 
     def measure(progress: Progress) -> DecisionEntropy:
         return params.estimator().fit(trace, progress=progress)
@@ -178,7 +180,8 @@ def decision_entropy(active: ActiveTrace, *, epoch_key: str, random_state: int) 
         st.info(f"Decision entropy cannot be measured: {md_escape(exc, 500)}")
         return
     assert result is not None  # no estimate: never waits for a click
-    st.caption(md_escape(result.describe(), 600))
+    verdict.info(md_escape(result.describe(), 600), icon=":material/insights:")
     epoch = epoch_picker(f"{time_title()} of the ranking", trace.epochs, epoch_key)
     _layers(result, epoch)
-    _ranking(active, result, epoch)
+    with st.expander(f"Neurons at {time_key(epoch)}, most informative first", expanded=True):
+        _ranking(active, result, epoch)

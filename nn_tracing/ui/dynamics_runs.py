@@ -120,6 +120,10 @@ def _seed_panel() -> None:
         st.progress(min(max(snap.fraction, 0.0), 1.0), text=md_escape(text, 200))
     if not active:
         failed = [job for job in running if job.snapshot().state == "failed"]
+        trained = [job.name for job in running if job.snapshot().state != "failed"]
+        state.put(
+            state.DYNAMICS_SEED_TRAINED, [*state.get(state.DYNAMICS_SEED_TRAINED, []), *trained]
+        )
         state.put(state.DYNAMICS_SEED_JOBS, [])
         message = (
             ("warning", f"{len(failed)} run(s) failed: {failed[0].snapshot().error}")
@@ -151,6 +155,19 @@ def _seed_controls(active: ActiveTrace, config: dict[str, Any], found: list[Repl
     st.fragment(run_every=SEED_REFRESH_SECONDS if busy else None)(_guarded_seed_panel)()
 
 
+def _tick_trained(key: str, names: list[str]) -> None:
+    """Tick the runs this session trained from here as soon as they are in the folder, so
+    that they join the fit without a reload (room permitting)."""
+    waiting = state.get(state.DYNAMICS_SEED_TRAINED) or []
+    arrived = [display_name(n) for n in waiting if display_name(n) in names]
+    if not arrived:
+        return
+    ticked = list(state.get(key) or [])
+    room = MAX_JOINT_RUNS - len(ticked)
+    state.put(key, ticked + [n for n in arrived if n not in ticked][: max(room, 0)])
+    state.put(state.DYNAMICS_SEED_TRAINED, [n for n in waiting if display_name(n) not in arrived])
+
+
 def _replicate_picker(found: list[Replicate], key: str) -> None:
     """The runs of the same configuration to fit jointly (the widget ``key``)."""
     by_name = {display_name(r.name): r for r in found}
@@ -168,6 +185,7 @@ def _replicate_picker(found: list[Replicate], key: str) -> None:
         lambda v: isinstance(v, list) and len(v) <= MAX_JOINT_RUNS and set(v) <= set(names),
         names[:MAX_JOINT_RUNS],
     )
+    _tick_trained(key, names)
     st.multiselect(
         "Fit jointly with these runs of the same configuration (another seed)",
         names,

@@ -50,7 +50,7 @@ from ..views.neurons import TOP_ORDERS, resolve_neuron
 from ..viz import profile as profile_viz
 from . import cache, state, url
 from .app import require_shell
-from .charts import neuron_table, show_chart
+from .charts import blank_missing, neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
@@ -63,7 +63,7 @@ from .neurons_channels import (
 from .neurons_fourier import fourier_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
-from .widgets import epoch_picker
+from .widgets import epoch_picker, health_definitions
 
 __all__ = ["SECTIONS", "URL", "Settings", "render_neurons", "resolve_neuron"]
 
@@ -343,7 +343,7 @@ def _health_line(active: ActiveTrace, neuron: int, epoch: int) -> None:
     every neuron's health) and the flags' definitions."""
     flags = _neuron_flags(active.key, neuron, active.trace)
     st.markdown(health_view.neuron_health_line(flags, neuron, epoch))
-    st.caption(health_view.flag_definitions(flags.thresholds))
+    health_definitions(flags.thresholds)
 
 
 def _over_training(active: ActiveTrace, settings: Settings) -> None:
@@ -399,6 +399,7 @@ def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: 
         select=viz.PICK,
         key=_chart_key(state.NEURON_IMAGE_CHART, neuron, epoch),
         width="content",
+        height="content",  # square pixels
     )
     open_picked(active, event)
 
@@ -449,20 +450,23 @@ def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_e
         key=_chart_key(state.NEURON_CONNECTIONS_CHART, neuron, epoch),
     )
     open_picked(active, event)
-    st.dataframe(
+    shown, config = blank_missing(
         views.connections_table(connections, trace, epoch, lambda s: _link(active, s)),
-        hide_index=True,
-        column_config={
+        {
             "link": st.column_config.LinkColumn(
                 "neuron", display_text=r"neuron=(E_\d+/L_.+/n_\d+)"
             ),
             "weight": st.column_config.NumberColumn(format="%.4g"),
             "matrix_percentile": st.column_config.NumberColumn(
-                "|w| percentile in its matrix", format="percent"
+                "|w| pct",
+                format="percent",
+                width="small",
+                help="where |w| ranks among all weights of the same layer's matrix",
             ),
             "weight_e0": st.column_config.NumberColumn(f"at {time_key(0)}", format="%.4g"),
         },
     )
+    st.dataframe(shown, hide_index=True, column_config=config)
     st.caption(
         "A strong connection stands out from its weight matrix: the percentile is where "
         "its magnitude ranks among all weights of the same layer's matrix."
@@ -703,7 +707,8 @@ def _data_section(active: ActiveTrace, settings: Settings) -> None:
                 key="nnt.download.neuron_probe",
                 help="One row per probe sample: activation, label, prediction.",
             )
-        st.dataframe(rows.drop(columns=["layer"]), hide_index=True)
+        shown, config = blank_missing(rows.drop(columns=["layer"]))
+        st.dataframe(shown, hide_index=True, column_config=config)
 
 
 def render_neurons() -> None:

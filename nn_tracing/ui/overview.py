@@ -38,7 +38,7 @@ from .links import open_picked
 from .overview_dormancy import dormancy_section
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
-from .widgets import epoch_picker
+from .widgets import epoch_picker, health_definitions
 
 __all__ = ["URL", "Settings", "render_overview"]
 
@@ -145,7 +145,7 @@ def _controls(active: ActiveTrace) -> Settings:
     trace = active.trace
     URL.restore(active.ref)
     _ensure_settings(active)
-    left, middle, right = st.columns([2, 4, 2])
+    left, middle, right = st.columns([3, 3, 2])  # room for the metric's description
     with left:
         metric = st.selectbox(
             "Metric",
@@ -237,6 +237,7 @@ def _health(active: ActiveTrace, epoch: int) -> None:
             delta_color=tile.delta_color,
             help=tile.help,
         )
+    st.caption(health_view.count_note(health))
     chart = cache.chart(
         "health",
         active.key,
@@ -245,7 +246,7 @@ def _health(active: ActiveTrace, epoch: int) -> None:
     )
     if chart is not None:
         show_chart(chart, width="content")
-    st.caption(health_view.flag_definitions(health.thresholds))
+    health_definitions(health.thresholds)
     flagged, signatures = health_view.flagged_table(health, trace, epoch)
     if flagged.empty:
         st.caption(f"No neuron is flagged at {time_key(epoch)}.")

@@ -39,6 +39,31 @@ def _state_text(entry: RunEntry) -> str:
     return entry.mark() or ("finished" if entry.is_directory else "file")
 
 
+#: The runs table's columns, what tells runs apart first (the sidebar shows three or four).
+_COLUMN_ORDER = (
+    "name",
+    "status",
+    "epochs",
+    "state",
+    "dataset",
+    "architecture",
+    "recorded",
+    "date",
+    "MB",
+    "kind",
+    "problem",
+)
+#: Narrow columns, so that the sidebar shows more than the name.
+_NARROW = {
+    "name": st.column_config.TextColumn("name", width="small"),
+    "status": st.column_config.TextColumn("status", width="small"),
+    "epochs": st.column_config.NumberColumn("epochs", width=60),
+    "recorded": st.column_config.NumberColumn("recorded", width=60),
+    "MB": st.column_config.NumberColumn("MB", width=60),
+    "kind": st.column_config.TextColumn("kind", width="small"),
+}
+
+
 def runs_table(entries: list[RunEntry]) -> pd.DataFrame:
     """One row per run of the folder, as the table shows it (names and manifest strings with
     invisible characters escaped)."""
@@ -230,7 +255,11 @@ def render_runs_folder(entries: list[RunEntry]) -> None:
         st.caption(md_escape(shown_runs_dir(), max_length=300))
         if entries:
             st.dataframe(
-                runs_table(entries), hide_index=True, height=min(36 * len(entries) + 40, 300)
+                runs_table(entries),
+                hide_index=True,
+                height=min(36 * len(entries) + 40, 300),
+                column_order=_COLUMN_ORDER,
+                column_config=_NARROW,
             )
             _manage(entries)
         show_message(message)

@@ -59,8 +59,10 @@ def _training_section(active: ActiveTrace | None) -> None:
 
 # -- traces -------------------------------------------------------------------------------------
 def _run_label(entry: RunEntry) -> str:
-    """The picker's line for a run; a run directory being written shows its live mark right
-    after its name (``● live · E_12 · 3 s ago``, ``stalled …``, ``interrupted · E_12``).
+    """The picker's line for a run: its name, then its status (``✓`` complete, ``■ stopped``,
+    …) or, for a run directory being written, its live mark (``● live · E_12 · 3 s ago``,
+    ``stalled …``, ``interrupted · E_12``), then what it is — so that a narrow sidebar cuts
+    the description, never the status.
     Names and manifest strings with invisible characters are escaped
     (:func:`~nn_tracing.runs.display_name`), so every line reads as it is."""
     mark = entry.mark()
@@ -69,9 +71,8 @@ def _run_label(entry: RunEntry) -> str:
         f"{display_name(entry.dataset or '?')} · {display_name(entry.architecture or '?')} · "
         f"{entry.epochs} ep"
     )
-    if mark:
-        return f"{entry.shown_name} · {mark} · {described}"
-    return f"{entry.shown_name} · {described} · {status}"
+    # the mark or status right after the name: a narrow sidebar cuts the end of the line
+    return f"{entry.shown_name} · {mark or status} · {described}"
 
 
 def _picked() -> None:

@@ -272,6 +272,8 @@ DYNAMICS_SEED_COUNT = _PREFIX + "dynamics.seed_count"
 DYNAMICS_SEED_BUTTON = _PREFIX + "dynamics.seed_button"
 DYNAMICS_SEED_JOBS = _PREFIX + "dynamics.seed_jobs"
 DYNAMICS_SEED_MESSAGE = _PREFIX + "dynamics.seed_message"
+#: Runs this session trained from the Dynamics page, to tick in the joint fit once they exist.
+DYNAMICS_SEED_TRAINED = _PREFIX + "dynamics.seed_trained"
 #: Neuron-level model: features, layers (+ ":<trace ref>"), standardisation, k, row order,
 #: the raster chart, the tables, and the parameters for which the time test was asked.
 DYNAMICS_NEURON_FEATURES = _PREFIX + "dynamics.neuron_features"

@@ -19,7 +19,7 @@ import streamlit as st
 
 from .. import jobs
 from ..budget import server_budget
-from ..config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig
+from ..config import ACTIVATIONS, DATASETS, OPTIMIZERS, TrainConfig, config_problems
 from ..data import BUILTIN_DATASETS
 from ..estimate import RunTooLarge, format_bytes
 from ..model_entry import (
@@ -237,24 +237,24 @@ def config_from_form(values: Mapping[str, Any]) -> tuple[TrainConfig | None, dic
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         errors[field] = message
-    if errors:
-        return None, errors
     kwargs.update({field: values[field] for field in _SAME_NAME})
     kwargs["keep_weights"] = bool(values["keep_weights"])
     kwargs["drop_batches"] = not values["keep_batches"]
     kwargs.update(_storage_kwargs(values))
+    # every field that does not validate, at once (one that did not parse above is left to
+    # its default here, and said once)
     try:
-        return TrainConfig(**kwargs), {}
-    except (TypeError, ValueError) as exc:
-        message = str(exc)
-        match = re.match(r"^(\w+)=", message)
-        if match is None:
-            return None, {FORM_LEVEL: message}
-        field = _FIELD_OF.get(match.group(1), match.group(1))
+        problems = config_problems(**kwargs)
+    except TypeError as exc:
+        return None, {**errors, FORM_LEVEL: str(exc)}
+    for name, why in problems.items():
+        field = _FIELD_OF.get(name, name) if name else FORM_LEVEL
         if field == "model" and values["model"] not in BUILTIN_MODELS:
             field = "entry_point"
-        why = message.split(": ", 1)[1] if ": " in message else message
-        return None, {field if field in DEFAULTS else FORM_LEVEL: why}
+        errors.setdefault(field if field in DEFAULTS else FORM_LEVEL, why)
+    if errors:
+        return None, errors
+    return TrainConfig(**kwargs), {}
 
 
 def _key(field: str) -> str:

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..analysis.health import HealthThresholds
 from ..timeaxis import time_key, time_word
+from ..views.health import flag_definitions
 from . import state
 
-__all__ = ["epoch_picker"]
+__all__ = ["epoch_picker", "health_definitions"]
+
+#: The label of the one place that says what the health flags mean (on every page that
+#: shows them).
+HEALTH_HELP = "What dead, saturated, gradient-starved and exploding mean"
+
+
+def health_definitions(thresholds: HealthThresholds) -> None:
+    """The health flags' definitions, written once (:func:`~nn_tracing.views.health.
+    flag_definitions`) and shown the same way wherever flags are: folded in a popover, so
+    that they do not fill the page."""
+    with st.popover(HEALTH_HELP, icon=":material/help:"):
+        st.markdown(flag_definitions(thresholds).replace(" · ", "\n\n"))
 
 
 def epoch_picker(label: str, epochs: list[int], key: str, *, follow_latest: bool = False) -> int:

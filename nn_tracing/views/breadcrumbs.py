@@ -52,6 +52,7 @@ from ..store import trace_to_bytes
 from ..timeaxis import time_key
 from ..trace import LayerInfo, NetworkTrace
 from ..viz import breadcrumbs as crumbs
+from .text import change_words, difference_words
 
 __all__ = [
     "BOUNDARY_RESOLUTION",
@@ -89,6 +90,7 @@ __all__ = [
     "pruning_metrics",
     "pruning_sentence",
     "removed_signatures",
+    "round_value",
     "signature",
     "since_when",
     "since_when_chart",
@@ -406,9 +408,10 @@ def trail_check_sentences(trace: NetworkTrace, check: pd.DataFrame) -> list[tupl
         lines.append(
             (
                 str(row.layer),
-                f"zeroing its {row.k} trail neurons lowers the score "
-                f"by {row.trail_drop:+.3g}, {verdict} {TRAIL_REPEATS} random sets of {row.k} "
-                f"(mean {row.random_drop_mean:+.3g}, 95th percentile {row.random_drop_p95:+.3g}; "
+                f"zeroing its {row.k} trail neurons {change_words(row.trail_drop, 'the score')}, "
+                f"{verdict} {TRAIL_REPEATS} random sets of {row.k} "
+                f"(their drop: mean {row.random_drop_mean:+.3g}, 95th percentile "
+                f"{row.random_drop_p95:+.3g}; "
                 f"p = {row.p_value:.3f}); accuracy on the explained samples "
                 f"{row.accuracy_before:.2f} → {row.accuracy_trail:.2f} "
                 f"(random: {row.accuracy_random_mean:.2f}).",
@@ -534,8 +537,13 @@ def pruning_sentence(pruning: Pruning) -> str:
     return (
         f"Pruning the least important neurons keeps **{pruning.accuracy_after_:.3f}** probe "
         f"accuracy; {share_better:.0%} of {len(random)} random prunings of the same sizes do at "
-        f"least as well (their mean: {np.mean(random):.3f}). The pruned model's outputs equal "
-        f"the ablated network's to {pruning.max_output_difference_:.1e} (float rounding)."
+        f"least as well (their mean: {np.mean(random):.3f}). Check: "
+        + difference_words(
+            pruning.max_output_difference_,
+            "the pruned model's outputs",
+            "the ablated network's",
+        )
+        + " (float rounding)."
     )
 
 
@@ -558,13 +566,36 @@ def removed_signatures(trace: NetworkTrace, epoch: int, pruning: Pruning) -> lis
 
 
 # -- intervention --------------------------------------------------------------------------------
-def clamp_default(trace: NetworkTrace, epoch: int, neuron: int, kind: str) -> tuple[float, float]:
-    """``(default value, largest probe activation)`` of a clamp (twice the largest activation)
-    or a scale (2) of ``neuron`` at ``epoch``."""
-    activations = trace.probe_activations(model_state(trace, epoch))
+def round_value(value: float, digits: int = 2) -> float:
+    """``value`` to ``digits`` significant digits (a default a person would type).
+
+    >>> round_value(19.41), round_value(0.04637), round_value(0.0)
+    (19.0, 0.046, 0.0)
+    """
+    if value == 0 or not np.isfinite(value):
+        return 0.0 if value == 0 else float(value)
+    return float(f"{value:.{digits}g}")
+
+
+def clamp_default(
+    trace: NetworkTrace, epoch: int, neuron: int, kind: str
+) -> tuple[float, float, str]:
+    """``(default value, largest probe activation, where the default comes from)`` of a clamp
+    (twice the largest activation, rounded to two significant digits) or a scale (2) of
+    ``neuron`` at ``epoch``."""
+    state = model_state(trace, epoch)
+    activations = trace.probe_activations(state)
     high = float(np.max(activations[:, neuron])) if activations is not None else 1.0
-    default = round(2 * high, 3) if kind == "clamp" else 2.0
-    return float(default), high
+    if kind != "clamp":
+        return 2.0, high, "twice its activation"
+    default = round_value(2 * high)
+    origin = (
+        f"twice the neuron's largest activation on the probe at {time_key(state)} "
+        f"({high:.3g}), rounded"
+        if activations is not None
+        else "no probe activations recorded: an arbitrary start"
+    )
+    return default, high, origin
 
 
 def weight_layers(trace: NetworkTrace) -> list[LayerInfo]:

@@ -26,7 +26,7 @@ from ..trace import LayerInfo, NetworkTrace
 from ..viz import channels as channel_viz
 from ..viz.common import MARK_BUDGET
 from .breadcrumbs import Metric
-from .text import md_escape
+from .text import difference_words, md_escape
 
 __all__ = [
     "MAX_KERNEL_EPOCHS",
@@ -356,7 +356,7 @@ def pixel_attribution_chart(
         title="Pixels",
         subtitle=[
             f"{channels.PIXEL_METHODS[method]}, mean over {samples.size} sample(s); "
-            "blue supports the class, orange opposes it"
+            "orange supports the class, blue opposes it"
         ],
     )
 
@@ -457,7 +457,11 @@ def channel_pruning_sentence(trace: NetworkTrace, epoch: int, result: ChannelPru
     return (
         f"Removed {md_escape(removed, 1500)}: a new, narrower convolution and the next layer "
         f"without their input channels. Random channels do at least as well in {share:.0%} of "
-        f"{len(random)} tries. Check: the pruned network's outputs differ from the network with "
-        f"these channels ablated to zero by at most {result.max_output_difference:.2g} "
-        f"(float rounding); accuracy with them ablated: {result.ablated_accuracy:.3f}."
+        f"{len(random)} tries. Check: "
+        + difference_words(
+            result.max_output_difference,
+            "the pruned network's outputs",
+            "the network's with these channels ablated to zero",
+        )
+        + f" (float rounding); accuracy with them ablated: {result.ablated_accuracy:.3f}."
     )

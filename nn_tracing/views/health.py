@@ -25,11 +25,13 @@ __all__ = [
     "MAX_TABLE_ROWS",
     "VALUE_COLUMNS",
     "HealthTile",
+    "count_note",
     "defined_flags",
     "flag_definitions",
     "flagged_table",
     "health_tiles",
     "neuron_health_line",
+    "population",
     "table_caption",
     "table_view",
 ]
@@ -57,6 +59,33 @@ def defined_flags(health: NeuronHealth) -> list[str]:
     return [flag for flag in FLAGS if health.applies[flag].any()]
 
 
+def population(health: NeuronHealth, flag: str) -> str:
+    """The neurons ``flag`` is counted among, in words: ``"hidden neurons"``, ``"neurons with
+    weights (hidden and output)"``, or the layers by name."""
+    applies = health.applies[flag]
+    names = [info.name for info in health.layers if applies[info.first_id : info.last_id + 1].any()]
+    hidden = [info.name for info in health.layers[1:-1]]
+    if names == hidden:
+        return "hidden neurons"
+    if names == [*hidden, health.layers[-1].name]:
+        return "neurons with weights (hidden and output)"
+    return "neurons of " + ", ".join(f"L_{name}" for name in names)
+
+
+def count_note(health: NeuronHealth) -> str:
+    """One sentence: what each flag's "k of n" counts among, e.g. "Dead: of the 48 hidden
+    neurons. Gradient-starved, exploding: of the 50 neurons with weights (hidden and
+    output)." — the same words for the same neurons on every page."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for flag in defined_flags(health):
+        key = (int(health.applies[flag].sum()), population(health, flag))
+        groups.setdefault(key, []).append(FLAG_TITLES[flag])
+    return " ".join(
+        f"{', '.join(titles).capitalize()}: of the {n} {what}."
+        for (n, what), titles in groups.items()
+    )
+
+
 def health_tiles(health: NeuronHealth, epoch: int, baseline: int) -> list[HealthTile]:
     """One tile per flag: how many neurons carry it at ``epoch`` of how many it applies to,
     and the change since ``baseline`` (the first recorded epoch); "n/a" where the flag is
@@ -76,6 +105,7 @@ def health_tiles(health: NeuronHealth, epoch: int, baseline: int) -> list[Health
             HealthTile(
                 f"{title} at {time_key(epoch)}",
                 f"{totals[flag]} of {int(health.applies[flag].sum())}",
+                help=f"of the {int(health.applies[flag].sum())} {population(health, flag)}",
                 delta=f"{change:+d} vs {time_key(baseline)}",
                 delta_color="inverse" if change else "off",
             )

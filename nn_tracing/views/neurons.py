@@ -22,7 +22,7 @@ from ..analysis.profiles import ActivationField, ProfileUnavailable
 from ..timeaxis import time_key, time_word
 from ..trace import METRICS, NetworkTrace, parse_signature, signature_column
 from ..viz import profile as profile_viz
-from .text import md_escape
+from .text import difference_words, md_escape
 
 __all__ = [
     "TOP_ORDERS",
@@ -301,8 +301,11 @@ def enrichment_caption(enrichment: pd.DataFrame, n_top: int, order: str) -> str 
 def field_caption(field: ActivationField, neuron: int, epoch: int) -> str:
     """Markdown under the activation field, with the check of the rebuilt model."""
     check = (
-        " Check: at the probe points, the rebuilt model's activations differ from the "
-        f"recorded ones by at most {field.max_probe_error:.2g}."
+        " Check: at the probe points, "
+        + difference_words(
+            field.max_probe_error, "the rebuilt model's activations", "the recorded ones"
+        )
+        + "."
         if np.isfinite(field.max_probe_error)
         else ""
     )

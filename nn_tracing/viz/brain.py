@@ -35,6 +35,7 @@ from .common import (
     color_scale,
     signature_range,
 )
+from .palette import REFERENCE
 
 __all__ = [
     "PICK",
@@ -379,7 +380,7 @@ def layer_epoch_chart(
         marker = pd.DataFrame({"epoch": [selected_epoch]})
         layers_.append(
             alt.Chart(marker)
-            .mark_rule(color="black", strokeDash=[4, 3])
+            .mark_rule(color=REFERENCE, strokeDash=[4, 3])
             .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*layers_).properties(

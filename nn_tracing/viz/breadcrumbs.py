@@ -21,6 +21,24 @@ from ..timeaxis import time_word
 from ..trace import signature_column
 from .brain import PICK
 from .common import INTEGER_AXIS, MARK_BUDGET, diverging_scale
+from .palette import (
+    COUNT_SCHEME,
+    FRAME,
+    MISSING,
+    NEGATIVE,
+    NEGATIVE_LIGHT,
+    NULL_BAND,
+    NULL_LINE,
+    POSITIVE,
+    POSITIVE_LIGHT,
+    REFERENCE,
+    SERIES,
+    WHITE,
+    categorical_colors,
+    categorical_scale,
+    sign_scale,
+    signed_color,
+)
 
 __all__ = [
     "NEGATIVE",
@@ -36,9 +54,6 @@ __all__ = [
     "trail_dot",
 ]
 
-#: Colours of positive and negative contributions (the blue/orange of the diverging scales).
-POSITIVE = "#3b78b0"
-NEGATIVE = "#e0682b"
 
 _ORDER_TITLES = {
     "attribution": "most important first",
@@ -51,7 +66,7 @@ _ORDER_TITLES = {
 def _sign_color(field: str = "score") -> alt.Color:
     return alt.Color(
         "sign:N",
-        scale=alt.Scale(domain=["positive", "negative"], range=[POSITIVE, NEGATIVE]),
+        scale=sign_scale(),
         legend=alt.Legend(title=f"{field} sign", orient="top"),
     )
 
@@ -140,7 +155,7 @@ def input_image_chart(
             y2="row2:Q",
             color=alt.Color(
                 "score:Q",
-                scale=diverging_scale(data["score"].to_numpy(), positive_blue=True),
+                scale=diverging_scale(data["score"].to_numpy()),
                 legend=alt.Legend(title="score", orient="right"),
             ),
             tooltip=[
@@ -153,7 +168,7 @@ def input_image_chart(
         .properties(
             title=alt.Title(
                 "Input pixels",
-                subtitle=[title, "blue supports the class,", "orange opposes it"],
+                subtitle=[title, "orange supports the class,", "blue opposes it"],
                 anchor="start",
             ),
             width=size,
@@ -203,7 +218,7 @@ def trail_dot(
         layer = str(layer_nodes["layer"].iloc[0])
         lines.append(f'  subgraph "cluster_{_dot_escape(layer)}" {{')
         lines.append(
-            f'    label="L_{_dot_escape(layer)}"; color="#cccccc"; fontname="Helvetica"; '
+            f'    label="L_{_dot_escape(layer)}"; color="{FRAME}"; fontname="Helvetica"; '
             "fontsize=10;"
         )
         for row in layer_nodes.itertuples():
@@ -211,7 +226,7 @@ def trail_dot(
             name = labels.get(int(row.neuron))
             title = f"n_{row.neuron}" + (f" · {name}" if name else "")
             is_root = depth == 0
-            fill = "#eeeeee" if is_root else ("#dbe8f4" if row.score >= 0 else "#fbe1d3")
+            fill = MISSING if is_root else (POSITIVE_LIGHT if row.score >= 0 else NEGATIVE_LIGHT)
             score = "target" if is_root else f"{row.score:+.3g} ({share:.0%})"
             lines.append(
                 f'    "{row.neuron}" [label="{_dot_escape(title)}\\n{_dot_escape(score)}", '
@@ -238,7 +253,7 @@ def trail_dot(
             relative = row.strength / top if top and math.isfinite(top) else 0.0
             if relative < 0.02:
                 continue
-            color = POSITIVE if row.flow >= 0 else NEGATIVE
+            color = signed_color(row.flow)
             lines.append(
                 f'  "{row.source}" -> "{row.target}" [penwidth={0.4 + 6 * relative:.2f}, '
                 f'color="{color}", tooltip="flow {row.flow:+.3g} (weight {row.weight:+.3g})"];'
@@ -270,7 +285,7 @@ def since_when_chart(history: pd.DataFrame, *, title: str) -> alt.Chart:
         color=alt.Color("neuron_label:N", title="trail neuron"),
         tooltip=tooltip,
     )
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#999999").encode(y="y:Q")
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color=REFERENCE).encode(y="y:Q")
     return alt.layer(
         zero, base.mark_line(), base.mark_point(filled=True, size=36).add_params(pick)
     ).properties(
@@ -307,7 +322,7 @@ def ablation_curves_chart(
         sort=list(_ORDER_TITLES.values()),
         scale=alt.Scale(
             domain=list(_ORDER_TITLES.values()),
-            range=[NEGATIVE, POSITIVE, "#6a3d9a", "#777777"],
+            range=[*categorical_colors(3), NULL_LINE],
         ),
     )
     tooltip = [
@@ -323,7 +338,7 @@ def ablation_curves_chart(
     if len(random):
         layers.append(
             alt.Chart(random)
-            .mark_area(opacity=0.2, color="#777777")
+            .mark_area(opacity=0.2, color=NULL_BAND)
             .encode(x=x, y=alt.Y("low:Q", title="probe accuracy"), y2="high:Q", tooltip=tooltip)
         )
         layers.append(
@@ -336,7 +351,7 @@ def ablation_curves_chart(
     )
     layers.append(
         alt.Chart(pd.DataFrame({"chance": [chance]}))
-        .mark_rule(color="#999999", strokeDash=[2, 2])
+        .mark_rule(color=NULL_LINE, strokeDash=[2, 2])
         .encode(y="chance:Q", tooltip=[alt.Tooltip("chance:Q", title="chance", format=".3f")])
     )
     subtitle = [f"dotted: chance ({chance:.2f}, the largest class share)"]
@@ -357,7 +372,7 @@ def selectivity_effect_chart(neurons: pd.DataFrame, *, layer: str, epoch: int) -
     pick = alt.selection_point(name=PICK, fields=["neuron", "epoch"], on="click")
     return (
         alt.Chart(data.dropna(subset=["selectivity", "loss_rise"]))
-        .mark_circle(size=60, color=POSITIVE)
+        .mark_circle(size=60, color=SERIES)
         .encode(
             x=alt.X("selectivity:Q", title="class selectivity index"),
             y=alt.Y("loss_rise:Q", title="probe loss rise when ablated alone"),
@@ -405,7 +420,7 @@ def confusion_chart(
             y=alt.Y("true:N", sort=names, title="true class"),
         )
         cells = base.mark_rect().encode(
-            color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
+            color=alt.Color("count:Q", scale=alt.Scale(scheme=COUNT_SCHEME), legend=None),
             tooltip=[
                 alt.Tooltip("true:N"),
                 alt.Tooltip("predicted:N"),
@@ -416,7 +431,9 @@ def confusion_chart(
         text = base.mark_text(fontSize=11).encode(
             text="count:Q",
             color=alt.condition(
-                alt.datum.count > float(matrix.max()) / 2, alt.value("white"), alt.value("black")
+                alt.datum.count > float(matrix.max()) / 2,
+                alt.value(WHITE),
+                alt.value(REFERENCE),
             ),
         )
         panels.append(
@@ -454,24 +471,24 @@ def pruning_chart(
     ]
     base = alt.Chart(curve)
     layers = [
-        base.mark_area(opacity=0.2, color="#777777").encode(
+        base.mark_area(opacity=0.2, color=NULL_BAND).encode(
             x=x,
             y=alt.Y("random_low:Q", title="probe accuracy", scale=alt.Scale(domain=[0, 1])),
             y2="random_high:Q",
             tooltip=tooltip,
         ),
-        base.mark_line(strokeDash=[4, 3], color="#777777").encode(
+        base.mark_line(strokeDash=[4, 3], color=NULL_LINE).encode(
             x=x, y="random_mean:Q", tooltip=tooltip
         ),
-        base.mark_line(point=True, color=NEGATIVE).encode(x=x, y="accuracy:Q", tooltip=tooltip),
+        base.mark_line(point=True, color=SERIES).encode(x=x, y="accuracy:Q", tooltip=tooltip),
         alt.Chart(pd.DataFrame({"chance": [chance]}))
-        .mark_rule(color="#999999", strokeDash=[2, 2])
+        .mark_rule(color=NULL_LINE, strokeDash=[2, 2])
         .encode(y="chance:Q"),
     ]
     if chosen_k is not None and accuracy_after is not None and chosen_k > 0:
         layers.append(
             alt.Chart(pd.DataFrame({"k": [chosen_k], "accuracy": [accuracy_after]}))
-            .mark_point(shape="diamond", size=140, filled=True, color="black")
+            .mark_point(shape="diamond", size=140, filled=True, color=REFERENCE)
             .encode(
                 x="k:Q",
                 y="accuracy:Q",
@@ -485,7 +502,7 @@ def pruning_chart(
         title=alt.Title(
             "Pruning the least important neurons against pruning random ones",
             subtitle=[
-                f"orange: least important first; grey: mean and 5th–95th percentile of "
+                f"blue: least important first; grey: mean and 5th–95th percentile of "
                 f"{n_repeats} random prunings of the same sizes; dotted: chance",
                 "black diamond: the pruned model (its layers may differ in k)",
             ],
@@ -548,7 +565,7 @@ def decision_boundary_chart(
         )
     )
     domain_names = names
-    color_scale = alt.Scale(domain=domain_names, scheme="category10")
+    color_scale = categorical_scale(domain_names)
     panels = []
     for title, predicted, confidence in (
         ("before", before, confidence_before),
@@ -602,7 +619,7 @@ def decision_boundary_chart(
                 x=alt.X("x:Q", scale=x_scale),
                 y=alt.Y("y:Q", scale=y_scale),
                 color=alt.Color("label:N", scale=color_scale, title="class"),
-                stroke=alt.condition("datum.flipped", alt.value("black"), alt.value(None)),
+                stroke=alt.condition("datum.flipped", alt.value(REFERENCE), alt.value(None)),
                 strokeWidth=alt.condition("datum.flipped", alt.value(1.5), alt.value(0)),
                 opacity=alt.value(0.9),
                 tooltip=[

@@ -15,16 +15,18 @@ import numpy as np
 import pandas as pd
 
 from .common import diverging_scale
+from .palette import HIGHLIGHT, IMAGE_SCHEME
 
 __all__ = [
     "activation_map_chart",
+    "grey_image_chart",
     "kernel_images_chart",
     "pixel_attribution_chart",
     "top_images_chart",
 ]
 
 #: The colour of a receptive-field box.
-BOX_COLOR = "#d62728"
+BOX_COLOR = HIGHLIGHT
 
 
 def _pixels(
@@ -57,10 +59,16 @@ def _grey_image(image: pd.DataFrame, title: str, size: int = 200) -> alt.Chart:
     ``value``, ``signature``."""
     return _pixels(
         image,
-        alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
+        alt.Color("value:Q", scale=alt.Scale(scheme=IMAGE_SCHEME), legend=None),
         size,
         [alt.Tooltip("signature:N", title="signature"), alt.Tooltip("value:Q", format=".3g")],
     ).properties(data=_with_edges(image), title=title)
+
+
+def grey_image_chart(image: pd.DataFrame, title: str, size: int = 200) -> alt.Chart:
+    """One input image in grey, square pixels (``image``: ``row``, ``col``, ``value``,
+    ``signature``); a probe sample on the Breadcrumbs page, an explained input here."""
+    return _grey_image(image, title, size)
 
 
 def kernel_images_chart(frame: pd.DataFrame, *, title: str, subtitle: list[str]) -> alt.FacetChart:
@@ -108,7 +116,7 @@ def top_images_chart(
     )
     image = _pixels(
         pixels,
-        alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
+        alt.Color("value:Q", scale=alt.Scale(scheme=IMAGE_SCHEME), legend=None),
         96,
         [
             alt.Tooltip("signature:N", title="signature"),
@@ -187,8 +195,9 @@ def activation_map_chart(
 def pixel_attribution_chart(
     image: pd.DataFrame, scores: pd.DataFrame, *, title: str, subtitle: list[str]
 ) -> alt.HConcatChart:
-    """The explained input (grey) beside its pixels' attribution (square pixels; blue
-    supports the class, orange opposes it, as on the rest of the Breadcrumbs page).
+    """The explained input (grey) beside its pixels' attribution (square pixels; orange
+    supports the class, blue opposes it, as on every page: the palette of
+    :mod:`nn_tracing.viz.palette`).
 
     ``image``: ``row``, ``col``, ``value``, ``signature``; ``scores``: ``row``, ``col``,
     ``score``, ``signature``.
@@ -198,7 +207,7 @@ def pixel_attribution_chart(
         scores,
         alt.Color(
             "score:Q",
-            scale=diverging_scale(np.asarray(scores["score"]), positive_blue=True),
+            scale=diverging_scale(np.asarray(scores["score"])),
             title="score",
         ),
         200,

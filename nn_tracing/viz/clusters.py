@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..timeaxis import time_word
 from .common import MARK_BUDGET, color_scale
+from .palette import CATEGORICAL, HIGHLIGHT, MUTED, POSITIVE, REFERENCE, SERIES, categorical_scale
 
 __all__ = [
     "BOX",
@@ -43,44 +44,15 @@ __all__ = [
 CLICK = "click"
 #: Name of the box (interval) selection on the map; its value holds ``x`` and ``y`` ranges.
 BOX = "box"
-NOISE_COLOR = "#bdbdbd"
-_PALETTE = [
-    "#4c78a8",
-    "#f58518",
-    "#54a24b",
-    "#e45756",
-    "#72b7b2",
-    "#b279a2",
-    "#eeca3b",
-    "#9d755d",
-    "#ff9da6",
-    "#79706e",
-    "#1f77b4",
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#c5b0d5",
-    "#c49c94",
-    "#f7b6d2",
-    "#dbdb8d",
-    "#9edae5",
-    "#393b79",
-]
+NOISE_COLOR = MUTED
 #: Tooltip metrics of a neuron on the map, when the frame carries them.
 TOOLTIP_METRICS: tuple[str, ...] = ("act_mean", "act_active", "selectivity", "w_norm", "grad_norm")
 
 
 def nominal_scale(domain: Sequence[str]) -> alt.Scale:
     """A categorical scale: distinct colours in ``domain`` order, grey for ``noise`` and
-    ``n/a``."""
-    colors, i = [], 0
-    for value in domain:
-        if value in ("noise", "n/a"):
-            colors.append(NOISE_COLOR)
-        else:
-            colors.append(_PALETTE[i % len(_PALETTE)])
-            i += 1
-    return alt.Scale(domain=list(domain), range=colors)
+    ``n/a`` (:func:`nn_tracing.viz.palette.categorical_scale`)."""
+    return categorical_scale(domain)
 
 
 def bin_points(
@@ -169,7 +141,7 @@ def _color_encoding(
             )
             .otherwise(alt.value(NOISE_COLOR))
         )
-    scale = nominal_scale(domain) if domain is not None else alt.Scale(scheme="tableau20")
+    scale = nominal_scale(domain) if domain is not None else alt.Scale(range=list(CATEGORICAL))
     return alt.Color("color:N", title=color_title, scale=scale, legend=alt.Legend(orient="right"))
 
 
@@ -273,11 +245,11 @@ def map_chart(
                 y=y_enc,
                 color=color,
                 stroke=alt.when(click, empty=False)
-                .then(alt.value("black"))
+                .then(alt.value(REFERENCE))
                 .when(box, empty=False)
-                .then(alt.value("black"))
+                .then(alt.value(REFERENCE))
                 .when("datum.selected")
-                .then(alt.value("black"))
+                .then(alt.value(REFERENCE))
                 .otherwise(alt.value(None)),
                 strokeWidth=alt.when("datum.selected")
                 .then(alt.value(2.0))
@@ -298,8 +270,8 @@ def map_chart(
                 alt.Tooltip("epoch:Q", title=time_word()),
             ],
         )
-        layers.append(path.mark_line(color="black", strokeWidth=1.2, opacity=0.7))
-        layers.append(path.mark_point(color="black", size=18, filled=True, opacity=0.7))
+        layers.append(path.mark_line(color=REFERENCE, strokeWidth=1.2, opacity=0.7))
+        layers.append(path.mark_point(color=REFERENCE, size=18, filled=True, opacity=0.7))
     chart = alt.layer(*layers) if len(layers) > 1 else points
     return (
         chart.properties(
@@ -328,7 +300,7 @@ def explained_variance_chart(ratios: np.ndarray) -> alt.Chart:
             y=alt.Y("share:Q", title="share of variance", axis=alt.Axis(format="%")),
             color=alt.Color(
                 "shown:N",
-                scale=alt.Scale(domain=["on the map", "not shown"], range=["#4c78a8", "#c6c6c6"]),
+                scale=alt.Scale(domain=["on the map", "not shown"], range=[SERIES, MUTED]),
                 legend=alt.Legend(title=None, orient="top"),
             ),
             tooltip=[
@@ -370,14 +342,14 @@ def null_chart(
             y=alt.Y("null:N", title=None, sort=nulls),
         )
         parts: list[alt.Chart] = [
-            base.mark_tick(thickness=2, size=18, opacity=0.6, color="#4c78a8").encode(
+            base.mark_tick(thickness=2, size=18, opacity=0.6, color=SERIES).encode(
                 tooltip=[alt.Tooltip("null:N"), alt.Tooltip("value:Q", format=".3f")]
             )
         ]
         if math.isfinite(value):
             parts.append(
                 alt.Chart(pd.DataFrame({"value": [value], "label": ["real features"]}))
-                .mark_rule(color="#d62728", strokeWidth=2.5)
+                .mark_rule(color=HIGHLIGHT, strokeWidth=2.5)
                 .encode(
                     x="value:Q",
                     tooltip=[alt.Tooltip("label:N"), alt.Tooltip("value:Q", format=".3f")],
@@ -388,7 +360,7 @@ def null_chart(
             if len(own):
                 parts.append(
                     alt.Chart(own)
-                    .mark_point(shape="diamond", size=110, filled=True, color="#ff7f0e")
+                    .mark_point(shape="diamond", size=110, filled=True, color=POSITIVE)
                     .encode(
                         x="value:Q",
                         y=alt.Y("null:N", sort=nulls),
@@ -455,10 +427,10 @@ def profiles_chart(
     data, size = bin_profile_columns(profiles, per_cluster)
     x, x_type = _profile_x(data, kind)
     base = alt.Chart().encode(x=x)
-    band = base.mark_area(opacity=0.25, color="#4c78a8").encode(
+    band = base.mark_area(opacity=0.25, color=SERIES).encode(
         y=alt.Y("p25:Q", title=value_title, axis=alt.Axis(titleLimit=120)), y2="p75:Q"
     )
-    line = base.mark_line(point=x_type == "N", color="#4c78a8").encode(
+    line = base.mark_line(point=x_type == "N", color=SERIES).encode(
         y=alt.Y("mean:Q", title=value_title, axis=alt.Axis(titleLimit=120)),
         tooltip=[
             alt.Tooltip("name:N", title="cluster"),

@@ -15,6 +15,8 @@ import numpy as np
 from ..analysis.derived_metrics import metric_description
 from ..timeaxis import time_key
 from ..trace import format_signature
+from .palette import MISSING, SEQUENTIAL_SCHEME
+from .palette import diverging_scale as _palette_diverging
 
 __all__ = [
     "MARK_BUDGET",
@@ -36,7 +38,7 @@ MARK_BUDGET = 5000
 SIGNED_METRICS: frozenset[str] = frozenset({"w_mean", "bias", "act_mean", "act_min", "act_max"})
 
 #: The colour of a cell whose metric is not defined (NaN).
-MISSING_COLOR = "#d9d9d9"
+MISSING_COLOR = MISSING
 
 
 #: An integer axis for epochs and counts.
@@ -77,25 +79,18 @@ def color_scale(
     """Diverging around 0 for signed metrics, sequential otherwise (or for percentiles);
     ``domain`` clamps the scale (values beyond it take the end colours)."""
     if percentile:
-        return alt.Scale(scheme="viridis", domain=[0, 1])
-    extra = {"domain": list(domain), "clamp": True} if domain is not None else {}
+        return alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0, 1])
     if metric in SIGNED_METRICS:
-        return alt.Scale(scheme="blueorange", domainMid=0, **extra)
-    return alt.Scale(scheme="viridis", **extra)
+        return _palette_diverging(domain=domain)
+    extra = {"domain": list(domain), "clamp": True} if domain is not None else {}
+    return alt.Scale(scheme=SEQUENTIAL_SCHEME, **extra)
 
 
-def diverging_scale(values: np.ndarray, *, positive_blue: bool = False) -> alt.Scale:
+def diverging_scale(values: np.ndarray) -> alt.Scale:
     """The one colour scale of signed values (weights, attributions, signed activations):
-    ``blueorange``, centred on 0 and symmetric, so equal magnitudes look equally strong.
-    Positive values are orange (weights, activations); ``positive_blue`` turns it round for
-    the Breadcrumbs page, whose charts draw support for the class in blue."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    bound = float(np.abs(finite).max()) if finite.size else 1.0
-    bound = bound if bound > 0 else 1.0
-    return alt.Scale(
-        scheme="blueorange", domain=[-bound, bound], domainMid=0, reverse=positive_blue
-    )
+    :func:`nn_tracing.viz.palette.diverging_scale` — orange positive, blue negative, centred
+    on 0 and symmetric, so equal magnitudes look equally strong, on every page."""
+    return _palette_diverging(values)
 
 
 def bin_size_for(n_items: int, budget: int = MARK_BUDGET) -> int:
@@ -130,7 +125,9 @@ def binned_means(values: np.ndarray, size: int) -> np.ndarray:
 _TITLE_LINE = 24
 _SUBTITLE_LINE = 15
 _X_AXIS = 64  # tick labels and axis title
-_PADDING = 28  # what Streamlit and vega-embed keep around the view
+_X_TICKS = 30  # tick labels only (an axis without a title)
+_PADDING = 36  # what Streamlit and vega-embed keep around the view
+_LEGEND_ROW = 44  # a legend above or below the plot (its title and one row of symbols)
 _FACET_HEADER = 22
 _FACET_SPACING = 24
 
@@ -152,15 +149,38 @@ def _plot_height(chart: object) -> int:
 
 def _has_x_axis(chart: object) -> bool:
     """Whether the chart draws an x axis (``axis=None`` on every view's x says it does not)."""
+    return _x_axis_height(chart) > 0
+
+
+def _x_axis_height(chart: object) -> int:
+    """Pixels of the chart's x axis: none (``axis=None`` on every view), tick labels only
+    (``title=None`` on every view that draws one), or labels and a title."""
     views = chart.layer if isinstance(getattr(chart, "layer", None), list) else [chart]
+    height = 0
     for view in views:
         encoding = getattr(view, "encoding", alt.Undefined)
         if encoding is alt.Undefined:
             continue
         x = encoding.to_dict(validate=False).get("x")
-        if x is not None and x.get("axis", {}) is not None:
-            return True
-    return False
+        if x is None or x.get("axis", {}) is None:
+            continue
+        titled = "title" not in x or x["title"] is not None
+        height = max(height, _X_AXIS if titled else _X_TICKS)
+    return height
+
+
+def _legend_row(chart: object) -> int:
+    """Pixels of a legend placed above or below the plot (``orient`` top or bottom)."""
+    view = getattr(chart, "spec", chart)
+    encoding = getattr(view, "encoding", alt.Undefined)
+    if encoding is alt.Undefined:
+        return 0
+    channels = encoding.to_dict(validate=False).values()
+    for channel in channels:
+        legend = channel.get("legend") if isinstance(channel, dict) else None
+        if isinstance(legend, dict) and legend.get("orient") in ("top", "bottom"):
+            return _LEGEND_ROW
+    return 0
 
 
 def element_height(chart: alt.TopLevelMixin) -> int:
@@ -179,6 +199,6 @@ def element_height(chart: alt.TopLevelMixin) -> int:
         columns = chart.columns if isinstance(chart.columns, int) else n
         rows = math.ceil(n / max(columns, 1))
         panel = _plot_height(chart.spec) + _FACET_HEADER + _FACET_SPACING
-        return rows * panel + title + _X_AXIS + _PADDING
-    axis = _X_AXIS if _has_x_axis(chart) else 0
-    return _plot_height(chart) + title + axis + _PADDING
+        axis = _x_axis_height(chart.spec) or _X_AXIS
+        return rows * panel + title + axis + _PADDING + _legend_row(chart)
+    return _plot_height(chart) + title + _x_axis_height(chart) + _PADDING

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..timeaxis import time_word
 from .common import INTEGER_AXIS, metric_title
+from .palette import NULL_LINE, SEQUENTIAL_SCHEME
 
 __all__ = [
     "PAIR_PICK",
@@ -31,7 +32,7 @@ __all__ = [
 
 #: The click selection of :func:`matched_pairs_chart` (fields ``a_index``, ``b_index``).
 PAIR_PICK = "pair"
-_RUN = alt.Color("run:N", title="run")
+_RUN = alt.Color("run:N", title="run")  # the palette's categories (show_chart: with_palette)
 
 
 def _time_x(title: str | None = None) -> alt.X:
@@ -138,7 +139,7 @@ def matched_correlations_chart(
     )
     rule = (
         alt.Chart(pd.DataFrame({"threshold": [threshold]}))
-        .mark_rule(strokeDash=[4, 3])
+        .mark_rule(color=NULL_LINE, strokeDash=[4, 3])
         .encode(
             x="threshold:Q",
             tooltip=[alt.Tooltip("threshold:Q", title="null's 99th percentile", format=".3f")],
@@ -234,7 +235,7 @@ def similarity_heatmap(
     )
     cells = base.mark_rect().encode(
         color=alt.Color(
-            "similarity:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]), title=method
+            "similarity:Q", scale=alt.Scale(scheme=SEQUENTIAL_SCHEME, domain=[0, 1]), title=method
         ),
         tooltip=[
             alt.Tooltip("layer_a:N", title="L_ of run A"),

@@ -9,6 +9,7 @@ from ..analysis.dormancy import Dormancy
 from ..timeaxis import time_key, time_word
 from ..trace import format_signature
 from .common import INTEGER_AXIS
+from .palette import REFERENCE
 
 __all__ = ["dormancy_chart", "dormancy_frame"]
 
@@ -75,7 +76,7 @@ def dormancy_chart(
         marker = pd.DataFrame({"epoch": [selected_epoch]})
         parts.append(
             alt.Chart(marker)
-            .mark_rule(color="gray", strokeDash=[4, 3])
+            .mark_rule(color=REFERENCE, strokeDash=[4, 3])
             .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*parts).properties(

@@ -28,6 +28,7 @@ from ..timeaxis import time_key, time_prefix, time_word
 from ..trace import signature_column
 from .brain import PICK, epoch_edges
 from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, signature_range
+from .palette import CATEGORICAL, MUTED, REFERENCE
 
 __all__ = [
     "ROW_ORDERS",
@@ -44,19 +45,8 @@ __all__ = [
     "training_map_dot",
 ]
 
-#: Categorical colours of states S0, S1, … (Tableau 10).
-_PALETTE = (
-    "#4e79a7",
-    "#f28e2b",
-    "#e15759",
-    "#76b7b2",
-    "#59a14f",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-    "#bab0ac",
-)
+#: Categorical colours of states S0, S1, … (the one categorical palette).
+_PALETTE = CATEGORICAL
 #: How rows of the state raster can be ordered.
 ROW_ORDERS: dict[str, str] = {
     "layer": "layer, then id",
@@ -108,7 +98,7 @@ def selection_chart(selection: pd.DataFrame, criterion: str, chosen: int) -> alt
     marks = pd.DataFrame({"k": [chosen], "what": [f"in use: k = {chosen}"]})
     rule = (
         alt.Chart(marks)
-        .mark_rule(color="black", strokeDash=[4, 3])
+        .mark_rule(color=REFERENCE, strokeDash=[4, 3])
         .encode(x="k:Q", tooltip=[alt.Tooltip("what:N", title="")])
     )
     subtitle = [f"{criterion.upper()} is lowest at k = {best}", "dashed: the k in use"]
@@ -188,7 +178,7 @@ def state_path_chart(
     if time_column != "epoch":
         tooltip.insert(1, alt.Tooltip(f"{time_column}:Q", title=time_column))
     base = alt.Chart(data)
-    line = base.mark_line(color="#bbbbbb", strokeWidth=1).encode(x=x, y=y_enc, detail="run:N")
+    line = base.mark_line(color=MUTED, strokeWidth=1).encode(x=x, y=y_enc, detail="run:N")
     runs = data["run"].nunique()
     points = base.mark_point(filled=True, size=40 if len(data) < 400 else 14).encode(
         x=x,
@@ -561,7 +551,7 @@ def mi_layer_chart(summary: pd.DataFrame, label: str, epoch: int | None = None) 
     if epoch is not None:
         parts.append(
             alt.Chart(pd.DataFrame({"epoch": [epoch]}))
-            .mark_rule(color="black", strokeDash=[2, 2])
+            .mark_rule(color=REFERENCE, strokeDash=[2, 2])
             .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*parts).properties(

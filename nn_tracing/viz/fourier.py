@@ -12,10 +12,11 @@ import numpy as np
 from ..analysis.fourier import ModularResponse
 from ..trace import format_signature
 from .common import MARK_BUDGET
+from .palette import NULL_LINE, SEQUENTIAL_SCHEME, categorical_scale, diverging_scale
 
 __all__ = ["response_map_chart", "response_profile_chart", "spectrum_chart"]
 
-_OPERANDS = alt.Scale(domain=["a", "b"], range=["#4c78a8", "#f58518"])
+_OPERANDS = categorical_scale(["a", "b"])
 
 
 def response_profile_chart(response: ModularResponse, *, layer: str) -> alt.Chart:
@@ -73,9 +74,9 @@ def response_map_chart(
     frame["signature"] = signature
     values = frame["activation"].to_numpy()
     scale = (
-        alt.Scale(scheme="redblue", domainMid=0, reverse=True)
+        diverging_scale(values)
         if values.size and np.nanmin(values) < 0
-        else alt.Scale(scheme="viridis")
+        else alt.Scale(scheme=SEQUENTIAL_SCHEME)
     )
     axis = alt.Axis(tickMinStep=1, values=list(range(0, p, max(1, p // 10))))
     return (
@@ -128,7 +129,7 @@ def spectrum_chart(
         null["what"] = f"E_{baseline.epoch} (untrained), the larger of a and b"
         layers.append(
             alt.Chart(null)
-            .mark_tick(color="#555555", thickness=2)
+            .mark_tick(color=NULL_LINE, thickness=2)
             .encode(
                 x=alt.X("frequency:O"),
                 y=alt.Y("share:Q"),

@@ -9,6 +9,7 @@ from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
 from ..timeaxis import time_key, time_word
 from ..trace import format_signature
 from .common import INTEGER_AXIS
+from .palette import REFERENCE
 
 __all__ = ["health_chart", "health_frame"]
 
@@ -39,12 +40,13 @@ def health_frame(health: NeuronHealth, max_examples: int = 3) -> pd.DataFrame:
 def health_chart(
     frame: pd.DataFrame, layers: list[str], selected_epoch: int | None = None
 ) -> alt.HConcatChart | None:
-    """One panel per flag that is defined for this network: count per layer over epochs."""
+    """One panel per flag that is defined for this network: count per layer over epochs (the
+    panels share the page's width, so that the row and its legend fit without clipping)."""
+    defined = [flag for flag in FLAGS if (frame["flag"] == flag).any()]
+    width = min(200, 780 // max(len(defined), 1) - 55)
     panels = []
-    for flag in FLAGS:
+    for flag in defined:
         data = frame[frame["flag"] == flag]
-        if data.empty:
-            continue
         x = alt.X(
             "epoch:Q", title=time_word(), scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS)
         )
@@ -67,10 +69,12 @@ def health_chart(
             marker = pd.DataFrame({"epoch": [selected_epoch]})
             parts.append(
                 alt.Chart(marker)
-                .mark_rule(color="gray", strokeDash=[4, 3])
+                .mark_rule(color=REFERENCE, strokeDash=[4, 3])
                 .encode(x=alt.X("epoch:Q", title=time_word()))
             )
-        panels.append(alt.layer(*parts).properties(title=FLAG_TITLES[flag], width=220, height=180))
+        panels.append(
+            alt.layer(*parts).properties(title=FLAG_TITLES[flag], width=width, height=180)
+        )
     if not panels:
         return None
     return alt.hconcat(*panels).resolve_scale(color="shared")

@@ -14,6 +14,7 @@ import pandas as pd
 from ..analysis.profiles import layer_bands, metric_history
 from ..trace import METRICS, NetworkTrace, signature_column
 from .common import INTEGER_AXIS
+from .palette import HIGHLIGHT, NULL_BAND, NULL_LINE, SERIES
 
 __all__ = [
     "activation_histogram_chart",
@@ -51,10 +52,26 @@ def neuron_history_frame(
     return frame
 
 
-def neuron_history_chart(frame: pd.DataFrame, *, columns: int = 4) -> alt.FacetChart:
+def even_columns(n_panels: int, *, fewest: int = 3, most: int = 5) -> int:
+    """The number of columns between ``fewest`` and ``most`` that leaves the fewest empty
+    cells in the last row of ``n_panels`` small multiples (more columns on a tie).
+
+    >>> even_columns(13), even_columns(12), even_columns(9), even_columns(2)
+    (5, 4, 3, 2)
+    """
+    if n_panels <= fewest:
+        return max(n_panels, 1)
+    return min(range(fewest, most + 1), key=lambda c: (-n_panels % c, -c))
+
+
+def neuron_history_chart(frame: pd.DataFrame, *, columns: int | None = None) -> alt.FacetChart:
     """Small multiples, one per metric: the neuron (line) over its layer's median (dashed)
-    and interquartile band (shaded); the selected epoch as a vertical rule."""
+    and interquartile band (shaded); the selected epoch as a vertical rule. The grid is as
+    even as the number of metrics allows (:func:`even_columns`) and every panel keeps the
+    same room for its y labels, so that the columns line up."""
     metrics = [m for m in METRICS if frame.loc[frame["metric"] == m, "value"].notna().any()]
+    columns = columns or even_columns(len(metrics))
+    width = min(170, 780 // columns - 50)
     data = frame[frame["metric"].isin(metrics)]
     x = alt.X("epoch:Q", title=None, scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS))
     tooltip = [
@@ -68,17 +85,18 @@ def neuron_history_chart(frame: pd.DataFrame, *, columns: int = 4) -> alt.FacetC
     if "percentile" in data:
         tooltip.append(alt.Tooltip("percentile:Q", title="percentile in layer", format=".0%"))
     base = alt.Chart()
-    band = base.mark_area(opacity=0.25, color="#9e9e9e").encode(
-        x=x, y=alt.Y("p25:Q", title=None, scale=alt.Scale(zero=False)), y2="p75:Q"
+    y_axis = alt.Axis(format="~g", minExtent=44, labelLimit=44, tickCount=4)
+    band = base.mark_area(opacity=0.25, color=NULL_BAND).encode(
+        x=x, y=alt.Y("p25:Q", title=None, scale=alt.Scale(zero=False), axis=y_axis), y2="p75:Q"
     )
-    median = base.mark_line(color="#757575", strokeDash=[4, 3]).encode(x=x, y="median:Q")
-    line = base.mark_line(point=alt.OverlayMarkDef(size=18), color="#1f77b4").encode(
+    median = base.mark_line(color=NULL_LINE, strokeDash=[4, 3]).encode(x=x, y="median:Q")
+    line = base.mark_line(point=alt.OverlayMarkDef(size=18), color=SERIES).encode(
         x=x, y="value:Q", tooltip=tooltip
     )
-    rule = base.mark_rule(color="#d62728").encode(x=x).transform_filter("datum.selected")
+    rule = base.mark_rule(color=HIGHLIGHT).encode(x=x).transform_filter("datum.selected")
     return (
         alt.layer(band, median, line, rule, data=data)
-        .properties(width=170, height=100)
+        .properties(width=width, height=100)
         .facet(facet=alt.Facet("metric:N", sort=metrics, title=None), columns=columns)
         .resolve_scale(y="independent")
     )

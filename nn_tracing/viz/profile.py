@@ -18,6 +18,20 @@ from ..timeaxis import time_key, time_word
 from ..trace import format_signature, parse_signature, signature_column
 from .brain import PICK
 from .common import INTEGER_AXIS, MARK_BUDGET, bin_size_for, binned_means, diverging_scale
+from .palette import (
+    HIGHLIGHT,
+    IMAGE_SCHEME,
+    MISSING,
+    MUTED,
+    NULL_BAND,
+    NULL_LINE,
+    REFERENCE,
+    SEQUENTIAL_SCHEME,
+    SERIES,
+    WHITE,
+    categorical_scale,
+    sign_scale,
+)
 
 __all__ = [
     "activation_field_chart",
@@ -32,7 +46,15 @@ __all__ = [
     "weight_image_frame",
 ]
 
-_SIGN_COLORS = alt.Scale(domain=["positive", "negative"], range=["#e08214", "#2d6fb6"])
+_SIGN_COLORS = sign_scale()
+
+
+def _class_key(label: str) -> tuple[int, float | str]:
+    """Numeric class labels in numeric order, then the rest by name."""
+    try:
+        return (0, float(label))
+    except ValueError:
+        return (1, label)
 
 
 def _title(text: str, subtitle: list[str] | None = None) -> alt.Title:
@@ -112,7 +134,7 @@ def incoming_weights_chart(
     if has_initial and not many:
         layers.append(
             alt.Chart(data)
-            .mark_tick(color="black", thickness=2, size=14)
+            .mark_tick(color=REFERENCE, thickness=2, size=14)
             .encode(x=x, y="weight_e0:Q", tooltip=tooltip)
         )
         subtitle.append("black ticks: the same weight at E_0, the untrained network")
@@ -191,7 +213,7 @@ def incoming_weight_heatmap(
         marker = pd.DataFrame({"epoch": [selected_epoch]})
         layers.append(
             alt.Chart(marker)
-            .mark_rect(fill=None, stroke="#d62728", strokeWidth=2)
+            .mark_rect(fill=None, stroke=HIGHLIGHT, strokeWidth=2)
             .encode(x=alt.X("epoch:O", title=time_word()))
         )
     height = int(min(max(8 * n_rows, 120), 480))
@@ -335,17 +357,17 @@ def class_distribution_chart(
     ]
     whisker = (
         alt.Chart(box_data)
-        .mark_rule(color="#555")
+        .mark_rule(color=NULL_LINE)
         .encode(x=x, y=alt.Y("whisker_low:Q", title="activation"), y2="whisker_high:Q")
     )
     box = (
         alt.Chart(box_data)
-        .mark_bar(size=28, opacity=0.35, color="#888")
+        .mark_bar(size=28, opacity=0.35, color=NULL_BAND)
         .encode(x=x, y="q1:Q", y2="q3:Q", tooltip=box_tooltip)
     )
     median = (
         alt.Chart(box_data)
-        .mark_tick(color="black", size=28, thickness=2)
+        .mark_tick(color=REFERENCE, size=28, thickness=2)
         .encode(x=x, y="median:Q", tooltip=box_tooltip)
     )
     points = (
@@ -392,15 +414,15 @@ def selectivity_chart(
     tested = data[data["tested"]]
     band = (
         alt.Chart(tested)
-        .mark_area(opacity=0.3, color="#9e9e9e")
+        .mark_area(opacity=0.3, color=NULL_BAND)
         .encode(x=x, y=alt.Y("null_p05:Q", title="selectivity index"), y2="null_p95:Q")
     )
     null_median = (
         alt.Chart(tested)
-        .mark_line(color="#757575", strokeDash=[4, 3])
+        .mark_line(color=NULL_LINE, strokeDash=[4, 3])
         .encode(x=x, y="null_median:Q")
     )
-    line = alt.Chart(data).mark_line(color="#1f77b4").encode(x=x, y="selectivity:Q")
+    line = alt.Chart(data).mark_line(color=SERIES).encode(x=x, y="selectivity:Q")
     points = (
         alt.Chart(data)
         .mark_point(filled=True, size=40)
@@ -411,7 +433,7 @@ def selectivity_chart(
                 "beats null:N",
                 scale=alt.Scale(
                     domain=["p < 0.05", "p ≥ 0.05", "not tested"],
-                    range=["#1f77b4", "#bdbdbd", "#e0e0e0"],
+                    range=[SERIES, MUTED, MISSING],
                 ),
                 title=None,
             ),
@@ -429,7 +451,7 @@ def selectivity_chart(
     if selected_epoch is not None:
         layers.append(
             alt.Chart(pd.DataFrame({"epoch": [selected_epoch]}))
-            .mark_rule(color="#d62728")
+            .mark_rule(color=HIGHLIGHT)
             .encode(x=alt.X("epoch:Q", title=time_word()))
         )
     return alt.layer(*layers).properties(
@@ -479,7 +501,7 @@ def sample_images_chart(frame: pd.DataFrame, *, title: str, columns: int = 6) ->
         .encode(
             x=alt.X("col:O", axis=None),
             y=alt.Y("row:O", axis=None),
-            color=alt.Color("value:Q", scale=alt.Scale(scheme="greys"), legend=None),
+            color=alt.Color("value:Q", scale=alt.Scale(scheme=IMAGE_SCHEME), legend=None),
             tooltip=[
                 alt.Tooltip("signature:N", title="signature"),
                 alt.Tooltip("probe_index:Q", title="probe sample"),
@@ -552,7 +574,7 @@ def activation_field_chart(
     scale = (
         _diverging(values)
         if values.size and values.min() < 0
-        else alt.Scale(scheme="viridis", zero=False)
+        else alt.Scale(scheme=SEQUENTIAL_SCHEME, zero=False)
     )
     heat = (
         alt.Chart(grid)
@@ -596,8 +618,12 @@ def activation_field_chart(
             .encode(
                 x="px:Q",
                 y="py:Q",
-                fill=alt.Fill("class:N", scale=alt.Scale(scheme="category10"), title="class"),
-                stroke=alt.condition("datum.top", alt.value("#d62728"), alt.value("white")),
+                fill=alt.Fill(
+                    "class:N",
+                    scale=categorical_scale(sorted(set(points["class"]), key=_class_key)),
+                    title="class",
+                ),
+                stroke=alt.condition("datum.top", alt.value(HIGHLIGHT), alt.value(WHITE)),
                 strokeWidth=alt.condition("datum.top", alt.value(2.5), alt.value(0.6)),
                 tooltip=[
                     alt.Tooltip("signature:N", title="signature"),

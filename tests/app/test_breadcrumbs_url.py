@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from apptest_support import assert_healthy, texts
 from streamlit.testing.v1 import AppTest
 
-from nn_tracing import TrainConfig, save_trace, train
+from nn_tracing import TrainConfig, load_trace, save_trace, train
 from nn_tracing.ui import state
 
 PAGE = "pages/breadcrumbs.py"
@@ -207,7 +208,15 @@ def test_the_model_state_travels_in_the_link(app: Callable[[], AppTest], runs_di
     assert "at E_2" in texts(shared.markdown)
 
 
-def test_bad_values_in_a_link_fall_back_to_the_defaults(app: Callable[[], AppTest]) -> None:
+def test_bad_values_in_a_link_fall_back_to_the_defaults(
+    app: Callable[[], AppTest], tiny_trace_file: Path
+) -> None:
+    # one sample starts at the first the network gets wrong (from the recorded outputs)
+    trace = load_trace(tiny_trace_file)
+    output = trace.layers[-1]
+    logits = trace.probe_activations(trace.epochs[-1])[:, output.first_id : output.last_id + 1]
+    wrong = np.flatnonzero(logits.argmax(axis=1) != np.asarray(trace.probe[1]))
+    first = int(wrong[0]) if wrong.size else 0
     at = _open(
         app, tab="Nope", method="magic", k="99", sample="-3", explain="one probe sample",
         curves_n="100000", prune="1,2,3,4", value="nan", unit="9999",
@@ -215,8 +224,9 @@ def test_bad_values_in_a_link_fall_back_to_the_defaults(app: Callable[[], AppTes
     assert at.session_state[state.BREADCRUMBS_TAB] == "Attribution & trail"
     assert at.selectbox(key=state.BREADCRUMBS_METHOD).value == "grad_x_act"
     assert at.slider(key=state.BREADCRUMBS_K).value == 4
-    assert at.number_input(key=state.BREADCRUMBS_SAMPLE).value == 0
+    assert at.number_input(key=state.BREADCRUMBS_SAMPLE).value == first
     link = _link(at)
-    assert link["tab"] == "Attribution & trail" and link["k"] == "4" and link["sample"] == "0"
+    assert link["tab"] == "Attribution & trail" and link["k"] == "4"
+    assert link["sample"] == str(first)
     for tab in ("Ablation", "Pruning", "Intervention"):  # nothing stale breaks a tab
         _tab(at, tab)

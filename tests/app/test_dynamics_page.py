@@ -40,11 +40,21 @@ def test_the_page_draws_every_section_on_one_trace(app: Callable[[], AppTest]) -
     at = open_page(app)
     assert_healthy(at)
     assert at.title[0].value == "Dynamics"
-    headers = [h.value for h in at.header]
-    assert headers == [
+    # one tab per section, the verdict of each first and its details folded
+    assert [t.label for t in at.tabs] == [
         "Training map of the network",
         "Neuron-level latent states",
         "Decision entropy",
+    ]
+    # five recorded epochs: too few for phases, and the page says so before the map, which
+    # it folds away
+    verdicts = [*at.tabs[0].warning, *at.tabs[0].success]
+    assert len(verdicts) == 1 and texts(verdicts).startswith("Little structure")
+    assert "not distinguishable from chance" in texts(verdicts)
+    assert [e.label for e in at.tabs[0].expander][:3] == [
+        "The map drawn anyway (read it with the warning above)",
+        "Settings: runs of this configuration, features, number of states",
+        "How the map was fitted: k chosen, posteriors and their entropy",
     ]
     assert "No other run of this configuration" in texts(at.main.info)
     assert len(at.get("graphviz_chart")) == 1
@@ -57,7 +67,7 @@ def test_the_page_draws_every_section_on_one_trace(app: Callable[[], AppTest]) -
     assert "p, shuffled time" in labels and "Entropy rate (bits/epoch)" in labels
     captions = texts(at.caption)
     assert "Fitted on 1 run (tiny)" in captions
-    assert "100 label permutations" in captions
+    assert "100 label permutations" in texts(at.main.info)
     assert "more ordered than chance at E_4" in captions
 
 
@@ -70,7 +80,7 @@ def test_two_seeds_of_one_configuration_are_fitted_jointly(
     picker = at.multiselect(key=state.epoch_key(state.DYNAMICS_RUNS, "run:tiny"))
     assert picker.options == ["tiny-seed1 (seed 1)"] and picker.value == ["tiny-seed1"]
     assert "Fitted on 2 runs (tiny, tiny-seed1)" in texts(at.caption)
-    assert "Detours and convergence" in texts(at.markdown)
+    assert "Detours and each run's convergence" in [e.label for e in at.expander]
     convergence = [d.value for d in at.dataframe if "convergence_epoch" in d.value.columns]
     assert convergence and convergence[0]["run"].tolist() == ["tiny", "tiny-seed1"]
     # leaving the other run out fits this one alone
@@ -102,6 +112,27 @@ def test_more_seeds_train_in_the_background_and_join_the_fit(
     assert picker.options == ["tiny-seed1 (seed 1)"]
 
 
+def test_seeds_trained_here_join_the_fit_in_the_same_session(
+    app: Callable[[], AppTest], runs_dir: Path, second_seed: Path
+) -> None:
+    shutil.copy(second_seed, runs_dir / "tiny-seed1.nntrace")
+    at = open_page(app)
+    picker_key = state.epoch_key(state.DYNAMICS_RUNS, "run:tiny")
+    at.multiselect(key=picker_key).set_value([]).run()  # the user leaves seed 1 out
+    at.number_input(key=state.DYNAMICS_SEED_COUNT).set_value(1).run()
+    at.button(key=state.DYNAMICS_SEED_BUTTON).click().run()
+    job = jobs.get_job(at.session_state[state.DYNAMICS_SEED_JOBS][0])
+    assert job is not None and job.config.seed == 2 and job.join(120)
+    at.run()  # the panel sees the run finished and asks for one full rerun
+    at.run()
+    assert_healthy(at)
+    picker = at.multiselect(key=picker_key)
+    assert picker.options == ["tiny-seed1 (seed 1)", "tiny-seed2 (seed 2)"]
+    # the new run is ticked at once, no reload; the run the user left out stays out
+    assert picker.value == ["tiny-seed2"]
+    assert "Fitted on 2 runs (tiny, tiny-seed2)" in texts(at.caption)
+
+
 def test_the_controls_redraw_their_section(app: Callable[[], AppTest]) -> None:
     at = open_page(app)
     at.selectbox(key=state.DYNAMICS_MAP_K).set_value(2).run()
@@ -114,7 +145,7 @@ def test_the_controls_redraw_their_section(app: Callable[[], AppTest]) -> None:
     at.selectbox(key=state.DYNAMICS_ENTROPY_LABEL).set_value("true").run()
     at.selectbox(key=state.DYNAMICS_ENTROPY_BINNING).set_value("epoch").run()
     assert_healthy(at)
-    assert "with the true class" in texts(at.caption)
+    assert "with the true class" in texts(at.main.info)
     at.select_slider(key=state.epoch_key(state.DYNAMICS_ENTROPY_EPOCH, "run:tiny")).set_value(
         2
     ).run()

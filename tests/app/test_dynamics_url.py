@@ -129,7 +129,7 @@ def _assert_every_control_restored(again: AppTest) -> None:
     assert "Fitted on 2 runs (tiny, tiny-seed1)" in texts(again.caption)
     assert any(m.label == "States" and m.value == "3" for m in again.metric)
     assert "Neurons at E_2" in texts(again.markdown)
-    assert "with the true class" in texts(again.caption)
+    assert "with the true class" in texts(again.main.info)
 
 
 def test_every_control_goes_into_the_url_and_a_new_session_shows_it(

@@ -59,7 +59,7 @@ def _assert_open(at: AppTest, name: str) -> None:
     assert not at.sidebar.error, texts(at.sidebar.error)
     assert "no longer" not in texts(at.sidebar.warning)
     picker = at.sidebar.selectbox(key=state.TRACE_PICKER)
-    assert picker.options[picker.index].startswith(f"{display_name(name)} · moons · ")
+    assert picker.options[picker.index].startswith(f"{display_name(name)} · ✓ · moons · ")
     assert at.get("vega_lite_chart")  # the Overview drew the trace
 
 

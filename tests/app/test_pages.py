@@ -57,7 +57,7 @@ def test_moving_the_epoch_slider_and_metric_redraws(app: Callable[[], AppTest]) 
 def test_sidebar_lists_the_runs_and_offers_downloads(app: Callable[[], AppTest]) -> None:
     at = app().run()
     picker = at.sidebar.selectbox(key=state.TRACE_PICKER)
-    assert picker.options[0].startswith("tiny · moons · MLP 8-8 relu")
+    assert picker.options[0].startswith("tiny · ✓ · moons · MLP 8-8 relu")
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Trace (.nntrace)", "Neuron frame (CSV)", "Neuron frame (Parquet)"]
 

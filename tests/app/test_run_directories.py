@@ -72,7 +72,7 @@ def test_the_picker_and_the_table_mark_each_run_directory_s_state(
     crashed = f"crashed · interrupted · E_{trace.epochs[2]} · moons"
     assert any(o.startswith(crashed) for o in options)
     assert not any(o.startswith("fresh") for o in options)  # nothing to open yet
-    assert any(o.startswith("tiny · moons · MLP 8-8 relu · 4 ep · ✓") for o in options)
+    assert any(o.startswith("tiny · ✓ · moons · MLP 8-8 relu · 4 ep") for o in options)
     table = _table(at)
     assert table["growing"]["kind"] == "folder" and table["growing"]["status"] == "running"
     assert table["growing"]["state"].startswith("● live · E_")

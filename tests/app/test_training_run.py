@@ -122,6 +122,35 @@ def test_invalid_fields_are_refused_next_to_the_field_and_nothing_starts(
     assert_healthy(at)
 
 
+def test_every_invalid_field_is_reported_at_once(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    at = app().run()
+    # four wrong fields, one submit: a width that does not parse, and three out of range
+    _fill_tiny(at, hidden="8, x", epochs=0, probe_size=0, batch_size=0)
+    _run_button(at).click().run()
+    errors = at.session_state[state.FORM_ERRORS]
+    assert errors == {
+        "hidden": "'x' is not a whole number",
+        "epochs": "must be between 1 and 100000",
+        "batch_size": errors["batch_size"],
+        "probe_size": errors["probe_size"],
+    }
+    assert errors["batch_size"].startswith("must be between 1 and")
+    assert errors["probe_size"].startswith("must be between 2 and")
+    shown = texts(at.sidebar.error)
+    for message in errors.values():
+        assert message in shown
+    assert _job(at) is None
+    # a record list past the last epoch is said, but not when the epochs are wrong too (the
+    # list is checked against the default then, which says nothing of the user's run)
+    at.sidebar.selectbox(key=FIELD + "record_mode").set_value("list")
+    _fill_tiny(at, epochs=0, record_value="1, 9")
+    _run_button(at).click().run()
+    assert set(at.session_state[state.FORM_ERRORS]) == {"epochs"}
+    assert_healthy(at)
+
+
 def test_stop_saves_the_trace_so_far_labelled_stopped(
     app: Callable[[], AppTest], runs_dir: Path
 ) -> None:

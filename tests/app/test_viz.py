@@ -28,6 +28,7 @@ from nn_tracing.viz import (
     training_curves_chart,
 )
 from nn_tracing.viz.common import binned_means
+from nn_tracing.viz.neuron import even_columns
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +93,18 @@ def test_binned_means_ignore_nan_and_keep_short_tails() -> None:
     values = np.array([1.0, 3.0, np.nan, np.nan, 5.0])
     assert binned_means(values, 2).tolist()[:1] == [2.0]
     assert np.isnan(binned_means(values, 2)[1]) and binned_means(values, 2)[2] == 5.0
+
+
+def test_a_neurons_small_multiples_fill_an_even_grid(trace) -> None:
+    frame = neuron_history_frame(trace, 3, layer_quantiles(trace, "hidden_1"), 4)
+    chart = neuron_history_chart(frame)
+    n_panels = len(chart.facet.to_dict()["sort"])
+    columns = chart.columns
+    assert n_panels % columns == 0 or n_panels % columns >= columns - 2  # at most 2 gaps
+    assert columns == even_columns(n_panels)
+    spec = chart.to_dict()
+    # every panel keeps the same room for its y labels, so that the columns line up
+    assert spec["spec"]["layer"][0]["encoding"]["y"]["axis"]["minExtent"] == 44
+    # no tall gap below: the element is no taller than its rows, header and tick labels need
+    rows = -(-n_panels // columns)
+    assert element_height(chart) <= rows * (100 + 22 + 24) + 30 + 36

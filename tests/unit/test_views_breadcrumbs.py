@@ -118,9 +118,13 @@ def test_trail_check_sentences_skip_a_whole_input_layer_and_give_the_verdict(
     )
     lines = views.trail_check_sentences(trace, check)
     assert [layer for layer, _ in lines] == ["hidden_2", "hidden_1"]
-    assert lines[0][1].startswith("zeroing its 3 trail neurons lowers the score by +0.5, more than")
+    assert lines[0][1].startswith("zeroing its 3 trail neurons lowers the score by 0.5, more than")
     assert "not clearly more than 50 random sets of 3" in lines[1][1]
     assert "p = 0.500" in lines[1][1] and "0.90 → 0.40 (random: 0.80)" in lines[1][1]
+    # a negative drop is a rise, said without a double sign
+    risen = views.trail_check_sentences(trace, check.assign(trail_drop=-1.39))
+    assert "trail neurons raises the score by 1.39," in risen[0][1]
+    assert "-1.39" not in risen[0][1] and "by -" not in risen[0][1]
 
 
 def test_ablation_and_intervention_metrics_say_what_changed(trace: NetworkTrace) -> None:
@@ -191,10 +195,15 @@ def test_pruning_metrics_and_sentence(trace: NetworkTrace) -> None:
 
 def test_intervention_controls_start_from_the_trace(trace: NetworkTrace) -> None:
     act_max = trace.frame.loc[(4, "hidden_2", 12), "act_max"]  # the probe statistics
-    default, high = views.clamp_default(trace, FINAL, 12, "clamp")
+    default, high, origin = views.clamp_default(trace, FINAL, 12, "clamp")
     assert high == pytest.approx(float(act_max), rel=1e-5)
-    assert default == round(2 * high, 3)
-    assert views.clamp_default(trace, FINAL, 12, "scale") == (2.0, high)
+    # a round value (two significant digits of twice the max), and where it comes from
+    assert default == float(f"{2 * high:.2g}")
+    assert len(f"{default:g}".replace(".", "").strip("0")) <= 2
+    assert origin == (
+        f"twice the neuron's largest activation on the probe at E_4 ({high:.3g}), rounded"
+    )
+    assert views.clamp_default(trace, FINAL, 12, "scale")[:2] == (2.0, high)
     layer = trace.layer("hidden_2")
     weights = torch.as_tensor(trace.final_weights["hidden_2.weight"])
     assert views.weight_value(trace, FINAL, layer, 1, 4) == pytest.approx(float(weights[1, 4]))

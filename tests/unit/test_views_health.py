@@ -91,3 +91,18 @@ def test_the_definitions_escape_their_markdown(health: NeuronHealth) -> None:
     text = views.flag_definitions(health.thresholds)
     assert text.startswith("**dead**: never active on the probe set \\(act\\_max ≤ 0\\)")
     assert text.count("**") == 2 * len(FLAGS)
+
+
+def test_counts_say_which_neurons_they_are_of(trace: nt.NetworkTrace, health: NeuronHealth) -> None:
+    hidden = sum(info.n_neurons for info in trace.layers[1:-1])
+    with_weights = hidden + trace.layers[-1].n_neurons
+    assert views.population(health, "dead") == "hidden neurons"
+    assert views.population(health, "starved") == "neurons with weights (hidden and output)"
+    note = views.count_note(health)
+    assert note == (
+        f"Dead: of the {hidden} hidden neurons. Gradient-starved, exploding: of the "
+        f"{with_weights} neurons with weights (hidden and output)."
+    )
+    tiles = {t.label.split(" at ")[0]: t for t in views.health_tiles(health, 4, 0)}
+    assert tiles["Dead"].help == f"of the {hidden} hidden neurons"
+    assert tiles["Dead"].value.endswith(f" of {hidden}")

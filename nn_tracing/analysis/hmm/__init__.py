@@ -27,6 +27,8 @@ The package, one idea a module:
   :func:`convergence_epoch`);
 * ``describe`` — states and features in words (:func:`state_label`,
   :data:`FEATURE_DESCRIPTIONS`);
+* ``structure`` — :func:`map_structure`: does a fitted map show phases or little structure
+  (:class:`MapStructure`, its reasons in words);
 * ``training_map`` — :class:`TrainingMap`; ``neuron_hmm`` — :class:`NeuronHMM` and the
   sequences it fits (:func:`neuron_sequences`).
 
@@ -54,6 +56,7 @@ from .neuron_hmm import (
 )
 from .nulls import TimeShuffleTest, shuffled_time_test
 from .states import StateModel, choose_k
+from .structure import MapStructure, map_structure
 from .training_map import TrainingMap
 
 __all__ = [
@@ -65,6 +68,7 @@ __all__ = [
     "NAN_FILL",
     "NEURON_FEATURES",
     "FlooredGaussianHMM",
+    "MapStructure",
     "ModelFeatures",
     "NeuronHMM",
     "NeuronSequences",
@@ -74,6 +78,7 @@ __all__ = [
     "choose_k",
     "convergence_epoch",
     "hmmlearn_logs",
+    "map_structure",
     "model_features",
     "n_free_parameters",
     "neuron_sequences",

@@ -17,6 +17,7 @@ from ...views import breadcrumbs as views
 from ...views.breadcrumbs import Target
 from .. import state
 from ..charts import show_chart
+from ..text import md_escape
 from ..traces import ActiveTrace
 from .recycling import recycle_section
 from .widgets import ensure, flipped, per_class_table, show_metrics, take_link
@@ -101,7 +102,7 @@ def _neuron_controls(
             format_func=lambda n: views.signature(trace, epoch, n),
         )
     )
-    default, high = views.clamp_default(trace, epoch, neuron, kind)
+    default, high, origin = views.clamp_default(trace, epoch, neuron, kind)
     key = f"{state.BREADCRUMBS_VALUE}:{kind}:{neuron}"
     take_link(state.BREADCRUMBS_LINK_VALUE, active, key, lambda v: isinstance(v, float))
     value = float(
@@ -114,6 +115,7 @@ def _neuron_controls(
             f"{time_key(views.model_state(trace, epoch))}: {high:.4g}",
         )
     )
+    right.caption(f"Starts at {default:g}: {md_escape(origin, 200)}.")
     chosen.update(unit=neuron, value=value)
     return Intervention(kind, value, neuron=neuron)
 

@@ -23,6 +23,7 @@ from ...model_entry import allowed_patterns
 from ...timeaxis import time_key, time_word
 from ...trace import NetworkTrace
 from ...views.breadcrumbs import FINAL, Target
+from ...views.probe_sample import default_sample
 from .. import state, url
 from ..app import require_shell
 from ..follow import live_note
@@ -31,9 +32,10 @@ from ..traces import ActiveTrace, no_trace_message, resolve_active
 from .ablation import ablation_tab
 from .intervention import KINDS, intervention_tab
 from .pruning import pruning_tab
+from .sample import sample_panel
 from .trail import attribution_tab
 from .widgets import ensure
-from .work import model_problem
+from .work import model_problem, predictions_of
 
 __all__ = ["MODES", "TABS", "URL", "Settings", "render_breadcrumbs"]
 
@@ -219,8 +221,10 @@ def _epoch_control(active: ActiveTrace) -> tuple[int, bool]:
     return epochs[0], True
 
 
-def _explained_controls(trace: NetworkTrace) -> tuple[str, int | None, int | None]:
-    """What is explained: ``(mode, class, sample)``."""
+def _explained_controls(active: ActiveTrace, epoch: int) -> tuple[str, int | None, int | None]:
+    """What is explained: ``(mode, class, sample)``; one sample starts at the first one the
+    network gets wrong at ``epoch`` (when there is one)."""
+    trace = active.trace
     names = trace.class_names
     mode = str(
         st.segmented_control(
@@ -231,7 +235,10 @@ def _explained_controls(trace: NetworkTrace) -> tuple[str, int | None, int | Non
     options: list[int | None] = list(range(len(names)))
     if mode == MODES[1]:
         high = max(len(trace.probe[1]) - 1, 0) if trace.probe is not None else 0
-        ensure(state.BREADCRUMBS_SAMPLE, lambda v: isinstance(v, int) and 0 <= v <= high, 0)
+        if trace.probe is not None and not _valid_sample(state.get(state.BREADCRUMBS_SAMPLE), high):
+            predicted = predictions_of(active.key, epoch, trace)
+            state.put(state.BREADCRUMBS_SAMPLE, default_sample(trace.probe[1], predicted))
+        ensure(state.BREADCRUMBS_SAMPLE, lambda v: _valid_sample(v, high), 0)
         sample = int(st.number_input("Probe sample", 0, high, key=state.BREADCRUMBS_SAMPLE))
         options = [None, *options]
     ensure(state.BREADCRUMBS_CLASS, lambda v: v in options, options[0])
@@ -242,6 +249,10 @@ def _explained_controls(trace: NetworkTrace) -> tuple[str, int | None, int | Non
         format_func=lambda c: "its predicted class" if c is None else names[int(c)],
     )
     return mode, None if target_class is None else int(target_class), sample
+
+
+def _valid_sample(value: Any, high: int) -> bool:
+    return isinstance(value, int) and 0 <= value <= high
 
 
 def _score_controls(trace: NetworkTrace) -> tuple[str, int]:
@@ -275,9 +286,12 @@ def _controls(active: ActiveTrace) -> Settings:
             help=" · ".join(f"{METHOD_TITLES[m]}: {d}" for m, d in METHODS.items()),
         )
     with middle:
-        mode, target_class, sample = _explained_controls(active.trace)
+        mode, target_class, sample = _explained_controls(active, epoch)
     with right:
         objective, k = _score_controls(active.trace)
+    if sample is not None:
+        with guarded("showing the probe sample"):
+            sample_panel(active, epoch, sample)
     return Settings(
         tab=TABS[0],
         epoch=epoch,

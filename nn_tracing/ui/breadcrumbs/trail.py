@@ -30,7 +30,7 @@ _TRAIL_CAPTION = (
     "From the output (right) back to the input features (left): the {k} neurons of each layer "
     "with the largest |score|. Node border: the neuron's share of its layer's |score|; edge "
     "width: contribution flow = weight × upstream activation × downstream attribution "
-    "(relative to the strongest between the same layers); blue positive, orange negative."
+    "(relative to the strongest between the same layers); orange positive, blue negative."
 )
 
 
@@ -44,7 +44,11 @@ def attribution_tab(active: ActiveTrace, target: Target, chosen: dict[str, Any])
     open_picked(active, event)
     if image is not None:
         event = show_chart(
-            image, select=viz.PICK, key=state.BREADCRUMBS_IMAGE_CHART, width="content"
+            image,
+            select=viz.PICK,
+            key=state.BREADCRUMBS_IMAGE_CHART,
+            width="content",
+            height="content",
         )
         open_picked(active, event)
     with guarded("attributing to the pixels"):

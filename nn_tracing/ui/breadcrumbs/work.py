@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -25,6 +26,7 @@ from ...analysis.intervention import (
 from ...trace import NetworkTrace
 from ...views import breadcrumbs as views
 from ...views.breadcrumbs import Pruned, Target
+from ...views.probe_sample import probe_predictions
 from ...views.recycling import Recycled, recycle
 from ..compute import run_analysis
 from ..traces import ActiveTrace
@@ -36,6 +38,7 @@ __all__ = [
     "curves_of",
     "intervention_of",
     "model_problem",
+    "predictions_of",
     "pruning_of",
     "recycling_of",
     "since_when_of",
@@ -44,6 +47,13 @@ __all__ = [
 ]
 
 _ENTRIES = 32
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def predictions_of(key: str, epoch: int, _trace: NetworkTrace) -> np.ndarray:
+    """The predicted class of every probe sample at ``epoch`` (one forward pass, cached per
+    trace and epoch)."""
+    return probe_predictions(_trace, epoch)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)

@@ -1,0 +1,70 @@
+"""Nothing clipped or overlapping: every page of a moons run and of a digits run (both with
+kept weights, as the demos are) in a real browser, a full-page screenshot each (under
+pytest's tmp_path, never committed), no chart running into another element, no exception."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_server import TIMEOUT_MS, Server, start_server
+from page_walk import walk
+
+from nn_tracing import TrainConfig, save_trace, train
+from nn_tracing.runs import DEMO_CONFIG
+
+pytestmark = pytest.mark.e2e
+
+#: The moons demo's configuration, shorter, with kept weights.
+MOONS = DEMO_CONFIG.replace(epochs=12, keep_weights=True)
+#: A digits run (8×8 images) of the same kind.
+DIGITS = TrainConfig(
+    dataset="digits",
+    hidden_sizes=(32, 16),
+    epochs=10,
+    batch_size=64,
+    lr=0.01,
+    seed=0,
+    probe_size=256,
+    keep_weights=True,
+)
+
+
+@pytest.fixture(scope="module")
+def demo_traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("demos")
+    out = {}
+    for name, config in (("moons", MOONS), ("digits", DIGITS)):
+        run = train(config)
+        assert run.trace is not None
+        out[name] = save_trace(run.trace, folder / f"{name}.nntrace")
+    return out
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path, demo_traces: dict[str, Path]) -> Iterator[Server]:
+    running = start_server(tmp_path, demo_traces)
+    try:
+        yield running
+    finally:
+        running.stop()
+        assert "Traceback" not in running.log()
+
+
+@pytest.mark.parametrize("trace", ["moons", "digits"])
+def test_no_page_overlaps_or_clips_a_chart(
+    demo_server: Server, browser, tmp_path: Path, trace: str
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    shots = walk(page, demo_server.url, trace, tmp_path / "screenshots")
+    names = {s.name for s in shots}
+    pages = ("overview", "neurons", "clusters", "dynamics", "dynamics-tab2", "dynamics-tab3")
+    assert {f"{trace}-{p}" for p in (*pages, "breadcrumbs")} <= names
+    for shot in shots:
+        assert shot.screenshot.stat().st_size > 10_000, shot.name
+        assert shot.exceptions == 0, shot.name
+    assert sum(s.charts for s in shots) > 20
+    problems = [f"{s.name}: {o}" for s in shots for o in s.overlaps]
+    assert problems == [], "\n".join(problems)
