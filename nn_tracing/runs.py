@@ -89,8 +89,11 @@ MANIFEST_FILE = "manifest.json"
 #: housekeeping refuses to touch it.
 WRITING_STATES = ("live", "stalled")
 DEMO_NAME = "demo-moons"
-#: The demo run made on first start: small enough to train in a few seconds on a laptop CPU,
-#: large enough (and with a learning rate high enough) that some ReLU neurons die.
+#: The demo run made on first start: small enough to train in about a second on a laptop CPU,
+#: large enough (and with a learning rate high enough) that some ReLU neurons die; it keeps
+#: the weights of every recorded epoch, so every view of every page works on it (the epoch
+#: slider of Breadcrumbs, "Since when?", spectral features, the weight heatmaps). Its cost
+#: and the second demo (digits): :mod:`nn_tracing.demos`.
 DEMO_CONFIG = TrainConfig(
     dataset="moons",
     hidden_sizes=(24, 24),
@@ -101,6 +104,7 @@ DEMO_CONFIG = TrainConfig(
     seed=0,
     n_samples=1000,
     probe_size=256,
+    keep_weights=True,
 )
 
 _STEM_OK = re.compile(r"[^A-Za-z0-9._-]+")

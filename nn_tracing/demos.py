@@ -1,0 +1,108 @@
+"""The demo runs: a complete trace to explore on the first visit, made in seconds.
+
+Two demos, both with the weights of every recorded epoch kept (``keep_weights=True``), so
+every view of every page works on them — the epoch slider and *Since when?* of Breadcrumbs,
+the spectral features of Dynamics, the weight heatmaps and images of Neurons:
+
+``moons``
+    :data:`nn_tracing.runs.DEMO_CONFIG` — made by the app when the runs folder is empty
+    (:func:`nn_tracing.runs.ensure_demo_trace`), before anything else starts in the server
+    (the UMAP warm-up waits for it).
+``digits``
+    8×8 images of hand-written digits: each first-layer neuron's weights are an image. Made
+    when a visitor asks for it (:func:`make_demo`).
+
+How long a demo takes is measured, not guessed: ``benchmarks/first_visit.py`` times a fresh
+server from its start to the demo drawn in a real browser, and :attr:`Demo.seconds` holds the
+figures it printed on the reference machine (two shared cores); the app's spinner says them.
+
+>>> DEMOS["digits"].config.keep_weights
+True
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import TrainConfig
+from .runs import DEMO_CONFIG, DEMO_NAME, find_run, new_run_path, runs_dir
+
+__all__ = ["DEMOS", "Demo", "demo_message", "make_demo"]
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A demo run: its run ``name`` in the runs folder, its ``config``, a ``title`` for
+    buttons, and ``seconds``: the time from asking to the trace written, measured on the
+    reference machine (``benchmarks/first_visit.py``)."""
+
+    name: str
+    config: TrainConfig
+    title: str
+    seconds: float
+
+    def describe(self) -> str:
+        """The network in words: dataset, layers, epochs, what is kept."""
+        cfg = self.config
+        sizes = cfg.hidden_sizes
+        layers = (
+            f"{len(sizes)} hidden layers of {sizes[0]}"
+            if len(set(sizes)) == 1
+            else f"hidden layers of {', '.join(str(s) for s in sizes)}"
+        )
+        return (
+            f"{cfg.dataset}, {layers} {cfg.activation} neurons, {cfg.epochs} epochs, "
+            "the weights of every epoch kept"
+        )
+
+
+DIGITS_DEMO_CONFIG = TrainConfig(
+    dataset="digits",
+    hidden_sizes=(32, 32),
+    activation="relu",
+    epochs=20,
+    batch_size=64,
+    lr=0.01,
+    seed=0,
+    probe_size=256,
+    keep_weights=True,
+)
+
+#: The demos by key. ``seconds``: benchmarks/first_visit.py on two shared cores — the moons
+#: demo from a fresh server's start to its trace written (torch's import included), the digits
+#: demo from the click to its trace written (in a server that has drawn a page).
+DEMOS: dict[str, Demo] = {
+    "moons": Demo(DEMO_NAME, DEMO_CONFIG, "moons demo", seconds=5.0),
+    "digits": Demo("demo-digits", DIGITS_DEMO_CONFIG, "digits demo", seconds=2.0),
+}
+
+_lock = threading.Lock()
+
+
+def demo_message(demo: Demo) -> str:
+    """What the spinner says while ``demo`` trains (plain text; the spinner adds the time)."""
+    return (
+        f"Training the {demo.title} ({demo.describe()}). It takes about "
+        f"{demo.seconds:.0f} s on a two-core machine and happens once."
+    )
+
+
+def make_demo(key: str, directory: Path | None = None) -> Path:
+    """The path of demo ``key``'s trace in the runs folder, trained and written first if the
+    folder holds no run of its name. Safe from several threads (one trains, the others wait
+    and find its file)."""
+    from .store import save_trace
+    from .training import train
+
+    demo = DEMOS[key]
+    directory = directory or runs_dir()
+    with _lock:
+        found = find_run(demo.name, directory)
+        if found is not None:
+            return found
+        run = train(demo.config)
+        assert run.trace is not None
+        run.trace.meta["demo"] = True
+        return save_trace(run.trace, new_run_path(demo.name, directory))
