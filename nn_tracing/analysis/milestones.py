@@ -41,8 +41,9 @@ def plateau_index(values: np.ndarray, *, tolerance: float | None = None) -> int 
     Returns
     -------
     The smallest index ``i`` such that every finite value from ``i`` on is at least
-    ``max(values) - tolerance``; ``None`` when the curve has fewer than two finite points or
-    only its last point is on the plateau (it was still rising when training ended).
+    ``max(values) - tolerance``; ``None`` when the curve has fewer than two finite points,
+    when only its last point is on the plateau (it was still rising when training ended) or
+    when it ends below it (it fell off).
     """
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
@@ -52,9 +53,12 @@ def plateau_index(values: np.ndarray, *, tolerance: float | None = None) -> int 
         tolerance = RISE_SHARE * float(np.nanmax(values) - np.nanmin(values))
     level = np.nanmax(values) - tolerance
     below = finite & (values < level)
-    # the first index after the last point below the plateau (or the first finite one)
-    start = int(np.flatnonzero(below)[-1]) + 1 if below.any() else int(np.flatnonzero(finite)[0])
-    last = int(np.flatnonzero(finite)[-1])
+    # the first finite point after the last one below the plateau
+    after = int(np.flatnonzero(below)[-1]) + 1 if below.any() else 0
+    on = np.flatnonzero(finite[after:]) + after
+    if on.size == 0:  # it ends below its best: it fell off its plateau
+        return None
+    start, last = int(on[0]), int(np.flatnonzero(finite)[-1])
     return None if start >= last else start
 
 

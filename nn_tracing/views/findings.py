@@ -170,7 +170,12 @@ def _plateau_finding(trace: NetworkTrace) -> Finding | None:
     index = plateau_index(values)
     best = float(values.max())
     tolerance = RISE_SHARE * (best - float(values.min()))
-    if index is None:
+    if index is None and values[-1] < best - tolerance:
+        text = (
+            f"{name.capitalize()} ended at {values[-1]:.3f}, below its best ({best:.3f} at "
+            f"epoch {int(epochs[int(values.argmax())])}): it did not hold a plateau."
+        )
+    elif index is None:
         text = (
             f"{name.capitalize()} was still rising at the last epoch ({int(epochs[-1])}), "
             f"at {values[-1]:.3f}: no plateau yet."
@@ -399,8 +404,7 @@ def _entropy_finding(trace: NetworkTrace, result: Any | None) -> Finding:
         )
         return Finding("dynamics", section, text, "passed", float(result.alpha))
     text = (
-        f"At {epoch}, what each of the {total} {population} tells about the decision is "
-        f"{CHANCE}."
+        f"At {epoch}, what each of the {total} {population} tells about the decision is {CHANCE}."
     )
     return Finding("dynamics", section, text, "chance")
 
@@ -429,10 +433,9 @@ def breadcrumbs_findings(
     failed = table[table["p_value"] > ALPHA]
     found = []
     if not passed.empty:
-        layers = ", ".join(f"L_{md_escape(n)}" for n in passed["layer"])
         worst = passed.loc[passed["accuracy_trail"].idxmin()]
         text = (
-            f"**The {k} top neurons per layer carry {what}** in {layers}: ablating those of "
+            f"**{_carriers(passed, inputs.name, k)} carry {what}**: ablating those of "
             f"L_{md_escape(worst['layer'])} drops accuracy from {worst['accuracy_before']:.2f} "
             f"to {worst['accuracy_trail']:.2f} (random neurons: "
             f"{worst['accuracy_random_mean']:.2f}; {_fmt_p(float(passed['p_value'].max()))})."
@@ -450,6 +453,15 @@ def breadcrumbs_findings(
             Finding("breadcrumbs", section, text, "chance", float(failed["p_value"].min()))
         )
     return found
+
+
+def _carriers(passed: pd.DataFrame, input_layer: str, k: int) -> str:
+    """ "The top 2 input features and 2 neurons of L_hidden_1, L_hidden_2"."""
+    hidden = [f"L_{md_escape(n)}" for n in passed["layer"] if n != input_layer]
+    parts = [f"{k} input features"] if (passed["layer"] == input_layer).any() else []
+    if hidden:
+        parts.append(f"{k} neurons {'each ' if len(hidden) > 1 else ''}of {', '.join(hidden)}")
+    return "The top " + " and ".join(parts)
 
 
 def _target_phrase(trace: NetworkTrace, target: Any, sample: Any) -> str:
