@@ -149,12 +149,12 @@ def findings_first(page: str) -> Iterator[None]:
     if active is None:
         yield
         return
-    if page == "overview":
-        with guarded("offering the demos"):
-            _demo_picker(active)
     slot = st.empty()
     with guarded("writing the findings"), slot.container():
         _draw(page, active)
+    if page == "overview":
+        with guarded("offering the demos"):
+            _demo_picker(active)
     yield
     again, _ = resolve_active()
     if again is not None and again.key == active.key:

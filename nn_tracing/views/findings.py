@@ -376,6 +376,12 @@ def _map_finding(fitted: Any | None) -> Finding:
             f"({_fmt_p(p)}, {shuffles})."
         )
         return Finding("dynamics", section, text, "passed", p)
+    if p <= test.smallest_p + 1e-12:  # beats every shuffle, but too few of them for α
+        text = (
+            f"Phases of training: undecided — the real order beats all {shuffles}, but so "
+            f"few cannot give p ≤ {ALPHA:g}; run more on the Dynamics page to know."
+        )
+        return Finding("dynamics", section, text, "untested", p)
     text = (
         f"The training map's {k} states are {CHANCE}: time-shuffled sequences fit as well "
         f"({_fmt_p(p)}, {shuffles})."
