@@ -4,8 +4,12 @@
 
     ui.configure_page()
     page = ui.navigation([ui.page("pages/overview.py", ...), ...])
-    ui.shell(page, on_start=[ui.start_warm_up_once])
+    ui.shell(page)
     ui.run_page(page)
+    ui.start_warm_up_once()  # after the page: the first visit is not slowed by it
+
+On a first start the shell trains the demo trace (:mod:`nn_tracing.demos`) before anything
+else; the UMAP warm-up starts only after the first page is drawn, so neither slows the other.
 
 The shell imports no page: what a page needs started with the app (UMAP's compilation, for
 the Clusters page) is handed to :func:`shell` by the entrypoint.
