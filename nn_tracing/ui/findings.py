@@ -25,6 +25,7 @@ import streamlit as st
 from ..demos import DEMOS, demo_message, make_demo
 from ..views import findings as views
 from ..views.findings import PAGES, Finding
+from ..views.neurons import PICKER_MAX
 from ..views.text import md_escape
 from ..work import WORKER
 from . import cache, state
@@ -61,8 +62,13 @@ def _selectivity(active: ActiveTrace) -> tuple[int, Any] | None:
     return int(params[0]), table
 
 
-def _health(active: ActiveTrace) -> Any:
-    return cache.health(active.key, active.trace)
+def _health(active: ActiveTrace, *, always: bool = False) -> Any:
+    """Every neuron's health: on the Overview (``always``: the page computes it anyway), and
+    elsewhere on a trace small enough that the Neurons page draws its health tab at once —
+    never computed on a large trace just for the findings."""
+    if always or active.trace.n_neurons <= PICKER_MAX:
+        return cache.health(active.key, active.trace)
+    return None
 
 
 def page_findings(page: str, active: ActiveTrace) -> list[Finding]:
@@ -80,7 +86,7 @@ def page_findings(page: str, active: ActiveTrace) -> list[Finding]:
         return views.breadcrumbs_findings(trace, _latest("breadcrumbs:trail-check", active))
     selectivity = _selectivity(active)
     by_page = {
-        "overview": views.overview_findings(trace, _health(active)),
+        "overview": views.overview_findings(trace, _health(active, always=True)),
         "neurons": views.neurons_findings(trace, None, selectivity) if selectivity else [],
         **{
             other: page_findings(other, active) for other in ("clusters", "dynamics", "breadcrumbs")

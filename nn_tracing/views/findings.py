@@ -36,7 +36,7 @@ import pandas as pd
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
 from ..analysis.milestones import RISE_SHARE, flagged_since, plateau_index
 from ..timeaxis import time_key
-from ..trace import NetworkTrace
+from ..trace import METRICS, NetworkTrace
 from .text import md_escape
 
 __all__ = [
@@ -89,27 +89,28 @@ def _fmt_p(p: float) -> str:
     return f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
 
 
-def _when(trace: NetworkTrace, epoch: int) -> str:
-    return time_key(epoch)
-
-
 # -- who is counted ---------------------------------------------------------------------------
+def _hidden(trace: NetworkTrace) -> np.ndarray:
+    """Bool array of shape (n_neurons,): the neurons of every layer but the inputs and the
+    last (output) layer."""
+    mask = np.zeros(trace.n_neurons, dtype=bool)
+    for info in trace.layers[:-1]:
+        if info.kind != "input":
+            mask[info.first_id : info.last_id + 1] = True
+    return mask
+
+
 def neuron_population(trace: NetworkTrace, mask: np.ndarray) -> str:
     """What the neurons selected by ``mask`` (bool, shape (n_neurons,)) are, for a count's
     "of N …": "hidden neurons", "hidden and output neurons", or "neurons" of named layers."""
-    kinds: dict[str, np.ndarray] = {}
-    for info in trace.layers:
-        group = (
-            "input" if info.kind == "input" else "output" if info is trace.layers[-1] else "hidden"
-        )
-        ids = np.zeros(trace.n_neurons, dtype=bool)
-        ids[info.first_id : info.last_id + 1] = True
-        kinds[group] = kinds.get(group, np.zeros(trace.n_neurons, dtype=bool)) | ids
     mask = np.asarray(mask, dtype=bool)
-    hidden = kinds.get("hidden", np.zeros_like(mask))
+    hidden = _hidden(trace)
+    output = np.zeros_like(mask)
+    last = trace.layers[-1]
+    output[last.first_id : last.last_id + 1] = last.kind != "input"
     if np.array_equal(mask, hidden):
         return "hidden neurons"
-    if np.array_equal(mask, hidden | kinds.get("output", np.zeros_like(mask))):
+    if np.array_equal(mask, hidden | output):
         return "hidden and output neurons"
     layers = [i.name for i in trace.layers if mask[i.first_id : i.last_id + 1].any()]
     return "neurons of " + ", ".join(f"L_{md_escape(name)}" for name in layers)
@@ -134,7 +135,7 @@ def _since_finding(
 ) -> Finding:
     """ "6 of 48 hidden neurons dead at E_30, since E_12 (the first since E_3), all in …"."""
     epochs = trace.epochs
-    last = _when(trace, epochs[-1])
+    last = time_key(epochs[-1])
     population = neuron_population(trace, applies)
     total = int(applies.sum())
     since = flagged_since(flags)
@@ -144,10 +145,9 @@ def _since_finding(
         return Finding("overview", "Neuron health", text, "fact")
     first, latest = int(since[flagged].min()), int(since[flagged].max())
     when = (
-        f"since {_when(trace, epochs[latest])}"
+        f"since {time_key(epochs[latest])}"
         if first == latest
-        else f"all since {_when(trace, epochs[latest])} (the first since "
-        f"{_when(trace, epochs[first])})"
+        else f"all since {time_key(epochs[latest])} (the first since {time_key(epochs[first])})"
     )
     text = (
         f"**{flagged.size} of {total} {population} are {word}** at {last}, {when}; "
@@ -243,7 +243,7 @@ def _other_flags(trace: NetworkTrace, health: NeuronHealth) -> Finding | None:
     return Finding(
         "overview",
         "Neuron health",
-        f"Also flagged at {_when(trace, trace.epochs[-1])}: " + "; ".join(parts) + ".",
+        f"Also flagged at {time_key(trace.epochs[-1])}: " + "; ".join(parts) + ".",
         "fact",
     )
 
@@ -271,7 +271,7 @@ def neurons_findings(
                     f"{FLAG_TITLES[flag]}"
                 )
         if parts:
-            text = f"At {_when(trace, last)}: " + "; ".join(parts) + "."
+            text = f"At {time_key(last)}: " + "; ".join(parts) + "."
             found.append(Finding("neurons", "Health of every neuron", text, "fact"))
     found.append(_selectivity_finding(trace, selectivity))
     return found
@@ -291,13 +291,13 @@ def _selectivity_finding(
             p = float(row["p_value"])
             if not math.isfinite(p) or not math.isfinite(float(row["observed"])):
                 text = (
-                    f"n_{neuron}'s class selectivity cannot be tested at {_when(trace, epoch)}: "
+                    f"n_{neuron}'s class selectivity cannot be tested at {time_key(epoch)}: "
                     "it is not active on the probe set."
                 )
                 return Finding("neurons", "Selectivity", text, "fact", None, signature)
             preferred = md_escape(trace.class_name(int(row["preferred_class"])))
             what = (
-                f"n_{neuron}'s class selectivity at {_when(trace, epoch)} "
+                f"n_{neuron}'s class selectivity at {time_key(epoch)} "
                 f"({float(row['observed']):.2f}, preferring {preferred})"
             )
             if p <= ALPHA:
@@ -305,17 +305,15 @@ def _selectivity_finding(
                 return Finding("neurons", "Selectivity", text, "passed", p, signature)
             text = f"{what} is {CHANCE}: shuffled labels reach it ({_fmt_p(p)})."
             return Finding("neurons", "Selectivity", text, "chance", p, signature)
-    frame = trace.frame
-    column = frame["selectivity"].xs(last, level="epoch")
-    hidden = [i.name for i in trace.layers[1:-1]]
-    column = column[column.index.get_level_values("layer").isin(hidden)].dropna()
-    if column.empty:
+    values = np.asarray(trace.metrics_at(last)[:, METRICS.index("selectivity")], np.float64)
+    values = np.where(_hidden(trace) & np.isfinite(values), values, -np.inf)
+    if not np.isfinite(values.max()):
         text = "Class selectivity: open a neuron to test it against shuffled labels."
         return Finding("neurons", "Selectivity", text, "untested")
-    (_, neuron), value = column.idxmax(), float(column.max())
-    signature = trace.signature(last, int(neuron))
+    neuron, value = int(values.argmax()), float(values.max())
+    signature = trace.signature(last, neuron)
     text = (
-        f"The most class-selective hidden neuron at {_when(trace, last)} is n_{int(neuron)} "
+        f"The most class-selective hidden neuron at {time_key(last)} is n_{neuron} "
         f"(index {value:.2f}); whether that beats shuffled labels is untested: open it to "
         "know."
     )
@@ -399,7 +397,7 @@ def _entropy_finding(trace: NetworkTrace, result: Any | None) -> Finding:
         return Finding("dynamics", section, text, "untested")
     significant = np.asarray(result.significant_)[-1]
     n, total = int(significant.sum()), int(significant.size)
-    epoch = _when(trace, int(result.epochs_[-1]))
+    epoch = time_key(int(result.epochs_[-1]))
     measured = np.zeros(trace.n_neurons, dtype=bool)
     measured[np.asarray(result.neuron_ids_, dtype=np.int64)] = True
     population = neuron_population(trace, measured)
