@@ -31,7 +31,7 @@ from typing import Any
 
 import streamlit as st
 
-from ..demos import DEMOS, demo_message
+from ..demos import DEMOS, demo_message, make_in_background
 from ..runs import ensure_demo_trace, runs_dir
 from . import state, uploads
 from .links import NEURONS_PAGE, open_neuron
@@ -99,13 +99,16 @@ def _ensure_demo() -> None:
     )
     with st.spinner(message, show_time=True):
         try:
-            ensure_demo_trace(runs_dir())
+            made = ensure_demo_trace(runs_dir())
         except OSError as exc:
             st.error(
                 f"Could not write the demo trace to {md_escape(shown_runs_dir())}: "
                 f"{md_escape(exc.strerror or scrub_paths(str(exc)))}. Set NN_TRACING_RUNS_DIR "
                 "to a folder you can write to."
             )
+            return
+    if made is not None:  # a first start: the digits demo follows, off the page's path
+        make_in_background("digits", runs_dir(), before=made)
 
 
 def _follow_deep_link(current: Any) -> None:

@@ -30,7 +30,14 @@ from ..views.text import md_escape
 from ..work import WORKER
 from . import cache, state
 from .text import guarded
-from .traces import ActiveTrace, resolve_active, run_ref, set_active
+from .traces import (
+    ActiveTrace,
+    resolve_active,
+    run_ref,
+    scrub_paths,
+    set_active,
+    shown_runs_dir,
+)
 
 __all__ = ["findings_first", "page_findings"]
 
@@ -118,7 +125,7 @@ def _link(finding: Finding, page: str, active: ActiveTrace) -> None:
 
 def _draw(page: str, active: ActiveTrace) -> None:
     found = page_findings(page, active)
-    with st.container(border=True, key=None):
+    with st.container(border=True):
         st.markdown("**Findings on this trace**" if page != "overview" else "**Findings**")
         for finding in found:
             text, link = st.columns([5, 1], vertical_alignment="center")
@@ -140,8 +147,15 @@ def _demo_picker(active: ActiveTrace) -> None:
     columns[0].caption(f"This is a demo trace ({md_escape(active.name or '')}).")
     for column, (key, demo) in zip(columns[1:], others, strict=False):
         if column.button(f"Load the {demo.title}", key=f"{state.DEMO_BUTTON}:{key}"):
-            with st.spinner(demo_message(demo), show_time=True):
-                path = make_demo(key)
+            try:
+                with st.spinner(demo_message(demo), show_time=True):
+                    path = make_demo(key)
+            except OSError as exc:
+                st.error(
+                    f"Could not write the {demo.title} to {md_escape(shown_runs_dir())}: "
+                    f"{md_escape(exc.strerror or scrub_paths(str(exc)))}."
+                )
+                return
             set_active(run_ref(path.stem))
             st.rerun()
 
