@@ -183,7 +183,7 @@ def _plateau_finding(trace: NetworkTrace) -> Finding | None:
     else:
         text = (
             f"**{name.capitalize()} plateaued at epoch {int(epochs[index])}**: from then on it "
-            f"stays within {tolerance:.3f} (5 % of its rise) of its best, {best:.3f}."
+            f"stays within {tolerance:.3f} ({RISE_SHARE:.0%} of its rise) of its best, {best:.3f}."
         )
     return Finding("overview", "Training curves", text, "fact")
 
@@ -210,7 +210,7 @@ def overview_findings(
                 health.flags["dead"],
                 health.applies["dead"],
                 "dead",
-                "Dead: never active on the probe set.",
+                f"Dead: {md_escape(health.thresholds.describe()['dead'], 300)}.",
             )
         )
     if dormant is not None:
