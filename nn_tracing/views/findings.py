@@ -295,7 +295,8 @@ def _selectivity_finding(
                     "it is not active on the probe set."
                 )
                 return Finding("neurons", "Selectivity", text, "fact", None, signature)
-            preferred = md_escape(trace.class_name(int(row["preferred_class"])))
+            name = str(row["preferred_class"])  # the class's name (its number, unnamed)
+            preferred = md_escape(f"class {name}" if name.isdigit() else name)
             what = (
                 f"n_{neuron}'s class selectivity at {time_key(epoch)} "
                 f"({float(row['observed']):.2f}, preferring {preferred})"
