@@ -29,6 +29,7 @@ from ..views.neurons import PICKER_MAX
 from ..views.text import md_escape
 from ..work import WORKER
 from . import cache, state
+from .app import require_shell
 from .text import guarded
 from .traces import (
     ActiveTrace,
@@ -138,32 +139,44 @@ def _draw(page: str, active: ActiveTrace) -> None:
         )
 
 
+def _load_demo(key: str) -> None:
+    """The demo button's callback (it runs before the page, so no rerun can lose the click):
+    make the demo if needed, make it the session's trace; a failure goes to the sidebar."""
+    demo = DEMOS[key]
+    try:
+        with st.spinner(demo_message(demo), show_time=True):
+            path = make_demo(key)
+    except OSError as exc:
+        text = (
+            f"Could not write the {demo.title} to {shown_runs_dir()}: "
+            f"{exc.strerror or scrub_paths(str(exc))}."
+        )
+        state.put(state.TRACE_MESSAGE, ("error", text))
+        return
+    set_active(run_ref(path.stem))
+
+
 def _demo_picker(active: ActiveTrace) -> None:
-    """On a demo trace: a button for each other demo (trained once, in seconds)."""
+    """On a demo trace: a button for each other demo (made once, in seconds)."""
     if not active.trace.meta.get("demo"):
         return
     others = [(key, demo) for key, demo in DEMOS.items() if demo.name != active.name]
     columns = st.columns(len(others) + 3)
     columns[0].caption(f"This is a demo trace ({md_escape(active.name or '')}).")
     for column, (key, demo) in zip(columns[1:], others, strict=False):
-        if column.button(f"Load the {demo.title}", key=f"{state.DEMO_BUTTON}:{key}"):
-            try:
-                with st.spinner(demo_message(demo), show_time=True):
-                    path = make_demo(key)
-            except OSError as exc:
-                st.error(
-                    f"Could not write the {demo.title} to {md_escape(shown_runs_dir())}: "
-                    f"{md_escape(exc.strerror or scrub_paths(str(exc)))}."
-                )
-                return
-            set_active(run_ref(path.stem))
-            st.rerun()
+        column.button(
+            f"Load the {demo.title}",
+            key=f"{state.DEMO_BUTTON}:{key}",
+            on_click=_load_demo,
+            args=(key,),
+        )
 
 
 @contextmanager
 def findings_first(page: str) -> Iterator[None]:
     """Draw ``page``'s title and its findings box, then the page (the body of the ``with``),
     then the box again with what the page computed. Nothing but the title without a trace."""
+    require_shell()  # first: a page run alone (no shell yet) must not resolve the trace
     st.title(PAGES[page])
     active, _ = resolve_active()
     if active is None:
