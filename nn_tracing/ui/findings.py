@@ -116,8 +116,9 @@ def _link(finding: Finding, page: str, active: ActiveTrace) -> None:
     elif finding.page != page:
         st.page_link(
             f"pages/{finding.page}.py",
-            label=f"{PAGES[finding.page]}: {finding.section}",
+            label=PAGES[finding.page],
             icon=":material/arrow_forward:",
+            help=f"Shown on the {PAGES[finding.page]} page, under “{finding.section}”",
             query_params=params,
         )
     else:

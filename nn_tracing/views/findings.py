@@ -461,11 +461,12 @@ def breadcrumbs_findings(
 
 
 def _carriers(passed: pd.DataFrame, input_layer: str, k: int) -> str:
-    """ "The top 2 input features and 2 neurons of L_hidden_1, L_hidden_2"."""
+    """ "The top 2 input features and 2 neurons of each of L_hidden_1 and L_hidden_2"."""
     hidden = [f"L_{md_escape(n)}" for n in passed["layer"] if n != input_layer]
     parts = [f"{k} input features"] if (passed["layer"] == input_layer).any() else []
     if hidden:
-        parts.append(f"{k} neurons {'each ' if len(hidden) > 1 else ''}of {', '.join(hidden)}")
+        layers = hidden[0] if len(hidden) == 1 else f"{', '.join(hidden[:-1])} and {hidden[-1]}"
+        parts.append(f"{k} neurons of {'each of ' if len(hidden) > 1 else ''}{layers}")
     return "The top " + " and ".join(parts)
 
 
