@@ -18,5 +18,6 @@ current = ui.navigation(
         ui.page("pages/compare.py", "Compare", ":material/compare_arrows:"),
     ]
 )
-ui.shell(current, on_start=[ui.start_warm_up_once])  # UMAP compiles in the background
+ui.shell(current)
 ui.run_page(current)
+ui.start_warm_up_once()  # UMAP compiles in the background, once the first page is drawn

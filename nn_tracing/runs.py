@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 import unicodedata
 import uuid
@@ -48,7 +47,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .rundir_live import FINAL_STATUSES, WRITER_FILE, Liveness, liveness
-from .store import TraceFormatError, read_manifest, save_trace
+from .store import TraceFormatError, read_manifest
 from .timeaxis import axis_of, time_key
 
 __all__ = [
@@ -89,8 +88,11 @@ MANIFEST_FILE = "manifest.json"
 #: housekeeping refuses to touch it.
 WRITING_STATES = ("live", "stalled")
 DEMO_NAME = "demo-moons"
-#: The demo run made on first start: small enough to train in a few seconds on a laptop CPU,
-#: large enough (and with a learning rate high enough) that some ReLU neurons die.
+#: The demo run made on first start: small enough to train in about a second on a laptop CPU,
+#: large enough (and with a learning rate high enough) that some ReLU neurons die; it keeps
+#: the weights of every recorded epoch, so every view of every page works on it (the epoch
+#: slider of Breadcrumbs, "Since when?", spectral features, the weight heatmaps). Its cost
+#: and the second demo (digits): :mod:`nn_tracing.demos`.
 DEMO_CONFIG = TrainConfig(
     dataset="moons",
     hidden_sizes=(24, 24),
@@ -101,10 +103,10 @@ DEMO_CONFIG = TrainConfig(
     seed=0,
     n_samples=1000,
     probe_size=256,
+    keep_weights=True,
 )
 
 _STEM_OK = re.compile(r"[^A-Za-z0-9._-]+")
-_demo_lock = threading.Lock()
 
 
 def runs_dir() -> Path:
@@ -735,15 +737,8 @@ def ensure_demo_trace(directory: Path | None = None) -> Path | None:
 
     Returns ``None`` when the folder already holds a run (a trace file or a run directory).
     Safe to call from several threads at once (one trains, the others wait and then find its
-    file).
+    file). The demos themselves: :mod:`nn_tracing.demos`.
     """
-    from .training import train
+    from .demos import first_demo
 
-    directory = directory or runs_dir()
-    with _demo_lock:
-        if run_paths(directory):
-            return None
-        run = train(DEMO_CONFIG)
-        assert run.trace is not None
-        run.trace.meta["demo"] = True
-        return save_trace(run.trace, new_run_path(DEMO_NAME, directory))
+    return first_demo(directory)

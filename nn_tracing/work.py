@@ -64,6 +64,8 @@ T = TypeVar("T")
 STORE_BYTES = 1_500_000_000
 #: Entries the process-wide store keeps.
 STORE_ENTRIES = 96
+#: Most (what, trace) pairs whose latest parameters the store remembers (see ``note``).
+LATEST_ENTRIES = 1024
 
 
 def result_key(what: str, trace_key: str, params: Any) -> str:
@@ -128,6 +130,7 @@ class ResultStore:
         self.max_bytes = int(max_bytes)
         self._values: OrderedDict[str, Any] = OrderedDict()
         self._sizes: dict[str, int] = {}
+        self._latest: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Any:
@@ -151,11 +154,31 @@ class ResultStore:
                 old, _ = self._values.popitem(last=False)
                 self._sizes.pop(old, None)
 
+    def note(self, what: str, trace_key: str, params: Any) -> None:
+        """Remember that ``what`` on ``trace_key`` was last asked for with ``params`` (what
+        :meth:`latest` answers: the pages' findings read the analysis a visitor ran last)."""
+        with self._lock:
+            self._latest[(what, trace_key)] = params
+            self._latest.move_to_end((what, trace_key))
+            while len(self._latest) > LATEST_ENTRIES:
+                self._latest.popitem(last=False)
+
+    def latest(self, what: str, trace_key: str) -> tuple[Any, Any] | None:
+        """``(params, result)`` of the ``what`` on ``trace_key`` asked for last (see
+        :meth:`note`), or ``None``: never asked, dropped from the store, or an error."""
+        with self._lock:
+            params = self._latest.get((what, trace_key))
+        if params is None:
+            return None
+        value = self.get(result_key(what, trace_key, params))
+        return None if value is None or isinstance(value, Failed) else (params, value)
+
     def clear(self) -> None:
         """Forget every result."""
         with self._lock:
             self._values.clear()
             self._sizes.clear()
+            self._latest.clear()
 
     @property
     def nbytes(self) -> int:

@@ -2,4 +2,5 @@
 
 from nn_tracing import ui
 
-ui.render_clusters()
+with ui.findings_first("clusters"):  # the title, then what the page found
+    ui.render_clusters()

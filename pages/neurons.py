@@ -3,4 +3,5 @@ the health of every neuron."""
 
 from nn_tracing import ui
 
-ui.render_neurons()
+with ui.findings_first("neurons"):  # the title, then what the page found
+    ui.render_neurons()

@@ -2,4 +2,5 @@
 
 from nn_tracing import ui
 
-ui.render_overview()
+with ui.findings_first("overview"):  # the title, then what the page found
+    ui.render_overview()

@@ -16,6 +16,7 @@
 * :mod:`.links`, :mod:`.widgets`, :mod:`.charts`, :mod:`.neuron_states` — leaves every page
   shares (opening a neuron, shared widgets, showing charts, the shared neuron-level HMM); they
   import no page;
+* :mod:`.findings` — the findings box every page opens with (under its title);
 * :mod:`.state` — every session-state key.
 
 Names are imported on first use, so that ``from nn_tracing.ui import state`` (tests,
@@ -38,6 +39,7 @@ _EXPORTS = {
     "start_warm_up_once": "clusters",
     "render_neurons": "neurons",
     "render_overview": "overview",
+    "findings_first": "findings",
 }
 
 __all__ = sorted(_EXPORTS)

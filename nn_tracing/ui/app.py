@@ -4,8 +4,12 @@
 
     ui.configure_page()
     page = ui.navigation([ui.page("pages/overview.py", ...), ...])
-    ui.shell(page, on_start=[ui.start_warm_up_once])
+    ui.shell(page)
     ui.run_page(page)
+    ui.start_warm_up_once()  # after the page: the first visit is not slowed by it
+
+On a first start the shell trains the demo trace (:mod:`nn_tracing.demos`) before anything
+else; the UMAP warm-up starts only after the first page is drawn, so neither slows the other.
 
 The shell imports no page: what a page needs started with the app (UMAP's compilation, for
 the Clusters page) is handed to :func:`shell` by the entrypoint.
@@ -27,7 +31,8 @@ from typing import Any
 
 import streamlit as st
 
-from ..runs import DEMO_CONFIG, ensure_demo_trace, runs_dir
+from ..demos import DEMOS, demo_message, make_in_background
+from ..runs import ensure_demo_trace, runs_dir
 from . import state, uploads
 from .links import NEURONS_PAGE, open_neuron
 from .sidebar import poll_job, render_sidebar
@@ -89,22 +94,21 @@ def require_shell() -> None:
 def _ensure_demo() -> None:
     if catalogue():
         return
-    cfg = DEMO_CONFIG
-    message = (
-        f"No traces in {md_escape(shown_runs_dir())} yet: training a small demo network "
-        f"({cfg.dataset}, {len(cfg.hidden_sizes)} hidden layers of {cfg.hidden_sizes[0]} "
-        f"{cfg.activation} neurons, {cfg.epochs} epochs). This takes a few seconds and "
-        "happens once."
+    message = f"No traces in {md_escape(shown_runs_dir())} yet. " + md_escape(
+        demo_message(DEMOS["moons"])
     )
     with st.spinner(message, show_time=True):
         try:
-            ensure_demo_trace(runs_dir())
+            made = ensure_demo_trace(runs_dir())
         except OSError as exc:
             st.error(
                 f"Could not write the demo trace to {md_escape(shown_runs_dir())}: "
                 f"{md_escape(exc.strerror or scrub_paths(str(exc)))}. Set NN_TRACING_RUNS_DIR "
                 "to a folder you can write to."
             )
+            return
+    if made is not None:  # a first start: the digits demo follows, off the page's path
+        make_in_background("digits", runs_dir(), before=made)
 
 
 def _follow_deep_link(current: Any) -> None:
@@ -119,16 +123,17 @@ def _follow_deep_link(current: Any) -> None:
 def shell(current: Any, *, on_start: Sequence[Callable[[], None]] = ()) -> None:
     """Everything every page shares, drawn before the page itself.
 
-    ``on_start``: functions called first on every run (each cheap and idempotent, such as
+    ``on_start``: functions called on every run (each cheap and idempotent, such as
     starting a background warm-up once per process); the entrypoint hands them over, so the
-    shell never imports a page.
+    shell never imports a page. They start after the demo trace is made (on a first start):
+    a warm-up running beside the demo's training would slow it several times over.
     """
-    for start in on_start:
-        start()
     with guarded("tidying the upload folder"):
         uploads.tidy()
     with guarded("preparing the demo trace"):
         _ensure_demo()
+    for start in on_start:
+        start()
     _follow_deep_link(current)
     sync_trace_param()
     poll_job()

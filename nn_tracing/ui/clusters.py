@@ -591,7 +591,6 @@ def _results(active: ActiveTrace, settings: Settings) -> None:
 def render_clusters() -> None:
     """Draw the Clusters page."""
     require_shell()
-    st.title("Clusters")
     st.caption(
         "A meta-model of the neurons: describe each neuron by features, project them to a map, "
         "cluster them — and test whether the clusters are more than chance."

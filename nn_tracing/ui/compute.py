@@ -93,6 +93,7 @@ def run_analysis(
     key = result_key(what, trace_key, params)
     found = WORKER.lookup(key)
     if found is not None:
+        WORKER.store.note(what, trace_key, params)  # what the findings read (ui.findings)
         return found  # type: ignore[no-any-return]
     if (
         estimate is not None
@@ -110,7 +111,9 @@ def run_analysis(
             time.sleep(POLL_SECONDS)
     finally:
         bar.empty()
-    return job.result()  # type: ignore[no-any-return]
+    result = job.result()
+    WORKER.store.note(what, trace_key, params)
+    return result  # type: ignore[no-any-return]
 
 
 def _asked(

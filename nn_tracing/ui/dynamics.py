@@ -519,7 +519,6 @@ def _entropy_section(active: ActiveTrace) -> None:
 def render_dynamics() -> None:
     """Draw the Dynamics page."""
     require_shell()
-    st.title("Dynamics")
     active, _ = resolve_active()
     if active is None:
         st.info(md_escape(no_trace_message(), max_length=400))

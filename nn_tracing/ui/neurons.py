@@ -715,7 +715,6 @@ def render_neurons() -> None:
     """Draw the Neurons page: the URL's settings first, the page, the settings into the
     address bar last."""
     require_shell()
-    st.title("Neurons")
     active, _ = resolve_active()
     if active is None:
         st.info(md_escape(no_trace_message(), max_length=400))

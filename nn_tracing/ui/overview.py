@@ -273,7 +273,6 @@ def render_overview() -> None:
     require_shell()
     if "neuron" in st.query_params:
         del st.query_params["neuron"]
-    st.title("Overview")
     active, _ = resolve_active()
     if active is None:
         st.info(md_escape(no_trace_message(), max_length=400))

@@ -59,6 +59,10 @@ UPLOAD_MESSAGE = _PREFIX + "upload_message"
 #: computation it asked for is kept under the button's key + ``:asked``.
 RUN_ANALYSIS = _PREFIX + "run_analysis"
 
+# -- the findings box (nn_tracing.ui.findings) -------------------------------------------------
+#: The Overview's buttons that load another demo trace (+ ``:<demo>``).
+DEMO_BUTTON = _PREFIX + "demo_button"
+
 # -- settings in the URL (nn_tracing.ui.url) ---------------------------------------------------
 #: The page parameters of the URL a page last applied to its widgets (+ ``:<page>``): a new
 #: URL is applied again, an unchanged one leaves the widgets alone.

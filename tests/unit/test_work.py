@@ -116,3 +116,25 @@ def test_a_store_swapped_in_takes_the_next_results() -> None:
     worker.store = ResultStore()
     assert worker.lookup("k") is None
     assert worker.run("k", "Two", lambda progress: 2) == 2
+
+
+def test_the_store_answers_the_analysis_asked_for_last_on_a_trace() -> None:
+    store = ResultStore(max_entries=3)
+    assert store.latest("chance", "t1") is None
+    store.put(result_key("chance", "t1", [19]), "P=19")
+    store.put(result_key("chance", "t1", [99]), "P=99")
+    store.note("chance", "t1", [19])
+    store.note("chance", "t1", [99])
+    assert store.latest("chance", "t1") == ([99], "P=99")
+    store.note("chance", "t1", [19])  # asked again for the first: it is the latest now
+    assert store.latest("chance", "t1") == ([19], "P=19")
+    assert store.latest("chance", "t2") is None and store.latest("map", "t1") is None
+    # an error is no finding; a result the store dropped is none either
+    store.put(result_key("map", "t1", 0), Failed(ValueError("no"), None))
+    store.note("map", "t1", 0)
+    assert store.latest("map", "t1") is None
+    for i in range(3):
+        store.put(f"other{i}", i)
+    assert store.latest("chance", "t1") is None
+    store.clear()
+    assert store.latest("chance", "t1") is None

@@ -326,7 +326,6 @@ def _tabs(active: ActiveTrace, settings: Settings) -> Settings:
 def render_breadcrumbs() -> None:
     """Draw the Breadcrumbs page."""
     require_shell()
-    st.title("Breadcrumbs")
     st.caption(
         "Which neurons made this output — attribution (Captum), the trail from the output back "
         "to the inputs, and every claim tested by ablation, pruning and intervention against "
