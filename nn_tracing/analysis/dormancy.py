@@ -210,6 +210,18 @@ class Dormancy:
         with np.errstate(invalid="ignore"):
             return self.scores[layer] <= tau
 
+    def flags(self, tau: float, n_neurons: int) -> tuple[np.ndarray, np.ndarray]:
+        """τ-dormant as a flag over the network's global neuron ids, like a health flag:
+        ``(dormant, applies)`` — bool arrays of shape (n_epochs, n_neurons) and (n_neurons,),
+        ``applies`` true on the hidden neurons a dormant score is defined for."""
+        dormant = np.zeros((len(self.epochs), n_neurons), dtype=bool)
+        applies = np.zeros(n_neurons, dtype=bool)
+        for info in self.layers:
+            ids = slice(info.first_id, info.first_id + info.n_neurons)
+            dormant[:, ids] = self.mask(info.name, tau)
+            applies[ids] = True
+        return dormant, applies
+
     def counts(self) -> pd.DataFrame:
         """One row per (epoch, layer, τ): ``epoch``, ``layer``, ``tau``, ``n_dormant``,
         ``n_neurons``, ``fraction`` (``n_dormant`` ``<NA>`` and ``fraction`` NaN where the

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import viz
-from ..analysis.dormancy import dormancy
+from ..analysis.dormancy import Dormancy, dormancy
 from ..analysis.health import NeuronHealth, neuron_health
 from ..trace import NetworkTrace
 
@@ -25,6 +25,7 @@ __all__ = [
     "chart",
     "curves",
     "dormancy_counts",
+    "dormancy_of",
     "health",
     "health_counts",
     "layer_epoch",
@@ -79,15 +80,26 @@ def health_counts(key: str, _trace: NetworkTrace) -> pd.DataFrame:
     return viz.health_frame(health(key, _trace))
 
 
-@st.cache_data(
-    max_entries=_ENTRIES, show_spinner="Finding τ-dormant neurons at every recorded epoch…"
+@st.cache_resource(
+    max_entries=16, show_spinner="Finding τ-dormant neurons at every recorded epoch…"
 )
+def dormancy_of(key: str, _trace: NetworkTrace) -> Dormancy:
+    """Every hidden neuron's τ-dormant score at every recorded epoch
+    (:func:`nn_tracing.analysis.dormancy.dormancy`): one object shared by every session, like
+    :func:`health`, its arrays made read-only."""
+    result = dormancy(_trace)
+    for array in [*result.mean_abs.values(), *result.scores.values()]:
+        array.flags.writeable = False
+    return result
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
 def dormancy_counts(key: str, _trace: NetworkTrace) -> pd.DataFrame:
     """τ-dormant neurons per layer, epoch and τ, with example signatures
     (:func:`nn_tracing.viz.dormancy.dormancy_frame`)."""
     from ..viz.dormancy import dormancy_frame
 
-    return dormancy_frame(dormancy(_trace))
+    return dormancy_frame(dormancy_of(key, _trace))
 
 
 @st.cache_data(max_entries=_ENTRIES * 4, show_spinner=False)

@@ -22,6 +22,7 @@ from typing import Any
 
 import streamlit as st
 
+from ..analysis.dormancy import DEFAULT_TAU, hidden_layers
 from ..demos import DEMOS, demo_message, make_demo
 from ..views import findings as views
 from ..views.findings import PAGES, Finding
@@ -79,6 +80,22 @@ def _health(active: ActiveTrace, *, always: bool = False) -> Any:
     return None
 
 
+def _dormant(active: ActiveTrace) -> dict[str, Any]:
+    """The Overview's τ-dormant flags at the default τ (the page computes them anyway)."""
+    trace = active.trace
+    if not hidden_layers(trace):
+        return {}
+    dormant, applies = cache.dormancy_of(active.key, trace).flags(DEFAULT_TAU, trace.n_neurons)
+    return {
+        "dormant": dormant,
+        "dormant_applies": applies,
+        "dormant_definition": (
+            f"τ-dormant at τ = {DEFAULT_TAU:g}: mean |activation| on the probe at most τ × its "
+            "layer's average (Sokar et al. 2023)."
+        ),
+    }
+
+
 def page_findings(page: str, active: ActiveTrace) -> list[Finding]:
     """The findings of ``page`` on ``active`` (the Overview's: the strongest of every page)."""
     trace = active.trace
@@ -94,7 +111,9 @@ def page_findings(page: str, active: ActiveTrace) -> list[Finding]:
         return views.breadcrumbs_findings(trace, _latest("breadcrumbs:trail-check", active))
     selectivity = _selectivity(active)
     by_page = {
-        "overview": views.overview_findings(trace, _health(active, always=True)),
+        "overview": views.overview_findings(
+            trace, _health(active, always=True), **_dormant(active)
+        ),
         "neurons": views.neurons_findings(trace, None, selectivity) if selectivity else [],
         **{
             other: page_findings(other, active) for other in ("clusters", "dynamics", "breadcrumbs")

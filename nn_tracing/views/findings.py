@@ -193,6 +193,7 @@ def overview_findings(
     health: NeuronHealth | None,
     *,
     dormant: np.ndarray | None = None,
+    dormant_applies: np.ndarray | None = None,
     dormant_definition: str = "",
 ) -> list[Finding]:
     """The Overview's own findings: dead neurons and since when, the other health flags at
@@ -200,7 +201,9 @@ def overview_findings(
 
     ``dormant`` is the hook for dormancy (τ-dormant neurons): a bool array of shape
     (n_epochs, n_neurons) like a health flag, summarised the same way ("… dormant since
-    E_k"), with ``dormant_definition`` after it.
+    E_k"), with ``dormant_definition`` after it; ``dormant_applies`` says which neurons it is
+    defined for (:meth:`nn_tracing.analysis.dormancy.Dormancy.flags`; every neuron but the
+    input layer's when not given).
     """
     found: list[Finding] = []
     if health is not None and health.applies["dead"].any():
@@ -214,8 +217,10 @@ def overview_findings(
             )
         )
     if dormant is not None:
-        applies = np.ones(trace.n_neurons, dtype=bool)
-        applies[: trace.layers[0].n_neurons] = trace.layers[0].kind != "input"
+        applies = dormant_applies
+        if applies is None:
+            applies = np.ones(trace.n_neurons, dtype=bool)
+            applies[: trace.layers[0].n_neurons] = trace.layers[0].kind != "input"
         found.append(_since_finding(trace, dormant, applies, "dormant", dormant_definition))
     if health is not None:
         other = _other_flags(trace, health)

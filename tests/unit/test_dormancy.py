@@ -21,6 +21,7 @@ from nn_tracing.analysis.dormancy import (
 )
 from nn_tracing.data import prepare_data
 from nn_tracing.rundir import RunWriter
+from nn_tracing.views.findings import overview_findings
 from tests.conftest import TINY_CONFIG
 
 
@@ -193,3 +194,23 @@ def test_outgoing_weights_of_a_channel_sum_over_its_kernel_and_a_flatten() -> No
 def test_the_definitions_cite_their_papers() -> None:
     assert "Sokar et al., ICML 2023" in DEFINITIONS["dormant"]
     assert "Dohare et al., Nature 2024" in DEFINITIONS["utility"]
+
+
+def test_flags_over_global_ids_feed_the_overviews_finding(planted: NetworkTrace) -> None:
+    """Dormancy.flags places each hidden layer's mask at its neurons' global ids; the
+    Overview's finding then counts hidden neurons only and dates the silenced one."""
+    result = dormancy(planted)
+    brute = _brute_scores(planted)
+    flags, applies = result.flags(0.0, planted.n_neurons)
+    hidden = [info for info in planted.layers[1:-1]]
+    assert applies.sum() == sum(info.n_neurons for info in hidden)
+    assert not applies[planted.layers[0].ids].any() and not applies[planted.layers[-1].ids].any()
+    for info in hidden:
+        np.testing.assert_array_equal(flags[:, list(info.ids)], brute[info.name] <= 0.0)
+    found = overview_findings(planted, None, dormant=flags, dormant_applies=applies)
+    text = found[0].text.replace("\\", "")
+    n_dormant = int(flags[-1].sum())
+    assert text.startswith(f"**{n_dormant} of 16 hidden neurons are dormant** at E_5")
+    since = result.dormant_since(0.0)["since"]
+    assert max(since) == KILL_FROM  # the silenced neuron is the last to fall asleep
+    assert f"all since E_{KILL_FROM} (the first since E_{min(since)})" in text
