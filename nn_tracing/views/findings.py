@@ -213,7 +213,7 @@ def overview_findings(
                 health.flags["dead"],
                 health.applies["dead"],
                 "dead",
-                f"Dead: {md_escape(health.thresholds.describe()['dead'], 300)}.",
+                "The definitions of each flag are under *Neuron health* (one popover).",
             )
         )
     if dormant is not None:
