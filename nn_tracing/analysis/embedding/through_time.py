@@ -29,7 +29,14 @@ from .joint import JointEmbedding, frame_of, project_unique, time_features
 from .mphate import MultisliceEmbedder
 from .projection import NeuronProjector
 
-__all__ = ["TIME_MAPS", "map_through_time"]
+__all__ = ["TIME_MAPS", "map_through_time", "time_map_seconds"]
+
+#: Seconds per (neuron, epoch) row and a fixed start of the sliced methods, on two shared
+#: cores (benchmarks/maps_through_time.py); aligned UMAP adds its one-time compilation.
+_SLICED_COST = {"aligned_umap": (3.0, 4e-3), "mphate": (1.0, 1e-3)}
+#: AlignedUMAP's own numba compilation, paid once per process (measured ≈25 s on two cores).
+ALIGNED_JIT_SECONDS = 25.0
+_ALIGNED_RAN = [False]
 
 #: The methods of a map through time, and their names in words.
 TIME_MAPS: dict[str, str] = {
@@ -58,7 +65,18 @@ def _place(
     cls = AlignedProjector if method == "aligned_umap" else MultisliceEmbedder
     model = cls(**_known(cls, params))
     coords = model.fit_transform(features.values, features.neuron_ids, features.epochs, progress)
+    if method == "aligned_umap":
+        _ALIGNED_RAN[0] = True
     return coords, list(model.notes_), model.backend_, model.seconds_
+
+
+def time_map_seconds(method: str, n_rows: int) -> float:
+    """A rough estimate of the seconds aligned UMAP or M-PHATE take on ``n_rows`` rows."""
+    start, per_row = _SLICED_COST[method]
+    seconds = start + per_row * float(n_rows)
+    if method == "aligned_umap" and not _ALIGNED_RAN[0]:
+        seconds += ALIGNED_JIT_SECONDS
+    return seconds
 
 
 def map_through_time(
