@@ -14,7 +14,9 @@ Given the feature rows of (neuron, epoch) pairs and where a map put them:
   all. A faithful map keeps them still; any motion of the other neurons below this floor is
   not evidence of change.
 
-Ties in distance are broken by row order (a stable sort), in feature space and on the map alike.
+Ties in distance are broken by row order in the exact search (wide features, and maps of up to
+512 points per group); a larger map's neighbours come from a k-d tree, whose ties fall as they
+may.
 """
 
 from __future__ import annotations
@@ -95,15 +97,30 @@ class Faithfulness:
         return text
 
 
+def _nearest_k(distances: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` smallest entries of ``distances`` (n, m), ties at the k-th value taken
+    in column order: their column indices, array of shape (n, k) (as sets; O(n·m))."""
+    kth = np.partition(distances, k - 1, axis=1)[:, k - 1 : k]
+    less = distances < kth
+    equal = distances == kth
+    chosen = less | equal
+    tied = np.flatnonzero(chosen.sum(axis=1) > k)  # more ties at the k-th value than room
+    if tied.size:
+        room = k - less[tied].sum(axis=1, keepdims=True)
+        chosen[tied] = less[tied] | (equal[tied] & (np.cumsum(equal[tied], axis=1) <= room))
+    return np.nonzero(chosen)[1].reshape(distances.shape[0], k)
+
+
 def _knn_sets(points: np.ndarray, k: int) -> np.ndarray:
     """Indices of each row's ``k`` nearest other rows, array of shape (n, k) (stable ties)."""
+    # wide rows in float32 (half the time of the product); the 2-D map's in float64
+    points = np.asarray(points, dtype=np.float32 if points.shape[1] > 8 else np.float64)
     n = points.shape[0]
-    if n <= 2048:
-        points = np.asarray(points, dtype=np.float64)
+    if n <= 4096 and not (points.shape[1] <= 3 and n > 512):  # a map's points: a k-d tree
         norms = np.einsum("ij,ij->i", points, points)
         distances = np.maximum(norms[:, None] + norms[None, :] - 2.0 * points @ points.T, 0.0)
         np.fill_diagonal(distances, np.inf)
-        return np.argsort(distances, axis=1, kind="stable")[:, :k]
+        return _nearest_k(distances, k)
     search = NearestNeighbors(n_neighbors=k + 1).fit(points)
     neighbours = search.kneighbors(points, return_distance=False)
     own = neighbours == np.arange(n)[:, None]
@@ -117,7 +134,7 @@ def _knn_sets(points: np.ndarray, k: int) -> np.ndarray:
 def _overlap(high: np.ndarray, low: np.ndarray, k: int) -> np.ndarray:
     """Share of each row's ``k`` neighbours in ``high`` that are also in ``low`` (per row)."""
     a, b = _knn_sets(high, k), _knn_sets(low, k)
-    return np.array([np.intersect1d(x, y).size / k for x, y in zip(a, b, strict=True)])
+    return (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1) / k
 
 
 def _groups(keys: np.ndarray) -> list[np.ndarray]:
