@@ -33,7 +33,7 @@ __all__ = ["TIME_MAPS", "map_through_time", "time_map_seconds"]
 
 #: Seconds per (neuron, epoch) row and a fixed start of the sliced methods, on two shared
 #: cores (benchmarks/maps_through_time.py); aligned UMAP adds its one-time compilation.
-_SLICED_COST = {"aligned_umap": (3.0, 4e-3), "mphate": (1.0, 1e-3)}
+_SLICED_COST = {"aligned_umap": (2.0, 1.8e-2), "mphate": (4.0, 9e-4)}
 #: AlignedUMAP's own numba compilation, paid once per process (measured ≈25 s on two cores).
 ALIGNED_JIT_SECONDS = 25.0
 _ALIGNED_RAN = [False]
