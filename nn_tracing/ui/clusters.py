@@ -4,8 +4,9 @@ The user picks what describes a neuron (a feature set), a projection (PCA, t-SNE
 clustering (k-means, HDBSCAN, agglomerative); the page draws the map of the neurons, says
 prominently whether the clusters are more separated than in null versions of the data
 (:mod:`nn_tracing.analysis.baselines`), summarises every cluster, lists the neurons selected
-on the map, and — for the per-epoch feature sets — moves the neurons through training in one
-joint embedding with an epoch slider.
+on the map, and — for the per-epoch feature sets — moves the neurons through training on one
+map (:mod:`nn_tracing.ui.clusters_time`: joint PCA / t-SNE / UMAP, aligned UMAP or M-PHATE,
+each with how faithful it is).
 
 Every computation is :mod:`nn_tracing.analysis.embedding`'s or ``baselines``'; they run on
 the server's analysis worker and their results are shared (:mod:`nn_tracing.ui.compute`:
@@ -34,13 +35,11 @@ from ..analysis.embedding import (
     ClusterSummary,
     FeatureError,
     FeatureSpec,
-    JointEmbedding,
     NeuronFeatures,
     estimate_seconds,
     neuron_features,
 )
 from ..analysis.fourier import layer_frequencies
-from ..timeaxis import time_key, time_title, time_word
 from ..trace import METRICS, NetworkTrace
 from ..views import clusters as views
 from ..views.clusters import Clustering, Projection
@@ -54,13 +53,12 @@ from .clusters_settings import (
     URL,
     Settings,
     controls,
-    ensure,
     publish_url,
     selected,
 )
+from .clusters_time import through_time_section
 from .compute import AUTO_SECONDS, recall, remember, run_analysis
 from .follow import live_note
-from .links import open_neuron
 from .neuron_states import neuron_states
 from .text import fmt_duration, guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
@@ -195,31 +193,6 @@ def _summary(
         found = views.summarise(features, clustering.labels)
         remember("summary", active.key, params, found)
     return found  # type: ignore[no-any-return]
-
-
-def _joint(
-    active: ActiveTrace, features: NeuronFeatures, settings: Settings
-) -> JointEmbedding | None:
-    """Every (neuron, epoch) of the features' layers in one projection."""
-    spec = features.spec
-    params = settings.projector_params()
-    rows = views.joint_size(active.trace, spec)
-    estimate = estimate_seconds(settings.projector, rows, n_features=features.values.shape[1])
-    name = PROJECTORS[settings.projector]
-    st.caption(
-        f"One {name} of every (neuron, {time_word()}) pair, so the slider moves the neurons "
-        "through one fixed space; the selected neurons draw their paths."
-    )
-    return run_analysis(
-        "joint",
-        active.key,
-        [spec.to_dict() | {"epoch": None}, params],
-        lambda progress: views.embed_through_time(active.trace, spec, params, progress),
-        label=f"Joint {name} of {rows} (neuron, {time_word()}) points",
-        estimate=estimate,
-        button=f"Compute the joint {name} ({fmt_duration(estimate)})",
-        button_key=f"{state.CLUSTERS_RUN}:joint",
-    )
 
 
 # -- colours ----------------------------------------------------------------------------------
@@ -463,56 +436,6 @@ def _excluded(features: NeuronFeatures) -> None:
         st.dataframe(features.excluded, hide_index=True)
 
 
-def _time_slider(active: ActiveTrace, joint: JointEmbedding, settings: Settings) -> int:
-    """The epoch of the joint map (into the address bar when it changes)."""
-    slider_key = URL.key("time_epoch", active.ref)
-    ensure(slider_key, lambda v: v in joint.epochs, joint.epochs[-1])
-    epoch = int(
-        st.select_slider(time_title(), options=joint.epochs, key=slider_key, format_func=time_key)
-    )
-    if epoch != settings.time_epoch:  # the map above may have changed the selection
-        publish_url(replace(settings, time_epoch=epoch, selection=tuple(selected())), active.ref)
-    return epoch
-
-
-def _through_time(
-    active: ActiveTrace,
-    features: NeuronFeatures,
-    clustering: Clustering | None,
-    settings: Settings,
-) -> None:
-    st.header("Through training")
-    problem = views.through_time_problem(active.trace, features.spec)
-    if problem is not None:
-        st.info(problem)
-        return
-    joint = _joint(active, features, settings)
-    if joint is None:
-        return
-    epoch = _time_slider(active, joint, settings)
-    labels = clustering.labels if clustering is not None else None
-    points = views.joint_points(active.trace, joint, epoch, features, labels)
-    if settings.color == "cluster":
-        coloring = views.joint_cluster_coloring(points, features.spec.epoch)
-    else:
-        neurons, layers = points["neuron"].to_numpy(), points["layer"].to_numpy()
-        coloring = _coloring(active, neurons, layers, None, settings, epoch)
-    drawn = views.joint_map(joint, points, coloring, epoch, selected(), settings.projector)
-    event = show_chart(
-        drawn.chart, select=cviz.CLICK, key=f"{state.CLUSTERS_TIME_CHART}:{active.key}:{epoch}"
-    )
-    st.caption(f"Click a neuron to open its profile at this {time_word()}.")
-    selection = getattr(event, "selection", None) or {}
-    signature = views.clicked_signature(selection, drawn.frame, drawn.cell_of_point)
-    if signature is not None:
-        open_neuron(active.name, signature)
-    if not joint.excluded.empty:
-        st.caption(
-            f"{len(joint.excluded)} (neuron, {time_word()}) point(s) cannot be placed (constant or "
-            "undefined features) and are not drawn."
-        )
-
-
 def _placeable(active: ActiveTrace, settings: Settings) -> NeuronFeatures | None:
     """The features of the neurons, said in place when there are none or too few to map."""
     try:
@@ -583,7 +506,9 @@ def _results(active: ActiveTrace, settings: Settings) -> None:
         _clusters_section(active, features, clustering, frame, settings)
     with guarded("following the neurons through training"):
         try:
-            _through_time(active, features, clustering, settings)
+            through_time_section(
+                active, features, clustering, settings, _coloring, estimate_seconds
+            )
         except (FeatureError, ValueError) as exc:
             st.warning(f"The joint embedding cannot run: {md_escape(exc, 400)}")
 

@@ -23,6 +23,7 @@ from ..analysis.embedding import (
     FEATURE_SETS,
     PROJECTORS,
     SCALES,
+    TIME_MAPS,
     FeatureSpec,
     NeuronClusterer,
 )
@@ -109,6 +110,10 @@ class Settings:
     time_epoch: int | None = url.param(
         "time", state.CLUSTERS_TIME_EPOCH, default=None, per_trace=True
     )
+    #: The method of the map "through training" (:data:`~nn_tracing.analysis.embedding.TIME_MAPS`).
+    time_method: str = url.param(
+        "time_map", state.CLUSTERS_TIME_METHOD, default="pca", choices=tuple(TIME_MAPS)
+    )
     #: The neurons selected on the map (global ids).
     selection: tuple[int, ...] = url.param(
         "sel", state.CLUSTERS_SELECTION, default=(), low=0, max_items=100_000, max_length=800_000
@@ -135,7 +140,7 @@ class Settings:
         if self.color in ("cluster", "layer"):
             hidden.add("color_epoch")
         if self.kind == "trajectory":
-            hidden.add("time_epoch")
+            hidden |= {"time_epoch", "time_method"}
         return hidden
 
     def spec(self) -> FeatureSpec:
@@ -539,6 +544,7 @@ def controls(active: ActiveTrace) -> Settings:
         permutations=int(state.get(state.CLUSTERS_PERMUTATIONS)),
         nulls=tuple(state.get(state.CLUSTERS_NULLS) or ()),
         time_epoch=_time_epoch(active),
+        time_method=_time_method(),
         selection=tuple(selected()),
     )
 
@@ -550,6 +556,12 @@ def _time_epoch(active: ActiveTrace) -> int | None:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value) if value in active.trace.epochs else None
     return None
+
+
+def _time_method() -> str:
+    """The method of the map through time (its radio is drawn further down)."""
+    value = state.get(state.CLUSTERS_TIME_METHOD)
+    return str(value) if value in TIME_MAPS else "pca"
 
 
 def selected() -> list[int]:

@@ -183,6 +183,9 @@ CLUSTERS_TYPICAL_TABLE = _PREFIX + "clusters.typical_table"
 CLUSTERS_TIME_CHART = _PREFIX + "clusters.time_chart"
 #: The epoch slider of the joint embedding (+ ":<trace ref>").
 CLUSTERS_TIME_EPOCH = _PREFIX + "clusters.time_epoch"
+#: The method of the map through time (``time_map=`` in the URL) and its trails toggle.
+CLUSTERS_TIME_METHOD = _PREFIX + "clusters.time_method"
+CLUSTERS_TIME_TRAILS = _PREFIX + "clusters.time_trails"
 
 
 # -- Breadcrumbs -------------------------------------------------------------------------------

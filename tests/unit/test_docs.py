@@ -20,7 +20,6 @@ DOCS = ROOT / "docs"
 #: Docs that parallel branches write (issues 16, 17, 18) and ``docs/README.md`` already links:
 #: a link to one of them is checked once the file exists. Empty this set once they are merged.
 PENDING = {
-    "docs/maps-through-time.md",
     "docs/tests-against-chance.md",
 }
 

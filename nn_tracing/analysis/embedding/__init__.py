@@ -26,7 +26,12 @@ module each:
   score and ``silhouette_`` the silhouette (exact, over every neuron).
 * ``summary`` — :func:`cluster_summary`: per cluster, its size, layers represented, the mean
   feature profile and the most typical neurons (closest to the centroid).
-* ``joint`` — :func:`joint_embedding`: every (neuron, epoch) in one map.
+* ``joint`` — :func:`joint_embedding`: every (neuron, epoch) in one map (unique rows
+  projected once, so identical features give identical points).
+* ``through_time`` — :func:`map_through_time`: the map through time by any of
+  :data:`TIME_MAPS` (joint PCA / t-SNE / UMAP, ``aligned`` UMAP, ``mphate`` M-PHATE), with its
+  ``faithfulness`` (k-NN preservation within and across epochs, the noise floor);
+  ``vis_entropy`` — :func:`run_visualisation_entropy`, M-PHATE's visualisation entropy.
 
 How long each takes, and how many threads to give it, is :mod:`nn_tracing.analysis.cost`
 (re-exported here: :func:`estimate_seconds`, :func:`silhouette_seconds`,
@@ -52,6 +57,7 @@ from ..cost import (
 )
 from ..cost import UMAP_JIT_SECONDS as UMAP_JIT_SECONDS
 from ..numba_guard import UMAP_EXACT_BELOW as UMAP_EXACT_BELOW
+from .aligned import AlignedProjector
 from .clustering import (
     CLUSTERERS,
     NeuronClusterer,
@@ -60,6 +66,7 @@ from .clustering import (
     variance_explained,
 )
 from .clustering import SCORE_NAMES as SCORE_NAMES
+from .faithfulness import Faithfulness, faithfulness
 from .features import (
     DEFAULT_METRICS,
     DEFAULT_SCALE,
@@ -73,9 +80,17 @@ from .features import (
 )
 from .joint import JointEmbedding, joint_embedding
 from .joint import thin_epochs as thin_epochs
+from .mphate import MultisliceEmbedder, multislice_affinity
 from .projection import PROJECTORS, NeuronProjector
 from .summary import ClusterSummary, cluster_summary
 from .summary import cluster_name as cluster_name
+from .through_time import TIME_MAPS, map_through_time
+from .vis_entropy import (
+    VisualisationEntropy,
+    entropy_by_epoch,
+    run_visualisation_entropy,
+    visualisation_entropy,
+)
 
 __all__ = [
     "CLUSTERERS",
@@ -87,20 +102,31 @@ __all__ = [
     "PER_EPOCH",
     "PROJECTORS",
     "SCALES",
+    "TIME_MAPS",
+    "AlignedProjector",
     "ClusterSummary",
+    "Faithfulness",
     "FeatureError",
     "FeatureSpec",
     "JointEmbedding",
+    "MultisliceEmbedder",
     "NeuronClusterer",
     "NeuronFeatures",
     "NeuronProjector",
+    "VisualisationEntropy",
     "available_threads",
     "cluster_summary",
+    "entropy_by_epoch",
     "estimate_seconds",
+    "faithfulness",
     "joint_embedding",
+    "map_through_time",
+    "multislice_affinity",
     "neuron_features",
     "partition_scores",
+    "run_visualisation_entropy",
     "silhouette",
     "silhouette_seconds",
     "variance_explained",
+    "visualisation_entropy",
 ]

@@ -1,5 +1,11 @@
 """The joint embedding: every (neuron, epoch) in one map, so a slider over epochs moves the
-neurons through one fixed space."""
+neurons through one fixed space.
+
+Only the *unique* feature rows are projected, then mapped back to every row that holds them
+(:func:`project_unique`): a neuron whose features did not change between two epochs sits on
+the very same point at both, in every method (t-SNE and UMAP would otherwise pull identical
+rows apart).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,11 @@ import pandas as pd
 
 from ...progress import Progress
 from ...trace import NetworkTrace
-from .features import FeatureError, FeatureSpec, neuron_features
+from .faithfulness import Faithfulness
+from .features import FeatureError, FeatureSpec, NeuronFeatures, neuron_features
 from .projection import NeuronProjector
 
-__all__ = ["JointEmbedding", "joint_embedding", "thin_epochs"]
+__all__ = ["JointEmbedding", "joint_embedding", "project_unique", "thin_epochs", "time_features"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class JointEmbedding:
     excluded : (neuron, epoch) rows that could not be placed, with the reason
     notes : adjustments made, in sentences
     backend : what projected, seconds : how long
+    method : the map's method (``pca``, ``tsne``, ``umap``, ``aligned_umap``, ``mphate``)
+    faithfulness : how faithful the map is (k-NN preservation, noise floor), when measured
     """
 
     frame: pd.DataFrame
@@ -37,6 +46,8 @@ class JointEmbedding:
     notes: list[str]
     backend: str
     seconds: float
+    method: str = ""
+    faithfulness: Faithfulness | None = None
 
 
 def thin_epochs(epochs: Sequence[int], n_neurons: int, max_points: int) -> list[int]:
@@ -53,29 +64,16 @@ def thin_epochs(epochs: Sequence[int], n_neurons: int, max_points: int) -> list[
     return [epochs[i] for i in picks]
 
 
-def joint_embedding(
+def time_features(
     trace: NetworkTrace,
     spec: FeatureSpec,
-    projector: NeuronProjector,
     *,
     epochs: Sequence[int] | None = None,
     max_points: int = 20000,
-    progress: Progress | None = None,
-) -> JointEmbedding:
-    """Embed every (neuron, epoch) of a per-epoch feature set in one space.
-
-    Parameters
-    ----------
-    trace, spec
-        The trace and a per-epoch feature set (``spec.epoch`` is ignored).
-    projector
-        How to project (fitted here on the stacked rows).
-    epochs
-        Epochs to embed (default: every recorded one), thinned out evenly so that
-        (neurons × epochs) stays within ``max_points``.
-    progress
-        ``progress(fraction, what)`` while the projector fits.
-    """
+) -> tuple[NeuronFeatures, list[int], list[str]]:
+    """The feature rows of every (neuron, epoch) to map through time: (features, the epochs
+    kept, notes). Epochs are thinned out evenly (:func:`thin_epochs`) so that
+    (neurons × epochs) stays within ``max_points``."""
     resolved = spec.resolve(trace)
     if not resolved.per_epoch:
         raise FeatureError(
@@ -99,9 +97,29 @@ def joint_embedding(
                 "keep_weights=True (--keep-weights) to follow them through time"
             )
         thinned = kept
-    features = neuron_features(trace, resolved, epochs=thinned)
-    coords = projector.fit_transform(features.values, progress)
-    frame = pd.DataFrame(
+    return neuron_features(trace, resolved, epochs=thinned), thinned, notes
+
+
+def project_unique(
+    projector: NeuronProjector, values: np.ndarray, progress: Progress | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Project the unique rows of ``values`` (n_rows, n_features) and map them back: identical
+    rows get identical points. Returns (coordinates of shape (n_rows, 2), notes)."""
+    unique, inverse = np.unique(values, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    if unique.shape[0] == values.shape[0] or unique.shape[0] < 5:
+        return projector.fit_transform(values, progress), []
+    coords = projector.fit_transform(unique, progress)[inverse]
+    note = (
+        f"{values.shape[0] - unique.shape[0]} (neuron, epoch) row(s) repeat another row exactly "
+        "and share its point"
+    )
+    return coords, [note]
+
+
+def frame_of(features: NeuronFeatures, coords: np.ndarray) -> pd.DataFrame:
+    """The map's rows: ``neuron``, ``layer``, ``epoch``, ``signature``, ``x``, ``y``."""
+    return pd.DataFrame(
         {
             "neuron": features.neuron_ids,
             "layer": features.layers,
@@ -111,11 +129,39 @@ def joint_embedding(
             "y": coords[:, 1],
         }
     )
+
+
+def joint_embedding(
+    trace: NetworkTrace,
+    spec: FeatureSpec,
+    projector: NeuronProjector,
+    *,
+    epochs: Sequence[int] | None = None,
+    max_points: int = 20000,
+    progress: Progress | None = None,
+) -> JointEmbedding:
+    """Embed every (neuron, epoch) of a per-epoch feature set in one space.
+
+    Parameters
+    ----------
+    trace, spec
+        The trace and a per-epoch feature set (``spec.epoch`` is ignored).
+    projector
+        How to project (fitted here on the unique stacked rows).
+    epochs
+        Epochs to embed (default: every recorded one), thinned out evenly so that
+        (neurons × epochs) stays within ``max_points``.
+    progress
+        ``progress(fraction, what)`` while the projector fits.
+    """
+    features, thinned, notes = time_features(trace, spec, epochs=epochs, max_points=max_points)
+    coords, unique_notes = project_unique(projector, features.values, progress)
     return JointEmbedding(
-        frame=frame,
+        frame=frame_of(features, coords),
         epochs=thinned,
         excluded=features.excluded,
-        notes=notes + features.notes + projector.notes_,
+        notes=notes + features.notes + unique_notes + projector.notes_,
         backend=projector.backend_,
         seconds=projector.seconds_,
+        method=projector.method,
     )

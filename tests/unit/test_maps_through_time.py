@@ -1,0 +1,216 @@
+"""Maps through time (nn_tracing/analysis/embedding/through_time.py, mphate.py, aligned.py,
+faithfulness.py, vis_entropy.py) on a real run with planted frozen and moving neurons."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+from torch import nn
+from torch.nn import functional as F
+
+from nn_tracing import TraceableNN
+from nn_tracing.analysis import embedding as emb
+from nn_tracing.analysis.embedding.faithfulness import (
+    across_epoch_preservation,
+    steps,
+    within_epoch_preservation,
+)
+from nn_tracing.analysis.embedding.mphate import interslice_bandwidth, row_zscore
+
+#: Neurons 0..FROZEN-1 of the first hidden layer never change (their incoming gradient is
+#: zeroed, plain SGD): their probe activations are bit-for-bit the same at every epoch.
+FROZEN = 16
+HIDDEN = 32
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A real 2-32-2 MLP trained for six epochs, the first twelve hidden neurons frozen
+    (gradient hook on their rows of the weight and bias); the others train and, after every
+    epoch, get a kick of noise on their incoming weights, so that they clearly move."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 2, generator=generator)
+    y = ((x[:, 0] * x[:, 1]) > 0).long()
+    net = nn.Sequential(nn.Linear(2, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, 2))
+    mask = torch.ones(HIDDEN, 1)
+    mask[:FROZEN] = 0.0
+    net[0].weight.register_hook(lambda g: g * mask)
+    net[0].bias.register_hook(lambda g: g * mask[:, 0])
+    model = TraceableNN(net, probe=(x[:96], y[:96]), num_epochs=EPOCHS, loss_fn=F.cross_entropy)
+    optimiser = torch.optim.SGD(net.parameters(), lr=1.0)
+    for epoch in range(1, EPOCHS + 1):
+        model.start_epoch(epoch)
+        for batch in torch.split(torch.arange(96, 400), 32):
+            optimiser.zero_grad()
+            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimiser.step()
+        with torch.no_grad():
+            kick = torch.randn(HIDDEN - FROZEN, 2, generator=generator)
+            net[0].weight[FROZEN:] += 3.0 * kick
+        model.end_epoch(epoch)
+    trace = model.finish()
+    layer = trace.layers[1].name
+    first = trace.neural_index[layer][0]
+    return trace, emb.FeatureSpec("activations", layers=(layer,)), first
+
+
+def test_the_planted_neurons_really_are_frozen_and_the_others_move(planted) -> None:
+    trace, _, first = planted
+    acts = np.stack([trace.probe_activations(e) for e in trace.epochs])
+    frozen = acts[:, :, first : first + FROZEN]
+    moving = acts[:, :, first + FROZEN : first + HIDDEN]
+    assert (frozen == frozen[:1]).all()
+    assert (np.abs(np.diff(moving, axis=0)).max(axis=1) > 1e-3).all()
+
+
+@pytest.mark.parametrize("method", list(emb.TIME_MAPS))
+def test_frozen_neurons_stay_within_the_noise_floor_and_moving_ones_leave_it(
+    planted, method: str
+) -> None:
+    trace, spec, first = planted
+    found = emb.map_through_time(trace, spec, method, params={"random_state": 0})
+    frame = found.frame
+    assert len(frame) == HIDDEN * len(trace.epochs) and found.method == method
+    extent = float(np.ptp(frame[["x", "y"]].to_numpy(), axis=0).max())
+    step = {}
+    for neuron, rows in frame.sort_values("epoch").groupby("neuron"):
+        step[int(neuron)] = np.linalg.norm(np.diff(rows[["x", "y"]].to_numpy(), axis=0), axis=1)
+    frozen = np.concatenate([step[first + i] for i in range(FROZEN)]) / extent
+    moving = np.concatenate([step[first + i] for i in range(FROZEN, HIDDEN)]) / extent
+    quality = found.faithfulness
+    assert quality is not None
+    # the noise floor is measured on exactly the planted neurons' steps
+    assert quality.n_unchanged == FROZEN * (len(trace.epochs) - 1)
+    assert quality.noise_floor == pytest.approx(frozen.max(), rel=1e-5, abs=1e-9)
+    assert quality.noise_floor_95 == pytest.approx(np.percentile(frozen, 95), rel=1e-5, abs=1e-9)
+    if method in ("pca", "tsne", "umap"):
+        assert frozen.max() == 0.0  # identical rows, one point
+    if method == "aligned_umap":
+        # one UMAP per epoch jitters: the frozen neurons move too (up to ~20-30 % here, which
+        # its noise floor says on the page); the neurons that train still move more
+        assert np.median(moving) > np.median(frozen), (np.median(moving), quality)
+    else:
+        # the neurons that train move beyond the floor
+        assert np.median(moving) > quality.noise_floor_95, (np.median(moving), quality)
+    assert "did not change moved at most" in quality.sentence()
+    assert 0.0 <= quality.within_epoch <= 1.0 and 0.0 <= quality.across_epoch <= 1.0
+
+
+# -- k-NN preservation against a brute-force reference --------------------------------------------
+def _brute_neighbours(points: np.ndarray, i: int, candidates: list[int], k: int) -> set[int]:
+    others = [j for j in candidates if j != i]
+    distances = [float(np.sum((points[i] - points[j]) ** 2)) for j in others]
+    order = sorted(range(len(others)), key=lambda t: (distances[t], t))
+    return {others[t] for t in order[:k]}
+
+
+def test_knn_preservation_matches_a_brute_force_reference() -> None:
+    rng = np.random.default_rng(3)
+    n_neurons, n_epochs, k = 9, 7, 4
+    neuron_ids = np.tile(np.arange(n_neurons), n_epochs)
+    epochs = np.repeat(np.arange(n_epochs), n_neurons)
+    values = rng.normal(size=(neuron_ids.size, 5))
+    coords = values[:, :2] + 0.3 * rng.normal(size=(neuron_ids.size, 2))
+    within, across = [], []
+    for i in range(neuron_ids.size):
+        same_epoch = [j for j in range(neuron_ids.size) if epochs[j] == epochs[i]]
+        a = _brute_neighbours(values, i, same_epoch, k)
+        within.append(len(a & _brute_neighbours(coords, i, same_epoch, k)) / k)
+        same_neuron = [j for j in range(neuron_ids.size) if neuron_ids[j] == neuron_ids[i]]
+        b = _brute_neighbours(values, i, same_neuron, k)
+        across.append(len(b & _brute_neighbours(coords, i, same_neuron, k)) / k)
+    assert within_epoch_preservation(values, coords, epochs, k) == pytest.approx(np.mean(within))
+    score, used = across_epoch_preservation(values, coords, neuron_ids, k)
+    assert used == k and score == pytest.approx(np.mean(across))
+    # a map that is the features themselves keeps every neighbour
+    assert within_epoch_preservation(values, values, epochs, k) == 1.0
+
+
+def test_steps_flag_exactly_the_unchanged_rows() -> None:
+    values = np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 2.0], [5.0, 5.0], [5.0, 5.0]])
+    coords = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0], [1.0, 1.0], [1.0, 1.0]])
+    moved, unchanged = steps(values, coords, np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 0, 1]))
+    assert moved.tolist() == [5.0, 0.0, 0.0] and unchanged.tolist() == [True, False, True]
+
+
+# -- the multislice kernel against a brute-force construction --------------------------------------
+def _brute_kernel(values, neuron_ids, epochs, knn, decay, interslice_knn, threshold):
+    X = row_zscore(values)
+    n = X.shape[0]
+    dist = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=2))
+    K = np.zeros((n, n))
+    for i in range(n):
+        same = [j for j in range(n) if epochs[j] == epochs[i] and j != i]
+        sigma = sorted(dist[i, same])[knn - 1]
+        for j in same:
+            w = np.exp(-((dist[i, j] / sigma) ** decay))
+            K[i, j] = w if w >= threshold else 0.0
+    K = (K + K.T) / 2
+    medians = []
+    for neuron in np.unique(neuron_ids):
+        rows = np.flatnonzero(neuron_ids == neuron)
+        kth = [sorted(dist[r, rows])[min(interslice_knn, rows.size - 1)] for r in rows]
+        medians.append(np.median(kth))
+    eps = np.mean(medians)
+    for i, j in itertools.permutations(range(n), 2):
+        if neuron_ids[i] == neuron_ids[j]:
+            w = np.exp(-((dist[i, j] / eps) ** 2))
+            K[i, j] += w if w >= threshold else 0.0
+    return K + np.eye(n), eps
+
+
+def test_the_multislice_kernel_matches_a_brute_force_construction() -> None:
+    rng = np.random.default_rng(1)
+    n_neurons, n_epochs = 8, 4
+    neuron_ids = np.tile(np.arange(n_neurons), n_epochs)
+    epochs = np.repeat(np.arange(n_epochs), n_neurons)
+    values = rng.normal(size=(neuron_ids.size, 6))
+    values[n_neurons:] += 0.4 * rng.normal(size=(neuron_ids.size - n_neurons, 6))  # drift
+    K = emb.multislice_affinity(values, neuron_ids, epochs, knn=2, decay=5, interslice_knn=3)
+    assert sparse.issparse(K)
+    dense = K.toarray()
+    expected, eps = _brute_kernel(values, neuron_ids, epochs, 2, 5.0, 3, 1e-4)
+    assert interslice_bandwidth(
+        row_zscore(values), [np.flatnonzero(neuron_ids == i) for i in range(n_neurons)], 3
+    ) == pytest.approx(eps)
+    np.testing.assert_allclose(dense, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(dense, dense.T)  # symmetric
+    # structure: an edge joins two rows only within one epoch or within one neuron
+    i, j = np.nonzero(dense)
+    assert ((epochs[i] == epochs[j]) | (neuron_ids[i] == neuron_ids[j])).all()
+    across = epochs[i] != epochs[j]
+    assert (neuron_ids[i][across] == neuron_ids[j][across]).all() and across.any()
+    # within an epoch every neuron keeps at least its knn nearest neurons
+    assert (np.diag(dense) == 1.0).all()
+
+
+def test_the_multislice_kernel_refuses_two_rows_of_one_neuron_at_one_epoch() -> None:
+    with pytest.raises(ValueError, match="more than one row"):
+        emb.multislice_affinity(np.ones((2, 3)), np.array([0, 0]), np.array([1, 1]))
+
+
+# -- visualisation entropy -------------------------------------------------------------------------
+def test_visualisation_entropy_is_the_histograms_shannon_entropy() -> None:
+    rng = np.random.default_rng(0)
+    points = rng.uniform(size=(500, 2))
+    counts, _, _ = np.histogram2d(points[:, 0], points[:, 1], bins=10)
+    p = counts.ravel() / counts.sum()
+    expected = -np.sum(p[p > 0] * np.log2(p[p > 0]))
+    assert emb.visualisation_entropy(points) == pytest.approx(expected)
+    assert emb.visualisation_entropy(np.zeros((5, 2))) == 0.0
+
+
+def test_a_runs_visualisation_entropy_scores_its_mphate_map(planted) -> None:
+    trace, spec, _ = planted
+    found = emb.run_visualisation_entropy(trace, spec, random_state=0)
+    coords = found.embedding.frame[["x", "y"]].to_numpy()
+    assert found.embedding.method == "mphate"
+    assert found.score == pytest.approx(emb.visualisation_entropy(coords))
+    assert 0.0 < found.score <= np.log2(100)
+    assert list(found.by_epoch.index) == trace.epochs
