@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..timeaxis import time_title
 from .clusters import nominal_scale
+from .palette import REFERENCE
 
 __all__ = ["EPOCH_PARAM", "scrub_chart", "scrub_frame"]
 
@@ -86,7 +87,7 @@ def scrub_chart(
     if len(trails):
         chosen = [int(n) for n in trails]
         path = (
-            base.mark_line(color="black", strokeWidth=1.2, opacity=0.7)
+            base.mark_line(color=REFERENCE, strokeWidth=1.2, opacity=0.7)
             .encode(detail="neuron:N", order="epoch:Q")
             .transform_filter(alt.FieldOneOfPredicate(field="neuron", oneOf=chosen))
             .transform_filter(f"datum.epoch <= {EPOCH_PARAM}")
