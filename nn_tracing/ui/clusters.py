@@ -95,6 +95,7 @@ def _features(active: ActiveTrace, spec: FeatureSpec) -> NeuronFeatures | None:
         lambda progress: neuron_features(active.trace, spec),
         label=f"Describing the neurons: {spec.describe()}",
         button_key=f"{state.CLUSTERS_RUN}:features",
+        short=True,  # reading features never waits behind a long analysis
     )
 
 
