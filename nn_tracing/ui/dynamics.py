@@ -55,6 +55,7 @@ from .app import require_shell
 from .charts import neuron_table, show_chart
 from .compute import computed, run_analysis
 from .dynamics_entropy import decision_entropy
+from .dynamics_k import k_boundary_note, k_max_setting
 from .dynamics_runs import MAX_SEED_JOBS, runs_picker
 from .follow import live_note
 from .links import open_picked
@@ -100,6 +101,9 @@ class Settings:
         "step_features", state.DYNAMICS_MAP_STEP_FEATURES, default=None, per_trace=True
     )
     k: str | None = url.param("k", state.DYNAMICS_MAP_K, default=_MAP.k, choices=K_CHOICES)
+    k_max: int | None = url.param(
+        "kmax", state.DYNAMICS_MAP_KMAX, default=_MAP.k_max, low=2, high=view.MAX_K
+    )
     restarts: int | None = url.param(
         "restarts",
         state.DYNAMICS_MAP_RESTARTS,
@@ -141,6 +145,9 @@ class Settings:
     )
     neuron_k: str | None = url.param(
         "nk", state.DYNAMICS_NEURON_K, default=_NEURONS.k, choices=view.NEURON_K_CHOICES
+    )
+    neuron_k_max: int | None = url.param(
+        "nkmax", state.DYNAMICS_NEURON_KMAX, default=_NEURONS.k_max, low=2, high=view.MAX_K
     )
     neuron_max: int | None = url.param(
         "nmax", state.DYNAMICS_NEURON_MAX, default=_NEURONS.max_neurons, low=100, high=MAX_NEURONS
@@ -360,6 +367,7 @@ def _map_controls(
         n_permutations=int(state.get(state.DYNAMICS_MAP_SHUFFLES)),
         standardize=str(standardize),
         random_state=_random_state(),
+        k_max=k_max_setting(state.DYNAMICS_MAP_KMAX, DEFAULTS.k_max),
     )
 
 
@@ -372,7 +380,7 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: view.MapParams) 
         "map",
         keys,
         [names, fit_params],
-        f"Fitting the training map (k = 1…8, {params.restarts} restarts each, then "
+        f"Fitting the training map (k = 1…{params.k_max}, {params.restarts} restarts each, then "
         f"{params.n_permutations} time-shuffled refits)",
         lambda progress: params.fit(features, names, progress),
     )
@@ -400,6 +408,7 @@ def _map_fit_summary(fitted: TrainingMap, params: view.MapParams, n_runs: int) -
     left, right = st.columns([2, 3])
     with left:
         show_chart(vd.selection_chart(fitted.selection_, params.criterion, k))
+        k_boundary_note(fitted.selection_, params, state.DYNAMICS_MAP_KMAX)
     with right:
         curves = view.training_curves(fitted.path_)
         _ensure(state.DYNAMICS_MAP_CURVE, lambda v: v in curves, DEFAULTS.curve)
@@ -549,6 +558,7 @@ def _neuron_controls(active: ActiveTrace) -> view.NeuronParams:
         k=str(state.get(state.DYNAMICS_NEURON_K)),
         random_state=_random_state(),
         max_neurons=int(state.get(state.DYNAMICS_NEURON_MAX)),
+        k_max=k_max_setting(state.DYNAMICS_NEURON_KMAX, DEFAULTS.neuron_k_max),
     )
 
 
@@ -561,7 +571,7 @@ def _fit_neurons(active: ActiveTrace, params: view.NeuronParams) -> NeuronHMM:
         fit_params,
         f"Fitting one HMM to {params.n_neurons(trace):,} neurons × {len(trace.epochs)} "
         f"{time_word(plural=True)} "
-        "(k = 2…8 by BIC)",
+        f"(k = 2…{params.k_max} by BIC)",
         lambda progress: params.estimator().fit(trace, progress=progress),
     )
     k = base.choose_k(params.k)
@@ -589,7 +599,11 @@ def _neuron_summary(model: NeuronHMM) -> None:
     _convergence(model.state_model_.convergence_note(), model.log_messages_)
     summary = view.neuron_summary(model)
     columns = st.columns(4)
-    columns[0].metric("States", summary.n_states, help="by BIC over k = 2…8 unless chosen by hand")
+    columns[0].metric(
+        "States",
+        summary.n_states,
+        help=f"by BIC over k = {model.k_range[0]}…{model.k_range[1]} unless chosen by hand",
+    )
     columns[1].metric(
         f"Entropy rate (bits/{time_word()})",
         f"{summary.entropy_rate:.3f}",
@@ -611,6 +625,7 @@ def _neuron_raster(active: ActiveTrace, model: NeuronHMM, params: view.NeuronPar
     left, right = st.columns([2, 3])
     with left:
         show_chart(vd.selection_chart(model.selection_, params.criterion, k))
+        k_boundary_note(model.selection_, params, state.DYNAMICS_NEURON_KMAX)
     with right:
         _ensure(state.DYNAMICS_NEURON_ORDER, lambda v: v in view.NEURON_ORDERS, DEFAULTS.order)
         order = st.radio(

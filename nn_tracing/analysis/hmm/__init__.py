@@ -53,7 +53,7 @@ from .neuron_hmm import (
     neuron_sequences,
 )
 from .nulls import TimeShuffleTest, shuffled_time_test
-from .states import StateModel, choose_k
+from .states import StateModel, boundary_k, choose_k
 from .training_map import TrainingMap
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "StateModel",
     "TimeShuffleTest",
     "TrainingMap",
+    "boundary_k",
     "choose_k",
     "convergence_epoch",
     "hmmlearn_logs",
