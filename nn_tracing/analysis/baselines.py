@@ -753,7 +753,7 @@ class ChanceTest(BaseEstimator):
             return (
                 f"Undecided: with P = {P} versions of each null no p-value can reach "
                 f"{self.alpha:g} (the smallest is {1 / (P + 1):.3g}); use P ≥ "
-                f"{math.ceil(1 / self.alpha) - 1}."
+                f"{math.ceil(1 / self.alpha) - 1} ({drawn} drawn)."
             )
         stopped = [r for r in failed if r.stopped_early]
         why = (

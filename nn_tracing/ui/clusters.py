@@ -180,7 +180,7 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
             seed=settings.seed,
             progress=progress,
         ),
-        label=f"Testing the clusters against {settings.permutations} versions of each null",
+        label=f"Testing the clusters against up to {settings.permutations} versions of each null",
         estimate=estimate,
         button=f"Run the test against chance ({fmt_duration(estimate)})",
         button_key=f"{state.CLUSTERS_RUN}:chance",
@@ -321,9 +321,9 @@ def _chance_section(test: ChanceTest | None, clustering: Clustering, settings: S
     st.caption(
         f"Real features: silhouette {test.observed_['silhouette']:.3f}, "
         f"{test.score_name_} {test.observed_['score']:.3f}, on {test.n_rows_} neurons; the "
-        f"test took {fmt_duration(test.seconds_)}. Column shuffling destroys every dependence "
-        "between features, not only clusters; the Gaussian null asks whether there is more "
-        "than one cloud at all."
+        f"test drew {test.n_drawn_} null versions in {fmt_duration(test.seconds_)}. Column "
+        "shuffling destroys every dependence between features, not only clusters; the Gaussian "
+        "null asks whether there is more than one cloud at all."
     )
 
 
