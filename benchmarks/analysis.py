@@ -16,6 +16,12 @@ the load average is printed with the table.
     .venv/bin/python benchmarks/analysis.py --sizes 1000 --repeats 3
     .venv/bin/python benchmarks/analysis.py --json results.json --cache runs-bench/
     .venv/bin/python benchmarks/analysis.py --only clusters --null-versions 20
+    .venv/bin/python benchmarks/analysis.py --only chance --sizes 5000 --before main
+
+``--only chance`` measures the test against chance (the page's default: P = 50 of shuffled and
+untrained versions, k-means with k = 8) and t-SNE side by side: the code at ``--before`` (a
+git ref, exported with ``git archive``) and this tree, each in a fresh process on the same
+cached trace, one after the other.
 """
 
 from __future__ import annotations
@@ -269,6 +275,108 @@ def _clusters_at(n: int, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+_CHANCE = """
+import json, time
+from nn_tracing import load_trace
+from nn_tracing.analysis import baselines, embedding
+trace = load_trace({path!r})
+spec = embedding.FeatureSpec("activations", layers={layers!r})
+features = embedding.neuron_features(trace, spec)
+# warm up (imports, the first fits): the first variant timed must not pay for them
+embedding.NeuronClusterer("kmeans", n_clusters=8).fit(features.values)
+baselines.untrained_features(trace, features, seed=99_999)
+out = {{}}
+started = time.perf_counter()
+embedding.NeuronProjector("tsne", tsne_backend="opentsne").fit(features.values)
+out["t-SNE (openTSNE) of the probe activations"] = {{"seconds": time.perf_counter() - started}}
+for label, kwargs in {variants!r}:
+    try:
+        test = baselines.ChanceTest({permutations}, random_state=0, **kwargs)
+    except TypeError:  # the code before: no such parameter
+        continue
+    getattr(baselines, "_untrained_cache", {{}}).clear()  # no untrained network measured yet
+    started = time.perf_counter()
+    test.fit(features, embedding.NeuronClusterer("kmeans", n_clusters=8), trace=trace)
+    drawn = sum(r.n_permutations for r in test.results_.values())
+    out[label] = {{"seconds": time.perf_counter() - started, "drawn": drawn,
+                  "verdict": " ".join(r.name + (" beaten" if r.significant else " not beaten")
+                                      for r in test.results_.values())}}
+print(json.dumps(out))
+"""
+
+
+def _tree_at(ref: str) -> Path:
+    """The package as it was at git ``ref``, exported into a temporary folder."""
+    folder = Path(tempfile.mkdtemp(prefix="nnt-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "nn_tracing"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def _chance_in(tree: Path, code: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(  # in the tree: ``-c`` puts the working directory first on sys.path
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+        cwd=tree,
+    )
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def chance(args: argparse.Namespace) -> list[Row]:
+    """The test against chance and t-SNE, before (``--before``) and now, side by side."""
+    before = _tree_at(args.before)
+    rows: list[Row] = []
+    for n in args.sizes:
+        trace_path = args.cache / f"mlp-tanh-{DEPTH}x{n // DEPTH}.nntrace"
+        build_trace(n, args.cache)  # trained once, cached
+        code = _CHANCE.format(
+            path=str(trace_path),
+            layers=tuple(f"hidden_{i + 1}" for i in range(DEPTH)),
+            permutations=args.permutations,
+            variants=[
+                (f"test against chance, P={args.permutations}, shuffled + untrained", {}),
+                (
+                    f"test against chance, P={args.permutations}, every version drawn",
+                    {"sequential": False},
+                ),
+            ],
+        )
+        print(f"chance: {n} neurons, before ({args.before}) (load {load()})", flush=True)
+        old = _chance_in(before, code)
+        print(f"chance: {n} neurons, now (load {load()})", flush=True)
+        new = _chance_in(ROOT, code)
+        for what, now in new.items():
+            then = old.get(what, {})
+            note = f"before ({args.before}): " + (
+                f"{then['seconds']:.1f} s" if then else "not measured (no such option)"
+            )
+            if then:
+                note += f", now/before {now['seconds'] / then['seconds']:.2f}"
+            if "drawn" in now:
+                note += f"; versions drawn {then.get('drawn', '–')} → {now['drawn']}"
+                note += f"; {now['verdict']}"
+            rows.append(
+                {
+                    "section": "chance",
+                    "neurons": n,
+                    "what": what,
+                    "median_s": now["seconds"],
+                    "runs": 1,
+                    "note": note + f"; load {load()}",
+                }
+            )
+            print(f"  {what:<62} {note}; now {now['seconds']:.1f} s", flush=True)
+    return rows
+
+
 def _hmm_module() -> Any:
     """``benchmarks/analysis_hmm.py`` (the Dynamics page's section), if it exists."""
     path = Path(__file__).with_name("analysis_hmm.py")
@@ -322,13 +430,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-hdbscan-features", type=int, default=20000)
     parser.add_argument("--cache", type=Path, help="keep the trained traces in this folder")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
-    parser.add_argument("--only", choices=["clusters", "umap", "hmm"], action="append")
+    parser.add_argument("--only", choices=["clusters", "umap", "hmm", "chance"], action="append")
+    parser.add_argument("--before", default="main", help="git ref of --only chance's 'before'")
     args, rest = parser.parse_known_args(argv)
     args.permutations = args.null_versions
     if args.cache is None:
         args.cache = Path(tempfile.mkdtemp(prefix="nnt-bench-traces-"))
 
-    sections: dict[str, Section] = {"clusters": clusters, "umap": umap_compilation}
+    sections: dict[str, Section] = {
+        "clusters": clusters,
+        "umap": umap_compilation,
+        "chance": chance,
+    }
     hmm = _hmm_module()
     if hmm is not None:  # its own options (see benchmarks/analysis_hmm.py) come after ours
         own = argparse.ArgumentParser(add_help=False)

@@ -5,9 +5,15 @@ attribution over epochs, ablation curves, pruning…) run here, beside the train
 :mod:`nn_tracing.jobs`. Nothing here imports Streamlit: the app draws the progress bar through
 one helper (``run_analysis``, in the app's ``compute`` module); a script can use the worker.
 
-* **One worker for the whole process** (:data:`WORKER`): analyses run one at a time. On two
-  cores parallel fits only slow each other down, and numba-backed code (UMAP) must not run
-  twice at once (see :mod:`nn_tracing.analysis.numba_guard`).
+* **One worker for the whole process** (:data:`WORKER`), with two lanes: ``short`` for jobs
+  estimated under :data:`SHORT_SECONDS` (a PCA, a neuron's profile) and ``long`` for the
+  rest (tests against chance, t-SNE, HMM fits…, and any job without an estimate). Each lane
+  runs its jobs one at a time, in the order they came, so a short job never waits behind a
+  long one, and at most two analyses run at once (two cores: more would only slow each other
+  down; numba-backed code (UMAP) is serialised by :mod:`nn_tracing.analysis.numba_guard`).
+* **A queued job knows its place**: :meth:`Job.snapshot` gives its position in its lane
+  (1: next to start) and an estimate of when it starts — the running job's remaining time
+  (from its progress, or its estimate) plus the estimates of the jobs ahead.
 * **A job outlives its caller**: whoever submitted it may stop waiting (a rerun, a page
   switch, a closed tab); the job runs on and its result is stored. Asking again for the same
   key while it runs joins the job in flight instead of starting another.
@@ -49,6 +55,7 @@ import pandas as pd
 from .progress import Progress
 
 __all__ = [
+    "SHORT_SECONDS",
     "WORKER",
     "AnalysisWorker",
     "Failed",
@@ -66,6 +73,10 @@ STORE_BYTES = 1_500_000_000
 STORE_ENTRIES = 96
 #: Most (what, trace) pairs whose latest parameters the store remembers (see ``note``).
 LATEST_ENTRIES = 1024
+#: Jobs estimated to take less than this (seconds) run in the ``short`` lane.
+SHORT_SECONDS = 5.0
+#: The lanes, in the order a page lists them.
+LANES = ("short", "long")
 
 
 def result_key(what: str, trace_key: str, params: Any) -> str:
@@ -199,7 +210,9 @@ class ResultStore:
 class JobSnapshot:
     """How far a job is, at one instant.
 
-    ``elapsed`` is ``None`` while the job waits behind another analysis.
+    ``elapsed`` is ``None`` while the job waits in its lane's queue; ``position`` is then its
+    place in the queue (1: next to start; ``None`` once it runs) and ``starts_in`` the
+    estimated seconds until it starts (``None``: unknown, a job ahead has no estimate).
     """
 
     label: str
@@ -207,23 +220,31 @@ class JobSnapshot:
     message: str
     elapsed: float | None
     done: bool
+    lane: str = "long"
+    position: int | None = None
+    starts_in: float | None = None
+    ahead: str | None = None
 
 
 class Job:
     """One computation on the worker: its future and how far it is.
 
     :meth:`update` is the :data:`~nn_tracing.progress.Progress` callback the computation
-    receives.
+    receives. ``estimate`` is the expected seconds (``None``: unknown).
     """
 
-    def __init__(self, key: str, label: str) -> None:
+    def __init__(
+        self, key: str, label: str, *, estimate: float | None = None, lane: _Lane | None = None
+    ) -> None:
         self.key = key
         self.label = label
+        self.estimate = estimate
         self.future: Future[Any] = Future()
         self._fraction = 0.0
         self._message = "queued behind another analysis on this server"
         self._started: float | None = None
         self._lock = threading.Lock()
+        self._lane = lane
 
     def update(self, fraction: float, message: str) -> None:
         """Report progress: ``fraction`` in [0, 1] (clipped) and what is being done."""
@@ -236,12 +257,39 @@ class Job:
             self._started = time.perf_counter()
         self.update(0.0, "starting")
 
+    def remaining(self) -> float | None:
+        """Estimated seconds until the job ends: from its progress once it has some (elapsed
+        × (1 − f) / f), else its estimate less the time it has run; ``None``: unknown."""
+        with self._lock:
+            started, fraction = self._started, self._fraction
+        if self.future.done():
+            return 0.0
+        if started is None:
+            return self.estimate
+        elapsed = time.perf_counter() - started
+        if fraction >= 0.05:
+            return elapsed * (1.0 - fraction) / fraction
+        if self.estimate is None:
+            return None
+        return max(self.estimate - elapsed, 0.0)
+
     def snapshot(self) -> JobSnapshot:
         """How far the job is now (never blocks the work for long)."""
+        position, starts_in, ahead = (None, None, None)
+        if self._lane is not None:
+            position, starts_in, ahead = self._lane.place(self)
         with self._lock:
             elapsed = None if self._started is None else time.perf_counter() - self._started
             return JobSnapshot(
-                self.label, self._fraction, self._message, elapsed, self.future.done()
+                self.label,
+                self._fraction,
+                self._message,
+                elapsed,
+                self.future.done(),
+                self._lane.name if self._lane is not None else "long",
+                position if elapsed is None else None,
+                starts_in if elapsed is None else None,
+                ahead if elapsed is None else None,
             )
 
     @property
@@ -258,8 +306,52 @@ class Job:
         return value
 
 
+class _Lane:
+    """One thread that runs its jobs one at a time, in order, and knows who waits where."""
+
+    def __init__(self, name: str, prefix: str) -> None:
+        self.name = name
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{prefix}-{name}")
+        self.queue: list[Job] = []
+        self.running: Job | None = None
+        self.lock = threading.Lock()
+
+    def enqueue(self, job: Job) -> None:
+        with self.lock:
+            self.queue.append(job)
+
+    def starting(self, job: Job) -> None:
+        with self.lock:
+            if job in self.queue:
+                self.queue.remove(job)
+            self.running = job
+
+    def finished(self, job: Job) -> None:
+        with self.lock:
+            if self.running is job:
+                self.running = None
+
+    def place(self, job: Job) -> tuple[int | None, float | None, str | None]:
+        """``job``'s position in the queue (1: next), the seconds until it starts (``None``:
+        unknown), and the label of the job running ahead of it."""
+        with self.lock:
+            if job not in self.queue:
+                return None, None, None
+            index = self.queue.index(job)
+            ahead, running = list(self.queue[:index]), self.running
+        waits = [running.remaining() if running is not None else 0.0]
+        waits += [other.estimate for other in ahead]
+        starts_in = None if any(w is None for w in waits) else float(sum(waits))  # type: ignore[arg-type]
+        return index + 1, starts_in, running.label if running is not None else None
+
+    def jobs(self) -> list[Job]:
+        with self.lock:
+            return ([self.running] if self.running is not None else []) + list(self.queue)
+
+
 class AnalysisWorker:
-    """One thread that runs analyses one at a time and keeps every outcome in :attr:`store`.
+    """Two lanes of analyses (``short`` and ``long``), each one at a time, and every outcome
+    kept in :attr:`store`.
 
     Parameters
     ----------
@@ -267,16 +359,34 @@ class AnalysisWorker:
         Where results (and errors, as :class:`Failed`) go; a new :class:`ResultStore` by
         default.
     name
-        The worker thread's name prefix (it shows in profilers and thread dumps).
+        The lanes' thread name prefix (it shows in profilers and thread dumps).
+    short_seconds
+        Jobs estimated under this many seconds run in the ``short`` lane.
     """
 
     def __init__(
-        self, store: ResultStore | None = None, *, name: str = "nn_tracing-analysis"
+        self,
+        store: ResultStore | None = None,
+        *,
+        name: str = "nn_tracing-analysis",
+        short_seconds: float = SHORT_SECONDS,
     ) -> None:
         self.store = store if store is not None else ResultStore()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.short_seconds = float(short_seconds)
+        self._lanes = {lane: _Lane(lane, name) for lane in LANES}
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+
+    def lane_of(self, estimate: float | None) -> str:
+        """``short`` for a job estimated under :attr:`short_seconds`, else ``long`` (also for a
+        job without an estimate)."""
+        return "short" if estimate is not None and estimate < self.short_seconds else "long"
+
+    def jobs(self, lane: str | None = None) -> list[Job]:
+        """The jobs in flight (``lane``'s, or every lane's): the running one first, then the
+        queue in order."""
+        names = [lane] if lane is not None else list(LANES)
+        return [job for name in names for job in self._lanes[name].jobs()]
 
     def lookup(self, key: str) -> Any:
         """The stored result under ``key``, or ``None`` when there is none; a stored error is
@@ -291,37 +401,61 @@ class AnalysisWorker:
         with self._lock:
             return self._jobs.get(key)
 
-    def submit(self, key: str, label: str, fn: Callable[[Progress], Any]) -> Job:
+    def submit(
+        self,
+        key: str,
+        label: str,
+        fn: Callable[[Progress], Any],
+        *,
+        estimate: float | None = None,
+        lane: str | None = None,
+    ) -> Job:
         """The job that computes ``fn(progress)`` for ``key``: the one already in flight, one
-        already done (a stored result), or a new one queued on the worker.
+        already done (a stored result), or a new one queued in its lane.
 
-        ``fn`` must not touch Streamlit (it runs in another thread) and must not modify what
-        it reads; its result is stored under ``key`` — an :class:`Exception` it raises too,
-        as :class:`Failed`.
+        ``estimate`` is the expected seconds (it picks the lane, see :meth:`lane_of`, and tells
+        the jobs queued behind when they start); ``lane`` forces one (``short`` for work known
+        to be quick, e.g. a neuron's profile). ``fn`` must not touch Streamlit (it runs in
+        another thread) and must not modify what it reads; its result is stored under ``key``
+        — an :class:`Exception` it raises too, as :class:`Failed`.
         """
+        chosen = self._lanes[lane if lane is not None else self.lane_of(estimate)]
         store = self.store
         with self._lock:
             running = self._jobs.get(key)
             if running is not None:
                 return running
-            job = Job(key, label)
+            job = Job(key, label, estimate=estimate, lane=chosen)
             if key in store:  # computed between the caller's look-up and now
                 job.future.set_result(store.get(key))
                 return job
             self._jobs[key] = job
+            chosen.enqueue(job)
         # the caller's context goes with the job: labels it formats use the caller's time
         # axis (nn_tracing.timeaxis), as the page that asked for it does
-        self._executor.submit(contextvars.copy_context().run, self._run, job, store, fn)
+        chosen.executor.submit(contextvars.copy_context().run, self._run, job, store, fn)
         return job
 
-    def run(self, key: str, label: str, fn: Callable[[Progress], T]) -> T:
+    def run(
+        self,
+        key: str,
+        label: str,
+        fn: Callable[[Progress], T],
+        *,
+        estimate: float | None = None,
+        lane: str | None = None,
+    ) -> T:
         """:meth:`submit` and wait: the result (stored or computed), or its error raised."""
         found = self.lookup(key)
         if found is not None:
             return found  # type: ignore[no-any-return]
-        return self.submit(key, label, fn).result()  # type: ignore[no-any-return]
+        job = self.submit(key, label, fn, estimate=estimate, lane=lane)
+        return job.result()  # type: ignore[no-any-return]
 
     def _run(self, job: Job, store: ResultStore, fn: Callable[[Progress], Any]) -> None:
+        lane = job._lane
+        assert lane is not None
+        lane.starting(job)
         job._start()
         outcome: Any
         try:
@@ -331,11 +465,13 @@ class AnalysisWorker:
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: not a result
             with self._lock:
                 self._jobs.pop(job.key, None)
+            lane.finished(job)
             job.future.set_exception(exc)
             raise
         store.put(job.key, outcome)
         with self._lock:
             self._jobs.pop(job.key, None)
+        lane.finished(job)
         job.future.set_result(outcome)
 
 

@@ -27,10 +27,19 @@ the data, ``P`` times each (default 50):
     One Gaussian cloud with the features' mean and covariance (the SigClust null, Liu et
     al. 2008): is there more than one cluster at all?
 
-The p-value is ``(1 + #{null ≥ observed}) / (P + 1)`` (one-sided: higher scores mean better
-separated clusters; a null draw where the clusterer finds fewer than two clusters counts as
-less separated). Every neuron is scored — real and null versions alike, the silhouette
-exactly; ``max_neurons`` (off by default) scores a random sample instead, and then says so.
+The test is sequential (Besag & Clifford 1991, :mod:`nn_tracing.analysis.sequential`): ``P``
+is the most versions drawn per null; drawing stops once ``h`` versions are at least as
+separated as the real clusters (``h`` is the smallest count that cannot change the verdict at
+``alpha``, at least 3), and the p-value is then ``h / l`` after ``l`` versions; a null that
+is beaten draws all ``P`` and gets ``(1 + #{null ≥ observed}) / (P + 1)`` (one-sided: higher
+scores mean better separated clusters; a null draw where the clusterer finds fewer than two
+clusters counts as less separated). How many were drawn is in every result and sentence.
+Beside the p-value, the verdict says how much training added over initialisation: the real
+silhouette against the run's own recorded ``E_0`` (or, without one, the untrained networks'
+mean) — a test can beat chance on a separation that initialisation already had.
+
+Every neuron is scored — real and null versions alike, the silhouette exactly;
+``max_neurons`` (off by default) scores a random sample instead, and then says so.
 
 >>> from nn_tracing.analysis import baselines, embedding as emb
 >>> features = emb.neuron_features(trace, emb.FeatureSpec("activations"))  # doctest: +SKIP
@@ -43,8 +52,12 @@ exactly; ``max_neurons`` (off by default) scores a random sample instead, and th
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -54,6 +67,7 @@ from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from ..progress import Progress, reporter
+from ..timeaxis import time_key
 from ..trace import NetworkTrace
 from .cost import chance_test_seconds
 from .embedding import (
@@ -64,18 +78,21 @@ from .embedding import (
     neuron_features,
     partition_scores,
 )
+from .sequential import SequentialCount
 
 __all__ = [
     "DEFAULT_NULLS",
     "NULLS",
     "ChanceTest",
     "NullResult",
+    "TrainingEffect",
     "fresh_initialisation",
     "gaussian_like",
     "permutation_p_value",
     "permute_columns",
     "reinitialisation_problem",
     "shuffle_within_rows",
+    "training_effect",
     "untrained_features",
 ]
 
@@ -200,11 +217,23 @@ def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
     return module.eval()
 
 
+#: Bytes of untrained features kept per trace (a test run again with another clusterer, or
+#: another P, reuses the fresh networks it already measured).
+UNTRAINED_CACHE_BYTES = 256_000_000
+_untrained_cache: weakref.WeakKeyDictionary[Any, OrderedDict[str, NeuronFeatures]] = (
+    weakref.WeakKeyDictionary()
+)
+_untrained_lock = threading.Lock()
+
+
 def untrained_features(trace: NetworkTrace, features: NeuronFeatures, seed: int) -> NeuronFeatures:
     """``features``' feature set measured on a fresh initialisation of ``trace``'s model.
 
     The fresh network is traced at ``E_0`` on the trace's probe set (same metrics, same
-    activations), then described exactly as ``features`` describes the trained one.
+    activations), then described exactly as ``features`` describes the trained one. Feature
+    sets that do not read ``grad_norm`` (every one but ``metrics``) skip the backward pass.
+    Results are kept per trace and seed (at most :data:`UNTRAINED_CACHE_BYTES` per trace):
+    never modify one.
 
     Raises
     ------
@@ -216,12 +245,35 @@ def untrained_features(trace: NetworkTrace, features: NeuronFeatures, seed: int)
         raise FeatureError(problem)
     if not features.spec.per_epoch:
         raise FeatureError("a trajectory has no counterpart at initialisation")
+    spec = replace(features.spec, epoch=0)
+    key = f"{seed}:{json.dumps(spec.to_dict(), sort_keys=True, default=str)}"
+    with _untrained_lock:
+        kept = _untrained_cache.setdefault(trace, OrderedDict())
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
+    fresh = neuron_features(_fresh_trace(trace, features, seed), spec)
+    with _untrained_lock:
+        kept[key] = fresh
+        while len(kept) > 1 and sum(_nbytes(f) for f in kept.values()) > UNTRAINED_CACHE_BYTES:
+            kept.popitem(last=False)
+    return fresh
+
+
+def _nbytes(features: NeuronFeatures) -> int:
+    return int(features.values.nbytes + features.raw.nbytes)
+
+
+def _fresh_trace(trace: NetworkTrace, features: NeuronFeatures, seed: int) -> NetworkTrace:
+    """A fresh initialisation of ``trace``'s model, traced at ``E_0`` on its probe set."""
     import torch
     import torch.nn.functional as F
 
     from ..tracer import TraceableNN
 
     module = fresh_initialisation(trace, seed)
+    if features.spec.kind != "metrics":  # no grad_norm read: no backward pass
+        module.requires_grad_(False)
     assert trace.probe is not None
     x, y = (torch.as_tensor(np.asarray(a)) for a in trace.probe)
     renames = {
@@ -243,7 +295,7 @@ def untrained_features(trace: NetworkTrace, features: NeuronFeatures, seed: int)
     tracer.remove_hooks()
     if fresh.layer_names() != trace.layer_names() or fresh.n_neurons != trace.n_neurons:
         raise FeatureError("the rebuilt model's layers do not match the trace's")
-    return neuron_features(fresh, replace(features.spec, epoch=0))
+    return fresh
 
 
 # -- the test ---------------------------------------------------------------------------------
@@ -260,6 +312,8 @@ class NullResult:
     sentence : the plain sentence
     significant : whether the silhouette beats this null at the test's ``alpha``
     reference : for ``untrained``, the scores of the run's own recorded ``E_0`` (if any)
+    n_max : the most versions the test would have drawn (``P``); ``n_permutations`` were
+    stopped_early : whether drawing stopped before ``n_max`` (the verdict was decided)
     """
 
     name: str
@@ -270,10 +324,83 @@ class NullResult:
     sentence: str
     significant: bool
     reference: dict[str, float] | None = None
+    n_max: int = 0
+    stopped_early: bool = False
 
     @property
     def n_permutations(self) -> int:
+        """Null versions drawn (at most :attr:`n_max`)."""
         return int(self.scores["silhouette"].size)
+
+
+@dataclass(frozen=True)
+class TrainingEffect:
+    """How much training added to the clusters' separation over initialisation.
+
+    Attributes
+    ----------
+    initial : the silhouette at initialisation (the run's own ``E_0``, or the untrained
+        networks' mean when ``E_0`` was not recorded)
+    now : the silhouette of the clusters tested
+    source : ``"recorded"`` (the run's ``E_0``) or ``"untrained"`` (the null's mean)
+    n_untrained : untrained networks averaged (``source == "untrained"``)
+    """
+
+    initial: float
+    now: float
+    source: str
+    n_untrained: int = 0
+
+    @property
+    def added(self) -> float:
+        """``now − initial``: what training added (negative: what it took away)."""
+        return self.now - self.initial
+
+    @property
+    def sentence(self) -> str:
+        """The effect in one sentence, e.g. "Training added 0.046 to a separation already
+        there at initialisation (silhouette 0.410 at E_0, 0.456 now)."."""
+        e0 = time_key(0)
+        where = (
+            f"{self.initial:.3f} at {e0}"
+            if self.source == "recorded"
+            else f"{self.initial:.3f} on average over {self.n_untrained} untrained networks, as "
+            f"this run did not record {e0}"
+        )
+        already = self.initial > 0.1 and self.initial >= 0.5 * max(self.now, 0.0)
+        if abs(self.added) < 0.0005:
+            change = "Training added nothing to the separation the network had at initialisation"
+        elif self.added > 0:
+            change = f"Training added {self.added:.3f} to " + (
+                "a separation already there at initialisation"
+                if already
+                else "the separation at initialisation"
+            )
+        else:
+            change = f"Training took {-self.added:.3f} from the separation at initialisation"
+        return f"{change} (silhouette {where}, {self.now:.3f} now)."
+
+
+def training_effect(
+    observed: float,
+    untrained: NullResult | None,
+    recorded: dict[str, float] | None = None,
+) -> TrainingEffect | None:
+    """The effect of training on the silhouette: against the run's recorded ``E_0`` (the
+    untrained null's ``reference``, or ``recorded``), else against the untrained networks'
+    mean; ``None`` when neither is known or ``observed`` is not finite."""
+    if not math.isfinite(observed):
+        return None
+    reference = recorded if recorded is not None else (untrained.reference if untrained else None)
+    if reference is not None and math.isfinite(reference.get("silhouette", float("nan"))):
+        return TrainingEffect(float(reference["silhouette"]), float(observed), "recorded")
+    if untrained is None:
+        return None
+    null = untrained.scores["silhouette"]
+    finite = null[np.isfinite(null)]
+    if finite.size == 0:
+        return None
+    return TrainingEffect(float(finite.mean()), float(observed), "untrained", int(null.size))
 
 
 @dataclass
@@ -297,7 +424,8 @@ class ChanceTest(BaseEstimator):
     Parameters
     ----------
     n_permutations
-        Null versions per null model (``P``).
+        The most null versions per null model (``P``); fewer are drawn once the verdict is
+        decided (``sequential``).
     nulls
         Which null models (keys of :data:`NULLS`); ``untrained`` is replaced by
         ``time_shuffled`` for trajectories.
@@ -308,6 +436,10 @@ class ChanceTest(BaseEstimator):
         Significance level of the verdict.
     random_state
         Seed of the sample, the permutations, the fresh initialisations and the fits.
+    sequential
+        Stop drawing a null's versions once ``h`` of them are at least as separated as the
+        real clusters (Besag & Clifford 1991; ``h`` from
+        :func:`~nn_tracing.analysis.sequential.stopping_count`). ``False``: draw all ``P``.
 
     Attributes
     ----------
@@ -317,7 +449,9 @@ class ChanceTest(BaseEstimator):
     unavailable_ : ``{null: reason}`` for nulls that could not run on this trace
     clustered_ : whether the silhouette beats every null that ran
     undecided_ : whether ``n_permutations`` is too small for any p-value to reach ``alpha``
-    sentence_ : the verdict in plain words
+    sentence_ : the verdict in plain words (with the effect of training, when known)
+    effect_ : how much training added over initialisation (:class:`TrainingEffect`) or ``None``
+    n_drawn_ : null versions drawn in all
     n_rows_ : rows scored; seconds_ : how long the test took
     """
 
@@ -329,12 +463,14 @@ class ChanceTest(BaseEstimator):
         max_neurons: int | None = None,
         alpha: float = 0.05,
         random_state: int = 0,
+        sequential: bool = True,
     ) -> None:
         self.n_permutations = n_permutations
         self.nulls = nulls
         self.max_neurons = max_neurons
         self.alpha = alpha
         self.random_state = random_state
+        self.sequential = sequential
 
     @staticmethod
     def plan(
@@ -441,9 +577,15 @@ class ChanceTest(BaseEstimator):
         self.unavailable_ = unavailable
         self.n_rows_ = int(X.shape[0])
         self.n_rows_total_ = n
+        self.n_drawn_ = sum(r.n_permutations for r in results.values())
         self.clustered_ = bool(results) and all(r.significant for r in results.values())
         self.undecided_ = not self.clustered_ and self.alpha < 1.0 / (P + 1)
+        self.effect_ = training_effect(self.observed_["silhouette"], results.get("untrained"))
+        if self.effect_ is None and self._initial is not None:
+            self.effect_ = training_effect(self.observed_["silhouette"], None, self._initial)
         self.sentence_ = self._verdict()
+        if self.effect_ is not None and math.isfinite(self.observed_["silhouette"]):
+            self.sentence_ += " " + self.effect_.sentence
         self.seconds_ = time.perf_counter() - started
         return self
 
@@ -462,25 +604,29 @@ class ChanceTest(BaseEstimator):
         report(0, "clustering the real features")
         self.observed_ = run.scores(X)
         self.score_name_ = _score_name(run.clusterer.method)
+        # the run's own E_0, scored once: the untrained null's reference and the effect size
+        self._initial = (
+            self._recorded_e0(trace, features, run, X.shape[0], rng) if trace is not None else None
+        )
         results: dict[str, NullResult] = {}
         for k, name in enumerate(nulls):
             done = 1 + P * k
-            scores = {"silhouette": np.full(P, np.nan), "score": np.full(P, np.nan)}
-            reference = None
-            if name == "untrained" and trace is not None:
-                reference = self._recorded_e0(trace, features, run, X.shape[0], rng)
+            count = SequentialCount(P, self.alpha, sequential=bool(self.sequential))
+            scores: dict[str, list[float]] = {"silhouette": [], "score": []}
             try:
-                for i in range(P):
-                    report(done, f"{_VERSION[name]}: {i + 1} of {P}")
-                    null_rows = self._null_version(name, features, X, trace, rng, i)
-                    result = run.scores(null_rows)
-                    scores["silhouette"][i] = result["silhouette"]
-                    scores["score"][i] = result["score"]
-                    done += 1
+                while not count.stopped:
+                    i = count.drawn
+                    report(done + i, f"{_VERSION[name]}: {i + 1} of at most {P}")
+                    result = run.scores(self._null_version(name, features, X, trace, rng, i))
+                    scores["silhouette"].append(result["silhouette"])
+                    scores["score"].append(result["score"])
+                    count.add(result["silhouette"], self.observed_["silhouette"])
             except FeatureError as exc:
                 unavailable[name] = str(exc)
                 continue
-            results[name] = self._result(name, scores, P, reference)
+            arrays = {key: np.asarray(values, dtype=np.float64) for key, values in scores.items()}
+            reference = self._initial if name == "untrained" else None
+            results[name] = self._result(name, arrays, count, reference)
         return results
 
     def _null_version(
@@ -522,14 +668,39 @@ class ChanceTest(BaseEstimator):
         self,
         name: str,
         scores: dict[str, np.ndarray],
-        P: int,
+        count: SequentialCount,
         reference: dict[str, float] | None,
     ) -> NullResult:
         observed = self.observed_["silhouette"]
-        p_values = {key: permutation_p_value(self.observed_[key], scores[key]) for key in scores}
-        null = scores["silhouette"]
-        at_least = int(np.sum(np.isfinite(null) & (null >= observed - 1e-12)))
+        p_values = {
+            "silhouette": count.p_value if math.isfinite(observed) else float("nan"),
+            # the second score rides along: its p-value over the versions drawn
+            "score": permutation_p_value(self.observed_["score"], scores["score"]),
+        }
         significant = math.isfinite(p_values["silhouette"]) and p_values["silhouette"] <= self.alpha
+        return NullResult(
+            name=name,
+            description=NULLS[name],
+            scores=scores,
+            p_values=p_values,
+            n_at_least=count.at_least,
+            sentence=self._null_sentence(name, scores["silhouette"], count, p_values, significant),
+            significant=significant,
+            reference=reference,
+            n_max=count.n_max,
+            stopped_early=count.stopped_early,
+        )
+
+    def _null_sentence(
+        self,
+        name: str,
+        null: np.ndarray,
+        count: SequentialCount,
+        p_values: dict[str, float],
+        significant: bool,
+    ) -> str:
+        observed = self.observed_["silhouette"]
+        P, drawn, at_least = count.n_max, count.drawn, count.at_least
         versions = _VERSION[name]
         median = float(np.nanmedian(null)) if np.isfinite(null).any() else float("nan")
         detail = (
@@ -538,32 +709,27 @@ class ChanceTest(BaseEstimator):
         )
         smallest = 1.0 / (P + 1)
         if not math.isfinite(observed):
-            sentence = "No clusters were found in the real features, so there is nothing to test."
-        elif not significant and smallest > self.alpha:
-            sentence = (
+            return "No clusters were found in the real features, so there is nothing to test."
+        if count.stopped_early:
+            return (
+                f"Not distinguishable from chance: {at_least} of {drawn} {versions} drawn are as "
+                f"separated or more, so the test stopped there (of at most {P}: more could not "
+                f"bring p to {self.alpha:g}): {detail}."
+            )
+        if not significant and smallest > self.alpha:
+            return (
                 f"Too few versions to decide: the clusters are more separated than in "
                 f"{P - at_least} of {P} {versions}, but with P = {P} the smallest possible p is "
                 f"{smallest:.3g} > {self.alpha:g}; use P ≥ {math.ceil(1 / self.alpha) - 1}: "
                 + detail
                 + "."
             )
-        elif significant:
-            sentence = f"Clusters are more separated than in {P - at_least} of {P} {versions}: "
-            sentence += detail + "."
-        else:
-            sentence = (
-                f"Not distinguishable from chance: {at_least} of {P} {versions} are as separated "
-                f"or more: {detail}."
-            )
-        return NullResult(
-            name=name,
-            description=NULLS[name],
-            scores=scores,
-            p_values=p_values,
-            n_at_least=at_least,
-            sentence=sentence,
-            significant=significant,
-            reference=reference,
+        if significant:
+            beaten = P - at_least
+            return f"Clusters are more separated than in {beaten} of {P} {versions}: {detail}."
+        return (
+            f"Not distinguishable from chance: {at_least} of {P} {versions} are as separated "
+            f"or more: {detail}."
         )
 
     def _verdict(self) -> str:
@@ -571,25 +737,36 @@ class ChanceTest(BaseEstimator):
             return "No clusters were found (fewer than two), so there is nothing to test."
         if not self.results_:
             return "No null model could run on this trace: " + "; ".join(self.unavailable_.values())
-        names = [_VERSION[r.name] for r in self.results_.values()]
+        drawn = " and ".join(
+            f"{r.n_permutations} {_VERSION[r.name]}" for r in self.results_.values()
+        )
         if self.clustered_:
+            names = [_VERSION[r.name] for r in self.results_.values()]
             return (
                 "The clusters are more separated than chance: they beat "
                 + " and ".join(names)
-                + f" (p ≤ {self.alpha:g} for each)."
+                + f" (p ≤ {self.alpha:g} for each; {drawn} drawn)."
             )
-        failed = [_VERSION[r.name] for r in self.results_.values() if not r.significant]
+        failed = [r for r in self.results_.values() if not r.significant]
         P = int(self.n_permutations)
         if self.alpha < 1.0 / (P + 1):
             return (
                 f"Undecided: with P = {P} versions of each null no p-value can reach "
                 f"{self.alpha:g} (the smallest is {1 / (P + 1):.3g}); use P ≥ "
-                f"{math.ceil(1 / self.alpha) - 1}."
+                f"{math.ceil(1 / self.alpha) - 1} ({drawn} drawn)."
             )
+        stopped = [r for r in failed if r.stopped_early]
+        why = (
+            "; drawing stopped after "
+            + " and ".join(f"{r.n_permutations} of {r.n_max} {_VERSION[r.name]}" for r in stopped)
+            + " once the verdict was decided"
+            if stopped
+            else f"; {drawn} drawn"
+        )
         return (
             "Not distinguishable from chance: the clusters are no better separated than in "
-            + " and ".join(failed)
-            + f" (p > {self.alpha:g})."
+            + " and ".join(_VERSION[r.name] for r in failed)
+            + f" (p > {self.alpha:g}{why})."
         )
 
 

@@ -93,6 +93,7 @@ def _features(active: ActiveTrace, spec: FeatureSpec) -> NeuronFeatures | None:
         lambda progress: neuron_features(active.trace, spec),
         label=f"Describing the neurons: {spec.describe()}",
         button_key=f"{state.CLUSTERS_RUN}:features",
+        short=True,  # reading features never waits behind a long analysis
     )
 
 
@@ -177,7 +178,7 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
             seed=settings.seed,
             progress=progress,
         ),
-        label=f"Testing the clusters against {settings.permutations} versions of each null",
+        label=f"Testing the clusters against up to {settings.permutations} versions of each null",
         estimate=estimate,
         button=f"Run the test against chance ({fmt_duration(estimate)})",
         button_key=f"{state.CLUSTERS_RUN}:chance",
@@ -294,9 +295,9 @@ def _chance_section(test: ChanceTest | None, clustering: Clustering, settings: S
     st.caption(
         f"Real features: silhouette {test.observed_['silhouette']:.3f}, "
         f"{test.score_name_} {test.observed_['score']:.3f}, on {test.n_rows_} neurons; the "
-        f"test took {fmt_duration(test.seconds_)}. Column shuffling destroys every dependence "
-        "between features, not only clusters; the Gaussian null asks whether there is more "
-        "than one cloud at all."
+        f"test drew {test.n_drawn_} null versions in {fmt_duration(test.seconds_)}. Column "
+        "shuffling destroys every dependence between features, not only clusters; the Gaussian "
+        "null asks whether there is more than one cloud at all."
     )
 
 

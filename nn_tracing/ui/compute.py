@@ -12,8 +12,10 @@ A page computes things in one of two ways, and THE RULE says which:
   (Captum attribution over layers, classes or epochs; ablation curves; pruning; tests against
   chance, shuffled labels or shuffled time; projections; HMM fits; rebuilding and running a
   model on a grid), and anything whose library function takes a ``progress`` callback. It runs
-  on the process-wide :data:`nn_tracing.work.WORKER` (one analysis at a time), shows a
-  progress bar while it runs, and its result is shared by every session.
+  on the process-wide :data:`nn_tracing.work.WORKER` (a ``short`` lane for jobs estimated
+  under a few seconds, a ``long`` lane for the rest, each one job at a time), shows a
+  progress bar while it runs — and while it waits, its place in the queue and when it should
+  start — and its result is shared by every session.
 
 Why not ``st.cache_data`` with a progress bar inside? The cache replays a function's elements
 on every hit and cannot draw a bar that a worker thread updates; a computation cached that way
@@ -31,11 +33,11 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from ..progress import Progress
-from ..work import WORKER, result_key
+from ..work import WORKER, Job, JobSnapshot, result_key
 from . import state
 from .text import fmt_duration
 
-__all__ = ["AUTO_SECONDS", "computed", "recall", "remember", "run_analysis"]
+__all__ = ["AUTO_SECONDS", "computed", "queue_text", "recall", "remember", "run_analysis"]
 
 #: Work estimated to take longer than this waits for a click on a button with the estimate.
 AUTO_SECONDS = 15.0  # the demo trace's test against chance (≈11 s) runs without a click
@@ -55,6 +57,7 @@ def run_analysis(
     estimate: float | None = None,
     button: str | None = None,
     button_key: str | None = None,
+    short: bool = False,
 ) -> T | None:
     """The result of ``fn(progress)`` for ``(what, trace_key, params)``, computed once on the
     analysis worker with a progress bar on the page, then shared.
@@ -77,7 +80,11 @@ def run_analysis(
     estimate
         Expected seconds. Above :data:`AUTO_SECONDS` the page shows the estimate and a button
         (``button`` its label, ``button_key`` its widget key) instead of starting, and this
-        returns ``None`` until the user clicks it. ``None``: start at once.
+        returns ``None`` until the user clicks it. ``None``: start at once. It also picks the
+        worker's lane (under :data:`nn_tracing.work.SHORT_SECONDS`: the short lane).
+    short
+        Run in the short lane whatever the estimate (work known to be quick, e.g. a neuron's
+        profile): it never waits behind a long analysis.
 
     Returns
     -------
@@ -101,19 +108,52 @@ def run_analysis(
         and not _asked(key, label, estimate, button, button_key)
     ):
         return None
-    job = WORKER.submit(key, label, fn)
+    job = WORKER.submit(key, label, fn, estimate=estimate, lane="short" if short else None)
+    _wait(job, label)
+    result = job.result()
+    WORKER.store.note(what, trace_key, params)  # what the findings read (ui.findings)
+    return result  # type: ignore[no-any-return]
+
+
+def _wait(job: Job, label: str) -> None:
+    """Poll ``job`` until it ends, with a progress bar (its place in the queue while it
+    waits); then, if it had to wait, say so under it."""
     bar = st.progress(0.0, text=label)
+    first: JobSnapshot | None = None
+    queued = 0.0
+    asked = time.perf_counter()
     try:
         while not job.done:
             now = job.snapshot()
-            elapsed = f" ({fmt_duration(now.elapsed)})" if now.elapsed is not None else ""
-            bar.progress(now.fraction, text=f"{label}: {now.message}{elapsed}")
+            if now.elapsed is None:
+                first, queued = first or now, time.perf_counter() - asked
+                bar.progress(0.0, text=f"{label}: {queue_text(now)}")
+            else:
+                text = f"{label}: {now.message} ({fmt_duration(now.elapsed)})"
+                bar.progress(now.fraction, text=text)
             time.sleep(POLL_SECONDS)
     finally:
         bar.empty()
-    result = job.result()
-    WORKER.store.note(what, trace_key, params)
-    return result  # type: ignore[no-any-return]
+    if first is not None:
+        st.caption(
+            f"{label} waited about {fmt_duration(queued)} in the queue: when asked, it was "
+            f"{queue_text(first)}."
+        )
+
+
+def queue_text(snapshot: JobSnapshot) -> str:
+    """Where a queued job stands, e.g. "2nd in line for long analyses, behind Testing the
+    clusters…; starts in about 1:20"."""
+    if snapshot.position is None:
+        return "starting"
+    ordinal = {1: "1st", 2: "2nd", 3: "3rd"}.get(snapshot.position, f"{snapshot.position}th")
+    behind = f", behind {snapshot.ahead}" if snapshot.ahead else ""
+    when = (
+        f"starts in about {fmt_duration(snapshot.starts_in)}"
+        if snapshot.starts_in is not None
+        else "its start time is unknown (a job ahead has no estimate)"
+    )
+    return f"{ordinal} in line for {snapshot.lane} analyses on this server{behind}; {when}"
 
 
 def _asked(

@@ -55,6 +55,7 @@ from . import state, url
 from .app import require_shell
 from .charts import show_chart
 from .dynamics_entropy import decision_entropy
+from .dynamics_k import k_boundary_note, k_max_setting
 from .dynamics_neurons import MAX_NEURONS, ORDER_DEFAULT, neuron_states_section
 from .dynamics_parts import compute, convergence, ensure, state_list, time_test
 from .dynamics_runs import MAX_SEED_JOBS, runs_picker
@@ -97,6 +98,9 @@ class Settings:
         "step_features", state.DYNAMICS_MAP_STEP_FEATURES, default=None, per_trace=True
     )
     k: str | None = url.param("k", state.DYNAMICS_MAP_K, default=_MAP.k, choices=K_CHOICES)
+    k_max: int | None = url.param(
+        "kmax", state.DYNAMICS_MAP_KMAX, default=_MAP.k_max, low=2, high=view.MAX_K
+    )
     restarts: int | None = url.param(
         "restarts",
         state.DYNAMICS_MAP_RESTARTS,
@@ -138,6 +142,9 @@ class Settings:
     )
     neuron_k: str | None = url.param(
         "nk", state.DYNAMICS_NEURON_K, default=_NEURONS.k, choices=view.NEURON_K_CHOICES
+    )
+    neuron_k_max: int | None = url.param(
+        "nkmax", state.DYNAMICS_NEURON_KMAX, default=_NEURONS.k_max, low=2, high=view.MAX_K
     )
     neuron_max: int | None = url.param(
         "nmax", state.DYNAMICS_NEURON_MAX, default=_NEURONS.max_neurons, low=100, high=MAX_NEURONS
@@ -304,6 +311,7 @@ def _map_controls(
         n_permutations=int(state.get(state.DYNAMICS_MAP_SHUFFLES)),
         standardize=str(standardize),
         random_state=_random_state(),
+        k_max=k_max_setting(state.DYNAMICS_MAP_KMAX, DEFAULTS.k_max),
     )
 
 
@@ -316,7 +324,7 @@ def _fit_map(runs: list[tuple[str, str, NetworkTrace]], params: view.MapParams) 
         "map",
         keys,
         [names, fit_params],
-        f"Fitting the training map (k = 1…8, {params.restarts} restarts each, then "
+        f"Fitting the training map (k = 1…{params.k_max}, {params.restarts} restarts each, then "
         f"{params.n_permutations} time-shuffled refits)",
         lambda progress: params.fit(features, names, progress),
     )
@@ -369,6 +377,7 @@ def _map_fit_summary(fitted: TrainingMap, params: view.MapParams) -> None:
     convergence(fitted.state_model_.convergence_note(), fitted.log_messages_)
     k = fitted.n_states_
     show_chart(vd.selection_chart(fitted.selection_, params.criterion, k))
+    k_boundary_note(fitted.selection_, params, state.DYNAMICS_MAP_KMAX)
     show_chart(vd.posterior_chart(fitted.path_, k, time_column=time_column))
     show_chart(vd.posterior_entropy_chart(fitted.path_, k, time_column=time_column))
 

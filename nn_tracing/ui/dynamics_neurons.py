@@ -22,6 +22,7 @@ from ..viz import dynamics as vd
 from . import cache, state
 from .charts import neuron_table, show_chart
 from .compute import computed
+from .dynamics_k import k_boundary_note, k_max_setting
 from .dynamics_parts import WHAT, compute, convergence, ensure, state_list, time_test
 from .links import open_picked
 from .text import md_escape
@@ -90,6 +91,7 @@ def _neuron_controls(active: ActiveTrace, layers_key: str, random_state: int) ->
         k=str(state.get(state.DYNAMICS_NEURON_K)),
         random_state=random_state,
         max_neurons=int(state.get(state.DYNAMICS_NEURON_MAX)),
+        k_max=k_max_setting(state.DYNAMICS_NEURON_KMAX, view.NeuronParams(layers=()).k_max),
     )
 
 
@@ -102,7 +104,7 @@ def _fit_neurons(active: ActiveTrace, params: view.NeuronParams) -> NeuronHMM:
         fit_params,
         f"Fitting one HMM to {params.n_neurons(trace):,} neurons × {len(trace.epochs)} "
         f"{time_word(plural=True)} "
-        "(k = 2…8 by BIC)",
+        f"(k = 2…{params.k_max} by BIC)",
         lambda progress: params.estimator().fit(trace, progress=progress),
     )
     k = base.choose_k(params.k)
@@ -130,7 +132,11 @@ def _neuron_summary(model: NeuronHMM) -> None:
     convergence(model.state_model_.convergence_note(), model.log_messages_)
     summary = view.neuron_summary(model)
     columns = st.columns(4)
-    columns[0].metric("States", summary.n_states, help="by BIC over k = 2…8 unless chosen by hand")
+    columns[0].metric(
+        "States",
+        summary.n_states,
+        help=f"by BIC over k = {model.k_range[0]}…{model.k_range[1]} unless chosen by hand",
+    )
     columns[1].metric(
         f"Entropy rate (bits/{time_word()})",
         f"{summary.entropy_rate:.3f}",
@@ -152,6 +158,7 @@ def _neuron_raster(active: ActiveTrace, model: NeuronHMM, params: view.NeuronPar
     left, right = st.columns([2, 3])
     with left:
         show_chart(vd.selection_chart(model.selection_, params.criterion, k))
+        k_boundary_note(model.selection_, params, state.DYNAMICS_NEURON_KMAX)
     with right:
         ensure(state.DYNAMICS_NEURON_ORDER, lambda v: v in view.NEURON_ORDERS, ORDER_DEFAULT)
         order = st.radio(

@@ -301,6 +301,7 @@ def _incoming_history(active: ActiveTrace, neuron: int) -> pd.DataFrame:
         neuron,
         lambda progress: profiles.incoming_weight_history(trace, neuron, progress=progress),
         label=f"Reading n_{neuron}'s incoming weights at every recorded epoch",
+        short=True,  # a profile never waits behind a long analysis
     )
 
 
@@ -320,6 +321,7 @@ def _selectivity(active: ActiveTrace, neuron: int) -> pd.DataFrame:
         ),
         label=f"Class selectivity: {N_PERMUTATIONS} label shuffles at {n_tested} recorded "
         "epochs (reads each epoch's probe activations)",
+        short=True,  # a profile never waits behind a long analysis
     )
 
 
@@ -334,6 +336,7 @@ def _field(active: ActiveTrace, neuron: int, epoch: int) -> ActivationField:
         ),
         label=f"Running the traced model at {time_key(epoch)} over a {FIELD_RESOLUTION} × "
         f"{FIELD_RESOLUTION} grid of the input plane",
+        short=True,  # a profile never waits behind a long analysis
     )
 
 

@@ -42,6 +42,7 @@ from ..analysis.embedding import (
     joint_embedding,
 )
 from ..analysis.health import HEALTH_LABELS, NeuronHealth
+from ..analysis.sequential import stopping_count
 from ..progress import Progress
 from ..timeaxis import time_key
 from ..trace import METRICS, NetworkTrace, signature_column
@@ -553,11 +554,15 @@ def verdict(test: ChanceTest) -> Verdict:
 def chance_caption(score_name: str, permutations: int, method: str, on: str) -> str:
     """What the test compares, and how its p-value is computed."""
     return (
-        f"Silhouette and {score_name} of the real features against "
+        f"Silhouette and {score_name} of the real features against up to "
         f"{permutations} null versions of each null model, each clustered by the same "
         f"{CLUSTERERS[method]}"
         + (" after the same projection" if on == "map" else "")
-        + ". p = (1 + versions at least as separated) / (P + 1)."
+        + f". Sequential (Besag & Clifford 1991): a null stops drawing once "
+        f"{stopping_count(permutations, 0.05)} of its versions are as separated as the real "
+        "clusters — the verdict can no longer change — and p = that number / versions drawn; "
+        "a null that is beaten draws all P, and p = (1 + versions at least as separated) / "
+        "(P + 1)."
     )
 
 
@@ -599,7 +604,8 @@ def null_table(test: ChanceTest) -> pd.DataFrame:
         [
             {
                 "null model": r.name,
-                "P": r.n_permutations,
+                "P": r.n_max or r.n_permutations,
+                "drawn": r.n_permutations,
                 "silhouette p": r.p_values["silhouette"],
                 f"{test.score_name_} p": r.p_values["score"],
                 "null median silhouette": float(np.nanmedian(r.scores["silhouette"]))

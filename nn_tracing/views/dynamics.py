@@ -31,6 +31,7 @@ from ..analysis.hmm import (
     ModelFeatures,
     NeuronHMM,
     TrainingMap,
+    boundary_k,
     model_features,
     step_features,
 )
@@ -45,10 +46,12 @@ __all__ = [
     "ALPHAS",
     "BINNINGS",
     "CURVES",
+    "DEFAULT_K_MAX",
     "ENTROPY_LABELS",
     "FDR_SCOPES",
     "K_CHOICES",
     "MAP_STANDARDIZE",
+    "MAX_K",
     "NEURON_K_CHOICES",
     "NEURON_ORDERS",
     "NEURON_STANDARDIZE",
@@ -56,6 +59,7 @@ __all__ = [
     "SEQUENCES",
     "TIME_SHUFFLES",
     "EntropyParams",
+    "KBoundary",
     "MapParams",
     "NeuronParams",
     "NeuronRows",
@@ -66,6 +70,7 @@ __all__ = [
     "every_neuron",
     "has_steps",
     "hidden_layers",
+    "k_boundary",
     "k_label",
     "map_state_table",
     "neuron_summary",
@@ -82,6 +87,10 @@ __all__ = [
 # -- the choices -------------------------------------------------------------------------------
 #: Choices of k: by a criterion, or a number of states (text, as a URL and a widget hold it).
 K_CHOICES: tuple[str, ...] = ("bic", "aic", *(str(k) for k in range(1, 9)))
+#: The largest k fitted unless the page is asked for more (BIC at the boundary offers more).
+DEFAULT_K_MAX = 8
+#: The largest k the page offers to fit.
+MAX_K = 32
 #: The neuron-level model needs at least two states.
 NEURON_K_CHOICES: tuple[str, ...] = tuple(c for c in K_CHOICES if c != "1")
 #: What the training map is fitted over.
@@ -142,6 +151,46 @@ def k_label(choice: str | int) -> str:
     return {"bic": "by BIC", "aic": "by AIC"}.get(str(choice), f"{choice} states")
 
 
+@dataclass(frozen=True)
+class KBoundary:
+    """The criterion chose the largest k fitted: ``sentence`` says so, ``next_k_max`` is the
+    next range's largest k (``None``: none to offer)."""
+
+    k: int
+    sentence: str
+    next_k_max: int | None
+
+
+def k_boundary(selection: pd.DataFrame, criterion: str, k_max: int) -> KBoundary | None:
+    """Whether the criterion's k sits at the boundary of the k tried (``k_max`` the largest
+    asked for), in a sentence that offers the next range; ``None`` when it lies inside.
+
+    A smooth trend has no natural number of states: every extra state cuts it finer and BIC
+    keeps improving, so it chooses the largest k tried. That choice says "at least this many",
+    not "this many".
+    """
+    k = boundary_k(selection, criterion)
+    if k is None:
+        return None
+    fitted = selection[selection["restarts"] > 0]["k"].astype(int)
+    name = criterion.upper()
+    said = (
+        f"{name} chose k = {k}, the largest k tried ({fitted.min()}–{k}): the choice sits at "
+        f"the boundary of the range, so the data may support more states (a smooth trend "
+        f"does: every extra state cuts it finer). Read it as “at least {k}”."
+    )
+    if k < k_max:  # larger k were skipped: too little data for them
+        return KBoundary(k, said + f" Larger k ({k + 1}–{k_max}) need more data.", None)
+    if k_max >= MAX_K:
+        return KBoundary(k, said + f" The page fits at most k = {MAX_K}.", None)
+    following = min(2 * k_max, MAX_K)
+    return KBoundary(
+        k,
+        said + f" Fit k up to {following} to see whether {name} turns back up.",
+        following,
+    )
+
+
 def _criterion(choice: str) -> str:
     """The criterion whose curve a selection chart highlights for a choice of k."""
     return "aic" if choice == "aic" else "bic"
@@ -191,6 +240,7 @@ class MapParams:
     n_permutations: int = 19
     standardize: str = "global"
     random_state: int = 0
+    k_max: int = DEFAULT_K_MAX
 
     @property
     def criterion(self) -> str:
@@ -206,13 +256,15 @@ class MapParams:
             "restarts": self.restarts,
             "n_permutations": self.n_permutations,
             "standardize": self.standardize,
+            **({"k_max": self.k_max} if self.k_max != DEFAULT_K_MAX else {}),
         }
 
     def estimator(self) -> TrainingMap:
-        """The unfitted training map."""
+        """The unfitted training map (k from 1 to ``k_max``)."""
         return TrainingMap(
             list(self.features),
             sequence=self.sequence,
+            k_range=(1, self.k_max),
             standardize=self.standardize,
             n_restarts=self.restarts,
             n_permutations=self.n_permutations,
@@ -260,6 +312,7 @@ class NeuronParams:
     random_state: int = 0
     #: Above this many neurons, a seeded sample of this many is modelled.
     max_neurons: int = DEFAULT_MAX_NEURONS
+    k_max: int = DEFAULT_K_MAX
 
     @classmethod
     def default(cls, trace: NetworkTrace) -> NeuronParams:
@@ -279,6 +332,7 @@ class NeuronParams:
             "layers": list(self.layers),
             "standardize": self.standardize,
             "max_neurons": self.max_neurons,
+            **({"k_max": self.k_max} if self.k_max != DEFAULT_K_MAX else {}),
         }
 
     def n_neurons(self, trace: NetworkTrace) -> int:
@@ -309,6 +363,7 @@ class NeuronParams:
         """The unfitted model."""
         return NeuronHMM(
             list(self.features),
+            k_range=(2, max(self.k_max, 2)),
             layers=list(self.layers),
             standardize=self.standardize,
             random_state=self.random_state,

@@ -344,3 +344,16 @@ def test_every_setting_changed_on_the_page_survives_a_link_trajectories(
         },
     )
     assert "time" not in at.query_params  # no joint map for trajectories
+
+
+def test_the_verdict_says_what_training_added_over_e0_and_how_many_versions_it_drew(
+    app: Callable[[], AppTest],
+) -> None:
+    at = _open(app, features="activations")
+    assert_healthy(at)
+    verdict = _verdict(at)
+    assert "Against chance:" in verdict
+    assert " at E_0, " in verdict and " now)." in verdict  # the effect against the run's E_0
+    assert "Training added" in verdict or "Training took" in verdict
+    assert "drawn" in verdict  # how many null versions were drawn
+    assert "null versions in" in texts(at.caption)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, chart_rows, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import TrainConfig, jobs, load_trace, save_trace, train
@@ -170,3 +170,39 @@ def test_a_trace_without_steps_or_a_probe_says_so_in_place(
     assert "recorded without a probe" in texts(at.main.info)
     assert at.radio(key=state.DYNAMICS_SEQUENCE).disabled  # no per-step table
     assert len(at.get("graphviz_chart")) == 1  # the rest of the page works
+
+
+@pytest.fixture(scope="module")
+def smooth_run(tmp_path_factory: pytest.TempPathFactory, tiny_trace_file: Path) -> Path:
+    """The fixture's configuration trained for 40 epochs: smooth trends."""
+    config = TrainConfig.from_dict(load_trace(tiny_trace_file).meta["config"])
+    run = train(config.replace(epochs=40))
+    assert run.trace is not None
+    return save_trace(run.trace, tmp_path_factory.mktemp("smooth") / "smooth.nntrace")
+
+
+def test_bic_at_the_largest_k_tried_offers_the_next_range(
+    app: Callable[[], AppTest], runs_dir: Path, smooth_run: Path
+) -> None:
+    shutil.copy(smooth_run, runs_dir / "smooth.nntrace")
+    at = app()
+    at.query_params["trace"] = "smooth"
+    at.query_params["kmax"] = "2"
+    at.run()
+    at.switch_page(PAGE).run()
+    assert_healthy(at)
+    notes = texts(at.main.info)
+    assert "BIC chose k = 2, the largest k tried (1–2)" in notes
+    assert "Fit k up to 4 to see whether BIC turns back up." in notes
+    at.button(key=f"{state.DYNAMICS_MAP_KMAX}:more").click().run()
+    assert_healthy(at)
+    assert at.session_state[state.DYNAMICS_MAP_KMAX] == 4
+    assert "the largest k tried (1–2)" not in texts(at.main.info)
+    assert at.query_params["kmax"] == "4"  # the wider range is in the address bar
+    # the map was refitted over k = 1…4: its selection chart (the one from k = 1: the neuron
+    # model starts at 2) has BIC at every k up to 4
+    charts = [
+        {int(row["k"]) for row in chart_rows(chart) if row.get("criterion") == "BIC"}
+        for chart in at.get("vega_lite_chart")
+    ]
+    assert [ks for ks in charts if 1 in ks] == [{1, 2, 3, 4}]

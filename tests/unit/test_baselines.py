@@ -90,6 +90,7 @@ def test_planted_groups_beat_every_null_with_the_smallest_p_value():
         "Clusters are more separated than in 50 of 50 shuffled versions"
     )
     assert test.sentence_.startswith("The clusters are more separated than chance")
+    assert "50 shuffled versions and 50 Gaussian clouds drawn" in test.sentence_
 
 
 @pytest.mark.parametrize("method", ["kmeans", "hdbscan"])
@@ -102,19 +103,73 @@ def test_structureless_neurons_are_not_called_clustered(method):
     assert "chance" in test.sentence_ or "nothing to test" in test.sentence_
 
 
-def test_the_p_value_is_uniform_ish_under_the_null():
-    p_values = []
-    for seed in range(25):
+def _null_p_values(n_seeds: int, P: int, *, sequential: bool) -> tuple[np.ndarray, np.ndarray]:
+    """p-values and versions drawn of the test on structureless neurons, one per seed."""
+    p_values, drawn = [], []
+    for seed in range(n_seeds):
         features = features_of(structureless(n=40, seed=seed))
-        test = bl.ChanceTest(19, nulls=("shuffled",), random_state=seed).fit(
-            features, emb.NeuronClusterer("kmeans", n_clusters=2)
-        )
+        test = bl.ChanceTest(P, nulls=("shuffled",), random_state=seed, sequential=sequential)
+        test.fit(features, emb.NeuronClusterer("kmeans", n_clusters=2))
         p_values.append(test.results_["shuffled"].p_values["silhouette"])
-    p_values = np.array(p_values)
+        drawn.append(test.results_["shuffled"].n_permutations)
+    return np.array(p_values), np.array(drawn)
+
+
+def test_the_p_value_is_uniform_ish_under_the_null():
+    p_values, _ = _null_p_values(25, 19, sequential=False)
     # 20 possible values 0.05, 0.10, …, 1.0; under the null each has probability 1/20
     assert 0.35 < p_values.mean() < 0.65
     assert np.mean(p_values <= 0.05) <= 0.2
     assert stats.kstest(p_values - 0.025, "uniform").pvalue > 0.01
+
+
+def test_the_sequential_p_value_stays_calibrated_under_the_null_and_stops_early():
+    """Besag–Clifford p-values under the null: P(p ≤ a) ≈ a in bins (a binned chi-square
+    against the uniform), no more false alarms than alpha allows, and far fewer versions."""
+    P, n_seeds = 50, 60
+    p_values, drawn = _null_p_values(n_seeds, P, sequential=True)
+    assert np.all((p_values > 0) & (p_values <= 1))
+    assert 0.35 < p_values.mean() < 0.65
+    assert np.mean(p_values <= 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / n_seeds)
+    counts, _ = np.histogram(p_values, bins=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert stats.chisquare(counts).pvalue > 0.01, counts
+    # h = 3 exceedances stop the test: most seeds stop after a handful of the 50 versions
+    assert np.median(drawn) <= 12 and drawn.max() <= P
+    stopped = drawn < P
+    np.testing.assert_allclose(p_values[stopped], 3 / drawn[stopped])
+
+
+def test_stopping_early_never_changes_the_verdict():
+    for seed in range(6):
+        for X, k in ((structureless(n=40, seed=seed), 2), (planted(n_per_group=15, seed=seed), 3)):
+            features = features_of(X)
+            clusterer = emb.NeuronClusterer("kmeans", n_clusters=k)
+            full = bl.ChanceTest(30, nulls=("shuffled",), random_state=seed, sequential=False)
+            quick = bl.ChanceTest(30, nulls=("shuffled",), random_state=seed)
+            full.fit(features, clusterer)
+            quick.fit(features, clusterer)
+            assert quick.clustered_ == full.clustered_
+            assert quick.n_drawn_ <= full.n_drawn_ == 30
+            # the same draws, in the same order, up to where the sequential test stopped
+            drawn = quick.results_["shuffled"].scores["silhouette"]
+            np.testing.assert_array_equal(
+                drawn, full.results_["shuffled"].scores["silhouette"][: drawn.size]
+            )
+
+
+def test_a_stopped_test_says_how_many_versions_it_drew():
+    features = features_of(structureless(n=60, seed=1))
+    test = bl.ChanceTest(50, nulls=("shuffled", "gaussian"), random_state=0).fit(
+        features, emb.NeuronClusterer("kmeans", n_clusters=3)
+    )
+    result = test.results_["shuffled"]
+    assert result.stopped_early and result.n_max == 50 and result.n_permutations < 50
+    assert result.n_at_least == 3
+    assert result.p_values["silhouette"] == pytest.approx(3 / result.n_permutations)
+    assert f"3 of {result.n_permutations} shuffled versions drawn" in result.sentence
+    assert "the test stopped there (of at most 50" in result.sentence
+    assert f"after {result.n_permutations} of 50 shuffled versions" in test.sentence_
+    assert test.n_drawn_ == sum(r.n_permutations for r in test.results_.values())
 
 
 def test_the_p_value_is_small_under_planted_structure_for_every_seed():
@@ -223,3 +278,60 @@ def test_too_few_versions_to_reach_alpha_say_undecided_not_chance():
     assert result.sentence.startswith("Too few versions to decide")
     assert "use P ≥ 19" in result.sentence
     assert test.sentence_.startswith("Undecided: with P = 5")
+
+
+# -- what training added over initialisation ------------------------------------------------------
+def test_the_verdict_says_what_training_added_over_the_recorded_e0(trace):
+    features = emb.neuron_features(trace, emb.FeatureSpec("activations"))
+    clusterer = emb.NeuronClusterer("kmeans", n_clusters=3)
+    test = bl.ChanceTest(5, random_state=0).fit(features, clusterer, trace=trace)
+    # the reference: the same clusterer, fitted on the recorded E_0's features
+    e0 = emb.neuron_features(trace, emb.FeatureSpec("activations", epoch=0))
+    initial = clusterer.clone(random_state=0).fit(e0.values).silhouette_
+    effect = test.effect_
+    assert effect is not None and effect.source == "recorded"
+    assert effect.initial == pytest.approx(initial, rel=1e-9)
+    assert effect.now == pytest.approx(test.observed_["silhouette"])
+    assert effect.added == pytest.approx(test.observed_["silhouette"] - initial)
+    assert f"(silhouette {initial:.3f} at E_0, {effect.now:.3f} now)." in test.sentence_
+    verb = "added" if effect.added > 0 else "took"
+    assert f"Training {verb} {abs(effect.added):.3f}" in test.sentence_
+    # the shuffled null alone still gets the effect from the recorded E_0
+    alone = bl.ChanceTest(5, nulls=("shuffled",)).fit(features, clusterer, trace=trace)
+    assert alone.effect_ is not None and alone.effect_.initial == pytest.approx(initial)
+
+
+def test_without_a_recorded_e0_the_effect_is_against_the_untrained_networks_mean(trace):
+    later = [e for e in trace.epochs if e != 0]
+    no_e0 = nt.NetworkTrace(
+        trace.layers,
+        {e: trace.metrics_at(e) for e in later},
+        trace.meta,
+        probe=trace.probe,
+        epoch_tensors={e: trace.epoch_tensors(e) for e in later},
+        final_weights=trace.final_weights,
+    )
+    features = emb.neuron_features(no_e0, emb.FeatureSpec("activations"))
+    test = bl.ChanceTest(6, random_state=0, sequential=False).fit(
+        features, emb.NeuronClusterer("kmeans", n_clusters=3), trace=no_e0
+    )
+    null = test.results_["untrained"].scores["silhouette"]
+    assert test.effect_ is not None and test.effect_.source == "untrained"
+    assert test.effect_.initial == pytest.approx(float(np.nanmean(null)))
+    assert "on average over 6 untrained networks, as this run did not record E_0" in (
+        test.sentence_
+    )
+
+
+def test_the_effect_sentence_names_a_separation_already_there():
+    effect = bl.TrainingEffect(initial=0.41, now=0.456, source="recorded")
+    assert effect.sentence == (
+        "Training added 0.046 to a separation already there at initialisation "
+        "(silhouette 0.410 at E_0, 0.456 now)."
+    )
+    assert bl.TrainingEffect(0.05, 0.4, "recorded").sentence.startswith(
+        "Training added 0.350 to the separation at initialisation"
+    )
+    assert bl.TrainingEffect(0.3, 0.2, "recorded").sentence.startswith(
+        "Training took 0.100 from the separation at initialisation"
+    )

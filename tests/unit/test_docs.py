@@ -19,9 +19,7 @@ DOCS = ROOT / "docs"
 
 #: Docs that parallel branches write (issues 16, 17, 18) and ``docs/README.md`` already links:
 #: a link to one of them is checked once the file exists. Empty this set once they are merged.
-PENDING = {
-    "docs/tests-against-chance.md",
-}
+PENDING = {}
 
 #: Every ``##`` / ``###`` heading of the README before its reference moved to ``docs/``
 #: (commit e42df3d): each is still a heading of the README or of a page of ``docs/``.

@@ -148,6 +148,24 @@ def test_the_shuffled_time_test_sees_structure_only_where_there_is_some() -> Non
         shuffled_time_test(noise, None, 1)
 
 
+def test_the_shuffled_time_test_stops_once_p_cannot_reach_alpha() -> None:
+    """Besag–Clifford: on structureless sequences the test stops after h = 3 shuffles that fit
+    as well as the real order, with p = 3 / drawn; the full test draws all and agrees."""
+    rng = np.random.default_rng(5)
+    n, t, d = 40, 15, 2
+    noise = rng.normal(size=(n * t, d))
+    quick = shuffled_time_test(noise, np.full(n, t), 2, n_permutations=39, random_state=1)
+    full = shuffled_time_test(
+        noise, np.full(n, t), 2, n_permutations=39, random_state=1, sequential=False
+    )
+    assert full.n_drawn == 39 and quick.n_drawn < 39
+    assert int((quick.null >= quick.loglik).sum()) == 3
+    assert quick.p_value == pytest.approx(3 / quick.n_drawn)
+    np.testing.assert_array_equal(quick.null, full.null[: quick.n_drawn])
+    assert (quick.p_value > 0.05) == (full.p_value > 0.05)
+    assert f"on {quick.n_drawn} time-shuffled copies (of at most 39" in quick.describe()
+
+
 # -- convergence and hmmlearn's logging ----------------------------------------------------------
 def test_non_convergence_is_reported_and_hmmlearn_logs_nothing_to_the_console(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture

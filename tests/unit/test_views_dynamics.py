@@ -159,3 +159,62 @@ def test_the_neuron_model_says_what_it_loads(tmp_path):
     assert params.load_text(trace).startswith(
         f"Loads 500 neurons × 5 epochs × 2 features ({mib:,.1f} MiB as float64)"
     )
+
+
+@pytest.fixture(scope="module")
+def smooth_run() -> NetworkTrace:
+    """A real run of 40 epochs: its weight norm grows smoothly, so BIC keeps taking more
+    states until the range runs out."""
+    from conftest import TINY_CONFIG  # type: ignore[import-not-found]
+
+    from nn_tracing import train
+
+    run = train(TINY_CONFIG.replace(epochs=40))
+    assert run.trace is not None
+    return run.trace
+
+
+def test_bic_at_the_largest_k_tried_says_so_and_offers_the_next_range(
+    smooth_run: NetworkTrace,
+) -> None:
+    features = [view.sequence_features(smooth_run, "epochs")]
+    narrow = view.MapParams(("l2",), restarts=2, k_max=2)
+    assert narrow.estimator().k_range == (1, 2) and narrow.fit_params()["k_max"] == 2
+    fitted = narrow.fit(features, ["smooth"])
+    selection = fitted.selection_
+    # the reference: BIC's own minimum over the fitted k is the largest k tried
+    assert int(selection.loc[selection["bic"].idxmin(), "k"]) == 2 == fitted.n_states_
+    boundary = view.k_boundary(selection, "bic", narrow.k_max)
+    assert boundary is not None and boundary.k == 2 and boundary.next_k_max == 4
+    assert boundary.sentence.startswith(
+        "BIC chose k = 2, the largest k tried (1–2): the choice sits at the boundary"
+    )
+    assert boundary.sentence.endswith("Fit k up to 4 to see whether BIC turns back up.")
+    # the next range: BIC turns back up inside it, and nothing is said
+    wider = view.MapParams(("l2",), restarts=2, k_max=boundary.next_k_max)
+    refit = wider.fit(features, ["smooth"])
+    chosen = int(refit.selection_.loc[refit.selection_["bic"].idxmin(), "k"])
+    assert chosen < 4 and view.k_boundary(refit.selection_, "bic", 4) is None
+    assert "k_max" not in view.MapParams(("l2",)).fit_params()  # the default keeps old keys
+
+
+def test_no_further_range_at_the_ceiling_or_when_larger_k_were_skipped() -> None:
+    selection = pd.DataFrame(
+        {
+            "k": [1, 2, 3, 4],
+            "restarts": [2, 2, 2, 0],
+            "bic": [10.0, 8.0, 5.0, np.nan],
+            "aic": [10.0, 8.0, 5.0, np.nan],
+        }
+    )
+    skipped = view.k_boundary(selection, "bic", 4)
+    assert skipped is not None and skipped.next_k_max is None
+    assert "Larger k (4–4) need more data." in skipped.sentence
+    ks = np.arange(1, view.MAX_K + 1)
+    every = pd.DataFrame({"k": ks, "restarts": 2, "bic": -ks * 1.0, "aic": -ks * 1.0})
+    ceiling = view.k_boundary(every, "aic", view.MAX_K)
+    assert ceiling is not None and ceiling.next_k_max is None
+    assert ceiling.sentence.startswith(f"AIC chose k = {view.MAX_K}")
+    assert f"The page fits at most k = {view.MAX_K}." in ceiling.sentence
+    inside = selection.assign(bic=[10.0, 4.0, 5.0, np.nan])
+    assert view.k_boundary(inside, "bic", 4) is None

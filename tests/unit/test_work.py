@@ -138,3 +138,73 @@ def test_the_store_answers_the_analysis_asked_for_last_on_a_trace() -> None:
     assert store.latest("chance", "t1") is None
     store.clear()
     assert store.latest("chance", "t1") is None
+
+
+def test_a_short_job_runs_while_a_long_one_is_still_running() -> None:
+    """Real threads, no timing: the long job holds until the short one has finished."""
+    worker = AnalysisWorker()
+    release, started = threading.Event(), threading.Event()
+
+    def long_job(progress):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(30)
+        return "long"
+
+    long = worker.submit("long", "A test against chance", long_job, estimate=120.0)
+    assert started.wait(10)
+    short = worker.submit("pca", "PCA", lambda progress: "pca", estimate=0.5)
+    assert short.snapshot().lane == "short" and long.snapshot().lane == "long"
+    assert short.result(timeout=10) == "pca"
+    assert not long.done  # the short job finished while the long one still ran
+    release.set()
+    assert long.result(timeout=10) == "long"
+
+
+def test_jobs_without_an_estimate_go_to_the_long_lane_unless_told() -> None:
+    worker = AnalysisWorker(short_seconds=5)
+    assert worker.lane_of(None) == "long"
+    assert worker.lane_of(4.9) == "short" and worker.lane_of(5.0) == "long"
+    release = threading.Event()
+    worker.submit("a", "blocking", lambda progress: release.wait(30))
+    profile = worker.submit("b", "a neuron's profile", lambda progress: "b", lane="short")
+    assert profile.result(timeout=10) == "b"
+    release.set()
+
+
+def test_queued_jobs_know_their_position_and_when_they_start() -> None:
+    worker = AnalysisWorker()
+    release, halfway = threading.Event(), threading.Event()
+
+    def running(progress):  # type: ignore[no-untyped-def]
+        progress(0.5, "half way")
+        halfway.set()
+        release.wait(30)
+        return 0
+
+    first = worker.submit("run", "Running", running, estimate=60.0)
+    assert halfway.wait(10)
+    second = worker.submit("q1", "Queued first", lambda progress: 1, estimate=30.0)
+    third = worker.submit("q2", "Queued second", lambda progress: 2, estimate=10.0)
+    unknown = worker.submit("q3", "Queued without estimate", lambda progress: 3)
+    last = worker.submit("q4", "Queued last", lambda progress: 4, estimate=10.0)
+    assert first.snapshot().position is None and first.snapshot().elapsed is not None
+    snaps = [job.snapshot() for job in (second, third, unknown, last)]
+    assert [s.position for s in snaps] == [1, 2, 3, 4]
+    assert all(s.elapsed is None and s.ahead == "Running" for s in snaps)
+    # half way after t seconds: the running job has about t seconds left
+    remaining = first.remaining()
+    assert remaining is not None and snaps[0].starts_in is not None
+    assert snaps[0].starts_in == pytest.approx(remaining, abs=0.5)
+    assert snaps[1].starts_in == pytest.approx(snaps[0].starts_in + 30.0, abs=0.5)
+    assert snaps[2].starts_in == pytest.approx(snaps[1].starts_in + 10.0, abs=0.5)
+    assert snaps[3].starts_in is None  # a job ahead of it has no estimate
+    assert [job.label for job in worker.jobs("long")] == [
+        "Running",
+        "Queued first",
+        "Queued second",
+        "Queued without estimate",
+        "Queued last",
+    ]
+    release.set()
+    assert [job.result(timeout=10) for job in (second, third, unknown, last)] == [1, 2, 3, 4]
+    assert worker.jobs() == []

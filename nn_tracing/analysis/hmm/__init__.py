@@ -55,7 +55,7 @@ from .neuron_hmm import (
     neuron_sequences,
 )
 from .nulls import TimeShuffleTest, shuffled_time_test
-from .states import StateModel, choose_k
+from .states import StateModel, boundary_k, choose_k
 from .structure import MapStructure, map_structure
 from .training_map import TrainingMap
 
@@ -75,6 +75,7 @@ __all__ = [
     "StateModel",
     "TimeShuffleTest",
     "TrainingMap",
+    "boundary_k",
     "choose_k",
     "convergence_epoch",
     "hmmlearn_logs",

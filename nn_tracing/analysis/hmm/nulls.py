@@ -2,7 +2,9 @@
 
 :func:`shuffled_time_test` refits a :class:`~nn_tracing.analysis.hmm.StateModel` on copies of
 the sequences with time shuffled within each sequence and compares log-likelihoods
-(:class:`TimeShuffleTest`, an exact permutation p-value).
+(:class:`TimeShuffleTest`, an exact permutation p-value). The test is sequential (Besag &
+Clifford 1991, :mod:`nn_tracing.analysis.sequential`): it stops refitting once enough shuffled
+copies fit as well as the real order that p cannot reach 0.05.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from ..._renamed import renamed_keyword
 from ...progress import Progress, reporter
+from ..sequential import SequentialCount
 from ._em import check_sequences
 from .states import StateModel
 
@@ -29,7 +32,9 @@ class TimeShuffleTest:
 
     Each shuffled set is refitted with the same procedure as the real one (same k, same
     initialisation and restarts), so under "no temporal order" the real sequences are one more
-    draw from the null and the p-value ``(1 + #{null ≥ real}) / (1 + n)`` is exact.
+    draw from the null and the p-value ``(1 + #{null ≥ real}) / (1 + n)`` is exact. Refitting
+    stops early (Besag & Clifford) once ``h`` copies fit at least as well: ``null`` then holds
+    the :attr:`n_drawn` refits made and the p-value is ``h / n_drawn``.
     """
 
     n_states: int
@@ -38,6 +43,11 @@ class TimeShuffleTest:
     null: np.ndarray = field(repr=False)
     p_value: float
     n_obs: int
+
+    @property
+    def n_drawn(self) -> int:
+        """Shuffled copies refitted (fewer than ``n_permutations`` when the test stopped)."""
+        return int(self.null.size)
 
     @property
     def n_shuffles(self) -> int:
@@ -70,9 +80,15 @@ class TimeShuffleTest:
         else:
             verdict = "no evidence of temporal structure: read no map into these states"
         floor = " (the smallest possible)" if self.p_value <= self.smallest_p + 1e-12 else ""
+        copies = (
+            f"{self.n_drawn} time-shuffled copies (of at most {self.n_permutations}: the test "
+            "stopped once the verdict was decided)"
+            if self.n_drawn < self.n_permutations
+            else f"{self.n_permutations} time-shuffled copies"
+        )
         return (
             f"{self.n_states}-state HMM: log-likelihood {self.loglik:.1f} on the real order vs "
-            f"median {np.median(self.null):.1f} on {self.n_permutations} time-shuffled copies "
+            f"median {np.median(self.null):.1f} on {copies} "
             f"(gain {self.gain_per_obs:.3f} nats per observation); p = {self.p_value:.3g}"
             f"{floor} — {verdict}."
         )
@@ -86,6 +102,7 @@ def shuffled_time_test(
     n_permutations: int = 19,
     random_state: int | None = 0,
     progress: Progress | None = None,
+    sequential: bool = True,
     **model_params: Any,
 ) -> TimeShuffleTest:
     """Permutation test of temporal structure (see :class:`TimeShuffleTest`).
@@ -96,6 +113,8 @@ def shuffled_time_test(
     n_states : k of the HMM (at least 2: a 1-state model does not see order)
     n_permutations : refits on shuffled copies; the smallest p is ``1 / (n_permutations + 1)``
         (``n_shuffles``, its old name, is still accepted)
+    sequential : stop once the p-value cannot reach 0.05 (Besag & Clifford); ``False``: refit
+        all ``n_permutations``
     model_params : further :class:`StateModel` parameters (``n_restarts``, ``engine``, …)
     """
     if "n_shuffles" in model_params:
@@ -121,14 +140,16 @@ def shuffled_time_test(
     report = reporter(progress, n_permutations + 1)
     report(0, "fitting the real sequences")
     real = fitted(seqs.X)
-    null = np.empty(n_permutations)
-    for i in range(n_permutations):
-        report(i + 1, f"time-shuffled copy {i + 1} of {n_permutations}")
+    count = SequentialCount(int(n_permutations), 0.05, sequential=sequential)
+    null: list[float] = []
+    while not count.stopped:
+        i = count.drawn
+        report(i + 1, f"time-shuffled copy {i + 1} of at most {n_permutations}")
         # one random key per observation, sorted within each sequence: every sequence shuffled
         keys = rng.random(seqs.n_obs) + seqs.seq_index
-        null[i] = fitted(seqs.X[np.argsort(keys, kind="stable")])
+        null.append(fitted(seqs.X[np.argsort(keys, kind="stable")]))
+        count.add(null[-1], real)
     report(n_permutations + 1, "done")
-    p_value = (1.0 + float((null >= real).sum())) / (1.0 + n_permutations)
     return TimeShuffleTest(
-        int(n_states), int(n_permutations), float(real), null, p_value, seqs.n_obs
+        int(n_states), int(n_permutations), float(real), np.asarray(null), count.p_value, seqs.n_obs
     )

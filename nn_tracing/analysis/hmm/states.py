@@ -48,7 +48,7 @@ from ._em import (
     viterbi,
 )
 
-__all__ = ["StateModel", "choose_k"]
+__all__ = ["StateModel", "boundary_k", "choose_k"]
 
 #: The criteria that choose k (the lowest value wins).
 CRITERIA = ("bic", "aic")
@@ -73,6 +73,23 @@ def choose_k(selection: pd.DataFrame, choice: str | int) -> int:
         return int(fitted.loc[fitted[str(choice)].idxmin(), "k"])
     wanted = int(choice)
     return min(fitted["k"].astype(int).tolist(), key=lambda k: (abs(k - wanted), k))
+
+
+def boundary_k(selection: pd.DataFrame, choice: str) -> int | None:
+    """The k the criterion ``choice`` chose when it is the largest k fitted (and more than one
+    k was): the criterion might prefer still more states than were tried, so the choice sits
+    at the boundary of the range. ``None`` when the choice lies inside the range.
+
+    Parameters
+    ----------
+    selection : DataFrame, ``StateModel.selection_``
+    choice : ``"bic"`` or ``"aic"``
+    """
+    fitted = selection[selection["restarts"] > 0]
+    if choice not in CRITERIA or len(fitted) < 2:
+        return None
+    chosen = choose_k(selection, choice)
+    return chosen if chosen == int(fitted["k"].max()) else None
 
 
 class StateModel(BaseEstimator):
