@@ -165,7 +165,7 @@ def test_the_neuron_model_says_what_it_loads(tmp_path):
 def smooth_run() -> NetworkTrace:
     """A real run of 40 epochs: its weight norm grows smoothly, so BIC keeps taking more
     states until the range runs out."""
-    from conftest import TINY_CONFIG  # type: ignore[import-not-found]
+    from tests.conftest import TINY_CONFIG
 
     from nn_tracing import train
 
