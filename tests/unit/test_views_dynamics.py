@@ -165,9 +165,8 @@ def test_the_neuron_model_says_what_it_loads(tmp_path):
 def smooth_run() -> NetworkTrace:
     """A real run of 40 epochs: its weight norm grows smoothly, so BIC keeps taking more
     states until the range runs out."""
-    from tests.conftest import TINY_CONFIG
-
     from nn_tracing import train
+    from tests.conftest import TINY_CONFIG
 
     run = train(TINY_CONFIG.replace(epochs=40))
     assert run.trace is not None
