@@ -195,7 +195,9 @@ def _demo_picker(active: ActiveTrace) -> None:
 @contextmanager
 def findings_first(page: str) -> Iterator[None]:
     """Draw ``page``'s title and its findings box, then the page (the body of the ``with``),
-    then the box again with what the page computed. Nothing but the title without a trace."""
+    then the box again with what the page computed. Nothing but the title without a trace. On
+    a trace above ``PICKER_MAX`` neurons the box is written only after the page, so that the
+    page's first chart does not wait for the health the Overview's findings need."""
     require_shell()  # first: a page run alone (no shell yet) must not resolve the trace
     st.title(PAGES[page])
     active, _ = resolve_active()
@@ -204,7 +206,10 @@ def findings_first(page: str) -> Iterator[None]:
         return
     slot = st.empty()
     with guarded("writing the findings"), slot.container():
-        _draw(page, active)
+        if active.trace.n_neurons <= PICKER_MAX:
+            _draw(page, active)
+        else:  # a big trace: the page's own first chart comes before the health it would need
+            st.caption("The findings on this trace appear here once the page below is drawn.")
     if page == "overview":
         with guarded("offering the demos"):
             _demo_picker(active)

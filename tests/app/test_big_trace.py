@@ -179,3 +179,30 @@ def test_a_neuron_page_over_ten_thousand_neurons_draws_the_open_tab_only(
     shown = table.value
     assert len(shown) == 5_000 and set(shown.loc[shown["dead"].fillna(False), "neuron"]) <= dead
     assert neuron_health_line(health, neuron, 5) in texts(at.markdown)
+
+
+def test_the_overviews_findings_above_the_picker_are_written_after_the_page_and_complete(
+    app: Callable[[], AppTest], runs_dir: Path
+) -> None:
+    """Above PICKER_MAX neurons the findings box waits for the page (its first chart must not
+    wait for the health the findings need), then says what it found: the dead neurons counted
+    against the frame's own flags."""
+    from nn_tracing.analysis.health import neuron_health
+    from nn_tracing.views.neurons import PICKER_MAX
+
+    sizes = [20, PICKER_MAX // 2 + 10, PICKER_MAX // 2 + 10, 10]
+    write_synthetic_run(runs_dir / "huge", sizes, 4)
+    at = app()
+    at.query_params["trace"] = "huge"
+    at.run(timeout=120)
+    assert_healthy(at)
+    shown = " ".join(m.value for m in at.markdown)
+    assert "appear here once the page below is drawn" not in " ".join(c.value for c in at.caption)
+    health = neuron_health(nt.load_trace(runs_dir / "huge"))
+    hidden = health.applies["dead"]
+    n_dead = int((health.flags["dead"][-1] & hidden).sum())
+    n_hidden = int(hidden.sum())
+    expected = (
+        f"{n_dead} of {n_hidden} hidden neurons are dead" if n_dead else f"None of the {n_hidden}"
+    )
+    assert expected in shown.replace("\\", "")
