@@ -76,7 +76,8 @@ def run_curves_chart(frame: pd.DataFrame, quantity: str) -> alt.Chart:
 
 def quantile_bands_chart(frame: pd.DataFrame, metric: str, layers: list[str]) -> alt.FacetChart:
     """One panel per layer: each run's 10–90th percentile band of ``metric`` over the
-    layer's neurons (shaded) and its median (line), over recorded time."""
+    layer's neurons (shaded) and its median (line), over recorded time. Three panels of 170 px,
+    their own y axes and the runs' legend fit the page's 940 px."""
     base = alt.Chart().encode(x=_time_x(), color=_RUN)
     tooltip = [
         alt.Tooltip("run:N"),
@@ -92,7 +93,7 @@ def quantile_bands_chart(frame: pd.DataFrame, metric: str, layers: list[str]) ->
     line = base.mark_line(point=True).encode(y="q1:Q", tooltip=tooltip)
     return (
         alt.layer(band, line, data=frame)
-        .properties(height=170, width=200)
+        .properties(height=170, width=170)
         .facet(facet=alt.Facet("layer:N", sort=layers, title=None), columns=3)
         .properties(
             title=alt.Title(

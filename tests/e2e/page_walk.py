@@ -131,7 +131,7 @@ def full_page_screenshot(page, path: Path, *, max_height: int = 16_000) -> None:
         page.set_viewport_size(viewport)
 
 
-def _shoot(page, name: str, directory: Path) -> PageShot:
+def shoot(page, name: str, directory: Path) -> PageShot:
     path = directory / f"{name}.png"
     found = overlaps(page)
     full_page_screenshot(page, path)
@@ -152,12 +152,12 @@ def walk(page, url: str, trace: str, directory: Path, *, tabs: bool = True) -> l
     for name, path in PAGES.items():
         page.goto(f"{url}/{path}?trace={quote(trace)}")
         settle(page)
-        shots.append(_shoot(page, f"{trace}-{name}", directory))
+        shots.append(shoot(page, f"{trace}-{name}", directory))
         if not tabs:
             continue
         tab_buttons = page.locator('[data-testid="stMain"] [data-testid="stTab"]')
         for i in range(1, tab_buttons.count()):
             tab_buttons.nth(i).click()
             settle(page)
-            shots.append(_shoot(page, f"{trace}-{name}-tab{i + 1}", directory))
+            shots.append(shoot(page, f"{trace}-{name}-tab{i + 1}", directory))
     return shots

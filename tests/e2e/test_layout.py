@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from e2e_server import TIMEOUT_MS, Server, start_server
-from page_walk import walk
+from page_walk import settle, shoot, walk
 
 from nn_tracing import TrainConfig, save_trace, train
 from nn_tracing.runs import DEMO_CONFIG
@@ -66,5 +66,40 @@ def test_no_page_overlaps_or_clips_a_chart(
         assert shot.screenshot.stat().st_size > 10_000, shot.name
         assert shot.exceptions == 0, shot.name
     assert sum(s.charts for s in shots) > 20
+    problems = [f"{s.name}: {o}" for s in shots for o in s.overlaps]
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.fixture
+def two_seeds_server(tmp_path: Path, demo_traces: dict[str, Path]) -> Iterator[Server]:
+    """The moons run and a second seed of it: what the Compare page compares."""
+    run = train(MOONS.replace(seed=1))
+    assert run.trace is not None
+    other = save_trace(run.trace, tmp_path / "moons-seed1.nntrace")
+    running = start_server(tmp_path, {"moons": demo_traces["moons"], "moons-seed1": other})
+    try:
+        yield running
+    finally:
+        running.stop()
+        assert "Traceback" not in running.log()
+
+
+def test_the_compare_page_draws_two_seeds_without_overlap(
+    two_seeds_server: Server, browser, tmp_path: Path
+) -> None:
+    """Compare in a real browser: curves, quantile bands, matching and similarity drawn for two
+    seeds (picked through the URL), nothing overlapping, no exception."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{two_seeds_server.url}/compare?trace=moons&with=moons-seed1")
+    settle(page)
+    shots = [shoot(page, "compare", tmp_path)]
+    tabs = page.locator('[data-testid="stMain"] [data-testid="stTab"]')
+    for i in range(1, tabs.count()):
+        tabs.nth(i).click()
+        settle(page)
+        shots.append(shoot(page, f"compare-tab{i + 1}", tmp_path))
+    assert all(s.exceptions == 0 for s in shots)
+    assert sum(s.charts for s in shots) >= 3  # curves, bands, matching or similarity
     problems = [f"{s.name}: {o}" for s in shots for o in s.overlaps]
     assert problems == [], "\n".join(problems)
