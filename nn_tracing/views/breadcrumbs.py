@@ -46,6 +46,7 @@ from ..analysis.intervention import (
     trail_check,
 )
 from ..analysis.neuron_model import NeuronModel
+from ..analysis.profiles import destandardise
 from ..export import pruned_config, pruned_files, pruned_trace
 from ..progress import Progress
 from ..store import trace_to_bytes
@@ -624,16 +625,22 @@ def boundary_chart(trace: NetworkTrace, result: InterventionResult) -> alt.TopLe
     b = result.boundary
     if b is None:
         return None
+    x = np.asarray(probe(trace)[0], dtype=np.float64)
+    # the plane in the dataset's own units, as the rest of the page (an affine map per axis)
+    origin = destandardise(trace, np.zeros((1, 2)))[0]
+    unit = destandardise(trace, np.ones((1, 2)))[0] - origin
+    own_units = bool(np.any(unit != 1.0) or np.any(origin != 0.0))
     return crumbs.decision_boundary_chart(
-        b.xs,
-        b.ys,
+        np.asarray(b.xs) * unit[0] + origin[0],
+        np.asarray(b.ys) * unit[1] + origin[1],
         b.before,
         b.after,
         b.confidence_before,
         b.confidence_after,
-        probe(trace)[0],
+        destandardise(trace, x),
         result.labels,
         result.flipped,
         trace.class_names,
         feature_names=trace.feature_names,
+        standardised_points=x if own_units else None,
     )

@@ -527,9 +527,15 @@ def decision_boundary_chart(
     feature_names: Sequence[str] = ("x0", "x1"),
     budget: int = MARK_BUDGET,
     random_state: int = 0,
+    standardised_points: np.ndarray | None = None,
 ) -> alt.HConcatChart:
-    """The predicted class over the standardised input plane, before and after, with the
-    probe samples on top (flipped ones outlined in black).
+    """The predicted class over the input plane, before and after, with the probe samples on
+    top (flipped ones outlined in black).
+
+    ``xs``, ``ys`` and ``points`` are in whatever units the caller chose: with
+    ``standardised_points`` (what the network read, one row per point) they are the dataset's
+    own units, the axes say so and each point's tooltip adds its standardised values; without,
+    the axes say "standardised".
 
     Each panel draws ``len(xs) * len(ys)`` cells and the probe points; above half the mark
     budget per panel, a random subset of the points (every flipped one kept) is drawn and the
@@ -566,6 +572,17 @@ def decision_boundary_chart(
     )
     domain_names = names
     color_scale = categorical_scale(domain_names)
+    suffix = "" if standardised_points is not None else " (standardised)"
+    point_tips = [
+        alt.Tooltip("sample:Q", title="probe sample"),
+        alt.Tooltip("x:Q", title=fx, format=".4g"),
+        alt.Tooltip("y:Q", title=fy, format=".4g"),
+    ]
+    if standardised_points is not None:
+        point_tips += [
+            alt.Tooltip("x_std:Q", title=f"{fx} (standardised)", format=".3f"),
+            alt.Tooltip("y_std:Q", title=f"{fy} (standardised)", format=".3f"),
+        ]
     panels = []
     for title, predicted, confidence in (
         ("before", before, confidence_before),
@@ -590,15 +607,18 @@ def decision_boundary_chart(
                 "flipped": flipped_mask[shown],
             }
         )
+        if standardised_points is not None:
+            probe["x_std"] = standardised_points[shown, 0]
+            probe["y_std"] = standardised_points[shown, 1]
         x_scale = alt.Scale(domain=[float(xs[0] - dx / 2), float(xs[-1] + dx / 2)], nice=False)
         y_scale = alt.Scale(domain=[float(ys[0] - dy / 2), float(ys[-1] + dy / 2)], nice=False)
         grid = (
             alt.Chart(cells)
             .mark_rect(stroke=None)
             .encode(
-                x=alt.X("x:Q", title=f"{fx} (standardised)", scale=x_scale),
+                x=alt.X("x:Q", title=f"{fx}{suffix}", scale=x_scale),
                 x2="x2:Q",
-                y=alt.Y("y:Q", title=f"{fy} (standardised)", scale=y_scale),
+                y=alt.Y("y:Q", title=f"{fy}{suffix}", scale=y_scale),
                 y2="y2:Q",
                 color=alt.Color("predicted:N", scale=color_scale, title="class"),
                 opacity=alt.Opacity(
@@ -623,7 +643,7 @@ def decision_boundary_chart(
                 strokeWidth=alt.condition("datum.flipped", alt.value(1.5), alt.value(0)),
                 opacity=alt.value(0.9),
                 tooltip=[
-                    alt.Tooltip("sample:Q", title="probe sample"),
+                    *point_tips,
                     alt.Tooltip("label:N", title="class"),
                     alt.Tooltip("flipped:N", title="prediction flipped"),
                 ],

@@ -5,7 +5,9 @@ intervention controls start from — each checked against the trace or the analy
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,7 +155,7 @@ def test_ablation_and_intervention_metrics_say_what_changed(trace: NetworkTrace)
     np.testing.assert_allclose(done.logits_after, intervene(model, x, y, change).logits_after)
     labels = [m.label for m in views.intervention_metrics(done)]
     assert labels == ["Probe accuracy", "Predictions flipped", "Plane whose class changed"]
-    assert views.boundary_chart(trace, done) is not None
+    _check_boundary_in_dataset_units(trace, done)
     assert views.confusion_chart(done.comparison(["a", "b"]), ["a", "b"]) is not None
 
 
@@ -210,3 +212,27 @@ def test_intervention_controls_start_from_the_trace(trace: NetworkTrace) -> None
     assert views.column_labels(trace, FINAL, layer)[4] == "E_4/L_hidden_1/n_6"
     first = trace.layer("hidden_1")
     assert views.column_labels(trace, FINAL, first) == ["E_4/L_input/n_0", "E_4/L_input/n_1"]
+
+
+def _check_boundary_in_dataset_units(trace: NetworkTrace, done: Any) -> None:
+    """The decision boundary is drawn in the dataset's own units, like the page's other inputs:
+    the probe points are ``x * feature_scale + feature_mean`` (the trace's own statistics),
+    the plane the same map of the grid, the standardised values on hover."""
+    dataset = trace.meta["dataset"]
+    mean = np.asarray(dataset["feature_mean"], dtype=np.float64)
+    scale = np.asarray(dataset["feature_scale"], dtype=np.float64)
+    assert np.any(scale != 1.0)  # the check would be empty on unscaled inputs
+    spec = views.boundary_chart(trace, done).to_dict()
+    datasets = list(spec["datasets"].values())
+    points = next(rows for rows in datasets if rows and "x_std" in rows[0])
+    x_std = np.array([[r["x_std"], r["y_std"]] for r in points])
+    shown = np.array([[r["x"], r["y"]] for r in points])
+    np.testing.assert_allclose(shown, x_std * scale + mean, rtol=1e-5, atol=1e-6)  # float32 probe
+    cells = next(rows for rows in datasets if rows and "x2" in rows[0])
+    centres = np.array([(r["x"] + r["x2"]) / 2 for r in cells])
+    expected = np.asarray(done.boundary.xs, dtype=np.float64) * scale[0] + mean[0]
+    np.testing.assert_allclose(np.unique(centres.round(5)), np.unique(expected.round(5)), rtol=1e-5)
+    titles = json.dumps(spec)
+    assert "(standardised)" in titles  # on hover only
+    axis_titles = [p["layer"][0]["encoding"]["x"]["title"] for p in spec["hconcat"]]
+    assert all("standardised" not in t for t in axis_titles)
