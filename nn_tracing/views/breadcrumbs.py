@@ -379,12 +379,25 @@ def trail_dot(trace: NetworkTrace, path: Trail) -> str:
 
 def trail_table(trace: NetworkTrace, path: Trail) -> pd.DataFrame:
     """The trail's neurons (not the output): signature, layer, rank, score, share, mean
-    activation, and the input feature's name (``""`` for a hidden neuron)."""
+    activation, the input feature's name (``""`` for a hidden neuron) and, for an input, its
+    mean in the dataset's own units (``value``; NaN for a hidden neuron) — ``activation`` is
+    what the network read, standardised."""
     nodes = path.nodes[path.nodes["depth"] > 0].reset_index(drop=True)
     labels = graph_labels(trace)
-    return nodes[["signature", "layer", "rank", "score", "share", "activation"]].assign(
+    table = nodes[["signature", "layer", "rank", "score", "share", "activation"]].assign(
         name=[labels.get(int(n), "") for n in nodes["neuron"]]
     )
+    first = trace.layers[0]
+    value = np.full(len(table), np.nan)
+    if first.kind == "input":
+        columns = nodes["neuron"].to_numpy(np.int64) - first.first_id
+        inputs = np.flatnonzero(table["layer"].to_numpy() == first.name)
+        if inputs.size:
+            standardised = np.zeros((inputs.size, first.n_neurons))
+            standardised[np.arange(inputs.size), columns[inputs]] = table["activation"].iloc[inputs]
+            raw = destandardise(trace, standardised)
+            value[inputs] = raw[np.arange(inputs.size), columns[inputs]]
+    return table.assign(value=value)
 
 
 def trail_neurons(path: Trail) -> tuple[int, ...]:

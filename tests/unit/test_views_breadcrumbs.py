@@ -91,8 +91,15 @@ def test_the_trail_table_names_input_features_and_leaves_out_the_output(
     pd.testing.assert_frame_equal(path.nodes, expected, rtol=1e-5)
     table = views.trail_table(trace, path)
     assert list(table.columns) == [
-        "signature", "layer", "rank", "score", "share", "activation", "name",
+        "signature", "layer", "rank", "score", "share", "activation", "name", "value",
     ]  # fmt: skip
+    dataset = trace.meta["dataset"]
+    assert (table["layer"] == "input").any()
+    for row in table[table["layer"] == "input"].itertuples():
+        j = int(row.signature.rsplit("_", 1)[-1])  # the input's id is its column
+        own = row.activation * dataset["feature_scale"][j] + dataset["feature_mean"][j]
+        assert row.value == pytest.approx(own, rel=1e-6, abs=1e-9)
+    assert table.loc[table["layer"] != "input", "value"].isna().all()
     assert "output" not in set(table["layer"])
     inputs = table["layer"] == "input"
     assert set(table.loc[inputs, "name"]) <= {"x0", "x1"}

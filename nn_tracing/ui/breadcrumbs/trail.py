@@ -98,6 +98,12 @@ def _trail_section(active: ActiveTrace, target: Target) -> Trail:
             "share": st.column_config.NumberColumn("share of layer", format="percent"),
             "activation": st.column_config.NumberColumn("mean activation", format="%.4g"),
             "name": st.column_config.TextColumn("feature"),
+            "value": st.column_config.NumberColumn(
+                "mean input",
+                format="%.4g",
+                help="an input's mean in the dataset's own units (mean activation: standardised, "
+                "what the network reads)",
+            ),
         },
     )
     return trail
