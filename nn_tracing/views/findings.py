@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
+from ..analysis.hmm.structure import map_structure
 from ..analysis.milestones import RISE_SHARE, flagged_since, plateau_index
 from ..timeaxis import time_key
 from ..trace import METRICS, NetworkTrace
@@ -373,6 +374,15 @@ def _map_finding(fitted: Any | None) -> Finding:
     k, p = int(fitted.n_states_), float(test.p_value)
     visited = int((fitted.states_["observations"] > 0).sum())
     shuffles = f"{test.n_permutations} time shuffles"
+    structure = map_structure(fitted, alpha=ALPHA)
+    if p <= ALPHA and structure.little:  # order beyond chance, yet no phases to claim
+        text = (
+            f"Temporal order beyond chance ({_fmt_p(p)}, {shuffles}), but the map's {k} "
+            "states are not phases: "
+            + "; ".join(md_escape(r, 300) for r in structure.reasons)
+            + "."
+        )
+        return Finding("dynamics", section, text, "chance", p)
     if p <= ALPHA:
         text = (
             f"**Training went through {visited} phases** ({visited} of the map's {k} "

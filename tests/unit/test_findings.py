@@ -19,6 +19,7 @@ from nn_tracing.analysis import embedding as emb
 from nn_tracing.analysis.health import neuron_health
 from nn_tracing.analysis.hmm import TrainingMap
 from nn_tracing.analysis.hmm.features import ModelFeatures
+from nn_tracing.analysis.hmm.structure import map_structure
 from nn_tracing.analysis.profiles import selectivity_over_epochs
 from nn_tracing.synthetic import synthetic_layers
 from nn_tracing.trace import HISTORY_COLUMNS, METRICS, NetworkTrace
@@ -183,6 +184,19 @@ def test_planted_phases_are_a_finding_and_shuffled_noise_is_chance(planted) -> N
     found, _ = fd.dynamics_findings(planted, noise, None)
     assert noise.time_test_.p_value > 0.05
     assert found.status == "chance" and CHANCE in found.text
+
+
+def test_order_beyond_chance_on_a_smooth_drift_is_not_called_phases(planted) -> None:
+    """A smooth drift beats shuffled time (its order matters) but its states only slice it
+    into blocks: the finding must agree with the page's "little structure" verdict."""
+    drift = np.linspace(0, 4, 60)[:, None] * np.array([[1.0, 0.5]])
+    fitted = _fit_map(drift + 0.05 * np.random.default_rng(1).normal(size=drift.shape))
+    structure = map_structure(fitted, alpha=0.05)
+    assert fitted.time_test_.p_value <= 0.05 and structure.little
+    (found, _) = fd.dynamics_findings(planted, fitted, None)
+    assert found.status == "chance"
+    assert "phases**" not in found.text and "are not phases" in found.text
+    assert all(reason.split(":")[0] in plain(found.text) for reason in structure.reasons)
 
 
 # -- Breadcrumbs and Neurons: a network trained on two planted features -----------------------
