@@ -126,7 +126,9 @@ def _wait(job: Job, label: str) -> None:
         while not job.done:
             now = job.snapshot()
             if now.elapsed is None:
-                first, queued = first or now, time.perf_counter() - asked
+                # behind another job, not merely about to be picked up by an idle lane
+                if now.ahead is not None or (now.position or 1) > 1:
+                    first, queued = first or now, time.perf_counter() - asked
                 bar.progress(0.0, text=f"{label}: {queue_text(now)}")
             else:
                 text = f"{label}: {now.message} ({fmt_duration(now.elapsed)})"
