@@ -4,14 +4,15 @@ The page (``ui/clusters.py``) draws the widgets and the layout and runs the slow
 on the analysis worker; everything it computes or shows is built here, without Streamlit:
 
 * the fits it runs on the worker — :func:`project`, :func:`cluster`, :func:`fit_chance_test`,
-  :func:`summarise`, :func:`embed_through_time` — and their estimates;
+  :func:`summarise` — and their estimates;
 * the colour of the points (:func:`point_colors`: layer, cluster, a metric, a health flag with
   its precedence, an HMM state) and the point frames (:func:`point_frame`);
 * the map (:func:`neuron_map`) and the neurons a selection on it picks
   (:func:`points_in_selection`);
 * the verdict of the test against chance (:func:`verdict`), its chart and table;
 * the cluster summary's tables and charts, the CSV of the labels;
-* the joint map "through training" (:func:`joint_points`, :func:`joint_map`).
+* the points of the joint map "through training" (:func:`joint_points`; the maps themselves:
+  :mod:`nn_tracing.views.through_time`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from ..analysis.embedding import (
     NeuronProjector,
     cluster_name,
     cluster_summary,
-    joint_embedding,
 )
 from ..analysis.health import HEALTH_LABELS, NeuronHealth
 from ..analysis.sequential import stopping_count
@@ -67,13 +67,11 @@ __all__ = [
     "cluster_coloring",
     "clustering_caption",
     "clustering_input",
-    "embed_through_time",
     "fit_chance_test",
     "frequency_coloring",
     "hmm_coloring",
     "joint_cluster_coloring",
     "joint_extent",
-    "joint_map",
     "joint_points",
     "joint_size",
     "labels_csv",
@@ -697,14 +695,6 @@ def joint_size(trace: NetworkTrace, spec: FeatureSpec) -> int:
     return min(n_neurons * len(trace.epochs), MAX_JOINT_POINTS)
 
 
-def embed_through_time(
-    trace: NetworkTrace, spec: FeatureSpec, params: dict[str, Any], progress: Progress
-) -> JointEmbedding:
-    """One projection (``params`` of a :class:`NeuronProjector`) of every (neuron, epoch)."""
-    projector = NeuronProjector(**params)
-    return joint_embedding(trace, spec, projector, max_points=MAX_JOINT_POINTS, progress=progress)
-
-
 def joint_points(
     trace: NetworkTrace,
     joint: JointEmbedding,
@@ -755,38 +745,3 @@ def joint_extent(frame: pd.DataFrame) -> tuple[float, float, float, float]:
         float(frame["y"].min() - pad_y),
         float(frame["y"].max() + pad_y),
     )
-
-
-def joint_map(
-    joint: JointEmbedding,
-    points: pd.DataFrame,
-    coloring: Coloring,
-    epoch: int,
-    selected: Sequence[int],
-    projector: str,
-) -> NeuronMap:
-    """The joint map at ``epoch``: ``points`` (:func:`joint_points`) coloured, on fixed axes,
-    with the paths of the first :data:`MAX_TRAILS` ``selected`` neurons."""
-    frame = joint.frame
-    points = points.copy()
-    points["color"] = coloring.values.to_numpy()
-    trails_of = list(selected)[:MAX_TRAILS]
-    trails = frame[frame["neuron"].isin(trails_of)].sort_values(["neuron", "epoch"])
-    subtitle = [*joint.notes]
-    if trails_of:
-        subtitle.append(
-            f"black: the paths of {len(trails_of)} selected neuron(s) through "
-            f"{time_key(joint.epochs[0])}…{time_key(joint.epochs[-1])}"
-        )
-    chart, cell_of_point = cviz.map_chart(
-        points,
-        title=f"Joint {PROJECTORS[projector]}: the neurons at {time_key(epoch)}",
-        color_title=coloring.title,
-        color_type=coloring.kind,
-        color_domain=coloring.domain,
-        metric=coloring.metric,
-        subtitle=subtitle,
-        extent=joint_extent(frame),
-        trails=trails,
-    )
-    return NeuronMap(points, chart, cell_of_point)

@@ -21,6 +21,7 @@ from nn_tracing.analysis import baselines as bl
 from nn_tracing.analysis import embedding as emb
 from nn_tracing.analysis.health import FLAG_TITLES, FLAGS, neuron_health
 from nn_tracing.views import clusters as views
+from nn_tracing.views import through_time
 from nn_tracing.viz import clusters as cviz
 
 
@@ -283,7 +284,7 @@ def test_only_per_epoch_features_of_several_epochs_move_through_training(trace):
 
 def test_the_joint_map_keeps_each_neurons_cluster_and_fixed_axes(trace, features):
     spec = features.spec
-    joint = views.embed_through_time(trace, spec, {"method": "pca"}, lambda f, m: None)
+    joint = through_time.embed_map(trace, spec, "pca", {}, lambda f, m: None)
     epoch = joint.epochs[1]
     labels = np.arange(features.n_rows) % 3
     labels[0] = -1
@@ -299,7 +300,7 @@ def test_the_joint_map_keeps_each_neurons_cluster_and_fixed_axes(trace, features
     assert x0 == pytest.approx(joint.frame["x"].min() - 0.03 * width)
     assert x1 > joint.frame["x"].max() and y0 < joint.frame["y"].min() < y1
     chosen = [int(points["neuron"].iloc[0])]
-    drawn = views.joint_map(joint, points, coloring, epoch, chosen, "pca")
+    drawn = through_time.time_map(joint, points, coloring, epoch, chosen)
     assert "color" in drawn.frame and "color" not in points
     unlabelled = views.joint_points(trace, joint, epoch, features, None)
     assert set(unlabelled["cluster"]) == {"n/a"}
