@@ -19,7 +19,15 @@ from ..charts import show_chart
 from ..text import md_escape
 from ..traces import ActiveTrace
 from .channels import channel_pruning_tab, has_channels
-from .widgets import DEFAULT_REPEATS, asked, ensure, repeats_ok, run_button, show_metrics
+from .widgets import (
+    DEFAULT_REPEATS,
+    asked,
+    ensure,
+    model_downloads,
+    repeats_ok,
+    run_button,
+    show_metrics,
+)
 from .work import pruning_of
 
 __all__ = ["pruning_tab"]
@@ -103,21 +111,13 @@ def _results(active: ActiveTrace, target: Target, pruning: Pruning, k: dict[str,
 def _downloads(active: ActiveTrace, done: Pruned) -> None:
     stem = f"{active.name or 'trace'}-pruned"
     a, b, c = st.columns(3)
-    a.download_button(
-        "Pruned weights (.safetensors)",
+    model_downloads(
+        (a, b),
+        stem,
+        "Pruned",
         done.weights,
-        file_name=f"{stem}.safetensors",
-        mime="application/octet-stream",
-        on_click="ignore",
-        key=state.BREADCRUMBS_DOWNLOAD_WEIGHTS,
-    )
-    b.download_button(
-        "Pruned config (.json)",
         done.config,
-        file_name=f"{stem}.json",
-        mime="application/json",
-        on_click="ignore",
-        key=state.BREADCRUMBS_DOWNLOAD_CONFIG,
+        (state.BREADCRUMBS_DOWNLOAD_WEIGHTS, state.BREADCRUMBS_DOWNLOAD_CONFIG),
     )
     c.download_button(
         "Pruned trace on the probe (.nntrace)",

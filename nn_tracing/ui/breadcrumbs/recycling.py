@@ -14,7 +14,7 @@ from ...views.recycling import recycling_metrics, recycling_sentence
 from .. import state
 from ..text import md_escape
 from ..traces import ActiveTrace
-from .widgets import ensure, show_metrics
+from .widgets import ensure, model_downloads, show_metrics
 from .work import recycling_of
 
 __all__ = ["recycle_section"]
@@ -50,20 +50,11 @@ def recycle_section(active: ActiveTrace, target: Target, chosen: dict[str, Any])
     if recycled:
         st.caption("Recycled: " + md_escape(", ".join(recycled), 1500))
     stem = f"{active.name or 'trace'}-recycled"
-    left, right = st.columns(2)
-    left.download_button(
-        "Recycled weights (.safetensors)",
+    model_downloads(
+        st.columns(2),
+        stem,
+        "Recycled",
         done.weights,
-        file_name=f"{stem}.safetensors",
-        mime="application/octet-stream",
-        on_click="ignore",
-        key=state.BREADCRUMBS_RECYCLE_DOWNLOAD_WEIGHTS,
-    )
-    right.download_button(
-        "Recycled config (.json)",
         done.config,
-        file_name=f"{stem}.json",
-        mime="application/json",
-        on_click="ignore",
-        key=state.BREADCRUMBS_RECYCLE_DOWNLOAD_CONFIG,
+        (state.BREADCRUMBS_RECYCLE_DOWNLOAD_WEIGHTS, state.BREADCRUMBS_RECYCLE_DOWNLOAD_CONFIG),
     )

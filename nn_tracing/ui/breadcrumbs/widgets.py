@@ -28,6 +28,7 @@ __all__ = [
     "asked",
     "ensure",
     "flipped",
+    "model_downloads",
     "per_class_table",
     "repeats_ok",
     "run_button",
@@ -117,3 +118,26 @@ def flipped(result: AblationResult) -> None:
     if len(result.flipped):
         st.markdown(f"**The {len(result.flipped)} probe samples whose prediction flipped**")
         st.dataframe(result.flipped_frame(), hide_index=True, height=220)
+
+
+def model_downloads(
+    columns: Sequence[Any], stem: str, word: str, weights: bytes, config: bytes, keys: Sequence[str]
+) -> None:
+    """A changed model's two downloads, one per column: its weights (``<stem>.safetensors``)
+    and the config that rebuilds it (``<stem>.json``); ``word`` names the change ("Pruned")."""
+    columns[0].download_button(
+        f"{word} weights (.safetensors)",
+        weights,
+        file_name=f"{stem}.safetensors",
+        mime="application/octet-stream",
+        on_click="ignore",
+        key=keys[0],
+    )
+    columns[1].download_button(
+        f"{word} config (.json)",
+        config,
+        file_name=f"{stem}.json",
+        mime="application/json",
+        on_click="ignore",
+        key=keys[1],
+    )
