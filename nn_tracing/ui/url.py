@@ -30,6 +30,11 @@ left out of the URL).
 is removed from session state, so the page's own default applies). A value renamed since a link
 was made is read under its new name (``aliases``). A URL is applied once:
 when its page parameters (or the trace) change, not on every rerun, so the widgets stay free.
+
+**Time-axis names.** A parameter whose name says ``epoch`` (``epoch``, ``color_epoch``) names a
+point in time: on a step trace (:func:`nn_tracing.timeaxis.current_axis` is ``"step"``, set by
+the page) the address bar says ``step`` (``color_step``) instead, and a link made with the
+``epoch`` name still opens the same view. Epoch traces keep ``epoch``.
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ from typing import Any
 
 import streamlit as st
 
+from ..timeaxis import current_axis, time_word
 from . import state
 
-__all__ = ["PageURL", "Param", "at_defaults", "param"]
+__all__ = ["PageURL", "Param", "at_defaults", "param", "query_name"]
 
 #: Default bound on a parameter's text (characters).
 MAX_LENGTH = 2000
@@ -148,6 +154,14 @@ def param(
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata={_META: meta})
     return dataclasses.field(default=default, metadata={_META: meta})
+
+
+def query_name(name: str, axis: str | None = None) -> str:
+    """The name a parameter has in the address bar on ``axis`` (the current axis by default):
+    ``epoch`` in a name becomes ``step`` on a step trace (``query_name("epoch", "step")`` is
+    ``"step"``); every other name, and every name on an epoch trace, is itself."""
+    word = time_word(axis)
+    return name.replace("epoch", word) if word != "epoch" else name
 
 
 # -- one value ------------------------------------------------------------------------------
@@ -285,7 +299,8 @@ class PageURL:
                 raise ValueError(f"{settings.__name__}.{item.name}: bad name {spec.name!r}")
             fields[item.name] = _Field(item.name, spec, optional, shape, kinds)
         names = [f.spec.name for f in fields.values()]
-        if len(set(names)) != len(names):
+        stepped = [query_name(n, "step") for n in names]
+        if len(set(names)) != len(names) or len(set(stepped)) != len(stepped):
             raise ValueError(f"{settings.__name__}: a parameter name is used twice: {names}")
         self._fields = fields
         self._by_name = {f.spec.name: f for f in fields.values()}
@@ -340,18 +355,22 @@ class PageURL:
         """
         wanted = self.params(settings, hidden=hidden)
         for name in self._by_name:
+            shown = query_name(name)
+            if shown != name and name in st.query_params:  # an old link's epoch= on a step trace
+                del st.query_params[name]
             text = wanted.get(name)
             if text is None:
-                if name in st.query_params:
-                    del st.query_params[name]
-            elif st.query_params.get(name) != text:
-                st.query_params[name] = text
+                if shown in st.query_params:
+                    del st.query_params[shown]
+            elif st.query_params.get(shown) != text:
+                st.query_params[shown] = text
         current = self._own(None)
         state.put(f"{state.URL_APPLIED}:{self.page}", json.dumps([ref, sorted(current.items())]))
 
     def params(self, settings: Any, *, hidden: Iterable[str] = ()) -> dict[str, str]:
-        """The query parameters of ``settings``: ``{name: text}``, without ``hidden`` fields,
-        ``None`` values and empty tuples (unless the field keeps them: ``keep_empty``)."""
+        """The query parameters of ``settings``: ``{name: text}`` (by declared name: see
+        :func:`query_name` for the address bar's), without ``hidden`` fields, ``None`` values
+        and empty tuples (unless the field keeps them: ``keep_empty``)."""
         hidden = set(hidden)
         out = {}
         for field in self._fields.values():
@@ -364,9 +383,17 @@ class PageURL:
         return out
 
     def _own(self, params: Mapping[str, str] | None) -> dict[str, str]:
-        """The page's own parameters of ``params`` (``st.query_params`` by default)."""
+        """The page's own parameters of ``params`` (``st.query_params`` by default), by
+        declared name: on a step trace ``step=`` is read as ``epoch=`` (which an old link may
+        also carry; ``step=`` wins)."""
         source: Mapping[str, str] = st.query_params if params is None else params
-        return {k: str(v) for k, v in source.items() if k in self._by_name}
+        own = {k: str(v) for k, v in source.items() if k in self._by_name}
+        if current_axis() != "epoch":
+            for name in self._by_name:
+                shown = query_name(name)
+                if shown != name and shown in source:
+                    own[name] = str(source[shown])
+        return own
 
 
 def at_defaults(settings: Any) -> set[str]:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from test_pages import PAGES
 
 import nn_tracing as nt
-from nn_tracing.timeaxis import current_axis
+from nn_tracing.timeaxis import current_axis, using_axis
 from nn_tracing.ui import state
 
 #: full-batch (one step per epoch), recorded on log-spaced steps then every 4th: 0 1 2 4 8 12
@@ -114,3 +114,37 @@ def test_a_deep_link_opens_a_neuron_at_a_step_and_refuses_an_epoch_signature(
     assert_healthy(wrong)
     assert "names an epoch, but this trace counts steps" in _words(wrong)
     assert not EPOCH_KEY.search(wrong.query_params["neuron"])
+
+
+def test_the_url_says_step_on_a_step_trace_and_still_opens_an_epoch_link(
+    app: Callable[[], AppTest], runs_dir: Path, step_file: Path
+) -> None:
+    shutil.copy(step_file, runs_dir / "steps.nntrace")
+    key = state.epoch_key(state.OVERVIEW_EPOCH, "run:steps")
+    at = app()
+    at.query_params["trace"] = "steps"
+    at.run()
+    with using_axis("step"):  # the slider's labels (S_4) are formatted on the step axis
+        at.select_slider(key=key).set_value(4).run()
+    assert_healthy(at)
+    params = {name: at.query_params[name] for name in at.query_params}
+    assert params == {"trace": "steps", "step": "4"}  # never epoch= on a step trace
+
+    shared = app()
+    for name, value in params.items():
+        shared.query_params[name] = value
+    shared.run()
+    assert_healthy(shared)
+    assert shared.select_slider(key=key).value == 4
+    assert {name: shared.query_params[name] for name in shared.query_params} == params
+
+    old = app()  # a link written before step traces said step=
+    old.query_params["trace"] = "steps"
+    old.query_params["epoch"] = "2"
+    old.run()
+    assert_healthy(old)
+    assert old.select_slider(key=key).value == 2
+    assert {name: old.query_params[name] for name in old.query_params} == {
+        "trace": "steps",
+        "step": "2",
+    }

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from nn_tracing.timeaxis import using_axis
 from nn_tracing.ui import url
 
 
@@ -138,6 +139,30 @@ def test_a_bad_value_is_left_out(name: str, text: str) -> None:
 def test_unknown_keys_are_ignored() -> None:
     found = URL.read({"n": "4", "trace": "tiny", "neuron": "E_1/L_a/n_2", "zzz": "1"})
     assert found == {"count": 4}
+
+
+def test_a_time_parameter_is_named_for_the_trace_axis_and_old_links_keep_working() -> None:
+    assert url.query_name("epoch", "step") == "step"
+    assert url.query_name("color_epoch", "step") == "color_step"
+    assert url.query_name("epoch", "epoch") == "epoch"
+    assert url.query_name("layers", "step") == "layers"
+    assert url.query_name("epoch") == "epoch"  # no trace shown: epochs
+    assert URL.read({"epoch": "4", "step": "6"}) == {"epoch": 4}  # an epoch trace: epoch= only
+    with using_axis("step"):
+        assert URL.read({"step": "6"}) == {"epoch": 6}
+        assert URL.read({"epoch": "4"}) == {"epoch": 4}  # a link made before step= existed
+        assert URL.read({"epoch": "4", "step": "6"}) == {"epoch": 6}  # step= wins
+        assert URL.read({"step": "S_6"}) == {}  # still checked
+
+
+def test_a_page_cannot_declare_names_that_meet_on_a_step_trace() -> None:
+    @dataclass(frozen=True)
+    class Both:
+        a: int = url.param("epoch", "k1", default=0)
+        b: int = url.param("step", "k2", default=0)
+
+    with pytest.raises(ValueError, match="used twice"):
+        url.PageURL(Both, page="bad")
 
 
 def test_per_trace_widgets_have_a_key_per_trace() -> None:
