@@ -58,6 +58,7 @@ from .dynamics_entropy import decision_entropy
 from .dynamics_k import k_boundary_note, k_max_setting
 from .dynamics_neurons import MAX_NEURONS, ORDER_DEFAULT, neuron_states_section
 from .dynamics_parts import compute, convergence, ensure, state_list, time_test
+from .dynamics_phases import phase_reading
 from .dynamics_runs import MAX_SEED_JOBS, runs_picker
 from .follow import live_note
 from .neuron_states import neuron_states  # the shared fit, kept importable from here
@@ -478,6 +479,8 @@ def _training_map(active: ActiveTrace) -> None:
     structure = map_structure(fitted)
     with verdict:
         _map_verdict(fitted, structure, len(runs))
+        with guarded("reading the states as phases"):
+            phase_reading(active.trace, fitted)
         if structure.little:
             with st.expander("The map drawn anyway (read it with the warning above)"):
                 _map_graph(fitted)

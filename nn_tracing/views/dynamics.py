@@ -30,9 +30,11 @@ from ..analysis.hmm import (
     NEURON_FEATURES,
     ModelFeatures,
     NeuronHMM,
+    PhaseReading,
     TrainingMap,
     boundary_k,
     model_features,
+    read_phases,
     step_features,
 )
 from ..analysis.sampling import DEFAULT_MAX_NEURONS, SAMPLE_SEED
@@ -287,6 +289,53 @@ def training_curves(path: pd.DataFrame) -> dict[str, str]:
     if "val_acc" in path and path["val_acc"].notna().any():
         curves["val_acc"] = CURVES["val_acc"]
     return curves
+
+
+def phase_reading(trace: NetworkTrace, fitted: TrainingMap) -> PhaseReading | None:
+    """The map's states read as grokking's phases from ``trace``'s accuracies
+    (:func:`~nn_tracing.analysis.hmm.read_phases`, on the trace's own run); ``None`` for a map
+    over per-step tables (the accuracies are per recorded point) or a trace without training
+    and validation accuracy. Chance is 1 / the number of outputs."""
+    history = trace.history
+    if fitted.time_column_ != "epoch" or not {"train_acc", "val_acc"} <= set(history):
+        return None
+    if history["train_acc"].notna().sum() < 2 or history["val_acc"].notna().sum() < 2:
+        return None
+    n_classes = max(len(trace.class_names), 1)
+    run = fitted.run_names_[0] if fitted.run_names_ else None
+    try:
+        return read_phases(fitted.path_, history, chance=1.0 / n_classes, run=run)
+    except ValueError:
+        return None
+
+
+def phase_boundary_table(reading: PhaseReading) -> pd.DataFrame:
+    """The boundaries between phases, each beside the jump in the accuracies near it:
+    ``from`` (the last point of one phase), ``to`` (the first of the next), ``phases``,
+    ``jump`` (which accuracy, by how much, at which key), ``epochs away``."""
+    rows = []
+    phases = reading.phases
+    for i in range(1, len(phases)):
+        start = int(phases["first"].iloc[i])
+        found = reading.boundaries[reading.boundaries["time"] == start]
+        jump, away = "", None
+        if len(found) and found["jump_curve"].iloc[0] is not None:
+            edge = found.iloc[0]
+            name = "training" if edge["jump_curve"] == "train_acc" else "validation"
+            jump = (
+                f"{name} accuracy {edge['jump_change']:+.3f} at {time_key(int(edge['jump_time']))}"
+            )
+            away = int(edge["distance"])
+        rows.append(
+            {
+                "from": time_key(int(phases["last"].iloc[i - 1])),
+                "to": time_key(start),
+                "phases": f"{phases['phase'].iloc[i - 1]} → {phases['phase'].iloc[i]}",
+                "nearest jump": jump,
+                f"{time_word(plural=True)} away": away,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def map_state_table(fitted: TrainingMap) -> pd.DataFrame:

@@ -68,6 +68,49 @@ def _state_color(n_states: int, title: str = "state") -> alt.Color:
     return alt.Color("label:N", scale=state_colors(n_states), title=title)
 
 
+def phase_strip_chart(phases: pd.DataFrame, *, time_column: str = "epoch") -> alt.LayerChart:
+    """Grokking's phases as a strip over time: one bar per phase (``phases`` of a
+    :class:`~nn_tracing.analysis.hmm.PhaseReading`: ``phase``, ``first``, ``last``,
+    ``states``, ``description``), from its first point to the next phase's, named in place."""
+    data = phases.copy()
+    data["end"] = [*data["first"].iloc[1:], data["last"].iloc[-1]]
+    data["middle"] = (data["first"] + data["end"]) / 2
+    data["start_key"] = [time_key(int(v)) for v in data["first"]]
+    names = ["memorisation", "plateau", "transition", "clean-up"]
+    scale = alt.Scale(domain=[*names, "other"], range=[*CATEGORICAL[: len(names)], MUTED])
+    x = alt.X(
+        "first:Q",
+        title=_time_name(time_column),
+        axis=alt.Axis(**INTEGER_AXIS),
+        scale=alt.Scale(nice=False),
+    )
+    base = alt.Chart(data)
+    bars = base.mark_bar(height=26).encode(
+        x=x,
+        x2="end:Q",
+        color=alt.Color("phase:N", scale=scale, title="phase"),
+        tooltip=[
+            alt.Tooltip("phase:N"),
+            alt.Tooltip("start_key:N", title="starts at"),
+            alt.Tooltip("states:N", title="map states"),
+            alt.Tooltip("description:N", title="curves"),
+        ],
+    )
+    text = base.mark_text(color=REFERENCE, dy=-22, align="center").encode(
+        x="middle:Q", text="phase:N"
+    )
+    return alt.layer(bars, text).properties(
+        title=alt.Title(
+            "Phases of training",
+            subtitle=[
+                "the map's states read from the accuracies; consecutive states of one phase grouped"
+            ],
+            anchor="start",
+        ),
+        height=70,
+    )
+
+
 # -- model selection -------------------------------------------------------------------------------
 def selection_chart(selection: pd.DataFrame, criterion: str, chosen: int) -> alt.LayerChart:
     """BIC and AIC against the number of states; the criterion's minimum and the k in use

@@ -29,6 +29,8 @@ The package, one idea a module:
   :data:`FEATURE_DESCRIPTIONS`);
 * ``structure`` — :func:`map_structure`: does a fitted map show phases or little structure
   (:class:`MapStructure`, its reasons in words);
+* ``phases`` — :func:`read_phases`: a map's states read as grokking's phases (memorisation,
+  plateau, transition, clean-up) from the recorded accuracies (:class:`PhaseReading`);
 * ``training_map`` — :class:`TrainingMap`; ``neuron_hmm`` — :class:`NeuronHMM` and the
   sequences it fits (:func:`neuron_sequences`).
 
@@ -55,6 +57,7 @@ from .neuron_hmm import (
     neuron_sequences,
 )
 from .nulls import TimeShuffleTest, shuffled_time_test
+from .phases import PHASE_RULES, PHASES, PhaseReading, read_phases
 from .states import StateModel, boundary_k, choose_k
 from .structure import MapStructure, map_structure
 from .training_map import TrainingMap
@@ -67,11 +70,14 @@ __all__ = [
     "MODEL_FEATURES",
     "NAN_FILL",
     "NEURON_FEATURES",
+    "PHASES",
+    "PHASE_RULES",
     "FlooredGaussianHMM",
     "MapStructure",
     "ModelFeatures",
     "NeuronHMM",
     "NeuronSequences",
+    "PhaseReading",
     "StateModel",
     "TimeShuffleTest",
     "TrainingMap",
@@ -83,6 +89,7 @@ __all__ = [
     "model_features",
     "n_free_parameters",
     "neuron_sequences",
+    "read_phases",
     "shuffled_time_test",
     "state_label",
     "step_features",
