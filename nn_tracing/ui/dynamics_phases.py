@@ -1,11 +1,13 @@
 """The Dynamics page's phase reading: the training map's states as grokking's phases.
 
-Drawn before the map (:func:`phase_reading`): a strip of the phases (memorisation, plateau,
-transition, clean-up, other) with the key where each starts, the phases' table (their states and
-what the curves do in them), each boundary beside the jump in the accuracies near it, and the
-rules in words. What it shows is :func:`nn_tracing.views.dynamics.phase_reading`'s (the
-library's :func:`~nn_tracing.analysis.hmm.read_phases`); a map over per-step tables or a trace
-without accuracies draws nothing here.
+Drawn before the map (:func:`phase_reading`) on a run whose curves go through grokking's
+phases (memorisation, then a plateau or a transition; otherwise one caption says so): a strip of
+the phases (memorisation, plateau, transition, clean-up, other) with the key where each starts,
+the phases' table (their states and what the curves do in them), each boundary beside the jump
+in the accuracies near it, and the rules in words. What it shows is
+:func:`nn_tracing.views.dynamics.phase_reading`'s (the library's
+:func:`~nn_tracing.analysis.hmm.read_phases`); a map over per-step tables or a trace without
+accuracies draws nothing here.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def phase_reading(trace: NetworkTrace, fitted: TrainingMap) -> None:
     if reading is None:
         return
     phases = reading.phases
+    if not reading.grokking_like:  # one line: the strip is for runs that grok
+        st.caption(f"Phases: {md_escape(reading.headline(), 600)}")
+        return
     st.markdown(f"**Phases.** {md_escape(reading.headline(), 600)}")
     show_chart(vd.phase_strip_chart(phases, time_column=reading.time_column))
     table = phases[["phase", "first", "last", "states", "description"]].assign(

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import nn_tracing as nt
-from nn_tracing.analysis.hmm import TrainingMap
+from nn_tracing.analysis.hmm import TrainingMap, read_phases
+from nn_tracing.analysis.hmm.phases import HIGH
 from nn_tracing.cli import main
 from nn_tracing.presets import PRESETS, log_and_regular, preset_config
 
@@ -58,6 +59,26 @@ def test_the_training_map_puts_a_boundary_at_the_memorisation_jump(
     # and the state before it is the one training accuracy rises through
     before = path[path["epoch"] < nearest]
     assert before["state"].nunique() >= 1 and path["epoch"].iloc[-1] == EPOCHS
+
+
+def test_the_default_map_reads_as_memorisation_then_plateau(memorised: nt.NetworkTrace) -> None:
+    """The Dynamics page's default features (Hu et al.'s weight statistics), read as phases."""
+    fitted = TrainingMap(n_permutations=0).fit(memorised)
+    reading = read_phases(fitted.path_, memorised.history, chance=1 / 59)
+    assert reading.phases["phase"].tolist() == ["memorisation", "plateau"]
+    assert reading.grokking_like
+    # the plateau starts near the first epoch at which training accuracy is ≈ 1
+    history = memorised.history
+    high = _first(history, "train_acc", HIGH)
+    assert high is not None
+    plateau = int(reading.phases["first"].iloc[1])
+    assert high / 2 <= plateau <= 2 * high, (high, plateau)
+    # its boundary sits beside a jump of training accuracy, inside memorisation
+    edge = reading.boundaries[reading.boundaries["phase_change"]].iloc[0]
+    assert edge["time"] == plateau and edge["jump_curve"] == "train_acc"
+    assert edge["jump_time"] < plateau and edge["distance"] <= plateau / 2
+    rises = np.diff(history.set_index("epoch")["train_acc"].reindex(fitted.path_["epoch"]))
+    assert edge["jump_change"] <= rises.max() + 1e-12  # at most the run's largest rise
 
 
 def test_the_schedule_is_log_spaced_then_regular() -> None:

@@ -1,5 +1,5 @@
 """The training map's states read as phases (nn_tracing/analysis/hmm/phases.py): planted phases
-on synthetic curves against a hand-computed reading; the real run is tests/unit/test_grokking.py's."""
+on synthetic curves against a hand-computed reading (the real run: tests/unit/test_grokking.py)."""
 
 from __future__ import annotations
 
