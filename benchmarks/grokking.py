@@ -8,7 +8,9 @@ of the pairs, MLP 256 relu, full-batch AdamW, weight decay 2), traced, and print
 * the training map (:class:`~nn_tracing.analysis.hmm.TrainingMap`, as the Dynamics page fits it)
   on the recorded epochs, k by BIC: its states in time order with their first and last epochs,
   on the default features (Hu et al.'s weight statistics) and on the weight norm with the
-  training and validation accuracy;
+  training and validation accuracy, and its states read as phases
+  (:func:`~nn_tracing.analysis.hmm.read_phases`, what the Dynamics page shows before the map):
+  each phase with its first epoch, each phase boundary beside the jump in the accuracies near it;
 * the Fourier structure of the hidden neurons at the last epoch
   (:func:`~nn_tracing.analysis.fourier.layer_frequencies`): how many have one dominant
   frequency (share of power > 0.5) and the most common frequencies.
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import nn_tracing as nt  # noqa: E402
 from nn_tracing.analysis.fourier import layer_frequencies  # noqa: E402
-from nn_tracing.analysis.hmm import TrainingMap  # noqa: E402
+from nn_tracing.analysis.hmm import TrainingMap, read_phases  # noqa: E402
 from nn_tracing.presets import preset_config  # noqa: E402
 
 
@@ -75,6 +77,20 @@ def print_map(trace: nt.NetworkTrace, features: list[str] | None) -> None:
             f"  {row['label']:>4}  E_{int(row['epoch']):>5} … E_{int(last['epoch']):>5}  "
             f"val acc {row['val_acc']:.2f} → {last['val_acc']:.2f}, "
             f"weight norm {row['weight_norm']:.1f} → {last['weight_norm']:.1f}"
+        )
+    print_phases(trace, fitted)
+
+
+def print_phases(trace: nt.NetworkTrace, fitted: TrainingMap) -> None:
+    """The map's states read as phases, and each phase boundary beside its jump."""
+    reading = read_phases(fitted.path_, trace.history, chance=1 / len(trace.class_names))
+    print(f"  {reading.headline()}")
+    for row in reading.phases.itertuples(index=False):
+        print(f"    {row.phase:<13} E_{row.first:>5} … E_{row.last:>5}  ({row.states})")
+    for edge in reading.boundaries[reading.boundaries["phase_change"]].itertuples(index=False):
+        print(
+            f"    boundary E_{edge.before}/E_{edge.time}: nearest jump {edge.jump_curve} "
+            f"{edge.jump_change:+.3f} at E_{int(edge.jump_time)}, {int(edge.distance)} epochs away"
         )
 
 

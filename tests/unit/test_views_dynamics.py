@@ -217,3 +217,36 @@ def test_no_further_range_at_the_ceiling_or_when_larger_k_were_skipped() -> None
     assert f"The page fits at most k = {view.MAX_K}." in ceiling.sentence
     inside = selection.assign(bic=[10.0, 4.0, 5.0, np.nan])
     assert view.k_boundary(inside, "bic", 4) is None
+
+
+def test_the_phase_boundaries_table_names_each_change_and_its_jump() -> None:
+    from nn_tracing.analysis.hmm import read_phases
+    from nn_tracing.viz.dynamics import phase_strip_chart
+
+    epochs = [0, 10, 20, 30, 40, 50]
+    path = pd.DataFrame({"epoch": epochs, "state": [0, 0, 1, 1, 2, 2], "weight_norm": 1.0})
+    curves = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_acc": [0.1, 0.8, 1.0, 1.0, 1.0, 1.0],
+            "val_acc": [0.1, 0.1, 0.1, 0.1, 0.3, 0.7],
+        }
+    )
+    reading = read_phases(path, curves, chance=0.1)
+    table = view.phase_boundary_table(reading)
+    # memorisation E_0-10 | plateau E_20-30 | transition E_40-50; the jumps by hand: training
+    # +0.70 at E_10 (over E_0-30), validation +0.40 at E_50 (over E_20-50)
+    assert table.to_dict("list") == {
+        "from": ["E_10", "E_30"],
+        "to": ["E_20", "E_40"],
+        "phases": ["memorisation → plateau", "plateau → transition"],
+        "nearest jump": ["training accuracy +0.700 at E_10", "validation accuracy +0.400 at E_50"],
+        "epochs away": [10, 10],
+    }
+    strip = phase_strip_chart(reading.phases).to_dict()
+    rows = strip["datasets"][next(iter(strip["datasets"]))]
+    assert [(r["phase"], r["first"], r["end"]) for r in rows] == [
+        ("memorisation", 0, 20),
+        ("plateau", 20, 40),
+        ("transition", 40, 50),
+    ]
