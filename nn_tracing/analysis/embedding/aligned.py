@@ -2,6 +2,14 @@
 per epoch, each tied to the next by the identity on the neurons both hold, so a neuron moves
 from one epoch's map to the next only as far as its neighbourhood changed.
 
+A neuron whose features are identical to its features at the previous embedded epoch keeps its
+point: after the fit, each run of identical rows (:func:`~.joint.unchanged_runs`) is drawn at
+the point of its first epoch. This is the limit of the alignment penalty for that neuron (an
+infinitely stiff tie to its previous place): its features did not change, so the map must not
+show it moving. Its neighbours may still move around it, so aligned UMAP shows a neuron whose
+*neighbourhood* changed moving even when its own features changed only a little (the page's
+noise floor of nearly unchanged neurons says how far).
+
 The epochs' rows share one feature space (wide rows are reduced to :data:`PCA_FIRST` principal
 components fitted on every row at once). The fit runs under the process-wide numba lock
 (:mod:`nn_tracing.analysis.numba_guard`).
@@ -19,6 +27,7 @@ from sklearn.base import BaseEstimator
 from ...progress import Progress, no_progress
 from .. import numba_guard
 from ..cost import PCA_FIRST
+from .joint import first_of_runs, unchanged_runs
 
 __all__ = ["AlignedProjector", "epoch_slices"]
 
@@ -70,7 +79,9 @@ class AlignedProjector(BaseEstimator):
 
     Attributes
     ----------
-    embedding_ : array of shape (n_rows, 2), float32, in the input's row order
+    embedding_ : array of shape (n_rows, 2), float32, in the input's row order; a row identical
+        to its neuron's row at the previous embedded epoch has that row's point
+    n_held_ : rows that kept their neuron's previous point (features unchanged)
     backend_ : ``umap-learn (AlignedUMAP)``
     seconds_ : wall time of ``fit``
     notes_ : adjustments made, in sentences
@@ -108,6 +119,7 @@ class AlignedProjector(BaseEstimator):
         say = progress or no_progress
         started = time.perf_counter()
         self.notes_: list[str] = []
+        runs = unchanged_runs(X, neuron_ids, epochs)
         X = np.asarray(X, dtype=np.float32)
         seed = 0 if self.random_state is None else int(self.random_state)
         if self.pca_first and X.shape[1] > self.pca_first < X.shape[0]:
@@ -146,7 +158,15 @@ class AlignedProjector(BaseEstimator):
         embedding = np.zeros((X.shape[0], 2), dtype=np.float32)
         for r, coords in zip(rows, model.embeddings_, strict=True):
             embedding[r] = np.asarray(coords, dtype=np.float32)[:, :2]
-        self.embedding_ = embedding
+        # an unchanged neuron stays put: each run of identical rows at its first epoch's point
+        held = first_of_runs(runs, np.asarray(epochs))
+        self.n_held_ = int(np.count_nonzero(held != np.arange(held.size)))
+        if self.n_held_:
+            self.notes_.append(
+                f"{self.n_held_} (neuron, epoch) row(s) repeat the neuron's previous epoch exactly "
+                "and keep its point"
+            )
+        self.embedding_ = embedding[held]
         self.backend_ = "umap-learn (AlignedUMAP)"
         self.seconds_ = time.perf_counter() - started
         say(1.0, "done")
