@@ -19,7 +19,7 @@ from nn_tracing.analysis.embedding.faithfulness import (
     steps,
     within_epoch_preservation,
 )
-from nn_tracing.analysis.embedding.joint import first_of_runs, unchanged_runs
+from nn_tracing.analysis.embedding.joint import first_of_runs, time_features, unchanged_runs
 from nn_tracing.analysis.embedding.mphate import interslice_bandwidth, row_zscore
 
 #: Neurons 0..FROZEN-1 of the first hidden layer never change (their incoming gradient is
@@ -100,6 +100,35 @@ def _steps_by_group(frame, first: int) -> dict[str, np.ndarray]:
     }
 
 
+def _nearly_unchanged_steps(trace, spec, frame) -> np.ndarray:
+    """Brute force: the map steps (share of the extent) of every (neuron, step) whose feature
+    row changed by more than 0 and at most 1 % of the RMS distance between two neurons of one
+    epoch (the planted nearly frozen neurons, and any trained neuron that barely changed)."""
+    features, _, _ = time_features(trace, spec)
+    rows = {
+        (int(n), int(e)): features.values[i]
+        for i, (n, e) in enumerate(zip(features.neuron_ids, features.epochs, strict=True))
+    }
+    squared = [
+        float(np.sum((rows[a, e] - rows[b, e]) ** 2))
+        for e in trace.epochs
+        for a in {n for n, _ in rows}
+        for b in {n for n, _ in rows}
+    ]
+    scale = np.sqrt(np.mean(squared))
+    extent = float(np.ptp(frame[["x", "y"]].to_numpy(), axis=0).max())
+    xy = {(int(r.neuron), int(r.epoch)): np.array([r.x, r.y]) for r in frame.itertuples()}
+    found = []
+    for (neuron, epoch), row in rows.items():
+        later = [e for e in trace.epochs if e > epoch]
+        if not later:
+            continue
+        change = np.linalg.norm(rows[neuron, later[0]] - row)
+        if 0 < change <= 0.01 * scale:
+            found.append(np.linalg.norm(xy[neuron, later[0]] - xy[neuron, epoch]) / extent)
+    return np.array(found)
+
+
 @pytest.mark.parametrize("method", list(emb.TIME_MAPS))
 def test_frozen_neurons_stay_within_the_noise_floor_and_moving_ones_leave_it(
     planted, method: str
@@ -118,10 +147,9 @@ def test_frozen_neurons_stay_within_the_noise_floor_and_moving_ones_leave_it(
     assert quality.noise_floor_95 == pytest.approx(
         np.percentile(group["frozen"], 95), rel=1e-5, abs=1e-9
     )
-    assert quality.n_near == NEAR * (len(trace.epochs) - 1)
-    assert quality.near_floor_95 == pytest.approx(
-        np.percentile(group["near"], 95), rel=1e-5, abs=1e-9
-    )
+    near_steps = _nearly_unchanged_steps(trace, spec, frame)
+    assert quality.n_near == len(near_steps) >= NEAR * (len(trace.epochs) - 1)
+    assert quality.near_floor_95 == pytest.approx(np.percentile(near_steps, 95), rel=1e-5)
     # identical features, identical points: in every method the frozen neurons do not move
     assert group["frozen"].max() == 0.0
     # the neurons that train move beyond the floor, and further than the nearly frozen ones
