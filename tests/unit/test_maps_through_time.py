@@ -19,7 +19,7 @@ from nn_tracing.analysis.embedding.faithfulness import (
     steps,
     within_epoch_preservation,
 )
-from nn_tracing.analysis.embedding.joint import first_of_runs, time_features, unchanged_runs
+from nn_tracing.analysis.embedding.joint import time_features, unchanged_runs
 from nn_tracing.analysis.embedding.mphate import interslice_bandwidth, row_zscore
 
 #: Neurons 0..FROZEN-1 of the first hidden layer never change (their incoming gradient is
@@ -255,9 +255,6 @@ def test_unchanged_runs_join_only_a_neurons_consecutive_identical_rows() -> None
     assert by_key[1, 0] == by_key[1, 1] == by_key[1, 2] != by_key[0, 0]
     assert len({by_key[2, 0], by_key[2, 1], by_key[0, 0]}) == 3
     assert sorted(set(runs.tolist())) == list(range(6))
-    first = first_of_runs(runs, epochs)
-    for row, start in enumerate(first):
-        assert runs[start] == runs[row] and epochs[start] == epochs[runs == runs[row]].min()
 
 
 def test_m_phate_merges_each_run_of_identical_rows_into_one_node_of_the_papers_graph() -> None:

@@ -150,15 +150,6 @@ def unchanged_runs(values: np.ndarray, neuron_ids: np.ndarray, epochs: np.ndarra
     return runs
 
 
-def first_of_runs(runs: np.ndarray, epochs: np.ndarray) -> np.ndarray:
-    """For each row, the row that starts its run (its earliest epoch), array of shape (n_rows,)."""
-    order = np.lexsort((np.asarray(epochs), runs))
-    first = np.empty(int(runs.max(initial=-1)) + 1, dtype=np.int64)
-    starts = np.concatenate([[True], runs[order][1:] != runs[order][:-1]]) if len(order) else []
-    first[runs[order][starts]] = order[starts]
-    return first[runs]
-
-
 def frame_of(features: NeuronFeatures, coords: np.ndarray) -> pd.DataFrame:
     """The map's rows: ``neuron``, ``layer``, ``epoch``, ``signature``, ``x``, ``y``."""
     return pd.DataFrame(
