@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import phate
 import pytest
 import torch
 from scipy import sparse
@@ -222,7 +223,7 @@ def test_the_near_floor_matches_a_brute_force_reference() -> None:
     ]
     scale = np.sqrt(np.mean(pairwise))  # the RMS distance between two neurons of an epoch
     extent = np.ptp(coords, axis=0).max()
-    near, still = [], []
+    near, still, moving = [], [], []
     for neuron in range(n_neurons):
         for e in range(1, n_epochs):
             a, b = e - 1, e
@@ -233,10 +234,15 @@ def test_the_near_floor_matches_a_brute_force_reference() -> None:
                 still.append(step)
             elif change <= 0.01 * scale:
                 near.append(step)
+            else:
+                moving.append(step)
     assert quality.n_near == len(near) == 3 * (n_epochs - 1)
     assert quality.near_floor_95 == pytest.approx(np.percentile(near, 95))
     assert quality.n_unchanged == len(still) == 3 * (n_epochs - 1)
     assert quality.noise_floor == pytest.approx(max(still))
+    # the moving median leaves the nearly unchanged steps to the near floor
+    assert quality.n_moving == len(moving) == 4 * (n_epochs - 1)
+    assert quality.moving_median == pytest.approx(np.median(moving))
 
 
 def test_unchanged_runs_join_only_a_neurons_consecutive_identical_rows() -> None:
@@ -282,6 +288,15 @@ def test_m_phate_merges_each_run_of_identical_rows_into_one_node_of_the_papers_g
     nudged = values + 1e-9 * np.arange(values.size).reshape(values.shape)  # no two rows equal
     distinct = emb.MultisliceEmbedder(n_pca=0).fit(nudged, neuron_ids, epochs)
     assert distinct.affinity_.shape == (neuron_ids.size, neuron_ids.size)
+    # the points are PHATE's of that graph, each at its own row (merged: at each of its rows)
+    for model_, graph, rows_of in ((model, expected, runs), (distinct, None, None)):
+        if graph is None:
+            graph = emb.multislice_affinity(nudged, neuron_ids, epochs)
+        direct = phate.PHATE(
+            knn_dist="precomputed_affinity", gamma=0, random_state=0, n_jobs=1, verbose=0
+        ).fit_transform(sparse.csr_matrix(graph))
+        direct = direct if rows_of is None else direct[rows_of]
+        np.testing.assert_allclose(model_.embedding_, direct, rtol=1e-4, atol=1e-5)
 
 
 # -- the multislice kernel against a brute-force construction --------------------------------------

@@ -66,8 +66,9 @@ class Faithfulness:
         (NaN: no neuron kept its features between two embedded epochs)
     noise_floor_95 : the 95th percentile of those steps (robust to one outlier)
     n_unchanged : (neuron, step) pairs whose features did not change
-    moving_median : median step of the neurons whose features changed, as a share of the extent
-    n_moving : (neuron, step) pairs whose features changed
+    moving_median : median step of the neurons whose features changed beyond the near
+        tolerance (the nearly unchanged ones are the near floor's), as a share of the extent
+    n_moving : (neuron, step) pairs whose features changed beyond the near tolerance
     near_floor_95 : the 95th percentile of the steps of nearly unchanged neurons (features
         moved by at most ``near_tolerance`` of the typical distance between two neurons), as a
         share of the map's extent (NaN: no such step)
@@ -110,8 +111,9 @@ class Faithfulness:
                 "the map's jitter)"
             )
         if self.n_moving:
+            more = " more than that" if self.n_near else ""
             parts.append(
-                f"the neurons whose features changed moved a median "
+                f"the neurons whose features changed{more} moved a median "
                 f"{100 * self.moving_median:.1f} % per step"
             )
         scores = []
@@ -266,10 +268,10 @@ def faithfulness(
     extent = float(np.ptp(coords, axis=0).max()) if len(coords) else 0.0
     extent = extent or 1.0
     moved, unchanged = steps(values, coords, neuron_ids, epochs)
-    still, going = moved[unchanged] / extent, moved[~unchanged] / extent
     changed_by = feature_steps(values, neuron_ids, epochs)
-    near = moved[~unchanged & (changed_by <= near_tolerance * feature_scale(values, epochs))]
-    near = near / extent
+    barely = ~unchanged & (changed_by <= near_tolerance * feature_scale(values, epochs))
+    still, near = moved[unchanged] / extent, moved[barely] / extent
+    going = moved[~unchanged & ~barely] / extent
     across, across_k = across_epoch_preservation(values, coords, neuron_ids, k)
     return Faithfulness(
         k=k,

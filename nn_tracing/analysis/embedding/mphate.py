@@ -311,9 +311,10 @@ class MultisliceEmbedder(BaseEstimator):
             knn_max=self.knn_max,
             normalise=False,
         )
-        self.affinity_ = collapse_runs(affinity, self.runs_)
-        n_nodes = self.affinity_.shape[0]
+        n_nodes = int(self.runs_.max(initial=-1)) + 1
+        self.affinity_ = affinity
         if n_nodes < rows.shape[0]:
+            self.affinity_ = collapse_runs(affinity, self.runs_)
             self.notes_.append(
                 f"{rows.shape[0] - n_nodes} (neuron, epoch) row(s) repeat the neuron's previous "
                 "epoch exactly: each such run is one node of the graph and one point"
@@ -333,7 +334,9 @@ class MultisliceEmbedder(BaseEstimator):
         with threadpool_limits(available_threads()):
             # a copy: PHATE (graphtools) edits the matrix it is given
             embedding = model.fit_transform(self.affinity_.copy())
-        self.embedding_ = np.asarray(embedding, dtype=np.float32)[self.runs_]
+        embedding = np.asarray(embedding, dtype=np.float32)
+        # one point per node: a run's point at every one of its rows
+        self.embedding_ = embedding[self.runs_] if n_nodes < rows.shape[0] else embedding
         self.optimal_t_ = model.optimal_t if self.t == "auto" else self.t
         self.backend_ = "phate"
         self.seconds_ = time.perf_counter() - started
