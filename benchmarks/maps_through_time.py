@@ -75,6 +75,8 @@ def measure(size: str, repeats: int) -> list[dict]:
                 "runs": repeats,
                 "noise_floor_%": 100 * quality.noise_floor,
                 "unchanged": quality.n_unchanged,
+                "near_floor_%": 100 * quality.near_floor_95,
+                "near": quality.n_near,
                 "moving_median_%": 100 * quality.moving_median,
                 "knn_within_%": 100 * quality.within_epoch,
                 "knn_across_%": 100 * quality.across_epoch,
@@ -91,7 +93,8 @@ def _line(row: dict) -> str:
     return (
         f"{row['size']:<6} {row['rows']:>6} {row['method']:<13} {row['median_s']:8.2f} s "
         f"(×{row['runs']})  floor {pct(row['noise_floor_%'])} over {row['unchanged']:>5} still "
-        f"steps; moving {pct(row['moving_median_%'])}; k-NN within {pct(row['knn_within_%'])} "
+        f"steps; near {pct(row['near_floor_%'])} over {row['near']:>5} steps; "
+        f"moving {pct(row['moving_median_%'])}; k-NN within {pct(row['knn_within_%'])} "
         f"across {pct(row['knn_across_%'])}"
     )
 

@@ -39,7 +39,8 @@ _HELP = (
     "joint PCA / t-SNE / UMAP: one projection of every (neuron, time) row (identical rows share "
     "a point); aligned UMAP: one UMAP per time, aligned on the neurons (NeuroMapper); M-PHATE: "
     "a multislice graph (neighbours within a time, each neuron to itself across times) "
-    "embedded with PHATE (Gigante et al. 2019)."
+    "embedded with PHATE (Gigante et al. 2019). In every method a neuron whose features did "
+    "not change since the previous time keeps its point."
 )
 
 

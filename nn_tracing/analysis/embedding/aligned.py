@@ -2,6 +2,16 @@
 per epoch, each tied to the next by the identity on the neurons both hold, so a neuron moves
 from one epoch's map to the next only as far as its neighbourhood changed.
 
+A neuron whose features are identical to its features at the previous embedded epoch keeps its
+point: after the fit, each run of identical rows (:func:`~.joint.unchanged_runs`) is drawn at
+the mean of the points the fit gave its rows (:func:`hold_runs`). This is the limit of the
+alignment penalty for that neuron: the penalty is quadratic in the distance between a neuron's
+points at neighbouring epochs, and an infinitely stiff tie makes them one point, which a
+quadratic compromise puts at their mean. Its features did not change, so the map must not show
+it moving. Its neighbours may still move around it, so aligned UMAP shows a neuron whose
+*neighbourhood* changed moving even when its own features changed only a little (the page's
+noise floor of nearly unchanged neurons says how far).
+
 The epochs' rows share one feature space (wide rows are reduced to :data:`PCA_FIRST` principal
 components fitted on every row at once). The fit runs under the process-wide numba lock
 (:mod:`nn_tracing.analysis.numba_guard`).
@@ -19,8 +29,9 @@ from sklearn.base import BaseEstimator
 from ...progress import Progress, no_progress
 from .. import numba_guard
 from ..cost import PCA_FIRST
+from .joint import unchanged_runs
 
-__all__ = ["AlignedProjector", "epoch_slices"]
+__all__ = ["AlignedProjector", "epoch_slices", "hold_runs"]
 
 
 def epoch_slices(
@@ -50,6 +61,20 @@ def epoch_slices(
     return order, rows, relations
 
 
+def hold_runs(points: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Every row of a run at the mean of its run's ``points`` (n_rows, d); ``runs`` of shape
+    (n_rows,) numbers the runs 0..n_runs-1. Returns an array of the shape of ``points``.
+
+    >>> hold_runs(np.array([[0.0, 0.0], [2.0, 4.0], [5.0, 5.0]]), np.array([0, 0, 1])).tolist()
+    [[1.0, 2.0], [1.0, 2.0], [5.0, 5.0]]
+    """
+    points = np.asarray(points)
+    sums = np.zeros((int(runs.max(initial=-1)) + 1, points.shape[1]), dtype=np.float64)
+    np.add.at(sums, runs, points)
+    counts = np.bincount(runs, minlength=sums.shape[0])
+    return (sums / np.maximum(counts, 1)[:, None])[runs].astype(points.dtype)
+
+
 class AlignedProjector(BaseEstimator):
     """Aligned UMAP of (neuron, epoch) rows: one map per epoch, aligned on the neurons.
 
@@ -70,7 +95,9 @@ class AlignedProjector(BaseEstimator):
 
     Attributes
     ----------
-    embedding_ : array of shape (n_rows, 2), float32, in the input's row order
+    embedding_ : array of shape (n_rows, 2), float32, in the input's row order; the rows of a
+        neuron's run of identical features share one point
+    n_held_ : rows that repeat their neuron's previous row (held at their run's point)
     backend_ : ``umap-learn (AlignedUMAP)``
     seconds_ : wall time of ``fit``
     notes_ : adjustments made, in sentences
@@ -108,6 +135,7 @@ class AlignedProjector(BaseEstimator):
         say = progress or no_progress
         started = time.perf_counter()
         self.notes_: list[str] = []
+        runs = unchanged_runs(X, neuron_ids, epochs)
         X = np.asarray(X, dtype=np.float32)
         seed = 0 if self.random_state is None else int(self.random_state)
         if self.pca_first and X.shape[1] > self.pca_first < X.shape[0]:
@@ -146,6 +174,14 @@ class AlignedProjector(BaseEstimator):
         embedding = np.zeros((X.shape[0], 2), dtype=np.float32)
         for r, coords in zip(rows, model.embeddings_, strict=True):
             embedding[r] = np.asarray(coords, dtype=np.float32)[:, :2]
+        # an unchanged neuron stays put: each run of identical rows at one point
+        self.n_held_ = int(runs.size - np.unique(runs).size)
+        if self.n_held_:
+            self.notes_.append(
+                f"{self.n_held_} (neuron, epoch) row(s) repeat the neuron's previous epoch "
+                "exactly: each such run is drawn at one point (the mean of the fit's)"
+            )
+            embedding = hold_runs(embedding, runs)
         self.embedding_ = embedding
         self.backend_ = "umap-learn (AlignedUMAP)"
         self.seconds_ = time.perf_counter() - started

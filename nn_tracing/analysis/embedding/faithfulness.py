@@ -12,7 +12,14 @@ Given the feature rows of (neuron, epoch) pairs and where a map put them:
 * the **noise floor**: how far, as a share of the map's extent (the longer side of its bounding
   box), neurons move between consecutive embedded epochs when their features did not change at
   all. A faithful map keeps them still; any motion of the other neurons below this floor is
-  not evidence of change.
+  not evidence of change. Every method here draws identical rows of a neuron at one point, so
+  this floor is 0 by construction wherever it can be measured; it checks that promise;
+* the **near floor**: the same for the steps in which a neuron's features changed, but by at
+  most :data:`NEAR_TOLERANCE` (1 %) of the typical distance between two neurons of one epoch
+  (the root-mean-square distance, :func:`feature_scale`). Those neurons barely changed, so how
+  far the map moves them is its jitter: a step on the map no longer than this floor is not
+  evidence that a neuron changed more than that. Unlike the exact floor it is not 0 by
+  construction.
 
 Ties in distance are broken by row order in the exact search (wide features, and maps of up to
 512 points per group); a larger map's neighbours come from a k-d tree, whose ties fall as they
@@ -28,15 +35,21 @@ from sklearn.neighbors import NearestNeighbors
 
 __all__ = [
     "DEFAULT_K",
+    "NEAR_TOLERANCE",
     "Faithfulness",
     "across_epoch_preservation",
     "faithfulness",
+    "feature_scale",
+    "feature_steps",
     "steps",
     "within_epoch_preservation",
 ]
 
 #: The neighbourhood size of the preservation scores (the paper's k = 10).
 DEFAULT_K = 10
+#: A step is "nearly unchanged" when a neuron's features moved by more than 0 and at most this
+#: share of the root-mean-square distance between two neurons of one epoch.
+NEAR_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -53,8 +66,14 @@ class Faithfulness:
         (NaN: no neuron kept its features between two embedded epochs)
     noise_floor_95 : the 95th percentile of those steps (robust to one outlier)
     n_unchanged : (neuron, step) pairs whose features did not change
-    moving_median : median step of the neurons whose features changed, as a share of the extent
-    n_moving : (neuron, step) pairs whose features changed
+    moving_median : median step of the neurons whose features changed beyond the near
+        tolerance (the nearly unchanged ones are the near floor's), as a share of the extent
+    n_moving : (neuron, step) pairs whose features changed beyond the near tolerance
+    near_floor_95 : the 95th percentile of the steps of nearly unchanged neurons (features
+        moved by at most ``near_tolerance`` of the typical distance between two neurons), as a
+        share of the map's extent (NaN: no such step)
+    n_near : (neuron, step) pairs nearly unchanged
+    near_tolerance : the share that counts as nearly unchanged
     """
 
     k: int
@@ -66,6 +85,9 @@ class Faithfulness:
     n_unchanged: int
     moving_median: float
     n_moving: int
+    near_floor_95: float = float("nan")
+    n_near: int = 0
+    near_tolerance: float = NEAR_TOLERANCE
 
     def sentence(self) -> str:
         """The faithfulness in words, for beside the map."""
@@ -81,9 +103,17 @@ class Faithfulness:
                 "No neuron kept its features unchanged between two epochs, so this map's noise "
                 "floor cannot be measured"
             )
-        if self.n_moving:
+        if self.n_near:
             parts.append(
-                f"the neurons whose features changed moved a median "
+                f"neurons whose features changed by less than {100 * self.near_tolerance:g} % "
+                f"of the typical distance between two neurons moved up to "
+                f"{100 * self.near_floor_95:.1f} % (95th percentile of {self.n_near} such steps: "
+                "the map's jitter)"
+            )
+        if self.n_moving:
+            more = " more than that" if self.n_near else ""
+            parts.append(
+                f"the neurons whose features changed{more} moved a median "
                 f"{100 * self.moving_median:.1f} % per step"
             )
         scores = []
@@ -170,15 +200,40 @@ def across_epoch_preservation(
     return float(np.concatenate(scores).mean()), kk
 
 
+def _consecutive(neuron_ids: np.ndarray, epochs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every neuron's steps as (row before, row after), in (neuron, epoch) order."""
+    order = np.lexsort((np.asarray(epochs), np.asarray(neuron_ids)))
+    same_neuron = np.asarray(neuron_ids)[order][1:] == np.asarray(neuron_ids)[order][:-1]
+    return order[:-1][same_neuron], order[1:][same_neuron]
+
+
+def feature_steps(values: np.ndarray, neuron_ids: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """How far each neuron's features moved between its consecutive embedded epochs (Euclidean),
+    array of shape (n_steps,), in the order of :func:`steps`."""
+    values = np.asarray(values, dtype=np.float64)
+    first, second = _consecutive(neuron_ids, epochs)
+    return np.linalg.norm(values[second] - values[first], axis=1)
+
+
+def feature_scale(values: np.ndarray, epochs: np.ndarray) -> float:
+    """The root-mean-square distance between two neurons of one epoch, over the epochs
+    (``sqrt(2 ×`` the mean squared distance to the epoch's centroid)); 0 when all are equal."""
+    values = np.asarray(values, dtype=np.float64)
+    squared, count = 0.0, 0
+    for rows in _groups(np.asarray(epochs)):
+        block = values[rows]
+        squared += float(((block - block.mean(axis=0)) ** 2).sum())
+        count += rows.size
+    return float(np.sqrt(2.0 * squared / count)) if count else 0.0
+
+
 def steps(
     values: np.ndarray, coords: np.ndarray, neuron_ids: np.ndarray, epochs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every neuron's steps between its consecutive embedded epochs: (distance moved on the map,
     whether its features stayed exactly the same), two arrays of shape (n_steps,)."""
     values, coords = np.asarray(values), np.asarray(coords, dtype=np.float64)
-    order = np.lexsort((np.asarray(epochs), np.asarray(neuron_ids)))
-    same_neuron = np.asarray(neuron_ids)[order][1:] == np.asarray(neuron_ids)[order][:-1]
-    first, second = order[:-1][same_neuron], order[1:][same_neuron]
+    first, second = _consecutive(neuron_ids, epochs)
     moved = np.linalg.norm(coords[second] - coords[first], axis=1)
     unchanged = (values[second] == values[first]).all(axis=1)
     return moved, unchanged
@@ -190,6 +245,7 @@ def faithfulness(
     neuron_ids: np.ndarray,
     epochs: np.ndarray,
     k: int = DEFAULT_K,
+    near_tolerance: float = NEAR_TOLERANCE,
 ) -> Faithfulness:
     """The faithfulness of a map through time.
 
@@ -203,13 +259,19 @@ def faithfulness(
         The neuron and epoch of each row, arrays of shape (n_rows,).
     k
         Neighbourhood size of the preservation scores.
+    near_tolerance
+        A step whose features moved by at most this share of :func:`feature_scale` (and more
+        than 0) counts as nearly unchanged.
     """
     values = np.asarray(values)
     coords = np.asarray(coords, dtype=np.float64)
     extent = float(np.ptp(coords, axis=0).max()) if len(coords) else 0.0
     extent = extent or 1.0
     moved, unchanged = steps(values, coords, neuron_ids, epochs)
-    still, going = moved[unchanged] / extent, moved[~unchanged] / extent
+    changed_by = feature_steps(values, neuron_ids, epochs)
+    barely = ~unchanged & (changed_by <= near_tolerance * feature_scale(values, epochs))
+    still, near = moved[unchanged] / extent, moved[barely] / extent
+    going = moved[~unchanged & ~barely] / extent
     across, across_k = across_epoch_preservation(values, coords, neuron_ids, k)
     return Faithfulness(
         k=k,
@@ -221,4 +283,7 @@ def faithfulness(
         n_unchanged=int(still.size),
         moving_median=float(np.median(going)) if going.size else float("nan"),
         n_moving=int(going.size),
+        near_floor_95=float(np.percentile(near, 95)) if near.size else float("nan"),
+        n_near=int(near.size),
+        near_tolerance=float(near_tolerance),
     )

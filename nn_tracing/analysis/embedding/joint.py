@@ -4,7 +4,9 @@ neurons through one fixed space.
 Only the *unique* feature rows are projected, then mapped back to every row that holds them
 (:func:`project_unique`): a neuron whose features did not change between two epochs sits on
 the very same point at both, in every method (t-SNE and UMAP would otherwise pull identical
-rows apart).
+rows apart). The sliced methods keep the same promise per neuron: :func:`unchanged_runs`
+groups a neuron's consecutive epochs with identical features, and aligned UMAP and M-PHATE
+give each group one point.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from .faithfulness import Faithfulness
 from .features import FeatureError, FeatureSpec, NeuronFeatures, neuron_features
 from .projection import NeuronProjector
 
-__all__ = ["JointEmbedding", "joint_embedding", "project_unique", "thin_epochs", "time_features"]
+__all__ = [
+    "JointEmbedding",
+    "joint_embedding",
+    "project_unique",
+    "thin_epochs",
+    "time_features",
+    "unchanged_runs",
+]
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,30 @@ def project_unique(
         "and share its point"
     )
     return coords, [note]
+
+
+def unchanged_runs(values: np.ndarray, neuron_ids: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """The run of each row: a neuron's rows at consecutive embedded epochs whose features are
+    identical (bit for bit) form one run; every other row is a run of its own.
+
+    Returns
+    -------
+    array of shape (n_rows,), int64: the run of each row, numbered 0..n_runs-1 in the order of
+    (neuron, epoch); a run's first row is the earliest epoch of that stretch.
+
+    >>> unchanged_runs(np.array([[1.0], [1.0], [2.0], [1.0]]), np.zeros(4), np.arange(4)).tolist()
+    [0, 0, 1, 2]
+    """
+    values, neuron_ids = np.asarray(values), np.asarray(neuron_ids)
+    order = np.lexsort((np.asarray(epochs), neuron_ids))
+    ordered = values[order]
+    same = (neuron_ids[order][1:] == neuron_ids[order][:-1]) & (
+        ordered[1:] == ordered[:-1]
+    ).reshape(len(order) - 1, -1).all(axis=1)
+    starts = np.concatenate([[True], ~same]) if len(order) else np.zeros(0, bool)
+    runs = np.empty(len(order), dtype=np.int64)
+    runs[order] = np.cumsum(starts) - 1
+    return runs
 
 
 def frame_of(features: NeuronFeatures, coords: np.ndarray) -> pd.DataFrame:

@@ -23,6 +23,17 @@ than ``n_pca`` features are reduced to ``n_pca`` principal components. Affinitie
 (``knn_dist="precomputed_affinity"``, the paper's ``gamma=0`` square-root potential). The
 kernel here is our own, written from the paper; the unmaintained ``m-phate`` package is not
 used.
+
+**Unchanged neurons are one node.** A neuron whose features are identical at consecutive epochs
+has copies in the graph joined by across-epoch weight ``exp(0) = 1``, the strongest there is;
+PHATE would still place the copies apart (each copy has its own epoch's neighbours). The
+embedder merges each such run of copies (:func:`~.joint.unchanged_runs`) into one node: the
+graph's quotient ``Pᵀ K P`` (:func:`collapse_runs`; ``P`` the rows × runs indicator), which sums
+the copies' edges. Its random walk is the paper's walk with the copies lumped into one state
+(stepping from the merged node is the copies' steps, averaged by their degrees; stepping into it
+is the sum of stepping into any copy), and the merged node gets one point, drawn at every epoch
+of its run: identical features, identical points. Without identical rows the graph is the
+paper's, unchanged.
 """
 
 from __future__ import annotations
@@ -37,8 +48,15 @@ from threadpoolctl import threadpool_limits
 
 from ...progress import Progress, no_progress
 from ..cost import available_threads
+from .joint import unchanged_runs
 
-__all__ = ["MultisliceEmbedder", "interslice_bandwidth", "multislice_affinity", "row_zscore"]
+__all__ = [
+    "MultisliceEmbedder",
+    "collapse_runs",
+    "interslice_bandwidth",
+    "multislice_affinity",
+    "row_zscore",
+]
 
 
 def row_zscore(values: np.ndarray) -> np.ndarray:
@@ -186,6 +204,23 @@ def multislice_affinity(
     return affinity
 
 
+def collapse_runs(affinity: sparse.spmatrix, runs: np.ndarray) -> sparse.csr_matrix:
+    """The quotient of a row affinity over runs: ``Pᵀ K P`` with ``P`` the (n_rows, n_runs)
+    indicator of each row's run (``runs``, array of shape (n_rows,)), so the edge between two
+    runs is the sum of the edges between their rows. Symmetric when ``affinity`` is.
+
+    >>> K = sparse.csr_matrix(np.array([[1.0, 1.0, 0.5], [1.0, 1.0, 0.2], [0.5, 0.2, 1.0]]))
+    >>> collapse_runs(K, np.array([0, 0, 1])).toarray().tolist()
+    [[4.0, 0.7], [0.7, 1.0]]
+    """
+    runs = np.asarray(runs, dtype=np.int64)
+    n_runs = int(runs.max(initial=-1)) + 1
+    indicator = sparse.csr_matrix(
+        (np.ones(runs.size), (np.arange(runs.size), runs)), shape=(runs.size, n_runs)
+    )
+    return (indicator.T @ affinity @ indicator).tocsr()
+
+
 class MultisliceEmbedder(BaseEstimator):
     """M-PHATE: the multislice graph of (neuron, epoch) rows embedded with PHATE.
 
@@ -207,7 +242,9 @@ class MultisliceEmbedder(BaseEstimator):
     Attributes
     ----------
     embedding_ : array of shape (n_rows, n_components), float32
-    affinity_ : the multislice affinity, scipy.sparse.csr_matrix (n_rows, n_rows)
+    affinity_ : the multislice affinity over the runs of identical rows (one node per run:
+        :func:`collapse_runs`), scipy.sparse.csr_matrix (n_runs, n_runs)
+    runs_ : the node of each row, array of shape (n_rows,)
     optimal_t_ : the diffusion time PHATE used
     backend_ : ``phate``
     seconds_ : wall time of ``fit``
@@ -251,6 +288,7 @@ class MultisliceEmbedder(BaseEstimator):
         started = time.perf_counter()
         self.notes_: list[str] = []
         seed = 0 if self.random_state is None else int(self.random_state)
+        self.runs_ = unchanged_runs(X, neuron_ids, epochs)
         rows = row_zscore(X)
         if self.n_pca and rows.shape[1] > self.n_pca < rows.shape[0]:
             from sklearn.decomposition import PCA
@@ -263,7 +301,7 @@ class MultisliceEmbedder(BaseEstimator):
                 f"rows z-scored, then reduced to {self.n_pca} principal components for M-PHATE"
             )
         say(0.15, f"multislice graph of {rows.shape[0]} (neuron, epoch) rows")
-        self.affinity_ = multislice_affinity(
+        affinity = multislice_affinity(
             rows,
             neuron_ids,
             epochs,
@@ -273,21 +311,32 @@ class MultisliceEmbedder(BaseEstimator):
             knn_max=self.knn_max,
             normalise=False,
         )
+        n_nodes = int(self.runs_.max(initial=-1)) + 1
+        self.affinity_ = affinity
+        if n_nodes < rows.shape[0]:
+            self.affinity_ = collapse_runs(affinity, self.runs_)
+            self.notes_.append(
+                f"{rows.shape[0] - n_nodes} (neuron, epoch) row(s) repeat the neuron's previous "
+                "epoch exactly: each such run is one node of the graph and one point"
+            )
         say(0.4, "PHATE: diffusion potential and MDS")
         model = phate.PHATE(
             n_components=self.n_components,
             knn_dist="precomputed_affinity",
             gamma=0,
             t=self.t,
-            n_landmark=self.n_landmark if rows.shape[0] > self.n_landmark else None,
+            n_landmark=self.n_landmark if n_nodes > self.n_landmark else None,
             random_state=seed,
             n_jobs=1,
             verbose=0,
         )
         # BLAS threads beyond the free cores only fight each other (the SVDs and k-means inside)
         with threadpool_limits(available_threads()):
-            embedding = model.fit_transform(self.affinity_)
-        self.embedding_ = np.asarray(embedding, dtype=np.float32)
+            # a copy: PHATE (graphtools) edits the matrix it is given
+            embedding = model.fit_transform(self.affinity_.copy())
+        embedding = np.asarray(embedding, dtype=np.float32)
+        # one point per node: a run's point at every one of its rows
+        self.embedding_ = embedding[self.runs_] if n_nodes < rows.shape[0] else embedding
         self.optimal_t_ = model.optimal_t if self.t == "auto" else self.t
         self.backend_ = "phate"
         self.seconds_ = time.perf_counter() - started
