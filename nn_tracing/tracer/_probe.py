@@ -144,6 +144,7 @@ class ProbeMeasurement:
         self._chunk_size = chunk_size
         self._weights = weights
         self._onehot: torch.Tensor | None = None
+        self._input_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def measure(
         self, device: torch.device
@@ -257,13 +258,21 @@ class ProbeMeasurement:
             selectivity = torch.full_like(mean, float("nan"))
         act_block = torch.stack([mean, std, low, high, active, selectivity], dim=1)
         if x.dim() > 2:
-            input_acc = Accumulator()
-            input_acc.add(layout.input_positions(x), keep_pooled=False)
-            act_block[: layout.input_info.n_neurons, :5] = input_acc.block()
+            act_block[: layout.input_info.n_neurons, :5] = self._input_block()
         for layer, acc in zip(layout.layers, accumulators, strict=True):
             if acc.positions > 1:
                 act_block[layer.info.ids.start : layer.info.ids.stop, :5] = acc.block()
         return act_block
+
+    def _input_block(self) -> torch.Tensor:
+        """The input channels' statistics over every position: the probe's inputs never
+        change, so they are reduced once (again only when the probe moved to a device)."""
+        cached = self._input_stats
+        if cached is None or cached[0] is not self.x:
+            accumulator = Accumulator()
+            accumulator.add(self._layout.input_positions(self.x), keep_pooled=False)
+            cached = self._input_stats = (self.x, accumulator.block())
+        return cached[1]
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self._loss_fn is not None:

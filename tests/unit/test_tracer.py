@@ -6,6 +6,8 @@ during its own training loop — nothing is read back from the tracer's internal
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -637,7 +639,7 @@ def test_a_conv_probe_in_several_chunks_equals_one_full_batch_pass():
     metrics = model.network_trace.metrics_at(0)
     acts = model.network_trace.probe_activations(0)
 
-    reference = net.double()
+    reference = copy.deepcopy(net).double()
     xd = x.double()
     outputs = {}
     hooks = [
@@ -663,6 +665,15 @@ def test_a_conv_probe_in_several_chunks_equals_one_full_batch_pass():
         np.testing.assert_allclose(column["grad_norm"], expected, rtol=1e-4)
         pooled = outputs[layer].detach().mean((2, 3)).numpy()
         np.testing.assert_allclose(acts[:, first : last + 1], pooled, rtol=1e-4, atol=1e-5)
+    model.start_epoch(1)
+    model.end_epoch(1)  # a second record: the input's statistics come from the cache
+    pixels = x.reshape(-1).double().numpy()
+    for epoch in (0, 1):
+        block = model.network_trace.metrics_at(epoch)[0]
+        expected = [pixels.mean(), pixels.std(), pixels.min(), pixels.max(), (pixels > 0).mean()]
+        columns = [METRICS.index(m) for m in ("act_mean", "act_std", "act_min", "act_max")]
+        np.testing.assert_allclose(block[columns], expected[:4], rtol=1e-5, atol=1e-6)
+        assert block[METRICS.index("act_active")] == np.float32(expected[4])
 
 
 def test_row_reductions_equal_the_strided_reductions():
