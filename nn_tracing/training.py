@@ -29,7 +29,7 @@ from .data import DataSplits, as_model_inputs, input_shape_for, prepare_data
 from .models import build_model, model_meta
 from .stopping import StopRequest
 from .trace import NetworkTrace
-from .tracer import TraceableNN
+from .tracer import TraceableNN, chunk_rows
 
 if TYPE_CHECKING:  # imported where it is used: most runs write no directory
     from .rundir_log import RunLog
@@ -142,11 +142,13 @@ def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float
     """Mean cross-entropy and accuracy in eval mode (restores the mode afterwards)."""
     was_training = model.training
     model.eval()
+    rows = chunk_rows(X, 8192)  # smaller chunks of large samples (images) on the CPU
     try:
         losses, correct = 0.0, 0
-        for start in range(0, X.shape[0], 8192):
-            logits = model(X[start : start + 8192])
-            target = y[start : start + 8192]
+        for start in range(0, X.shape[0], rows):
+            with torch.no_grad():
+                logits = model(X[start : start + rows])
+            target = y[start : start + rows]
             losses += float(F.cross_entropy(logits, target, reduction="sum"))
             correct += int((logits.argmax(1) == target).sum())
     finally:

@@ -39,6 +39,7 @@ from ._discovery import TRACEABLE_TYPES as TRACEABLE_TYPES
 from ._discovery import discover_layers as discover_layers
 from ._discovery import logits_of as logits_of
 from ._discovery import module_device as module_device
+from ._probe import chunk_rows as chunk_rows
 from ._stats import as_positions as as_positions
 from ._stats import class_onehot as class_onehot
 from ._stats import class_selectivity as class_selectivity

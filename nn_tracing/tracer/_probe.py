@@ -8,6 +8,7 @@ probe activations, logits and predictions come to the host in one copy each.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +29,34 @@ from ._stats import (
     weight_rows,
 )
 
-__all__ = ["ProbeMeasurement", "pooled_activations", "pooled_matrix", "probe_tensors"]
+__all__ = [
+    "ProbeMeasurement",
+    "chunk_rows",
+    "pooled_activations",
+    "pooled_matrix",
+    "probe_tensors",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: At most this many input values per forward of the tracer's own passes: 256 images of
+#: 16 × 16, 8192 rows of 8 features. A convolution's outputs are many times its input, and
+#: forwards of a whole 1024-image probe at once make tensors of megabytes that the allocator
+#: hands back to the system and faults in afresh every time: 256 images at a time run the
+#: probe's forward and backward in ≈ 60 % of the time (measured in docs/performance.md).
+CHUNK_VALUES = 2**16
+#: ... but never fewer rows than this (small forwards cost more per sample in overhead).
+MIN_CHUNK_ROWS = 64
+
+
+def chunk_rows(x: torch.Tensor, chunk_size: int) -> int:
+    """Rows of ``x`` per forward: ``chunk_size`` at most, and on the CPU fewer for large
+    samples (:data:`CHUNK_VALUES` input values per chunk, at least :data:`MIN_CHUNK_ROWS`
+    rows; a GPU's caching allocator keeps its memory, and large forwards suit it)."""
+    if x.device.type != "cpu":
+        return max(1, chunk_size)
+    per_sample = max(1, math.prod(x.shape[1:]))
+    return max(1, min(chunk_size, max(MIN_CHUNK_ROWS, CHUNK_VALUES // per_sample)))
 
 
 def pooled_matrix(
@@ -118,6 +144,7 @@ class ProbeMeasurement:
         self._chunk_size = chunk_size
         self._weights = weights
         self._onehot: torch.Tensor | None = None
+        self._input_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def measure(
         self, device: torch.device
@@ -192,7 +219,7 @@ class ProbeMeasurement:
         logits_chunks = []
         loss_total = torch.zeros((), device=device)
         if n_chunks is None:
-            starts = list(range(0, x.shape[0], self._chunk_size))
+            starts = list(range(0, x.shape[0], chunk_rows(x, self._chunk_size)))
         else:
             starts = [int(s[0]) for s in torch.arange(x.shape[0]).tensor_split(n_chunks)]
         with preserved_state(self._module, device), torch.enable_grad():
@@ -231,13 +258,21 @@ class ProbeMeasurement:
             selectivity = torch.full_like(mean, float("nan"))
         act_block = torch.stack([mean, std, low, high, active, selectivity], dim=1)
         if x.dim() > 2:
-            input_acc = Accumulator()
-            input_acc.add(layout.input_positions(x), keep_pooled=False)
-            act_block[: layout.input_info.n_neurons, :5] = input_acc.block()
+            act_block[: layout.input_info.n_neurons, :5] = self._input_block()
         for layer, acc in zip(layout.layers, accumulators, strict=True):
             if acc.positions > 1:
                 act_block[layer.info.ids.start : layer.info.ids.stop, :5] = acc.block()
         return act_block
+
+    def _input_block(self) -> torch.Tensor:
+        """The input channels' statistics over every position: the probe's inputs never
+        change, so they are reduced once (again only when the probe moved to a device)."""
+        cached = self._input_stats
+        if cached is None or cached[0] is not self.x:
+            accumulator = Accumulator()
+            accumulator.add(self._layout.input_positions(self.x), keep_pooled=False)
+            cached = self._input_stats = (self.x, accumulator.block())
+        return cached[1]
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self._loss_fn is not None:

@@ -41,6 +41,36 @@ def as_positions(output: torch.Tensor, feature_dim: int) -> torch.Tensor:
     return out.reshape(out.shape[0], -1, out.shape[-1])
 
 
+#: Dtypes whose positive values :func:`_row_reductions` counts with a clamp and a sum.
+_COUNTED_DTYPES = (torch.float32, torch.float64)
+#: The unit of that count: the smallest normal float32, a power of two (so k units sum
+#: exactly in float32 for k < 2**24, and convert to float64 and back to k exactly).
+_UNIT = 2.0**-126
+
+
+def _row_reductions(
+    rows: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Statistics of contiguous float rows (B, N, P) over their P positions.
+
+    Returns each sample's sums (B, N) and, per neuron (N,), the float64 sum of squares over
+    samples and positions, the minimum, the maximum and the float64 count of positive values.
+    Five passes over contiguous memory, each vectorised: the sum of squares is the square of
+    the row's L2 norm (one fused reduction, where squaring first writes a copy), and the count
+    of positive values clamps them to ``[0, 2**-126]`` and sums (a boolean ``x > 0`` and its
+    sum cost ten times as much on the CPU; a positive subnormal counts as its share of one, a
+    NaN makes the count NaN, like the statistics it sits beside).
+    """
+    sums = rows.sum(2)
+    norms = torch.linalg.vector_norm(rows, dim=2).to(torch.float64)
+    total_sq = norms.square().sum(0)
+    minimum = rows.amin(2).amin(0)
+    maximum = rows.amax(2).amax(0)
+    units = rows.clamp(0.0, _UNIT).sum(2)  # (B, N): k · 2**-126, exact for P < 2**24
+    active = units.to(torch.float64).sum(0) / _UNIT
+    return sums, total_sq, minimum, maximum, active
+
+
 @dataclass
 class Accumulator:
     """Running per-neuron statistics of a layer's activations, on the device."""
@@ -79,18 +109,26 @@ class Accumulator:
 
     def _add_positions(self, values: torch.Tensor, keep_pooled: bool) -> None:
         """:meth:`add` for values with positions (a convolution's channels): reduced where
-        they lie — a conv output seen as (B, P, N) is a strided view, and copying it to rows
-        and to float64 cost three times as much — with each sample's sum over its positions
-        in float32 (at least), and the sums over samples in float64."""
+        they lie, without copying them to rows or to float64, with each sample's sums over its
+        positions in float32 (at least) and the sums over samples in float64.
+
+        A channels-first output — (B, N, P) contiguous in memory, seen here as (B, P, N) — is
+        reduced along its rows: every reduction reads contiguous memory (see
+        :func:`_row_reductions`); other layouts are reduced along the strided positions.
+        """
         dtype = torch.promote_types(values.dtype, torch.float32)
-        sums = values.sum(1, dtype=dtype)  # (B, N)
+        rows = values.transpose(1, 2)  # (B, N, P)
+        if rows.is_contiguous() and values.dtype in _COUNTED_DTYPES and rows.shape[2] < 2**24:
+            sums, total_sq, minimum, maximum, active = _row_reductions(rows)
+        else:
+            sums = values.sum(1, dtype=dtype)  # (B, N)
+            total_sq = values.square().sum(1, dtype=dtype).to(torch.float64).sum(0)
+            minimum = values.amin((0, 1))
+            maximum = values.amax((0, 1))
+            active = (values > 0).sum((0, 1)).to(torch.float64)
         if keep_pooled:
             self.pooled.append((sums / values.shape[1]).to(values.dtype))
         total = sums.to(torch.float64).sum(0)
-        total_sq = values.square().sum(1, dtype=dtype).to(torch.float64).sum(0)
-        minimum = values.amin((0, 1))
-        maximum = values.amax((0, 1))
-        active = (values > 0).sum((0, 1)).to(torch.float64)
         self._merge(total, total_sq, minimum, maximum, active, values.shape[0] * values.shape[1])
 
     def _merge(

@@ -6,6 +6,8 @@ during its own training loop — nothing is read back from the tracer's internal
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -610,3 +612,85 @@ def test_positive_count_is_exact_against_numpy(dtype):
         got = float(positive_count(values).double()) * 2.0**126
         assert got == expected, (n, got, expected)
     assert torch.isnan(positive_count(torch.tensor([1.0, float("nan")])))
+
+
+def test_a_conv_probe_in_several_chunks_equals_one_full_batch_pass():
+    """A probe of 600 images of 16 × 16 runs in chunks of 256 on the CPU (``chunk_rows``);
+    every channel statistic (pooled over positions, through the contiguous row reductions),
+    the pooled activations and each channel's probe-gradient norm equal one float64 pass over
+    the whole probe, and a channels-last copy of the output (the strided path) agrees."""
+    from nn_tracing.tracer import chunk_rows
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.Tanh(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 3),
+    )
+    x = torch.randn(600, 1, 16, 16)
+    y = torch.randint(0, 3, (600,))
+    assert chunk_rows(x, 8192) == 256 and chunk_rows(x[:, :, :2, :2], 8192) == 8192
+    assert chunk_rows(torch.randn(2, 3, 64, 64), 8192) == 64  # never fewer than 64 rows
+    model = TraceableNN(net, probe=(x, y))
+    metrics = model.network_trace.metrics_at(0)
+    acts = model.network_trace.probe_activations(0)
+
+    reference = copy.deepcopy(net).double()
+    xd = x.double()
+    outputs = {}
+    hooks = [
+        reference[i].register_forward_hook(lambda m, a, o, i=i: outputs.__setitem__(i, o))
+        for i in (1, 3)
+    ]
+    loss = F.cross_entropy(reference(xd), y)
+    grads = torch.autograd.grad(loss, [reference[0].weight, reference[2].weight])
+    for hook in hooks:
+        hook.remove()
+    index = model.neural_index
+    for (name, layer), grad in zip((("0", 1), ("2", 3)), grads, strict=True):
+        first, last = index[name]
+        rows = outputs[layer].detach().permute(0, 2, 3, 1).reshape(-1, last - first + 1).numpy()
+        block = metrics[first : last + 1]
+        column = {m: block[:, METRICS.index(m)] for m in METRICS}
+        np.testing.assert_allclose(column["act_mean"], rows.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(column["act_std"], rows.std(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(column["act_min"], rows.min(0), rtol=1e-6)
+        np.testing.assert_allclose(column["act_max"], rows.max(0), rtol=1e-6)
+        np.testing.assert_array_equal(column["act_active"], (rows > 0).mean(0).astype(np.float32))
+        expected = torch.linalg.vector_norm(grad.reshape(grad.shape[0], -1), dim=1).numpy()
+        np.testing.assert_allclose(column["grad_norm"], expected, rtol=1e-4)
+        pooled = outputs[layer].detach().mean((2, 3)).numpy()
+        np.testing.assert_allclose(acts[:, first : last + 1], pooled, rtol=1e-4, atol=1e-5)
+    model.start_epoch(1)
+    model.end_epoch(1)  # a second record: the input's statistics come from the cache
+    pixels = x.reshape(-1).double().numpy()
+    for epoch in (0, 1):
+        block = model.network_trace.metrics_at(epoch)[0]
+        expected = [pixels.mean(), pixels.std(), pixels.min(), pixels.max(), (pixels > 0).mean()]
+        columns = [METRICS.index(m) for m in ("act_mean", "act_std", "act_min", "act_max")]
+        np.testing.assert_allclose(block[columns], expected[:4], rtol=1e-5, atol=1e-6)
+        assert block[METRICS.index("act_active")] == np.float32(expected[4])
+
+
+def test_row_reductions_equal_the_strided_reductions():
+    """The contiguous fast path of a conv accumulator and the strided one (a channels-last
+    output) give the same statistics, with zeros, negatives and one all-zero channel."""
+    from nn_tracing.tracer._stats import Accumulator, as_positions
+
+    generator = torch.Generator().manual_seed(1)
+    out = torch.randn(7, 5, 6, 6, generator=generator, dtype=torch.float64)
+    out[:, 1] = out[:, 1].clamp_min(0)  # a ReLU-like channel with exact zeros
+    out[:, 4] = 0.0  # a dead channel
+    fast, strided = Accumulator(), Accumulator()
+    fast.add(as_positions(out, 1), keep_pooled=True)
+    strided.add(as_positions(out.contiguous(memory_format=torch.channels_last), 1), True)
+    rows = out.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
+    for name, value in fast.stats().items():
+        np.testing.assert_allclose(value.numpy(), strided.stats()[name].numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(fast.stats()["act_active"].numpy(), (rows > 0).mean(0))
+    np.testing.assert_allclose(fast.stats()["act_std"].numpy(), rows.std(0), atol=1e-12)
+    np.testing.assert_allclose(torch.cat(fast.pooled).numpy(), out.mean((2, 3)).numpy())
