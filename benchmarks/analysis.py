@@ -276,7 +276,7 @@ def _clusters_at(n: int, args: argparse.Namespace) -> list[Row]:
 
 
 _CHANCE = """
-import json, time
+import json, sys, time
 from nn_tracing import load_trace
 from nn_tracing.analysis import baselines, embedding
 trace = load_trace({path!r})
@@ -294,7 +294,8 @@ for label, kwargs in {variants!r}:
         test = baselines.ChanceTest({permutations}, random_state=0, **kwargs)
     except TypeError:  # the code before: no such parameter
         continue
-    getattr(baselines, "_untrained_cache", {{}}).clear()  # no untrained network measured yet
+    kept = sys.modules.get("nn_tracing.analysis.untrained", baselines)  # moved there
+    getattr(kept, "_untrained_cache", {{}}).clear()  # no untrained network measured yet
     started = time.perf_counter()
     test.fit(features, embedding.NeuronClusterer("kmeans", n_clusters=8), trace=trace)
     drawn = sum(r.n_permutations for r in test.results_.values())
