@@ -52,6 +52,8 @@ Every neuron is scored — real and null versions alike, the silhouette exactly;
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import sys
@@ -317,6 +319,7 @@ class ChanceTest(BaseEstimator):
     effect_ : how much training added over initialisation (:class:`TrainingEffect`) or ``None``
     n_drawn_ : null versions drawn in all
     n_rows_ : rows scored; seconds_ : how long the test took
+    reused_ : null versions taken from ``fit(previous=…)`` instead of drawn again
     """
 
     def __init__(
@@ -404,6 +407,7 @@ class ChanceTest(BaseEstimator):
         trace: NetworkTrace | None = None,
         projector: NeuronProjector | None = None,
         progress: Progress | None = None,
+        previous: ChanceTest | None = None,
     ) -> ChanceTest:
         """Run the test.
 
@@ -420,6 +424,16 @@ class ChanceTest(BaseEstimator):
             every null version too.
         progress
             ``progress(fraction, what)`` before each fit (not kept on the fitted test).
+        previous
+            A fitted test of the same rows, clusterer, projector and seed (typically with a
+            smaller ``P``): its real scores and the null versions it drew are reused, not
+            recomputed — a version depends on the seed, the null and its index only, so they are
+            exactly the first versions this test draws. ``reused_`` says how many.
+
+        Raises
+        ------
+        ValueError
+            When ``previous`` tested other rows, another clustering or another seed.
         """
         started = time.perf_counter()
         P = int(self.n_permutations)
@@ -435,6 +449,13 @@ class ChanceTest(BaseEstimator):
         )
         X = features.values[rows]
         run = _Run(clusterer, projector, int(self.random_state))
+        self.fingerprint_ = _fingerprint(X, run)
+        if previous is not None and getattr(previous, "fingerprint_", None) != self.fingerprint_:
+            raise ValueError(
+                "the previous test was of other neurons, another clustering or another seed: "
+                "its versions cannot be reused"
+            )
+        self._previous = previous
         total = 1 + P * len(nulls)
         report = reporter(progress, total)
         # Every fit on one thread: OpenMP teams spin-waiting for a loaded core make k-means far
@@ -461,8 +482,27 @@ class ChanceTest(BaseEstimator):
         self.sentence_ = self._verdict()
         if self.effect_ is not None and math.isfinite(self.observed_["silhouette"]):
             self.sentence_ += " " + self.effect_.sentence
+        self.reused_ = self._reused(previous)
+        self._previous = None
         self.seconds_ = time.perf_counter() - started
         return self
+
+    def _reused(self, previous: ChanceTest | None) -> int:
+        if previous is None:
+            return 0
+        return sum(
+            min(result.n_permutations, previous.results_[name].n_permutations)
+            for name, result in self.results_.items()
+            if name in previous.results_
+        )
+
+    def _kept(self, name: str, index: int) -> dict[str, float] | None:
+        """Version ``index`` of null ``name`` as the previous test scored it, if it drew it."""
+        previous = self._previous
+        result = previous.results_.get(name) if previous is not None else None
+        if result is None or index >= result.n_permutations:
+            return None
+        return {key: float(values[index]) for key, values in result.scores.items()}
 
     def _run_nulls(
         self,
@@ -478,17 +518,26 @@ class ChanceTest(BaseEstimator):
     ) -> dict[str, NullResult]:
         P = int(self.n_permutations)
         report(0, "clustering the real features")
-        self.observed_ = run.scores(X)
         self.score_name_ = _score_name(run.clusterer.method)
-        # the run's own E_0, scored once: the untrained null's reference and the effect size
-        self._initial = (
-            self._recorded_e0(trace, features, run, X.shape[0], rng) if trace is not None else None
-        )
+        if self._previous is not None:  # the same rows and clustering: the same scores
+            self.observed_ = dict(self._previous.observed_)
+            self._initial = self._previous._initial
+        else:
+            self.observed_ = run.scores(X)
+            # the run's own E_0, scored once: the untrained null's reference and the effect size
+            self._initial = (
+                self._recorded_e0(trace, features, run, X.shape[0], rng)
+                if trace is not None
+                else None
+            )
         counts = {
             name: SequentialCount(P, self.alpha, sequential=bool(self.sequential)) for name in nulls
         }
 
         def version(name: str, i: int) -> dict[str, float]:
+            kept = self._kept(name, i)
+            if kept is not None:
+                return kept
             return run.scores(
                 self._null_version(name, features, X, trace, _version_rng(self, name, i), i)
             )
@@ -669,6 +718,20 @@ def _score_name(method: str) -> str:
 
 def _fmt(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "– (no clusters)"
+
+
+def _fingerprint(X: np.ndarray, run: _Run) -> str:
+    """A digest of the rows tested, the clusterer, the projector and the seed."""
+    digest = hashlib.blake2b(np.ascontiguousarray(X).view(np.uint8), digest_size=16)
+    parts = [
+        run.clusterer.get_params(deep=False),
+        run.projector.get_params(deep=False) if run.projector is not None else None,
+        run.seed,
+        list(X.shape),
+        str(X.dtype),
+    ]
+    digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def _version_rng(test: ChanceTest, name: str, index: int) -> np.random.Generator:
