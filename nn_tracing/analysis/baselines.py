@@ -55,7 +55,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -68,7 +67,7 @@ from threadpoolctl import threadpool_limits
 from ..progress import Progress, reporter
 from ..timeaxis import time_key
 from ..trace import NetworkTrace
-from .cost import chance_test_seconds
+from .cost import chance_test_seconds, chance_workers
 from .embedding import (
     FeatureError,
     NeuronClusterer,
@@ -84,6 +83,7 @@ __all__ = [
     "DEFAULT_NULLS",
     "NULLS",
     "ChanceTest",
+    "NotReusable",
     "NullResult",
     "TrainingEffect",
     "fresh_initialisation",
@@ -96,10 +96,6 @@ __all__ = [
     "untrained_features",
 ]
 
-#: From this many rows on, the test draws null versions side by side (``ChanceTest.n_jobs``).
-SMALL_FITS = 2000
-#: Null versions drawn at once by default (the machine the app targets has two cores).
-MAX_WORKERS = 2
 
 #: The null models and what each is.
 NULLS: dict[str, str] = {
@@ -157,6 +153,10 @@ def permutation_p_value(observed: float, null: np.ndarray) -> float:
 
 
 # -- the test ---------------------------------------------------------------------------------
+class NotReusable(ValueError):
+    """``ChanceTest.fit(previous=…)`` was given a test of other data or another clustering."""
+
+
 @dataclass(frozen=True)
 class NullResult:
     """One null model's scores.
@@ -301,8 +301,8 @@ class ChanceTest(BaseEstimator):
         :func:`~nn_tracing.analysis.sequential.stopping_count`). ``False``: draw all ``P``.
     n_jobs
         Null versions computed side by side (threads; each fit on one thread). ``None``:
-        :data:`MAX_WORKERS` (at most the cores) from :data:`SMALL_FITS` rows on, else one;
-        always one when clustering the map (projections use the threads themselves). The
+        :func:`~nn_tracing.analysis.cost.chance_workers` (two from 2000 rows on, one when
+        clustering the map: projections use the threads themselves). The
         result does not depend on it: every version's randomness comes from its own index
         (:func:`_version_rng`) and versions are counted in order
         (:mod:`nn_tracing.analysis.parallel_draws`).
@@ -344,9 +344,7 @@ class ChanceTest(BaseEstimator):
     def _workers(self, n_rows: int, projector: NeuronProjector | None) -> int:
         if self.n_jobs is not None:
             return max(1, int(self.n_jobs))
-        if projector is not None or n_rows < SMALL_FITS:
-            return 1
-        return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+        return chance_workers(n_rows, projector.method if projector is not None else None)
 
     @staticmethod
     def plan(
@@ -432,7 +430,7 @@ class ChanceTest(BaseEstimator):
 
         Raises
         ------
-        ValueError
+        NotReusable
             When ``previous`` tested other rows, another clustering or another seed.
         """
         started = time.perf_counter()
@@ -451,7 +449,7 @@ class ChanceTest(BaseEstimator):
         run = _Run(clusterer, projector, int(self.random_state))
         self.fingerprint_ = _fingerprint(X, run)
         if previous is not None and getattr(previous, "fingerprint_", None) != self.fingerprint_:
-            raise ValueError(
+            raise NotReusable(
                 "the previous test was of other neurons, another clustering or another seed: "
                 "its versions cannot be reused"
             )
