@@ -58,6 +58,10 @@ def reinitialisation_problem(trace: NetworkTrace) -> str | None:
     return None
 
 
+#: Builds one model at a time (the test draws untrained networks on two threads).
+_build_lock = threading.Lock()
+
+
 def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
     """The traced architecture with freshly initialised weights (an ``nn.Module``).
 
@@ -75,7 +79,8 @@ def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
 
     from ..models import untrained_model_from_trace
 
-    module = untrained_model_from_trace(trace)  # checked; built-ins on the meta device
+    with _build_lock:  # an entry point's fork_rng saves and restores the global RNG: one at a time
+        module = untrained_model_from_trace(trace)  # checked; built-ins on the meta device
     if any(p.is_meta for p in module.parameters()):
         module = module.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(int(seed))
