@@ -18,10 +18,10 @@ the load average is printed with the table.
     .venv/bin/python benchmarks/analysis.py --only clusters --null-versions 20
     .venv/bin/python benchmarks/analysis.py --only chance --sizes 5000 --before main
 
-``--only chance`` measures the test against chance (the page's default: P = 50 of shuffled and
-untrained versions, k-means with k = 8) and t-SNE side by side: the code at ``--before`` (a
-git ref, exported with ``git archive``) and this tree, each in a fresh process on the same
-cached trace, one after the other.
+``--only chance`` measures the test against chance (P = ``--null-versions`` of shuffled and
+untrained versions, k-means with k = 8; the page's default is P = 19) and t-SNE side by side:
+the code at ``--before`` (a git ref, exported with ``git archive``) and this tree, each in a
+fresh process on the same cached trace, one after the other; wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def _clusters_at(n: int, args: argparse.Namespace) -> list[Row]:
 
 
 _CHANCE = """
-import json, time
+import json, sys, time
 from nn_tracing import load_trace
 from nn_tracing.analysis import baselines, embedding
 trace = load_trace({path!r})
@@ -286,19 +286,22 @@ features = embedding.neuron_features(trace, spec)
 embedding.NeuronClusterer("kmeans", n_clusters=8).fit(features.values)
 baselines.untrained_features(trace, features, seed=99_999)
 out = {{}}
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 embedding.NeuronProjector("tsne", tsne_backend="opentsne").fit(features.values)
-out["t-SNE (openTSNE) of the probe activations"] = {{"seconds": time.perf_counter() - started}}
+out["t-SNE (openTSNE) of the probe activations"] = {{"seconds": time.perf_counter() - started,
+                                                     "cpu": time.process_time() - cpu}}
 for label, kwargs in {variants!r}:
     try:
         test = baselines.ChanceTest({permutations}, random_state=0, **kwargs)
     except TypeError:  # the code before: no such parameter
         continue
-    getattr(baselines, "_untrained_cache", {{}}).clear()  # no untrained network measured yet
-    started = time.perf_counter()
+    kept = sys.modules.get("nn_tracing.analysis.untrained", baselines)  # moved there
+    getattr(kept, "_untrained_cache", {{}}).clear()  # no untrained network measured yet
+    started, cpu = time.perf_counter(), time.process_time()
     test.fit(features, embedding.NeuronClusterer("kmeans", n_clusters=8), trace=trace)
     drawn = sum(r.n_permutations for r in test.results_.values())
     out[label] = {{"seconds": time.perf_counter() - started, "drawn": drawn,
+                  "cpu": time.process_time() - cpu,
                   "verdict": " ".join(r.name + (" beaten" if r.significant else " not beaten")
                                       for r in test.results_.values())}}
 print(json.dumps(out))
@@ -338,14 +341,20 @@ def chance(args: argparse.Namespace) -> list[Row]:
         trace_path = args.cache / f"mlp-tanh-{DEPTH}x{n // DEPTH}.nntrace"
         build_trace(n, args.cache)  # trained once, cached
         code = _CHANCE.format(
-            path=str(trace_path),
+            path=str(trace_path.resolve()),  # the processes run in the trees
             layers=tuple(f"hidden_{i + 1}" for i in range(DEPTH)),
             permutations=args.permutations,
             variants=[
                 (f"test against chance, P={args.permutations}, shuffled + untrained", {}),
-                (
-                    f"test against chance, P={args.permutations}, every version drawn",
-                    {"sequential": False},
+                *(
+                    [
+                        (
+                            f"test against chance, P={args.permutations}, every version drawn",
+                            {"sequential": False},
+                        )
+                    ]
+                    if args.every_version
+                    else []
                 ),
             ],
         )
@@ -360,6 +369,8 @@ def chance(args: argparse.Namespace) -> list[Row]:
             )
             if then:
                 note += f", now/before {now['seconds'] / then['seconds']:.2f}"
+            if "cpu" in now:  # CPU seconds of all the process's threads: less load-bound
+                note += f"; CPU {then.get('cpu', float('nan')):.1f} → {now['cpu']:.1f} s"
             if "drawn" in now:
                 note += f"; versions drawn {then.get('drawn', '–')} → {now['drawn']}"
                 note += f"; {now['verdict']}"
@@ -432,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     parser.add_argument("--only", choices=["clusters", "umap", "hmm", "chance"], action="append")
     parser.add_argument("--before", default="main", help="git ref of --only chance's 'before'")
+    parser.add_argument(
+        "--every-version", action="store_true", help="--only chance: also sequential=False"
+    )
     args, rest = parser.parse_known_args(argv)
     args.permutations = args.null_versions
     if args.cache is None:

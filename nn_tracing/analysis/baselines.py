@@ -52,15 +52,13 @@ Every neuron is scored — real and null versions alike, the silhouette exactly;
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
-import threading
+import sys
 import time
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -69,21 +67,23 @@ from threadpoolctl import threadpool_limits
 from ..progress import Progress, reporter
 from ..timeaxis import time_key
 from ..trace import NetworkTrace
-from .cost import chance_test_seconds
+from .cost import chance_test_seconds, chance_workers
 from .embedding import (
     FeatureError,
     NeuronClusterer,
     NeuronFeatures,
     NeuronProjector,
     neuron_features,
-    partition_scores,
 )
+from .parallel_draws import draw_nulls
 from .sequential import SequentialCount
+from .untrained import fresh_initialisation, reinitialisation_problem, untrained_features
 
 __all__ = [
     "DEFAULT_NULLS",
     "NULLS",
     "ChanceTest",
+    "NotReusable",
     "NullResult",
     "TrainingEffect",
     "fresh_initialisation",
@@ -96,8 +96,6 @@ __all__ = [
     "untrained_features",
 ]
 
-#: Below this many rows the test's fits run on one thread each (see ``ChanceTest.fit``).
-SMALL_FITS = 2000
 
 #: The null models and what each is.
 NULLS: dict[str, str] = {
@@ -121,8 +119,7 @@ DEFAULT_NULLS: tuple[str, ...] = ("shuffled", "untrained")
 # -- null data --------------------------------------------------------------------------------
 def permute_columns(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each column of ``X`` (n_rows, n_features) permuted independently over the rows."""
-    order = np.argsort(rng.random(X.shape), axis=0)
-    return np.take_along_axis(X, order, axis=0)
+    return rng.permuted(X, axis=0)  # a Fisher–Yates shuffle per column (not an argsort)
 
 
 def shuffle_within_rows(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -155,150 +152,11 @@ def permutation_p_value(observed: float, null: np.ndarray) -> float:
     return (1 + at_least) / (null.size + 1)
 
 
-# -- the untrained network --------------------------------------------------------------------
-def reinitialisation_problem(trace: NetworkTrace) -> str | None:
-    """Why fresh initialisations of ``trace``'s model cannot be measured (``None``: they can)."""
-    if trace.probe is None:
-        return (
-            "this trace has no probe set, so an untrained network cannot be measured the same way"
-        )
-    if getattr(trace, "attached_model", None) is not None:
-        return None
-    model = trace.meta.get("model") if isinstance(trace.meta.get("model"), dict) else {}
-    if not model.get("builtin") and not model.get("entry_point"):
-        return (
-            f"this trace comes from a custom model ({model.get('class', 'unknown')}); attach a "
-            "module of the same architecture (nt.attach_model(trace, module)) to compare with "
-            "fresh initialisations"
-        )
-    if not trace.final_weights:
-        return "this trace holds no weights to rebuild its model from"
-    if model.get("entry_point"):
-        from ..model_entry import check_allowed
-
-        try:
-            check_allowed(str(model["entry_point"]))
-        except ValueError as exc:
-            return str(exc)
-    return None
-
-
-def fresh_initialisation(trace: NetworkTrace, seed: int) -> Any:
-    """The traced architecture with freshly initialised weights (an ``nn.Module``).
-
-    ``Linear`` and ``Conv`` layers get PyTorch's default initialisation drawn from a private
-    generator seeded with ``seed`` (the global RNG, which a training run in another thread
-    may be using, is not touched: the built-in models are even constructed on the ``meta``
-    device, so that their constructors draw nothing; an entry point is built with the global
-    RNG's state restored); other modules with ``reset_parameters`` (normalisation layers) are
-    reset. An attached custom module is copied. The config is first compared with the stored
-    weights (:func:`~nn_tracing.models.check_buildable`: a lying or oversized config raises
-    before anything is allocated).
-    """
-    import torch
-    from torch import nn
-
-    from ..models import untrained_model_from_trace
-
-    module = untrained_model_from_trace(trace)  # checked; built-ins on the meta device
-    if any(p.is_meta for p in module.parameters()):
-        module = module.to_empty(device="cpu")
-    generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        for part in module.modules():
-            if isinstance(part, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-                nn.init.kaiming_uniform_(part.weight, a=math.sqrt(5), generator=generator)
-                if part.bias is not None:
-                    fan_in = nn.init._calculate_fan_in_and_fan_out(part.weight)[0]
-                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                    nn.init.uniform_(part.bias, -bound, bound, generator=generator)
-            elif hasattr(part, "reset_parameters") and part is not module:
-                part.reset_parameters()
-    return module.eval()
-
-
-#: Bytes of untrained features kept per trace (a test run again with another clusterer, or
-#: another P, reuses the fresh networks it already measured).
-UNTRAINED_CACHE_BYTES = 256_000_000
-_untrained_cache: weakref.WeakKeyDictionary[Any, OrderedDict[str, NeuronFeatures]] = (
-    weakref.WeakKeyDictionary()
-)
-_untrained_lock = threading.Lock()
-
-
-def untrained_features(trace: NetworkTrace, features: NeuronFeatures, seed: int) -> NeuronFeatures:
-    """``features``' feature set measured on a fresh initialisation of ``trace``'s model.
-
-    The fresh network is traced at ``E_0`` on the trace's probe set (same metrics, same
-    activations), then described exactly as ``features`` describes the trained one. Feature
-    sets that do not read ``grad_norm`` (every one but ``metrics``) skip the backward pass.
-    Results are kept per trace and seed (at most :data:`UNTRAINED_CACHE_BYTES` per trace):
-    never modify one.
-
-    Raises
-    ------
-    FeatureError
-        When the model cannot be rebuilt or the feature set has no untrained counterpart.
-    """
-    problem = reinitialisation_problem(trace)
-    if problem:
-        raise FeatureError(problem)
-    if not features.spec.per_epoch:
-        raise FeatureError("a trajectory has no counterpart at initialisation")
-    spec = replace(features.spec, epoch=0)
-    key = f"{seed}:{json.dumps(spec.to_dict(), sort_keys=True, default=str)}"
-    with _untrained_lock:
-        kept = _untrained_cache.setdefault(trace, OrderedDict())
-        if key in kept:
-            kept.move_to_end(key)
-            return kept[key]
-    fresh = neuron_features(_fresh_trace(trace, features, seed), spec)
-    with _untrained_lock:
-        kept[key] = fresh
-        while len(kept) > 1 and sum(_nbytes(f) for f in kept.values()) > UNTRAINED_CACHE_BYTES:
-            kept.popitem(last=False)
-    return fresh
-
-
-def _nbytes(features: NeuronFeatures) -> int:
-    return int(features.values.nbytes + features.raw.nbytes)
-
-
-def _fresh_trace(trace: NetworkTrace, features: NeuronFeatures, seed: int) -> NetworkTrace:
-    """A fresh initialisation of ``trace``'s model, traced at ``E_0`` on its probe set."""
-    import torch
-    import torch.nn.functional as F
-
-    from ..tracer import TraceableNN
-
-    module = fresh_initialisation(trace, seed)
-    if features.spec.kind != "metrics":  # no grad_norm read: no backward pass
-        module.requires_grad_(False)
-    assert trace.probe is not None
-    x, y = (torch.as_tensor(np.asarray(a)) for a in trace.probe)
-    renames = {
-        info.module: info.name
-        for info in trace.layers
-        if info.module and info.kind != "input" and info.module != info.name
-    }
-    classes = not torch.is_floating_point(y)
-    tracer = TraceableNN(
-        module,
-        probe=(x.float(), y.long() if classes else y),
-        epoch_intervals=-1,
-        loss_fn=F.cross_entropy if classes else None,
-        keep_weights=features.spec.kind == "weights",
-        layer_names=renames or None,
-        meta={"dataset": trace.meta.get("dataset", {})},
-    )
-    fresh = tracer.network_trace
-    tracer.remove_hooks()
-    if fresh.layer_names() != trace.layer_names() or fresh.n_neurons != trace.n_neurons:
-        raise FeatureError("the rebuilt model's layers do not match the trace's")
-    return fresh
-
-
 # -- the test ---------------------------------------------------------------------------------
+class NotReusable(ValueError):
+    """``ChanceTest.fit(previous=…)`` was given a test of other data or another clustering."""
+
+
 @dataclass(frozen=True)
 class NullResult:
     """One null model's scores.
@@ -415,7 +273,8 @@ class _Run:
             params = {**self.projector.get_params(deep=False), "random_state": self.seed}
             data = NeuronProjector(**params).fit_transform(X)
         fitted = self.clusterer.clone(random_state=self.seed).fit(data)
-        return partition_scores(data, fitted.labels_, fitted.method, fitted.probabilities_)
+        # the fit scored its partition already (partition_scores on ``data``): once is enough
+        return {"silhouette": float(fitted.silhouette_), "score": float(fitted.score_)}
 
 
 class ChanceTest(BaseEstimator):
@@ -440,6 +299,13 @@ class ChanceTest(BaseEstimator):
         Stop drawing a null's versions once ``h`` of them are at least as separated as the
         real clusters (Besag & Clifford 1991; ``h`` from
         :func:`~nn_tracing.analysis.sequential.stopping_count`). ``False``: draw all ``P``.
+    n_jobs
+        Null versions computed side by side (threads; each fit on one thread). ``None``:
+        :func:`~nn_tracing.analysis.cost.chance_workers` (two from 2000 rows on, one when
+        clustering the map: projections use the threads themselves). The
+        result does not depend on it: every version's randomness comes from its own index
+        (:func:`_version_rng`) and versions are counted in order
+        (:mod:`nn_tracing.analysis.parallel_draws`).
 
     Attributes
     ----------
@@ -453,6 +319,7 @@ class ChanceTest(BaseEstimator):
     effect_ : how much training added over initialisation (:class:`TrainingEffect`) or ``None``
     n_drawn_ : null versions drawn in all
     n_rows_ : rows scored; seconds_ : how long the test took
+    reused_ : null versions taken from ``fit(previous=…)`` instead of drawn again
     """
 
     def __init__(
@@ -464,6 +331,7 @@ class ChanceTest(BaseEstimator):
         alpha: float = 0.05,
         random_state: int = 0,
         sequential: bool = True,
+        n_jobs: int | None = None,
     ) -> None:
         self.n_permutations = n_permutations
         self.nulls = nulls
@@ -471,6 +339,12 @@ class ChanceTest(BaseEstimator):
         self.alpha = alpha
         self.random_state = random_state
         self.sequential = sequential
+        self.n_jobs = n_jobs
+
+    def _workers(self, n_rows: int, projector: NeuronProjector | None) -> int:
+        if self.n_jobs is not None:
+            return max(1, int(self.n_jobs))
+        return chance_workers(n_rows, projector.method if projector is not None else None)
 
     @staticmethod
     def plan(
@@ -531,6 +405,7 @@ class ChanceTest(BaseEstimator):
         trace: NetworkTrace | None = None,
         projector: NeuronProjector | None = None,
         progress: Progress | None = None,
+        previous: ChanceTest | None = None,
     ) -> ChanceTest:
         """Run the test.
 
@@ -547,6 +422,16 @@ class ChanceTest(BaseEstimator):
             every null version too.
         progress
             ``progress(fraction, what)`` before each fit (not kept on the fitted test).
+        previous
+            A fitted test of the same rows, clusterer, projector and seed (typically with a
+            smaller ``P``): its real scores and the null versions it drew are reused, not
+            recomputed — a version depends on the seed, the null and its index only, so they are
+            exactly the first versions this test draws. ``reused_`` says how many.
+
+        Raises
+        ------
+        NotReusable
+            When ``previous`` tested other rows, another clustering or another seed.
         """
         started = time.perf_counter()
         P = int(self.n_permutations)
@@ -562,16 +447,25 @@ class ChanceTest(BaseEstimator):
         )
         X = features.values[rows]
         run = _Run(clusterer, projector, int(self.random_state))
+        self.fingerprint_ = _fingerprint(X, run)
+        if previous is not None and getattr(previous, "fingerprint_", None) != self.fingerprint_:
+            raise NotReusable(
+                "the previous test was of other neurons, another clustering or another seed: "
+                "its versions cannot be reused"
+            )
+        self._previous = previous
         total = 1 + P * len(nulls)
         report = reporter(progress, total)
-        # Many small fits: one thread each is far faster on a busy machine (k-means on 40 rows:
-        # 150 ms with OpenMP threads fighting for two loaded cores, 22 ms with one). Large fits
-        # gain from threads (20 000 rows: 33 s per null version on one thread), and projections
-        # always do: they keep theirs. The limit is process-wide while the test runs.
-        small = X.shape[0] < SMALL_FITS
-        limits = threadpool_limits(1) if small and projector is None else contextlib.nullcontext()
-        with limits:
-            results = self._run_nulls(features, X, nulls, run, trace, rng, unavailable, report)
+        # Every fit on one thread: OpenMP teams spin-waiting for a loaded core make k-means far
+        # slower (40 rows: 150 ms vs. 22 ms; 5000 rows: 4–15 s vs. 0.55 s on the shared two-core
+        # machine). Large fits use the cores by drawing versions side by side instead
+        # (``n_jobs``). Projections keep their own threads. The limit is process-wide.
+        workers = self._workers(X.shape[0], projector)
+        limits = threadpool_limits(1) if projector is None else contextlib.nullcontext()
+        with limits, _torch_threads(1 if projector is None else None):
+            results = self._run_nulls(
+                features, X, nulls, run, trace, rng, unavailable, report, workers
+            )
         report(total, "done")
         self.results_ = results
         self.unavailable_ = unavailable
@@ -586,8 +480,27 @@ class ChanceTest(BaseEstimator):
         self.sentence_ = self._verdict()
         if self.effect_ is not None and math.isfinite(self.observed_["silhouette"]):
             self.sentence_ += " " + self.effect_.sentence
+        self.reused_ = self._reused(previous)
+        self._previous = None
         self.seconds_ = time.perf_counter() - started
         return self
+
+    def _reused(self, previous: ChanceTest | None) -> int:
+        if previous is None:
+            return 0
+        return sum(
+            min(result.n_permutations, previous.results_[name].n_permutations)
+            for name, result in self.results_.items()
+            if name in previous.results_
+        )
+
+    def _kept(self, name: str, index: int) -> dict[str, float] | None:
+        """Version ``index`` of null ``name`` as the previous test scored it, if it drew it."""
+        previous = self._previous
+        result = previous.results_.get(name) if previous is not None else None
+        if result is None or index >= result.n_permutations:
+            return None
+        return {key: float(values[index]) for key, values in result.scores.items()}
 
     def _run_nulls(
         self,
@@ -599,34 +512,58 @@ class ChanceTest(BaseEstimator):
         rng: np.random.Generator,
         unavailable: dict[str, str],
         report: Callable[[int, str], None],
+        workers: int,
     ) -> dict[str, NullResult]:
         P = int(self.n_permutations)
         report(0, "clustering the real features")
-        self.observed_ = run.scores(X)
         self.score_name_ = _score_name(run.clusterer.method)
-        # the run's own E_0, scored once: the untrained null's reference and the effect size
-        self._initial = (
-            self._recorded_e0(trace, features, run, X.shape[0], rng) if trace is not None else None
+        if self._previous is not None:  # the same rows and clustering: the same scores
+            self.observed_ = dict(self._previous.observed_)
+            self._initial = self._previous._initial
+        else:
+            self.observed_ = run.scores(X)
+            # the run's own E_0, scored once: the untrained null's reference and the effect size
+            self._initial = (
+                self._recorded_e0(trace, features, run, X.shape[0], rng)
+                if trace is not None
+                else None
+            )
+        counts = {
+            name: SequentialCount(P, self.alpha, sequential=bool(self.sequential)) for name in nulls
+        }
+
+        def version(name: str, i: int) -> dict[str, float]:
+            kept = self._kept(name, i)
+            if kept is not None:
+                return kept
+            return run.scores(
+                self._null_version(name, features, X, trace, _version_rng(self, name, i), i)
+            )
+
+        def counted(name: str, i: int) -> None:
+            report(1 + P * nulls.index(name) + i, f"{_VERSION[name]}: {i + 1} of at most {P}")
+
+        draws = draw_nulls(
+            nulls,
+            version,
+            counts,
+            self.observed_["silhouette"],
+            workers=workers,
+            errors=(FeatureError,),
+            on_counted=counted,
         )
         results: dict[str, NullResult] = {}
-        for k, name in enumerate(nulls):
-            done = 1 + P * k
-            count = SequentialCount(P, self.alpha, sequential=bool(self.sequential))
-            scores: dict[str, list[float]] = {"silhouette": [], "score": []}
-            try:
-                while not count.stopped:
-                    i = count.drawn
-                    report(done + i, f"{_VERSION[name]}: {i + 1} of at most {P}")
-                    result = run.scores(self._null_version(name, features, X, trace, rng, i))
-                    scores["silhouette"].append(result["silhouette"])
-                    scores["score"].append(result["score"])
-                    count.add(result["silhouette"], self.observed_["silhouette"])
-            except FeatureError as exc:
-                unavailable[name] = str(exc)
+        for name in nulls:
+            if draws[name].error is not None:
+                unavailable[name] = str(draws[name].error)
                 continue
-            arrays = {key: np.asarray(values, dtype=np.float64) for key, values in scores.items()}
+            scores = draws[name].scores
+            arrays = {
+                key: np.asarray(scores.get(key, []), dtype=np.float64)
+                for key in ("silhouette", "score")
+            }
             reference = self._initial if name == "untrained" else None
-            results[name] = self._result(name, arrays, count, reference)
+            results[name] = self._result(name, arrays, counts[name], reference)
         return results
 
     def _null_version(
@@ -638,6 +575,7 @@ class ChanceTest(BaseEstimator):
         rng: np.random.Generator,
         index: int,
     ) -> np.ndarray:
+        """Version ``index`` of null ``name`` (``rng``: that version's own generator)."""
         if name == "shuffled":
             return permute_columns(X, rng)
         if name == "time_shuffled":
@@ -778,6 +716,43 @@ def _score_name(method: str) -> str:
 
 def _fmt(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "– (no clusters)"
+
+
+def _fingerprint(X: np.ndarray, run: _Run) -> str:
+    """A digest of the rows tested, the clusterer, the projector and the seed."""
+    digest = hashlib.blake2b(np.ascontiguousarray(X).view(np.uint8), digest_size=16)
+    parts = [
+        run.clusterer.get_params(deep=False),
+        run.projector.get_params(deep=False) if run.projector is not None else None,
+        run.seed,
+        list(X.shape),
+        str(X.dtype),
+    ]
+    digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _version_rng(test: ChanceTest, name: str, index: int) -> np.random.Generator:
+    """The generator of version ``index`` of null ``name``: seeded by the test's seed, the null
+    and the index alone, so a version is the same whichever thread draws it, in whatever
+    order, and a test of P versions draws exactly the first versions of a larger one."""
+    return np.random.default_rng([int(test.random_state), list(NULLS).index(name), int(index)])
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``n`` while inside (``None``, or torch not imported:
+    unchanged); restored after. Process-wide, like ``threadpool_limits``."""
+    torch = sys.modules.get("torch")
+    if n is None or torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _sample_rows(values: np.ndarray, n_rows: int, rng: np.random.Generator) -> np.ndarray:

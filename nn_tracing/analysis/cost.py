@@ -35,11 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGGLOMERATIVE_MAX",
+    "CHANCE_PARALLEL_FROM",
+    "CHANCE_WORKERS",
     "OPENTSNE_FROM",
     "PCA_FIRST",
     "UMAP_JIT_SECONDS",
     "available_threads",
     "chance_test_seconds",
+    "chance_workers",
     "estimate_seconds",
     "reinitialisation_seconds",
     "silhouette_seconds",
@@ -55,6 +58,11 @@ OPENTSNE_FROM = 1000
 #: Agglomerative clustering needs O(N²) memory (3 GB at 20k neurons): above this many rows it
 #: clusters a random sample and gives every other row the cluster of the nearest centroid.
 AGGLOMERATIVE_MAX = 5000
+#: From this many rows on (clustering the features, not the map), a test against chance draws
+#: :data:`CHANCE_WORKERS` null versions side by side, each fit on one thread.
+CHANCE_PARALLEL_FROM = 2000
+#: Null versions a test against chance draws at once (at most the cores).
+CHANCE_WORKERS = 2
 
 # -- cost models ---------------------------------------------------------------------------------
 #: UMAP's one-time compilation in a process on two cores: its first fit pays numba's JIT
@@ -132,8 +140,8 @@ def chance_test_seconds(
     max_neurons
         Rows scored at most (a random sample above it); ``None``: every row.
 
-    The ``untrained`` null's fresh initialisations come on top
-    (:func:`reinitialisation_seconds`).
+    The null versions are drawn :func:`chance_workers` at a time. The ``untrained`` null's
+    fresh initialisations come on top (:func:`reinitialisation_seconds`, as many at a time).
     """
     rows = n_rows if max_neurons is None else min(n_rows, max_neurons)
     one = estimate_seconds(method, rows, n_features=n_features)
@@ -141,7 +149,17 @@ def chance_test_seconds(
     if projector is not None:
         one += estimate_seconds(projector, rows, n_features=n_features)
         one = max(one, 0.0)
-    return float((1 + n_permutations * n_nulls) * one)
+    workers = chance_workers(rows, projector)
+    return float(one + n_permutations * n_nulls * one / workers)
+
+
+def chance_workers(n_rows: int, projector: str | None = None) -> int:
+    """Null versions a test against chance on ``n_rows`` rows draws at once: one below
+    :data:`CHANCE_PARALLEL_FROM` rows or when clustering the map (projections use the threads
+    themselves), else :data:`CHANCE_WORKERS` (at most the cores)."""
+    if projector is not None or n_rows < CHANCE_PARALLEL_FROM:
+        return 1
+    return max(1, min(CHANCE_WORKERS, os.cpu_count() or 1))
 
 
 def reinitialisation_seconds(trace: NetworkTrace) -> float:

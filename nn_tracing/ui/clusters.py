@@ -45,6 +45,7 @@ from ..views import clusters as views
 from ..views.clusters import Clustering, Projection
 from ..views.neuron_states import state_matrix
 from ..viz import clusters as cviz
+from ..work import result_key
 from . import cache, state
 from .app import require_shell
 from .charts import blank_missing, neuron_table, show_chart
@@ -57,7 +58,7 @@ from .clusters_settings import (
     selected,
 )
 from .clusters_time import through_time_section
-from .compute import AUTO_SECONDS, recall, remember, run_analysis
+from .compute import AUTO_SECONDS, computed, recall, remember, run_analysis
 from .follow import live_note
 from .neuron_states import neuron_states
 from .text import fmt_duration, guarded, md_escape
@@ -147,19 +148,16 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
             "are more than chance."
         )
         return None
-    params = [
-        features.spec.to_dict(),
-        settings.clusterer_params(),
-        settings.permutations,
-        list(settings.nulls),
-    ]
+    params = _chance_params(features, settings, settings.permutations)
     projector_params = settings.projector_params() if settings.on == "map" else None
+    previous = _previous_test(active, features, settings)
+    reused = previous.n_permutations if previous is not None else 0
     estimate = views.chance_estimate(
         active.trace,
         features,
         settings.clusterer(),
         projector_params=projector_params,
-        permutations=settings.permutations,
+        permutations=max(settings.permutations - reused, 1),
         nulls=settings.nulls,
     )
     if active.live:  # a new epoch makes a new trace version: run the test when asked
@@ -177,12 +175,64 @@ def _chance(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -
             nulls=settings.nulls,
             seed=settings.seed,
             progress=progress,
+            previous=previous,
         ),
-        label=f"Testing the clusters against up to {settings.permutations} versions of each null",
+        label=f"Testing the clusters against up to {settings.permutations} versions of each null"
+        + (f" (the {reused} already drawn reused)" if reused else ""),
         estimate=estimate,
         button=f"Run the test against chance ({fmt_duration(estimate)})",
         button_key=f"{state.CLUSTERS_RUN}:chance",
     )
+
+
+def _chance_params(features: NeuronFeatures, settings: Settings, permutations: int) -> list[Any]:
+    return [
+        features.spec.to_dict(),
+        settings.clusterer_params(),
+        permutations,
+        list(settings.nulls),
+    ]
+
+
+def _previous_test(
+    active: ActiveTrace, features: NeuronFeatures, settings: Settings
+) -> ChanceTest | None:
+    """The finished test of the same clustering with the most versions below the page's P, if
+    this server holds one (its versions are reused, not drawn again)."""
+    for smaller in views.smaller_permutations(settings.permutations):
+        params = _chance_params(features, settings, smaller)
+        if not computed("chance", active.key, params):
+            continue
+        try:
+            found = recall("chance", active.key, params)
+        except (FeatureError, ValueError):  # that test failed: nothing to reuse
+            continue
+        if isinstance(found, ChanceTest):
+            return found
+    return None
+
+
+def _more_versions(active: ActiveTrace, features: NeuronFeatures, settings: Settings) -> None:
+    """A button that draws more versions of the test just shown, for a finer p-value."""
+    more = views.more_permutations(settings.permutations)
+    if more is None:
+        return
+    new_key = result_key("chance", active.key, _chance_params(features, settings, more))
+    st.button(
+        f"Draw more versions for a finer p-value: P = {more} (p can reach {1 / (more + 1):.2g}; "
+        f"the {settings.permutations} drawn are reused)",
+        key=f"{state.CLUSTERS_RUN}:more",
+        on_click=_ask_for_more,
+        args=(more, new_key),
+        help="The test shown decides at p = 0.05 with the fewest versions. A larger P draws "
+        "more versions of each null (the same seeds: the versions drawn so far are its first "
+        "ones) and gives the p-value that P would have given from the start.",
+    )
+
+
+def _ask_for_more(permutations: int, key: str) -> None:
+    state.put(state.CLUSTERS_PERMUTATIONS, permutations)
+    state.put(f"{state.CLUSTERS_RUN}:chance:asked", key)  # run it without a second click
 
 
 def _summary(
@@ -274,7 +324,13 @@ def _verdict(test: ChanceTest | None) -> None:
     show(f"**Against chance:** {md_escape(verdict.sentence, 600)}{verdict.note}", icon=verdict.icon)
 
 
-def _chance_section(test: ChanceTest | None, clustering: Clustering, settings: Settings) -> None:
+def _chance_section(
+    test: ChanceTest | None,
+    clustering: Clustering,
+    settings: Settings,
+    active: ActiveTrace,
+    features: NeuronFeatures,
+) -> None:
     st.subheader("Against chance")
     st.caption(
         views.chance_caption(
@@ -287,6 +343,7 @@ def _chance_section(test: ChanceTest | None, clustering: Clustering, settings: S
         st.markdown(f"- **{md_escape(result.description)}** — {md_escape(result.sentence, 600)}")
     for name, reason in test.unavailable_.items():
         st.markdown(f"- **{md_escape(NULLS[name])}** — not run: {md_escape(reason, 400)}")
+    reused = getattr(test, "reused_", 0)
     chart = views.null_chart(test)
     if chart is not None:
         show_chart(chart, width="content")
@@ -295,10 +352,14 @@ def _chance_section(test: ChanceTest | None, clustering: Clustering, settings: S
     st.caption(
         f"Real features: silhouette {test.observed_['silhouette']:.3f}, "
         f"{test.score_name_} {test.observed_['score']:.3f}, on {test.n_rows_} neurons; the "
-        f"test drew {test.n_drawn_} null versions in {fmt_duration(test.seconds_)}. Column "
+        f"test drew {test.n_drawn_} null versions in {fmt_duration(test.seconds_)}"
+        + (f" ({reused} of them reused from the test with fewer)" if reused else "")
+        + ". Column "
         "shuffling destroys every dependence between features, not only clusters; the Gaussian "
         "null asks whether there is more than one cloud at all."
     )
+    if any(not result.stopped_early for result in test.results_.values()):
+        _more_versions(active, features, settings)  # a stopped null is decided for any P
 
 
 def _map(
@@ -499,7 +560,7 @@ def _results(active: ActiveTrace, settings: Settings) -> None:
             _projection_notes(projection, settings)
     if clustering is not None:
         with guarded("summarising the test against chance"):
-            _chance_section(test, clustering, settings)
+            _chance_section(test, clustering, settings, active, features)
     if frame is not None:
         with guarded("listing the selected neurons"):
             _selection_table(active, frame)

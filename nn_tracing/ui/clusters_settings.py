@@ -31,7 +31,7 @@ from ..analysis.sampling import DEFAULT_MAX_NEURONS
 from ..analysis.standardise import ALIASES
 from ..timeaxis import time_key, time_title, time_word
 from ..trace import METRICS
-from ..views.clusters import CLUSTER_ON, COLORS, DISTANCES, LINKAGES
+from ..views.clusters import CLUSTER_ON, COLORS, DECISION_PERMUTATIONS, DISTANCES, LINKAGES
 from . import state, url
 from .compute import recall
 from .neurons_fourier import is_modular_trace
@@ -480,7 +480,11 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
                 format_func=time_key,
             )
     with right:
-        ensure(state.CLUSTERS_PERMUTATIONS, lambda v: isinstance(v, int) and 5 <= v <= 1000, 50)
+        ensure(
+            state.CLUSTERS_PERMUTATIONS,
+            lambda v: isinstance(v, int) and 5 <= v <= 1000,
+            DECISION_PERMUTATIONS,
+        )
         ensure(
             state.CLUSTERS_NULLS,
             lambda v: isinstance(v, list) and all(n in NULLS for n in v),
@@ -492,7 +496,8 @@ def _color_and_test_controls(active: ActiveTrace, analysis_epoch: int) -> str:
             min_value=5,
             max_value=1000,
             key=state.CLUSTERS_PERMUTATIONS,
-            help="How many shuffled versions / untrained networks each null draws.",
+            help="The most shuffled versions / untrained networks each null draws. 19 decides "
+            "at p = 0.05 (the smallest p is 1 / (P + 1)); more give a finer p-value.",
         )
         inner[1].multiselect(
             "Null models",

@@ -26,8 +26,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ..analysis.baselines import ChanceTest
-from ..analysis.cost import reinitialisation_seconds
+from ..analysis.baselines import ChanceTest, NotReusable
+from ..analysis.cost import chance_workers, reinitialisation_seconds
 from ..analysis.derived_metrics import metric_at
 from ..analysis.embedding import (
     CLUSTERERS,
@@ -51,6 +51,7 @@ from ..viz import clusters as cviz
 __all__ = [
     "CLUSTER_ON",
     "COLORS",
+    "DECISION_PERMUTATIONS",
     "DISTANCES",
     "LINKAGES",
     "MAX_JOINT_POINTS",
@@ -96,6 +97,11 @@ __all__ = [
 
 #: Most trails drawn through the joint embedding.
 MAX_TRAILS = 50
+#: The Clusters page's default P of the test against chance: the fewest versions that decide at
+#: p = 0.05 (1 / (P + 1) = 0.05); :func:`more_permutations` offers a finer p-value after.
+DECISION_PERMUTATIONS = 19
+#: Most versions per null the page offers.
+MAX_PERMUTATIONS = 1000
 #: Most points of the joint embedding (neurons × epochs).
 MAX_JOINT_POINTS = 20000
 #: The distances each projector offers.
@@ -221,9 +227,28 @@ def chance_estimate(
         n_permutations=permutations,
         n_nulls=len(runs),
     )
-    if "untrained" in runs:
-        estimate += permutations * reinitialisation_seconds(trace)
+    if "untrained" in runs:  # drawn as many at a time as the other versions
+        projector = projector_params["method"] if projector_params else None
+        workers = chance_workers(features.n_rows, projector)
+        estimate += permutations * reinitialisation_seconds(trace) / workers
     return float(estimate)
+
+
+def more_permutations(permutations: int) -> int | None:
+    """The next P that makes the smallest p-value 5× finer (19 → 99 → 499: p down to 0.05,
+    0.01, 0.002), at most :data:`MAX_PERMUTATIONS`; ``None`` at the top."""
+    bigger = min(5 * (int(permutations) + 1) - 1, MAX_PERMUTATIONS)
+    return bigger if bigger > permutations else None
+
+
+def smaller_permutations(permutations: int) -> list[int]:
+    """The P values below ``permutations`` whose test a test of ``permutations`` versions can
+    extend (the page's default and the rungs of :func:`more_permutations`), largest first."""
+    rungs, value = [], DECISION_PERMUTATIONS
+    while value is not None and value < permutations:
+        rungs.append(value)
+        value = more_permutations(value)
+    return rungs[::-1]
 
 
 def fit_chance_test(
@@ -236,17 +261,24 @@ def fit_chance_test(
     nulls: Sequence[str],
     seed: int,
     progress: Progress,
+    previous: ChanceTest | None = None,
 ) -> ChanceTest:
     """The clustering of ``features`` against ``permutations`` versions of each null (the same
-    projection first when ``projector_params`` is given)."""
+    projection first when ``projector_params`` is given); ``previous``, a test of the same
+    clustering with fewer versions: its versions are reused (``ChanceTest.fit``)."""
+    projector = NeuronProjector(**projector_params) if projector_params else None
     test = ChanceTest(permutations, nulls=nulls, random_state=seed)
-    return test.fit(
-        features,
-        clusterer,
-        trace=trace,
-        projector=NeuronProjector(**projector_params) if projector_params else None,
-        progress=progress,
-    )
+    try:
+        return test.fit(
+            features,
+            clusterer,
+            trace=trace,
+            projector=projector,
+            progress=progress,
+            previous=previous,
+        )
+    except NotReusable:  # another seed or clustering: draw every version
+        return test.fit(features, clusterer, trace=trace, projector=projector, progress=progress)
 
 
 def summarise(features: NeuronFeatures, labels: np.ndarray) -> ClusterSummary:

@@ -4,6 +4,7 @@ the Clusters page."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,6 +51,22 @@ def test_a_chance_test_is_one_fit_of_the_real_rows_and_one_per_null_version():
     one = cost.estimate_seconds("kmeans", 500, n_features=10) + cost.silhouette_seconds(500, 10)
     seconds = cost.chance_test_seconds(500, 10, "kmeans", n_permutations=9, n_nulls=2)
     assert seconds == pytest.approx(19 * one)
+
+
+def test_a_large_chance_test_draws_its_versions_two_at_a_time():
+    """From CHANCE_PARALLEL_FROM rows on, the null versions are drawn side by side (the real
+    fit is not): the estimate divides them by the workers, as ChanceTest does."""
+    rows = cost.CHANCE_PARALLEL_FROM
+    workers = cost.chance_workers(rows)
+    assert workers == min(cost.CHANCE_WORKERS, os.cpu_count() or 1)
+    assert cost.chance_workers(rows - 1) == 1 and cost.chance_workers(rows, "tsne") == 1
+    one = cost.estimate_seconds("kmeans", rows, n_features=500) + cost.silhouette_seconds(rows, 500)
+    seconds = cost.chance_test_seconds(rows, 500, "kmeans", n_permutations=19, n_nulls=2)
+    assert seconds == pytest.approx(one + 38 * one / workers)
+    # the test itself draws as many at once
+    assert baselines.ChanceTest()._workers(rows, None) == workers
+    assert baselines.ChanceTest()._workers(rows, emb.NeuronProjector("pca")) == 1
+    assert baselines.ChanceTest(n_jobs=3)._workers(10, None) == 3
 
 
 def test_the_switches_follow_the_methods():
