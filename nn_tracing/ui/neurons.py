@@ -189,13 +189,20 @@ def _link(active: ActiveTrace, signature: str) -> str:
 
 def _pickers(active: ActiveTrace) -> tuple[int, int, str]:
     trace = active.trace
-    epoch, neuron, notice = resolve_neuron(trace, st.query_params.get("neuron"))
+    requested = st.query_params.get("neuron")
+    first, why = cache.first_neuron(active.key, trace) if not requested else (None, None)
+    epoch, neuron, notice = resolve_neuron(trace, requested, first)
+    if why:
+        state.put(state.NEURON_FIRST, (active.key, neuron, why))
     layer = trace.layer_of(neuron).name
     signature = format_signature(epoch, layer, neuron)
-    if st.query_params.get("neuron") != signature:
+    if requested != signature:
         _set_neuron_param(signature)
     if notice:
         st.warning(md_escape(notice, max_length=600))
+    chosen = state.get(state.NEURON_FIRST)
+    if isinstance(chosen, tuple) and chosen[:2] == (active.key, neuron):
+        st.caption(chosen[2])  # why the page opened on this neuron, while it stays open
     epoch_key = state.epoch_key(state.NEURON_EPOCH, active.ref)
     state.put(epoch_key, epoch)
     state.put(state.NEURON_PICK, signature)
