@@ -50,7 +50,7 @@ from ..views.neurons import TOP_ORDERS, resolve_neuron
 from ..viz import profile as profile_viz
 from . import cache, state, url
 from .app import require_shell
-from .charts import blank_missing, neuron_table, show_chart
+from .charts import BLANK, blank_missing, neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
@@ -476,7 +476,7 @@ def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_e
             "weight_e0": st.column_config.NumberColumn(f"at {time_key(0)}", format="%.4g"),
         },
     )
-    st.dataframe(shown, hide_index=True, column_config=config)
+    st.dataframe(shown, hide_index=True, column_config=config, placeholder=BLANK)
     st.caption(
         "A strong connection stands out from its weight matrix: the percentile is where "
         "its magnitude ranks among all weights of the same layer's matrix."
@@ -718,7 +718,7 @@ def _data_section(active: ActiveTrace, settings: Settings) -> None:
                 help="One row per probe sample: activation, label, prediction.",
             )
         shown, config = blank_missing(rows.drop(columns=["layer"]))
-        st.dataframe(shown, hide_index=True, column_config=config)
+        st.dataframe(shown, hide_index=True, column_config=config, placeholder=BLANK)
 
 
 def render_neurons() -> None:
