@@ -114,7 +114,7 @@ def demo_message(demo: Demo) -> str:
     """What the spinner says while ``demo`` trains (plain text; the spinner adds the time)."""
     return (
         f"Training the {demo.title} ({demo.describe()}). It takes about "
-        f"{demo.seconds[0]:.0f} s on a quiet two-core machine (up to {demo.seconds[1]:.0f} s "
+        f"{demo.seconds[0]:.0f} s on a quiet two-core machine ({demo.seconds[1]:.0f} s or more "
         "on a busy one) and happens once."
     )
 
@@ -135,7 +135,10 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _train_and_save(demo: Demo, directory: Path) -> Path:
+def _train_and_save(demo: Demo, directory: Path, before: Path | None = None) -> Path:
+    """Train ``demo`` and write its trace into ``directory``; with ``before``, dated a second
+    before that run's file *before* it appears under its name (written hidden, dated, then
+    renamed), so that no page ever sees it as the folder's newest run."""
     from .store import save_trace
     from .training import train
 
@@ -143,18 +146,25 @@ def _train_and_save(demo: Demo, directory: Path) -> Path:
         run = train(demo.config)
     assert run.trace is not None
     run.trace.meta["demo"] = True
-    return save_trace(run.trace, new_run_path(demo.name, directory))
+    path = new_run_path(demo.name, directory)
+    if before is None or not before.is_file():
+        return save_trace(run.trace, path)
+    staged = save_trace(run.trace, directory / f".{path.name}.staged")
+    stamp = before.stat().st_mtime - 1.0
+    os.utime(staged, (stamp, stamp))
+    os.replace(staged, path)  # the date travels with the file
+    return path
 
 
-def make_demo(key: str, directory: Path | None = None) -> Path:
+def make_demo(key: str, directory: Path | None = None, *, before: Path | None = None) -> Path:
     """The path of demo ``key``'s trace in the runs folder, trained and written first if the
-    folder holds no run of its name. Safe from several threads (one trains, the others wait
-    and find its file)."""
+    folder holds no run of its name (dated before ``before``'s file, when given). Safe from
+    several threads (one trains, the others wait and find its file)."""
     demo = DEMOS[key]
     directory = directory or runs_dir()
     with _lock:
         found = find_run(demo.name, directory)
-        return found if found is not None else _train_and_save(demo, directory)
+        return found if found is not None else _train_and_save(demo, directory, before)
 
 
 def make_in_background(
@@ -170,10 +180,7 @@ def make_in_background(
 
     def make() -> None:
         try:
-            path = make_demo(key, directory)
-            if before is not None and path.is_file():
-                stamp = before.stat().st_mtime - 1.0
-                os.utime(path, (stamp, stamp))
+            make_demo(key, directory, before=before)
         except Exception:  # a demo made ahead of time must never take the server down
             logger.exception("making the %s demo in the background failed", key)
 
