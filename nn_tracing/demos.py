@@ -13,6 +13,12 @@ the spectral features of Dynamics, the weight heatmaps and images of Neurons:
     in the background right after the moons demo on a first start
     (:func:`make_in_background`, about a second), so the Overview's "Load the digits demo"
     opens it at once; made when asked for (:func:`make_demo`) otherwise.
+``moons-seed1``
+    The moons demo again with seed 1, so that the Compare page has two runs of one
+    configuration to compare on the first visit (it proposes other seeds of the active run).
+    Queued on a first start (:func:`make_after_page`) and made in the background only once
+    the first page has been drawn (:func:`start_queued`): it never slows the first page, and
+    the spinner's figures stay the moons demo's alone.
 
 How long a demo takes is measured, not guessed: ``benchmarks/first_visit.py`` times a fresh
 server from its start to the demo drawn in a real browser, and :attr:`Demo.seconds` holds the
@@ -35,7 +41,16 @@ from pathlib import Path
 from .config import TrainConfig
 from .runs import DEMO_CONFIG, DEMO_NAME, find_run, new_run_path, run_paths, runs_dir
 
-__all__ = ["DEMOS", "Demo", "demo_message", "first_demo", "make_demo", "make_in_background"]
+__all__ = [
+    "DEMOS",
+    "Demo",
+    "demo_message",
+    "first_demo",
+    "make_after_page",
+    "make_demo",
+    "make_in_background",
+    "start_queued",
+]
 
 
 @dataclass(frozen=True)
@@ -84,9 +99,14 @@ DIGITS_DEMO_CONFIG = TrainConfig(
 DEMOS: dict[str, Demo] = {
     "moons": Demo(DEMO_NAME, DEMO_CONFIG, "moons demo", seconds=(4.0, 15.0)),
     "digits": Demo("demo-digits", DIGITS_DEMO_CONFIG, "digits demo", seconds=(1.0, 2.0)),
+    "moons-seed1": Demo(
+        f"{DEMO_NAME}-seed1", DEMO_CONFIG.replace(seed=1), "moons demo (seed 1)", (1.0, 2.0)
+    ),
 }
 
 _lock = threading.Lock()
+#: Demos waiting for the page being drawn to finish: ``(key, directory, before)``.
+_queued: list[tuple[str, Path, Path | None]] = []
 logger = logging.getLogger(__name__)
 
 
@@ -94,7 +114,7 @@ def demo_message(demo: Demo) -> str:
     """What the spinner says while ``demo`` trains (plain text; the spinner adds the time)."""
     return (
         f"Training the {demo.title} ({demo.describe()}). It takes about "
-        f"{demo.seconds[0]:.0f} s on a quiet two-core machine (up to {demo.seconds[1]:.0f} s "
+        f"{demo.seconds[0]:.0f} s on a quiet two-core machine ({demo.seconds[1]:.0f} s or more "
         "on a busy one) and happens once."
     )
 
@@ -115,7 +135,10 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _train_and_save(demo: Demo, directory: Path) -> Path:
+def _train_and_save(demo: Demo, directory: Path, before: Path | None = None) -> Path:
+    """Train ``demo`` and write its trace into ``directory``; with ``before``, dated a second
+    before that run's file *before* it appears under its name (written hidden, dated, then
+    renamed), so that no page ever sees it as the folder's newest run."""
     from .store import save_trace
     from .training import train
 
@@ -123,18 +146,25 @@ def _train_and_save(demo: Demo, directory: Path) -> Path:
         run = train(demo.config)
     assert run.trace is not None
     run.trace.meta["demo"] = True
-    return save_trace(run.trace, new_run_path(demo.name, directory))
+    path = new_run_path(demo.name, directory)
+    if before is None or not before.is_file():
+        return save_trace(run.trace, path)
+    staged = save_trace(run.trace, directory / f".{path.name}.staged")
+    stamp = before.stat().st_mtime - 1.0
+    os.utime(staged, (stamp, stamp))
+    os.replace(staged, path)  # the date travels with the file
+    return path
 
 
-def make_demo(key: str, directory: Path | None = None) -> Path:
+def make_demo(key: str, directory: Path | None = None, *, before: Path | None = None) -> Path:
     """The path of demo ``key``'s trace in the runs folder, trained and written first if the
-    folder holds no run of its name. Safe from several threads (one trains, the others wait
-    and find its file)."""
+    folder holds no run of its name (dated before ``before``'s file, when given). Safe from
+    several threads (one trains, the others wait and find its file)."""
     demo = DEMOS[key]
     directory = directory or runs_dir()
     with _lock:
         found = find_run(demo.name, directory)
-        return found if found is not None else _train_and_save(demo, directory)
+        return found if found is not None else _train_and_save(demo, directory, before)
 
 
 def make_in_background(
@@ -150,16 +180,29 @@ def make_in_background(
 
     def make() -> None:
         try:
-            path = make_demo(key, directory)
-            if before is not None and path.is_file():
-                stamp = before.stat().st_mtime - 1.0
-                os.utime(path, (stamp, stamp))
+            make_demo(key, directory, before=before)
         except Exception:  # a demo made ahead of time must never take the server down
             logger.exception("making the %s demo in the background failed", key)
 
     thread = threading.Thread(target=make, name=f"nn_tracing-demo-{key}", daemon=True)
     thread.start()
     return thread
+
+
+def make_after_page(key: str, directory: Path | None = None, *, before: Path | None = None) -> None:
+    """Queue demo ``key`` for :func:`make_in_background` once the page being drawn is done
+    (:func:`start_queued`, called at the end of every script run)."""
+    with _lock:
+        _queued.append((key, directory or runs_dir(), before))
+
+
+def start_queued() -> list[threading.Thread]:
+    """Start making the queued demos in the background (one after another: they share the
+    demos' lock); the threads started, none when nothing was queued."""
+    with _lock:
+        queued = list(_queued)
+        _queued.clear()
+    return [make_in_background(key, folder, before=before) for key, folder, before in queued]
 
 
 def first_demo(directory: Path | None = None) -> Path | None:

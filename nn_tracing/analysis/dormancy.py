@@ -44,6 +44,7 @@ __all__ = [
     "dormancy",
     "dormant_scores",
     "hidden_layers",
+    "mean_abs_at",
     "mean_abs_from_stats",
     "outgoing_abs_weights",
 ]
@@ -357,12 +358,10 @@ def _weights_for(trace: NetworkTrace, epoch: int) -> tuple[dict | None, int | No
     return None, None, "this trace holds no weights"
 
 
-def contribution_utility(trace: NetworkTrace, epoch: int) -> Utility:
-    """Dohare et al.'s contribution utility of every hidden neuron at ``epoch``."""
-    values = np.full(trace.n_neurons, np.nan)
-    weights, weights_epoch, note = _weights_for(trace, epoch)
-    if weights is None:
-        return Utility(values, None, note)
+def mean_abs_at(trace: NetworkTrace, epoch: int) -> np.ndarray:
+    """Mean |activation| over the probe of every neuron at ``epoch``, float64 array of shape
+    (n_neurons,): from the recorded statistics where they determine it, else from the epoch's
+    kept probe activations, else NaN (see the module docstring)."""
     metrics = trace.metrics_at(epoch)
     stats = [metrics[:, METRICS.index(m)] for m in ("act_mean", "act_min", "act_max")]
     mean_abs = mean_abs_from_stats(*stats)
@@ -370,6 +369,16 @@ def contribution_utility(trace: NetworkTrace, epoch: int) -> Utility:
     if acts is not None and acts.shape[0]:
         gaps = np.isnan(mean_abs)
         mean_abs[gaps] = np.abs(acts.astype(np.float64)).mean(axis=0)[gaps]
+    return mean_abs
+
+
+def contribution_utility(trace: NetworkTrace, epoch: int) -> Utility:
+    """Dohare et al.'s contribution utility of every hidden neuron at ``epoch``."""
+    values = np.full(trace.n_neurons, np.nan)
+    weights, weights_epoch, note = _weights_for(trace, epoch)
+    if weights is None:
+        return Utility(values, None, note)
+    mean_abs = mean_abs_at(trace, epoch)
     for info, consumer in zip(trace.layers[1:-1], trace.layers[2:], strict=False):
         weight = weights.get(consumer.weight_key) if consumer.weight_key else None
         out = outgoing_abs_weights(weight, info.n_neurons) if weight is not None else None

@@ -31,7 +31,7 @@ from typing import Any
 
 import streamlit as st
 
-from ..demos import DEMOS, demo_message, make_in_background
+from ..demos import DEMOS, demo_message, make_after_page, make_in_background, start_queued
 from ..runs import ensure_demo_trace, runs_dir
 from . import state, uploads
 from .links import NEURONS_PAGE, open_neuron
@@ -109,6 +109,8 @@ def _ensure_demo() -> None:
             return
     if made is not None:  # a first start: the digits demo follows, off the page's path
         make_in_background("digits", runs_dir(), before=made)
+        # a second moons seed for the Compare page, once the first page is drawn
+        make_after_page("moons-seed1", runs_dir(), before=made)
 
 
 def _follow_deep_link(current: Any) -> None:
@@ -150,3 +152,4 @@ def run_page(current: Any) -> None:
     (never Streamlit's exception box), the traceback going to the server log."""
     with guarded(f"drawing the {getattr(current, 'title', 'current')} page"):
         current.run()
+    start_queued()  # demos queued by a first start: made now that the page is drawn

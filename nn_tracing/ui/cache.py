@@ -26,6 +26,7 @@ __all__ = [
     "curves",
     "dormancy_counts",
     "dormancy_of",
+    "first_neuron",
     "health",
     "health_counts",
     "layer_epoch",
@@ -91,6 +92,15 @@ def dormancy_of(key: str, _trace: NetworkTrace) -> Dormancy:
     for array in [*result.mean_abs.values(), *result.scores.values()]:
         array.flags.writeable = False
     return result
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def first_neuron(key: str, _trace: NetworkTrace) -> tuple[int, str | None]:
+    """The neuron the Neurons page opens without a link, and why
+    (:func:`nn_tracing.views.neurons.first_neuron`)."""
+    from ..views.neurons import first_neuron as choose
+
+    return choose(_trace)
 
 
 @st.cache_data(max_entries=_ENTRIES, show_spinner=False)

@@ -14,7 +14,7 @@ from .. import viz
 from ..viz.palette import with_palette
 from .links import open_neuron
 
-__all__ = ["blank_missing", "neuron_table", "show_chart"]
+__all__ = ["BLANK", "blank_missing", "neuron_table", "show_chart"]
 
 
 def show_chart(
@@ -36,40 +36,23 @@ def show_chart(
     return st.altair_chart(with_palette(chart), **options)
 
 
-def _cell_text(value: float, number_format: str | None) -> str:
-    """One number as its column shows it (a printf format of ``NumberColumn``, or ``percent``)."""
-    if number_format == "percent":
-        return f"{value:.1%}"
-    try:
-        return (number_format or "%.4g") % value
-    except (TypeError, ValueError):
-        return f"{value:.4g}"
-
-
 def blank_missing(
     table: pd.DataFrame, column_config: dict[str, Any] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``table`` with missing values shown blank, not as "None": text columns get ``""``, and
-    a number column holding a missing value becomes text in its own format (right-aligned),
-    its ``column_config`` entry a text column with the same label and help."""
-    config = dict(column_config or {})
+    """``table`` ready to show its missing values blank, not as "None": text columns get
+    ``""``; number columns stay numbers (so they sort as numbers), their missing values left
+    to ``st.dataframe(..., placeholder="")`` — pass :data:`BLANK` with the table. A boolean
+    column is left to the grid's check boxes. ``column_config`` is returned as a copy."""
     out = table.copy()
     for column in out.columns:
         values = out[column]
-        if not values.isna().any():
-            continue
-        if values.dtype.kind in "fiu":
-            entry = config.get(column) if isinstance(config.get(column), dict) else {}
-            number_format = (entry.get("type_config") or {}).get("format")
-            out[column] = [
-                "" if pd.isna(v) else _cell_text(float(v), number_format) for v in values
-            ]
-            config[column] = st.column_config.TextColumn(
-                entry.get("label") or str(column), help=entry.get("help")
-            ) | {"alignment": "right"}
-        elif values.dtype.kind != "b":  # text (object or string dtype)
+        if values.isna().any() and values.dtype.kind not in "fiub":  # text (object or string)
             out[column] = values.astype(object).where(values.notna(), "")
-    return out, config
+    return out, dict(column_config or {})
+
+
+#: What ``st.dataframe`` shows in a missing cell: nothing (with :func:`blank_missing`).
+BLANK = ""
 
 
 def neuron_table(
@@ -96,6 +79,7 @@ def neuron_table(
         selection_mode="single-row",
         key=key,
         column_config=column_config,
+        placeholder=BLANK,
         **options,
     )
     rows = getattr(getattr(event, "selection", None), "rows", None) or []

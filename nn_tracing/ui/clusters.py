@@ -48,7 +48,7 @@ from ..viz import clusters as cviz
 from ..work import result_key
 from . import cache, state
 from .app import require_shell
-from .charts import blank_missing, neuron_table, show_chart
+from .charts import BLANK, blank_missing, neuron_table, show_chart
 from .clusters_settings import (
     HMM_FAILED,
     URL,
@@ -348,7 +348,7 @@ def _chance_section(
     if chart is not None:
         show_chart(chart, width="content")
         shown, config = blank_missing(views.null_table(test))
-        st.dataframe(shown, hide_index=True, column_config=config)
+        st.dataframe(shown, hide_index=True, column_config=config, placeholder=BLANK)
     st.caption(
         f"Real features: silhouette {test.observed_['silhouette']:.3f}, "
         f"{test.score_name_} {test.observed_['score']:.3f}, on {test.n_rows_} neurons; the "

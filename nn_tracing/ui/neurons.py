@@ -50,7 +50,7 @@ from ..views.neurons import TOP_ORDERS, resolve_neuron
 from ..viz import profile as profile_viz
 from . import cache, state, url
 from .app import require_shell
-from .charts import blank_missing, neuron_table, show_chart
+from .charts import BLANK, blank_missing, neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
@@ -189,13 +189,20 @@ def _link(active: ActiveTrace, signature: str) -> str:
 
 def _pickers(active: ActiveTrace) -> tuple[int, int, str]:
     trace = active.trace
-    epoch, neuron, notice = resolve_neuron(trace, st.query_params.get("neuron"))
+    requested = st.query_params.get("neuron")
+    first, why = cache.first_neuron(active.key, trace) if not requested else (None, None)
+    epoch, neuron, notice = resolve_neuron(trace, requested, first)
+    if why:
+        state.put(state.NEURON_FIRST, (active.key, neuron, why))
     layer = trace.layer_of(neuron).name
     signature = format_signature(epoch, layer, neuron)
-    if st.query_params.get("neuron") != signature:
+    if requested != signature:
         _set_neuron_param(signature)
     if notice:
         st.warning(md_escape(notice, max_length=600))
+    chosen = state.get(state.NEURON_FIRST)
+    if isinstance(chosen, tuple) and chosen[:2] == (active.key, neuron):
+        st.caption(chosen[2])  # why the page opened on this neuron, while it stays open
     epoch_key = state.epoch_key(state.NEURON_EPOCH, active.ref)
     state.put(epoch_key, epoch)
     state.put(state.NEURON_PICK, signature)
@@ -469,7 +476,7 @@ def _connections_section(active: ActiveTrace, neuron: int, epoch: int, weights_e
             "weight_e0": st.column_config.NumberColumn(f"at {time_key(0)}", format="%.4g"),
         },
     )
-    st.dataframe(shown, hide_index=True, column_config=config)
+    st.dataframe(shown, hide_index=True, column_config=config, placeholder=BLANK)
     st.caption(
         "A strong connection stands out from its weight matrix: the percentile is where "
         "its magnitude ranks among all weights of the same layer's matrix."
@@ -711,7 +718,7 @@ def _data_section(active: ActiveTrace, settings: Settings) -> None:
                 help="One row per probe sample: activation, label, prediction.",
             )
         shown, config = blank_missing(rows.drop(columns=["layer"]))
-        st.dataframe(shown, hide_index=True, column_config=config)
+        st.dataframe(shown, hide_index=True, column_config=config, placeholder=BLANK)
 
 
 def render_neurons() -> None:

@@ -123,6 +123,8 @@ def epoch_key(base: str, ref: str) -> str:
 # -- Neurons -----------------------------------------------------------------------------------
 #: The open tab (its label; ``tab=`` in the URL).
 NEURON_TAB = _PREFIX + "neurons.tab"
+#: The neuron the page chose for a visit without a link: ``(trace key, neuron id, why)``.
+NEURON_FIRST = _PREFIX + "neurons.first"
 #: How many top-activating probe samples to show, and whether the most or least active.
 NEURON_TOP_K = _PREFIX + "neurons.top_k"
 NEURON_TOP_ORDER = _PREFIX + "neurons.top_order"

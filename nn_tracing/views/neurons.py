@@ -18,6 +18,13 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import profiles
+from ..analysis.dormancy import (
+    DEFAULT_TAU,
+    contribution_utility,
+    dormant_scores,
+    hidden_layers,
+    mean_abs_at,
+)
 from ..analysis.profiles import ActivationField, ProfileUnavailable
 from ..timeaxis import time_key, time_word
 from ..trace import METRICS, NetworkTrace, parse_signature, signature_column
@@ -31,6 +38,7 @@ __all__ = [
     "enrichment_caption",
     "field_caption",
     "field_epoch",
+    "first_neuron",
     "history_caption",
     "metrics_against_layer",
     "nearest_epoch",
@@ -56,21 +64,60 @@ def default_neuron(trace: NetworkTrace) -> int:
     return (hidden[0] if hidden else trace.layers[0]).first_id
 
 
+def first_neuron(trace: NetworkTrace) -> tuple[int, str | None]:
+    """The neuron a newcomer meets first, and why (Markdown), or the first hidden neuron and
+    ``None`` when nothing sets one apart.
+
+    Of the first hidden layer's neurons that are not τ-dormant at the last recorded epoch
+    (:data:`~nn_tracing.analysis.dormancy.DEFAULT_TAU`), the one of highest contribution
+    utility there (:func:`~nn_tracing.analysis.dormancy.contribution_utility`); without
+    weights to weigh it, the one of highest mean |activation|. A dead neuron is never first.
+    """
+    layers = hidden_layers(trace)
+    if not layers or not trace.epochs:
+        return default_neuron(trace), None
+    info, epoch = layers[0], trace.epochs[-1]
+    ids = slice(info.first_id, info.last_id + 1)
+    mean_abs = mean_abs_at(trace, epoch)[ids]
+    with np.errstate(invalid="ignore"):
+        awake = dormant_scores(mean_abs) > DEFAULT_TAU
+    utility = contribution_utility(trace, epoch).values[ids]
+    by_utility = awake & np.isfinite(utility)
+    if by_utility.any():
+        pick = int(np.argmax(np.where(by_utility, utility, -np.inf)))
+        why = f"the highest contribution utility at {time_key(epoch)} ({utility[pick]:.3g})"
+    elif (awake & np.isfinite(mean_abs)).any():
+        pick = int(np.argmax(np.where(awake, mean_abs, -np.inf)))
+        why = f"the highest mean |activation| on the probe at {time_key(epoch)}"
+    else:
+        return default_neuron(trace), None
+    reason = (
+        f"Opened on **n_{info.first_id + pick}**: of the {int(awake.sum())} of "
+        f"{info.n_neurons} neurons of L_{md_escape(info.name)} that are not dormant "
+        f"(τ = {DEFAULT_TAU:g}), the one with {why}. Pick any other neuron above, or click one "
+        "in a chart."
+    )
+    return info.first_id + pick, reason
+
+
 def nearest_epoch(epoch: int, available: Sequence[int]) -> int:
     """The epoch of ``available`` nearest to ``epoch`` (the earlier one on a tie)."""
     return min(available, key=lambda e: (abs(e - epoch), e))
 
 
-def resolve_neuron(trace: NetworkTrace, requested: str | None) -> tuple[int, int, str | None]:
+def resolve_neuron(
+    trace: NetworkTrace, requested: str | None, first: int | None = None
+) -> tuple[int, int, str | None]:
     """``(epoch, neuron id, notice)`` for a ``neuron=`` parameter.
 
     A signature that does not fit this trace falls back (to the nearest recorded epoch, or
     to the first hidden neuron) with a notice (plain text) that says what happened; no
-    parameter opens :func:`default_neuron` at the last recorded epoch.
+    parameter opens ``first`` (:func:`first_neuron`'s choice; :func:`default_neuron` when
+    ``None``) at the last recorded epoch.
     """
     epochs = trace.epochs
     if not requested:
-        return epochs[-1], default_neuron(trace), None
+        return epochs[-1], default_neuron(trace) if first is None else first, None
     try:
         epoch, layer, neuron = parse_signature(requested, trace.axis)
     except KeyError as exc:  # not a signature, or one of the other axis (E_ on a step trace)

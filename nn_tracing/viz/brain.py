@@ -195,20 +195,31 @@ def robust_domain(values: np.ndarray, *, signed: bool) -> tuple[float, float] | 
     return (low, high) if high > low else None
 
 
+#: Pixels of a colour legend's title (with its padding) and of half an end label.
+_LEGEND_TITLE = 20
+_LEGEND_LABEL = 8
+
+
 def _color(
     field: str,
     metric: str,
     percentile: bool,
     title: str,
     domain: tuple[float, float] | None = None,
+    length: int | None = None,
 ) -> alt.Color:
+    """The cells' colour, grey where the value is missing. ``length``: the colour bar's
+    length in pixels (a bar longer than the plot would push its end label out of the chart)."""
+    legend = alt.Legend(title=title, orient="right")
+    if length is not None:
+        legend = alt.Legend(title=title, orient="right", gradientLength=length)
     return (
         alt.when(f"isValid(datum.{field}) && isFinite(datum.{field})")
         .then(
             alt.Color(
                 f"{field}:Q",
                 scale=color_scale(metric, percentile=percentile, domain=domain),
-                legend=alt.Legend(title=title, orient="right"),
+                legend=legend,
             )
         )
         .otherwise(alt.value(MISSING_COLOR))
@@ -243,6 +254,9 @@ def brain_scan_chart(scan: BrainScan) -> alt.Chart:
         tooltip.append(alt.Tooltip("color:Q", title="percentile in layer", format=".0%"))
     pick = alt.selection_point(name=PICK, fields=["neuron", "epoch"], on="click")
     legend_title = "percentile in layer" if scan.percentile else scan.metric
+    height = max(30 * len(scan.layers), 120)
+    # the colour bar, its title above and its end labels fit within the plot's height
+    bar = height - _LEGEND_TITLE - _LEGEND_LABEL
     return (
         alt.Chart(frame)
         .mark_rect(stroke=None)
@@ -250,11 +264,13 @@ def brain_scan_chart(scan: BrainScan) -> alt.Chart:
             x=alt.X("x0:Q", axis=None, scale=alt.Scale(domain=[0, 1], nice=False, zero=False)),
             x2="x1:Q",
             y=alt.Y("layer:N", sort=scan.layers, title=None),
-            color=_color("color", scan.metric, scan.percentile, legend_title, scan.domain),
+            color=_color(
+                "color", scan.metric, scan.percentile, legend_title, scan.domain, length=bar
+            ),
             tooltip=tooltip,
         )
         .add_params(pick)
-        .properties(title=title, height=max(30 * len(scan.layers), 120))
+        .properties(title=title, height=height)
     )
 
 

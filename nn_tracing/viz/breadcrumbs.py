@@ -282,7 +282,13 @@ def since_when_chart(history: pd.DataFrame, *, title: str) -> alt.Chart:
     base = alt.Chart(data).encode(
         x=x,
         y=alt.Y("score:Q", title="score"),
-        color=alt.Color("neuron_label:N", title="trail neuron"),
+        color=alt.Color(
+            "neuron_label:N",
+            title="trail neuron",
+            # as many columns as keep the legend within the plot's height (its labels would
+            # be cut off below the chart): one entry takes about 30 px in the app's theme
+            legend=alt.Legend(columns=max(1, math.ceil(data["neuron_label"].nunique() / 8))),
+        ),
         tooltip=tooltip,
     )
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color=REFERENCE).encode(y="y:Q")

@@ -8,6 +8,7 @@ thousands of neurons stays responsive in the browser.
 from __future__ import annotations
 
 import math
+import re
 
 import altair as alt
 import numpy as np
@@ -128,8 +129,14 @@ _X_AXIS = 64  # tick labels and axis title
 _X_TICKS = 30  # tick labels only (an axis without a title)
 _PADDING = 36  # what Streamlit and vega-embed keep around the view
 _LEGEND_ROW = 44  # a legend above or below the plot (its title and one row of symbols)
-_FACET_HEADER = 22
-_FACET_SPACING = 24
+#: A facet grid as Vega lays it out (measured in Chromium, tests/e2e/test_layout.py checks
+#: the gap below): each row's header line and its padding, the spacing between rows, and what
+#: vega-embed keeps below the grid (a facet grid keeps its own size: it does not stretch to
+#: fill the element, so any excess is a gap).
+_FACET_HEADER_LINE = 16  # one line of header labels at the default font size
+_FACET_HEADER_PAD = 12
+_FACET_SPACING = 18
+_FACET_PADDING = 22
 
 
 def _title_height(title: object) -> int:
@@ -194,11 +201,28 @@ def element_height(chart: alt.TopLevelMixin) -> int:
     if isinstance(chart, alt.HConcatChart):
         return max(element_height(part) for part in chart.hconcat) + title
     if isinstance(chart, alt.FacetChart):
-        panels = chart.facet.to_dict().get("sort")  # facet builders here list their panels
+        facet = chart.facet.to_dict()
+        panels = facet.get("sort")  # facet builders here list their panels
         n = len(panels) if isinstance(panels, list) else 1
         columns = chart.columns if isinstance(chart.columns, int) else n
         rows = math.ceil(n / max(columns, 1))
-        panel = _plot_height(chart.spec) + _FACET_HEADER + _FACET_SPACING
+        header = _facet_header(facet, panels if isinstance(panels, list) else [])
+        grid = rows * (_plot_height(chart.spec) + header) + (rows - 1) * _FACET_SPACING
         axis = _x_axis_height(chart.spec) or _X_AXIS
-        return rows * panel + title + axis + _PADDING + _legend_row(chart)
+        return grid + title + axis + _FACET_PADDING + _legend_row(chart)
     return _plot_height(chart) + title + _x_axis_height(chart) + _PADDING
+
+
+def _facet_header(facet: dict, panels: list) -> int:
+    """Pixels of one row's header: its label lines (a ``labelExpr`` that splits the label
+    makes several) at the header's font size, and their padding; none for ``labels=False``."""
+    header = facet.get("header") if isinstance(facet.get("header"), dict) else {}
+    if header.get("labels") is False:
+        return 0
+    lines = 1
+    split = re.search(r"split\(datum\.value,\s*'([^']+)'\)", str(header.get("labelExpr", "")))
+    if split is not None and panels:
+        lines = max(len(str(panel).split(split.group(1))) for panel in panels)
+    size = header.get("labelFontSize")
+    line = math.ceil(size * 1.25) if isinstance(size, (int, float)) else _FACET_HEADER_LINE
+    return lines * line + _FACET_HEADER_PAD

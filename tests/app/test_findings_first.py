@@ -72,7 +72,8 @@ def test_the_first_visit_trains_a_complete_demo(
     assert_healthy(at)
     # the digits demo follows in the background, dated before the moons one (which opens)
     assert (demo_folder / "demo-moons.nntrace").is_file()
-    assert {p.name for p in demo_folder.iterdir()} <= {"demo-moons.nntrace", "demo-digits.nntrace"}
+    made = {p.name for p in demo_folder.iterdir()}
+    assert made <= {"demo-moons.nntrace", "demo-digits.nntrace", "demo-moons-seed1.nntrace"}
     assert at.query_params["trace"] == "demo-moons"
     trace = load_trace(demo_folder / "demo-moons.nntrace")
     assert trace.meta["demo"] is True and trace.meta["config"]["keep_weights"] is True
@@ -87,6 +88,13 @@ def test_the_first_visit_trains_a_complete_demo(
     time.sleep(0.5)  # its date is set right after it is written
     assert digits.stat().st_mtime < (demo_folder / "demo-moons.nntrace").stat().st_mtime
     assert load_trace(digits).epochs_with_weights == load_trace(digits).epochs
+    # a second moons seed for the Compare page, made once the first page was drawn, older too
+    seed = demo_folder / "demo-moons-seed1.nntrace"
+    while not seed.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert seed.stat().st_mtime < (demo_folder / "demo-moons.nntrace").stat().st_mtime
+    assert load_trace(seed).meta["config"]["seed"] == 1
     assert demo_app().run().query_params["trace"] == "demo-moons"
 
 

@@ -69,10 +69,11 @@ def test_an_empty_runs_folder_gets_a_demo_trace(
     monkeypatch.setenv("NN_TRACING_RUNS_DIR", str(empty))
     at = new_app().run()
     assert_healthy(at)
-    # the moons demo, and the digits demo made in the background
+    # the moons demo, and the digits demo and a second moons seed made in the background
     assert {p.name for p in empty.glob("*.nntrace")} <= {
         "demo-moons.nntrace",
         "demo-digits.nntrace",
+        "demo-moons-seed1.nntrace",
     }
     assert (empty / "demo-moons.nntrace").is_file()
     assert at.session_state[state.ACTIVE_TRACE] == "run:demo-moons"

@@ -5,6 +5,11 @@ script both walk the pages this way).
 * :func:`settle` — wait until Streamlit has finished running the page and its charts are drawn.
 * :func:`overlaps` — each chart whose drawn box (the Vega view, SVG or canvas) runs into another
   element of the page, and each chart wider than its own element (clipped).
+* :func:`clipped_labels` — each legend label drawn outside its chart's box (cut off), read
+  from the Vega view as drawn: the SVG's legend texts, or for a canvas every label painted on
+  it (recorded by :data:`CANVAS_TEXTS`, installed by :func:`walk`).
+* :func:`gaps` — the empty pixels below each chart inside its element (a facet grid keeps its
+  own size: an element taller than the grid leaves a gap).
 * :func:`walk` — every page (and every tab of a page) of one trace: a screenshot each, and the
   overlaps and exception boxes found.
 """
@@ -71,6 +76,95 @@ _OVERLAP_JS = """
 """
 
 
+#: Installed before a page loads: every text painted on a canvas, with its box in canvas
+#: pixels (from the context's transform and the text's metrics), reset when the whole canvas
+#: is cleared (Vega repaints from scratch).
+CANVAS_TEXTS = """
+(() => {
+  const proto = CanvasRenderingContext2D.prototype;
+  const fill = proto.fillText, clear = proto.clearRect;
+  proto.clearRect = function (x, y, w, h) {
+    if (x <= 0 && y <= 0 && w >= this.canvas.width && h >= this.canvas.height) {
+      this.canvas.__texts = [];
+    }
+    return clear.apply(this, arguments);
+  };
+  proto.fillText = function (text, x, y) {
+    try {
+      const m = this.measureText(text), t = this.getTransform(), align = this.textAlign;
+      const right = ['right', 'end'].includes(align);
+      const shift = align === 'center' ? m.width / 2 : right ? m.width : 0;
+      const map = (px, py) => [t.a * px + t.c * py + t.e, t.b * px + t.d * py + t.f];
+      const [x0, y0] = map(x - shift, y - m.actualBoundingBoxAscent);
+      const [x1, y1] = map(x - shift + m.width, y + m.actualBoundingBoxDescent);
+      (this.canvas.__texts ||= []).push({text: String(text), x0: Math.min(x0, x1),
+        x1: Math.max(x0, x1), y0: Math.min(y0, y1), y1: Math.max(y0, y1)});
+    } catch (e) {}
+    return fill.apply(this, arguments);
+  };
+})();
+"""
+
+_CLIPPED_JS = """
+(slack) => {
+  const found = [];
+  const charts = document.querySelectorAll('[data-testid="stMain"] .vega-embed');
+  for (const embed of charts) {
+    const drawn = embed.querySelector(':scope > svg, :scope > canvas');
+    if (!drawn) continue;
+    const d = drawn.getBoundingClientRect();
+    if (d.width < 2 || d.height < 2) continue;
+    const own = embed.closest('[data-testid="stElementContainer"]');
+    const name = (own.innerText || '').trim().replace(/\\s+/g, ' ').slice(0, 50);
+    const out = (label, l, r, t, b) => found.push(
+      `chart "${name}": label "${label}" drawn at x ${Math.round(l)}…${Math.round(r)}, ` +
+      `y ${Math.round(t)}…${Math.round(b)} of a ` +
+      `${Math.round(d.width)}×${Math.round(d.height)} box`);
+    if (drawn.tagName.toLowerCase() === 'svg') {
+      for (const text of drawn.querySelectorAll('.role-legend text')) {
+        const r = text.getBoundingClientRect();
+        if (r.width < 1) continue;
+        if (r.left < d.left - slack || r.right > d.right + slack || r.top < d.top - slack
+            || r.bottom > d.bottom + slack) {
+          out(text.textContent, r.left - d.left, r.right - d.left, r.top - d.top, r.bottom - d.top);
+        }
+      }
+    } else {  // a canvas: every label painted on it (legend or axis) must lie inside
+      const s = drawn.width / d.width;
+      for (const t of drawn.__texts || []) {
+        if (t.x0 < -slack * s || t.x1 > drawn.width + slack * s || t.y0 < -slack * s
+            || t.y1 > drawn.height + slack * s) {
+          out(t.text, t.x0 / s, t.x1 / s, t.y0 / s, t.y1 / s);
+        }
+      }
+    }
+  }
+  return found;
+}
+"""
+
+_GAPS_JS = """
+() => [...document.querySelectorAll('[data-testid="stMain"] .vega-embed')].flatMap(embed => {
+  const drawn = embed.querySelector(':scope > svg, :scope > canvas');
+  if (!drawn) return [];
+  const d = drawn.getBoundingClientRect();
+  if (d.height < 2) return [];
+  const own = embed.closest('[data-testid="stElementContainer"]').getBoundingClientRect();
+  return [Math.round(own.bottom - d.bottom)];
+})
+"""
+
+
+def clipped_labels(page, slack: int = 4) -> list[str]:
+    """Legend labels (every label, on a canvas) drawn outside their chart's box: cut off."""
+    return list(page.evaluate(_CLIPPED_JS, slack))
+
+
+def gaps(page) -> list[int]:
+    """Pixels left empty below each drawn chart inside its element, in page order."""
+    return [int(g) for g in page.evaluate(_GAPS_JS)]
+
+
 @dataclass
 class PageShot:
     """One page (or tab) as drawn: its screenshot, what overlaps, exception boxes."""
@@ -80,6 +174,8 @@ class PageShot:
     overlaps: list[str] = field(default_factory=list)
     exceptions: int = 0
     charts: int = 0
+    clipped: list[str] = field(default_factory=list)
+    gaps: list[int] = field(default_factory=list)
 
 
 def settle(page, *, timeout: float = 180.0, quiet: float = 1.5) -> None:
@@ -134,6 +230,7 @@ def full_page_screenshot(page, path: Path, *, max_height: int = 16_000) -> None:
 def shoot(page, name: str, directory: Path) -> PageShot:
     path = directory / f"{name}.png"
     found = overlaps(page)
+    cut, below = clipped_labels(page), gaps(page)
     full_page_screenshot(page, path)
     return PageShot(
         name,
@@ -141,6 +238,8 @@ def shoot(page, name: str, directory: Path) -> PageShot:
         found,
         page.locator(EXCEPTION).count(),
         page.locator('[data-testid="stMain"] .vega-embed').count(),
+        cut,
+        below,
     )
 
 
@@ -148,6 +247,7 @@ def walk(page, url: str, trace: str, directory: Path, *, tabs: bool = True) -> l
     """Every page of ``trace`` (and each tab of a page with tabs): screenshots under
     ``directory`` named ``<trace>-<page>[-<tab>].png``, with what overlaps on each."""
     directory.mkdir(parents=True, exist_ok=True)
+    page.add_init_script(CANVAS_TEXTS)  # (before the first page loads)
     shots = []
     for name, path in PAGES.items():
         page.goto(f"{url}/{path}?trace={quote(trace)}")

@@ -68,6 +68,12 @@ def test_no_page_overlaps_or_clips_a_chart(
     assert sum(s.charts for s in shots) > 20
     problems = [f"{s.name}: {o}" for s in shots for o in s.overlaps]
     assert problems == [], "\n".join(problems)
+    # every legend label inside its chart's box (the digits brain scan once cut its −5)
+    cut = [f"{s.name}: {c}" for s in shots for c in s.clipped]
+    assert cut == [], "\n".join(cut)
+    # the Neurons page's grid of small charts: its element as tall as the grid, no gap below
+    (neurons,) = [s for s in shots if s.name == f"{trace}-neurons"]
+    assert neurons.gaps and all(0 <= gap < 16 for gap in neurons.gaps), neurons.gaps
 
 
 @pytest.fixture
