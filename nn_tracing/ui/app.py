@@ -22,10 +22,16 @@ page the URL names, on the first run of a session.
 The shell's first run in a server process empties the upload folder (the sessions that held
 those uploads ended with the previous server); later runs sweep it of uploads no session holds
 (:func:`nn_tracing.ui.uploads.tidy`).
+
+A stopped server exits promptly (:func:`freeze_heap_at_exit`): the interpreter's teardown does
+not walk the heap of torch, numba and Streamlit with the garbage collector.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +55,7 @@ from .traces import (
 __all__ = [
     "NEURONS_PAGE",
     "configure_page",
+    "freeze_heap_at_exit",
     "navigation",
     "open_neuron",
     "page",
@@ -56,6 +63,30 @@ __all__ = [
     "run_page",
     "shell",
 ]
+
+
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def freeze_heap_at_exit() -> None:
+    """Once per process: at interpreter exit, hand every object still alive to the garbage
+    collector's permanent generation (:func:`gc.freeze`, a constant-time list splice).
+
+    After Streamlit has stopped and the exit handlers ran, the interpreter's teardown runs
+    full collections over the whole heap — the objects of torch, numba and Streamlit: about
+    1.4 s of CPU (measured in ``docs/sharing.md``), many seconds on a busy
+    machine, while the stopped server still holds its port and its terminal. Frozen, they
+    are not traversed; modules are still torn down and objects freed by reference count, so
+    only cyclic garbage left at exit goes uncollected, which the process's end frees anyway.
+    Registered late, the hook runs before the handlers registered earlier (logging's flush,
+    numba's and llvmlite's shut-down flags), which still run and collect what they make.
+    """
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            atexit.register(gc.freeze)
+            _exit_hook_registered = True
 
 
 def configure_page() -> None:
@@ -130,6 +161,7 @@ def shell(current: Any, *, on_start: Sequence[Callable[[], None]] = ()) -> None:
     shell never imports a page. They start after the demo trace is made (on a first start):
     a warm-up running beside the demo's training would slow it several times over.
     """
+    freeze_heap_at_exit()
     with guarded("tidying the upload folder"):
         uploads.tidy()
     with guarded("preparing the demo trace"):

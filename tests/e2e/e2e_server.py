@@ -4,6 +4,7 @@ folders, stopped by the test (SIGTERM, then SIGKILL)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,15 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 EXCEPTION = '[data-testid="stException"]'
 #: Long: the first run of a page imports torch, slow on two busy cores.
 TIMEOUT_MS = 120_000
+#: How the server's interpreter starts Streamlit: as ``python -m streamlit``, with SIGUSR1
+#: dumping every thread's Python stack to its log (:meth:`Server.dump_threads`) — ignored once
+#: the interpreter is finalizing, when faulthandler gives the signal its previous handler back.
+LAUNCH = (
+    "import faulthandler, runpy, signal; "
+    "signal.signal(signal.SIGUSR1, signal.SIG_IGN); "
+    "faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "runpy.run_module('streamlit', run_name='__main__', alter_sys=True)"
+)
 
 
 def free_port() -> int:
@@ -52,8 +62,32 @@ class Server:
         os.killpg(self.process.pid, signum)
 
     def wait(self, timeout: float) -> int:
-        """Wait for the server to exit; returns its exit code."""
-        return self.process.wait(timeout=timeout)
+        """Wait for the server to exit; returns its exit code. One that has not exited in
+        ``timeout`` seconds has its threads written to the error (see :meth:`dump_threads`)."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(
+                f"the server had not exited {timeout} s after the signal:\n{self.dump_threads()}"
+            ) from exc
+
+    def dump_threads(self) -> str:
+        """What every thread of the (running) server is doing: each one's name, state and
+        kernel wait channel from ``/proc``, then the Python stacks that SIGUSR1 has it print
+        to its log (see :data:`LAUNCH`); the end of that log is returned."""
+        tasks = []
+        for task in sorted(Path(f"/proc/{self.process.pid}/task").glob("*")):
+            try:
+                name = (task / "comm").read_text().strip()
+                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                wchan = (task / "wchan").read_text().strip()
+            except OSError:
+                continue
+            tasks.append(f"  thread {task.name} {name!r}: state {state}, waiting in {wchan}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGUSR1)
+            time.sleep(2)
+        return "\n".join(["threads (/proc):", *tasks, "log:", self.log()[-20_000:]])
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 30 s; idempotent."""
@@ -104,7 +138,7 @@ def start_server(
     log_path = directory / "streamlit.log"
     log = log_path.open("wb")
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+        sys.executable, "-c", LAUNCH, "run", str(ROOT / "streamlit_app.py"),
         "--server.address", "127.0.0.1", "--server.port", str(port),
         "--server.headless", "true", "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
