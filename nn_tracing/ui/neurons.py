@@ -731,10 +731,10 @@ def _page(active: ActiveTrace) -> None:
     URL.restore(active.ref)
     epoch, neuron, layer = _pickers(active)
     signature = format_signature(epoch, layer, neuron)
-    # drawn above the tabs, written after the first drawn tab: the profile chart reaches the
-    # browser first (the code blocks load a 1.5 MB highlighter script; the health line reads
-    # the layer's medians)
-    link, health_line = st.container(), st.container()
+    st.code(signature, language=None)
+    st.caption("Link to this view (opens the same neuron in any browser that reaches this app):")
+    st.code(_link(active, signature), language=None)
+    health_line = st.container()  # drawn above the tabs, computed after the open tab
     with health_line:
         load_charting()  # the browser loads its charting library while the profile is computed
     _ensure_settings(active.trace, None)
@@ -749,24 +749,9 @@ def _page(active: ActiveTrace) -> None:
         if draw:
             with tab, guarded(f"drawing {section.lower()}"):
                 _SECTION_DRAWERS[section](active, settings)
-            if link is not None:
-                _link_lines(link, active, signature)
-                link = None
-    if link is not None:  # no tab drawn
-        _link_lines(link, active, signature)
     with health_line, guarded("checking the neuron's health"):
         _health_line(active, neuron, epoch)
     URL.publish(settings, active.ref, hidden=url.at_defaults(settings))
-
-
-def _link_lines(where: Any, active: ActiveTrace, signature: str) -> None:
-    """The neuron's signature and the link to this view, in ``where``."""
-    with where:
-        st.code(signature, language=None)
-        st.caption(
-            "Link to this view (opens the same neuron in any browser that reaches this app):"
-        )
-        st.code(_link(active, signature), language=None)
 
 
 #: Above this many neurons the page draws only the open tab (switching tabs reruns the page):
