@@ -186,15 +186,16 @@ def browser_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[
 
 #: Polled at every animation frame in the page (Playwright's ``expect`` polls every 500 ms
 #: after its first tries, which rounds a page's time up by as much): an element matching
-#: ``css`` laid out with a size, text matching ``text`` (a regular expression) among what the
-#: page shows, and — with ``idle`` — the app's script run finished.
+#: ``css`` laid out more than 20 px wide and high (not the empty one-pixel chart of
+#: :func:`nn_tracing.ui.charts.load_charting`), text matching ``text`` (a regular
+#: expression) among what the page shows, and — with ``idle`` — the app's script run finished.
 SHOWN = """({css, text, idle}) => {
     const app = document.querySelector('[data-testid="stApp"]');
     if (idle && (!app || app.getAttribute('data-test-script-state') !== 'notRunning'))
         return false;
     if (css && ![...document.querySelectorAll(css)].some(el => {
         const box = el.getBoundingClientRect();
-        return box.width > 0 && box.height > 0;
+        return box.width > 20 && box.height > 20;  // not the 1-pixel chart of load_charting
     })) return false;
     return !text || new RegExp(text).test(document.body.innerText);
 }"""

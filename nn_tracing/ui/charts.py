@@ -11,10 +11,27 @@ import pandas as pd
 import streamlit as st
 
 from .. import viz
-from ..viz.palette import with_palette
+from ..viz.palette import CATEGORICAL, with_palette
 from .links import open_neuron
 
-__all__ = ["BLANK", "blank_missing", "neuron_table", "show_chart"]
+__all__ = ["BLANK", "blank_missing", "load_charting", "neuron_table", "show_chart"]
+
+#: The smallest Vega-Lite chart there is: no data, one pixel, no frame.
+_EMPTY_CHART: dict[str, Any] = {
+    "data": {"values": []},
+    "mark": "point",
+    "width": 1,
+    "height": 1,
+    "padding": 0,
+    "config": {"view": {"stroke": None}, "range": {"category": list(CATEGORICAL)}},
+}
+
+
+def load_charting() -> None:
+    """An empty one-pixel chart, drawn before a page's first chart has its data: the browser
+    loads and starts its charting library (a 775 KB script, a second or more in a fresh page)
+    while the server still computes, not after. Put it where a pixel of height goes unseen."""
+    st.vega_lite_chart(spec=_EMPTY_CHART, width=1, height=1, theme=None)
 
 
 def show_chart(

@@ -368,12 +368,16 @@ def field_caption(field: ActivationField, neuron: int, epoch: int) -> str:
 #: Above this many neurons the picker lists a window of the current layer, not every neuron
 #: (a list of 100k signatures costs the browser seconds on every redraw).
 PICKER_MAX = 10_000
+#: How many neurons of the current layer the picker lists above :data:`PICKER_MAX`: 2 000
+#: signatures are ~50 KB on every redraw of the page, 10 000 were 250 KB (the biggest message
+#: of a big trace's Neurons page, more than its profile chart).
+PICKER_WINDOW = 2_000
 
 
 def picker_options(trace: NetworkTrace, epoch: int, neuron: int) -> tuple[list[str], str | None]:
     """The signatures the neuron picker lists at ``epoch``, and a note when they are not all.
 
-    Up to :data:`PICKER_MAX` neurons, every one (in id order). Above, the :data:`PICKER_MAX`
+    Up to :data:`PICKER_MAX` neurons, every one (in id order). Above, the :data:`PICKER_WINDOW`
     neurons of ``neuron``'s layer nearest to it, and the first neuron of every layer (to
     move between layers), in id order; the note says so.
     """
@@ -381,9 +385,9 @@ def picker_options(trace: NetworkTrace, epoch: int, neuron: int) -> tuple[list[s
         names = trace.neuron_layers()
         return signature_column(epoch, names, range(len(names))), None
     info = trace.layer_of(neuron)
-    half = PICKER_MAX // 2
-    first = max(info.first_id, min(neuron - half, info.last_id + 1 - PICKER_MAX))
-    last = min(info.last_id, first + PICKER_MAX - 1)
+    half = PICKER_WINDOW // 2
+    first = max(info.first_id, min(neuron - half, info.last_id + 1 - PICKER_WINDOW))
+    last = min(info.last_id, first + PICKER_WINDOW - 1)
     ids = sorted({*range(first, last + 1), *(layer.first_id for layer in trace.layers)})
     note = (
         f"{trace.n_neurons:,} neurons: the list holds the {last - first + 1:,} of "

@@ -38,3 +38,9 @@ def chart_rows(chart: object) -> list[dict]:
         frame = dataframe_util.convert_arrow_bytes_to_pandas_df(dataset.data.data)
         rows += frame.to_dict("records")
     return rows
+
+
+def shown_charts(at: AppTest) -> list:
+    """The page's charts, less the empty one-pixel chart that loads the browser's charting
+    library early (:func:`nn_tracing.ui.charts.load_charting`)."""
+    return [c for c in at.get("vega_lite_chart") if json.loads(c.proto.spec).get("width") != 1]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apptest_support import assert_healthy, chart_rows
+from apptest_support import assert_healthy, chart_rows, shown_charts
 from streamlit.testing.v1 import AppTest
 
 import nn_tracing as nt
@@ -84,7 +84,7 @@ def test_a_neurons_profile_in_a_large_run_directory_matches_the_frame(
     np.testing.assert_array_equal(
         rows[list(METRICS)].to_numpy(np.float32), want[list(METRICS)].to_numpy()
     )
-    history = [r for r in chart_rows(at.get("vega_lite_chart")[0]) if r.get("metric") == "w_norm"]
+    history = [r for r in chart_rows(shown_charts(at)[0]) if r.get("metric") == "w_norm"]
     block = wide.frame.xs("hidden_1", level="layer")["w_norm"].unstack().to_numpy(np.float64)
     own = block[:, neuron - 20]
     for row in history:
@@ -161,7 +161,7 @@ def test_a_neuron_page_over_ten_thousand_neurons_draws_the_open_tab_only(
     at.query_params["neuron"] = f"E_5/L_hidden_2/n_{neuron}"
     at.run()
     assert_healthy(at)
-    charts = at.get("vega_lite_chart")
+    charts = shown_charts(at)
     assert len(charts) == 1  # the metrics over training; no weights, responses, table
     metrics = {r["metric"] for r in chart_rows(charts[0]) if "metric" in r}
     assert {"w_norm", "act_mean"} <= metrics
@@ -173,7 +173,7 @@ def test_a_neuron_page_over_ten_thousand_neurons_draws_the_open_tab_only(
     at.session_state[state.NEURON_TAB] = "Health of every neuron"  # AppTest cannot click
     at.run()
     assert_healthy(at)
-    assert not at.get("vega_lite_chart")  # the profile is not drawn behind the other tab
+    assert not shown_charts(at)  # the profile is not drawn behind the other tab
     table = next(d for d in at.dataframe if d.key and d.key.startswith(state.NEURON_HEALTH_TABLE))
     dead = set(np.flatnonzero(health.flags["dead"][health.epochs.index(5)]).tolist())
     shown = table.value

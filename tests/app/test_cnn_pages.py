@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from cnn_support import train_bars_cnn
 from streamlit.testing.v1 import AppTest
 
@@ -286,7 +286,7 @@ def test_the_other_pages_open_a_cnn_trace(
     at = _open(app, "cnn")
     at.switch_page(f"pages/{page}.py").run()
     assert_healthy(at)
-    assert at.get("vega_lite_chart"), f"{page} draws no chart"
+    assert shown_charts(at), f"{page} draws no chart"
 
 
 def test_the_sidebar_trains_the_built_in_cnn_and_the_pages_open_it(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing.ui import state
@@ -24,7 +24,7 @@ def test_a_deep_link_opens_the_neurons_page_on_that_neuron(app: Callable[[], App
     assert at.selectbox(key=state.NEURON_PICK).value == "E_3/L_hidden_2/n_12"
     assert at.query_params == {"trace": "tiny", "neuron": "E_3/L_hidden_2/n_12"}
     assert "E_3/L_hidden_2/n_12" in [c.value for c in at.code]
-    assert len(at.get("vega_lite_chart")) >= 2  # metrics over training, probe activations, ...
+    assert len(shown_charts(at)) >= 2  # metrics over training, probe activations, ...
 
 
 def test_picking_another_neuron_or_epoch_keeps_the_link_in_sync(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
@@ -63,7 +63,7 @@ def _open(app: Callable[[], AppTest], trace: str, neuron: str) -> AppTest:
 
 
 def _specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    return [json.loads(chart.proto.spec) for chart in shown_charts(at)]
 
 
 def _title(spec: dict) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, new_app
+from apptest_support import assert_healthy, new_app, shown_charts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing.ui import state
@@ -25,7 +25,7 @@ def test_every_page_draws_its_charts_without_error(app: Callable[[], AppTest], p
     at = app().run()
     at.switch_page(page).run()
     assert_healthy(at)
-    assert at.get("vega_lite_chart"), f"{page} draws no chart"
+    assert shown_charts(at), f"{page} draws no chart"
     assert at.session_state[state.ACTIVE_TRACE] == "run:tiny"
     assert at.query_params["trace"] == "tiny"
 

@@ -149,14 +149,16 @@ def test_top_samples_are_images_only_when_the_image_covers_every_input(
 def test_the_neuron_picker_of_a_large_trace_lists_a_window_and_every_layer(tmp_path):
     from nn_tracing import load_trace as nt_load
     from nn_tracing.synthetic import write_synthetic_run as synthetic_run
-    from nn_tracing.views.neurons import PICKER_MAX, picker_options
+    from nn_tracing.views.neurons import PICKER_MAX, PICKER_WINDOW, picker_options
 
     run = synthetic_run(tmp_path / "wide", [20, 3 * PICKER_MAX, 10], 2)
     trace = nt_load(run)
     options, note = picker_options(trace, 1, 20 + 29_000)
-    assert note is not None and "n_20020" in note  # the window ends at the layer's end
-    assert len(options) == PICKER_MAX + 3  # the window, and the first neuron of every layer
-    assert options[0] == "E_1/L_input/n_0" and options[-1] == "E_1/L_output/n_30020"
-    assert "E_1/L_hidden_1/n_29020" in options and "E_1/L_hidden_1/n_20019" not in options
+    end = 20 + 3 * PICKER_MAX - 1  # the layer's last neuron
+    assert note is not None and f"n_{end}" in note  # the window ends at the layer's end
+    assert len(options) == PICKER_WINDOW + 3  # the window, and the first neuron of every layer
+    assert options[0] == "E_1/L_input/n_0" and options[-1] == f"E_1/L_output/n_{end + 1}"
+    first = end + 1 - PICKER_WINDOW
+    assert f"E_1/L_hidden_1/n_{first}" in options and f"E_1/L_hidden_1/n_{first - 1}" not in options
     small, none = picker_options(nt_load(synthetic_run(tmp_path / "s", [4, 8, 2], 2)), 0, 5)
     assert none is None and len(small) == 14
