@@ -184,6 +184,22 @@ class ResultStore:
         value = self.get(result_key(what, trace_key, params))
         return None if value is None or isinstance(value, Failed) else (params, value)
 
+    def latest_among(self, what: str, trace_key: str) -> tuple[Any, Any] | None:
+        """Like :meth:`latest`, for an analysis that may have run on several traces at once
+        (its key: their keys joined by commas, e.g. a training map fitted on seeds): the one
+        asked for last among those that include ``trace_key``."""
+        with self._lock:
+            keys = [
+                key
+                for (name, key) in reversed(self._latest)
+                if name == what and trace_key in key.split(",")
+            ]
+        for key in keys:
+            found = self.latest(what, key)
+            if found is not None:
+                return found
+        return None
+
     def clear(self) -> None:
         """Forget every result."""
         with self._lock:

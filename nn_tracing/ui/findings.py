@@ -104,9 +104,10 @@ def page_findings(page: str, active: ActiveTrace) -> list[Finding]:
     if page == "clusters":
         return views.clusters_findings(_value("chance", active))
     if page == "dynamics":
-        return views.dynamics_findings(
-            trace, _value("dynamics:map", active), _value("dynamics:entropy", active)
-        )
+        # the training map may have been fitted on this run and its seeds together
+        found = WORKER.store.latest_among("dynamics:map", active.key)
+        fitted = None if found is None else found[1]
+        return views.dynamics_findings(trace, fitted, _value("dynamics:entropy", active))
     if page == "breadcrumbs":
         return views.breadcrumbs_findings(trace, _latest("breadcrumbs:trail-check", active))
     selectivity = _selectivity(active)

@@ -208,3 +208,17 @@ def test_queued_jobs_know_their_position_and_when_they_start() -> None:
     release.set()
     assert [job.result(timeout=10) for job in (second, third, unknown, last)] == [1, 2, 3, 4]
     assert worker.jobs() == []
+
+
+def test_an_analysis_of_several_traces_is_found_from_each_of_them() -> None:
+    store = ResultStore()
+    store.put(result_key("map", "t1", 0), "alone")
+    store.note("map", "t1", 0)
+    store.put(result_key("map", "t1,t10", 0), "with its seed")
+    store.note("map", "t1,t10", 0)
+    assert store.latest_among("map", "t1") == (0, "with its seed")  # asked for last
+    assert store.latest_among("map", "t10") == (0, "with its seed")
+    assert store.latest_among("map", "t") is None  # whole keys only, not prefixes
+    store.note("map", "t1", 0)
+    assert store.latest_among("map", "t1") == (0, "alone")
+    assert store.latest_among("chance", "t1") is None
