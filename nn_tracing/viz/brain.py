@@ -468,6 +468,23 @@ def layer_epoch_chart(
     )
 
 
+def _layer_rows(
+    trace: NetworkTrace, layer: str, metric: str, order: str, row_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of one layer's chart: the means of runs of ``row_size`` neurons in ``order``
+    at every epoch, and the layer's ids in that order. Binned in id order on a run directory,
+    DuckDB averages the runs (only the means are read out, not the layer's every value)."""
+    info = trace.layer(layer)
+    if order == "id" and row_size > 1 and trace.query is not None and metric in METRICS:
+        means = trace.query.binned_means(metric, info.first_id, info.last_id, row_size)
+        return means, np.asarray(info.ids)
+    values = metric_over_time(trace, metric, layer)
+    ordering = _order(values[-1], order) if len(trace.epochs) else np.arange(info.n_neurons)
+    values = values[:, ordering]
+    ids = np.asarray(info.ids)[ordering]
+    return (binned_means(values, row_size) if row_size > 1 else values), ids
+
+
 def neuron_epoch_frame(
     trace: NetworkTrace,
     layer: str,
@@ -488,13 +505,9 @@ def neuron_epoch_frame(
         raise ValueError(f"order={order!r}: use one of {ORDERS}")
     info = trace.layer(layer)
     epochs = trace.epochs
-    values = metric_over_time(trace, metric, layer)
-    ordering = _order(values[-1], order) if len(epochs) else np.arange(info.n_neurons)
-    values = values[:, ordering]
-    ids = np.asarray(info.ids)[ordering]
     max_rows = max(budget // max(len(epochs), 1), 16)
     row_size = bin_size_for(info.n_neurons, max_rows)
-    cells = binned_means(values, row_size) if row_size > 1 else values  # (n_epochs, rows)
+    cells, ids = _layer_rows(trace, layer, metric, order, row_size)  # (n_epochs, rows)
     n_rows = cells.shape[1]
     epoch_size = bin_size_for(len(epochs) * n_rows, budget)
     groups, x0, x1 = _epoch_bins(epochs, epoch_size)
