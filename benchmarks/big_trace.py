@@ -220,7 +220,7 @@ def one_server(
     RSS."""
     from e2e_server import BROWSER_ARGS, CHROMIUM, start_server
 
-    health = "Flagged at E_|No neuron is flagged"
+    health = "Flagged at E_|No neuron is flagged|Sokar et al"  # the last: dormancy caption
     figures: dict[str, list[float]] = {}
     # without the server's background UMAP compilation (NN_TRACING_UMAP_WARMUP=0): it takes
     # a core for the first minute of every fresh server, which pages of no chart of UMAP wait on

@@ -219,6 +219,27 @@ class NeuronQuery:
             out[metric] = matrix
         return out
 
+    def binned_means(self, metric: str, first: int, last: int, size: int) -> np.ndarray:
+        """The mean of ``metric``'s finite values over each run of ``size`` consecutive neurons
+        of ``first … last`` (the last run may be shorter), at every epoch: array of shape
+        ``(n_epochs, ceil((last - first + 1) / size))``, float64, NaN where a run has no finite
+        value — :func:`nn_tracing.viz.common.binned_means` of :meth:`metric_matrix`, averaged by
+        DuckDB so that only the means leave it."""
+        _check_metric(metric)
+        first, last = self._ids(first, last)
+        size = max(int(size), 1)
+        sql = (
+            f"SELECT file, (neuron - {first}) // {size} AS cell, "
+            f"avg(CASE WHEN isfinite({metric}) THEN {metric}::DOUBLE END) AS value "
+            f"FROM {self._source()} WHERE neuron BETWEEN {first} AND {last} GROUP BY file, cell"
+        )
+        data = self._fetch(sql, self._params())
+        cells = -(-(last - first + 1) // size)
+        out = np.full((len(self.epochs), cells), np.nan)
+        values = np.ma.filled(np.ma.asarray(data["value"], dtype=np.float64), np.nan)
+        out[data["file"].astype(np.intp), data["cell"].astype(np.intp)] = values
+        return out
+
     def neuron_history(self, neuron: int) -> pd.DataFrame:
         """Every metric of ``neuron`` at every recorded epoch: ``epoch`` and one float32
         column per metric, one row per epoch."""

@@ -738,9 +738,11 @@ def _page(active: ActiveTrace) -> None:
     URL.restore(active.ref)
     epoch, neuron, layer = _pickers(active)
     signature = format_signature(epoch, layer, neuron)
-    st.code(signature, language=None)
+    # plain monospaced text, selectable to copy: st.code would load the browser's syntax
+    # highlighter (1.5 MB of script) ahead of the profile (docs/performance.md)
+    st.text(signature)
     st.caption("Link to this view (opens the same neuron in any browser that reaches this app):")
-    st.code(_link(active, signature), language=None)
+    st.text(_link(active, signature))
     health_line = st.container()  # drawn above the tabs, computed after the open tab
     with health_line:
         load_charting()  # the browser loads its charting library while the profile is computed

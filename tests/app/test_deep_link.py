@@ -23,7 +23,7 @@ def test_a_deep_link_opens_the_neurons_page_on_that_neuron(app: Callable[[], App
     assert at.title[0].value == "Neurons"
     assert at.selectbox(key=state.NEURON_PICK).value == "E_3/L_hidden_2/n_12"
     assert at.query_params == {"trace": "tiny", "neuron": "E_3/L_hidden_2/n_12"}
-    assert "E_3/L_hidden_2/n_12" in [c.value for c in at.code]
+    assert "E_3/L_hidden_2/n_12" in [t.value for t in at.text]
     assert len(shown_charts(at)) >= 2  # metrics over training, probe activations, ...
 
 

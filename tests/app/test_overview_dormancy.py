@@ -70,7 +70,7 @@ def test_the_brain_scan_colours_by_contribution_utility(
     trace = load_trace(tiny_trace_file)
     expected = contribution_utility(trace, trace.epochs[-1]).values
     scans = [c for c in at.get("vega_lite_chart") if '"color"' in c.proto.spec]
-    rows = [r for c in scans for r in chart_rows(c) if "neuron" in r and "x0" in r and "n" in r]
+    rows = [r for c in scans for r in chart_rows(c) if "neuron" in r and "layer" in r]
     hidden = [r for r in rows if r["layer"].startswith("hidden")]
     assert hidden
     for row in hidden:

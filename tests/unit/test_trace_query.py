@@ -287,3 +287,38 @@ def test_quantiles_asked_a_few_epochs_at_a_time_are_the_same(run, trace, monkeyp
     np.testing.assert_array_equal(loaded.query.layer_bands(1), whole_bands)
     chunked = loaded.query.layer_quantiles("act_mean", epoch_groups=[[0, 1], [2, 3], [4, 5, 6]])
     pd.testing.assert_frame_equal(chunked, whole)
+
+
+def test_binned_means_equal_numpys_over_the_metric_matrix(run, trace):
+    """DuckDB's means of runs of neurons against NumPy's of the whole matrix (NaN skipped:
+    the inputs have no weight statistics; a run of only NaN stays NaN)."""
+    from nn_tracing.viz.common import binned_means
+
+    query = load_trace(run).query
+    assert query is not None
+    for metric in ("act_mean", "w_norm", "grad_norm"):
+        for first, last, size in ((0, trace.n_neurons - 1, 3), (2, 17, 4), (5, 5, 2)):
+            whole = trace.metric(metric)[:, first : last + 1].astype(np.float64)
+            np.testing.assert_allclose(
+                query.binned_means(metric, first, last, size),
+                binned_means(whole, size),
+                rtol=1e-12,
+                equal_nan=True,
+            )
+
+
+@pytest.mark.parametrize("order", ["id", "value"])
+def test_one_layers_binned_rows_are_the_same_from_disk_and_from_memory(tmp_path, order):
+    from nn_tracing.synthetic import synthetic_trace
+
+    sizes, epochs = [4, 50, 3], 6
+    loaded = load_trace(write_synthetic_run(tmp_path / "run", sizes, epochs))
+    memory = synthetic_trace(sizes, epochs)
+    layer = memory.layer_names()[1]
+    for metric in ("act_mean", "w_norm"):
+        disk = neuron_epoch_frame(loaded, layer, metric, order=order, budget=60)
+        assert disk.attrs["row_size"] > 1  # 50 neurons in 16 rows of 4
+        pd.testing.assert_frame_equal(
+            disk, neuron_epoch_frame(memory, layer, metric, order=order, budget=60), rtol=1e-12
+        )
+    assert loaded._frame is None
