@@ -13,6 +13,8 @@ from e2e_server import EXCEPTION, TIMEOUT_MS, Server, start_server
 
 pytestmark = pytest.mark.e2e
 
+#: The sidebar (its page links are the navigation).
+SIDEBAR = '[data-testid="stSidebar"]'
 #: What a page says when the trace kept only its final weights.
 NOTICE = "keep_weights"
 
@@ -32,7 +34,8 @@ def fresh_server(tmp_path: Path) -> Iterator[tuple[Server, float]]:
 def _page(page, name: str, ready: str) -> None:
     from playwright.sync_api import expect
 
-    page.get_by_role("link", name=name, exact=True).click()
+    # the sidebar's link: a page's findings may link to the same page by its name
+    page.locator(SIDEBAR).get_by_role("link", name=name, exact=True).click()
     expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
     expect(page.get_by_text("Findings on this trace")).to_be_visible()
     expect(page.get_by_text(ready).first).to_be_visible()
@@ -69,7 +72,7 @@ def test_the_first_visit_shows_the_complete_demo(
     assert page.get_by_text(NOTICE).count() == 0
 
     # the digits demo, from the Overview
-    page.get_by_role("link", name="Overview", exact=True).click()
+    page.locator(SIDEBAR).get_by_role("link", name="Overview", exact=True).click()
     page.get_by_role("button", name="Load the digits demo").click()
     page.wait_for_url("**trace=demo-digits**")
     expect(page.get_by_text("Findings", exact=True)).to_be_visible()
