@@ -54,7 +54,7 @@ def _overview_and_a_click_on_the_brain_scan(page, url: str) -> None:
     assert "neuron=E_4%2FL_hidden_1%2Fn_8" in page.url and "trace=tiny" in page.url
     expect(page.get_by_role("heading", name="Neurons")).to_be_visible()
     assert page.locator(EXCEPTION).count() == 0
-    page.get_by_role("link", name="Overview").click()
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Overview").click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator(SCAN)).to_be_visible()
 
@@ -63,7 +63,7 @@ def _neurons_and_two_uploads(page, url: str, tmp_path: Path, tiny_trace_file: Pa
     from playwright.sync_api import expect
 
     # Neurons, through the sidebar navigation
-    page.get_by_role("link", name="Neurons").click()
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Neurons").click()
     expect(page.get_by_role("heading", name="Neurons")).to_be_visible()
     expect(page.locator(CHART).first).to_be_visible()
     # without a choice, the page opens on the liveliest first-layer neuron (its own test:
@@ -107,7 +107,7 @@ def _clusters_dynamics_and_breadcrumbs(page, url: str) -> None:
 
     # Dynamics and Breadcrumbs, through the sidebar navigation: charts, no exception
     for name in ("Dynamics", "Breadcrumbs"):
-        page.get_by_role("link", name=name).click()
+        page.locator('[data-testid="stSidebar"]').get_by_role("link", name=name).click()
         expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
         expect(page.locator(CHART).first).to_be_visible()
         assert page.locator(EXCEPTION).count() == 0

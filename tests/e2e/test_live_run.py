@@ -194,7 +194,7 @@ def test_a_run_written_by_another_process_is_followed_live(
     expect(sidebar.get_by_text("● live · E_1 ·").first).to_be_visible()
     assert page.locator(EXCEPTION).count() == 0
 
-    page.get_by_role("link", name="Neurons").click()
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Neurons").click()
     expect(page.get_by_role("heading", name="Neurons")).to_be_visible()
     expect(main.get_by_text(FOLLOWING)).to_be_visible()
     expect(main.locator('[data-testid="stSliderTickBar"]').first).to_contain_text("E_6")
