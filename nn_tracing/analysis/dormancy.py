@@ -372,13 +372,17 @@ def mean_abs_at(trace: NetworkTrace, epoch: int) -> np.ndarray:
     return mean_abs
 
 
-def contribution_utility(trace: NetworkTrace, epoch: int) -> Utility:
-    """Dohare et al.'s contribution utility of every hidden neuron at ``epoch``."""
+def contribution_utility(
+    trace: NetworkTrace, epoch: int, mean_abs: np.ndarray | None = None
+) -> Utility:
+    """Dohare et al.'s contribution utility of every hidden neuron at ``epoch``
+    (``mean_abs``: :func:`mean_abs_at` of that epoch, when the caller has it already)."""
     values = np.full(trace.n_neurons, np.nan)
     weights, weights_epoch, note = _weights_for(trace, epoch)
     if weights is None:
         return Utility(values, None, note)
-    mean_abs = mean_abs_at(trace, epoch)
+    if mean_abs is None:
+        mean_abs = mean_abs_at(trace, epoch)
     for info, consumer in zip(trace.layers[1:-1], trace.layers[2:], strict=False):
         weight = weights.get(consumer.weight_key) if consumer.weight_key else None
         out = outgoing_abs_weights(weight, info.n_neurons) if weight is not None else None

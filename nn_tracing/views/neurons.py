@@ -78,10 +78,11 @@ def first_neuron(trace: NetworkTrace) -> tuple[int, str | None]:
         return default_neuron(trace), None
     info, epoch = layers[0], trace.epochs[-1]
     ids = slice(info.first_id, info.last_id + 1)
-    mean_abs = mean_abs_at(trace, epoch)[ids]
+    every_mean_abs = mean_abs_at(trace, epoch)
+    mean_abs = every_mean_abs[ids]
     with np.errstate(invalid="ignore"):
         awake = dormant_scores(mean_abs) > DEFAULT_TAU
-    utility = contribution_utility(trace, epoch).values[ids]
+    utility = contribution_utility(trace, epoch, every_mean_abs).values[ids]
     by_utility = awake & np.isfinite(utility)
     if by_utility.any():
         pick = int(np.argmax(np.where(by_utility, utility, -np.inf)))
