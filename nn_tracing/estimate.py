@@ -442,8 +442,10 @@ def _recording_phase(s: _Shapes, config: TrainConfig) -> _Phase:
     graph = [chunk * w * F32 for w in s.widths for _ in range(per_hidden)]
     backward = [chunk * max(s.widths) * F32] * 2
     forward = _Phase().add(*pooled, *graph, *backward)
-    # statistics over the activations: centred values, their squares, the "> 0" mask
-    stats = _Phase().add(*pooled, p * n_neurons * F32, p * n_neurons * F32, p * n_neurons)
+    # the activation matrix, filled from every layer's pooled chunks (each layer's released
+    # once copied); then the "> 0" mask (smaller than the chunks), the deviations squared a
+    # block of rows at a time (a few MiB)
+    stats = _Phase().add(*pooled, p * n_neurons * F32)
     weights = _Phase().add(*[s.largest_weight * F32] * 4)  # drift, |w|, centred rows, squares
     stats.heap += weights.heap
     stats.mapped += weights.mapped
@@ -545,13 +547,16 @@ def estimate_run(config: TrainConfig) -> RunEstimate:
         "recording working memory": _recording_phase(s, config),
         "training working memory": _training_phase(s, config),
     }
-    # freed heap blocks of every phase stay resident (blocks of one phase's sizes, fragmented
-    # by small allocations, serve another phase's little), mapped ones only while in use
-    breakdown = {**held, **{name: phase.heap for name, phase in phases.items()}}
-    extra = {name: phase.mapped for name, phase in phases.items()}
-    extra["saving"] = _saving_phase(s, config, entries).total
-    peak_phase = max(extra, key=extra.__getitem__)
-    breakdown[peak_phase] = breakdown.get(peak_phase, 0) + extra[peak_phase]
+    # While training, freed heap blocks of every phase stay resident (blocks of one phase's
+    # sizes, fragmented by small allocations, serve another phase's little), mapped ones only
+    # while in use. When training ends, train() gives the free pages back (nn_tracing/heap.py),
+    # so saving adds its working memory to what the trace holds, and nothing else.
+    training = {**held, **{name: phase.heap for name, phase in phases.items()}}
+    mapped = {name: phase.mapped for name, phase in phases.items()}
+    peak_phase = max(mapped, key=mapped.__getitem__)
+    training[peak_phase] += mapped[peak_phase]
+    saving = {**held, "saving": _saving_phase(s, config, entries).total}
+    breakdown = max(training, saving, key=lambda parts: sum(parts.values()))
     loading = _loading_peak(s, config)
     if loading > sum(breakdown.values()):
         breakdown = {"dataset": held["dataset"], "loading the data": loading - held["dataset"]}

@@ -26,6 +26,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import DataSplits, as_model_inputs, input_shape_for, prepare_data
+from .heap import release_freed_memory
 from .models import build_model, model_meta
 from .stopping import StopRequest
 from .trace import NetworkTrace
@@ -575,6 +576,7 @@ def train(
         loop.report(0, 0)
         epoch = loop.run_epochs(stop, share)
         trace = loop.finish(loop.tracer, started_at) if loop.tracer is not None else None
+        release_freed_memory()  # the run's garbage, before the trace is saved or explored
         if log is not None and trace is not None:
             log.close(trace)
     except BaseException as exc:

@@ -68,13 +68,26 @@ def pooled_matrix(
     that did not run on ``x`` gets NaN.
     """
     n = x.shape[0]
-    pooled = [layout.input_positions(x).mean(1)]
-    for layer, acc in zip(layout.layers, accumulators, strict=True):
+    inputs = layout.input_positions(x).mean(1)
+    widths = [inputs.shape[1], *(layer.info.n_neurons for layer in layout.layers)]
+    # one (n, n_neurons) matrix filled column block by column block, each layer's chunks
+    # released once copied: the activations exist once (plus one layer's chunks), not three
+    # times (chunks, their concatenation, the matrix)
+    out = torch.empty((n, sum(widths)), dtype=torch.float32, device=device)
+    out[:, : widths[0]] = inputs
+    column = widths[0]
+    for layer, acc, width in zip(layout.layers, accumulators, widths[1:], strict=True):
+        block = out[:, column : column + width]
         if acc.pooled:
-            pooled.append(torch.cat(acc.pooled) if len(acc.pooled) > 1 else acc.pooled[0])
+            row = 0
+            for chunk in acc.pooled:
+                block[row : row + chunk.shape[0]] = chunk
+                row += chunk.shape[0]
+            acc.pooled.clear()
         else:  # the layer did not run on these inputs
-            pooled.append(torch.full((n, layer.info.n_neurons), float("nan"), device=device))
-    return torch.cat(pooled, dim=1).float()
+            block.fill_(float("nan"))
+        column += width
+    return out
 
 
 def pooled_activations(

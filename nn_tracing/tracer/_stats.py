@@ -222,14 +222,28 @@ def selectivity_of_means(means: torch.Tensor, low: torch.Tensor) -> torch.Tensor
     return torch.where(denom > 1e-12, (top - rest) / denom, torch.nan)
 
 
+#: Elements of the block of rows whose deviations :func:`mean_std` squares at a time.
+MEAN_STD_BLOCK = 2**21
+
+
 def mean_std(values: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and population standard deviation along ``dim`` (two-pass, float32).
 
     Spelled out because ``torch.var_mean`` is several times slower on CPU for these shapes.
+    Over ``dim=0`` of a large matrix (the probe's activations) the deviations are squared one
+    block of rows at a time, so the working memory is a block (8 MiB), not two copies of the
+    matrix.
     """
     mean = values.mean(dim)
-    centered = values - mean.unsqueeze(dim)
-    return mean, (centered * centered).mean(dim).sqrt()
+    if dim != 0 or values.dim() != 2 or values.numel() <= MEAN_STD_BLOCK:
+        centered = values - mean.unsqueeze(dim)
+        return mean, (centered * centered).mean(dim).sqrt()
+    rows = max(1, MEAN_STD_BLOCK // max(values.shape[1], 1))
+    squares = torch.zeros_like(mean)
+    for block in values.split(rows):
+        centered = block - mean
+        squares += (centered * centered).sum(0)
+    return mean, (squares / values.shape[0]).sqrt()
 
 
 def weight_rows(weight: torch.Tensor) -> torch.Tensor:

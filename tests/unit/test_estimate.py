@@ -19,7 +19,7 @@ from nn_tracing.estimate import MMAP_CEILING, RunTooLarge, check_budget, estimat
 # estimate leaves out) is not counted; resetting VmHWM (clear_refs 5) forgets the warm-up's peak.
 CHILD = textwrap.dedent(
     """
-    import gc, json, os, sys
+    import ctypes, gc, json, os, sys
     import torch
     import nn_tracing as nt
 
@@ -31,6 +31,9 @@ CHILD = textwrap.dedent(
                     values[line.split(":")[0]] = int(line.split()[1]) * 1024
         return values
 
+    # transparent huge pages are a setting of the machine (``always`` on some kernels): they
+    # round what a process touches up to 2 MiB pages, which the estimate does not model
+    ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE
     torch.set_num_threads(1)
     out = sys.argv[2]
     warm = nt.train(nt.TrainConfig(dataset="moons", hidden_sizes=(4,), epochs=1,
