@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,8 @@ __all__ = ["NeuronQuery"]
 
 #: The most bytes of values the quantiles of one query hold (see ``NeuronQuery._chunks``).
 QUANTILE_BYTES = 128 * 2**20
+#: How many neurons' histories a query keeps (a few KiB each): those a page just showed.
+HISTORIES_KEPT = 32
 #: DuckDB's memory limit for one trace's queries (it spills or fails beyond it, see
 #: docs/file-format.md).
 MEMORY_LIMIT = "512MB"
@@ -71,6 +74,9 @@ class NeuronQuery:
         self.n_neurons = sum(info.n_neurons for info in self.layers)
         self._lock = threading.Lock()
         self._con = _connect(self.files, threads or min(4, os.cpu_count() or 1))
+        # the last neurons' histories: a page asks for a neuron's history several times in
+        # one run (its profile, its percentiles, its health line), each a pass over every part
+        self._histories: OrderedDict[int, pd.DataFrame] = OrderedDict()
 
     # -- plumbing ----------------------------------------------------------------------------
     @contextmanager
@@ -244,6 +250,11 @@ class NeuronQuery:
         """Every metric of ``neuron`` at every recorded epoch: ``epoch`` and one float32
         column per metric, one row per epoch."""
         neuron, _ = self._ids(neuron, neuron)
+        with self._lock:
+            kept = self._histories.get(neuron)
+            if kept is not None:
+                self._histories.move_to_end(neuron)
+                return kept.copy()
         sql = (
             f"SELECT epoch, {', '.join(METRICS)} FROM {self._source()} "
             f"WHERE neuron = {neuron} ORDER BY epoch"
@@ -252,7 +263,11 @@ class NeuronQuery:
         frame = pd.DataFrame({"epoch": data["epoch"].astype(np.int64)})
         for name in METRICS:
             frame[name] = np.asarray(data[name], dtype=np.float32)
-        return frame
+        with self._lock:
+            self._histories[neuron] = frame
+            while len(self._histories) > HISTORIES_KEPT:
+                self._histories.popitem(last=False)
+        return frame.copy()
 
     def layer_quantiles(
         self,
@@ -363,9 +378,9 @@ class NeuronQuery:
         for m in METRICS:
             params[f"own_{m}"] = [float(v) for v in own[m]]
         arms = ", ".join(
-            f"sum(({m} < $own_{m}[file + 1]::FLOAT)::INTEGER) AS below_{m}, "
-            f"sum(({m} = $own_{m}[file + 1]::FLOAT)::INTEGER) AS equal_{m}, "
-            f"sum(isfinite({m})::INTEGER) AS finite_{m}"
+            f"count_if({m} < $own_{m}[file + 1]::FLOAT) AS below_{m}, "
+            f"count_if({m} = $own_{m}[file + 1]::FLOAT) AS equal_{m}, "
+            f"count_if(isfinite({m})) AS finite_{m}"
             for m in METRICS
         )
         sql = (

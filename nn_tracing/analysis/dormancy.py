@@ -27,6 +27,7 @@ frame). Nothing here imports Streamlit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +157,27 @@ def _fill_from_activations(
     return missing
 
 
+_SIGN_METRICS = ("act_mean", "act_min", "act_max")
+
+
+def _sign_statistics(
+    trace: NetworkTrace, infos: list[LayerInfo]
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``act_mean``, ``act_min`` and ``act_max`` of each layer of ``infos`` over time. From a
+    run directory, one pass over its parts for the layers' whole range of neurons (the hidden
+    layers are contiguous), not one pass per layer and metric."""
+    if trace.query is None or not trace.epochs or not infos:
+        for info in infos:
+            yield tuple(trace.layer_metric(m, info.name) for m in _SIGN_METRICS)
+        return
+    first = min(info.first_id for info in infos)
+    last = max(info.last_id for info in infos)
+    block = trace.query.metric_matrices(_SIGN_METRICS, first, last)
+    for info in infos:
+        columns = slice(info.first_id - first, info.last_id - first + 1)
+        yield tuple(block[m][:, columns] for m in _SIGN_METRICS)
+
+
 def _mean_abs_over_time(
     trace: NetworkTrace, infos: list[LayerInfo]
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -163,8 +185,7 @@ def _mean_abs_over_time(
     ``{layer: (n_epochs, n)}``, and where each layer's values come from."""
     values: dict[str, np.ndarray] = {}
     from_stats: dict[str, bool] = {}
-    for info in infos:
-        stats = [trace.layer_metric(m, info.name) for m in ("act_mean", "act_min", "act_max")]
+    for info, stats in zip(infos, _sign_statistics(trace, infos), strict=True):
         values[info.name] = mean_abs_from_stats(*stats)
         from_stats[info.name] = not np.isnan(values[info.name]).any()
     missing = _fill_from_activations(trace, infos, values)

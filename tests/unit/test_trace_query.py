@@ -322,3 +322,20 @@ def test_one_layers_binned_rows_are_the_same_from_disk_and_from_memory(tmp_path,
             disk, neuron_epoch_frame(memory, layer, metric, order=order, budget=60), rtol=1e-12
         )
     assert loaded._frame is None
+
+
+def test_a_neurons_history_is_read_once_and_handed_out_as_copies(run, trace):
+    """A page asks for one neuron's history several times in a run: the query keeps the last
+    few, and what it hands out can be changed without changing what it keeps."""
+    loaded = load_trace(run)
+    first = loaded.query.neuron_history(7)
+    calls = []
+    fetch = loaded.query._fetch
+    loaded.query._fetch = lambda *a, **k: calls.append(a) or fetch(*a, **k)
+    first["act_mean"] = -1.0
+    again = loaded.query.neuron_history(7)
+    assert calls == []  # not read again
+    want = trace.neuron_history(7).drop(columns="layer")
+    pd.testing.assert_frame_equal(again, want, check_dtype=False)
+    loaded.query.neuron_history(8)
+    assert len(calls) == 1
