@@ -253,7 +253,7 @@ def sustained(mask: np.ndarray, epochs: int) -> np.ndarray:
     [True, True, False, False, True, True]
     """
     mask = np.asarray(mask, dtype=bool)
-    run = np.zeros(mask.shape, dtype=np.int64)  # consecutive True rows ending here
+    run = np.zeros(mask.shape, dtype=np.int32)  # consecutive True rows ending here
     for row in range(mask.shape[0]):
         previous = run[row - 1] if row else 0
         run[row] = np.where(mask[row], previous + 1, 0)
@@ -288,14 +288,14 @@ def exploding_mask(
     weights are False) and the norm over its reference, float array of the same shape (NaN
     where the neuron has no weights).
     """
-    w_norm = np.asarray(w_norm, dtype=np.float64)
+    w_norm = np.asarray(w_norm)
     n_epochs = w_norm.shape[0]
-    growth = np.full(w_norm.shape, np.nan)
+    growth = np.full(w_norm.shape, np.nan, dtype=np.float32)
     mask = np.zeros(w_norm.shape, dtype=bool)
     if n_epochs == 0:
         return mask, growth
     for columns in layer_slices:
-        block = w_norm[:, columns]
+        block = w_norm[:, columns].astype(np.float64)  # one layer at a time
         first = block[0]
         if not np.isfinite(first).any():  # no weights (the input layer)
             continue
@@ -482,7 +482,7 @@ class NeuronHealth:
 
 def _grad_ratio(grad_norm: np.ndarray, layer_slices: list[slice]) -> np.ndarray:
     """Gradient norm over its layer's median at each epoch, shape (n_epochs, n_neurons)."""
-    ratio = np.full(grad_norm.shape, np.nan)
+    ratio = np.full(grad_norm.shape, np.nan, dtype=np.float32)
     for columns in layer_slices:
         block = grad_norm[:, columns].astype(np.float64)
         if not np.isfinite(block).any():
@@ -530,7 +530,8 @@ def neuron_health(
             starved_applies[columns] = True
     below, _ = starved_mask(grad, slices, thresholds.starved_ratio)
     starved = sustained(below, thresholds.starved_epochs) & starved_applies[None, :]
-    grad_ratio = np.where(starved_applies[None, :], _grad_ratio(grad, slices), np.nan)
+    grad_ratio = _grad_ratio(grad, slices)
+    grad_ratio[:, ~starved_applies] = np.nan
 
     w_norm = matrices["w_norm"]
     exploding_applies = np.zeros(n, dtype=bool)
@@ -541,13 +542,13 @@ def neuron_health(
         w_norm, slices, thresholds.exploding_factor, thresholds.exploding_epochs
     )
     exploding &= exploding_applies[None, :]
-    w_growth = np.where(exploding_applies[None, :], w_growth, np.nan)
+    w_growth[:, ~exploding_applies] = np.nan
 
     saturated_applies = np.zeros(n, dtype=bool)
     for info, columns in zip(layers, slices, strict=True):
         if info.activation in BOUNDED:
             saturated_applies[columns] = True
-    saturation = np.full((len(epochs), n), np.nan)
+    saturation = np.full((len(epochs), n), np.nan, dtype=np.float32)
     if saturated_applies.any():
         report = reporter(progress, len(epochs))
         for row, epoch in enumerate(epochs):

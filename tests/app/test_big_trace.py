@@ -32,7 +32,7 @@ def wide(runs_dir: Path) -> nt.NetworkTrace:
 
 
 def _spec_rows(at: AppTest, title: str) -> list[dict]:
-    for chart in at.get("vega_lite_chart"):
+    for chart in shown_charts(at):
         spec = json.loads(chart.proto.spec)
         text = spec.get("title", {})
         text = text.get("text", "") if isinstance(text, dict) else str(text)
@@ -111,7 +111,7 @@ def test_the_clusters_page_says_what_it_loads_and_maps_a_stated_sample(
     captions = texts(at.caption)
     assert "Loads 800 neurons × 30 features" in captions
     assert "a random sample (seed 0) of the 5,016 neurons" in captions
-    titles = [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
+    titles = [json.loads(c.proto.spec).get("title") for c in shown_charts(at)]
     texts_ = [t.get("text", "") if isinstance(t, dict) else str(t or "") for t in titles]
     title = next(t for t in texts_ if t.startswith("PCA of "))
     # the sample the caption states, less the neurons whose trajectory is constant (dead)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
@@ -63,7 +63,7 @@ def test_the_page_attributes_draws_the_trail_and_checks_it(app: Callable[[], App
     assert_healthy(at)
     assert at.title[0].value == "Breadcrumbs"
     assert at.get("graphviz_chart"), "no trail graph"
-    assert len(at.get("vega_lite_chart")) == 1  # attribution per neuron
+    assert len(shown_charts(at)) == 1  # attribution per neuron
     shown = texts(at.markdown)
     assert "over its 32 probe samples at E_4, by gradient × activation" in shown
     assert re.search(r"L_hidden_1\*\*: zeroing its 4 trail neurons lowers the score", shown)
@@ -111,7 +111,7 @@ def test_an_ablation_shows_what_changes(app: Callable[[], AppTest], runs_dir: Pa
     np.testing.assert_allclose(
         per_class["accuracy_after"], expected.per_class()["accuracy_after"], atol=1e-9
     )
-    assert len(at.get("vega_lite_chart")) == 1  # the confusion matrices
+    assert len(shown_charts(at)) == 1  # the confusion matrices
     # mean replacement is another ablation
     at.radio(key=state.BREADCRUMBS_ABLATE_FILL).set_value("mean").run()
     mean = ablate(NeuronModel.from_trace(trace), *trace.probe, neurons, fill="mean")
@@ -131,7 +131,7 @@ def test_ablation_curves_say_whether_selectivity_predicts_importance(
     at.button(key=state.BREADCRUMBS_CURVES_BUTTON).click().run()
     assert_healthy(at)
     assert "Selectivity" in texts(at.info) and "Spearman" in texts(at.info)
-    assert len(at.get("vega_lite_chart")) == 2  # curves, selectivity against effect
+    assert len(shown_charts(at)) == 2  # curves, selectivity against effect
 
 
 def test_a_pruning_run_reports_and_offers_downloads(
@@ -156,7 +156,7 @@ def test_a_pruning_run_reports_and_offers_downloads(
     assert "Pruned weights (.safetensors)" in labels
     assert "Pruned config (.json)" in labels
     assert "Pruned trace on the probe (.nntrace)" in labels
-    assert len(at.get("vega_lite_chart")) == 1
+    assert len(shown_charts(at)) == 1
 
 
 def test_an_intervention_redraws_the_decision_boundary(app: Callable[[], AppTest]) -> None:
@@ -166,7 +166,7 @@ def test_an_intervention_redraws_the_decision_boundary(app: Callable[[], AppTest
     at.number_input(key=f"{state.BREADCRUMBS_VALUE}:clamp:{neuron}").set_value(10.0).run()
     assert_healthy(at)
     assert _metric(at, "Probe accuracy")
-    assert len(at.get("vega_lite_chart")) == 1  # decision boundary before and after
+    assert len(shown_charts(at)) == 1  # decision boundary before and after
     changes = at.main.dataframe[0].value.set_index("layer")
     assert changes.loc["input", "changed"] == 0
     assert changes.loc["output", "changed"] >= 1
@@ -185,7 +185,7 @@ def test_kept_weights_follow_the_trail_over_training(
     assert_healthy(at)
     slider = at.select_slider(key=state.epoch_key(state.BREADCRUMBS_EPOCH, "run:kept"))
     assert list(slider.options) == [f"E_{e}" for e in range(5)]
-    assert len(at.get("vega_lite_chart")) == 2  # attribution, since when
+    assert len(shown_charts(at)) == 2  # attribution, since when
     slider.set_value(2).run()
     assert_healthy(at)
     assert "at E_2" in texts(at.markdown)

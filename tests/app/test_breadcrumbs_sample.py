@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import TrainConfig, load_trace, save_trace, train
@@ -65,7 +65,7 @@ def test_one_sample_starts_at_a_misclassified_digit_and_shows_its_image(
     # the image: 8 × 8 pixels of that sample
     images = [
         c
-        for c in at.get("vega_lite_chart")
+        for c in shown_charts(at)
         if "probe sample" in json.dumps(json.loads(c.proto.spec).get("title", ""))
     ]
     assert len(images) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import TrainConfig, load_trace, save_trace, train
@@ -92,7 +92,7 @@ def test_the_ablation_tab_and_its_curves_travel_in_the_link(app: Callable[[], Ap
     at.radio(key=state.BREADCRUMBS_CURVES_FILL).set_value("mean").run()
     at.button(key=state.BREADCRUMBS_CURVES_BUTTON).click().run()
     assert_healthy(at)
-    charts = len(at.get("vega_lite_chart"))
+    charts = len(shown_charts(at))
     assert charts == 3  # confusion, the curves, selectivity against effect
     link = _link(at)
     assert {k: v for k, v in link.items() if k not in ("trace", "method", "class", "k")} == {
@@ -114,7 +114,7 @@ def test_the_ablation_tab_and_its_curves_travel_in_the_link(app: Callable[[], Ap
     assert shared.selectbox(key=state.BREADCRUMBS_CURVES_LAYER).value == "hidden_2"
     assert shared.slider(key=state.BREADCRUMBS_REPEATS).value == 10
     assert shared.radio(key=state.BREADCRUMBS_CURVES_FILL).value == "mean"
-    assert len(shared.get("vega_lite_chart")) == charts  # the curves shown again
+    assert len(shown_charts(shared)) == charts  # the curves shown again
     assert _link(shared) == link
     # changing a curve setting hides the curves until Compute, and the link says so
     shared.slider(key=state.BREADCRUMBS_REPEATS).set_value(12).run()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apptest_support import assert_healthy, chart_rows
+from apptest_support import assert_healthy, chart_rows, shown_charts
 from modular_support import P, modular_config
 from streamlit.testing.v1 import AppTest
 
@@ -64,7 +64,7 @@ def test_neurons_are_coloured_by_their_dominant_frequency(
     expected = _expected(trace, epoch)
     chart = next(
         c
-        for c in at.get("vega_lite_chart")
+        for c in shown_charts(at)
         if "PCA of" in json.dumps(json.loads(c.proto.spec).get("title", ""))
     )
     rows = [r for r in chart_rows(chart) if r.get("neuron") in expected]

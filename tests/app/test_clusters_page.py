@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing.ui import state
@@ -35,7 +35,7 @@ def _verdict(at: AppTest) -> str:
 def _titles(at: AppTest) -> list[str]:
     """The titles of the charts on the page."""
     titles = []
-    for chart in at.get("vega_lite_chart"):
+    for chart in shown_charts(at):
         title = json.loads(chart.proto.spec).get("title")
         titles.append(title if isinstance(title, str) else (title or {}).get("text", ""))
     return titles
@@ -140,15 +140,15 @@ def test_long_work_waits_for_a_click_with_an_estimate(
     assert "t-SNE of 18 neurons will take about 2:05" in texts(at.main.info)
     button = at.button(key=f"{state.CLUSTERS_RUN}:projection")
     assert button.label == "Compute the t-SNE map (2:05)"
-    assert not at.get("vega_lite_chart")  # no map until asked
+    assert not shown_charts(at)  # no map until asked
     button.click().run()
     assert_healthy(at)
-    assert at.get("vega_lite_chart")
+    assert shown_charts(at)
 
 
 def _map_colours(at: AppTest) -> dict[str, str]:
     """Signature → colour value of every point on the map."""
-    rows = chart_rows(at.get("vega_lite_chart")[0])
+    rows = chart_rows(shown_charts(at)[0])
     return {row["signature"]: row["color"] for row in rows if "signature" in row and "color" in row}
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing.analysis.embedding import TIME_MAPS
@@ -27,7 +27,7 @@ def _open(app: Callable[[], AppTest], **params: str) -> AppTest:
 
 
 def _specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    return [json.loads(chart.proto.spec) for chart in shown_charts(at)]
 
 
 def _title(spec: dict) -> str:

@@ -54,7 +54,7 @@ def cnn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _specs(at: AppTest) -> dict[str, object]:
     charts = {}
-    for chart in at.get("vega_lite_chart"):
+    for chart in shown_charts(at):
         title = json.loads(chart.proto.spec).get("title")
         charts[title.get("text", "") if isinstance(title, dict) else str(title)] = chart
     return charts

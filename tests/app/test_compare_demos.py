@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, new_app, texts
+from apptest_support import assert_healthy, new_app, shown_charts, texts
 
 from nn_tracing.demos import make_demo
 
@@ -30,4 +30,4 @@ def test_compare_opens_on_the_two_moons_seeds(
     picker = next(m for m in at.multiselect if m.label.startswith("Compare demo-moons"))
     assert picker.value == ["run:demo-moons-seed1"]
     assert "Runs side by side" in [h.value for h in at.header]
-    assert at.get("vega_lite_chart")  # the runs' curves, drawn
+    assert shown_charts(at)  # the runs' curves, drawn

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import TrainConfig, load_trace, save_trace, train
@@ -49,7 +49,7 @@ def open_page(app: Callable[[], AppTest], **params: str) -> AppTest:
 
 
 def chart(at: AppTest, title: str) -> object:
-    found = [c for c in at.get("vega_lite_chart") if title in c.proto.spec]
+    found = [c for c in shown_charts(at) if title in c.proto.spec]
     assert found, f"no chart titled {title!r}"
     return found[0]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import TrainConfig, jobs, load_trace, save_trace, train
@@ -62,7 +62,7 @@ def test_the_page_draws_every_section_on_one_trace(app: Callable[[], AppTest]) -
     assert "digraph training_map" in dot and "S0" in dot
     # selection, states along the curve, posteriors, their entropy; neuron selection and
     # raster; MI per layer and share significant
-    assert len(at.get("vega_lite_chart")) == 8
+    assert len(shown_charts(at)) == 8
     labels = [m.label for m in at.metric]
     assert "p, shuffled time" in labels and "Entropy rate (bits/epoch)" in labels
     captions = texts(at.caption)
@@ -203,6 +203,6 @@ def test_bic_at_the_largest_k_tried_offers_the_next_range(
     # model starts at 2) has BIC at every k up to 4
     charts = [
         {int(row["k"]) for row in chart_rows(chart) if row.get("criterion") == "BIC"}
-        for chart in at.get("vega_lite_chart")
+        for chart in shown_charts(at)
     ]
     assert [ks for ks in charts if 1 in ks] == [{1, 2, 3, 4}]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, shown_charts, texts
 from modular_support import modular_config
 from streamlit.testing.v1 import AppTest
 
@@ -61,9 +61,7 @@ def test_the_page_shows_the_phases_of_a_memorising_run(
         words
     )
     strips = [
-        json.loads(c.proto.spec)
-        for c in at.get("vega_lite_chart")
-        if "Phases of training" in c.proto.spec
+        json.loads(c.proto.spec) for c in shown_charts(at) if "Phases of training" in c.proto.spec
     ]
     assert len(strips) == 1
     phases = at.dataframe[0].value
@@ -84,5 +82,5 @@ def test_the_page_shows_the_phases_of_a_memorising_run(
 def test_a_run_that_does_not_grok_gets_one_caption(app: Callable[[], AppTest]) -> None:
     at = _open(app, "tiny")
     assert_healthy(at)
-    assert not [c for c in at.get("vega_lite_chart") if "Phases of training" in c.proto.spec]
+    assert not [c for c in shown_charts(at) if "Phases of training" in c.proto.spec]
     assert "Phases: The curves do not go through grokking's phases" in texts(at.caption)

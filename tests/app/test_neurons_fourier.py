@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from modular_support import P, modular_config
 from streamlit.testing.v1 import AppTest
 
@@ -30,7 +30,7 @@ def modular_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _charts(at: AppTest) -> dict[str, object]:
     out = {}
-    for chart in at.get("vega_lite_chart"):
+    for chart in shown_charts(at):
         title = json.loads(chart.proto.spec).get("title")
         text = title.get("text", "") if isinstance(title, dict) else str(title or "")
         out[text] = chart

@@ -158,7 +158,7 @@ def test_connections_and_sources_are_clickable_neurons_at_the_pages_epoch(
     """AppTest cannot click a chart: check the wiring the Overview's click handler reads (a
     ``pick`` selection on ``neuron`` and ``epoch``, rows carrying the other end's id)."""
     at = _open(app, "tiny", "E_3/L_hidden_2/n_12")
-    charts = {chart.proto.id: chart for chart in at.get("vega_lite_chart")}
+    charts = {chart.proto.id: chart for chart in shown_charts(at)}
     for base, expected in (
         (state.NEURON_CONNECTIONS_CHART, set(range(2, 10)) | {18, 19}),
         (state.NEURON_WEIGHTS_CHART, set(range(2, 10))),
@@ -181,7 +181,7 @@ def test_digits_show_a_first_layer_neurons_weights_and_top_samples_as_images(
     shutil.copy(digits_file, runs_dir / "digits.nntrace")
     at = _open(app, "digits", "E_2/L_hidden_1/n_66")
     assert_healthy(at)
-    charts = {_title(json.loads(chart.proto.spec)): chart for chart in at.get("vega_lite_chart")}
+    charts = {_title(json.loads(chart.proto.spec)): chart for chart in shown_charts(at)}
     pixels = chart_rows(charts["Incoming weights as an image"])
     assert len(pixels) == 64 and {p["signature"] for p in pixels} == {
         f"E_2/L_input/n_{i}" for i in range(64)
@@ -203,7 +203,7 @@ def test_moons_with_kept_weights_show_the_field_and_weight_history_at_any_epoch(
     at = _open(app, "kept", "E_1/L_hidden_1/n_4")
     assert_healthy(at)
     assert "kept" not in texts(at.main.info)  # weights at every epoch: no fallback notice
-    charts = {_title(json.loads(chart.proto.spec)): chart for chart in at.get("vega_lite_chart")}
+    charts = {_title(json.loads(chart.proto.spec)): chart for chart in shown_charts(at)}
     assert "Incoming weights over training" in charts
     field = charts["Activation field"]
     assert "E_1/L_hidden_1/n_4 at E_1" in json.loads(field.proto.spec)["title"]["subtitle"][0]

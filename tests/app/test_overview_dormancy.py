@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from apptest_support import assert_healthy, chart_rows, texts
+from apptest_support import assert_healthy, chart_rows, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import load_trace
@@ -15,7 +15,7 @@ from nn_tracing.ui import state
 
 
 def _dormancy_chart(at: AppTest) -> list[dict]:
-    charts = [c for c in at.get("vega_lite_chart") if "dormant neurons per layer" in c.proto.spec]
+    charts = [c for c in shown_charts(at) if "dormant neurons per layer" in c.proto.spec]
     assert len(charts) == 1
     return chart_rows(charts[0])
 
@@ -69,7 +69,7 @@ def test_the_brain_scan_colours_by_contribution_utility(
     assert at.query_params["metric"] == "utility"
     trace = load_trace(tiny_trace_file)
     expected = contribution_utility(trace, trace.epochs[-1]).values
-    scans = [c for c in at.get("vega_lite_chart") if '"color"' in c.proto.spec]
+    scans = [c for c in shown_charts(at) if '"color"' in c.proto.spec]
     rows = [r for c in scans for r in chart_rows(c) if "neuron" in r and "layer" in r]
     hidden = [r for r in rows if r["layer"].startswith("hidden")]
     assert hidden

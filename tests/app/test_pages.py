@@ -39,7 +39,7 @@ def test_overview_shows_summary_brain_scan_and_health(app: Callable[[], AppTest]
     assert any(label.startswith("Dead at E_4") for label in labels)
     assert any(label.startswith("Gradient-starved at E_4") for label in labels)
     # curves (loss, accuracy), brain scan, layer x epoch, one layer's neurons, dormant, health
-    assert len(at.get("vega_lite_chart")) == 7
+    assert len(shown_charts(at)) == 7
 
 
 def test_moving_the_epoch_slider_and_metric_redraws(app: Callable[[], AppTest]) -> None:
@@ -77,7 +77,7 @@ def test_an_empty_runs_folder_gets_a_demo_trace(
     }
     assert (empty / "demo-moons.nntrace").is_file()
     assert at.session_state[state.ACTIVE_TRACE] == "run:demo-moons"
-    assert at.get("vega_lite_chart")
+    assert shown_charts(at)
 
 
 def test_a_corrupt_file_in_runs_is_listed_but_never_breaks_the_app(

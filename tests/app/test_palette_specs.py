@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from apptest_support import assert_healthy
+from apptest_support import assert_healthy, shown_charts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing.viz import palette
@@ -71,7 +71,7 @@ def test_every_chart_of_every_page_uses_the_palette(app: Callable[[], AppTest], 
     at = app().run()
     at.switch_page(page).run()
     assert_healthy(at)
-    charts = at.get("vega_lite_chart")
+    charts = shown_charts(at)
     assert charts, f"{page} draws no chart"
     specs = [json.loads(chart.proto.spec) for chart in charts]
     problems = [p for spec in specs for p in _palette_problems(spec)]
@@ -88,7 +88,7 @@ def test_breadcrumbs_draws_support_for_the_class_in_orange(app: Callable[[], App
     at = app().run()
     at.switch_page("pages/breadcrumbs.py").run()
     assert_healthy(at)
-    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    specs = [json.loads(chart.proto.spec) for chart in shown_charts(at)]
     sign_scales = [
         node["scale"]
         for spec in specs

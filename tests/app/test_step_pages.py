@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, chart_rows
+from apptest_support import assert_healthy, chart_rows, shown_charts
 from streamlit.testing.v1 import AppTest
 from test_pages import PAGES
 
@@ -80,7 +80,7 @@ def test_every_page_speaks_of_steps(
     assert at.session_state[state.ACTIVE_TRACE] == "run:steps"
     words = _words(at)
     assert not EPOCH_KEY.search(words), EPOCH_KEY.findall(words)
-    charts = at.get("vega_lite_chart")
+    charts = shown_charts(at)
     assert charts, f"{page} draws no chart"
     for chart in charts:
         spec = json.loads(chart.proto.spec)

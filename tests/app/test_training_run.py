@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing import jobs, load_trace
@@ -98,7 +98,7 @@ def test_a_sidebar_run_trains_in_the_background_and_becomes_active(
     assert trace.meta["config"]["hidden_sizes"] == [6, 4]
     assert not (runs_dir / f"{name}.nntrace").exists()
     assert "finished" in texts(at.sidebar.success)
-    assert at.get("vega_lite_chart")
+    assert shown_charts(at)
 
 
 def test_invalid_fields_are_refused_next_to_the_field_and_nothing_starts(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_healthy, texts
+from apptest_support import assert_healthy, shown_charts, texts
 from streamlit.testing.v1 import AppTest
 
 from nn_tracing.ui import state
@@ -35,7 +35,7 @@ def test_a_bad_upload_shows_why_and_the_app_keeps_working(
     assert reason in errors and name.removesuffix(".nntrace") in errors
     assert_healthy(at)
     assert at.session_state[state.ACTIVE_TRACE] == "run:tiny"
-    assert at.get("vega_lite_chart")
+    assert shown_charts(at)
     at.switch_page("pages/neurons.py").run()
     assert_healthy(at)
 
