@@ -423,6 +423,8 @@ def _connect(files: list[str], threads: int) -> Any:
             "enable_external_file_cache": False,
         }
     )
+    # the parts' footers read once, not at every query (a neuron's history opens every part)
+    con.execute("SET parquet_metadata_cache = true")
     con.execute("SET allowed_paths = $files", {"files": files})
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

@@ -359,18 +359,30 @@ def _health_line(active: ActiveTrace, neuron: int, epoch: int) -> None:
 def _over_training(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
     neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
-    with _section("drawing the neuron's metrics over training"):
-        chart = cache.chart(
+    progressive = trace.query is not None and trace.n_neurons > LAZY_NEURONS
+
+    def history_chart(percentiles: bool) -> Any:
+        return cache.chart(
             "neuron_history",
             active.key,
-            (neuron, epoch),
+            (neuron, epoch, percentiles),
             lambda: viz.neuron_history_chart(
                 viz.neuron_history_frame(
-                    trace, neuron, cache.layer_quantiles(active.key, layer, trace), epoch
+                    trace,
+                    neuron,
+                    cache.layer_quantiles(active.key, layer, trace),
+                    epoch,
+                    percentiles=percentiles,
                 )
             ),
         )
-        show_chart(chart, width="content")
+
+    with _section("drawing the neuron's metrics over training"):
+        # on a big run directory, the percentiles in the tooltips are a pass over the whole
+        # layer at every epoch: the profile is drawn without them first, then redrawn in place
+        slot = st.empty()
+        with slot:
+            show_chart(history_chart(not progressive), width="content")
         st.caption(views.history_caption(trace, neuron, epoch, layer))
     with _section("summarising the neuron at this epoch"):
         st.markdown(f"**At {time_key(epoch)}, against its layer**")
@@ -383,6 +395,9 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
                 "percentile in layer": st.column_config.NumberColumn(format="%.0f"),
             },
         )
+    if progressive:
+        with _section("adding the percentiles in the layer to the profile"), slot:
+            show_chart(history_chart(True), width="content")
 
 
 def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:

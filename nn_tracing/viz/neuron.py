@@ -38,16 +38,22 @@ def layer_quantiles(trace: NetworkTrace, layer: str) -> np.ndarray:
 
 
 def neuron_history_frame(
-    trace: NetworkTrace, neuron_id: int, quantiles: np.ndarray, selected_epoch: int
+    trace: NetworkTrace,
+    neuron_id: int,
+    quantiles: np.ndarray,
+    selected_epoch: int,
+    *,
+    percentiles: bool = True,
 ) -> pd.DataFrame:
     """Long frame of one neuron's metrics over epochs with its layer's quartiles.
 
     Columns: those of :func:`nn_tracing.analysis.profiles.metric_history` (``epoch``,
-    ``metric``, ``value``, ``p25``, ``median``, ``p75``, ``percentile``), plus ``signature``
-    and ``selected`` (the epoch shown elsewhere on the page).
+    ``metric``, ``value``, ``p25``, ``median``, ``p75``, ``percentile`` unless
+    ``percentiles=False``), plus ``signature`` and ``selected`` (the epoch shown elsewhere on
+    the page).
     """
     layer = trace.layer_of(neuron_id).name
-    frame = metric_history(trace, neuron_id, quantiles)
+    frame = metric_history(trace, neuron_id, quantiles, percentiles=percentiles)
     frame["signature"] = signature_column(frame["epoch"], layer, neuron_id)
     frame["selected"] = frame["epoch"] == selected_epoch
     return frame

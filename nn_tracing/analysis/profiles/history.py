@@ -34,7 +34,11 @@ def layer_bands(trace: NetworkTrace, layer: str) -> np.ndarray:
 
 
 def metric_history(
-    trace: NetworkTrace, neuron_id: int, bands: np.ndarray | None = None
+    trace: NetworkTrace,
+    neuron_id: int,
+    bands: np.ndarray | None = None,
+    *,
+    percentiles: bool = True,
 ) -> pd.DataFrame:
     """Every metric of one neuron at every recorded epoch, against its layer.
 
@@ -42,6 +46,9 @@ def metric_history(
     ----------
     neuron_id : global id
     bands : the layer's :func:`layer_bands` (computed when not given)
+    percentiles : with ``False``, no ``percentile`` column (on a run directory it is a pass
+        over the layer's rows at every epoch, the larger part of a big trace's profile: a page
+        draws the profile without it first)
 
     Returns
     -------
@@ -53,35 +60,36 @@ def metric_history(
     if bands is None:
         bands = layer_bands(trace, info.name)
     epochs = np.asarray(trace.epochs)
-    values, percentiles = _own_values(trace, neuron_id)
+    values, ranks = _own_values(trace, neuron_id, percentiles)
     parts = []
     for m, name in enumerate(METRICS):
-        own, percentile = values[m], percentiles[m]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "epoch": epochs,
-                    "metric": name,
-                    "value": own,
-                    "p25": bands[m, :, 0],
-                    "median": bands[m, :, 1],
-                    "p75": bands[m, :, 2],
-                    "percentile": percentile,
-                }
-            )
-        )
+        columns = {
+            "epoch": epochs,
+            "metric": name,
+            "value": values[m],
+            "p25": bands[m, :, 0],
+            "median": bands[m, :, 1],
+            "p75": bands[m, :, 2],
+        }
+        if ranks is not None:
+            columns["percentile"] = ranks[m]
+        parts.append(pd.DataFrame(columns))
     return pd.concat(parts, ignore_index=True)
 
 
-def _own_values(trace: NetworkTrace, neuron_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The neuron's value of every metric at every epoch and its percentile in its layer,
-    two arrays of shape (len(METRICS), n_epochs)."""
+def _own_values(
+    trace: NetworkTrace, neuron_id: int, ranks: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The neuron's value of every metric at every epoch and (with ``ranks``) its
+    percentile in its layer, two arrays of shape (len(METRICS), n_epochs)."""
     info = trace.layer_of(neuron_id)
     if trace.query is not None:  # a run directory: DuckDB, without loading the layer
         rows = trace.neuron_history(neuron_id)
+        values = rows[list(METRICS)].to_numpy(np.float64).T
+        if not ranks:
+            return values, None
         index = trace.layer_names().index(info.name)
-        percentiles = trace.query.neuron_percentiles(neuron_id, index, own=rows)
-        return rows[list(METRICS)].to_numpy(np.float64).T, percentiles
+        return values, trace.query.neuron_percentiles(neuron_id, index, own=rows)
     values = np.full((len(METRICS), len(trace.epochs)), np.nan)
     percentiles = np.full_like(values, np.nan)
     for m, name in enumerate(METRICS):
