@@ -72,9 +72,9 @@ def _selectivity(active: ActiveTrace) -> tuple[int, Any] | None:
 
 
 def _health(active: ActiveTrace, *, always: bool = False) -> Any:
-    """Every neuron's health: on the Overview (``always``: the page computes it anyway), and
-    elsewhere on a trace small enough that the Neurons page draws its health tab at once —
-    never computed on a large trace just for the findings."""
+    """Every neuron's health on a trace small enough that the pages draw it at once, or
+    (``always``) when the page computes it anyway — never on a large trace just for the
+    findings."""
     if always or active.trace.n_neurons <= PICKER_MAX:
         return cache.health(active.key, active.trace)
     return None
@@ -113,7 +113,9 @@ def page_findings(page: str, active: ActiveTrace) -> list[Finding]:
     selectivity = _selectivity(active)
     by_page = {
         "overview": views.overview_findings(
-            trace, _health(active, always=True), **_dormant(active)
+            trace,
+            _health(active, always=bool(state.get(state.OVERVIEW_OWN_HEALTH))),
+            **_dormant(active),
         ),
         "neurons": views.neurons_findings(trace, None, selectivity) if selectivity else [],
         **{

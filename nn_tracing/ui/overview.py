@@ -21,6 +21,7 @@ from ..analysis.dormancy import DEFAULT_TAU, DORMANT_TAUS
 from ..timeaxis import time_key, time_title, time_word, use_axis
 from ..trace import NetworkTrace
 from ..views import health as health_view
+from ..views.neurons import PICKER_MAX
 from ..views.overview import (
     DEFAULT_METRIC,
     ORDERS,
@@ -224,6 +225,23 @@ def _over_time(active: ActiveTrace, settings: Settings) -> None:
     open_picked(active, event)
 
 
+def _own_health_asked(trace: NetworkTrace) -> bool:
+    """Whether to draw this app's own health flags under the τ-dormant headline: always on a
+    trace of up to :data:`~nn_tracing.views.neurons.PICKER_MAX` neurons; on a larger one when
+    asked, because they cost seconds there (every neuron at every epoch on the server, and a
+    table of thousands of flagged neurons that holds the browser for seconds, before it
+    draws the page's first chart)."""
+    if trace.n_neurons <= PICKER_MAX:
+        return True
+    return st.toggle(
+        "Show this app's own flags (dead, saturated, gradient-starved, exploding)",
+        key=state.OVERVIEW_OWN_HEALTH,
+        help=f"They take seconds to compute and draw on a trace of {trace.n_neurons:,} "
+        "neurons; the τ-dormant share above is the headline. The Neurons page's health "
+        "tab filters them by layer and flag.",
+    )
+
+
 def _health(active: ActiveTrace, epoch: int) -> None:
     trace = active.trace
     health = cache.health(active.key, trace)
@@ -310,10 +328,11 @@ def _at_epoch(active: ActiveTrace) -> None:
     st.header("Neuron health")
     with guarded("finding dormant neurons"):
         settings = replace(settings, tau=dormancy_section(active, settings.epoch))
-    with (
-        st.expander("Dead, saturated, gradient-starved, exploding: this app's own thresholds"),
-        guarded("computing neuron health"),
-    ):
-        _health(active, settings.epoch)
+    if _own_health_asked(active.trace):
+        with (
+            st.expander("Dead, saturated, gradient-starved, exploding: this app's own thresholds"),
+            guarded("computing neuron health"),
+        ):
+            _health(active, settings.epoch)
     with guarded("writing the settings into the address bar"):
         URL.publish(settings, active.ref, hidden=settings.hidden(active.trace))

@@ -194,8 +194,9 @@ def test_the_overviews_findings_above_the_picker_are_written_after_the_page_and_
     app: Callable[[], AppTest], runs_dir: Path
 ) -> None:
     """Above PICKER_MAX neurons the findings box waits for the page (its first chart must not
-    wait for the health the findings need), then says what it found: the dead neurons counted
-    against the frame's own flags."""
+    wait for the health the findings need), then says what it found; the app's own health
+    flags are drawn when asked (a toggle), and then the dead neurons are counted against the
+    frame's own flags."""
     from nn_tracing.analysis.health import neuron_health
     from nn_tracing.views.neurons import PICKER_MAX
 
@@ -214,4 +215,12 @@ def test_the_overviews_findings_above_the_picker_are_written_after_the_page_and_
     expected = (
         f"{n_dead} of {n_hidden} hidden neurons are dead" if n_dead else f"None of the {n_hidden}"
     )
+    assert expected not in shown.replace("\\", "")  # the app's own flags: when asked
+    assert "dormant at E_3" in shown
+    from nn_tracing.ui import state
+
+    at.toggle(key=state.OVERVIEW_OWN_HEALTH).set_value(True).run(timeout=120)
+    assert_healthy(at)
+    shown = " ".join(m.value for m in at.markdown)
     assert expected in shown.replace("\\", "")
+    assert "Flagged at E_3" in shown
