@@ -361,25 +361,26 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
     neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
     progressive = trace.query is not None and trace.n_neurons > LAZY_NEURONS
 
-    def history_chart(percentiles: bool) -> Any:
+    def history_chart(against_layer: bool) -> Any:
         return cache.chart(
             "neuron_history",
             active.key,
-            (neuron, epoch, percentiles),
+            (neuron, epoch, against_layer),
             lambda: viz.neuron_history_chart(
                 viz.neuron_history_frame(
                     trace,
                     neuron,
-                    cache.layer_quantiles(active.key, layer, trace),
+                    cache.layer_quantiles(active.key, layer, trace) if against_layer else None,
                     epoch,
-                    percentiles=percentiles,
+                    percentiles=against_layer,
                 )
             ),
         )
 
     with _section("drawing the neuron's metrics over training"):
-        # on a big run directory, the percentiles in the tooltips are a pass over the whole
-        # layer at every epoch: the profile is drawn without them first, then redrawn in place
+        # on a big run directory, the layer's quartiles (once per layer) and the percentiles
+        # in the tooltips are passes over the whole layer at every epoch: the neuron is drawn
+        # alone first (one read of its rows), then redrawn in place against its layer
         slot = st.empty()
         with slot:
             show_chart(history_chart(not progressive), width="content")
@@ -396,8 +397,13 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
             },
         )
     if progressive:
-        with _section("adding the percentiles in the layer to the profile"), slot:
-            show_chart(history_chart(True), width="content")
+        with (
+            _section("drawing the neuron's layer behind its metrics"),
+            st.spinner("Adding its layer's median, quartiles and percentiles…"),
+        ):
+            chart = history_chart(True)
+        with _section("drawing the neuron's layer behind its metrics"), slot:
+            show_chart(chart, width="content")
 
 
 def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:

@@ -40,7 +40,7 @@ def layer_quantiles(trace: NetworkTrace, layer: str) -> np.ndarray:
 def neuron_history_frame(
     trace: NetworkTrace,
     neuron_id: int,
-    quantiles: np.ndarray,
+    quantiles: np.ndarray | None,
     selected_epoch: int,
     *,
     percentiles: bool = True,
@@ -50,9 +50,12 @@ def neuron_history_frame(
     Columns: those of :func:`nn_tracing.analysis.profiles.metric_history` (``epoch``,
     ``metric``, ``value``, ``p25``, ``median``, ``p75``, ``percentile`` unless
     ``percentiles=False``), plus ``signature`` and ``selected`` (the epoch shown elsewhere on
-    the page).
+    the page). ``quantiles=None``: the neuron alone, its layer's quartiles NaN (what a page
+    draws while it computes them).
     """
     layer = trace.layer_of(neuron_id).name
+    if quantiles is None:
+        quantiles = np.full((len(METRICS), len(trace.epochs), 3), np.nan)
     frame = metric_history(trace, neuron_id, quantiles, percentiles=percentiles)
     frame["signature"] = signature_column(frame["epoch"], layer, neuron_id)
     frame["selected"] = frame["epoch"] == selected_epoch

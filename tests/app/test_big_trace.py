@@ -168,7 +168,7 @@ def test_a_neuron_page_over_ten_thousand_neurons_draws_the_open_tab_only(
     assert "Blue: n_" + str(neuron) in texts(at.caption)
     assert not any(d.key and d.key.startswith(state.NEURON_HEALTH_TABLE) for d in at.dataframe)
     trace = nt.load_trace(runs_dir / "lazy")
-    # drawn first without the percentiles in the layer, then redrawn in place with them
+    # drawn first alone, then redrawn in place against its layer (median, percentiles)
     block = trace.layer_metric("act_mean", "hidden_2").astype(np.float64)
     own = block[:, neuron - 20 - 6000]
     rows = [r for r in chart_rows(charts[0]) if r.get("metric") == "act_mean"]
@@ -177,6 +177,7 @@ def test_a_neuron_page_over_ten_thousand_neurons_draws_the_open_tab_only(
         values = block[row["epoch"]]
         want = np.sum(values < own[row["epoch"]]) + 0.5 * np.sum(values == own[row["epoch"]])
         assert row["percentile"] == pytest.approx(want / values.size, rel=1e-9)
+        assert row["median"] == pytest.approx(np.median(values), rel=1e-9)
     health = neuron_health(trace)
     assert neuron_health_line(health, neuron, 5) in texts(at.markdown)
     at.session_state[state.NEURON_TAB] = "Health of every neuron"  # AppTest cannot click
