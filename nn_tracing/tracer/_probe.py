@@ -76,7 +76,7 @@ def pooled_matrix(
     out = torch.empty((n, sum(widths)), dtype=torch.float32, device=device)
     out[:, : widths[0]] = inputs
     column = widths[0]
-    for layer, acc, width in zip(layout.layers, accumulators, widths[1:], strict=True):
+    for _layer, acc, width in zip(layout.layers, accumulators, widths[1:], strict=True):
         block = out[:, column : column + width]
         if acc.pooled:
             row = 0
