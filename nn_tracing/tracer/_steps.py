@@ -1,9 +1,11 @@
 """Per-step recording (``drop_batches=False``): statistics of every training batch, per layer.
 
-Hooks only compute a handful of scalar reductions on the device — sum, root of the sum of
-squares and count of positive values of each layer's activation; the weight-gradient norm in a
-gradient hook — and one ``_foreach_norm`` gives the weight norms at the start of each step. Each
-step's scalars are stacked once (one row), and copied to the host once per epoch.
+Per layer and step: the sum, root of the sum of squares and count of positive values of the
+layer's activation, the weight-gradient norm (a gradient hook) and the weight norm at the start
+of the step. A step costs a handful of tensor operations whatever the number of layers: the
+activations are copied into a block of steps (one ``_foreach_copy_``) and reduced a block at a
+time, the weight norms are one ``_foreach_norm``, and the scalars are stacked once per block and
+copied to the host once per epoch (see :class:`StepRecorder`).
 
 Counting is the costly one: ``count_nonzero`` and boolean sums are not vectorised on the CPU
 (≈25–40 µs for a 64 × 128 batch against ≈3 µs for a sum), so :func:`positive_count` clamps a
