@@ -350,7 +350,10 @@ class TraceableNN(nn.Module):
         log = self._log
         if log is not None and time.monotonic() >= log.next_beat:
             log.beat(epoch=self._epoch, epochs=self.num_epochs)
-        return self._wrapped(*args, **kwargs)
+        output = self._wrapped(*args, **kwargs)
+        if self._steps is not None:
+            self._steps.after_forward()
+        return output
 
     # -- public API ------------------------------------------------------------------------
     @property
