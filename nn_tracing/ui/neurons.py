@@ -50,7 +50,7 @@ from ..views.neurons import TOP_ORDERS, resolve_neuron
 from ..viz import profile as profile_viz
 from . import cache, state, url
 from .app import require_shell
-from .charts import BLANK, blank_missing, neuron_table, show_chart
+from .charts import BLANK, blank_missing, load_charting, neuron_table, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
@@ -765,6 +765,8 @@ def _page(active: ActiveTrace) -> None:
     st.caption("Link to this view (opens the same neuron in any browser that reaches this app):")
     st.text(_link(active, signature))
     health_line = st.container()  # drawn above the tabs, computed after the open tab
+    with health_line:
+        load_charting()  # the browser loads its charting library while the profile is computed
     _ensure_settings(active.trace, None)
     tabs = st.tabs(list(SECTIONS), key=state.NEURON_TAB, on_change="rerun")
     drawn = _drawn_tabs(active.trace, tabs)

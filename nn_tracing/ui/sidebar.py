@@ -13,7 +13,6 @@ from ..runs import RunEntry, display_name
 from ..store import trace_to_bytes
 from ..timeaxis import time_word
 from . import cache, state
-from .charts import load_charting
 from .live_runs import poll_jobs, render_ended, render_live, running_jobs
 from .runs_folder import render_runs_folder
 from .text import md_escape, show_message
@@ -210,4 +209,3 @@ def render_sidebar(active: ActiveTrace | None, problem: str | None) -> None:
         _trace_section(active, problem)
         st.divider()
         _training_section(active)
-        load_charting()  # every page's first chart: the library loads while the page computes
