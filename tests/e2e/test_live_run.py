@@ -41,6 +41,8 @@ PACE = (1.6, 2.0, 2.3, 1.8, 2.6)
 #: No flicker while nothing changes: Streamlit starts fading a stale element only after it has
 #: been stale for 0.5 s, so the polls of a run with no new epoch must redraw faster than that.
 MAX_IDLE_STALE = 0.5
+#: The observer samples once per animation frame: a stale time is known to within one frame.
+FRAME = 1 / 60
 FOLLOWING = "this page follows the run as it is written"
 
 #: Records, in ``window.__seen``, when each value of what the page shows first appeared:
@@ -218,5 +220,5 @@ def test_a_run_written_by_another_process_is_followed_live(
     )
     assert statistics.median(latencies) <= MAX_LATENCY, latencies
     assert all(0 <= s <= MAX_LATENCY_EACH for s in latencies), latencies
-    assert max(overview_idle, neurons_idle) <= MAX_IDLE_STALE
+    assert max(overview_idle, neurons_idle) <= MAX_IDLE_STALE + FRAME
     assert page.locator(EXCEPTION).count() == 0
