@@ -35,17 +35,18 @@ _UNIT = 2.0**-126
 _UNIT_DTYPES = (torch.float32, torch.float64)
 
 
-def positive_count(values: torch.Tensor) -> torch.Tensor:
-    """The number of positive entries of ``values``, in units of ``2**-126`` (a float scalar:
-    multiply by ``2**126`` for the count).
+def positive_count(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """The number of positive entries of ``values`` (along ``dim``; all of them by default),
+    in units of ``2**-126`` (float: multiply by ``2**126`` for the count).
 
     One clamp and one sum, both vectorised. A positive value below ``2**-126`` (a subnormal)
     counts as its share of one unit; a NaN makes the count NaN. Other dtypes (float16,
     bfloat16, integers) are counted exactly with ``count_nonzero``.
     """
     if values.dtype in _UNIT_DTYPES:
-        return values.clamp(0.0, _UNIT).sum()
-    return torch.count_nonzero(values > 0).to(torch.float32) * _UNIT
+        clamped = values.clamp(0.0, _UNIT)
+        return clamped.sum() if dim is None else clamped.sum(dim)
+    return torch.count_nonzero(values > 0, dim=dim).to(torch.float32) * _UNIT
 
 
 #: Eager steps' rows are stacked into one tensor this many at a time (bounds the 0-d tensors
@@ -110,7 +111,7 @@ class _OutputBlock:
             values = buffer[:k].reshape(k, -1)
             sums.append(values.sum(1))
             norms.append(torch.linalg.vector_norm(values, dim=1))
-            counts.append(values.clamp(0.0, _UNIT).sum(1))
+            counts.append(positive_count(values, 1))
         return torch.stack(sums, 1), torch.stack(norms, 1), torch.stack(counts, 1)
 
 

@@ -397,13 +397,11 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
             },
         )
     if progressive:
-        with (
-            _section("drawing the neuron's layer behind its metrics"),
-            st.spinner("Adding its layer's median, quartiles and percentiles…"),
-        ):
-            chart = history_chart(True)
-        with _section("drawing the neuron's layer behind its metrics"), slot:
-            show_chart(chart, width="content")
+        with _section("drawing the neuron's layer behind its metrics"):
+            with st.spinner("Adding its layer's median, quartiles and percentiles…"):
+                chart = history_chart(True)
+            with slot:
+                show_chart(chart, width="content")
 
 
 def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:

@@ -60,7 +60,7 @@ def metric_history(
     if bands is None:
         bands = layer_bands(trace, info.name)
     epochs = np.asarray(trace.epochs)
-    values, ranks = _own_values(trace, neuron_id, percentiles)
+    values, ranks = _own_values(trace, neuron_id, percentiles=percentiles)
     parts = []
     for m, name in enumerate(METRICS):
         columns = {
@@ -78,20 +78,20 @@ def metric_history(
 
 
 def _own_values(
-    trace: NetworkTrace, neuron_id: int, ranks: bool = True
+    trace: NetworkTrace, neuron_id: int, *, percentiles: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The neuron's value of every metric at every epoch and (with ``ranks``) its
+    """The neuron's value of every metric at every epoch and (with ``percentiles``) its
     percentile in its layer, two arrays of shape (len(METRICS), n_epochs)."""
     info = trace.layer_of(neuron_id)
     if trace.query is not None:  # a run directory: DuckDB, without loading the layer
         rows = trace.neuron_history(neuron_id)
         values = rows[list(METRICS)].to_numpy(np.float64).T
-        if not ranks:
+        if not percentiles:
             return values, None
         index = trace.layer_names().index(info.name)
         return values, trace.query.neuron_percentiles(neuron_id, index, own=rows)
     values = np.full((len(METRICS), len(trace.epochs)), np.nan)
-    percentiles = np.full_like(values, np.nan)
+    ranks = np.full_like(values, np.nan)
     for m, name in enumerate(METRICS):
         block = trace.layer_metric(name, info.name).astype(np.float64)
         own = block[:, neuron_id - info.first_id]
@@ -101,5 +101,5 @@ def _own_values(
             equal = ((block == own[:, None]) & finite).sum(axis=1)
             percentile = (below + 0.5 * equal) / finite.sum(axis=1)
         values[m] = own
-        percentiles[m] = np.where(np.isfinite(own), percentile, np.nan)
-    return values, percentiles
+        ranks[m] = np.where(np.isfinite(own), percentile, np.nan)
+    return values, ranks if percentiles else None
