@@ -3,12 +3,18 @@ table of neurons whose rows open the neuron."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
 import pandas as pd
 import streamlit as st
+
+# Streamlit's own conversion of an Altair chart (its data as Arrow datasets), done once per
+# chart object here instead of on every rerun; pinned with streamlit in constraints.txt.
+from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec
 
 from .. import viz
 from ..viz.palette import CATEGORICAL, with_palette
@@ -34,6 +40,28 @@ def load_charting() -> None:
     st.vega_lite_chart(spec=_EMPTY_CHART, width=1, height=1, theme=None)
 
 
+#: The Vega-Lite spec of each chart object shown (by ``id``; an entry goes with its chart).
+_SPECS: dict[int, dict[str, Any]] = {}
+_SPECS_LOCK = threading.Lock()
+
+
+def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
+    """``chart`` in the palette's colours as the Vega-Lite spec Streamlit sends, converted
+    once per chart object. Converting validates the whole chart against the Vega-Lite schema
+    and serialises its data (tens of milliseconds a chart, most of a cached page's rerun);
+    the charts kept by :func:`~nn_tracing.ui.cache.chart` are the same objects on every rerun
+    and are never modified, so a followed run's poll or a slider move converts none again."""
+    key = id(chart)
+    with _SPECS_LOCK:
+        spec = _SPECS.get(key)
+    if spec is None:
+        spec = _convert_altair_to_vega_lite_spec(with_palette(chart))
+        with _SPECS_LOCK:
+            _SPECS[key] = spec
+        weakref.finalize(chart, _SPECS.pop, key, None)
+    return spec
+
+
 def show_chart(
     chart: alt.TopLevelMixin,
     *,
@@ -50,7 +78,7 @@ def show_chart(
     options: dict[str, Any] = {"width": width, "height": height or viz.element_height(chart)}
     if select is not None:
         options.update(on_select="rerun", selection_mode=select, key=key)
-    return st.altair_chart(with_palette(chart), **options)
+    return st.vega_lite_chart(spec=_spec(chart), **options)
 
 
 def blank_missing(
