@@ -773,16 +773,21 @@ def _page(active: ActiveTrace) -> None:
         with guarded("checking every neuron's health"):
             health = cache.health(active.key, active.trace)
     settings = _settings(active, neuron, epoch, layer, health)
-    # the open tab, then the health line, then the hidden tabs: what a reader sees is sent
-    # first (a followed run's poll redraws it before Streamlit would fade it as stale)
-    shown = [i for i, tab in enumerate(tabs) if drawn[i] and tab.open is not False]
-    for i in [*shown, None, *(i for i in range(len(tabs)) if drawn[i] and i not in shown)]:
-        if i is None:
-            with health_line, guarded("checking the neuron's health"):
-                _health_line(active, neuron, epoch)
-            continue
+
+    def draw(i: int) -> None:
         with tabs[i], guarded(f"drawing {SECTIONS[i].lower()}"):
             _SECTION_DRAWERS[SECTIONS[i]](active, settings)
+
+    # the open tab, then the health line, then the hidden tabs: what a reader sees is sent
+    # first (a followed run's poll redraws it before Streamlit would fade it as stale)
+    hidden = [i for i in range(len(tabs)) if drawn[i] and tabs[i].open is False]
+    for i in range(len(tabs)):
+        if drawn[i] and i not in hidden:
+            draw(i)
+    with health_line, guarded("checking the neuron's health"):
+        _health_line(active, neuron, epoch)
+    for i in hidden:
+        draw(i)
     URL.publish(settings, active.ref, hidden=url.at_defaults(settings))
 
 

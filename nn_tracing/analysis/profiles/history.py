@@ -91,15 +91,21 @@ def _own_values(
         index = trace.layer_names().index(info.name)
         return values, trace.query.neuron_percentiles(neuron_id, index, own=rows)
     values = np.full((len(METRICS), len(trace.epochs)), np.nan)
-    ranks = np.full_like(values, np.nan)
+    ranks = np.full_like(values, np.nan) if percentiles else None
     for m, name in enumerate(METRICS):
-        block = trace.layer_metric(name, info.name).astype(np.float64)
-        own = block[:, neuron_id - info.first_id]
-        finite = np.isfinite(block)
-        with np.errstate(invalid="ignore"):
-            below = ((block < own[:, None]) & finite).sum(axis=1)
-            equal = ((block == own[:, None]) & finite).sum(axis=1)
-            percentile = (below + 0.5 * equal) / finite.sum(axis=1)
-        values[m] = own
-        ranks[m] = np.where(np.isfinite(own), percentile, np.nan)
-    return values, ranks if percentiles else None
+        block = trace.layer_metric(name, info.name)
+        values[m] = block[:, neuron_id - info.first_id]
+        if ranks is not None:  # the layer's whole block only when percentiles are asked for
+            ranks[m] = _percentile_in_layer(block.astype(np.float64), values[m])
+    return values, ranks
+
+
+def _percentile_in_layer(block: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Per epoch (row of ``block``), the mid-rank percentile of ``own`` among the layer's
+    finite values; NaN where ``own`` is not finite."""
+    finite = np.isfinite(block)
+    with np.errstate(invalid="ignore"):
+        below = ((block < own[:, None]) & finite).sum(axis=1)
+        equal = ((block == own[:, None]) & finite).sum(axis=1)
+        percentile = (below + 0.5 * equal) / finite.sum(axis=1)
+    return np.where(np.isfinite(own), percentile, np.nan)
