@@ -35,16 +35,20 @@ _UNIT = 2.0**-126
 _UNIT_DTYPES = (torch.float32, torch.float64)
 
 
-def positive_count(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+def positive_count(
+    values: torch.Tensor, dim: int | None = None, *, in_place: bool = False
+) -> torch.Tensor:
     """The number of positive entries of ``values`` (along ``dim``; all of them by default),
     in units of ``2**-126`` (float: multiply by ``2**126`` for the count).
 
     One clamp and one sum, both vectorised. A positive value below ``2**-126`` (a subnormal)
     counts as its share of one unit; a NaN makes the count NaN. Other dtypes (float16,
-    bfloat16, integers) are counted exactly with ``count_nonzero``.
+    bfloat16, integers) are counted exactly with ``count_nonzero``. ``in_place`` clamps
+    ``values`` itself (a buffer of the caller's): a block of steps is megabytes, and a fresh
+    tensor of that size costs more in page faults than the clamp.
     """
     if values.dtype in _UNIT_DTYPES:
-        clamped = values.clamp(0.0, _UNIT)
+        clamped = values.clamp_(0.0, _UNIT) if in_place else values.clamp(0.0, _UNIT)
         return clamped.sum() if dim is None else clamped.sum(dim)
     return torch.count_nonzero(values > 0, dim=dim).to(torch.float32) * _UNIT
 
@@ -65,9 +69,8 @@ class _OutputBlock:
 
     def __init__(self, outs: list[torch.Tensor], capacity: int) -> None:
         self.shapes = [out.shape for out in outs]
-        self.dtype, self.device = outs[0].dtype, outs[0].device
         self.buffers = [
-            torch.empty((capacity, *out.shape), dtype=self.dtype, device=self.device)
+            torch.empty((capacity, *out.shape), dtype=outs[0].dtype, device=outs[0].device)
             for out in outs
         ]
         self.slots = [[buffer[j] for buffer in self.buffers] for j in range(capacity)]
@@ -88,30 +91,27 @@ class _OutputBlock:
         capacity = min(_BLOCK, _BLOCK_BYTES // max(per_step, 1))
         return capacity if capacity >= _MIN_BLOCK else 0
 
-    def fits(self, outs: list[torch.Tensor]) -> bool:
-        return len(outs) == len(self.shapes) and all(
-            out is not None
-            and out.shape == shape
-            and out.dtype == self.dtype
-            and out.device == self.device
-            for out, shape in zip(outs, self.shapes, strict=True)
-        )
+    def fits(self, outs: list[torch.Tensor | None]) -> bool:
+        """Whether a step's outputs have the block's shapes (a copy casts a dtype exactly
+        into the block's, and copies across devices)."""
+        return all(out is not None for out in outs) and [out.shape for out in outs] == self.shapes
 
     def add(self, outs: list[torch.Tensor]) -> None:
-        with torch.no_grad():
-            torch._foreach_copy_(self.slots[self.used], outs)
+        """One step's outputs into the next slot (detached: cheaper than ``no_grad``)."""
+        torch._foreach_copy_(self.slots[self.used], [out.detach() for out in outs])
         self.used += 1
 
     def reduce(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sums, roots of the sums of squares and positive counts (in units of ``2**-126``) of
-        the steps held, each (steps, layers); the block is emptied."""
+        the steps held, each (steps, layers); the block is emptied (and its values clamped:
+        the count is taken in place, last)."""
         k, self.used = self.used, 0
         sums, norms, counts = [], [], []
         for buffer in self.buffers:
             values = buffer[:k].reshape(k, -1)
             sums.append(values.sum(1))
             norms.append(torch.linalg.vector_norm(values, dim=1))
-            counts.append(positive_count(values, 1))
+            counts.append(positive_count(values, 1, in_place=True))
         return torch.stack(sums, 1), torch.stack(norms, 1), torch.stack(counts, 1)
 
 
@@ -254,8 +254,7 @@ class StepRecorder:
         n = len(self.layers)
         nan = self.nan
         if self.present:
-            with torch.no_grad():
-                norms = iter(torch._foreach_norm(self.present))
+            norms = iter(torch._foreach_norm([w.detach() for w in self.present]))
             wnorm = [next(norms) if w is not None else nan for w in self.weights]
         else:
             wnorm = [nan] * n

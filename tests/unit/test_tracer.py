@@ -278,7 +278,15 @@ def test_without_a_probe_statistics_stream_over_training_batches(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_per_step_statistics_match_numpy(device):
+@pytest.mark.parametrize("block", [None, 2], ids=["default block", "block of 2 steps"])
+def test_per_step_statistics_match_numpy(device, block, monkeypatch):
+    """With a block of 2 steps, the block fills, is reduced (its values clamped in place for
+    the counts) and refilled within each epoch of 3 steps."""
+    if block is not None:
+        from nn_tracing.tracer import _steps
+
+        monkeypatch.setattr(_steps, "_BLOCK", block)
+        monkeypatch.setattr(_steps, "_MIN_BLOCK", 1)
     module = make_net(device)
     x, y = make_data(48, device=device)
     seen = []
