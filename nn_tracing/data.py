@@ -149,7 +149,8 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Standardised train / validation splits and the probe set (indices into validation)."""
+    """Standardised train / validation splits and the probe set: the validation rows
+    ``probe_index`` (``None`` when the probe was not drawn from ``X_val``)."""
 
     dataset: Dataset
     X_train: np.ndarray
@@ -161,6 +162,7 @@ class DataSplits:
     mean: np.ndarray
     scale: np.ndarray
     info: dict = field(default_factory=dict)
+    probe_index: np.ndarray | None = None
 
 
 def _finish(name: str, X, y, feature_names=None, class_names=None, **kw) -> Dataset:
@@ -443,6 +445,7 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None = None) -> DataSpl
         mean=mean.astype(np.float32),
         scale=scale.astype(np.float32),
         info={"n_train": len(idx_train), "n_val": len(idx_val), "n_probe": len(probe_idx)},
+        probe_index=probe_idx,
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,21 +142,65 @@ def _stop_requested(stop: StopSignal) -> bool:
 @torch.no_grad()
 def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in eval mode (restores the mode afterwards)."""
+    losses, correct = _evaluate_sums(model, X, y)
+    n = max(X.shape[0], 1)
+    return losses / n, correct / n
+
+
+@torch.no_grad()
+def _evaluate_sums(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Summed cross-entropy and number correct in eval mode (restores the mode afterwards)."""
     was_training = model.training
     model.eval()
     rows = chunk_rows(X, 8192)  # smaller chunks of large samples (images) on the CPU
+    losses, correct = 0.0, 0
     try:
-        losses, correct = 0.0, 0
         for start in range(0, X.shape[0], rows):
-            with torch.no_grad():
-                logits = model(X[start : start + rows])
+            logits = model(X[start : start + rows])
             target = y[start : start + rows]
             losses += float(F.cross_entropy(logits, target, reduction="sum"))
             correct += int((logits.argmax(1) == target).sum())
     finally:
         model.train(was_training)
-    n = max(X.shape[0], 1)
-    return losses / n, correct / n
+    return losses, correct
+
+
+#: Training rows whose loss and accuracy give the untrained network's point (E_0).
+_E0_TRAIN_ROWS = 1024
+
+
+class _Validation:
+    """The validation loss and accuracy of a traced run, sharing the probe's forward.
+
+    The probe is drawn from the validation split and measured in eval mode with the same
+    loss, so when the tracer has just recorded the epoch, its ``probe_loss`` and
+    ``probe_acc`` are the probe rows' share of the validation figures: only the other rows
+    are run again (for the benchmark's CNN a fifth of an epoch's recording cost). Without a
+    record (or a probe not drawn from ``X_val``) every row is run, as untraced.
+    """
+
+    def __init__(self, X_val: torch.Tensor, y_val: torch.Tensor, probe_index: Any) -> None:
+        self.X, self.y = X_val, y_val
+        self.n_probe = 0
+        if probe_index is not None and 0 < len(probe_index) <= X_val.shape[0]:
+            rest = np.setdiff1d(np.arange(X_val.shape[0]), np.asarray(probe_index))
+            if len(rest) == X_val.shape[0] - len(probe_index):  # distinct rows of X_val
+                index = torch.from_numpy(rest).to(X_val.device)
+                self.X_rest, self.y_rest = X_val[index], y_val[index]
+                self.n_probe = len(probe_index)
+
+    def __call__(self, module: nn.Module, probe: dict[str, float]) -> tuple[float, float]:
+        """``(val_loss, val_acc)``; ``probe``: the history row of a record made just now."""
+        n = max(self.X.shape[0], 1)
+        loss, acc = probe.get("probe_loss"), probe.get("probe_acc")
+        if not self.n_probe or loss is None or acc is None:
+            return _evaluate(module, self.X, self.y)
+        losses, correct = 0.0, 0
+        if self.X_rest.shape[0]:  # none when the probe is the whole validation split
+            losses, correct = _evaluate_sums(module, self.X_rest, self.y_rest)
+        losses += loss * self.n_probe  # the probe's mean loss over its rows
+        correct += round(acc * self.n_probe)
+        return losses / n, correct / n
 
 
 def _dataset_meta(data: DataSplits) -> dict[str, Any]:
@@ -252,6 +297,7 @@ class _TrainingLoop:
         self.y = torch.from_numpy(data.y_train).to(device)
         self.X_val = torch.from_numpy(data.X_val).to(device)
         self.y_val = torch.from_numpy(data.y_val).to(device)
+        self.validation = _Validation(self.X_val, self.y_val, data.probe_index)
         self.order = torch.Generator().manual_seed(config.seed)
         self.optimizer = make_optimizer(config, self.module.parameters())
         self.tracer: TraceableNN | None = None
@@ -268,11 +314,12 @@ class _TrainingLoop:
 
     def _record_untrained(self, tracer: TraceableNN) -> None:
         """The untrained network's history row (E_0)."""
-        # the training loss on a fixed share of the training set (the full set would cost a
-        # noticeable part of a short run)
-        n0 = min(self.X.shape[0], max(self.X_val.shape[0], 4096))
+        # the training loss on a fixed share of the training set: the first point of a curve,
+        # whose mean 1024 rows give to about a percent (4096 rows cost a twentieth of a
+        # CNN epoch on this machine, for one point)
+        n0 = min(self.X.shape[0], _E0_TRAIN_ROWS)
         train_loss0, train_acc0 = _evaluate(self.module, self.X[:n0], self.y[:n0])
-        val_loss0, val_acc0 = _evaluate(self.module, self.X_val, self.y_val)
+        val_loss0, val_acc0 = self.validation(self.module, tracer.history_values(0))
         tracer.set_history(
             0,
             train_loss=train_loss0,
@@ -383,13 +430,19 @@ class _TrainingLoop:
         if sums.seen:
             history["train_loss"] = float(sums.loss_sum) / sums.seen
             history["train_acc"] = int(sums.correct) / sums.seen
-        val_loss, val_acc = _evaluate(self.module, self.X_val, self.y_val)
-        history.update(val_loss=val_loss, val_acc=val_acc)
         if self.tracer is None:
+            _evaluate(self.module, self.X_val, self.y_val)  # as a traced run does: no history
             return not stopped
         if stopped and sums.seen:
             self.extra_meta["partial_epoch"] = epoch
-        recorded = self.tracer.end_epoch(epoch, force=stopped and sums.seen > 0, **history)
+        force = stopped and sums.seen > 0
+        probe: dict[str, float] = {}
+        if self.tracer.record_epoch(epoch, force=force):  # before the validation: it shares
+            on_steps = self.config.step_intervals is not None
+            probe = self.tracer.history_values(self.tracer.current_step if on_steps else epoch)
+        val_loss, val_acc = self.validation(self.module, probe)
+        history.update(val_loss=val_loss, val_acc=val_acc)
+        recorded = self.tracer.end_epoch(epoch, force=force, **history)
         if recorded and not stopped and share.due():
             share(self.tracer.network_trace)
         if self.tracer.recording_stopped is not None and not stopped:

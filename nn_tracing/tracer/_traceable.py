@@ -448,13 +448,8 @@ class TraceableNN(nn.Module):
             if self._epoch_started is not None
             else float("nan")
         )
-        self._flush_steps(epoch)
         point = self._end_point(epoch)
-        scheduled = self.step_intervals is None and self.will_record(epoch)
-        due = (force or scheduled) and point not in self._epoch_metrics
-        if due and self._budget_allows(point):
-            self._record(point)
-        record = point in self._epoch_metrics
+        record = self.record_epoch(epoch, force=force)
         self._stop_streaming()
         row = self._history.setdefault(point, {})
         row.update(_checked_history(history))
@@ -465,6 +460,30 @@ class TraceableNN(nn.Module):
         self._epoch_started = None
         self._write_log(force=True)
         return record
+
+    def record_epoch(self, epoch: int, *, force: bool = False) -> bool:
+        """Record ``epoch`` now if :meth:`end_epoch` would (the schedule, or ``force``), so
+        that what the record measured is known before the epoch ends: ``train`` takes the
+        probe's share of the validation loss from :meth:`history_values` instead of a second
+        forward over the probe. Returns whether the epoch's point is recorded (now or
+        before); :meth:`end_epoch` does not record it again."""
+        self._check_open()
+        self._flush_steps(epoch)
+        point = self._end_point(epoch)
+        scheduled = self.step_intervals is None and self.will_record(epoch)
+        due = (force or scheduled) and point not in self._epoch_metrics
+        if due and self._budget_allows(point):
+            self._record(point)
+        return point in self._epoch_metrics
+
+    def history_values(self, point: int) -> dict[str, float]:
+        """The history row of a recorded point so far (a copy): what :meth:`end_epoch`,
+        :meth:`set_history` and the record itself (``probe_loss``, ``probe_acc``) put there."""
+        return {
+            key: value
+            for key, value in self._history.get(point, {}).items()
+            if isinstance(value, float)
+        }
 
     def _end_point(self, epoch: int) -> int:
         """The recorded point an epoch ends on: the epoch, or on the step axis the step."""

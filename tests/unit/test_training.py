@@ -140,3 +140,48 @@ def test_history_columns_and_recorded_flags():
     assert history.loc[history["recorded"], "probe_acc"].notna().all()
     assert trace.meta["final_weights_epoch"] == 4
     assert trace.weights(3) is None and trace.weights(1) is None
+
+
+@pytest.mark.parametrize("probe_size", [20, 64], ids=["probe within val", "probe = val"])
+def test_validation_shares_the_probe_forward_and_equals_a_numpy_evaluation(monkeypatch, probe_size):
+    """On a recorded epoch the probe's rows of the validation split are not run again (their
+    loss and accuracy come from the record), and the history's val_loss / val_acc still equal
+    a float64 numpy forward over every validation row (dropout off, as in eval mode). Wine's
+    validation split is 44 rows: a probe of 64 is all of it."""
+    from nn_tracing import training
+
+    cfg = nt.TrainConfig(
+        dataset="wine", dropout=0.2, epoch_intervals=[1, 3], keep_weights=True, **TINY
+    ).replace(probe_size=probe_size)
+    rows_run: list[int] = []
+    evaluate_sums = training._evaluate_sums
+
+    def counted(model, X, y):
+        rows_run.append(int(X.shape[0]))
+        return evaluate_sums(model, X, y)
+
+    monkeypatch.setattr(training, "_evaluate_sums", counted)
+    trace = nt.train(cfg).trace
+    data = nt.prepare_data(cfg)
+    n_val, n_probe = data.X_val.shape[0], data.X_probe.shape[0]
+    assert n_probe == min(probe_size, n_val)
+    n0 = min(data.X_train.shape[0], training._E0_TRAIN_ROWS)
+    # E_0: the train share, then the validation; epochs 1-4: the validation
+    shared = [n_val - n_probe] if n_probe < n_val else []  # nothing left to run
+    expected = [n0, *shared, *shared, n_val, *shared, n_val]
+    assert rows_run == expected
+
+    history = trace.history.set_index("epoch")
+    X, y = data.X_val.astype(np.float64), data.y_val
+    for epoch in (0, 1, 3):
+        weights = trace.weights(epoch)
+        h = X
+        for name in ("hidden_1", "hidden_2"):
+            h = np.maximum(h @ weights[f"{name}.weight"].T + weights[f"{name}.bias"], 0.0)
+        logits = h @ weights["output.weight"].T + weights["output.bias"]
+        shifted = logits - logits.max(1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        loss = -log_p[np.arange(len(y)), y].mean()
+        acc = (logits.argmax(1) == y).mean()
+        assert history.loc[epoch, "val_loss"] == pytest.approx(loss, rel=1e-5)
+        assert history.loc[epoch, "val_acc"] == pytest.approx(acc, abs=1e-12)
