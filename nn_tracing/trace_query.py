@@ -216,12 +216,16 @@ class NeuronQuery:
             f"WHERE neuron BETWEEN {first} AND {last}"
         )
         data = self._fetch(sql, self._params())
-        rows = data["file"].astype(np.intp)
-        cols = data["neuron"].astype(np.intp) - first
+        shape = (len(self.epochs), last - first + 1)
+        flat = _grid_positions(data["file"], data["neuron"], first, shape)
         out = {}
         for metric in dict.fromkeys(metrics):
-            matrix = np.full((len(self.epochs), last - first + 1), np.nan, dtype=np.float32)
-            matrix[rows, cols] = data[metric]
+            values = np.asarray(data[metric], dtype=np.float32)
+            if flat is None:  # every cell, in order (DuckDB keeps the parts' order)
+                out[metric] = values.reshape(shape)
+                continue
+            matrix = np.full(shape, np.nan, dtype=np.float32)
+            matrix.reshape(-1)[flat] = values
             out[metric] = matrix
         return out
 
@@ -402,6 +406,21 @@ class NeuronQuery:
         """Close the database (a later query raises)."""
         with self._lock:
             self._con.close()
+
+
+def _grid_positions(
+    files: np.ndarray, neurons: np.ndarray, first: int, shape: tuple[int, int]
+) -> np.ndarray | None:
+    """Where rows ``(file, neuron)`` go in a flat ``shape`` matrix (epochs × neurons from
+    ``first``); ``None`` when they are every cell in row-major order already (a reshape, no
+    scatter: a dense question over every part comes back that way)."""
+    if len(files) == shape[0] * shape[1]:
+        in_order = (np.asarray(files).reshape(shape) == np.arange(shape[0])[:, None]).all() and (
+            np.asarray(neurons).reshape(shape) == np.arange(first, first + shape[1])
+        ).all()
+        if in_order:
+            return None
+    return files.astype(np.int64) * shape[1] + (neurons.astype(np.int64) - first)
 
 
 def _check_metric(metric: str) -> None:

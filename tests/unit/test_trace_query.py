@@ -141,6 +141,27 @@ def test_a_neurons_history_an_epoch_slice_and_a_metric_matrix_equal_the_frame(ru
         np.testing.assert_array_equal(matrix, trace.metric(metric)[:, 3:21])
 
 
+def test_grid_positions_reshape_rows_in_order_and_place_any_others():
+    """Rows that are every (epoch, neuron) cell in row-major order are reshaped (no scatter);
+    rows out of order, or missing, go to their cells, like a scatter by (file, neuron)."""
+    from nn_tracing.trace_query import _grid_positions
+
+    shape, first = (3, 4), 7
+    files = np.repeat(np.arange(3, dtype=np.int32), 4)
+    neurons = np.tile(np.arange(first, first + 4, dtype=np.int32), 3)
+    assert _grid_positions(files, neurons, first, shape) is None
+    order = np.random.default_rng(0).permutation(12)[:10]  # shuffled, two rows missing
+    flat = _grid_positions(files[order], neurons[order], first, shape)
+    want = np.full(shape, np.nan)
+    want[files[order], neurons[order] - first] = order
+    got = np.full(shape, np.nan)
+    got.reshape(-1)[flat] = order
+    np.testing.assert_array_equal(got, want)
+    swapped = neurons.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]  # every cell, but two out of order
+    assert _grid_positions(files, swapped, first, shape) is not None
+
+
 def test_percentiles_and_bands_in_the_layer_count_ties_half(run, trace):
     loaded = load_trace(run)
     for layer in ("hidden_1", "hidden_2", "input"):
