@@ -31,6 +31,7 @@ from ..views.text import md_escape
 from ..work import WORKER
 from . import cache, state
 from .app import require_shell
+from .overview import deferred
 from .text import guarded
 from .traces import (
     ActiveTrace,
@@ -218,6 +219,8 @@ def findings_first(page: str) -> Iterator[None]:
             _demo_picker(active)
     yield
     again, _ = resolve_active()
+    if page == "overview" and again is not None and deferred(again):
+        return  # the Overview's sections come in the next run, and the findings with them
     if again is not None and again.key == active.key:
         with guarded("writing the findings"), slot.container():
             _draw(page, active)

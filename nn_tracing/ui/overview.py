@@ -299,13 +299,60 @@ def render_overview() -> None:
 
 
 def _page(active: ActiveTrace) -> None:
-    """Everything under the title."""
+    """Everything under the title; on a big trace's first look, the sections after the
+    training curves one poll later (:func:`first_look`)."""
+    later = first_look(active)
     with guarded("drawing the run summary"):
         _summary(active)
     st.header("Training curves")
     with guarded("drawing the training curves"):
         _curves(active)
-    _at_epoch(active)
+    if later:
+        _draw_later({"shown": False})
+    else:
+        _at_epoch(active)
+
+
+#: Seconds after the browser shows a big trace's first Overview before it asks for the rest.
+LATER_SECONDS = 1.0
+
+
+def first_look(active: ActiveTrace) -> bool:
+    """Whether this run is the session's first Overview of a trace above
+    :data:`~nn_tracing.views.neurons.PICKER_MAX` neurons (not one being followed); it
+    records the look, so only one run says so.
+
+    Such a run draws the summary and the training curves and leaves the brain scan, the
+    metric over training, neuron health (and the findings, which need them) to a full rerun
+    that the browser asks for :data:`LATER_SECONDS` after it has shown the page: their
+    seconds of cold queries and thousands of marks would otherwise reach the browser while
+    it is still drawing its first chart (measured in docs/performance.md)."""
+    looked = state.get(state.OVERVIEW_LOOKED) or frozenset()
+    big = active.trace.n_neurons > PICKER_MAX and not active.following
+    if not big or active.key in looked:
+        state.pop(state.OVERVIEW_DEFERRED)
+        return False
+    state.put(state.OVERVIEW_LOOKED, looked | {active.key})
+    state.put(state.OVERVIEW_DEFERRED, active.key)
+    return True
+
+
+def deferred(active: ActiveTrace) -> bool:
+    """Whether this run left ``active``'s sections for later (:func:`first_look`)."""
+    return state.get(state.OVERVIEW_DEFERRED) == active.key
+
+
+@st.fragment(run_every=LATER_SECONDS)
+def _draw_later(shown: dict[str, bool]) -> None:
+    """In the page's run: a caption in the sections' place. At the browser's first poll (the
+    page is shown): a full rerun, which draws them."""
+    if shown["shown"]:
+        st.rerun()
+    shown["shown"] = True
+    st.caption(
+        "The brain scan, the metric over training and neuron health are drawn next, once "
+        "this page is shown (a trace this big takes a few seconds)."
+    )
 
 
 @st.fragment

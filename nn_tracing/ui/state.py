@@ -81,6 +81,8 @@ OVERVIEW_DETAIL_CHART = _PREFIX + "overview.detail_chart"
 OVERVIEW_FLAGGED_TABLE = _PREFIX + "overview.flagged_table"
 OVERVIEW_OWN_HEALTH = _PREFIX + "overview.own_health"
 OVERVIEW_DORMANT_TAU = _PREFIX + "overview.dormant_tau"
+OVERVIEW_LOOKED = _PREFIX + "overview.looked"  # the big traces whose Overview this session drew
+OVERVIEW_DEFERRED = _PREFIX + "overview.deferred"  # the trace whose sections wait, this run
 NEURON_EPOCH = _PREFIX + "neurons.epoch"
 NEURON_PICK = _PREFIX + "neurons.pick"
 

@@ -207,8 +207,18 @@ def test_the_overviews_findings_above_the_picker_are_written_after_the_page_and_
     at.query_params["trace"] = "huge"
     at.run(timeout=120)
     assert_healthy(at)
+    # the session's first look: the summary and the curves; the rest waits for the browser
+    captions = " ".join(c.value for c in at.caption)
+    assert "appear here once the page below is drawn" in captions
+    assert "drawn next, once this page is shown" in captions
+    titles = [json.loads(chart.proto.spec).get("title", {}) for chart in shown_charts(at)]
+    assert len(titles) == 2 and not any("at E_" in str(title) for title in titles)  # the curves
+    at.run(timeout=120)  # the browser's poll: a full rerun draws the rest
+    assert_healthy(at)
     shown = " ".join(m.value for m in at.markdown)
-    assert "appear here once the page below is drawn" not in " ".join(c.value for c in at.caption)
+    captions = " ".join(c.value for c in at.caption)
+    assert "appear here once the page below is drawn" not in captions
+    assert "drawn next, once this page is shown" not in captions
     health = neuron_health(nt.load_trace(runs_dir / "huge"))
     hidden = health.applies["dead"]
     n_dead = int((health.flags["dead"][-1] & hidden).sum())
