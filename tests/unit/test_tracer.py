@@ -702,3 +702,28 @@ def test_row_reductions_equal_the_strided_reductions():
     np.testing.assert_array_equal(fast.stats()["act_active"].numpy(), (rows > 0).mean(0))
     np.testing.assert_allclose(fast.stats()["act_std"].numpy(), rows.std(0), atol=1e-12)
     np.testing.assert_allclose(torch.cat(fast.pooled).numpy(), out.mean((2, 3)).numpy())
+
+
+def test_record_epoch_records_once_and_gives_the_probes_values_before_end_epoch():
+    """``record_epoch`` records a scheduled epoch before ``end_epoch`` (which then does not
+    measure again), and ``history_values`` gives the probe's loss — equal to a plain forward
+    of the probe in eval mode; an epoch the schedule skips is not recorded."""
+    module = make_net()
+    probe_x, probe_y = make_data(12, 2)
+    model = TraceableNN(module, probe=(probe_x, probe_y), epoch_intervals=[1])
+    measured = []
+    measure = model._probe.measure
+    model._probe.measure = lambda device: measured.append(device) or measure(device)
+    model.start_epoch(1)
+    assert model.record_epoch(1) is True
+    with torch.no_grad():
+        reference = F.cross_entropy(module.eval()(probe_x), probe_y).item()
+    module.train()
+    assert model.history_values(1)["probe_loss"] == pytest.approx(reference, rel=1e-6)
+    assert model.end_epoch(1, val_loss=0.5) is True
+    assert len(measured) == 1
+    assert model.history_values(1)["val_loss"] == 0.5
+    model.start_epoch(2)
+    assert model.record_epoch(2) is False
+    assert model.end_epoch(2) is False and len(measured) == 1
+    assert model.finish().epochs == [0, 1]
