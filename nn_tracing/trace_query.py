@@ -190,23 +190,14 @@ class NeuronQuery:
     def metric_matrix(self, metric: str, first: int = 0, last: int | None = None) -> np.ndarray:
         """One metric of neurons ``first … last`` at every epoch: array of shape
         ``(n_epochs, last - first + 1)``, float32."""
-        _check_metric(metric)
-        first, last = self._ids(first, last)
-        sql = (
-            f"SELECT file, neuron, {metric} AS value FROM {self._source()} "
-            f"WHERE neuron BETWEEN {first} AND {last}"
-        )
-        data = self._fetch(sql, self._params())
-        out = np.full((len(self.epochs), last - first + 1), np.nan, dtype=np.float32)
-        out[data["file"], data["neuron"].astype(np.int64) - first] = data["value"]
-        return out
+        return self.metric_matrices([metric], first, last)[metric]
 
     def metric_matrices(
         self, metrics: Sequence[str], first: int = 0, last: int | None = None
     ) -> dict[str, np.ndarray]:
         """Several metrics of neurons ``first … last`` at every epoch in one pass over the
-        parts: ``{metric: array of shape (n_epochs, last - first + 1)}``, float32 (each as
-        :meth:`metric_matrix`'s)."""
+        parts: ``{metric: array of shape (n_epochs, last - first + 1)}``, float32, NaN where a
+        part holds no row for a neuron."""
         for metric in metrics:
             _check_metric(metric)
         first, last = self._ids(first, last)

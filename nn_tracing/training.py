@@ -431,15 +431,16 @@ class _TrainingLoop:
             history["train_loss"] = float(sums.loss_sum) / sums.seen
             history["train_acc"] = int(sums.correct) / sums.seen
         if self.tracer is None:
-            _evaluate(self.module, self.X_val, self.y_val)  # as a traced run does: no history
+            # an untraced run keeps no history, but it is the benchmarks' baseline: a real
+            # training loop validates every epoch, as a traced run does
+            _evaluate(self.module, self.X_val, self.y_val)
             return not stopped
         if stopped and sums.seen:
             self.extra_meta["partial_epoch"] = epoch
         force = stopped and sums.seen > 0
         probe: dict[str, float] = {}
         if self.tracer.record_epoch(epoch, force=force):  # before the validation: it shares
-            on_steps = self.config.step_intervals is not None
-            probe = self.tracer.history_values(self.tracer.current_step if on_steps else epoch)
+            probe = self.tracer.history_values(self.tracer.end_point(epoch))
         val_loss, val_acc = self.validation(self.module, probe)
         history.update(val_loss=val_loss, val_acc=val_acc)
         recorded = self.tracer.end_epoch(epoch, force=force, **history)

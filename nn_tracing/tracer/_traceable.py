@@ -448,7 +448,7 @@ class TraceableNN(nn.Module):
             if self._epoch_started is not None
             else float("nan")
         )
-        point = self._end_point(epoch)
+        point = self.end_point(epoch)
         record = self.record_epoch(epoch, force=force)
         self._stop_streaming()
         row = self._history.setdefault(point, {})
@@ -469,7 +469,7 @@ class TraceableNN(nn.Module):
         before); :meth:`end_epoch` does not record it again."""
         self._check_open()
         self._flush_steps(epoch)
-        point = self._end_point(epoch)
+        point = self.end_point(epoch)
         scheduled = self.step_intervals is None and self.will_record(epoch)
         due = (force or scheduled) and point not in self._epoch_metrics
         if due and self._budget_allows(point):
@@ -485,7 +485,7 @@ class TraceableNN(nn.Module):
             if isinstance(value, float)
         }
 
-    def _end_point(self, epoch: int) -> int:
+    def end_point(self, epoch: int) -> int:
         """The recorded point an epoch ends on: the epoch, or on the step axis the step."""
         if self.step_intervals is None:
             return epoch
