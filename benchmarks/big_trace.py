@@ -14,8 +14,9 @@ write_synthetic_run`, no training: 1000 inputs, hidden layers of 50 000 and 40 0
   the first chart drawn, and to the whole page drawn, neuron health included) with the
   server's caches cold (the run's digest changed before each try); a neuron opened by its
   link on the Neurons page (its profile — the metrics over training — drawn, then the whole
-  page: the script's run over); another neuron picked in the open page (a rerun, no reload);
-  and the server process's peak RSS (``VmHWM``). Each wait polls the page at every animation
+  page: the script's run over); :data:`PICKS` other neurons picked in turn in the open page
+  (a rerun each, no reload; each timed to its own chart drawn); and the server process's
+  peak RSS (``VmHWM``). Each wait polls the page at every animation
   frame (:data:`SHOWN`), not at Playwright's ``expect`` intervals (500 ms after the first
   tries), which rounded earlier figures up by as much.
 
@@ -187,20 +188,31 @@ def browser_figures(directory: Path, run: Path, repeats: int) -> dict[str, list[
 #: Polled at every animation frame in the page (Playwright's ``expect`` polls every 500 ms
 #: after its first tries, which rounds a page's time up by as much): an element matching
 #: ``css`` laid out more than 20 px wide and high (not the empty one-pixel chart of
-#: :func:`nn_tracing.ui.charts.load_charting`), text matching ``text`` (a regular
-#: expression) among what the page shows, and — with ``idle`` — the app's script run finished.
+#: :func:`nn_tracing.ui.charts.load_charting`) and not marked as drawn before (:data:`MARK`),
+#: text matching ``text`` (a regular expression) in the page, and — with ``idle`` — the app's
+#: script run finished. The text is the page's ``textContent``, not its ``innerText``: reading
+#: ``innerText`` lays the whole page out, and doing so at every frame slowed the very drawing
+#: it timed (0.2 s of a picked neuron's 1 s, measured in docs/performance.md).
 SHOWN = """({css, text, idle}) => {
     const app = document.querySelector('[data-testid="stApp"]');
     if (idle && (!app || app.getAttribute('data-test-script-state') !== 'notRunning'))
         return false;
     if (css && ![...document.querySelectorAll(css)].some(el => {
+        if (el.dataset.nnDrawnBefore) return false;  // a chart of the page before the action
         const box = el.getBoundingClientRect();
         return box.width > 20 && box.height > 20;  // not the 1-pixel chart of load_charting
     })) return false;
-    return !text || new RegExp(text).test(document.body.innerText);
+    return !text || new RegExp(text).test(document.body.textContent);
 }"""
+#: Marks every chart the page shows, so that :data:`SHOWN` waits for a new one: after a pick,
+#: the neuron's chart drawn, not the previous neuron's still on the page.
+MARK = """(css) => document.querySelectorAll(css).forEach(el => {
+    el.dataset.nnDrawnBefore = '1';
+})"""
 #: A Vega chart drawn (its canvas or SVG laid out).
 DRAWN_CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
+#: Neurons picked in the open page per server (a rerun each: its own figure).
+PICKS = 3
 
 
 def shown(page: object, css: str | None = None, text: str | None = None, idle: bool = False):
@@ -267,14 +279,16 @@ def one_server(
             neuron = info.first_id + 1009 * (2 * k + i + 1)  # type: ignore[attr-defined]
             signature = f"E_{last}/L_{info.name}/n_{neuron}"  # type: ignore[attr-defined]
             page = visit(label, f"?trace=big&neuron={signature}", profile(neuron), keep=i == 1)
-        # another neuron of the layer, picked in the open page: the script reruns, no reload
-        picked = neuron + 3
-        picker = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"] input').first  # type: ignore[attr-defined]
-        picker.click()
-        page.keyboard.type(f"E_{last}/L_{info.name}/n_{picked}")  # type: ignore[attr-defined]
-        started = time.perf_counter()
-        page.keyboard.press("Enter")  # type: ignore[attr-defined]
-        timed_checks("neuron picked in the open page", page, started, profile(picked))
+        # other neurons of the layer, picked in the open page: the script reruns, no reload;
+        # each timed to its own chart drawn (the previous neuron's charts marked)
+        for picked in range(neuron + 3, neuron + 3 + PICKS):
+            picker = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"] input').first  # type: ignore[attr-defined]
+            picker.click()
+            page.keyboard.type(f"E_{last}/L_{info.name}/n_{picked}")  # type: ignore[attr-defined]
+            page.evaluate(MARK, DRAWN_CHART)  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            page.keyboard.press("Enter")  # type: ignore[attr-defined]
+            timed_checks("neuron picked in the open page", page, started, profile(picked))
         page.close()  # type: ignore[attr-defined]
         figures["server peak RSS MiB"] = [peak_rss(server.process.pid)[0]]
     finally:

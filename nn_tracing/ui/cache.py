@@ -32,6 +32,7 @@ __all__ = [
     "layer_epoch",
     "layer_quantiles",
     "neuron_epoch",
+    "neuron_history",
     "neurons_csv",
     "neurons_parquet",
 ]
@@ -138,6 +139,19 @@ def neuron_epoch(
 def layer_quantiles(key: str, layer: str, _trace: NetworkTrace) -> np.ndarray:
     """Quartiles of every metric over ``layer`` per epoch, shape (n_metrics, n_epochs, 3)."""
     return viz.layer_quantiles(_trace, layer)
+
+
+@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
+def neuron_history(
+    key: str, neuron: int, epoch: int, against_layer: bool, _trace: NetworkTrace
+) -> tuple[pd.DataFrame, tuple[tuple[str, ...], bool, bool]]:
+    """The rows of ``neuron``'s profile chart (:func:`nn_tracing.viz.neuron_history_data`;
+    with ``against_layer`` its layer's quartiles and its percentiles in it) and the key of the
+    chart's layout (:func:`nn_tracing.viz.neuron.history_layout_key`)."""
+    layer = _trace.layer_of(neuron).name
+    quantiles = layer_quantiles(key, layer, _trace) if against_layer else None
+    frame = viz.neuron_history_frame(_trace, neuron, quantiles, epoch, percentiles=against_layer)
+    return viz.neuron_history_data(frame), viz.history_layout_key(frame)
 
 
 def _flat_frame(trace: NetworkTrace) -> pd.DataFrame:

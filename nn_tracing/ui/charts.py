@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import altair as alt
@@ -65,6 +65,7 @@ def _spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
 def show_chart(
     chart: alt.TopLevelMixin,
     *,
+    data: Mapping[str, pd.DataFrame] | None = None,
     select: str | list[str] | None = None,
     key: str | None = None,
     width: str = "stretch",
@@ -74,11 +75,21 @@ def show_chart(
     (:func:`~nn_tracing.viz.palette.with_palette`); with ``select`` (a selection
     parameter's name, or several) a click reruns the page and the returned event holds the
     selection. ``height="content"`` keeps the spec's own size (an image whose pixels must stay
-    square: a height set from outside would stretch its plot to fill it)."""
+    square: a height set from outside would stretch its plot to fill it).
+
+    ``data``: the named datasets (``alt.NamedData``) of a chart built as a layout without
+    them, e.g. :func:`~nn_tracing.viz.neuron.neuron_history_layout`. The layout, kept by
+    :func:`~nn_tracing.ui.cache.chart`, is converted once; each call sends only its rows.
+    Not with ``select``: a selectable chart's identity follows its datasets' names."""
+    if data is not None and select is not None:
+        raise ValueError("a chart shown with named data cannot be selectable")
     options: dict[str, Any] = {"width": width, "height": height or viz.element_height(chart)}
     if select is not None:
         options.update(on_select="rerun", selection_mode=select, key=key)
-    return st.vega_lite_chart(spec=_spec(chart), **options)
+    spec = _spec(chart)
+    if data is not None:  # a shallow copy: Streamlit copies the spec before it changes it
+        spec = {**spec, "datasets": {**spec.get("datasets", {}), **data}}
+    return st.vega_lite_chart(spec=spec, **options)
 
 
 def blank_missing(

@@ -361,21 +361,11 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
     neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
     progressive = trace.query is not None and trace.n_neurons > LAZY_NEURONS
 
-    def history_chart(against_layer: bool) -> Any:
-        return cache.chart(
-            "neuron_history",
-            active.key,
-            (neuron, epoch, against_layer),
-            lambda: viz.neuron_history_chart(
-                viz.neuron_history_frame(
-                    trace,
-                    neuron,
-                    cache.layer_quantiles(active.key, layer, trace) if against_layer else None,
-                    epoch,
-                    percentiles=against_layer,
-                )
-            ),
-        )
+    def history_chart(against_layer: bool) -> None:
+        # one layout per kind of profile, converted once; each neuron sends only its rows
+        data, kind = cache.neuron_history(active.key, neuron, epoch, against_layer, trace)
+        layout = cache.chart("neuron_history", "", kind, lambda: viz.neuron_history_layout(*kind))
+        show_chart(layout, data={viz.HISTORY_DATA: data}, width="content")
 
     with _section("drawing the neuron's metrics over training"):
         # on a big run directory, the layer's quartiles (once per layer) and the percentiles
@@ -383,7 +373,7 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
         # alone first (one read of its rows), then redrawn in place against its layer
         slot = st.empty()
         with slot:
-            show_chart(history_chart(not progressive), width="content")
+            history_chart(not progressive)
         st.caption(views.history_caption(trace, neuron, epoch, layer))
     with _section("summarising the neuron at this epoch"):
         st.markdown(f"**At {time_key(epoch)}, against its layer**")
@@ -399,9 +389,9 @@ def _over_training(active: ActiveTrace, settings: Settings) -> None:
     if progressive:
         with _section("drawing the neuron's layer behind its metrics"):
             with st.spinner("Adding its layer's median, quartiles and percentiles…"):
-                chart = history_chart(True)
+                cache.neuron_history(active.key, neuron, epoch, True, trace)
             with slot:
-                show_chart(chart, width="content")
+                history_chart(True)
 
 
 def _image_section(active: ActiveTrace, neuron: int, epoch: int, weights_epoch: int) -> None:

@@ -32,14 +32,19 @@ from .common import MARK_BUDGET, element_height, metric_title, signature
 from .curves import curves_frame, training_curves_chart
 from .health import health_chart, health_frame
 from .neuron import (
+    HISTORY_DATA,
     activation_histogram_chart,
     activation_histogram_frame,
+    history_layout_key,
     layer_quantiles,
     neuron_history_chart,
+    neuron_history_data,
     neuron_history_frame,
+    neuron_history_layout,
 )
 
 __all__ = [
+    "HISTORY_DATA",
     "MARK_BUDGET",
     "PICK",
     "BrainScan",
@@ -51,6 +56,7 @@ __all__ = [
     "element_height",
     "health_chart",
     "health_frame",
+    "history_layout_key",
     "layer_epoch_chart",
     "layer_epoch_frame",
     "layer_quantiles",
@@ -58,7 +64,9 @@ __all__ = [
     "neuron_epoch_chart",
     "neuron_epoch_frame",
     "neuron_history_chart",
+    "neuron_history_data",
     "neuron_history_frame",
+    "neuron_history_layout",
     "signature",
     "training_curves_chart",
 ]

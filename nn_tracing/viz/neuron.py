@@ -17,12 +17,16 @@ from .common import INTEGER_AXIS
 from .palette import HIGHLIGHT, NULL_BAND, NULL_LINE, SERIES
 
 __all__ = [
+    "HISTORY_DATA",
     "activation_histogram_chart",
     "activation_histogram_frame",
     "chart_data",
+    "history_layout_key",
     "layer_quantiles",
     "neuron_history_chart",
+    "neuron_history_data",
     "neuron_history_frame",
+    "neuron_history_layout",
 ]
 
 
@@ -77,6 +81,9 @@ def even_columns(n_panels: int, *, fewest: int = 3, most: int = 5) -> int:
 #: The columns :func:`neuron_history_chart` draws (its marks, tooltip and selected epoch).
 _CHART_COLUMNS = ("epoch", "metric", "value", "p25", "median", "p75", "percentile")
 
+#: The name of the dataset a profile chart's layout (:func:`neuron_history_layout`) draws.
+HISTORY_DATA = "neuron_history"
+
 
 def chart_data(frame: pd.DataFrame) -> pd.DataFrame:
     """What the profile chart sends to the browser, and no more: the drawn columns, and the
@@ -91,42 +98,74 @@ def chart_data(frame: pd.DataFrame) -> pd.DataFrame:
     return data.reset_index(drop=True)
 
 
-def neuron_history_chart(frame: pd.DataFrame, *, columns: int | None = None) -> alt.FacetChart:
-    """Small multiples, one per metric: the neuron (line) over its layer's median (dashed)
-    and interquartile band (shaded); the selected epoch as a vertical rule. The grid is as
-    even as the number of metrics allows (:func:`even_columns`) and every panel keeps the
-    same room for its y labels, so that the columns line up."""
-    metrics = [m for m in METRICS if frame.loc[frame["metric"] == m, "value"].notna().any()]
+def history_layout_key(frame: pd.DataFrame) -> tuple[tuple[str, ...], bool, bool]:
+    """What the layout of ``frame``'s profile chart depends on, and nothing else: the metrics
+    it has values of, whether its layer's quartiles are known, whether its percentiles are."""
+    valued = set(frame.loc[frame["value"].notna(), "metric"].unique())
+    metrics = tuple(m for m in METRICS if m in valued)
+    return metrics, bool(frame["median"].notna().any()), "percentile" in frame
+
+
+def neuron_history_data(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the profile chart of ``frame`` draws (the metrics of its layout)."""
+    metrics = history_layout_key(frame)[0]
+    return chart_data(frame[frame["metric"].isin(metrics)])
+
+
+def neuron_history_layout(
+    metrics: tuple[str, ...], layer: bool, percentiles: bool, *, columns: int | None = None
+) -> alt.FacetChart:
+    """The profile chart without its data, which it reads from the dataset
+    :data:`HISTORY_DATA` (:func:`neuron_history_data`): one layout serves every neuron with
+    the same :func:`history_layout_key`, so a page builds and converts it once and sends
+    only each neuron's rows. Small multiples, one per metric: the neuron (line), with
+    ``layer`` over its layer's median (dashed) and interquartile band (shaded); the selected
+    epoch as a vertical rule. The grid is as even as the number of metrics allows
+    (:func:`even_columns`) and every panel keeps the same room for its y labels, so that the
+    columns line up."""
     columns = columns or even_columns(len(metrics))
     width = min(170, 780 // columns - 50)
-    data = chart_data(frame[frame["metric"].isin(metrics)])
     x = alt.X("epoch:Q", title=None, scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS))
     tooltip = [
         alt.Tooltip("signature:N", title="signature"),
         alt.Tooltip("metric:N"),
         alt.Tooltip("value:Q", format=".4g"),
-        alt.Tooltip("median:Q", title="layer median", format=".4g"),
-        alt.Tooltip("p25:Q", title="layer 25th pct", format=".4g"),
-        alt.Tooltip("p75:Q", title="layer 75th pct", format=".4g"),
     ]
-    if "percentile" in data:
+    if layer:
+        tooltip += [
+            alt.Tooltip("median:Q", title="layer median", format=".4g"),
+            alt.Tooltip("p25:Q", title="layer 25th pct", format=".4g"),
+            alt.Tooltip("p75:Q", title="layer 75th pct", format=".4g"),
+        ]
+    if percentiles:
         tooltip.append(alt.Tooltip("percentile:Q", title="percentile in layer", format=".0%"))
     base = alt.Chart()
     y_axis = alt.Axis(format="~g", minExtent=44, labelLimit=44, tickCount=4)
-    band = base.mark_area(opacity=0.25, color=NULL_BAND).encode(
-        x=x, y=alt.Y("p25:Q", title=None, scale=alt.Scale(zero=False), axis=y_axis), y2="p75:Q"
-    )
-    median = base.mark_line(color=NULL_LINE, strokeDash=[4, 3]).encode(x=x, y="median:Q")
-    line = base.mark_line(point=alt.OverlayMarkDef(size=18), color=SERIES).encode(
-        x=x, y="value:Q", tooltip=tooltip
-    )
+    y_scale = alt.Scale(zero=False)
+    line = base.mark_line(point=alt.OverlayMarkDef(size=18), color=SERIES)
     rule = base.mark_rule(color=HIGHLIGHT).encode(x=x).transform_filter("datum.selected")
+    if layer:
+        band = base.mark_area(opacity=0.25, color=NULL_BAND).encode(
+            x=x, y=alt.Y("p25:Q", title=None, scale=y_scale, axis=y_axis), y2="p75:Q"
+        )
+        median = base.mark_line(color=NULL_LINE, strokeDash=[4, 3]).encode(x=x, y="median:Q")
+        layers = [band, median, line.encode(x=x, y="value:Q", tooltip=tooltip), rule]
+    else:  # the neuron alone: no empty band and median for the browser to lay out
+        value = alt.Y("value:Q", title=None, scale=y_scale, axis=y_axis)
+        layers = [line.encode(x=x, y=value, tooltip=tooltip), rule]
     return (
-        alt.layer(band, median, line, rule, data=data)
+        alt.layer(*layers, data=alt.NamedData(HISTORY_DATA))
         .properties(width=width, height=100)
-        .facet(facet=alt.Facet("metric:N", sort=metrics, title=None), columns=columns)
+        .facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None), columns=columns)
         .resolve_scale(y="independent")
     )
+
+
+def neuron_history_chart(frame: pd.DataFrame, *, columns: int | None = None) -> alt.FacetChart:
+    """The profile chart of ``frame`` (:func:`neuron_history_frame`) with its data: its
+    layout (:func:`neuron_history_layout`) given its rows (:func:`neuron_history_data`)."""
+    layout = neuron_history_layout(*history_layout_key(frame), columns=columns)
+    return layout.properties(data=neuron_history_data(frame))
 
 
 def activation_histogram_frame(

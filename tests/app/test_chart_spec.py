@@ -1,5 +1,6 @@
 """A chart's Vega-Lite spec is converted once per chart object (``nn_tracing/ui/charts.py``):
-the same spec Streamlit's own conversion gives, reused while the chart lives, dropped with it."""
+the same spec Streamlit's own conversion gives, reused while the chart lives, dropped with it;
+a layout shown with named data sends what the whole chart would."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import gc
 
 import altair as alt
 import pandas as pd
+import pytest
+import streamlit as st
+from streamlit import dataframe_util
 from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec
 
+from nn_tracing import load_trace, viz
 from nn_tracing.ui import charts
 from nn_tracing.viz.palette import with_palette
 
@@ -44,3 +49,41 @@ def test_a_charts_spec_goes_with_it() -> None:
     del chart
     gc.collect()
     assert key not in charts._SPECS
+
+
+def test_a_layout_shown_with_its_data_sends_what_the_whole_chart_sends(
+    tiny_trace_file, monkeypatch
+) -> None:
+    """The Neurons page's profile: one layout converted once, then each neuron's rows."""
+    trace = load_trace(tiny_trace_file)
+    sent: list[dict] = []
+    monkeypatch.setattr(st, "vega_lite_chart", lambda spec, **options: sent.append(spec))
+    conversions = []
+    monkeypatch.setattr(
+        charts,
+        "_convert_altair_to_vega_lite_spec",
+        lambda chart: conversions.append(chart) or _convert_altair_to_vega_lite_spec(chart),
+    )
+    quantiles = viz.layer_quantiles(trace, "hidden_1")
+    frames = [viz.neuron_history_frame(trace, n, quantiles, 4) for n in (3, 4)]
+    kind = viz.history_layout_key(frames[0])
+    assert viz.history_layout_key(frames[1]) == kind == (kind[0], True, True)
+    layout = viz.neuron_history_layout(*kind)
+    for frame in frames:
+        charts.show_chart(layout, data={viz.HISTORY_DATA: viz.neuron_history_data(frame)})
+    assert len(conversions) == 1  # the layout, once for both neurons
+
+    for frame, spec in zip(frames, sent):
+        whole = _convert_altair_to_vega_lite_spec(with_palette(viz.neuron_history_chart(frame)))
+        [(name, rows)] = whole.pop("datasets").items()
+        assert whole.pop("data") == {"name": name}
+        data = spec["datasets"][viz.HISTORY_DATA]
+        assert dataframe_util.convert_anything_to_arrow_bytes(data) == rows
+        rest = {k: v for k, v in spec.items() if k not in ("data", "datasets")}
+        assert spec["data"] == {"name": viz.HISTORY_DATA} and rest == whole
+    assert sent[0]["datasets"][viz.HISTORY_DATA]["signature"].iloc[0] == "E_0/L_hidden_1/n_3"
+
+
+def test_a_chart_with_named_data_cannot_be_selectable() -> None:
+    with pytest.raises(ValueError, match="selectable"):
+        charts.show_chart(_chart(), data={"d": pd.DataFrame()}, select="pick")
