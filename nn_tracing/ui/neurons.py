@@ -15,14 +15,14 @@ weights over every epoch) run on the analysis worker with a progress bar
 (:func:`nn_tracing.ui.compute.run_analysis`); every chart is :mod:`nn_tracing.viz`', and what
 the page computes itself to show them (which epoch's weights, the neuron against its layer,
 captions, the health table's rows) is :mod:`nn_tracing.views.neurons`' and
-:mod:`nn_tracing.views.health`'. This module keeps the widgets and the layout. An analysis
+:mod:`nn_tracing.views.health`'. This module keeps the widgets and the layout; the health
+line and the health tab are :mod:`nn_tracing.ui.neurons_health`'s. An analysis
 that cannot run on this trace (no probe set, no weights at this epoch, a custom model, inputs
 that are not 2-D) says why in its place, and the rest of the page keeps working.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,13 +34,7 @@ import streamlit as st
 
 from .. import viz
 from ..analysis import profiles
-from ..analysis.health import FLAG_TITLES, FLAGS, NeuronHealth
-from ..analysis.health_neuron import (
-    LayerReferences,
-    NeuronFlags,
-    layer_references,
-    neuron_flags,
-)
+from ..analysis.health import FLAGS, NeuronHealth
 from ..analysis.profiles import ActivationField, ProfileUnavailable
 from ..timeaxis import time_key, time_title
 from ..trace import NetworkTrace, format_signature
@@ -50,7 +44,7 @@ from ..views.neurons import TOP_ORDERS, resolve_neuron
 from ..viz import profile as profile_viz
 from . import cache, state, url
 from .app import require_shell
-from .charts import BLANK, blank_missing, load_charting, neuron_table, show_chart
+from .charts import BLANK, blank_missing, load_charting, show_chart
 from .compute import run_analysis
 from .follow import follow
 from .links import open_picked
@@ -61,9 +55,10 @@ from .neurons_channels import (
     kernel_section,
 )
 from .neurons_fourier import fourier_section
+from .neurons_health import health_line_of, health_table
 from .text import guarded, md_escape
 from .traces import ActiveTrace, no_trace_message, resolve_active
-from .widgets import epoch_picker, health_definitions
+from .widgets import epoch_picker
 
 __all__ = ["SECTIONS", "URL", "Settings", "render_neurons", "resolve_neuron"]
 
@@ -283,22 +278,6 @@ def _top(
     return top, profiles.class_enrichment(_trace, top)
 
 
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _layer_references(key: str, layer: str, _trace: NetworkTrace) -> LayerReferences:
-    return layer_references(_trace, layer)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _neuron_flags(key: str, neuron: int, _trace: NetworkTrace) -> NeuronFlags:
-    references = _layer_references(key, _trace.layer_of(neuron).name, _trace)
-    return neuron_flags(_trace, neuron, references=references)
-
-
-@st.cache_data(max_entries=_ENTRIES, show_spinner=False)
-def _health_rows(key: str, epoch: int, _health: NeuronHealth) -> pd.DataFrame:
-    return _health.table(epoch)
-
-
 # -- computations on the analysis worker (slow, or with progress: see nn_tracing.ui.compute) --
 def _incoming_history(active: ActiveTrace, neuron: int) -> pd.DataFrame:
     trace = active.trace
@@ -348,14 +327,6 @@ def _field(active: ActiveTrace, neuron: int, epoch: int) -> ActivationField:
 
 
 # -- sections ----------------------------------------------------------------------------------
-def _health_line(active: ActiveTrace, neuron: int, epoch: int) -> None:
-    """The neuron's flags at ``epoch`` (from its own history and its layer's medians, not
-    every neuron's health) and the flags' definitions."""
-    flags = _neuron_flags(active.key, neuron, active.trace)
-    st.markdown(health_view.neuron_health_line(flags, neuron, epoch))
-    health_definitions(flags.thresholds)
-
-
 def _over_training(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
     neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
@@ -640,68 +611,6 @@ def _field_section(active: ActiveTrace, settings: Settings) -> None:
         st.caption(views.field_caption(field, neuron, field_epoch))
 
 
-def _filters_digest(*values: object) -> str:
-    return hashlib.sha1(repr(values).encode()).hexdigest()[:10]
-
-
-def _health_columns() -> dict[str, Any]:
-    """How the health table shows its columns."""
-    return {
-        **{flag: st.column_config.CheckboxColumn(FLAG_TITLES[flag]) for flag in FLAGS},
-        "n_flags": st.column_config.NumberColumn("flags"),
-        "act_active": st.column_config.NumberColumn("active on probe", format="percent"),
-        "saturation": st.column_config.NumberColumn("saturated samples", format="percent"),
-        "grad_ratio": st.column_config.NumberColumn(
-            "grad / layer median", format="%.3g", help="gradient norm over its layer's median"
-        ),
-        "w_growth": st.column_config.NumberColumn(
-            f"weight norm / {time_key(0)}",
-            format="%.3g",
-            help=f"incoming-weight norm over its {time_key(0)} norm",
-        ),
-    }
-
-
-def _health_table(active: ActiveTrace, settings: Settings) -> None:
-    trace = active.trace
-    neuron, epoch = settings.neuron, settings.epoch
-    health = cache.health(active.key, trace)
-    table = _health_rows(active.key, epoch, health)
-    left, right = st.columns(2)
-    with left:
-        st.multiselect(
-            "Layers",
-            trace.layer_names(),
-            key=state.NEURON_HEALTH_LAYERS,
-            placeholder="every layer",
-        )
-    with right:
-        st.multiselect(
-            "Flagged as (any of)",
-            health_view.defined_flags(health),
-            key=state.NEURON_HEALTH_FLAGS,
-            format_func=lambda f: FLAG_TITLES[f],
-            placeholder="every neuron, flagged or not",
-        )
-    layers, flags = list(settings.health_layers), list(settings.health_flags)
-    view = health_view.table_view(table, health, layers, flags)
-    kept = view.head(health_view.MAX_TABLE_ROWS)
-    st.caption(health_view.table_caption(table, health, epoch, len(kept), len(view)))
-    view = kept
-    key = f"{state.NEURON_HEALTH_TABLE}:{active.ref}:{neuron}:{epoch}:" + _filters_digest(
-        layers, flags
-    )
-    neuron_table(
-        active.name,
-        view,
-        [trace.signature(epoch, int(n)) for n in view["neuron"]],
-        key=key,
-        max_height=420,
-        column_config=_health_columns(),
-        current=trace.signature(epoch, neuron),
-    )
-
-
 def _data_section(active: ActiveTrace, settings: Settings) -> None:
     trace = active.trace
     neuron, epoch, layer = settings.neuron, settings.epoch, settings.layer
@@ -775,7 +684,7 @@ def _page(active: ActiveTrace) -> None:
         if drawn[i] and i not in hidden:
             draw(i)
     with health_line, guarded("checking the neuron's health"):
-        _health_line(active, neuron, epoch)
+        health_line_of(active, neuron, epoch)
     for i in hidden:
         draw(i)
     URL.publish(settings, active.ref, hidden=url.at_defaults(settings))
@@ -799,6 +708,12 @@ _SECTION_DRAWERS: dict[str, Callable[[ActiveTrace, Settings], None]] = {
     "Over training": _over_training,
     "Inputs and outputs": _inputs_outputs,
     "What it responds to": _responses_section,
-    "Health of every neuron": _health_table,
+    "Health of every neuron": lambda active, settings: health_table(
+        active,
+        settings.neuron,
+        settings.epoch,
+        list(settings.health_layers),
+        list(settings.health_flags),
+    ),
     "Its data": _data_section,
 }
