@@ -150,8 +150,8 @@ def _fsync_directory(directory: Path) -> None:
 
 #: Rows per Parquet row group of a part. One neuron's history reads one row of every part,
 #: and DuckDB skips the row groups that cannot hold it: with 16 384 rows a group, the history
-#: of a neuron of a 100k-neuron trace reads 1/7 of each part (≈ 100 → 45 ms over 101 parts,
-#: docs/performance.md); whole-part scans stay as fast.
+#: of a neuron of a 100k-neuron trace reads 1/7 of each part (127 → 72 ms over 101 parts,
+#: docs/performance.md); whole-part scans stay within noise of one group a part.
 PART_ROW_GROUP = 16_384
 
 
