@@ -360,3 +360,42 @@ def test_a_neurons_history_is_read_once_and_handed_out_as_copies(run, trace):
     pd.testing.assert_frame_equal(again, want, check_dtype=False)
     loaded.query.neuron_history(8)
     assert len(calls) == 1
+
+
+def test_parts_in_several_row_groups_answer_every_query_the_same(trace, tmp_path, monkeypatch):
+    """Parts are written in row groups (``rundir.PART_ROW_GROUP``) so that one neuron's
+    history skips the groups that cannot hold it; with groups of 7 rows, every query reads
+    what the trace in memory holds, neurons on both sides of a group's edge included."""
+    import pyarrow.parquet as pq
+
+    from nn_tracing import rundir
+
+    monkeypatch.setattr(rundir, "PART_ROW_GROUP", 7)
+    directory = tmp_path / "grouped"
+    writer = RunWriter(directory, trace)
+    for epoch in trace.epochs:
+        writer.write_epoch(epoch)
+    writer.close()
+    part = pq.ParquetFile(directory / "neurons" / f"epoch={trace.epochs[-1]}" / "part.parquet")
+    groups = part.metadata.num_row_groups
+    assert groups == -(-trace.n_neurons // 7) and part.metadata.row_group(0).num_rows == 7
+    loaded = load_trace(directory)
+    frame = trace.frame
+    for neuron in (0, 6, 7, 13, 14, trace.n_neurons - 1):
+        history = loaded.query.neuron_history(neuron)
+        want = frame.xs(neuron, level="neuron").reset_index()
+        np.testing.assert_array_equal(
+            history[list(METRICS)].to_numpy(), want[list(METRICS)].to_numpy()
+        )
+    for epoch in trace.epochs:
+        np.testing.assert_array_equal(
+            loaded.query.epoch_slice(epoch, 5, 16), trace.metrics_at(epoch)[5:17]
+        )
+    info = trace.layer("hidden_1")
+    index = trace.layer_names().index("hidden_1")
+    values = trace.metric("act_mean").astype(np.float64)[:, info.first_id : info.last_id + 1]
+    shares = loaded.query.neuron_percentiles(info.first_id + 8, index)[METRICS.index("act_mean")]
+    own = values[:, 8:9]
+    np.testing.assert_allclose(
+        shares, ((values < own).sum(1) + 0.5 * (values == own).sum(1)) / values.shape[1]
+    )
