@@ -20,8 +20,11 @@ by row whenever a part is loaded whole) are never trusted here.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -74,6 +77,7 @@ class NeuronQuery:
         self.n_neurons = sum(info.n_neurons for info in self.layers)
         self._lock = threading.Lock()
         self._con = _connect(self.files, threads or min(4, os.cpu_count() or 1))
+        _OPEN.add(self)
         # the last neurons' histories: a page asks for a neuron's history several times in
         # one run (its profile, its percentiles, its health line), each a pass over every part
         self._histories: OrderedDict[int, pd.DataFrame] = OrderedDict()
@@ -394,9 +398,25 @@ class NeuronQuery:
         return out
 
     def close(self) -> None:
-        """Close the database (a later query raises)."""
+        """Close the database (a later query raises); closing twice is harmless."""
         with self._lock:
             self._con.close()
+        _OPEN.discard(self)
+
+
+#: Every query not closed yet. A DuckDB database left for the interpreter's teardown (its
+#: scheduler's threads still waiting) can hang or abort the process's exit (duckdb#13904): a
+#: server stopped with Ctrl-C once waited over 30 s with dozens of threads in futex waits
+#: (tests/e2e/test_server_lifecycle.py). They are closed while the interpreter is whole.
+_OPEN: weakref.WeakSet[NeuronQuery] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_queries() -> None:
+    """Close every :class:`NeuronQuery` still open (run at the interpreter's exit)."""
+    for query in list(_OPEN):
+        with contextlib.suppress(Exception):
+            query.close()
 
 
 def _grid_positions(

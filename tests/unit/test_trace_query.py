@@ -399,3 +399,36 @@ def test_parts_in_several_row_groups_answer_every_query_the_same(trace, tmp_path
     np.testing.assert_allclose(
         shares, ((values < own).sum(1) + 0.5 * (values == own).sum(1)) / values.shape[1]
     )
+
+
+def test_open_queries_are_closed_at_the_interpreters_exit(run, tmp_path):
+    """DuckDB databases are not left to the interpreter's teardown (duckdb#13904: it can hang
+    the exit): every open query is closed by an ``atexit`` hook, and a process that opened
+    several run directories exits promptly."""
+    import subprocess
+    import sys
+
+    from nn_tracing import trace_query
+
+    queries = [load_trace(run).query for _ in range(2)]
+    assert all(q in trace_query._OPEN for q in queries)
+    trace_query._close_open_queries()
+    assert not any(q in trace_query._OPEN for q in queries)
+    for query in queries:
+        with pytest.raises(Exception, match=r"(?i)closed"):
+            query.neuron_history(0)
+    # atexit runs its hooks last registered first: this one, registered before nn_tracing is
+    # imported, runs after the module's own hook
+    script = (
+        "import atexit, sys\n"
+        "left = lambda: len(sys.modules['nn_tracing.trace_query']._OPEN)\n"
+        "atexit.register(lambda: print('open at exit:', left()))\n"
+        "import nn_tracing as nt\n"
+        f"traces = [nt.load_trace({str(run)!r}) for _ in range(4)]\n"
+        "print('open before:', sum(t.query.neuron_history(1) is not None for t in traces))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "open before: 4" in done.stdout and "open at exit: 0" in done.stdout
