@@ -10,14 +10,16 @@ message while the traceback goes to the server log.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
+from streamlit.runtime.runtime import Runtime, RuntimeState
 
 from ..views.text import fmt_duration, md_escape
 
-__all__ = ["fmt_duration", "guarded", "md_escape", "show_message"]
+__all__ = ["fmt_duration", "guarded", "md_escape", "server_stopping", "show_message"]
 
 logger = logging.getLogger("nn_tracing.ui")
 
@@ -41,9 +43,23 @@ def guarded(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
+        if server_stopping():  # a script run outliving Ctrl-C: the shutdown's error, not ours
+            logger.info("stopped while %s, as the server shuts down (%s)", what, exc)
+            return
         logger.exception("error while %s", what)
         st.error(
             f"Something went wrong while {what}: {md_escape(type(exc).__name__)}: "
             f"{md_escape(exc, max_length=400)}. The rest of the app keeps working; the details "
             "are in the server log."
         )
+
+
+def server_stopping() -> bool:
+    """Whether the server is shutting down (Ctrl-C, SIGTERM): a script run still drawing then
+    fails where the interpreter refuses new work (a thread pool after its shutdown), and that
+    is no error of the page's."""
+    if sys.is_finalizing():
+        return True
+    if not Runtime.exists():
+        return False
+    return Runtime.instance().state in (RuntimeState.STOPPING, RuntimeState.STOPPED)
