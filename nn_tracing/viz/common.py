@@ -209,8 +209,17 @@ def element_height(chart: alt.TopLevelMixin) -> int:
         header = _facet_header(facet, panels if isinstance(panels, list) else [])
         grid = rows * (_plot_height(chart.spec) + header) + (rows - 1) * _FACET_SPACING
         axis = _x_axis_height(chart.spec) or _X_AXIS
-        return grid + title + axis + _FACET_PADDING + _legend_row(chart)
+        axes = rows if _own_x_axes(chart) else 1  # an x axis under every row, or the grid's
+        return grid + title + axes * axis + _FACET_PADDING + _legend_row(chart)
     return _plot_height(chart) + title + _x_axis_height(chart) + _PADDING
+
+
+def _own_x_axes(chart: alt.FacetChart) -> bool:
+    """Whether every panel of a facet draws its own x axis (``resolve_axis(x="independent")``)."""
+    resolve = chart.resolve
+    if resolve is alt.Undefined:
+        return False
+    return resolve.to_dict().get("axis", {}).get("x") == "independent"
 
 
 def _facet_header(facet: dict, panels: list) -> int:

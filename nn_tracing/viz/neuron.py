@@ -122,7 +122,8 @@ def neuron_history_layout(
     ``layer`` over its layer's median (dashed) and interquartile band (shaded); the selected
     epoch as a vertical rule. The grid is as even as the number of metrics allows
     (:func:`even_columns`) and every panel keeps the same room for its y labels, so that the
-    columns line up."""
+    columns line up. Every panel draws its own epoch axis: a shared one would sit at the grid's
+    foot, under the empty cells of a short last row."""
     columns = columns or even_columns(len(metrics))
     width = min(170, 780 // columns - 50)
     x = alt.X("epoch:Q", title=None, scale=alt.Scale(nice=False), axis=alt.Axis(**INTEGER_AXIS))
@@ -158,6 +159,7 @@ def neuron_history_layout(
         .properties(width=width, height=100)
         .facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None), columns=columns)
         .resolve_scale(y="independent")
+        .resolve_axis(x="independent")
     )
 
 

@@ -105,6 +105,10 @@ def test_a_neurons_small_multiples_fill_an_even_grid(trace) -> None:
     spec = chart.to_dict()
     # every panel keeps the same room for its y labels, so that the columns line up
     assert spec["spec"]["layer"][0]["encoding"]["y"]["axis"]["minExtent"] == 44
-    # no tall gap below: the element is no taller than its rows, header and tick labels need
+    # every panel draws its own epoch axis (a shared one sits at the grid's foot, under the
+    # empty cells of a short last row), on one shared epoch scale
+    assert spec["resolve"]["axis"] == {"x": "independent"}
+    assert "x" not in spec["resolve"].get("scale", {})
+    # no tall gap below: the element is no taller than its rows, headers and axes need
     rows = -(-n_panels // columns)
-    assert element_height(chart) <= rows * (100 + 22 + 24) + 30 + 36
+    assert element_height(chart) <= rows * (100 + 22 + 24 + 30) + 36
