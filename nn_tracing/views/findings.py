@@ -151,7 +151,8 @@ def _since_finding(
         else f"all since {time_key(epochs[latest])} (the first since {time_key(epochs[first])})"
     )
     text = (
-        f"**{flagged.size} of {total} {population} are {word}** at {last}, {when}; "
+        f"**{flagged.size} of {total} {population} {'is' if flagged.size == 1 else 'are'} "
+        f"{word}** at {last}, {when}; "
         f"{_by_layer(trace, flagged)}. {definition}"
     )
     return Finding("overview", "Neuron health", text, "fact")

@@ -36,14 +36,19 @@ def md_escape(text: object, max_length: int = 200) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """``"0:07"``, ``"3:25"``, ``"1:02:03"``; ``"–"`` when unknown.
+    """``"0.8 s"``, ``"42 s"``, ``"3:25"``, ``"1:02:03"``; ``"–"`` when unknown. Under a
+    minute a duration reads in seconds (a clock's ``"0:00"`` would hide a 0.4 s training).
 
-    >>> fmt_duration(3723.4)
-    '1:02:03'
+    >>> fmt_duration(0.43), fmt_duration(41.6), fmt_duration(3723.4)
+    ('0.4 s', '42 s', '1:02:03')
     """
     if seconds is None or not math.isfinite(seconds):
         return "–"
-    total = max(round(seconds), 0)
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f} s"
+    if seconds < 59.5:
+        return f"{round(seconds)} s"
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -224,7 +224,9 @@ def test_the_overviews_findings_above_the_picker_are_written_after_the_page_and_
     n_dead = int((health.flags["dead"][-1] & hidden).sum())
     n_hidden = int(hidden.sum())
     expected = (
-        f"{n_dead} of {n_hidden} hidden neurons are dead" if n_dead else f"None of the {n_hidden}"
+        f"{n_dead} of {n_hidden} hidden neurons {'is' if n_dead == 1 else 'are'} dead"
+        if n_dead
+        else f"None of the {n_hidden}"
     )
     assert expected not in shown.replace("\\", "")  # the app's own flags: when asked
     assert "dormant at E_3" in shown

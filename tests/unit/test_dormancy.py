@@ -210,7 +210,8 @@ def test_flags_over_global_ids_feed_the_overviews_finding(planted: NetworkTrace)
     found = overview_findings(planted, None, dormant=flags, dormant_applies=applies)
     text = found[0].text.replace("\\", "")
     n_dormant = int(flags[-1].sum())
-    assert text.startswith(f"**{n_dormant} of 16 hidden neurons are dormant** at E_5")
+    verb = "is" if n_dormant == 1 else "are"
+    assert text.startswith(f"**{n_dormant} of 16 hidden neurons {verb} dormant** at E_5")
     since = result.dormant_since(0.0)["since"]
     assert max(since) == KILL_FROM  # the silenced neuron is the last to fall asleep
     assert f"all since E_{KILL_FROM} (the first since E_{min(since)})" in text

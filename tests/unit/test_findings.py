@@ -99,7 +99,7 @@ def test_dormancy_plugs_in_like_a_health_flag(planted: NetworkTrace) -> None:
         planted, None, dormant=dormant, dormant_definition="Dormant: τ-dormant."
     )
     text = plain(found[0].text)
-    assert text.startswith("**1 of 14 hidden and output neurons are dormant** at E_9, since E_5")
+    assert text.startswith("**1 of 14 hidden and output neurons is dormant** at E_9, since E_5")
     assert text.endswith("; all in L_hidden_2. Dormant: τ-dormant.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from nn_tracing.views.text import change_words, difference_words
+from nn_tracing.views.text import change_words, difference_words, fmt_duration
 
 
 def test_a_drop_lowers_and_a_negative_drop_raises() -> None:
@@ -20,3 +20,16 @@ def test_a_zero_difference_is_exact_and_never_at_most_zero() -> None:
     assert difference_words(0.0, "a", "b") == "a equal b exactly"
     assert difference_words(3.2e-07, "a", "b") == "a differ from b by at most 3.2e-07"
     assert "at most 0" not in difference_words(0.0, "a", "b")
+
+
+def test_a_duration_under_a_minute_reads_in_seconds_not_as_a_clock() -> None:
+    assert fmt_duration(0.43) == "0.4 s"  # a demo's training is not "0:00"
+    assert fmt_duration(9.94) == "9.9 s"
+    assert fmt_duration(9.96) == "10 s"
+    assert fmt_duration(41.6) == "42 s"
+    assert fmt_duration(59.4) == "59 s"
+    assert fmt_duration(59.6) == "1:00"
+    assert fmt_duration(125.0) == "2:05"
+    assert fmt_duration(3723.4) == "1:02:03"
+    assert fmt_duration(-0.2) == "0.0 s"
+    assert fmt_duration(None) == fmt_duration(math.nan) == "–"
