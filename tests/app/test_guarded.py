@@ -16,27 +16,23 @@ def _fail_inside_guarded() -> None:
         raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
 
-def test_an_error_is_logged_with_its_traceback(caplog, monkeypatch) -> None:
-    monkeypatch.setattr(text, "server_stopping", lambda: False)
+@pytest.mark.parametrize("stopping", [False, True], ids=["serving", "shutting down"])
+def test_an_error_is_logged_with_its_traceback_unless_the_server_stops(
+    caplog, monkeypatch, stopping: bool
+) -> None:
+    monkeypatch.setattr(text, "server_stopping", lambda: stopping)
     shown = []
     monkeypatch.setattr(text.st, "error", shown.append)
     with caplog.at_level(logging.INFO, logger="nn_tracing.ui"):
         _fail_inside_guarded()
     [record] = caplog.records
-    assert record.levelno == logging.ERROR and record.exc_info is not None
-    assert "drawing a chart" in record.getMessage()
-    assert len(shown) == 1 and "RuntimeError" in shown[0]
-
-
-def test_while_the_server_stops_it_is_one_line_without_a_traceback(caplog, monkeypatch) -> None:
-    monkeypatch.setattr(text, "server_stopping", lambda: True)
-    shown = []
-    monkeypatch.setattr(text.st, "error", shown.append)
-    with caplog.at_level(logging.INFO, logger="nn_tracing.ui"):
-        _fail_inside_guarded()
-    [record] = caplog.records
-    assert record.levelno == logging.INFO and record.exc_info is None
-    assert "shuts down" in record.getMessage() and not shown
+    if stopping:  # one plain line, nothing on the page
+        assert record.levelno == logging.INFO and record.exc_info is None
+        assert "shuts down" in record.getMessage() and not shown
+    else:  # the traceback in the log, the error named to the user
+        assert record.levelno == logging.ERROR and record.exc_info is not None
+        assert "drawing a chart" in record.getMessage()
+        assert len(shown) == 1 and "RuntimeError" in shown[0]
 
 
 @pytest.mark.parametrize("state", ["STOPPING", "STOPPED", "ONE_OR_MORE_SESSIONS_CONNECTED"])
