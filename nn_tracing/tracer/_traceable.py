@@ -9,7 +9,6 @@ statistics when ``drop_batches=False``. It assembles what they measured into a
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -22,14 +21,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..schedule import EpochIntervals, normalize_epoch_intervals, should_record
+from ..schedule import EpochIntervals, should_record
 from ..step_schedule import StepIntervals, checked_step_schedule, step_predicate
-from ..trace import HISTORY_COLUMNS, METRICS, LayerInfo, NetworkTrace
+from ..trace import METRICS, LayerInfo, NetworkTrace
+from ._arguments import checked_probe, checked_schedule, example_args
 from ._budget import RecordingBudget
 from ._discovery import discover, module_device
 from ._distributed import ShardedProbe, resolve_collective, state_arrays, unwrap_data_parallel
+from ._history import checked_history, history_frame
 from ._hooks import Measuring
-from ._probe import ProbeMeasurement, pooled_activations, probe_tensors
+from ._probe import ProbeMeasurement, pooled_activations
 from ._selection import select_layers
 from ._stats import WeightColumns
 from ._steps import StepRecorder
@@ -183,7 +184,7 @@ class TraceableNN(nn.Module):
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"TraceableNN wraps an nn.Module, not {type(module).__name__}")
-        intervals = _checked_schedule(epoch_intervals, num_epochs, has_probe=probe is not None)
+        intervals = checked_schedule(epoch_intervals, num_epochs, has_probe=probe is not None)
         #: the step schedule (``None``: the trace records epochs)
         self.step_intervals = checked_step_schedule(
             step_intervals, epoch_intervals, num_steps, has_probe=probe is not None
@@ -207,8 +208,8 @@ class TraceableNN(nn.Module):
         self.training = module.training
 
         device = module_device(inner)
-        probe_xy = _probe_xy(probe, device)
-        args = _example_args(example_input, probe_xy, device)
+        probe_xy = checked_probe(probe, device)
+        args = example_args(example_input, probe_xy, device)
         self._example_args = args
         self._layout = select_layers(discover(inner, args, layer_names), layers)
         #: the names asked for (``None``: every layer), as the meta records them
@@ -408,7 +409,7 @@ class TraceableNN(nn.Module):
         self._step += 1
         point = self._step
         if history:
-            self._history.setdefault(point, {}).update(_checked_history(history))
+            self._history.setdefault(point, {}).update(checked_history(history))
         record = self.will_record(point) and self._budget_allows(point)
         if record:
             self._record(point)
@@ -452,7 +453,7 @@ class TraceableNN(nn.Module):
         record = self.record_epoch(epoch, force=force)
         self._stop_streaming()
         row = self._history.setdefault(point, {})
-        row.update(_checked_history(history))
+        row.update(checked_history(history))
         row["seconds"] = seconds
         row["recorded"] = record
         self._last_epoch = max(self._last_epoch, epoch)
@@ -499,7 +500,7 @@ class TraceableNN(nn.Module):
     def set_history(self, epoch: int, **values: float) -> None:
         """Add values (``val_loss=…``) to the history row of ``epoch``."""
         self._history.setdefault(epoch, {"recorded": epoch in self._epoch_metrics}).update(
-            _checked_history(values)
+            checked_history(values)
         )
 
     def log_step(self, loss: torch.Tensor | float) -> None:
@@ -561,7 +562,7 @@ class TraceableNN(nn.Module):
             layers=self._layout.infos,
             epoch_metrics=dict(self._epoch_metrics),
             meta=self._build_meta(),
-            history=_history_frame(self._history, self._epoch_metrics),
+            history=history_frame(self._history, self._epoch_metrics),
             steps=pd.concat(self._step_tables, ignore_index=True) if self._step_tables else None,
             probe=self._stored_probe(),
             epoch_tensors=dict(self._epoch_tensors),
@@ -719,54 +720,6 @@ class TraceableNN(nn.Module):
         return meta
 
 
-def _checked_schedule(
-    epoch_intervals: EpochIntervals, num_epochs: int | None, *, has_probe: bool
-) -> EpochIntervals:
-    """The normalised schedule; ``ValueError`` if it cannot work with ``num_epochs``."""
-    intervals = normalize_epoch_intervals(epoch_intervals)
-    if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 1):
-        raise ValueError(f"num_epochs={num_epochs!r} must be a positive integer")
-    if isinstance(intervals, tuple) and num_epochs is not None and intervals[-1] > num_epochs:
-        raise ValueError(f"epoch_intervals lists epoch {intervals[-1]} but num_epochs={num_epochs}")
-    needs_last = intervals == -1 or (isinstance(intervals, int) and intervals > 0)
-    if not has_probe and needs_last and num_epochs is None:
-        raise ValueError(
-            f"epoch_intervals={intervals!r} records the last epoch; without a probe, "
-            "TraceableNN needs num_epochs= to know which epoch is the last"
-        )
-    return intervals
-
-
-def _checked_history(values: Mapping[str, Any]) -> dict[str, float]:
-    """History values as floats; ``ValueError`` for a column the history does not have."""
-    unknown = sorted(set(values) - set(HISTORY_COLUMNS))
-    if unknown:
-        raise ValueError(
-            f"unknown history column(s) {unknown}; known: {', '.join(HISTORY_COLUMNS)}"
-        )
-    return {k: float(v) for k, v in values.items()}
-
-
-def _history_frame(
-    history: Mapping[int, Mapping[str, Any]], recorded: Mapping[int, Any]
-) -> pd.DataFrame:
-    """One row per epoch: ``epoch``, the :data:`HISTORY_COLUMNS` and ``recorded``."""
-    rows = []
-    for epoch in sorted(history):
-        values = history[epoch]
-        row: dict[str, Any] = {"epoch": epoch}
-        for column in HISTORY_COLUMNS:
-            row[column] = float(values.get(column, math.nan))
-        row["recorded"] = bool(values.get("recorded", epoch in recorded))
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=["epoch", *HISTORY_COLUMNS, "recorded"])
-    frame["epoch"] = frame["epoch"].astype("int64")
-    for column in HISTORY_COLUMNS:
-        frame[column] = frame[column].astype("float64")
-    frame["recorded"] = frame["recorded"].astype("bool")
-    return frame
-
-
 def _versions() -> dict[str, str]:
     from .. import __version__
 
@@ -777,28 +730,3 @@ def _versions() -> dict[str, str]:
         "pandas": pd.__version__,
         "python": platform.python_version(),
     }
-
-
-def _example_args(
-    example_input: Any,
-    probe_xy: tuple[torch.Tensor, torch.Tensor] | None,
-    device: torch.device,
-) -> tuple[Any, ...]:
-    """The positional arguments of the forward pass that discovers the layers, on ``device``
-    (two probe samples when no ``example_input`` is given)."""
-    if example_input is None:
-        if probe_xy is None:
-            raise ValueError("TraceableNN needs example_input= (or a probe to take it from)")
-        example_input = probe_xy[0][:2]
-    args = example_input if isinstance(example_input, tuple) else (example_input,)
-    return tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
-
-
-def _probe_xy(
-    probe: tuple[Any, Any] | None, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The probe ``(x, y)`` as checked tensors on ``device`` (``None`` without a probe)."""
-    if probe is None:
-        return None
-    px, py = probe
-    return probe_tensors(px, py, device)
