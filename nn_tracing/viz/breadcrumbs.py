@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import altair as alt
 import numpy as np
@@ -550,112 +551,32 @@ def decision_boundary_chart(
     names = [str(c) for c in class_names]
     k = max(len(names), int(max(before.max(), after.max(), labels.max())) + 1)
     names = names if len(names) == k else [str(i) for i in range(k)]
-    dx = float(xs[1] - xs[0]) if len(xs) > 1 else 1.0
-    dy = float(ys[1] - ys[0]) if len(ys) > 1 else 1.0
-    gx, gy = np.meshgrid(xs, ys)
-    n_cells = gx.size
-    room = max(budget // 2 - n_cells, 50)
-    shown = np.arange(len(labels))
-    note = []
-    flipped_mask = np.zeros(len(labels), dtype=bool)
-    flipped_mask[np.asarray(flipped, dtype=np.int64)] = True
-    if len(labels) > room:
-        rng = np.random.default_rng(random_state)
-        rest = np.flatnonzero(~flipped_mask)
-        keep = rng.choice(rest, size=max(room - int(flipped_mask.sum()), 0), replace=False)
-        shown = np.sort(np.concatenate([np.flatnonzero(flipped_mask), keep]))
-        note.append(
-            f"{len(shown)} of {len(labels)} probe samples drawn (every flipped one; over the "
-            f"mark budget of {budget})"
-        )
-    fx, fy = (
-        (str(feature_names[0]), str(feature_names[1]))
-        if len(feature_names) >= 2
-        else (
-            "x0",
-            "x1",
-        )
+    shown, flipped_mask, note = _drawn_points(
+        labels, flipped, len(xs) * len(ys), budget, random_state
     )
-    domain_names = names
-    color_scale = categorical_scale(domain_names)
-    suffix = "" if standardised_points is not None else " (standardised)"
-    point_tips = [
-        alt.Tooltip("sample:Q", title="probe sample"),
-        alt.Tooltip("x:Q", title=fx, format=".4g"),
-        alt.Tooltip("y:Q", title=fy, format=".4g"),
-    ]
+    probe = pd.DataFrame(
+        {
+            "x": points[shown, 0],
+            "y": points[shown, 1],
+            "label": [names[int(i)] for i in labels[shown]],
+            "sample": shown,
+            "flipped": flipped_mask[shown],
+        }
+    )
     if standardised_points is not None:
-        point_tips += [
-            alt.Tooltip("x_std:Q", title=f"{fx} (standardised)", format=".3f"),
-            alt.Tooltip("y_std:Q", title=f"{fy} (standardised)", format=".3f"),
-        ]
-    panels = []
-    for title, predicted, confidence in (
-        ("before", before, confidence_before),
-        ("after", after, confidence_after),
-    ):
-        cells = pd.DataFrame(
-            {
-                "x": gx.ravel() - dx / 2,
-                "x2": gx.ravel() + dx / 2,
-                "y": gy.ravel() - dy / 2,
-                "y2": gy.ravel() + dy / 2,
-                "predicted": [domain_names[int(i)] for i in predicted],
-                "confidence": confidence,
-            }
+        probe["x_std"] = standardised_points[shown, 0]
+        probe["y_std"] = standardised_points[shown, 1]
+    fx, fy = (
+        (str(feature_names[0]), str(feature_names[1])) if len(feature_names) >= 2 else ("x0", "x1")
+    )
+    plane = _Plane(xs, ys, fx, fy, "" if standardised_points is not None else " (standardised)")
+    panels = [
+        _boundary_panel(plane, title, predicted, confidence, probe, names)
+        for title, predicted, confidence in (
+            ("before", before, confidence_before),
+            ("after", after, confidence_after),
         )
-        probe = pd.DataFrame(
-            {
-                "x": points[shown, 0],
-                "y": points[shown, 1],
-                "label": [domain_names[int(i)] for i in labels[shown]],
-                "sample": shown,
-                "flipped": flipped_mask[shown],
-            }
-        )
-        if standardised_points is not None:
-            probe["x_std"] = standardised_points[shown, 0]
-            probe["y_std"] = standardised_points[shown, 1]
-        x_scale = alt.Scale(domain=[float(xs[0] - dx / 2), float(xs[-1] + dx / 2)], nice=False)
-        y_scale = alt.Scale(domain=[float(ys[0] - dy / 2), float(ys[-1] + dy / 2)], nice=False)
-        grid = (
-            alt.Chart(cells)
-            .mark_rect(stroke=None)
-            .encode(
-                x=alt.X("x:Q", title=f"{fx}{suffix}", scale=x_scale),
-                x2="x2:Q",
-                y=alt.Y("y:Q", title=f"{fy}{suffix}", scale=y_scale),
-                y2="y2:Q",
-                color=alt.Color("predicted:N", scale=color_scale, title="class"),
-                opacity=alt.Opacity(
-                    "confidence:Q",
-                    scale=alt.Scale(domain=[1 / k, 1], range=[0.08, 0.45]),
-                    legend=None,
-                ),
-                tooltip=[
-                    alt.Tooltip("predicted:N", title="predicted"),
-                    alt.Tooltip("confidence:Q", format=".2f"),
-                ],
-            )
-        )
-        dots = (
-            alt.Chart(probe)
-            .mark_circle(size=28)
-            .encode(
-                x=alt.X("x:Q", scale=x_scale),
-                y=alt.Y("y:Q", scale=y_scale),
-                color=alt.Color("label:N", scale=color_scale, title="class"),
-                stroke=alt.condition("datum.flipped", alt.value(REFERENCE), alt.value(None)),
-                strokeWidth=alt.condition("datum.flipped", alt.value(1.5), alt.value(0)),
-                opacity=alt.value(0.9),
-                tooltip=[
-                    *point_tips,
-                    alt.Tooltip("label:N", title="class"),
-                    alt.Tooltip("flipped:N", title="prediction flipped"),
-                ],
-            )
-        )
-        panels.append(alt.layer(grid, dots).properties(title=title, width=300, height=300))
+    ]
     subtitle = [
         "cells: the predicted class over the plane (paler: less confident); points: the probe "
         "set by true class, outlined in black where the prediction flipped",
@@ -664,3 +585,117 @@ def decision_boundary_chart(
     return alt.hconcat(*panels).properties(
         title=alt.Title("Decision boundary before and after", subtitle=subtitle, anchor="start")
     )
+
+
+def _drawn_points(
+    labels: np.ndarray, flipped: np.ndarray, n_cells: int, budget: int, random_state: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Which probe samples a panel draws beside its ``n_cells`` cells: all, or above half the
+    mark budget a seeded subset keeping every flipped one; the flipped mask; the note."""
+    room = max(budget // 2 - n_cells, 50)
+    flipped_mask = np.zeros(len(labels), dtype=bool)
+    flipped_mask[np.asarray(flipped, dtype=np.int64)] = True
+    if len(labels) <= room:
+        return np.arange(len(labels)), flipped_mask, []
+    rng = np.random.default_rng(random_state)
+    rest = np.flatnonzero(~flipped_mask)
+    keep = rng.choice(rest, size=max(room - int(flipped_mask.sum()), 0), replace=False)
+    shown = np.sort(np.concatenate([np.flatnonzero(flipped_mask), keep]))
+    note = (
+        f"{len(shown)} of {len(labels)} probe samples drawn (every flipped one; over the "
+        f"mark budget of {budget})"
+    )
+    return shown, flipped_mask, [note]
+
+
+@dataclass(frozen=True)
+class _Plane:
+    """The input plane a decision-boundary panel covers: its cell centres along each axis,
+    the two features' names and the unit suffix of the axis titles."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    fx: str
+    fy: str
+    suffix: str
+
+    def step(self, values: np.ndarray) -> float:
+        return float(values[1] - values[0]) if len(values) > 1 else 1.0
+
+    def scale(self, values: np.ndarray) -> alt.Scale:
+        half = self.step(values) / 2
+        return alt.Scale(domain=[float(values[0] - half), float(values[-1] + half)], nice=False)
+
+
+def _boundary_panel(
+    plane: _Plane,
+    title: str,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    probe: pd.DataFrame,
+    names: list[str],
+) -> alt.LayerChart:
+    """One panel: the predicted class of every cell (paler where less confident) and the
+    probe samples on top, flipped ones outlined."""
+    dx, dy = plane.step(plane.xs), plane.step(plane.ys)
+    gx, gy = np.meshgrid(plane.xs, plane.ys)
+    cells = pd.DataFrame(
+        {
+            "x": gx.ravel() - dx / 2,
+            "x2": gx.ravel() + dx / 2,
+            "y": gy.ravel() - dy / 2,
+            "y2": gy.ravel() + dy / 2,
+            "predicted": [names[int(i)] for i in predicted],
+            "confidence": confidence,
+        }
+    )
+    color_scale = categorical_scale(names)
+    x_scale, y_scale = plane.scale(plane.xs), plane.scale(plane.ys)
+    grid = (
+        alt.Chart(cells)
+        .mark_rect(stroke=None)
+        .encode(
+            x=alt.X("x:Q", title=f"{plane.fx}{plane.suffix}", scale=x_scale),
+            x2="x2:Q",
+            y=alt.Y("y:Q", title=f"{plane.fy}{plane.suffix}", scale=y_scale),
+            y2="y2:Q",
+            color=alt.Color("predicted:N", scale=color_scale, title="class"),
+            opacity=alt.Opacity(
+                "confidence:Q",
+                scale=alt.Scale(domain=[1 / len(names), 1], range=[0.08, 0.45]),
+                legend=None,
+            ),
+            tooltip=[
+                alt.Tooltip("predicted:N", title="predicted"),
+                alt.Tooltip("confidence:Q", format=".2f"),
+            ],
+        )
+    )
+    tips = [
+        alt.Tooltip("sample:Q", title="probe sample"),
+        alt.Tooltip("x:Q", title=plane.fx, format=".4g"),
+        alt.Tooltip("y:Q", title=plane.fy, format=".4g"),
+    ]
+    if "x_std" in probe:
+        tips += [
+            alt.Tooltip("x_std:Q", title=f"{plane.fx} (standardised)", format=".3f"),
+            alt.Tooltip("y_std:Q", title=f"{plane.fy} (standardised)", format=".3f"),
+        ]
+    dots = (
+        alt.Chart(probe)
+        .mark_circle(size=28)
+        .encode(
+            x=alt.X("x:Q", scale=x_scale),
+            y=alt.Y("y:Q", scale=y_scale),
+            color=alt.Color("label:N", scale=color_scale, title="class"),
+            stroke=alt.condition("datum.flipped", alt.value(REFERENCE), alt.value(None)),
+            strokeWidth=alt.condition("datum.flipped", alt.value(1.5), alt.value(0)),
+            opacity=alt.value(0.9),
+            tooltip=[
+                *tips,
+                alt.Tooltip("label:N", title="class"),
+                alt.Tooltip("flipped:N", title="prediction flipped"),
+            ],
+        )
+    )
+    return alt.layer(grid, dots).properties(title=title, width=300, height=300)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import altair as alt
 import numpy as np
@@ -182,15 +183,13 @@ def map_chart(
     a click on it reports (its row number, or its grid cell when binned).
     """
     subtitle = list(subtitle)
-    binned = len(frame) > budget
     x_scale = alt.Scale(domain=list(extent[:2]), nice=False, zero=False) if extent else None
     y_scale = alt.Scale(domain=list(extent[2:]), nice=False, zero=False) if extent else None
-    x_enc = alt.X("x:Q", title=None, scale=x_scale or alt.Scale(zero=False))
-    y_enc = alt.Y("y:Q", title=None, scale=y_scale or alt.Scale(zero=False))
+    scales = (x_scale or alt.Scale(zero=False), y_scale or alt.Scale(zero=False))
     click = alt.selection_point(name=CLICK, fields=["cell"], on="click", toggle="true")
     box = alt.selection_interval(name=BOX, encodings=["x", "y"])
     color = _color_encoding(color_title, color_type, color_domain, metric)
-    if binned:
+    if len(frame) > budget:
         cells, cell_of_point = bin_points(
             frame, color_type=color_type, budget=budget, domain=extent
         )
@@ -200,78 +199,16 @@ def map_chart(
             f"budget of {budget}); opacity shows how many neurons a cell holds, a click "
             "selects the whole cell",
         )
-        tooltip = [
-            alt.Tooltip("signature:N", title="nearest the centre"),
-            alt.Tooltip("n:Q", title="neurons"),
-            alt.Tooltip("color:N" if color_type == "N" else "color:Q", title=color_title),
-        ]
-        if color_type == "N":
-            tooltip.append(alt.Tooltip("share:Q", title="share of that colour", format=".0%"))
-        points = (
-            alt.Chart(cells)
-            .mark_rect(stroke=None)
-            .encode(
-                x=alt.X("x0:Q", title=None, scale=x_scale or alt.Scale(zero=False)),
-                x2="x1:Q",
-                y=alt.Y("y0:Q", title=None, scale=y_scale or alt.Scale(zero=False)),
-                y2="y1:Q",
-                color=color,
-                opacity=alt.Opacity("n:Q", scale=alt.Scale(range=[0.35, 1]), legend=None),
-                tooltip=tooltip,
-            )
-        )
+        points = _cell_marks(cells, scales, color, color_title, color_type)
     else:
         cell_of_point = np.arange(len(frame))
-        data = frame.assign(cell=cell_of_point)
-        if "selected" not in data:
-            data["selected"] = False
-        tooltip = [
-            alt.Tooltip("signature:N", title="signature"),
-            alt.Tooltip("cluster:N", title="cluster"),
-        ]
-        if color_title not in ("cluster", "layer"):
-            tooltip.append(
-                alt.Tooltip("color:N" if color_type == "N" else "color:Q", title=color_title)
-            )
-        tooltip += [
-            alt.Tooltip(f"{m}:Q", title=m, format=".4g") for m in TOOLTIP_METRICS if m in data
-        ]
-        size = 60 if len(frame) < 300 else 30 if len(frame) < 2000 else 12
-        points = (
-            alt.Chart(data)
-            .mark_circle(size=size, opacity=0.85)
-            .encode(
-                x=x_enc,
-                y=y_enc,
-                color=color,
-                stroke=alt.when(click, empty=False)
-                .then(alt.value(REFERENCE))
-                .when(box, empty=False)
-                .then(alt.value(REFERENCE))
-                .when("datum.selected")
-                .then(alt.value(REFERENCE))
-                .otherwise(alt.value(None)),
-                strokeWidth=alt.when("datum.selected")
-                .then(alt.value(2.0))
-                .otherwise(alt.value(1.0)),
-                tooltip=tooltip,
-            )
+        points = _point_marks(
+            frame.assign(cell=cell_of_point), scales, color, color_title, color_type, click, box
         )
     points = points.add_params(click, box)
     layers: list[alt.Chart] = [points]
     if trails is not None and len(trails):
-        path = alt.Chart(trails).encode(
-            x=alt.X("x:Q", scale=x_scale or alt.Scale(zero=False)),
-            y=alt.Y("y:Q", scale=y_scale or alt.Scale(zero=False)),
-            detail="neuron:N",
-            order="epoch:Q",
-            tooltip=[
-                alt.Tooltip("signature:N", title="signature"),
-                alt.Tooltip("epoch:Q", title=time_word()),
-            ],
-        )
-        layers.append(path.mark_line(color=REFERENCE, strokeWidth=1.2, opacity=0.7))
-        layers.append(path.mark_point(color=REFERENCE, size=18, filled=True, opacity=0.7))
+        layers += _trail_marks(trails, scales)
     chart = alt.layer(*layers) if len(layers) > 1 else points
     return (
         chart.properties(
@@ -280,6 +217,96 @@ def map_chart(
         ),
         cell_of_point,
     )
+
+
+def _cell_marks(
+    cells: pd.DataFrame,
+    scales: tuple[alt.Scale, alt.Scale],
+    color: Any,
+    color_title: str,
+    color_type: str,
+) -> alt.Chart:
+    """A binned map: one rectangle per grid cell, opacity by how many neurons it holds."""
+    tooltip = [
+        alt.Tooltip("signature:N", title="nearest the centre"),
+        alt.Tooltip("n:Q", title="neurons"),
+        alt.Tooltip("color:N" if color_type == "N" else "color:Q", title=color_title),
+    ]
+    if color_type == "N":
+        tooltip.append(alt.Tooltip("share:Q", title="share of that colour", format=".0%"))
+    return (
+        alt.Chart(cells)
+        .mark_rect(stroke=None)
+        .encode(
+            x=alt.X("x0:Q", title=None, scale=scales[0]),
+            x2="x1:Q",
+            y=alt.Y("y0:Q", title=None, scale=scales[1]),
+            y2="y1:Q",
+            color=color,
+            opacity=alt.Opacity("n:Q", scale=alt.Scale(range=[0.35, 1]), legend=None),
+            tooltip=tooltip,
+        )
+    )
+
+
+def _point_marks(
+    data: pd.DataFrame,
+    scales: tuple[alt.Scale, alt.Scale],
+    color: Any,
+    color_title: str,
+    color_type: str,
+    click: alt.Parameter,
+    box: alt.Parameter,
+) -> alt.Chart:
+    """One circle per neuron, outlined when clicked, boxed or ``selected``."""
+    if "selected" not in data:
+        data["selected"] = False
+    tooltip = [
+        alt.Tooltip("signature:N", title="signature"),
+        alt.Tooltip("cluster:N", title="cluster"),
+    ]
+    if color_title not in ("cluster", "layer"):
+        tooltip.append(
+            alt.Tooltip("color:N" if color_type == "N" else "color:Q", title=color_title)
+        )
+    tooltip += [alt.Tooltip(f"{m}:Q", title=m, format=".4g") for m in TOOLTIP_METRICS if m in data]
+    size = 60 if len(data) < 300 else 30 if len(data) < 2000 else 12
+    return (
+        alt.Chart(data)
+        .mark_circle(size=size, opacity=0.85)
+        .encode(
+            x=alt.X("x:Q", title=None, scale=scales[0]),
+            y=alt.Y("y:Q", title=None, scale=scales[1]),
+            color=color,
+            stroke=alt.when(click, empty=False)
+            .then(alt.value(REFERENCE))
+            .when(box, empty=False)
+            .then(alt.value(REFERENCE))
+            .when("datum.selected")
+            .then(alt.value(REFERENCE))
+            .otherwise(alt.value(None)),
+            strokeWidth=alt.when("datum.selected").then(alt.value(2.0)).otherwise(alt.value(1.0)),
+            tooltip=tooltip,
+        )
+    )
+
+
+def _trail_marks(trails: pd.DataFrame, scales: tuple[alt.Scale, alt.Scale]) -> list[alt.Chart]:
+    """Each trailed neuron's path through the epochs: a line and its points."""
+    path = alt.Chart(trails).encode(
+        x=alt.X("x:Q", scale=scales[0]),
+        y=alt.Y("y:Q", scale=scales[1]),
+        detail="neuron:N",
+        order="epoch:Q",
+        tooltip=[
+            alt.Tooltip("signature:N", title="signature"),
+            alt.Tooltip("epoch:Q", title=time_word()),
+        ],
+    )
+    return [
+        path.mark_line(color=REFERENCE, strokeWidth=1.2, opacity=0.7),
+        path.mark_point(color=REFERENCE, size=18, filled=True, opacity=0.7),
+    ]
 
 
 def explained_variance_chart(ratios: np.ndarray) -> alt.Chart:
