@@ -26,7 +26,7 @@ standardised features) to the sample. Nothing here imports Streamlit.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,7 +38,7 @@ from ..progress import Progress, fraction, no_progress
 from ..timeaxis import time_key
 from ..trace import LayerInfo, format_signature, signature_column
 from ..tracer import as_positions
-from .neuron_model import OBJECTIVES, NeuronModel
+from .neuron_model import OBJECTIVES, HookPoint, NeuronModel
 
 if TYPE_CHECKING:
     from ..trace import NetworkTrace
@@ -121,22 +121,11 @@ def neuron_attributions(
     array of shape (n_samples, n_neurons), float64, columns by global neuron id; NaN in the
     columns of layers not computed (the output layer by default).
     """
-    from captum.attr import (
-        LayerConductance,
-        LayerFeatureAblation,
-        LayerGradientXActivation,
-        LayerIntegratedGradients,
-    )
-
     _check_method(method)
     report = progress or no_progress
     x = torch.as_tensor(x).to(model.device)
     n = x.shape[0]
-    targets = torch.as_tensor(target, dtype=torch.long).to(model.device)
-    if targets.dim() == 0:
-        targets = targets.expand(n)
-    if targets.shape != (n,):
-        raise ValueError(f"target has shape {tuple(targets.shape)}; expected ({n},)")
+    targets = _per_sample_targets(target, n, model.device)
     output_name = model.layers[-1].name
     names = (
         list(layers)
@@ -148,71 +137,125 @@ def neuron_attributions(
     if n == 0:
         return out
 
-    def store(info: LayerInfo, values: torch.Tensor) -> None:
+    def store(info: LayerInfo, values: torch.Tensor, rows: slice = slice(None)) -> None:
         point = model.point(info.name)
         pooled = _pool_sum(values.detach(), point.feature_dim)
-        out[:, info.first_id : info.last_id + 1] = pooled.double().cpu().numpy()
+        out[rows, info.first_id : info.last_id + 1] = pooled.double().cpu().numpy()
 
     title = METHOD_TITLES[method]
     if method == "grad_x_act":
         report(0.0, f"{title}: one backward pass over {len(chosen)} layers")
-        points = [model.point(info.name) for info in chosen]
-        for start in range(0, n, max_rows):
-            rows = slice(start, start + max_rows)
-            values = LayerGradientXActivation(model, points).attribute(
-                x[rows], target=targets[rows]
-            )
-            values = [values] if isinstance(values, torch.Tensor) else list(values)
-            for info, v in zip(chosen, values, strict=True):
-                point = model.point(info.name)
-                pooled = _pool_sum(v.detach(), point.feature_dim)
-                out[rows, info.first_id : info.last_id + 1] = pooled.double().cpu().numpy()
+        _grad_x_act(model, chosen, x, targets, max_rows, store)
         report(1.0, f"{title}: done")
         return out
-
     for i, info in enumerate(chosen):
         report(fraction(i, len(chosen)), f"{title}: layer {info.name} ({i + 1} of {len(chosen)})")
         point = model.point(info.name)
         if method in ("integrated_gradients", "conductance"):
-            algorithm = (
-                LayerIntegratedGradients(model, point)
-                if method == "integrated_gradients"
-                else LayerConductance(model, point)
-            )
-            per_call = max(1, max_rows // max(n_steps, 1))
-            parts = []
-            for start in range(0, n, per_call):
-                rows = slice(start, start + per_call)
-                parts.append(
-                    algorithm.attribute(
-                        x[rows],
-                        baselines=torch.zeros_like(x[rows]),
-                        target=targets[rows],
-                        n_steps=n_steps,
-                        internal_batch_size=max(1, min(max_rows, x[rows].shape[0] * n_steps)),
-                    )
-                )
-            store(info, torch.cat(parts))
-        else:  # ablation: Captum takes one int target per call with several ablations per eval
-            values = torch.zeros((n, *_layer_shape(model, x[:1], point)[1:]))
-            per_eval = max(1, min(info.n_neurons, max_rows // n))
-            ablation = LayerFeatureAblation(model, point)
-            for cls in torch.unique(targets).tolist():
-                rows = torch.nonzero(targets == cls).flatten()
-                values[rows] = (
-                    ablation.attribute(
-                        x[rows],
-                        target=int(cls),
-                        layer_mask=_channel_mask(model, x[:1], point),
-                        perturbations_per_eval=per_eval,
-                    )
-                    .detach()
-                    .float()
-                    .cpu()
-                )
+            store(info, _integrated(model, point, method, x, targets, n_steps, max_rows))
+        else:
+            values = _ablated(model, info, point, x, targets, max_rows)
             store(info, values if point.feature_dim == -1 else _per_channel(values, point))
     report(1.0, f"{title}: done")
     return out
+
+
+def _per_sample_targets(
+    target: int | Sequence[int] | np.ndarray | torch.Tensor, n: int, device: torch.device
+) -> torch.Tensor:
+    """One target class per sample (one int is every sample's); ``ValueError`` otherwise."""
+    targets = torch.as_tensor(target, dtype=torch.long).to(device)
+    if targets.dim() == 0:
+        targets = targets.expand(n)
+    if targets.shape != (n,):
+        raise ValueError(f"target has shape {tuple(targets.shape)}; expected ({n},)")
+    return targets
+
+
+def _grad_x_act(
+    model: NeuronModel,
+    chosen: list[LayerInfo],
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    max_rows: int,
+    store: Callable[..., None],
+) -> None:
+    """Gradient × activation of every chosen layer: one backward pass per block of rows."""
+    from captum.attr import LayerGradientXActivation
+
+    points = [model.point(info.name) for info in chosen]
+    for start in range(0, x.shape[0], max_rows):
+        rows = slice(start, start + max_rows)
+        values = LayerGradientXActivation(model, points).attribute(x[rows], target=targets[rows])
+        values = [values] if isinstance(values, torch.Tensor) else list(values)
+        for info, v in zip(chosen, values, strict=True):
+            store(info, v, rows)
+
+
+def _integrated(
+    model: NeuronModel,
+    point: HookPoint,
+    method: str,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    n_steps: int,
+    max_rows: int,
+) -> torch.Tensor:
+    """Integrated gradients or conductance of one layer from a zero baseline, in blocks of
+    samples whose integration steps fit ``max_rows``."""
+    from captum.attr import LayerConductance, LayerIntegratedGradients
+
+    algorithm = (
+        LayerIntegratedGradients(model, point)
+        if method == "integrated_gradients"
+        else LayerConductance(model, point)
+    )
+    per_call = max(1, max_rows // max(n_steps, 1))
+    parts = []
+    for start in range(0, x.shape[0], per_call):
+        rows = slice(start, start + per_call)
+        parts.append(
+            algorithm.attribute(
+                x[rows],
+                baselines=torch.zeros_like(x[rows]),
+                target=targets[rows],
+                n_steps=n_steps,
+                internal_batch_size=max(1, min(max_rows, x[rows].shape[0] * n_steps)),
+            )
+        )
+    return torch.cat(parts)
+
+
+def _ablated(
+    model: NeuronModel,
+    info: LayerInfo,
+    point: HookPoint,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    max_rows: int,
+) -> torch.Tensor:
+    """Feature ablation of one layer's neurons (channels of a conv layer): Captum takes one
+    int target per call, with several ablations per evaluation."""
+    from captum.attr import LayerFeatureAblation
+
+    n = x.shape[0]
+    values = torch.zeros((n, *_layer_shape(model, x[:1], point)[1:]))
+    per_eval = max(1, min(info.n_neurons, max_rows // n))
+    ablation = LayerFeatureAblation(model, point)
+    for cls in torch.unique(targets).tolist():
+        rows = torch.nonzero(targets == cls).flatten()
+        values[rows] = (
+            ablation.attribute(
+                x[rows],
+                target=int(cls),
+                layer_mask=_channel_mask(model, x[:1], point),
+                perturbations_per_eval=per_eval,
+            )
+            .detach()
+            .float()
+            .cpu()
+        )
+    return values
 
 
 def _layer_shape(model: NeuronModel, x: torch.Tensor, point: torch.nn.Module) -> tuple[int, ...]:
