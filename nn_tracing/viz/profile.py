@@ -551,9 +551,25 @@ def activation_field_chart(
     evenly (the subtitle says so); the grid itself is sized by the caller.
     """
     signature = format_signature(field.epoch, layer, field.neuron_id)
+    heat, n_cells = _field_heat(field, signature)
+    subtitle = [f"{signature} at {time_key(field.epoch)}, computed by running the traced model"]
+    layers: list[alt.Chart] = [heat]
+    if field.probe_x is not None:
+        layers.append(
+            _field_points(field, signature, highlight, max(budget - n_cells, 1), subtitle)
+        )
+    return (
+        alt.layer(*layers)
+        .resolve_scale(color="independent", fill="independent")
+        .properties(title=_title("Activation field", subtitle), width=480, height=420)
+    )
+
+
+def _field_heat(field: ActivationField, signature: str) -> tuple[alt.Chart, int]:
+    """The neuron's activation over the grid of the input plane, and how many cells it has.
+    Cells overlap their neighbours by a sliver, which closes the anti-aliasing seams."""
     x0, x1 = _edges(field.x)
     y0, y1 = _edges(field.y)
-    # cells overlap their neighbours by a sliver, which closes the anti-aliasing seams
     domain_x, domain_y = (x0[0], x1[-1]), (y0[0], y1[-1])
     x1 = x1 + 0.08 * (x1 - x0)
     y1 = y1 + 0.08 * (y1 - y0)
@@ -569,7 +585,6 @@ def activation_field_chart(
         }
     )
     fx, fy = field.feature_names
-    subtitle = [f"{signature} at {time_key(field.epoch)}, computed by running the traced model"]
     values = field.values[np.isfinite(field.values)]
     scale = (
         _diverging(values)
@@ -591,52 +606,55 @@ def activation_field_chart(
             ],
         )
     )
-    layers: list[alt.Chart] = [heat]
-    if field.probe_x is not None:
-        labels = (
-            field.probe_labels if field.probe_labels is not None else np.zeros(len(field.probe_x))
-        )
-        points = pd.DataFrame(
-            {
-                "px": field.probe_x[:, 0],
-                "py": field.probe_x[:, 1],
-                "class": [str(v) for v in np.asarray(labels).tolist()],
-                "probe_index": np.arange(len(field.probe_x)),
-                "activation": field.probe_values if field.probe_values is not None else np.nan,
-                "signature": signature,
-            }
-        )
-        points["top"] = points["probe_index"].isin(highlight or [])
-        room = max(budget - len(grid), 1)
-        step = bin_size_for(len(points), room)
-        if step > 1:
-            points = points[(points["probe_index"] % step == 0) | points["top"]]
-            subtitle.append(f"probe points: every {step}th of {len(field.probe_x)} shown")
-        layers.append(
-            alt.Chart(points)
-            .mark_point(filled=True, size=30, opacity=0.9)
-            .encode(
-                x="px:Q",
-                y="py:Q",
-                fill=alt.Fill(
-                    "class:N",
-                    scale=categorical_scale(sorted(set(points["class"]), key=_class_key)),
-                    title="class",
-                ),
-                stroke=alt.condition("datum.top", alt.value(HIGHLIGHT), alt.value(WHITE)),
-                strokeWidth=alt.condition("datum.top", alt.value(2.5), alt.value(0.6)),
-                tooltip=[
-                    alt.Tooltip("signature:N", title="signature"),
-                    alt.Tooltip("probe_index:Q", title="probe sample"),
-                    alt.Tooltip("class:N", title="label"),
-                    alt.Tooltip("activation:Q", format=".4g"),
-                ],
-            )
-        )
-        if highlight:
-            subtitle.append("red outline: the top-activating probe samples")
+    return heat, len(grid)
+
+
+def _field_points(
+    field: ActivationField,
+    signature: str,
+    highlight: list[int] | None,
+    room: int,
+    subtitle: list[str],
+) -> alt.Chart:
+    """The probe samples over the field, by class, ``highlight`` outlined; evenly thinned to
+    ``room`` marks (the highlighted ones kept). Appends what it says to ``subtitle``."""
+    assert field.probe_x is not None
+    labels = field.probe_labels if field.probe_labels is not None else np.zeros(len(field.probe_x))
+    points = pd.DataFrame(
+        {
+            "px": field.probe_x[:, 0],
+            "py": field.probe_x[:, 1],
+            "class": [str(v) for v in np.asarray(labels).tolist()],
+            "probe_index": np.arange(len(field.probe_x)),
+            "activation": field.probe_values if field.probe_values is not None else np.nan,
+            "signature": signature,
+        }
+    )
+    points["top"] = points["probe_index"].isin(highlight or [])
+    step = bin_size_for(len(points), room)
+    if step > 1:
+        points = points[(points["probe_index"] % step == 0) | points["top"]]
+        subtitle.append(f"probe points: every {step}th of {len(field.probe_x)} shown")
+    if highlight:
+        subtitle.append("red outline: the top-activating probe samples")
     return (
-        alt.layer(*layers)
-        .resolve_scale(color="independent", fill="independent")
-        .properties(title=_title("Activation field", subtitle), width=480, height=420)
+        alt.Chart(points)
+        .mark_point(filled=True, size=30, opacity=0.9)
+        .encode(
+            x="px:Q",
+            y="py:Q",
+            fill=alt.Fill(
+                "class:N",
+                scale=categorical_scale(sorted(set(points["class"]), key=_class_key)),
+                title="class",
+            ),
+            stroke=alt.condition("datum.top", alt.value(HIGHLIGHT), alt.value(WHITE)),
+            strokeWidth=alt.condition("datum.top", alt.value(2.5), alt.value(0.6)),
+            tooltip=[
+                alt.Tooltip("signature:N", title="signature"),
+                alt.Tooltip("probe_index:Q", title="probe sample"),
+                alt.Tooltip("class:N", title="label"),
+                alt.Tooltip("activation:Q", format=".4g"),
+            ],
+        )
     )
