@@ -185,15 +185,16 @@ def _demo_picker(active: ActiveTrace) -> None:
     if not active.trace.meta.get("demo"):
         return
     others = [(key, demo) for key, demo in DEMOS.items() if demo.name != active.name]
-    columns = st.columns(len(others) + 3)
-    columns[0].caption(f"This is a demo trace ({md_escape(active.name or '')}).")
-    for column, (key, demo) in zip(columns[1:], others, strict=False):
-        column.button(
-            f"Load the {demo.title}",
-            key=f"{state.DEMO_BUTTON}:{key}",
-            on_click=_load_demo,
-            args=(key,),
-        )
+    # one row, each button as wide as its label (equal columns cut the longer labels)
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.caption(f"This is a demo trace ({md_escape(active.name or '')}).", width="content")
+        for key, demo in others:
+            st.button(
+                f"Load the {demo.title}",
+                key=f"{state.DEMO_BUTTON}:{key}",
+                on_click=_load_demo,
+                args=(key,),
+            )
 
 
 @contextmanager

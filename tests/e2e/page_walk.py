@@ -7,7 +7,8 @@ script both walk the pages this way).
   element of the page, and each chart wider than its own element (clipped).
 * :func:`clipped_labels` — each legend label drawn outside its chart's box (cut off), read
   from the Vega view as drawn: the SVG's legend texts, or for a canvas every label painted on
-  it (recorded by :data:`CANVAS_TEXTS`, installed by :func:`walk`).
+  it (recorded by :data:`CANVAS_TEXTS`, installed by :func:`walk`); and each button whose
+  label is cut short (an ellipsis).
 * :func:`gaps` — the empty pixels below each chart inside its element (a facet grid keeps its
   own size: an element taller than the grid leaves a gap).
 * :func:`walk` — every page (and every tab of a page) of one trace: a screenshot each, and the
@@ -155,9 +156,23 @@ _GAPS_JS = """
 """
 
 
+_CUT_BUTTONS_JS = """
+() => [...document.querySelectorAll('[data-testid="stMain"] button')].flatMap(button => {
+  if (button.getBoundingClientRect().width < 1) return [];
+  // the element that cuts the label (overflow hidden, an ellipsis) is somewhere inside
+  const cut = [button, ...button.querySelectorAll('*')].find(
+    el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1);
+  if (!cut) return [];
+  return [`button "${button.innerText.trim()}": its label needs ${cut.scrollWidth} px, ` +
+          `has ${cut.clientWidth}`];
+})
+"""
+
+
 def clipped_labels(page, slack: int = 4) -> list[str]:
-    """Legend labels (every label, on a canvas) drawn outside their chart's box: cut off."""
-    return list(page.evaluate(_CLIPPED_JS, slack))
+    """Legend labels (every label, on a canvas) drawn outside their chart's box, and button
+    labels cut short (an ellipsis): cut off."""
+    return [*page.evaluate(_CLIPPED_JS, slack), *page.evaluate(_CUT_BUTTONS_JS)]
 
 
 def gaps(page) -> list[int]:

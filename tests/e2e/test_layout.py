@@ -38,6 +38,8 @@ def demo_traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, config in (("moons", MOONS), ("digits", DIGITS)):
         run = train(config)
         assert run.trace is not None
+        if name == "moons":  # a demo, as on a first visit: the Overview offers the others
+            run.trace.meta["demo"] = True
         out[name] = save_trace(run.trace, folder / f"{name}.nntrace")
     return out
 
@@ -68,7 +70,8 @@ def test_no_page_overlaps_or_clips_a_chart(
     assert sum(s.charts for s in shots) > 20
     problems = [f"{s.name}: {o}" for s in shots for o in s.overlaps]
     assert problems == [], "\n".join(problems)
-    # every legend label inside its chart's box (the digits brain scan once cut its −5)
+    # every legend label inside its chart's box (the digits brain scan once cut its −5), and
+    # no button label cut short (the demo buttons once read "Load the moons demo …")
     cut = [f"{s.name}: {c}" for s in shots for c in s.clipped]
     assert cut == [], "\n".join(cut)
     # the Neurons page's grid of small charts: its element as tall as the grid, no gap below
