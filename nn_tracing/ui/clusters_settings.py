@@ -206,6 +206,14 @@ def hmm_problem(active: ActiveTrace) -> str | None:
 
 #: Short names of the scalings (the dropdown is narrow; the long ones are in its help).
 _SCALE_SHORT = {"none": "raw", "neuron": "z per neuron", "global": "z per feature"}
+#: Short names of the feature sets, the same way (a long one was cut in the dropdown).
+_FEATURES_SHORT = {
+    "trajectory": "trajectory (one metric)",
+    "metrics": "metrics (one epoch)",
+    "response": "response per class",
+    "activations": "activations per sample",
+    "weights": "incoming weights",
+}
 
 
 def _feature_controls(
@@ -224,10 +232,8 @@ def _feature_controls(
         "Feature set",
         kinds,
         key=state.CLUSTERS_FEATURES,
-        format_func=lambda k: f"{k}: {FEATURE_SETS[k]}",
-        help="trajectory: a metric over the epochs; metrics: several metrics at one epoch; "
-        "response: the mean activation per class; activations: the activation on every "
-        "probe sample; weights: the incoming weights (one layer).",
+        format_func=_FEATURES_SHORT.__getitem__,
+        help="; ".join(f"{_FEATURES_SHORT[k]}: {FEATURE_SETS[k]}" for k in kinds) + ".",
     )
     chosen = _layer_control(active, kind)
     epoch, epoch_range = _epoch_controls(active, kind)

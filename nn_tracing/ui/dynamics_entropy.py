@@ -57,7 +57,7 @@ def _controls(random_state: int) -> view.EntropyParams:
     )
     _ensure(state.DYNAMICS_ENTROPY_ALPHA, lambda v: v in view.ALPHAS, DEFAULTS.alpha)
     _ensure(state.DYNAMICS_ENTROPY_FDR, lambda v: v in view.FDR_SCOPES, DEFAULTS.fdr)
-    columns = st.columns(6)
+    columns = [*st.columns(3), *st.columns(3)]  # two rows: six in one cut their labels
     columns[0].slider(
         "Bins", low, high, key=state.DYNAMICS_ENTROPY_BINS, help="quantile bins per neuron"
     )

@@ -57,7 +57,7 @@ def _neuron_controls(active: ActiveTrace, layers_key: str, random_state: int) ->
         lambda v: isinstance(v, int) and 100 <= v <= MAX_NEURONS,
         _NEURONS.max_neurons,
     )
-    columns = st.columns([3, 2, 1, 1, 1])
+    columns = st.columns([3, 2, 1.6, 1, 1.2])  # room for "within each layer"
     columns[0].multiselect(
         "Features of each neuron's trajectory",
         list(METRICS),

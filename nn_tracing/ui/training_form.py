@@ -546,8 +546,8 @@ def _storage_fields(errors: Mapping[str, str]) -> None:
             "Over the budget",
             errors,
             options=("refuse", "adapt"),
-            format_func={"refuse": "refuse the run", "adapt": "adapt the run"}.__getitem__,
-            help="Adapt: float16, then fewer kept samples, then fewer recorded epochs.",
+            help="Refuse the run, or adapt it: float16, then fewer kept samples, then fewer "
+            "recorded epochs.",
         )
 
 

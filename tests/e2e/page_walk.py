@@ -7,8 +7,8 @@ script both walk the pages this way).
   element of the page, and each chart wider than its own element (clipped).
 * :func:`clipped_labels` — each legend label drawn outside its chart's box (cut off), read
   from the Vega view as drawn: the SVG's legend texts, or for a canvas every label painted on
-  it (recorded by :data:`CANVAS_TEXTS`, installed by :func:`walk`); and each button whose
-  label is cut short (an ellipsis).
+  it (recorded by :data:`CANVAS_TEXTS`, installed by :func:`walk`); and each button or
+  dropdown of the page (not the sidebar) whose label is cut short.
 * :func:`gaps` — the empty pixels below each chart inside its element (a facet grid keeps its
   own size: an element taller than the grid leaves a gap).
 * :func:`walk` — every page (and every tab of a page) of one trace: a screenshot each, and the
@@ -156,14 +156,19 @@ _GAPS_JS = """
 """
 
 
-_CUT_BUTTONS_JS = """
-() => [...document.querySelectorAll('[data-testid="stMain"] button')].flatMap(button => {
+_CUT_LABELS_JS = """
+() => [...document.querySelectorAll(
+    '[data-testid="stMain"] button, [data-testid="stMain"] [data-testid="stSelectbox"] input'
+  )].flatMap(button => {
   if (button.getBoundingClientRect().width < 1) return [];
   // the element that cuts the label (overflow hidden, an ellipsis) is somewhere inside
   const cut = [button, ...button.querySelectorAll('*')].find(
     el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1);
   if (!cut) return [];
-  return [`button "${button.innerText.trim()}": its label needs ${cut.scrollWidth} px, ` +
+  const what = button.tagName === 'INPUT'
+    ? `select "${button.getAttribute('aria-label')}" showing "${button.value}"`
+    : `button "${button.innerText.trim()}"`;
+  return [`${what}: its label needs ${cut.scrollWidth} px, ` +
           `has ${cut.clientWidth}`];
 })
 """
@@ -172,7 +177,7 @@ _CUT_BUTTONS_JS = """
 def clipped_labels(page, slack: int = 4) -> list[str]:
     """Legend labels (every label, on a canvas) drawn outside their chart's box, and button
     labels cut short (an ellipsis): cut off."""
-    return [*page.evaluate(_CLIPPED_JS, slack), *page.evaluate(_CUT_BUTTONS_JS)]
+    return [*page.evaluate(_CLIPPED_JS, slack), *page.evaluate(_CUT_LABELS_JS)]
 
 
 def gaps(page) -> list[int]:
