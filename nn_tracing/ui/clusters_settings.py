@@ -214,6 +214,7 @@ _FEATURES_SHORT = {
     "activations": "activations per sample",
     "weights": "incoming weights",
 }
+_FEATURES_HELP = "; ".join(f"{_FEATURES_SHORT[k]}: {v}" for k, v in FEATURE_SETS.items()) + "."
 
 
 def _feature_controls(
@@ -233,7 +234,7 @@ def _feature_controls(
         kinds,
         key=state.CLUSTERS_FEATURES,
         format_func=_FEATURES_SHORT.__getitem__,
-        help="; ".join(f"{_FEATURES_SHORT[k]}: {FEATURE_SETS[k]}" for k in kinds) + ".",
+        help=_FEATURES_HELP,
     )
     chosen = _layer_control(active, kind)
     epoch, epoch_range = _epoch_controls(active, kind)

@@ -569,7 +569,7 @@ def decision_boundary_chart(
     fx, fy = (
         (str(feature_names[0]), str(feature_names[1])) if len(feature_names) >= 2 else ("x0", "x1")
     )
-    plane = _Plane(xs, ys, fx, fy, "" if standardised_points is not None else " (standardised)")
+    plane = _plane(xs, ys, fx, fy, standardised=standardised_points is not None)
     panels = [
         _boundary_panel(plane, title, predicted, confidence, probe, names)
         for title, predicted, confidence in (
@@ -610,21 +610,46 @@ def _drawn_points(
 
 @dataclass(frozen=True)
 class _Plane:
-    """The input plane a decision-boundary panel covers: its cell centres along each axis,
-    the two features' names and the unit suffix of the axis titles."""
+    """The input plane both decision-boundary panels share: every grid cell's edges (a cell
+    centred on each (x, y)), the axes (their scales span the cells), and the probe points'
+    tooltip."""
 
-    xs: np.ndarray
-    ys: np.ndarray
-    fx: str
-    fy: str
-    suffix: str
+    cells: pd.DataFrame
+    x_scale: alt.Scale
+    y_scale: alt.Scale
+    x_title: str
+    y_title: str
+    tips: list[alt.Tooltip]
 
-    def step(self, values: np.ndarray) -> float:
-        return float(values[1] - values[0]) if len(values) > 1 else 1.0
 
-    def scale(self, values: np.ndarray) -> alt.Scale:
-        half = self.step(values) / 2
-        return alt.Scale(domain=[float(values[0] - half), float(values[-1] + half)], nice=False)
+def _plane(xs: np.ndarray, ys: np.ndarray, fx: str, fy: str, standardised: bool) -> _Plane:
+    """The plane of ``xs`` × ``ys``; ``standardised``: the points' standardised values are
+    known, so the axes are in the dataset's units and the tooltip adds the standardised ones."""
+    dx = float(xs[1] - xs[0]) if len(xs) > 1 else 1.0
+    dy = float(ys[1] - ys[0]) if len(ys) > 1 else 1.0
+    gx, gy = np.meshgrid(xs, ys)
+    cells = pd.DataFrame(
+        {
+            "x": gx.ravel() - dx / 2,
+            "x2": gx.ravel() + dx / 2,
+            "y": gy.ravel() - dy / 2,
+            "y2": gy.ravel() + dy / 2,
+        }
+    )
+    x_scale = alt.Scale(domain=[float(xs[0] - dx / 2), float(xs[-1] + dx / 2)], nice=False)
+    y_scale = alt.Scale(domain=[float(ys[0] - dy / 2), float(ys[-1] + dy / 2)], nice=False)
+    suffix = "" if standardised else " (standardised)"
+    tips = [
+        alt.Tooltip("sample:Q", title="probe sample"),
+        alt.Tooltip("x:Q", title=fx, format=".4g"),
+        alt.Tooltip("y:Q", title=fy, format=".4g"),
+    ]
+    if standardised:
+        tips += [
+            alt.Tooltip("x_std:Q", title=f"{fx} (standardised)", format=".3f"),
+            alt.Tooltip("y_std:Q", title=f"{fy} (standardised)", format=".3f"),
+        ]
+    return _Plane(cells, x_scale, y_scale, f"{fx}{suffix}", f"{fy}{suffix}", tips)
 
 
 def _boundary_panel(
@@ -637,27 +662,15 @@ def _boundary_panel(
 ) -> alt.LayerChart:
     """One panel: the predicted class of every cell (paler where less confident) and the
     probe samples on top, flipped ones outlined."""
-    dx, dy = plane.step(plane.xs), plane.step(plane.ys)
-    gx, gy = np.meshgrid(plane.xs, plane.ys)
-    cells = pd.DataFrame(
-        {
-            "x": gx.ravel() - dx / 2,
-            "x2": gx.ravel() + dx / 2,
-            "y": gy.ravel() - dy / 2,
-            "y2": gy.ravel() + dy / 2,
-            "predicted": [names[int(i)] for i in predicted],
-            "confidence": confidence,
-        }
-    )
+    cells = plane.cells.assign(predicted=[names[int(i)] for i in predicted], confidence=confidence)
     color_scale = categorical_scale(names)
-    x_scale, y_scale = plane.scale(plane.xs), plane.scale(plane.ys)
     grid = (
         alt.Chart(cells)
         .mark_rect(stroke=None)
         .encode(
-            x=alt.X("x:Q", title=f"{plane.fx}{plane.suffix}", scale=x_scale),
+            x=alt.X("x:Q", title=plane.x_title, scale=plane.x_scale),
             x2="x2:Q",
-            y=alt.Y("y:Q", title=f"{plane.fy}{plane.suffix}", scale=y_scale),
+            y=alt.Y("y:Q", title=plane.y_title, scale=plane.y_scale),
             y2="y2:Q",
             color=alt.Color("predicted:N", scale=color_scale, title="class"),
             opacity=alt.Opacity(
@@ -671,28 +684,18 @@ def _boundary_panel(
             ],
         )
     )
-    tips = [
-        alt.Tooltip("sample:Q", title="probe sample"),
-        alt.Tooltip("x:Q", title=plane.fx, format=".4g"),
-        alt.Tooltip("y:Q", title=plane.fy, format=".4g"),
-    ]
-    if "x_std" in probe:
-        tips += [
-            alt.Tooltip("x_std:Q", title=f"{plane.fx} (standardised)", format=".3f"),
-            alt.Tooltip("y_std:Q", title=f"{plane.fy} (standardised)", format=".3f"),
-        ]
     dots = (
         alt.Chart(probe)
         .mark_circle(size=28)
         .encode(
-            x=alt.X("x:Q", scale=x_scale),
-            y=alt.Y("y:Q", scale=y_scale),
+            x=alt.X("x:Q", scale=plane.x_scale),
+            y=alt.Y("y:Q", scale=plane.y_scale),
             color=alt.Color("label:N", scale=color_scale, title="class"),
             stroke=alt.condition("datum.flipped", alt.value(REFERENCE), alt.value(None)),
             strokeWidth=alt.condition("datum.flipped", alt.value(1.5), alt.value(0)),
             opacity=alt.value(0.9),
             tooltip=[
-                *tips,
+                *plane.tips,
                 alt.Tooltip("label:N", title="class"),
                 alt.Tooltip("flipped:N", title="prediction flipped"),
             ],

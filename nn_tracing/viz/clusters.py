@@ -260,7 +260,7 @@ def _point_marks(
 ) -> alt.Chart:
     """One circle per neuron, outlined when clicked, boxed or ``selected``."""
     if "selected" not in data:
-        data["selected"] = False
+        data = data.assign(selected=False)
     tooltip = [
         alt.Tooltip("signature:N", title="signature"),
         alt.Tooltip("cluster:N", title="cluster"),

@@ -555,9 +555,11 @@ def activation_field_chart(
     subtitle = [f"{signature} at {time_key(field.epoch)}, computed by running the traced model"]
     layers: list[alt.Chart] = [heat]
     if field.probe_x is not None:
-        layers.append(
-            _field_points(field, signature, highlight, max(budget - n_cells, 1), subtitle)
+        points, notes = _field_points(
+            field, field.probe_x, signature, highlight, max(budget - n_cells, 1)
         )
+        layers.append(points)
+        subtitle += notes
     return (
         alt.layer(*layers)
         .resolve_scale(color="independent", fill="independent")
@@ -611,21 +613,22 @@ def _field_heat(field: ActivationField, signature: str) -> tuple[alt.Chart, int]
 
 def _field_points(
     field: ActivationField,
+    probe_x: np.ndarray,
     signature: str,
     highlight: list[int] | None,
     room: int,
-    subtitle: list[str],
-) -> alt.Chart:
-    """The probe samples over the field, by class, ``highlight`` outlined; evenly thinned to
-    ``room`` marks (the highlighted ones kept). Appends what it says to ``subtitle``."""
-    assert field.probe_x is not None
-    labels = field.probe_labels if field.probe_labels is not None else np.zeros(len(field.probe_x))
+) -> tuple[alt.Chart, list[str]]:
+    """The probe samples (``probe_x``, the field's) over the field, by class, ``highlight``
+    outlined, evenly thinned to ``room`` marks (the highlighted ones kept); and the subtitle
+    lines that say so."""
+    labels = field.probe_labels if field.probe_labels is not None else np.zeros(len(probe_x))
+    notes = []
     points = pd.DataFrame(
         {
-            "px": field.probe_x[:, 0],
-            "py": field.probe_x[:, 1],
+            "px": probe_x[:, 0],
+            "py": probe_x[:, 1],
             "class": [str(v) for v in np.asarray(labels).tolist()],
-            "probe_index": np.arange(len(field.probe_x)),
+            "probe_index": np.arange(len(probe_x)),
             "activation": field.probe_values if field.probe_values is not None else np.nan,
             "signature": signature,
         }
@@ -634,10 +637,10 @@ def _field_points(
     step = bin_size_for(len(points), room)
     if step > 1:
         points = points[(points["probe_index"] % step == 0) | points["top"]]
-        subtitle.append(f"probe points: every {step}th of {len(field.probe_x)} shown")
+        notes.append(f"probe points: every {step}th of {len(probe_x)} shown")
     if highlight:
-        subtitle.append("red outline: the top-activating probe samples")
-    return (
+        notes.append("red outline: the top-activating probe samples")
+    chart = (
         alt.Chart(points)
         .mark_point(filled=True, size=30, opacity=0.9)
         .encode(
@@ -658,3 +661,4 @@ def _field_points(
             ],
         )
     )
+    return chart, notes

@@ -159,15 +159,15 @@ _GAPS_JS = """
 _CUT_LABELS_JS = """
 () => [...document.querySelectorAll(
     '[data-testid="stMain"] button, [data-testid="stMain"] [data-testid="stSelectbox"] input'
-  )].flatMap(button => {
-  if (button.getBoundingClientRect().width < 1) return [];
+  )].flatMap(el => {
+  if (el.getBoundingClientRect().width < 1) return [];
   // the element that cuts the label (overflow hidden, an ellipsis) is somewhere inside
-  const cut = [button, ...button.querySelectorAll('*')].find(
-    el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1);
+  const cut = [el, ...el.querySelectorAll('*')].find(
+    e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1);
   if (!cut) return [];
-  const what = button.tagName === 'INPUT'
-    ? `select "${button.getAttribute('aria-label')}" showing "${button.value}"`
-    : `button "${button.innerText.trim()}"`;
+  const what = el.tagName === 'INPUT'
+    ? `select "${el.getAttribute('aria-label')}" showing "${el.value}"`
+    : `button "${el.innerText.trim()}"`;
   return [`${what}: its label needs ${cut.scrollWidth} px, ` +
           `has ${cut.clientWidth}`];
 })
